@@ -1,0 +1,167 @@
+//! The answer cache: upstream answers kept in wire format and replayed with ID, question case and TTLs patched.
+//!
+//! Keyed by (name, type, class, EDNS, DO, CD) so a DNSSEC-aware client never gets an answer fetched
+//! for a client that was not, and the reverse.
+
+use crate::config::CacheConfig;
+use crate::wire::{self, AnswerShape, HEADER_LEN, Query};
+use hashbrown::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+const SHARDS: usize = 16;
+const RCODE_NOERROR: u8 = 0;
+const RCODE_NXDOMAIN: u8 = 3;
+
+struct Entry {
+    wire: Box<[u8]>,
+    ttl_offsets: Box<[u32]>,
+    stored: Instant,
+    /// Seconds the entry lives, after floor and ceiling.
+    ttl: u32,
+}
+
+/// A bounded, sharded answer cache.
+pub struct Cache {
+    shards: Vec<Mutex<HashMap<Box<[u8]>, Entry>>>,
+    per_shard: usize,
+    min_ttl: u32,
+    max_ttl: u32,
+    negative_max_ttl: u32,
+}
+
+/// Builds the cache key on the stack: flags, type, class, then the lower-case name.
+fn key_of(q: &Query<'_>, buf: &mut [u8; 320]) -> usize {
+    let e = q.edns;
+    let flags = u8::from(e.is_some())
+        | (u8::from(e.is_some_and(|e| e.dnssec_ok)) << 1)
+        | (u8::from(q.checking_disabled()) << 2);
+    buf[0] = flags;
+    buf[1..3].copy_from_slice(&q.qtype.to_be_bytes());
+    buf[3..5].copy_from_slice(&q.qclass.to_be_bytes());
+    let n = q.name.len().min(buf.len() - 5);
+    buf[5..5 + n].copy_from_slice(&q.name.as_bytes()[..n]);
+    5 + n
+}
+
+impl Cache {
+    /// A cache per `[cache]`; `None` when the size is 0.
+    pub fn new(cfg: &CacheConfig) -> Option<Cache> {
+        if cfg.size == 0 {
+            return None;
+        }
+        Some(Cache {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            per_shard: cfg.size.div_ceil(SHARDS),
+            min_ttl: cfg.min_ttl,
+            max_ttl: cfg.max_ttl,
+            negative_max_ttl: cfg.negative_max_ttl,
+        })
+    }
+
+    fn shard(&self, key: &[u8]) -> &Mutex<HashMap<Box<[u8]>, Entry>> {
+        // Cheap, stable spread: the name's last bytes vary most.
+        let h = key.iter().rev().take(8).fold(key.len(), |h, &b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+        &self.shards[h % SHARDS]
+    }
+
+    /// A cached answer to `query` (raw bytes `raw`), ready to send, or `None`.
+    pub fn get(&self, query: &Query<'_>, raw: &[u8]) -> Option<Vec<u8>> {
+        let mut kb = [0u8; 320];
+        let klen = key_of(query, &mut kb);
+        let key = &kb[..klen];
+        let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
+        let entry = shard.get(key)?;
+        let elapsed = u32::try_from(entry.stored.elapsed().as_secs()).unwrap_or(u32::MAX);
+        if elapsed >= entry.ttl {
+            shard.remove(key);
+            return None;
+        }
+        let mut out = entry.wire.to_vec();
+        let offsets = entry.ttl_offsets.clone();
+        drop(shard);
+        wire::set_id(&mut out, query.header.id);
+        // Echo the question as this client asked it (same length: same name up to case).
+        let qlen = query.question.len();
+        if out.len() >= HEADER_LEN + qlen && raw.len() >= HEADER_LEN + qlen {
+            out[HEADER_LEN..HEADER_LEN + qlen].copy_from_slice(&raw[HEADER_LEN..HEADER_LEN + qlen]);
+        }
+        // Keep the client's RD and CD bits.
+        let rd_cd = query.header.flags & 0x0110;
+        let f = (u16::from_be_bytes([out[2], out[3]]) & !0x0110) | rd_cd;
+        out[2..4].copy_from_slice(&f.to_be_bytes());
+        for &at in offsets.iter() {
+            let at = at as usize;
+            let orig = u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
+            let shown = orig
+                .clamp(self.min_ttl, self.max_ttl.max(self.min_ttl))
+                .saturating_sub(elapsed);
+            out[at..at + 4].copy_from_slice(&shown.to_be_bytes());
+        }
+        Some(out)
+    }
+
+    /// Stores an upstream answer if it is cacheable; returns whether it was stored.
+    pub fn put(&self, query: &Query<'_>, answer: &[u8], shape: &AnswerShape) -> bool {
+        let Some(ttl) = self.ttl_for(shape) else {
+            return false;
+        };
+        if ttl == 0 {
+            return false;
+        }
+        let mut kb = [0u8; 320];
+        let klen = key_of(query, &mut kb);
+        let key = &kb[..klen];
+        let entry = Entry {
+            wire: answer.into(),
+            ttl_offsets: shape.ttl_offsets.clone().into_boxed_slice(),
+            stored: Instant::now(),
+            ttl,
+        };
+        let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
+        if shard.len() >= self.per_shard && !shard.contains_key(key) {
+            shard.retain(|_, e| e.stored.elapsed().as_secs() < u64::from(e.ttl));
+            if shard.len() >= self.per_shard {
+                // Still full of live answers: drop about an eighth of them.
+                let mut n = 0usize;
+                shard.retain(|_, _| {
+                    n += 1;
+                    !n.is_multiple_of(8)
+                });
+            }
+        }
+        shard.insert(key.into(), entry);
+        true
+    }
+
+    /// How long an answer may be kept: positive answers by their smallest TTL, negative ones by their SOA.
+    fn ttl_for(&self, shape: &AnswerShape) -> Option<u32> {
+        if shape.header.truncated() {
+            return None;
+        }
+        match shape.header.rcode() {
+            RCODE_NOERROR if shape.answers > 0 => shape
+                .min_ttl
+                .map(|t| t.clamp(self.min_ttl, self.max_ttl.max(self.min_ttl))),
+            RCODE_NOERROR | RCODE_NXDOMAIN => {
+                shape.negative_ttl.map(|t| t.min(self.negative_max_ttl))
+            }
+            _ => None,
+        }
+    }
+
+    /// Answers held (over all shards).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map(|s| s.len()).unwrap_or(0))
+            .sum()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,532 @@
+//! The TOML configuration: what the admin wrote, checked up front so that a typo fails loudly at start or
+//! reload, never half-way through serving.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// One thing wrong with a config file, naming the file, the key and the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found in a config, so that `check` can list them all at once.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError(pub Vec<Problem>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
+    pub blocklists: Vec<ListConfig>,
+    #[serde(default)]
+    pub sinkhole: SinkholeConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Folder of the config file; relative paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    /// Path the config was read from, for messages.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+/// Where clients reach c2sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Every address serves both UDP and TCP. Port 0 picks a free port (the same one for UDP and TCP).
+    pub listen: Vec<SocketAddr>,
+    /// UDP sockets per listen address (SO_REUSEPORT), 0 = one per CPU core.
+    #[serde(default)]
+    pub udp_sockets: usize,
+    /// Queries being forwarded at once, over all listeners; past it new work gets SERVFAIL.
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight: usize,
+    /// Open TCP connections at once.
+    #[serde(default = "default_tcp_max_connections")]
+    pub tcp_max_connections: usize,
+    /// A TCP connection with no complete query for this long is closed.
+    #[serde(default = "default_tcp_idle_timeout_ms")]
+    pub tcp_idle_timeout_ms: u64,
+}
+
+fn default_max_inflight() -> usize {
+    4096
+}
+fn default_tcp_max_connections() -> usize {
+    1024
+}
+fn default_tcp_idle_timeout_ms() -> u64 {
+    10_000
+}
+
+/// The resolvers c2sink forwards to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// IP:port of plain-DNS upstreams, tried in order of health.
+    pub servers: Vec<SocketAddr>,
+    /// Time allowed for one try against one upstream.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_timeout_ms() -> u64 {
+    2000
+}
+
+/// Answer cache limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Most answers kept; 0 turns the cache off.
+    #[serde(default = "default_cache_size")]
+    pub size: usize,
+    /// TTL floor in seconds applied to cached positive answers.
+    #[serde(default)]
+    pub min_ttl: u32,
+    /// TTL ceiling in seconds.
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl: u32,
+    /// Ceiling for negative answers (NXDOMAIN/NODATA), which are cached by their SOA.
+    #[serde(default = "default_negative_max_ttl")]
+    pub negative_max_ttl: u32,
+}
+
+fn default_cache_size() -> usize {
+    100_000
+}
+fn default_max_ttl() -> u32 {
+    86_400
+}
+fn default_negative_max_ttl() -> u32 {
+    3_600
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            size: default_cache_size(),
+            min_ttl: 0,
+            max_ttl: default_max_ttl(),
+            negative_max_ttl: default_negative_max_ttl(),
+        }
+    }
+}
+
+/// One list of C2 (or other) domains.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListConfig {
+    /// Name used in events and metrics.
+    pub name: String,
+    /// File with one domain per line.
+    pub path: PathBuf,
+}
+
+/// How a blocked name is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkholeMode {
+    Null,
+    Nxdomain,
+    Refused,
+    Address,
+}
+
+impl SinkholeMode {
+    /// The name used in config and in events' `action` field.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SinkholeMode::Null => "null",
+            SinkholeMode::Nxdomain => "nxdomain",
+            SinkholeMode::Refused => "refused",
+            SinkholeMode::Address => "address",
+        }
+    }
+}
+
+/// The server-wide sinkhole answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkholeConfig {
+    #[serde(default = "default_mode")]
+    pub mode: SinkholeMode,
+    /// Address given to A questions in `address` mode.
+    pub ipv4: Option<Ipv4Addr>,
+    /// Address given to AAAA questions in `address` mode.
+    pub ipv6: Option<Ipv6Addr>,
+    /// TTL of sinkhole answers and of the synthesized SOA.
+    #[serde(default = "default_sinkhole_ttl")]
+    pub ttl: u32,
+}
+
+fn default_mode() -> SinkholeMode {
+    SinkholeMode::Null
+}
+fn default_sinkhole_ttl() -> u32 {
+    60
+}
+
+impl Default for SinkholeConfig {
+    fn default() -> Self {
+        SinkholeConfig {
+            mode: default_mode(),
+            ipv4: None,
+            ipv6: None,
+            ttl: default_sinkhole_ttl(),
+        }
+    }
+}
+
+/// Where block events and operational logs go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// "stdout" or a file path (appended to) for block events as JSON lines.
+    #[serde(default = "default_events")]
+    pub events: String,
+    /// Operational log level on stderr (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+fn default_events() -> String {
+    "stdout".to_string()
+}
+fn default_level() -> String {
+    "info".to_string()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            events: default_events(),
+            level: default_level(),
+        }
+    }
+}
+
+/// Where events are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventSink {
+    Stdout,
+    File(PathBuf),
+}
+
+impl Config {
+    /// Reads and validates a config file, reporting every problem found.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let problem = |key: &str, message: String| Problem {
+            file: path.to_path_buf(),
+            key: key.to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(vec![problem("", format!("cannot read: {e}"))]))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text as if read from `path` (used by `load`, tests and fuzzing).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| {
+            let key = e.span().map(|s| key_at(text, s.start)).unwrap_or_default();
+            ConfigError(vec![
+                Problem {
+                    file: path.to_path_buf(),
+                    key,
+                    message: e.message().trim().to_string(),
+                }
+                .with_line(text, e.span().map(|s| s.start)),
+            ])
+        })?;
+        cfg.source = path.to_path_buf();
+        cfg.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        if cfg.base_dir.as_os_str().is_empty() {
+            cfg.base_dir = PathBuf::from(".");
+        }
+        let problems = cfg.validate();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
+    /// Semantic checks that serde cannot express.
+    fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut p = |key: String, message: String| {
+            out.push(Problem {
+                file: self.source.clone(),
+                key,
+                message,
+            })
+        };
+        if self.server.listen.is_empty() {
+            p(
+                "server.listen".into(),
+                "at least one address is needed".into(),
+            );
+        }
+        if self.server.max_inflight == 0 {
+            p("server.max_inflight".into(), "must be at least 1".into());
+        }
+        if self.server.tcp_max_connections == 0 {
+            p(
+                "server.tcp_max_connections".into(),
+                "must be at least 1".into(),
+            );
+        }
+        if self.upstream.servers.is_empty() {
+            p(
+                "upstream.servers".into(),
+                "at least one upstream is needed".into(),
+            );
+        }
+        for (i, s) in self.upstream.servers.iter().enumerate() {
+            if s.port() == 0 {
+                p(format!("upstream.servers[{i}]"), format!("{s}: port 0"));
+            }
+            if s.ip().is_unspecified() {
+                p(
+                    format!("upstream.servers[{i}]"),
+                    format!("{s}: unspecified address"),
+                );
+            }
+        }
+        if !(10..=60_000).contains(&self.upstream.timeout_ms) {
+            p(
+                "upstream.timeout_ms".into(),
+                format!("{} is outside 10..=60000", self.upstream.timeout_ms),
+            );
+        }
+        if self.cache.min_ttl > self.cache.max_ttl {
+            p(
+                "cache.min_ttl".into(),
+                format!(
+                    "{} is above cache.max_ttl {}",
+                    self.cache.min_ttl, self.cache.max_ttl
+                ),
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, l) in self.blocklists.iter().enumerate() {
+            if l.name.trim().is_empty() {
+                p(format!("blocklists[{i}].name"), "must not be empty".into());
+            } else if !names.insert(l.name.as_str()) {
+                p(
+                    format!("blocklists[{i}].name"),
+                    format!("\"{}\" is used by another list", l.name),
+                );
+            }
+            let path = self.resolve(&l.path);
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => {}
+                Ok(_) => p(
+                    format!("blocklists[{i}].path"),
+                    format!("{} is not a regular file", path.display()),
+                ),
+                Err(e) => p(
+                    format!("blocklists[{i}].path"),
+                    format!("{}: {e}", path.display()),
+                ),
+            }
+        }
+        if self.sinkhole.mode == SinkholeMode::Address
+            && self.sinkhole.ipv4.is_none()
+            && self.sinkhole.ipv6.is_none()
+        {
+            p(
+                "sinkhole.mode".into(),
+                "mode \"address\" needs sinkhole.ipv4 and/or sinkhole.ipv6".into(),
+            );
+        }
+        if self.log.events.trim().is_empty() {
+            p(
+                "log.events".into(),
+                "must be \"stdout\" or a file path".into(),
+            );
+        } else if let EventSink::File(f) = self.event_sink() {
+            let dir = f.parent().unwrap_or(Path::new("."));
+            if !dir.as_os_str().is_empty() && !dir.is_dir() {
+                p(
+                    "log.events".into(),
+                    format!("folder {} does not exist", dir.display()),
+                );
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            p(
+                "log.level".into(),
+                format!("\"{}\" is not a log level or filter", self.log.level),
+            );
+        }
+        out
+    }
+
+    /// Resolves a path from the config against the config file's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// Where block events go.
+    pub fn event_sink(&self) -> EventSink {
+        if self.log.events == "stdout" || self.log.events == "-" {
+            EventSink::Stdout
+        } else {
+            EventSink::File(self.resolve(Path::new(&self.log.events)))
+        }
+    }
+}
+
+impl Problem {
+    /// Adds "line N" to a parse error so that an admin can jump to it.
+    fn with_line(mut self, text: &str, at: Option<usize>) -> Problem {
+        if let Some(at) = at {
+            let line = text[..at.min(text.len())].matches('\n').count() + 1;
+            self.message = format!("line {line}: {}", self.message);
+        }
+        self
+    }
+}
+
+/// Names the dotted key whose value sits at byte offset `at`, by reading the TOML around it.
+fn key_at(text: &str, at: usize) -> String {
+    let at = at.min(text.len());
+    let mut table = String::new();
+    let mut key = String::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let t = line.trim();
+        if t.starts_with('[') {
+            table = t
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            key.clear();
+        } else if let Some((k, _)) = t.split_once('=')
+            && !t.starts_with('#')
+        {
+            key = k.trim().to_string();
+        }
+        if at < offset || offset == text.len() && at == offset {
+            let _ = start;
+            break;
+        }
+    }
+    match (table.is_empty(), key.is_empty()) {
+        (true, _) => key,
+        (false, true) => table,
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+listen = ["127.0.0.1:5353"]
+[upstream]
+servers = ["127.0.0.1:53"]
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/tmp/x/c2sink.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(GOOD).expect("valid");
+        assert_eq!(c.sinkhole.mode, SinkholeMode::Null);
+        assert_eq!(c.sinkhole.ttl, 60);
+        assert_eq!(c.upstream.timeout_ms, 2000);
+        assert_eq!(c.event_sink(), EventSink::Stdout);
+        assert_eq!(c.base_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn unknown_key_names_file_key_and_line() {
+        let e = parse(&format!("{GOOD}\n[sinkhole]\nmdoe = \"null\"\n")).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("/tmp/x/c2sink.toml"), "{s}");
+        assert!(s.contains("sinkhole.mdoe"), "{s}");
+        assert!(s.contains("unknown field"), "{s}");
+        assert!(s.contains("line 8"), "{s}");
+    }
+
+    #[test]
+    fn bad_address_names_key() {
+        let e =
+            parse("[server]\nlisten = [\"127.0.0.1\"]\n[upstream]\nservers = [\"127.0.0.1:53\"]\n")
+                .unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("server.listen"), "{s}");
+        assert!(s.contains("socket address"), "{s}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported() {
+        let e = parse(
+            "[server]\nlisten = []\n[upstream]\nservers = []\ntimeout_ms = 1\n[sinkhole]\nmode = \"address\"\n[[blocklists]]\nname = \"x\"\npath = \"nope.txt\"\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "server.listen",
+                "upstream.servers",
+                "upstream.timeout_ms",
+                "blocklists[0].path",
+                "sinkhole.mode"
+            ]
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! The listeners: UDP sockets (several per address with SO_REUSEPORT, one per core) and a TCP acceptor,
+//! both feeding the one pipeline.
+//!
+//! Work is bounded: queries waiting for an upstream are capped (past the cap they get SERVFAIL at once),
+//! TCP connections are capped, and a TCP client that sends nothing for the idle time is cut off.
+//! Pipelined TCP queries are answered as each is ready, not one after another.
+
+use crate::events::Protocol;
+use crate::pipeline::{Client, Decision, Pipeline};
+use socket2::{Domain, Socket, Type};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Largest UDP query read (anything longer is not a sane query).
+const UDP_BUF: usize = 4096;
+/// Queries from one TCP connection being forwarded at once.
+const TCP_PIPELINE: usize = 64;
+
+/// Limits the listeners enforce.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub udp_sockets: usize,
+    pub max_inflight: usize,
+    pub tcp_max_connections: usize,
+    pub tcp_idle: Duration,
+}
+
+/// Sockets bound for one listen address.
+pub struct Bound {
+    pub udp: Vec<UdpSocket>,
+    pub tcp: TcpListener,
+    /// The address actually bound (port filled in when the config said 0).
+    pub addr: SocketAddr,
+}
+
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    // A larger receive buffer rides out bursts without drops.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+/// Binds UDP and TCP on one address; with port 0, one free port serves both.
+pub fn bind(addr: SocketAddr, udp_sockets: usize) -> std::io::Result<Bound> {
+    let n = udp_sockets.max(1);
+    let mut last_err = None;
+    for _ in 0..20 {
+        let first = udp_socket(addr)?;
+        let actual = first.local_addr()?;
+        let tcp = match tcp_listener(actual) {
+            Ok(t) => t,
+            Err(e) if addr.port() == 0 => {
+                last_err = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut udp = vec![UdpSocket::from_std(first)?];
+        for _ in 1..n {
+            udp.push(UdpSocket::from_std(udp_socket(actual)?)?);
+        }
+        return Ok(Bound {
+            udp,
+            tcp: TcpListener::from_std(tcp)?,
+            addr: actual,
+        });
+    }
+    Err(last_err.unwrap_or_else(|| std::io::Error::other("no free port for UDP and TCP")))
+}
+
+/// Serves queries on one UDP socket until shutdown.
+pub async fn serve_udp(
+    sock: UdpSocket,
+    pipeline: Arc<Pipeline>,
+    inflight: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let sock = Arc::new(sock);
+    let mut buf = vec![0u8; UDP_BUF];
+    loop {
+        let (n, src) = tokio::select! {
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here on some systems: keep serving.
+                    tracing::debug!(error = %e, "udp receive error");
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let client = Client {
+            addr: src,
+            protocol: Protocol::Udp,
+        };
+        let raw = &buf[..n];
+        match pipeline.decide(raw, &client) {
+            Decision::Reply(r) => {
+                let _ = sock.send_to(&r, src).await;
+            }
+            Decision::Drop => {}
+            Decision::Forward => match inflight.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let raw = raw.to_vec();
+                    let (sock, pipeline) = (sock.clone(), pipeline.clone());
+                    tracker.spawn(async move {
+                        if let Some(r) = pipeline.forward(&raw, &client).await {
+                            let _ = sock.send_to(&r, src).await;
+                        }
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    let r = pipeline.shed(raw);
+                    let _ = sock.send_to(&r, src).await;
+                }
+            },
+        }
+    }
+}
+
+/// Accepts TCP connections until shutdown.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    pipeline: Arc<Pipeline>,
+    inflight: Arc<Semaphore>,
+    limits: Limits,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let connections = Arc::new(Semaphore::new(limits.tcp_max_connections));
+    loop {
+        let (stream, src) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "tcp accept error");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::debug!(client = %src, "tcp connection limit reached; closing");
+            drop(stream);
+            continue;
+        };
+        let (pipeline, inflight, shutdown) = (pipeline.clone(), inflight.clone(), shutdown.clone());
+        let t = tracker.clone();
+        tracker.spawn(async move {
+            serve_connection(
+                stream,
+                src,
+                pipeline,
+                inflight,
+                limits.tcp_idle,
+                t,
+                shutdown,
+            )
+            .await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    src: SocketAddr,
+    pipeline: Arc<Pipeline>,
+    inflight: Arc<Semaphore>,
+    idle: Duration,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_PIPELINE);
+    let writer = tracker.spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            let Ok(len) = u16::try_from(msg.len()) else {
+                continue;
+            };
+            let mut framed = Vec::with_capacity(msg.len() + 2);
+            framed.extend_from_slice(&len.to_be_bytes());
+            framed.extend_from_slice(&msg);
+            if wr.write_all(&framed).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let per_conn = Arc::new(Semaphore::new(TCP_PIPELINE));
+    let client = Client {
+        addr: src,
+        protocol: Protocol::Tcp,
+    };
+    loop {
+        // The whole message (length and body) must arrive within the idle time: a slow sender cannot stretch it.
+        let read = async {
+            let mut lenb = [0u8; 2];
+            rd.read_exact(&mut lenb).await?;
+            let n = usize::from(u16::from_be_bytes(lenb));
+            let mut msg = vec![0u8; n];
+            rd.read_exact(&mut msg).await?;
+            Ok::<_, std::io::Error>(msg)
+        };
+        let msg = tokio::select! {
+            r = tokio::time::timeout(idle, read) => match r {
+                Ok(Ok(m)) => m,
+                _ => break,
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        match pipeline.decide(&msg, &client) {
+            Decision::Reply(r) => {
+                if tx.send(r).await.is_err() {
+                    break;
+                }
+            }
+            Decision::Drop => {}
+            Decision::Forward => {
+                let Ok(conn_permit) = per_conn.clone().acquire_owned().await else {
+                    break;
+                };
+                match inflight.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let (tx, pipeline) = (tx.clone(), pipeline.clone());
+                        tracker.spawn(async move {
+                            if let Some(r) = pipeline.forward(&msg, &client).await {
+                                let _ = tx.send(r).await;
+                            }
+                            drop((permit, conn_permit));
+                        });
+                    }
+                    Err(_) => {
+                        let _ = tx.send(pipeline.shed(&msg)).await;
+                    }
+                }
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}

@@ -1,0 +1,513 @@
+//! DNS wire-format reading and patching: the few facts the query path needs, without building a full message.
+//!
+//! c2sink forwards the client's bytes and relays the upstream's bytes, so that nothing the client and the
+//! upstream say to each other is lost in a re-encode. This module reads just enough of a message to decide
+//! (question, EDNS flags) and patches just enough of an answer to reuse it (ID, question case, TTLs).
+
+use std::fmt;
+
+/// Length of the fixed DNS header.
+pub const HEADER_LEN: usize = 12;
+/// RR type of the EDNS(0) pseudo-record.
+pub const TYPE_OPT: u16 = 41;
+/// RR type of SOA, needed for negative-answer TTLs.
+pub const TYPE_SOA: u16 = 6;
+/// RR type of ANY, which gets a minimal answer.
+pub const TYPE_ANY: u16 = 255;
+
+/// Why a message could not be read; each maps to FORMERR or a drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("message shorter than a DNS header")]
+    ShortHeader,
+    #[error("message ends inside a name or record")]
+    Truncated,
+    #[error("label longer than 63 octets")]
+    LabelTooLong,
+    #[error("name longer than 255 octets")]
+    NameTooLong,
+    #[error("compression pointer where none is allowed, or pointer loop")]
+    BadPointer,
+    #[error("unsupported label type")]
+    BadLabel,
+    #[error("expected exactly one question")]
+    QuestionCount,
+    #[error("more than one OPT record")]
+    DuplicateOpt,
+}
+
+/// The header fields c2sink acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub id: u16,
+    pub flags: u16,
+    pub qdcount: u16,
+    pub ancount: u16,
+    pub nscount: u16,
+    pub arcount: u16,
+}
+
+impl Header {
+    /// Reads the fixed header; every later decision starts here.
+    pub fn read(msg: &[u8]) -> Result<Self, WireError> {
+        if msg.len() < HEADER_LEN {
+            return Err(WireError::ShortHeader);
+        }
+        let u = |i: usize| u16::from_be_bytes([msg[i], msg[i + 1]]);
+        Ok(Header {
+            id: u(0),
+            flags: u(2),
+            qdcount: u(4),
+            ancount: u(6),
+            nscount: u(8),
+            arcount: u(10),
+        })
+    }
+    /// QR bit: responses arriving on a server socket are dropped.
+    pub fn is_response(&self) -> bool {
+        self.flags & 0x8000 != 0
+    }
+    /// OPCODE field; only QUERY (0) is served.
+    pub fn opcode(&self) -> u8 {
+        ((self.flags >> 11) & 0x0f) as u8
+    }
+    /// RCODE field (low four bits).
+    pub fn rcode(&self) -> u8 {
+        (self.flags & 0x000f) as u8
+    }
+    /// TC bit: a truncated UDP answer is retried over TCP.
+    pub fn truncated(&self) -> bool {
+        self.flags & 0x0200 != 0
+    }
+}
+
+/// EDNS facts of a query that change what the answer may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Edns {
+    /// Advertised UDP payload size (never below 512).
+    pub payload: u16,
+    /// DNSSEC OK bit.
+    pub dnssec_ok: bool,
+    /// EDNS version the client speaks.
+    pub version: u8,
+}
+
+/// A parsed query: what the pipeline needs to check lists, key the cache and answer.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    pub header: Header,
+    /// The question name in lower case, dotted, without the trailing dot ("" for the root).
+    pub name: String,
+    pub qtype: u16,
+    pub qclass: u16,
+    /// The question section exactly as sent (name in the client's case, type, class).
+    pub question: &'a [u8],
+    /// Offsets (from the start of the name) where each label begins, for pointers into the question.
+    pub label_starts: Vec<u8>,
+    /// The query's OPT record, if any.
+    pub edns: Option<Edns>,
+}
+
+impl Query<'_> {
+    /// Largest answer the client can take over UDP.
+    pub fn udp_limit(&self) -> usize {
+        match self.edns {
+            Some(e) => usize::from(e.payload.max(512)),
+            None => 512,
+        }
+    }
+    /// CD bit, part of the cache key.
+    pub fn checking_disabled(&self) -> bool {
+        self.header.flags & 0x0010 != 0
+    }
+}
+
+/// Reads a query: header, exactly one question, and its OPT record.
+pub fn parse_query(msg: &[u8]) -> Result<Query<'_>, WireError> {
+    let header = Header::read(msg)?;
+    if header.qdcount != 1 {
+        return Err(WireError::QuestionCount);
+    }
+    let qstart = HEADER_LEN;
+    let mut name = String::new();
+    let mut label_starts = Vec::new();
+    let mut pos = qstart;
+    loop {
+        let len = *msg.get(pos).ok_or(WireError::Truncated)? as usize;
+        if len & 0xc0 == 0xc0 {
+            return Err(WireError::BadPointer);
+        }
+        if len & 0xc0 != 0 {
+            return Err(WireError::BadLabel);
+        }
+        if len == 0 {
+            pos += 1;
+            break;
+        }
+        if len > 63 {
+            return Err(WireError::LabelTooLong);
+        }
+        let label = msg
+            .get(pos + 1..pos + 1 + len)
+            .ok_or(WireError::Truncated)?;
+        // pos - qstart < 255 is guaranteed by the length check below.
+        label_starts.push((pos - qstart) as u8);
+        if !name.is_empty() {
+            name.push('.');
+        }
+        for &b in label {
+            push_label_byte(&mut name, b);
+        }
+        pos += 1 + len;
+        if pos - qstart > 255 {
+            return Err(WireError::NameTooLong);
+        }
+    }
+    let fixed = msg.get(pos..pos + 4).ok_or(WireError::Truncated)?;
+    let qtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+    let qclass = u16::from_be_bytes([fixed[2], fixed[3]]);
+    let question = &msg[qstart..pos + 4];
+    pos += 4;
+
+    let mut edns = None;
+    let records = usize::from(header.ancount) + usize::from(header.nscount);
+    for _ in 0..records {
+        pos = skip_record(msg, pos)?.next;
+    }
+    for _ in 0..header.arcount {
+        let rr = skip_record(msg, pos)?;
+        if rr.rtype == TYPE_OPT {
+            if edns.is_some() {
+                return Err(WireError::DuplicateOpt);
+            }
+            let ttl = rr.ttl;
+            edns = Some(Edns {
+                payload: rr.class,
+                dnssec_ok: ttl & 0x8000 != 0,
+                version: ((ttl >> 16) & 0xff) as u8,
+            });
+        }
+        pos = rr.next;
+    }
+    Ok(Query {
+        header,
+        name,
+        qtype,
+        qclass,
+        question,
+        label_starts,
+        edns,
+    })
+}
+
+/// Appends one byte of a label to a dotted lower-case name, escaping what is not printable.
+fn push_label_byte(name: &mut String, b: u8) {
+    match b {
+        b'A'..=b'Z' => name.push((b + 32) as char),
+        b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => name.push(b as char),
+        b'.' | b'\\' => {
+            name.push('\\');
+            name.push(b as char);
+        }
+        0x21..=0x7e => name.push(b as char),
+        _ => {
+            use fmt::Write;
+            let _ = write!(name, "\\{b:03}");
+        }
+    }
+}
+
+/// Where a record sits in a message.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordPos {
+    pub rtype: u16,
+    pub class: u16,
+    pub ttl: u32,
+    /// Offset of the TTL field.
+    pub ttl_at: usize,
+    /// Offset of the RDATA.
+    pub rdata_at: usize,
+    pub rdlen: usize,
+    /// Offset just past the record.
+    pub next: usize,
+}
+
+/// Skips a possibly compressed name, returning the offset just past it (pointers are not followed).
+pub fn skip_name(msg: &[u8], mut pos: usize) -> Result<usize, WireError> {
+    let start = pos;
+    loop {
+        let len = *msg.get(pos).ok_or(WireError::Truncated)?;
+        match len & 0xc0 {
+            0xc0 => {
+                msg.get(pos + 1).ok_or(WireError::Truncated)?;
+                return Ok(pos + 2);
+            }
+            0x00 => {
+                if len == 0 {
+                    return Ok(pos + 1);
+                }
+                pos += 1 + usize::from(len);
+                if pos - start > 255 {
+                    return Err(WireError::NameTooLong);
+                }
+            }
+            _ => return Err(WireError::BadLabel),
+        }
+    }
+}
+
+/// Reads one resource record's fixed fields and skips it.
+pub fn skip_record(msg: &[u8], pos: usize) -> Result<RecordPos, WireError> {
+    let p = skip_name(msg, pos)?;
+    let f = msg.get(p..p + 10).ok_or(WireError::Truncated)?;
+    let rtype = u16::from_be_bytes([f[0], f[1]]);
+    let class = u16::from_be_bytes([f[2], f[3]]);
+    let ttl = u32::from_be_bytes([f[4], f[5], f[6], f[7]]);
+    let rdlen = usize::from(u16::from_be_bytes([f[8], f[9]]));
+    let rdata_at = p + 10;
+    let next = rdata_at + rdlen;
+    if next > msg.len() {
+        return Err(WireError::Truncated);
+    }
+    Ok(RecordPos {
+        rtype,
+        class,
+        ttl,
+        ttl_at: p + 4,
+        rdata_at,
+        rdlen,
+        next,
+    })
+}
+
+/// The shape of an upstream answer: checked once, then reused for every cache hit.
+#[derive(Debug, Clone)]
+pub struct AnswerShape {
+    pub header: Header,
+    /// Offsets of TTL fields of every record except OPT.
+    pub ttl_offsets: Vec<u32>,
+    /// Smallest TTL over answer and authority records (additional excluded as resolvers do), if any.
+    pub min_ttl: Option<u32>,
+    /// TTL for a negative answer: min(SOA TTL, SOA MINIMUM) from the authority section.
+    pub negative_ttl: Option<u32>,
+    /// Number of answer records.
+    pub answers: u16,
+}
+
+/// Walks a whole answer: proves it is well formed and finds its TTLs.
+pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
+    let header = Header::read(msg)?;
+    let mut pos = HEADER_LEN;
+    for _ in 0..header.qdcount {
+        pos = skip_name(msg, pos)? + 4;
+        if pos > msg.len() {
+            return Err(WireError::Truncated);
+        }
+    }
+    let mut ttl_offsets = Vec::new();
+    let mut min_ttl: Option<u32> = None;
+    let mut negative_ttl = None;
+    let mut opts = 0;
+    let sections = [
+        (header.ancount, 0u8),
+        (header.nscount, 1),
+        (header.arcount, 2),
+    ];
+    for (count, section) in sections {
+        for _ in 0..count {
+            let rr = skip_record(msg, pos)?;
+            if rr.rtype == TYPE_OPT {
+                opts += 1;
+                if opts > 1 {
+                    return Err(WireError::DuplicateOpt);
+                }
+            } else {
+                ttl_offsets.push(rr.ttl_at as u32);
+                if section < 2 {
+                    min_ttl = Some(min_ttl.map_or(rr.ttl, |m| m.min(rr.ttl)));
+                }
+                if section == 1 && rr.rtype == TYPE_SOA && rr.rdlen >= 22 {
+                    // SOA MINIMUM is the last 4 octets of the RDATA.
+                    let m = rr.next - 4;
+                    let minimum = u32::from_be_bytes([msg[m], msg[m + 1], msg[m + 2], msg[m + 3]]);
+                    negative_ttl = Some(rr.ttl.min(minimum));
+                }
+            }
+            pos = rr.next;
+        }
+    }
+    Ok(AnswerShape {
+        header,
+        ttl_offsets,
+        min_ttl,
+        negative_ttl,
+        answers: header.ancount,
+    })
+}
+
+/// Sets the message ID.
+pub fn set_id(msg: &mut [u8], id: u16) {
+    if msg.len() >= 2 {
+        msg[..2].copy_from_slice(&id.to_be_bytes());
+    }
+}
+
+/// A minimal reply carrying only the header and the question, with the given RCODE and TC bit.
+///
+/// Used for errors (FORMERR, SERVFAIL, REFUSED, NOTIMP) and for "retry over TCP".
+pub fn short_reply(query: &[u8], question_len: usize, rcode: u8, truncated: bool) -> Vec<u8> {
+    let qlen = if query.len() >= HEADER_LEN + question_len {
+        question_len
+    } else {
+        0
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN + qlen);
+    let (id, qflags) = if query.len() >= 4 {
+        (
+            u16::from_be_bytes([query[0], query[1]]),
+            u16::from_be_bytes([query[2], query[3]]),
+        )
+    } else {
+        (0, 0)
+    };
+    // QR, opcode and RD from the query, RA set.
+    let mut flags = 0x8000 | (qflags & 0x7900) | 0x0080 | u16::from(rcode & 0x0f);
+    if truncated {
+        flags |= 0x0200;
+    }
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&[0, u8::from(qlen > 0), 0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&query[HEADER_LEN..HEADER_LEN + qlen]);
+    out
+}
+
+/// Appends an OPT record advertising our payload size, echoing the DO bit as RFC 3225 asks.
+pub fn push_opt(out: &mut Vec<u8>, payload: u16, dnssec_ok: bool) {
+    out.push(0);
+    out.extend_from_slice(&TYPE_OPT.to_be_bytes());
+    out.extend_from_slice(&payload.to_be_bytes());
+    out.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0]);
+    out.extend_from_slice(&[0, 0]);
+}
+
+/// Increments the additional count of a message being built.
+pub fn bump_count(out: &mut [u8], index: usize) {
+    let at = 4 + index * 2;
+    let v = u16::from_be_bytes([out[at], out[at + 1]]).saturating_add(1);
+    out[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Renders an RR type the way dig does, for events and logs.
+pub fn type_name(t: u16) -> std::borrow::Cow<'static, str> {
+    let s = match t {
+        1 => "A",
+        2 => "NS",
+        5 => "CNAME",
+        6 => "SOA",
+        10 => "NULL",
+        12 => "PTR",
+        13 => "HINFO",
+        15 => "MX",
+        16 => "TXT",
+        28 => "AAAA",
+        33 => "SRV",
+        35 => "NAPTR",
+        39 => "DNAME",
+        41 => "OPT",
+        43 => "DS",
+        46 => "RRSIG",
+        47 => "NSEC",
+        48 => "DNSKEY",
+        50 => "NSEC3",
+        52 => "TLSA",
+        64 => "SVCB",
+        65 => "HTTPS",
+        99 => "SPF",
+        252 => "AXFR",
+        255 => "ANY",
+        257 => "CAA",
+        _ => return std::borrow::Cow::Owned(format!("TYPE{t}")),
+    };
+    std::borrow::Cow::Borrowed(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query_bytes(name: &str, qtype: u16, edns: bool) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns)];
+        for label in name.split('.').filter(|l| !l.is_empty()) {
+            m.push(label.len() as u8);
+            m.extend_from_slice(label.as_bytes());
+        }
+        m.push(0);
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&1u16.to_be_bytes());
+        if edns {
+            push_opt(&mut m, 4096, true);
+        }
+        m
+    }
+
+    #[test]
+    fn query_name_is_lowercased_and_question_kept_as_sent() {
+        let m = query_bytes("CDN.MsStorageAzure.com", 16, true);
+        let q = parse_query(&m).expect("valid query");
+        assert_eq!(q.name, "cdn.msstorageazure.com");
+        assert_eq!(q.qtype, 16);
+        assert_eq!(&q.question[1..4], b"CDN");
+        assert_eq!(q.label_starts, vec![0, 4, 19]);
+        let e = q.edns.expect("edns");
+        assert!(e.dnssec_ok);
+        assert_eq!(e.payload, 4096);
+    }
+
+    #[test]
+    fn malformed_queries_are_rejected() {
+        assert_eq!(parse_query(&[0; 5]).unwrap_err(), WireError::ShortHeader);
+        let mut m = query_bytes("a.com", 1, false);
+        m[5] = 2;
+        assert_eq!(parse_query(&m).unwrap_err(), WireError::QuestionCount);
+        let mut m = query_bytes("a.com", 1, false);
+        m.truncate(m.len() - 2);
+        assert_eq!(parse_query(&m).unwrap_err(), WireError::Truncated);
+        let mut m = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+        assert_eq!(parse_query(&m).unwrap_err(), WireError::BadPointer);
+        let mut m = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        m.push(64);
+        m.extend_from_slice(&[b'a'; 64]);
+        m.extend_from_slice(&[0, 0, 1, 0, 1]);
+        // A length octet of 64 has the 01 label-type bits: an unsupported label type.
+        assert_eq!(parse_query(&m).unwrap_err(), WireError::BadLabel);
+        let mut m = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for _ in 0..5 {
+            m.push(63);
+            m.extend_from_slice(&[b'a'; 63]);
+        }
+        m.extend_from_slice(&[0, 0, 1, 0, 1]);
+        assert_eq!(parse_query(&m).unwrap_err(), WireError::NameTooLong);
+    }
+
+    #[test]
+    fn odd_bytes_in_labels_are_escaped() {
+        let mut m = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(&[3, b'a', b'.', 0x01, 0, 0, 1, 0, 1]);
+        let q = parse_query(&m).expect("valid");
+        assert_eq!(q.name, "a\\.\\001");
+    }
+
+    #[test]
+    fn short_reply_echoes_question_and_sets_rcode() {
+        let m = query_bytes("a.com", 1, false);
+        let q = parse_query(&m).expect("valid");
+        let r = short_reply(&m, q.question.len(), 2, false);
+        let h = Header::read(&r).expect("header");
+        assert!(h.is_response());
+        assert_eq!(h.rcode(), 2);
+        assert_eq!(h.id, 0x1234);
+        assert_eq!(&r[12..], q.question);
+    }
+}
