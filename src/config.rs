@@ -432,6 +432,10 @@ impl Problem {
 
 /// Names the dotted key whose value sits at byte offset `at`, by reading the TOML around it.
 fn key_at(text: &str, at: usize) -> String {
+    if at == 0 {
+        // Errors about the document as a whole (a missing top-level table).
+        return String::new();
+    }
     let at = at.min(text.len());
     let mut table = String::new();
     let mut key = String::new();
