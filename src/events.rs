@@ -35,6 +35,10 @@ pub struct BlockEvent {
     pub list: Arc<str>,
     pub rule: Box<str>,
     pub action: &'static str,
+    /// When the answer, not the question, was blocked: the CNAME/HTTPS target that matched.
+    pub via: Option<Box<str>>,
+    /// The names the answer pointed at, in order (only with `via`).
+    pub chain: Vec<String>,
 }
 
 /// The JSON line written for a block event (field names are part of c2sink's interface).
@@ -50,6 +54,10 @@ struct Line<'a> {
     list: &'a str,
     rule: &'a str,
     action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    chain: &'a [String],
 }
 
 impl BlockEvent {
@@ -66,6 +74,8 @@ impl BlockEvent {
             list: &self.list,
             rule: &self.rule,
             action: self.action,
+            via: self.via.as_deref(),
+            chain: &self.chain,
         };
         serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }

@@ -4,13 +4,13 @@
 //! `decide` does everything that needs no network and returns at once; only `forward` awaits an upstream.
 //! Listeners call the first, and spawn the second only when needed.
 
-use crate::blocklist::Lists;
+use crate::blocklist::{Lists, Verdict};
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::events::{BlockEvent, Events, Protocol};
 use crate::sinkhole::Sinkhole;
 use crate::upstream::Upstreams;
-use crate::wire::{self, Query};
+use crate::wire::{self, Inspect, Query};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -105,24 +105,19 @@ impl Pipeline {
         };
         let policy = self.policy.load();
         if let Some(v) = policy.lists.check(&query.name) {
-            let mode = v.list.action.unwrap_or(policy.sinkhole.mode);
-            let answer = policy.sinkhole.answer(mode, &query, v.rule.rule);
-            self.stats.blocked.fetch_add(1, Ordering::Relaxed);
-            self.events.record(BlockEvent {
-                time: SystemTime::now(),
-                client: client.addr,
-                protocol: client.protocol,
-                qname: query.name.clone(),
-                qtype: query.qtype,
-                list: Arc::from(v.list.name.as_str()),
-                rule: v.rule.rule.into(),
-                action: mode.as_str(),
-            });
-            return Decision::Reply(self.fit(answer, &query, raw, client));
+            return Decision::Reply(self.block(&policy, &query, raw, client, v, None));
         }
-        if let Some(answer) = self.cache.as_ref().and_then(|c| c.get(&query, raw)) {
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&query, raw)) {
+            // A cached answer is inspected again: a list change applies to it at once.
+            if let Some(blocked) = hit
+                .inspect
+                .as_deref()
+                .and_then(|i| self.block_by_answer(&policy, &query, raw, client, i))
+            {
+                return Decision::Reply(blocked);
+            }
             self.stats.cached.fetch_add(1, Ordering::Relaxed);
-            return Decision::Reply(self.fit(answer, &query, raw, client));
+            return Decision::Reply(self.fit(hit.wire, &query, raw, client));
         }
         Decision::Forward
     }
@@ -132,10 +127,18 @@ impl Pipeline {
         let query = wire::parse_query(raw).ok()?;
         match self.upstreams.forward(raw, &query).await {
             Ok(answer) => {
-                self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 if let Some(cache) = &self.cache {
                     cache.put(&query, &answer.wire, &answer.shape);
                 }
+                if let Some(inspect) = answer.shape.inspect.as_deref() {
+                    let policy = self.policy.load();
+                    if let Some(blocked) =
+                        self.block_by_answer(&policy, &query, raw, client, inspect)
+                    {
+                        return Some(blocked);
+                    }
+                }
+                self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 let mut out = answer.wire;
                 wire::set_id(&mut out, query.header.id);
                 Some(self.fit(out, &query, raw, client))
@@ -146,6 +149,49 @@ impl Pipeline {
                 Some(self.servfail(raw, &query))
             }
         }
+    }
+
+    /// Sinkholes a query blocked by `verdict` and records the event; `via` names the answer's matching target.
+    fn block(
+        &self,
+        policy: &Policy,
+        query: &Query<'_>,
+        raw: &[u8],
+        client: &Client,
+        verdict: Verdict<'_>,
+        via: Option<(&str, &Inspect)>,
+    ) -> Vec<u8> {
+        let mode = verdict.list.action.unwrap_or(policy.sinkhole.mode);
+        let answer = policy.sinkhole.answer(mode, query, verdict.rule.rule);
+        self.stats.blocked.fetch_add(1, Ordering::Relaxed);
+        self.events.record(BlockEvent {
+            time: SystemTime::now(),
+            client: client.addr,
+            protocol: client.protocol,
+            qname: query.name.clone(),
+            qtype: query.qtype,
+            list: Arc::from(verdict.list.name.as_str()),
+            rule: verdict.rule.rule.into(),
+            action: mode.as_str(),
+            via: via.map(|(t, _)| t.into()),
+            chain: via.map(|(_, i)| i.targets.clone()).unwrap_or_default(),
+        });
+        self.fit(answer, query, raw, client)
+    }
+
+    /// Sinkholes a query whose answer points at a listed name (CNAME cloaking, HTTPS/SVCB targets).
+    fn block_by_answer(
+        &self,
+        policy: &Policy,
+        query: &Query<'_>,
+        raw: &[u8],
+        client: &Client,
+        inspect: &Inspect,
+    ) -> Option<Vec<u8>> {
+        inspect.targets.iter().find_map(|t| {
+            let v = policy.lists.check(t)?;
+            Some(self.block(policy, query, raw, client, v, Some((t, inspect))))
+        })
     }
 
     /// SERVFAIL for a query, used when forwarding fails or is shed.

@@ -100,6 +100,14 @@ impl Sinkhole {
 
 /// Offset of the rule's name inside the echoed question, for a compression pointer.
 fn soa_owner_offset(query: &Query<'_>, rule: &str) -> u16 {
+    let is_suffix = query.name == rule
+        || (query.name.len() > rule.len()
+            && query.name.ends_with(rule)
+            && query.name.as_bytes()[query.name.len() - rule.len() - 1] == b'.');
+    if !is_suffix {
+        // Blocked through a CNAME target: the SOA is owned by the question name.
+        return HEADER_LEN as u16;
+    }
     let rule_labels = if rule.is_empty() {
         0
     } else {

@@ -3,7 +3,7 @@
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::EdnsOption;
-use hickory_proto::rr::rdata::{A, AAAA, MX, SOA, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, HTTPS, MX, SOA, SVCB, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -31,6 +31,9 @@ pub struct Seen {
 /// - `*.big.test` 40 TXT records (truncated over UDP beyond min(client payload, 1232)),
 /// - `*.ad.test` sets AD and adds an Extended DNS Error option when the query has EDNS,
 /// - `*.short-ttl.test` A with TTL 1,
+/// - `*.cname-c2.test` CNAME `hop.cname-ok.test` CNAME `cdn.msstorageazure.com` + A 192.0.2.66 (CNAME cloaking),
+/// - `*.cname-ok.test` CNAME `www.example.test` + A 192.0.2.1 (an innocent chain),
+/// - `*.https-c2.test` HTTPS 1 `msstorageazure.com.` (an HTTPS record whose target is a C2 name),
 /// - anything else: A 192.0.2.1, AAAA 2001:db8::1, TXT "from upstream", MX 10 mail.example.test, else NODATA.
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -255,6 +258,39 @@ fn respond(msg: &Message, tcp: bool) -> Option<Vec<u8>> {
         r.add_authority(soa("nxdomain.test."));
     } else if ends(".nodata.test.") {
         r.add_authority(soa("nodata.test."));
+    } else if ends(".cname-c2.test.") || ends(".cname-ok.test.") {
+        let n = |s: &str| Name::from_str(s).expect("name");
+        let (chain, last): (Vec<&str>, &str) = if ends(".cname-c2.test.") {
+            (
+                vec!["hop.cname-ok.test.", "cdn.msstorageazure.com."],
+                "192.0.2.66",
+            )
+        } else {
+            (vec!["www.example.test."], "192.0.2.1")
+        };
+        let mut owner = name.clone();
+        for t in chain {
+            r.add_answer(Record::from_rdata(
+                owner.clone(),
+                300,
+                RData::CNAME(CNAME(n(t))),
+            ));
+            owner = n(t);
+        }
+        if q.query_type() == RecordType::A {
+            r.add_answer(Record::from_rdata(
+                owner,
+                300,
+                RData::A(last.parse().expect("ip")),
+            ));
+        }
+    } else if ends(".https-c2.test.") && q.query_type() == RecordType::HTTPS {
+        let target = Name::from_str("msstorageazure.com.").expect("name");
+        r.add_answer(Record::from_rdata(
+            name,
+            300,
+            RData::HTTPS(HTTPS(SVCB::new(1, target, vec![]))),
+        ));
     } else if ends(".big.test.") && q.query_type() == RecordType::TXT {
         for i in 0..40 {
             r.add_answer(Record::from_rdata(
