@@ -13,5 +13,6 @@ pub mod listen;
 pub mod pipeline;
 pub mod server;
 pub mod sinkhole;
+pub mod trap;
 pub mod upstream;
 pub mod wire;

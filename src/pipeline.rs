@@ -217,6 +217,10 @@ impl Pipeline {
                 r[2] = answer[2] | 0x02;
                 r[3] = answer[3];
             }
+            if let Some(e) = query.edns {
+                wire::push_opt(&mut r, crate::sinkhole::OUR_PAYLOAD, e.dnssec_ok);
+                wire::bump_count(&mut r, 3);
+            }
             r
         } else {
             answer

@@ -397,6 +397,22 @@ fn truncated_udp_answer_is_retried_over_tcp() {
         m.metadata.truncation,
         "TC to a client that cannot take the answer over UDP"
     );
+    assert!(m.answers.is_empty() && m.edns.is_none());
+    // An EDNS client with a small buffer gets TC with an OPT record.
+    let small = Ask {
+        edns: true,
+        payload: 600,
+        ..Ask::default()
+    };
+    let m = ask(
+        srv.addr(),
+        Proto::Udp,
+        "txt.big.test",
+        RecordType::TXT,
+        &small,
+    );
+    assert!(m.metadata.truncation);
+    assert!(m.edns.is_some(), "OPT kept in the truncated answer");
     let m = ask_simple(srv.addr(), Proto::Tcp, "txt.big.test", RecordType::TXT);
     assert_eq!(m.answers.len(), 40);
 }
