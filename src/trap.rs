@@ -344,7 +344,7 @@ mod tests {
                 b.push((x >> 16) as u8);
             }
             if !b.is_empty() {
-                b[0] = if x % 2 == 0 { 0x16 } else { b'G' };
+                b[0] = if x.is_multiple_of(2) { 0x16 } else { b'G' };
             }
             let _ = peek(&b);
         }
