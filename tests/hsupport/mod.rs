@@ -219,6 +219,9 @@ fn respond(q: &[u8], st: &UpState) -> Vec<Vec<u8>> {
     }
     let mode = *st.mode.lock().expect("lock");
     let good = answer_a(q, st.answer);
+    if good.is_empty() {
+        return vec![];
+    }
     match mode {
         Mode::Answer => vec![good],
         Mode::Silent => vec![],
@@ -253,13 +256,19 @@ fn read_qname(q: &[u8]) -> Option<String> {
     Some(labels.join("."))
 }
 
-/// A NOERROR answer to `q` with one A record (TTL 300), echoing the question and any OPT.
+/// A NOERROR answer to `q` with one A record (TTL 300), echoing the question (empty if `q` has none).
 fn answer_a(q: &[u8], addr: Ipv4Addr) -> Vec<u8> {
     let mut pos = 12;
-    while q[pos] != 0 {
-        pos += 1 + usize::from(q[pos]);
+    while let Some(&len) = q.get(pos) {
+        if len == 0 {
+            break;
+        }
+        pos += 1 + usize::from(len);
     }
     let qend = pos + 5;
+    if qend > q.len() {
+        return Vec::new();
+    }
     let mut r = q[..2].to_vec();
     r.extend_from_slice(&[0x81 | (q[2] & 0x01), 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
     r.extend_from_slice(&q[12..qend]);
