@@ -80,6 +80,59 @@ pub struct ServerConfig {
     /// A TCP connection with no complete query for this long is closed.
     #[serde(default = "default_tcp_idle_timeout_ms")]
     pub tcp_idle_timeout_ms: u64,
+    /// Open TCP connections from one client address at once.
+    #[serde(default = "default_tcp_max_connections_per_client")]
+    pub tcp_max_connections_per_client: usize,
+    /// Networks (CIDR or bare address) allowed to query; unset = loopback, RFC 1918, CGNAT, ULA, link-local.
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
+    /// Networks refused even inside an allowed one; the most specific entry of allow and deny wins.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// What a client outside the allowed networks gets.
+    #[serde(default = "default_refuse_action")]
+    pub refuse_action: RejectAction,
+    /// Queries per second per client (token bucket); 0 = no limit.
+    #[serde(default)]
+    pub rate_limit: u32,
+    /// Queries a client may send in a burst above the rate; 0 = one second's worth (rate_limit).
+    #[serde(default)]
+    pub rate_limit_burst: u32,
+    /// IPv6 clients are counted per prefix of this length (one /64 is usually one host or one LAN).
+    #[serde(default = "default_rate_limit_ipv6_prefix")]
+    pub rate_limit_ipv6_prefix: u8,
+    /// What a client over its rate gets.
+    #[serde(default = "default_rate_limit_action")]
+    pub rate_limit_action: RejectAction,
+    /// Clients tracked by the limiter at once (fixed memory; the least recently seen are forgotten first).
+    #[serde(default = "default_rate_limit_clients")]
+    pub rate_limit_clients: usize,
+}
+
+/// What happens to a query that admission turns away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RejectAction {
+    /// Answer REFUSED (the client learns at once; the reply is no larger than the query).
+    Refuse,
+    /// Send nothing (nothing to reflect, the client times out).
+    Drop,
+}
+
+fn default_refuse_action() -> RejectAction {
+    RejectAction::Refuse
+}
+fn default_rate_limit_action() -> RejectAction {
+    RejectAction::Drop
+}
+fn default_rate_limit_ipv6_prefix() -> u8 {
+    64
+}
+fn default_rate_limit_clients() -> usize {
+    65_536
+}
+fn default_tcp_max_connections_per_client() -> usize {
+    64
 }
 
 fn default_max_inflight() -> usize {
@@ -312,6 +365,15 @@ impl Config {
                 "server.tcp_max_connections".into(),
                 "must be at least 1".into(),
             );
+        }
+        if self.server.tcp_max_connections_per_client == 0 {
+            p(
+                "server.tcp_max_connections_per_client".into(),
+                "must be at least 1".into(),
+            );
+        }
+        for (key, problem) in crate::admission::config_problems(&self.server) {
+            p(format!("server.{key}"), problem);
         }
         if self.upstream.servers.is_empty() {
             p(

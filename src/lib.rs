@@ -1,16 +1,19 @@
 //! c2sink: a DNS resolver that sinkholes malware command-and-control names and logs which client asked.
 //!
-//! The query path, in order: [`listen`] (sockets) → [`pipeline`] (assembles the steps) → [`wire`] (read the
-//! query) → [`blocklist`] (is the name listed?) → [`sinkhole`] (answer locally) or [`cache`] / [`upstream`]
-//! (answer from the upstream) → [`events`] (log the blocked client). [`config`] describes it all, [`server`]
+//! The query path, in order: [`listen`] (sockets) → [`admission`] (who may ask, how fast) → [`pipeline`]
+//! (assembles the steps) → [`wire`] (read the query) and [`protocol`] (rules for odd queries) → [`blocklist`]
+//! (is the name listed?) → [`sinkhole`] (answer locally) or [`cache`] / [`upstream`] (answer from the
+//! upstream) → [`events`] (log the blocked client). [`config`] describes it all, [`server`]
 //! runs it.
 
+pub mod admission;
 pub mod blocklist;
 pub mod cache;
 pub mod config;
 pub mod events;
 pub mod listen;
 pub mod pipeline;
+pub mod protocol;
 pub mod server;
 pub mod sinkhole;
 pub mod trap;

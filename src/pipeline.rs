@@ -8,6 +8,7 @@ use crate::blocklist::{Lists, Verdict};
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::events::{BlockEvent, Events, Protocol};
+use crate::protocol;
 use crate::sinkhole::Sinkhole;
 use crate::upstream::Upstreams;
 use crate::wire::{self, Inspect, Query};
@@ -16,10 +17,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
-
-const RCODE_FORMERR: u8 = 1;
-const RCODE_SERVFAIL: u8 = 2;
-const RCODE_NOTIMP: u8 = 4;
 
 /// Who sent a query and how.
 #[derive(Debug, Clone, Copy)]
@@ -94,18 +91,24 @@ impl Pipeline {
             return Decision::Drop;
         }
         if header.opcode() != 0 {
-            return Decision::Reply(wire::short_reply(raw, 0, RCODE_NOTIMP, false));
+            return Decision::Reply(protocol::error_reply(raw, protocol::RCODE_NOTIMP));
         }
         let query = match wire::parse_query(raw) {
             Ok(q) => q,
             Err(_) => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                return Decision::Reply(wire::short_reply(raw, 0, RCODE_FORMERR, false));
+                return Decision::Reply(protocol::error_reply(raw, protocol::RCODE_FORMERR));
             }
         };
+        if let Some(r) = protocol::check_edns_version(raw, &query) {
+            return Decision::Reply(r);
+        }
         let policy = self.policy.load();
         if let Some(v) = policy.lists.check(&query.name) {
             return Decision::Reply(self.block(&policy, &query, raw, client, v, None));
+        }
+        if query.qtype == wire::TYPE_ANY {
+            return Decision::Reply(protocol::any_answer(&query));
         }
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&query, raw)) {
             // A cached answer is inspected again: a list change applies to it at once.
@@ -145,7 +148,12 @@ impl Pipeline {
             }
             Err(e) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(qname = %query.name, error = %e, "answering SERVFAIL");
+                if matches!(e.last_error, crate::upstream::TryError::AllDown) {
+                    // Logged once when the last upstream went down; one line per query would flood the log.
+                    tracing::debug!(qname = %query.name, "every upstream is down: answering SERVFAIL");
+                } else {
+                    tracing::warn!(qname = %query.name, error = %e, "answering SERVFAIL");
+                }
                 Some(self.servfail(raw, &query))
             }
         }
@@ -195,17 +203,14 @@ impl Pipeline {
     }
 
     /// SERVFAIL for a query, used when forwarding fails or is shed.
-    pub fn servfail(&self, raw: &[u8], query: &Query<'_>) -> Vec<u8> {
-        wire::short_reply(raw, query.question.len(), RCODE_SERVFAIL, false)
+    pub fn servfail(&self, raw: &[u8], _query: &Query<'_>) -> Vec<u8> {
+        protocol::error_reply(raw, protocol::RCODE_SERVFAIL)
     }
 
     /// SERVFAIL for raw bytes already known to parse, when work is shed before forwarding.
     pub fn shed(&self, raw: &[u8]) -> Vec<u8> {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
-        let qlen = wire::parse_query(raw)
-            .map(|q| q.question.len())
-            .unwrap_or(0);
-        wire::short_reply(raw, qlen, RCODE_SERVFAIL, false)
+        protocol::error_reply(raw, protocol::RCODE_SERVFAIL)
     }
 
     /// Cuts an answer that is too big for the client's UDP buffer down to header + question with TC set.

@@ -1,5 +1,6 @@
 //! Running c2sink: load everything, bind, serve until SIGTERM/SIGINT, then drain and flush.
 
+use crate::admission::Admission;
 use crate::blocklist::Lists;
 use crate::config::Config;
 use crate::events::Events;
@@ -30,6 +31,17 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let events = Events::start(&cfg.event_sink())
         .with_context(|| format!("opening event log {:?}", cfg.log.events))?;
     let pipeline = Arc::new(Pipeline::new(&cfg, lists, events));
+    let admission = Arc::new(
+        Admission::new(&cfg.server)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("{}: server.allow/deny", cfg.source.display()))?,
+    );
+    if admission.is_open() {
+        tracing::warn!(
+            "server.allow lets every address query: this is an OPEN RESOLVER; make sure a firewall \
+             keeps the internet out, or it will be used to amplify attacks on others"
+        );
+    }
 
     let udp_sockets = match cfg.server.udp_sockets {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -39,6 +51,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         udp_sockets,
         max_inflight: cfg.server.max_inflight,
         tcp_max_connections: cfg.server.tcp_max_connections,
+        tcp_max_connections_per_client: cfg.server.tcp_max_connections_per_client,
         tcp_idle: Duration::from_millis(cfg.server.tcp_idle_timeout_ms),
     };
     let inflight = Arc::new(Semaphore::new(limits.max_inflight));
@@ -60,6 +73,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         for sock in bound.udp {
             listeners.push(tokio::spawn(listen::serve_udp(
                 sock,
+                admission.clone(),
                 pipeline.clone(),
                 inflight.clone(),
                 tracker.clone(),
@@ -68,6 +82,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
         listeners.push(tokio::spawn(listen::serve_tcp(
             bound.tcp,
+            admission.clone(),
             pipeline.clone(),
             inflight.clone(),
             limits,
@@ -93,11 +108,37 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!("some queries were still in flight after {DRAIN:?}; stopping anyway");
     }
     match Arc::try_unwrap(pipeline) {
-        Ok(mut p) => p.events.close(),
-        Err(_) => tracing::warn!("pipeline still shared at exit; events are flushed on drop"),
+        Ok(mut p) => {
+            p.events.close();
+            log_totals(&p, &admission);
+        }
+        Err(p) => {
+            tracing::warn!("pipeline still shared at exit; events are flushed on drop");
+            log_totals(&p, &admission);
+        }
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One line of totals at exit, so an admin (and the tests) can see what was turned away and why.
+fn log_totals(p: &Pipeline, a: &Admission) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let events = p.events.stats();
+    tracing::info!(
+        queries = p.stats.queries.load(Relaxed),
+        blocked = p.stats.blocked.load(Relaxed),
+        cached = p.stats.cached.load(Relaxed),
+        forwarded = p.stats.forwarded.load(Relaxed),
+        failed = p.stats.failed.load(Relaxed),
+        malformed = p.stats.malformed.load(Relaxed),
+        denied = a.stats.denied.load(Relaxed),
+        rate_limited = a.stats.rate_limited.load(Relaxed),
+        upstream_mismatched = p.upstreams.mismatched.load(Relaxed),
+        events_written = events.written.load(Relaxed),
+        events_dropped = events.dropped.load(Relaxed),
+        "totals"
+    );
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -2,7 +2,9 @@
 //! random port, and the upstream's answer comes back whole, so nothing the client and upstream say is lost.
 //!
 //! Failover: upstreams are tried healthiest first; one that fails is moved to the back for a while, so a dead
-//! server is not tried first on every query.
+//! server is not tried first on every query. After [`DOWN_AFTER`] failures in a row a server is down: no query
+//! waits on it until its bench time is over, and then exactly one query probes it (backing off up to
+//! [`MAX_BENCH_MS`]). When every server is down, clients get SERVFAIL at once instead of piling up.
 
 use crate::wire::{self, AnswerShape, Query};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -22,7 +24,14 @@ pub enum TryError {
     Malformed(#[from] wire::WireError),
     #[error("answer does not match the question")]
     Mismatch,
+    #[error("every upstream is down; the next probe is due within {MAX_BENCH_MS} ms")]
+    AllDown,
 }
+
+/// Consecutive failures after which a server is down (skipped except for one probe per bench period).
+pub const DOWN_AFTER: u32 = 3;
+/// Longest bench period, which bounds how long recovery of a returning upstream can take.
+pub const MAX_BENCH_MS: u64 = 8_000;
 
 /// Every upstream failed; the client gets SERVFAIL.
 #[derive(Debug, thiserror::Error)]
@@ -84,13 +93,42 @@ impl Upstreams {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Servers in the order to try them: those not benched first, each group in config order.
+    /// Servers in the order to try them: a due probe of a down server, then healthy servers, then those that
+    /// failed lately (not benched before benched), each group in config order. Down servers are left out.
     fn order(&self) -> Vec<usize> {
         let now = self.now_ms();
-        let (mut ok, benched): (Vec<usize>, Vec<usize>) = (0..self.servers.len())
-            .partition(|&i| self.servers[i].benched_until.load(Ordering::Relaxed) <= now);
-        ok.extend(benched);
-        ok
+        let mut tiers: [Vec<usize>; 4] = Default::default();
+        for (i, s) in self.servers.iter().enumerate() {
+            let fails = s.fails.load(Ordering::Relaxed);
+            let until = s.benched_until.load(Ordering::Relaxed);
+            if fails == 0 {
+                tiers[1].push(i);
+            } else if fails < DOWN_AFTER {
+                tiers[if until <= now { 2 } else { 3 }].push(i);
+            } else if until <= now {
+                // Down, and its bench is over: the one query that wins this exchange probes it; the others
+                // see it benched for the probe's duration.
+                let probe_until = now + self.timeout_ms();
+                if s.benched_until
+                    .compare_exchange(until, probe_until, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    tiers[0].push(i);
+                }
+            }
+        }
+        tiers.concat()
+    }
+
+    fn timeout_ms(&self) -> u64 {
+        u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// True when the server at `i` is down (for logs and tests of failover).
+    pub fn is_down(&self, i: usize) -> bool {
+        self.servers
+            .get(i)
+            .is_some_and(|s| s.fails.load(Ordering::Relaxed) >= DOWN_AFTER)
     }
 
     /// Sends `raw` (a client's query, parsed as `query`) upstream and returns the first good answer.
@@ -101,7 +139,9 @@ impl Upstreams {
             let server = &self.servers[i];
             match self.try_one(server.addr, raw, query).await {
                 Ok(a) => {
-                    server.fails.store(0, Ordering::Relaxed);
+                    if server.fails.swap(0, Ordering::Relaxed) >= DOWN_AFTER {
+                        tracing::info!(upstream = %server.addr, "upstream answers again");
+                    }
                     server.benched_until.store(0, Ordering::Relaxed);
                     return Ok(a);
                 }
@@ -110,19 +150,25 @@ impl Upstreams {
                         .fails
                         .fetch_add(1, Ordering::Relaxed)
                         .saturating_add(1);
-                    // Bench for 1 s, 2 s, 4 s ... up to 30 s after consecutive failures.
+                    // Bench for 1 s, 2 s, 4 s ... up to MAX_BENCH_MS after consecutive failures.
                     let bench = 1000u64 << fails.saturating_sub(1).min(5);
                     server
                         .benched_until
-                        .store(self.now_ms() + bench.min(30_000), Ordering::Relaxed);
-                    tracing::warn!(upstream = %server.addr, error = %e, qname = %query.name, "upstream try failed");
+                        .store(self.now_ms() + bench.min(MAX_BENCH_MS), Ordering::Relaxed);
+                    if fails == DOWN_AFTER {
+                        tracing::warn!(upstream = %server.addr, error = %e, "upstream is down");
+                    } else {
+                        tracing::debug!(upstream = %server.addr, error = %e, qname = %query.name, "upstream try failed");
+                    }
                     last = Some((server.addr, e));
                 }
             }
         }
         let (last_server, last_error) = last.unwrap_or((
-            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
-            TryError::Mismatch,
+            self.servers
+                .first()
+                .map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), |s| s.addr),
+            TryError::AllDown,
         ));
         Err(ForwardError {
             tried: order.len(),
@@ -231,4 +277,51 @@ fn check_answer(msg: &[u8], id: u16, query: &Query<'_>) -> Result<AnswerShape, T
         return Err(TryError::Mismatch);
     }
     Ok(wire::answer_shape(msg)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ups(n: usize) -> Upstreams {
+        let addrs: Vec<SocketAddr> = (0..n)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 5300 + i as u16)))
+            .collect();
+        Upstreams::new(&addrs, Duration::from_millis(500))
+    }
+
+    fn fail(u: &Upstreams, i: usize, fails: u32, bench_ms: u64) {
+        u.servers[i].fails.store(fails, Ordering::Relaxed);
+        u.servers[i]
+            .benched_until
+            .store(u.now_ms() + bench_ms, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn failed_server_goes_last_and_down_server_is_skipped() {
+        let u = ups(3);
+        assert_eq!(u.order(), vec![0, 1, 2]);
+        fail(&u, 0, 1, 10_000);
+        assert_eq!(u.order(), vec![1, 2, 0]);
+        fail(&u, 0, DOWN_AFTER, 10_000);
+        assert_eq!(u.order(), vec![1, 2]);
+        assert!(u.is_down(0));
+    }
+
+    #[test]
+    fn down_server_is_probed_by_one_query_only() {
+        let u = ups(2);
+        fail(&u, 0, DOWN_AFTER, 0);
+        // The bench is over: the first caller probes server 0 first, the next one does not see it.
+        assert_eq!(u.order(), vec![0, 1]);
+        assert_eq!(u.order(), vec![1]);
+    }
+
+    #[test]
+    fn all_down_gives_no_server_to_try() {
+        let u = ups(2);
+        fail(&u, 0, DOWN_AFTER, 5_000);
+        fail(&u, 1, DOWN_AFTER, 5_000);
+        assert!(u.order().is_empty());
+    }
 }
