@@ -18,6 +18,7 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 /// Serves DNS per `cfg` until a termination signal.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let stop = stop_signals()?;
     let lists = Lists::load(&cfg).context("loading block lists")?;
     for l in &lists.lists {
         if l.invalid > 0 {
@@ -97,7 +98,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         "c2sink ready"
     );
 
-    wait_for_signal().await?;
+    wait_for_signal(stop).await;
     tracing::info!("shutting down: draining queries in flight");
     shutdown.cancel();
     for l in listeners {
@@ -141,13 +142,24 @@ fn log_totals(p: &Pipeline, a: &Admission) {
     );
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// SIGTERM and SIGINT handlers, installed before any socket is announced so an early signal still
+/// leads to a clean, flushed stop.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+fn stop_signals() -> anyhow::Result<StopSignals> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    Ok(StopSignals {
+        term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+        int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+    })
+}
+
+async fn wait_for_signal(mut s: StopSignals) {
     tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+        _ = s.term.recv() => {}
+        _ = s.int.recv() => {}
     }
-    Ok(())
 }
