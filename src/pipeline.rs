@@ -105,8 +105,7 @@ impl Pipeline {
         };
         let policy = self.policy.load();
         if let Some(v) = policy.lists.check(&query.name) {
-            let mode = v.list.action.unwrap_or(policy.sinkhole.mode);
-            let answer = policy.sinkhole.answer(mode, &query, v.rule.rule);
+            let (answer, action) = policy.sinkhole.respond(&v, &query);
             self.stats.blocked.fetch_add(1, Ordering::Relaxed);
             self.events.record(BlockEvent {
                 time: SystemTime::now(),
@@ -114,11 +113,14 @@ impl Pipeline {
                 protocol: client.protocol,
                 qname: query.name.clone(),
                 qtype: query.qtype,
-                list: Arc::from(v.list.name.as_str()),
-                rule: v.rule.rule.into(),
-                action: mode.as_str(),
+                list: Arc::clone(&v.list.name),
+                rule: v.rule.text().into(),
+                action,
             });
-            return Decision::Reply(self.fit(answer, &query, raw, client));
+            return match answer {
+                Some(answer) => Decision::Reply(self.fit(answer, &query, raw, client)),
+                None => Decision::Drop,
+            };
         }
         if let Some(answer) = self.cache.as_ref().and_then(|c| c.get(&query, raw)) {
             self.stats.cached.fetch_add(1, Ordering::Relaxed);

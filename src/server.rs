@@ -19,13 +19,7 @@ const DRAIN: Duration = Duration::from_secs(5);
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let lists = Lists::load(&cfg).context("loading block lists")?;
     for l in &lists.lists {
-        if l.invalid > 0 {
-            for p in &l.problems {
-                tracing::warn!(list = %l.name, "{}:{}: {}", l.path.display(), p.line, p.message);
-            }
-            tracing::warn!(list = %l.name, invalid = l.invalid, "skipped invalid lines");
-        }
-        tracing::info!(list = %l.name, entries = l.len(), path = %l.path.display(), "list loaded");
+        l.log_loaded();
     }
     let events = Events::start(&cfg.event_sink())
         .with_context(|| format!("opening event log {:?}", cfg.log.events))?;
