@@ -54,6 +54,8 @@ pub struct Config {
     pub sinkhole: SinkholeConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub reload: ReloadConfig,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -248,6 +250,35 @@ impl ListConfig {
             ));
         }
         out
+    }
+}
+
+/// Applying changed lists and config without a restart (SIGHUP always works).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// Look for changes to the config file and every list file, and reload when one is seen.
+    #[serde(default = "default_watch")]
+    pub watch: bool,
+    /// How often to look (milliseconds); a change is applied once two looks in a row agree, so an editor's
+    /// save (rename, truncate-then-write) is read whole.
+    #[serde(default = "default_watch_interval_ms")]
+    pub interval_ms: u64,
+}
+
+fn default_watch() -> bool {
+    true
+}
+fn default_watch_interval_ms() -> u64 {
+    1000
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        ReloadConfig {
+            watch: default_watch(),
+            interval_ms: default_watch_interval_ms(),
+        }
     }
 }
 
@@ -465,6 +496,12 @@ impl Config {
                     format!("{}: {e}", path.display()),
                 ),
             }
+        }
+        if !(50..=3_600_000).contains(&self.reload.interval_ms) {
+            p(
+                "reload.interval_ms".into(),
+                format!("{} is outside 50..=3600000", self.reload.interval_ms),
+            );
         }
         if self.sinkhole.mode == SinkholeMode::Address
             && self.sinkhole.ipv4.is_none()

@@ -3,7 +3,7 @@
 //! The query path, in order: [`listen`] (sockets) → [`pipeline`] (assembles the steps) → [`wire`] (read the
 //! query) → [`blocklist`] (is the name listed?) → [`sinkhole`] (answer locally) or [`cache`] / [`upstream`]
 //! (answer from the upstream) → [`events`] (log the blocked client). [`config`] describes it all, [`server`]
-//! runs it.
+//! runs it, [`reload`] swaps in changed lists while it runs.
 
 pub mod blocklist;
 pub mod cache;
@@ -11,6 +11,7 @@ pub mod config;
 pub mod events;
 pub mod listen;
 pub mod pipeline;
+pub mod reload;
 pub mod server;
 pub mod sinkhole;
 pub mod upstream;

@@ -69,6 +69,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             shutdown.clone(),
         )));
     }
+    let (reloader, reload_task) =
+        crate::reload::Reloader::spawn(&cfg, pipeline.clone(), shutdown.clone())?;
     tracing::info!(
         upstreams = ?cfg.upstream.servers,
         lists = pipeline.policy.load().lists.lists.len(),
@@ -82,6 +84,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     for l in listeners {
         let _ = l.await;
     }
+    let _ = reload_task.await;
+    drop(reloader);
     tracker.close();
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
         tracing::warn!("some queries were still in flight after {DRAIN:?}; stopping anyway");
