@@ -54,6 +54,8 @@ pub struct Config {
     pub sinkhole: SinkholeConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub reload: ReloadConfig,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -200,13 +202,137 @@ impl Default for CacheConfig {
 }
 
 /// One list of C2 (or other) domains.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListConfig {
     /// Name used in events and metrics.
     pub name: String,
-    /// File with one domain per line.
+    /// The list file.
     pub path: PathBuf,
+    /// How the file is written; `auto` guesses from its first lines.
+    #[serde(default)]
+    pub format: ListFormat,
+    /// `block` (default) or `allow`: entries of an allow list are never blocked.
+    #[serde(default)]
+    pub kind: ListKind,
+    /// How this list's matches are answered; unset = the `[sinkhole]` mode. RPZ rules' own actions win.
+    pub action: Option<SinkholeMode>,
+    /// Address for A answers in `address` mode (default: `sinkhole.ipv4`).
+    pub ipv4: Option<Ipv4Addr>,
+    /// Address for AAAA answers in `address` mode (default: `sinkhole.ipv6`).
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+/// The format of a list file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListFormat {
+    /// Guess per file from its first lines.
+    #[default]
+    Auto,
+    /// One domain per line, `#` comments, `*.domain` wildcards.
+    Domains,
+    /// `ADDRESS name [name...]` lines; the address is ignored.
+    Hosts,
+    /// AdBlock-style `||domain^` and `@@||domain^` rules; others are skipped.
+    Adblock,
+    /// An RPZ zone file with QNAME triggers.
+    Rpz,
+}
+
+impl ListFormat {
+    /// The name used in config and reports.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ListFormat::Auto => "auto",
+            ListFormat::Domains => "domains",
+            ListFormat::Hosts => "hosts",
+            ListFormat::Adblock => "adblock",
+            ListFormat::Rpz => "rpz",
+        }
+    }
+}
+
+/// Whether a list blocks or exempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListKind {
+    #[default]
+    Block,
+    Allow,
+}
+
+impl ListConfig {
+    /// Problems with this list's own keys, as (key suffix, message); `sinkhole` supplies fallbacks.
+    pub fn problems(&self, sinkhole: &SinkholeConfig) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.kind == ListKind::Allow {
+            for (key, set) in [
+                ("action", self.action.is_some()),
+                ("ipv4", self.ipv4.is_some()),
+                ("ipv6", self.ipv6.is_some()),
+            ] {
+                if set {
+                    out.push((
+                        key,
+                        "an allow list blocks nothing, so it has no answer to set".into(),
+                    ));
+                }
+            }
+            return out;
+        }
+        let mode = self.action.unwrap_or(sinkhole.mode);
+        if mode == SinkholeMode::Address {
+            // An inherited address mode without addresses is reported once, at sinkhole.mode.
+            if self.action.is_some()
+                && self.ipv4.or(sinkhole.ipv4).is_none()
+                && self.ipv6.or(sinkhole.ipv6).is_none()
+            {
+                out.push((
+                    "action",
+                    "\"address\" needs ipv4 and/or ipv6 (on the list or in [sinkhole])".into(),
+                ));
+            }
+        } else if self.ipv4.is_some() || self.ipv6.is_some() {
+            out.push((
+                "ipv4",
+                format!(
+                    "ipv4/ipv6 are only used with action = \"address\" (this list answers \"{}\")",
+                    mode.as_str()
+                ),
+            ));
+        }
+        out
+    }
+}
+
+/// Applying changed lists and config without a restart (SIGHUP always works).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// Look for changes to the config file and every list file, and reload when one is seen.
+    #[serde(default = "default_watch")]
+    pub watch: bool,
+    /// How often to look (milliseconds); a change is applied once two looks in a row agree, so an editor's
+    /// save (rename, truncate-then-write) is read whole.
+    #[serde(default = "default_watch_interval_ms")]
+    pub interval_ms: u64,
+}
+
+fn default_watch() -> bool {
+    true
+}
+fn default_watch_interval_ms() -> u64 {
+    1000
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        ReloadConfig {
+            watch: default_watch(),
+            interval_ms: default_watch_interval_ms(),
+        }
+    }
 }
 
 /// How a blocked name is answered.
@@ -417,6 +543,9 @@ impl Config {
                     format!("\"{}\" is used by another list", l.name),
                 );
             }
+            for (key, message) in l.problems(&self.sinkhole) {
+                p(format!("blocklists[{i}].{key}"), message);
+            }
             let path = self.resolve(&l.path);
             match std::fs::metadata(&path) {
                 Ok(m) if m.is_file() => {}
@@ -429,6 +558,12 @@ impl Config {
                     format!("{}: {e}", path.display()),
                 ),
             }
+        }
+        if !(50..=3_600_000).contains(&self.reload.interval_ms) {
+            p(
+                "reload.interval_ms".into(),
+                format!("{} is outside 50..=3600000", self.reload.interval_ms),
+            );
         }
         if self.sinkhole.mode == SinkholeMode::Address
             && self.sinkhole.ipv4.is_none()

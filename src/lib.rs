@@ -4,7 +4,7 @@
 //! (assembles the steps) → [`wire`] (read the query) and [`protocol`] (rules for odd queries) → [`blocklist`]
 //! (is the name listed?) → [`sinkhole`] (answer locally) or [`cache`] / [`upstream`] (answer from the
 //! upstream) → [`events`] (log the blocked client). [`config`] describes it all, [`server`]
-//! runs it.
+//! runs it, [`reload`] swaps in changed lists while it runs.
 
 pub mod admission;
 pub mod blocklist;
@@ -14,6 +14,7 @@ pub mod events;
 pub mod listen;
 pub mod pipeline;
 pub mod protocol;
+pub mod reload;
 pub mod server;
 pub mod sinkhole;
 pub mod trap;

@@ -100,20 +100,8 @@ fn check(path: &std::path::Path, explain: Option<&str>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut bad = false;
-    for l in &lists.lists {
-        for p in &l.problems {
-            eprintln!("{}:{}: {}", l.path.display(), p.line, p.message);
-        }
-        if l.invalid > l.problems.len() {
-            eprintln!(
-                "{}: ... and {} more invalid lines",
-                l.path.display(),
-                l.invalid - l.problems.len()
-            );
-        }
-        bad |= l.invalid > 0;
-    }
+    let (report, bad) = c2sink::blocklist::report::summary(&lists);
+    print!("{report}");
     let listen: Vec<String> = cfg.server.listen.iter().map(ToString::to_string).collect();
     let ups: Vec<String> = cfg
         .upstream
@@ -124,13 +112,7 @@ fn check(path: &std::path::Path, explain: Option<&str>) -> ExitCode {
     let per_list: Vec<String> = lists
         .lists
         .iter()
-        .map(|l| {
-            let mut s = format!("{}={}", l.name, l.len());
-            if l.invalid > 0 {
-                s.push_str(&format!(" ({} invalid)", l.invalid));
-            }
-            s
-        })
+        .map(|l| format!("{}={}", l.name, l.len() + l.allow.len()))
         .collect();
     println!(
         "{}: listen {}; upstreams {}; lists {}; sinkhole {}",
@@ -145,40 +127,14 @@ fn check(path: &std::path::Path, explain: Option<&str>) -> ExitCode {
         cfg.sinkhole.mode.as_str(),
     );
     if let Some(name) = explain {
-        explain_name(&lists, &cfg, name);
+        print!(
+            "{}",
+            c2sink::blocklist::report::explain(&lists, name, cfg.sinkhole.mode)
+        );
     }
     if bad {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    }
-}
-
-fn explain_name(lists: &Lists, cfg: &Config, raw: &str) {
-    let name = match c2sink::blocklist::normalize_domain(raw) {
-        Ok(n) => n,
-        Err(e) => {
-            println!("{raw}: not a domain name: {e}");
-            return;
-        }
-    };
-    let hits = lists.explain(&name);
-    if hits.is_empty() {
-        println!(
-            "{name}: not blocked (no list has it or a parent of it); it is forwarded upstream"
-        );
-        return;
-    }
-    for (i, v) in hits.iter().enumerate() {
-        let mode = v.list.action.unwrap_or(cfg.sinkhole.mode);
-        println!(
-            "{name}: {} by list \"{}\" rule \"{}\" ({}:{}), action {}",
-            if i == 0 { "BLOCKED" } else { "also matches" },
-            v.list.name,
-            v.rule.rule,
-            v.list.path.display(),
-            v.rule.line,
-            mode.as_str()
-        );
     }
 }

@@ -105,7 +105,7 @@ impl Pipeline {
         }
         let policy = self.policy.load();
         if let Some(v) = policy.lists.check(&query.name) {
-            return Decision::Reply(self.block(&policy, &query, raw, client, v, None));
+            return self.block(&policy, &query, raw, client, v, None);
         }
         if query.qtype == wire::TYPE_ANY {
             return Decision::Reply(protocol::any_answer(&query));
@@ -117,7 +117,7 @@ impl Pipeline {
                 .as_deref()
                 .and_then(|i| self.block_by_answer(&policy, &query, raw, client, i))
             {
-                return Decision::Reply(blocked);
+                return blocked;
             }
             self.stats.cached.fetch_add(1, Ordering::Relaxed);
             return Decision::Reply(self.fit(hit.wire, &query, raw, client));
@@ -135,10 +135,10 @@ impl Pipeline {
                 }
                 if let Some(inspect) = answer.shape.inspect.as_deref() {
                     let policy = self.policy.load();
-                    if let Some(blocked) =
-                        self.block_by_answer(&policy, &query, raw, client, inspect)
-                    {
-                        return Some(blocked);
+                    match self.block_by_answer(&policy, &query, raw, client, inspect) {
+                        Some(Decision::Reply(r)) => return Some(r),
+                        Some(_) => return None,
+                        None => {}
                     }
                 }
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -168,9 +168,8 @@ impl Pipeline {
         client: &Client,
         verdict: Verdict<'_>,
         via: Option<(&str, &Inspect)>,
-    ) -> Vec<u8> {
-        let mode = verdict.list.action.unwrap_or(policy.sinkhole.mode);
-        let answer = policy.sinkhole.answer(mode, query, verdict.rule.rule);
+    ) -> Decision {
+        let (answer, action) = policy.sinkhole.respond(&verdict, query);
         self.stats.blocked.fetch_add(1, Ordering::Relaxed);
         self.events.record(BlockEvent {
             time: SystemTime::now(),
@@ -178,13 +177,16 @@ impl Pipeline {
             protocol: client.protocol,
             qname: query.name.clone(),
             qtype: query.qtype,
-            list: Arc::from(verdict.list.name.as_str()),
-            rule: verdict.rule.rule.into(),
-            action: mode.as_str(),
+            list: Arc::clone(&verdict.list.name),
+            rule: verdict.rule.text().into(),
+            action,
             via: via.map(|(t, _)| t.into()),
             chain: via.map(|(_, i)| i.targets.clone()).unwrap_or_default(),
         });
-        self.fit(answer, query, raw, client)
+        match answer {
+            Some(a) => Decision::Reply(self.fit(a, query, raw, client)),
+            None => Decision::Drop,
+        }
     }
 
     /// Sinkholes a query whose answer points at a listed name (CNAME cloaking, HTTPS/SVCB targets).
@@ -195,7 +197,7 @@ impl Pipeline {
         raw: &[u8],
         client: &Client,
         inspect: &Inspect,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<Decision> {
         inspect.targets.iter().find_map(|t| {
             let v = policy.lists.check(t)?;
             Some(self.block(policy, query, raw, client, v, Some((t, inspect))))

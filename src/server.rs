@@ -18,16 +18,13 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 /// Serves DNS per `cfg` until a termination signal.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    // Signal handlers first: SIGHUP's default action would kill a server whose reloader is not listening yet.
     let stop = stop_signals()?;
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing SIGHUP handler")?;
     let lists = Lists::load(&cfg).context("loading block lists")?;
     for l in &lists.lists {
-        if l.invalid > 0 {
-            for p in &l.problems {
-                tracing::warn!(list = %l.name, "{}:{}: {}", l.path.display(), p.line, p.message);
-            }
-            tracing::warn!(list = %l.name, invalid = l.invalid, "skipped invalid lines");
-        }
-        tracing::info!(list = %l.name, entries = l.len(), path = %l.path.display(), "list loaded");
+        l.log_loaded();
     }
     let events = Events::start(&cfg.event_sink())
         .with_context(|| format!("opening event log {:?}", cfg.log.events))?;
@@ -91,6 +88,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             shutdown.clone(),
         )));
     }
+    let (reloader, reload_task) =
+        crate::reload::Reloader::spawn(&cfg, pipeline.clone(), shutdown.clone(), hup)?;
     tracing::info!(
         upstreams = ?cfg.upstream.servers,
         lists = pipeline.policy.load().lists.lists.len(),
@@ -104,6 +103,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     for l in listeners {
         let _ = l.await;
     }
+    let _ = reload_task.await;
+    drop(reloader);
     tracker.close();
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
         tracing::warn!("some queries were still in flight after {DRAIN:?}; stopping anyway");
