@@ -7,6 +7,7 @@
 
 pub mod blocklist;
 pub mod cache;
+pub mod clients;
 pub mod config;
 pub mod events;
 pub mod listen;

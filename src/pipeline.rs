@@ -6,8 +6,9 @@
 
 use crate::blocklist::Lists;
 use crate::cache::Cache;
+use crate::clients::Clients;
 use crate::config::Config;
-use crate::events::{BlockEvent, Events, Protocol};
+use crate::events::{BlockEvent, Events, Outcome, Protocol, QueryRecord};
 use crate::sinkhole::Sinkhole;
 use crate::upstream::Upstreams;
 use crate::wire::{self, Query};
@@ -15,7 +16,7 @@ use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 const RCODE_FORMERR: u8 = 1;
 const RCODE_SERVFAIL: u8 = 2;
@@ -62,6 +63,8 @@ pub struct Pipeline {
     pub upstreams: Upstreams,
     pub events: Events,
     pub stats: Stats,
+    /// Who is behind a client address (MAC, hostname), for events.
+    pub clients: Clients,
 }
 
 impl Pipeline {
@@ -79,11 +82,13 @@ impl Pipeline {
             ),
             events,
             stats: Stats::default(),
+            clients: Clients::default(),
         }
     }
 
     /// Everything that can be answered without the network: errors, blocked names, cache hits.
     pub fn decide(&self, raw: &[u8], client: &Client) -> Decision {
+        let started = Instant::now();
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
         let Ok(header) = wire::Header::read(raw) else {
             self.stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -117,11 +122,14 @@ impl Pipeline {
                 list: Arc::from(v.list.name.as_str()),
                 rule: v.rule.rule.into(),
                 action: mode.as_str(),
+                who: self.clients.attribute(client.addr.ip(), raw),
             });
+            self.log_query(client, &query, Outcome::Blocked, started);
             return Decision::Reply(self.fit(answer, &query, raw, client));
         }
         if let Some(answer) = self.cache.as_ref().and_then(|c| c.get(&query, raw)) {
             self.stats.cached.fetch_add(1, Ordering::Relaxed);
+            self.log_query(client, &query, Outcome::Cached, started);
             return Decision::Reply(self.fit(answer, &query, raw, client));
         }
         Decision::Forward
@@ -129,10 +137,12 @@ impl Pipeline {
 
     /// Forwards a query that `decide` could not answer; `None` means send nothing.
     pub async fn forward(&self, raw: &[u8], client: &Client) -> Option<Vec<u8>> {
+        let started = Instant::now();
         let query = wire::parse_query(raw).ok()?;
         match self.upstreams.forward(raw, &query).await {
             Ok(answer) => {
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                self.log_query(client, &query, Outcome::Forwarded, started);
                 if let Some(cache) = &self.cache {
                     cache.put(&query, &answer.wire, &answer.shape);
                 }
@@ -142,6 +152,7 @@ impl Pipeline {
             }
             Err(e) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                self.log_query(client, &query, Outcome::Failed, started);
                 tracing::warn!(qname = %query.name, error = %e, "answering SERVFAIL");
                 Some(self.servfail(raw, &query))
             }
@@ -160,6 +171,23 @@ impl Pipeline {
             .map(|q| q.question.len())
             .unwrap_or(0);
         wire::short_reply(raw, qlen, RCODE_SERVFAIL, false)
+    }
+
+    /// Adds a query to the full query log, when that log is on (off by default).
+    fn log_query(&self, client: &Client, query: &Query<'_>, outcome: Outcome, started: Instant) {
+        if !self.events.logs_queries() {
+            return;
+        }
+        self.events.record_query(QueryRecord {
+            time: SystemTime::now(),
+            client: client.addr,
+            protocol: client.protocol,
+            qname: query.name.clone(),
+            qtype: query.qtype,
+            outcome,
+            latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            who: self.clients.lookup(client.addr.ip()),
+        });
     }
 
     /// Cuts an answer that is too big for the client's UDP buffer down to header + question with TC set.

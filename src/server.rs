@@ -1,6 +1,7 @@
 //! Running c2sink: load everything, bind, serve until SIGTERM/SIGINT, then drain and flush.
 
 use crate::blocklist::Lists;
+use crate::clients::Clients;
 use crate::config::Config;
 use crate::events::Events;
 use crate::listen::{self, Limits};
@@ -27,9 +28,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
         tracing::info!(list = %l.name, entries = l.len(), path = %l.path.display(), "list loaded");
     }
-    let events = Events::start(&cfg.event_sink())
+    let events = Events::from_config(&cfg, None)
         .with_context(|| format!("opening event log {:?}", cfg.log.events))?;
-    let pipeline = Arc::new(Pipeline::new(&cfg, lists, events));
+    let mut pipeline = Pipeline::new(&cfg, lists, events);
+    pipeline.clients = Clients::start(&cfg);
+    let pipeline = Arc::new(pipeline);
+    reopen_logs_on_sighup(Arc::downgrade(&pipeline))?;
 
     let udp_sockets = match cfg.server.udp_sockets {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -97,6 +101,21 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("pipeline still shared at exit; events are flushed on drop"),
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Reopens the log files on every SIGHUP, for logrotate. Other SIGHUP listeners (list reload) each get
+/// their own stream of the same signal, so this composes with them.
+fn reopen_logs_on_sighup(pipeline: std::sync::Weak<Pipeline>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let Some(p) = pipeline.upgrade() else { return };
+            tracing::info!("SIGHUP: reopening log files");
+            p.events.reopen();
+        }
+    });
     Ok(())
 }
 
