@@ -12,6 +12,7 @@ pub mod config;
 pub mod events;
 pub mod listen;
 pub mod pipeline;
+pub mod report;
 pub mod server;
 pub mod sinkhole;
 pub mod upstream;

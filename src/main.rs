@@ -32,6 +32,21 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         explain: Option<String>,
     },
+    /// Summarize event logs: infected clients, first/last seen, C2 names, beacon cadence.
+    Report {
+        /// Only events at or after this time (2026-11-27, "2026-11-27 10:00", RFC 3339, or "24h" ago).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events before this time (same forms as --since).
+        #[arg(long)]
+        until: Option<String>,
+        /// Output form.
+        #[arg(long, value_enum, default_value = "table")]
+        format: c2sink::report::Format,
+        /// Event logs (rotated and .gz files too).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -39,6 +54,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(&config),
         Command::Check { config, explain } => check(&config, explain.as_deref()),
+        Command::Report {
+            since,
+            until,
+            format,
+            files,
+        } => report(since.as_deref(), until.as_deref(), format, files),
     }
 }
 
@@ -180,5 +201,40 @@ fn explain_name(lists: &Lists, cfg: &Config, raw: &str) {
             v.rule.line,
             mode.as_str()
         );
+    }
+}
+
+fn report(
+    since: Option<&str>,
+    until: Option<&str>,
+    format: c2sink::report::Format,
+    files: Vec<PathBuf>,
+) -> ExitCode {
+    use c2sink::report::{self, read::parse_when};
+    let now = std::time::SystemTime::now();
+    let when = |flag: &str, v: Option<&str>| match v.map(|s| parse_when(s, now)).transpose() {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            eprintln!("c2sink report: {flag}: {e}");
+            Err(ExitCode::from(2))
+        }
+    };
+    let (since, until) = match (when("--since", since), when("--until", until)) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    match report::build(&report::Options {
+        files,
+        since,
+        until,
+    }) {
+        Ok(r) => {
+            print!("{}", r.render(format));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("c2sink report: cannot read {e}");
+            ExitCode::from(2)
+        }
     }
 }
