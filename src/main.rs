@@ -43,6 +43,9 @@ enum Command {
         /// Output form.
         #[arg(long, value_enum, default_value = "table")]
         format: c2sink::report::Format,
+        /// Queries of one client for one name closer than this many seconds count as one beacon.
+        #[arg(long, default_value_t = c2sink::report::cadence::BURST, value_name = "SECONDS")]
+        burst: f64,
         /// Event logs (rotated and .gz files too).
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
@@ -58,8 +61,9 @@ fn main() -> ExitCode {
             since,
             until,
             format,
+            burst,
             files,
-        } => report(since.as_deref(), until.as_deref(), format, files),
+        } => report(since.as_deref(), until.as_deref(), format, burst, files),
     }
 }
 
@@ -208,6 +212,7 @@ fn report(
     since: Option<&str>,
     until: Option<&str>,
     format: c2sink::report::Format,
+    burst: f64,
     files: Vec<PathBuf>,
 ) -> ExitCode {
     use c2sink::report::{self, read::parse_when};
@@ -227,6 +232,7 @@ fn report(
         files,
         since,
         until,
+        burst: burst.max(0.0),
     }) {
         Ok(r) => {
             print!("{}", r.render(format));

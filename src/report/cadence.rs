@@ -1,15 +1,15 @@
 //! Beacon cadence: malware asks for its C2 name on a timer, a person browsing does not. Given the times a
 //! client asked for one name, find the typical interval and how regular it is.
 //!
-//! Queries closer together than [`BURST`] count as one beacon (A and AAAA together, retries). Regularity is
+//! Queries closer together than the burst window ([`BURST`] by default) count as one beacon (A and AAAA together, retries). Regularity is
 //! the median absolute deviation of the intervals over their median (a robust coefficient of variation:
 //! one missed beacon or a laptop waking from sleep does not hide a timer): 0 for a perfect timer, about 0.7
 //! for random (Poisson) queries. Below [`PERIODIC`] with at least [`MIN_INTERVALS`] intervals, it is flagged.
 
 use serde::Serialize;
 
-/// Queries within this many seconds of the previous one belong to the same beacon.
-pub const BURST: f64 = 5.0;
+/// Default burst window: queries within this many seconds of the previous one belong to the same beacon.
+pub const BURST: f64 = 2.0;
 /// Most relative spread (MAD / median) still called periodic; ±30 % uniform jitter gives about 0.15.
 pub const PERIODIC: f64 = 0.2;
 /// Fewest intervals before anything is called periodic.
@@ -32,14 +32,15 @@ pub struct Cadence {
     pub periodic: bool,
 }
 
-/// The cadence of sorted or unsorted times (seconds); `None` with fewer than two beacons.
-pub fn estimate(times: &[f64]) -> Option<Cadence> {
+/// The cadence of sorted or unsorted times (seconds), merging queries within `burst` seconds; `None` with
+/// fewer than two beacons.
+pub fn estimate(times: &[f64], burst: f64) -> Option<Cadence> {
     let mut t: Vec<f64> = times.iter().copied().filter(|x| x.is_finite()).collect();
     t.sort_by(f64::total_cmp);
     let mut beacons: Vec<f64> = Vec::with_capacity(t.len());
     for x in t {
         match beacons.last() {
-            Some(&last) if x - last < BURST => {}
+            Some(&last) if x - last < burst => {}
             _ => beacons.push(x),
         }
     }
@@ -95,7 +96,7 @@ mod tests {
     #[test]
     fn a_perfect_timer_is_periodic() {
         let t: Vec<f64> = (0..48).map(|i| 1_000.0 + f64::from(i) * 1800.0).collect();
-        let c = estimate(&t).unwrap();
+        let c = estimate(&t, BURST).unwrap();
         assert_eq!(c.beacons, 48);
         assert_eq!(c.median_interval_s, 1800.0);
         assert_eq!(c.regularity, 0.0);
@@ -114,7 +115,7 @@ mod tests {
             t.push(at);
             t.push(at + 0.05); // AAAA right after A
         }
-        let c = estimate(&t).unwrap();
+        let c = estimate(&t, BURST).unwrap();
         assert_eq!(c.beacons, 59);
         assert!((c.median_interval_s - 600.0).abs() < 60.0, "{c:?}");
         assert!(c.periodic, "{c:?}");
@@ -129,16 +130,16 @@ mod tests {
             at += -(1.0 - r.unit()).ln() * 900.0 + BURST;
             t.push(at);
         }
-        let c = estimate(&t).unwrap();
+        let c = estimate(&t, BURST).unwrap();
         assert!(!c.periodic, "{c:?}");
         assert!(c.regularity > 0.4, "{c:?}");
     }
 
     #[test]
     fn too_few_beacons_are_not_called_periodic() {
-        assert_eq!(estimate(&[]), None);
-        assert_eq!(estimate(&[5.0, 6.0]), None);
-        let c = estimate(&[0.0, 60.0, 120.0]).unwrap();
+        assert_eq!(estimate(&[], BURST), None);
+        assert_eq!(estimate(&[5.0, 6.0], BURST), None);
+        let c = estimate(&[0.0, 60.0, 120.0], BURST).unwrap();
         assert_eq!(c.median_interval_s, 60.0);
         assert!(!c.periodic);
     }

@@ -33,6 +33,8 @@ pub struct Options {
     pub files: Vec<PathBuf>,
     pub since: Option<SystemTime>,
     pub until: Option<SystemTime>,
+    /// Queries of one client for one name this close together (seconds) are one beacon.
+    pub burst: f64,
 }
 
 /// The whole report.
@@ -162,7 +164,7 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
     }
     let mut out: Vec<ClientSummary> = clients
         .into_iter()
-        .map(|(id, c)| summarize_client(id, c))
+        .map(|(id, c)| summarize_client(id, c, opts.burst))
         .collect();
     out.sort_by(|a, b| {
         b.periodic
@@ -216,7 +218,7 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
     })
 }
 
-fn summarize_client(id: String, c: ClientAcc) -> ClientSummary {
+fn summarize_client(id: String, c: ClientAcc, burst: f64) -> ClientSummary {
     let mut names: Vec<ClientName> = c
         .names
         .into_iter()
@@ -228,7 +230,7 @@ fn summarize_client(id: String, c: ClientAcc) -> ClientSummary {
                 blocked: times.len(),
                 first_seen: iso(first),
                 last_seen: iso(last),
-                cadence: cadence::estimate(&times),
+                cadence: cadence::estimate(&times, burst),
                 times,
             }
         })
