@@ -385,6 +385,7 @@ mod tests {
             files: vec![p],
             since: None,
             until: None,
+            burst: 2.0,
         })
         .unwrap();
         let _ = std::fs::remove_dir_all(&dir);
