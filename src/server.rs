@@ -18,6 +18,7 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 /// Serves DNS per `cfg` until a termination signal.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let stop = stop_signal()?;
     let lists = Lists::load(&cfg).context("loading block lists")?;
     for l in &lists.lists {
         if l.invalid > 0 {
@@ -86,7 +87,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         "c2sink ready"
     );
 
-    wait_for_signal().await?;
+    stop.await;
     tracing::info!("shutting down: draining queries in flight");
     shutdown.cancel();
     for l in listeners {
@@ -119,13 +120,16 @@ fn reopen_logs_on_sighup(pipeline: std::sync::Weak<Pipeline>) -> anyhow::Result<
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Installs the SIGTERM/SIGINT handlers now (before the sockets are announced, so an early signal is never
+/// the default "die without flushing") and returns the wait for either.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

@@ -32,6 +32,8 @@ pub struct LogFile {
     opened: SystemTime,
     dirty: bool,
     last_sync: Instant,
+    /// Background gzip jobs, waited for on drop so that no half-compressed file is left at exit.
+    tidying: Vec<std::thread::JoinHandle<()>>,
 }
 
 const SYNC_EVERY: Duration = Duration::from_secs(1);
@@ -48,6 +50,7 @@ impl LogFile {
             opened: SystemTime::now(),
             dirty: false,
             last_sync: Instant::now(),
+            tidying: Vec::new(),
         };
         f.ensure_open()?;
         Ok(f)
@@ -185,12 +188,15 @@ impl LogFile {
         };
         if gzip {
             // Compressing a big file takes seconds: keep it away from the writer.
-            if std::thread::Builder::new()
+            self.tidying.retain(|h| !h.is_finished());
+            match std::thread::Builder::new()
                 .name("c2sink-gzip".into())
                 .spawn(tidy)
-                .is_err()
             {
-                tracing::warn!("cannot start the gzip thread; rotated log left uncompressed");
+                Ok(h) => self.tidying.push(h),
+                Err(_) => {
+                    tracing::warn!("cannot start the gzip thread; rotated log left uncompressed")
+                }
             }
         } else {
             tidy();
@@ -202,6 +208,9 @@ impl LogFile {
 impl Drop for LogFile {
     fn drop(&mut self) {
         self.sync();
+        for h in self.tidying.drain(..) {
+            let _ = h.join();
+        }
     }
 }
 
