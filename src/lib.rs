@@ -10,6 +10,7 @@ pub mod cache;
 pub mod clients;
 pub mod config;
 pub mod events;
+pub mod hunt;
 pub mod listen;
 pub mod pipeline;
 pub mod report;

@@ -50,6 +50,24 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Look back through query logs (and event logs) for names on a new list; exit 0 if found, 1 if not.
+    Hunt {
+        /// The list of indicators (one domain per line, as for [[blocklists]]).
+        #[arg(long, value_name = "FILE")]
+        list: PathBuf,
+        /// Only lines at or after this time (same forms as report --since).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only lines before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Output form: table or json.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Query logs or event logs (rotated and .gz files too).
+        #[arg(required = true, value_name = "LOG")]
+        logs: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -64,6 +82,13 @@ fn main() -> ExitCode {
             burst,
             files,
         } => report(since.as_deref(), until.as_deref(), format, burst, files),
+        Command::Hunt {
+            list,
+            since,
+            until,
+            format,
+            logs,
+        } => hunt(list, since.as_deref(), until.as_deref(), &format, logs),
     }
 }
 
@@ -208,6 +233,67 @@ fn explain_name(lists: &Lists, cfg: &Config, raw: &str) {
     }
 }
 
+/// Reads `--since`/`--until`, printing the problem and giving the exit code on failure.
+fn window(
+    cmd: &str,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<(Option<std::time::SystemTime>, Option<std::time::SystemTime>), ExitCode> {
+    let now = std::time::SystemTime::now();
+    let when = |flag: &str, v: Option<&str>| {
+        v.map(|s| c2sink::report::read::parse_when(s, now))
+            .transpose()
+            .map_err(|e| {
+                eprintln!("c2sink {cmd}: {flag}: {e}");
+                ExitCode::from(2)
+            })
+    };
+    Ok((when("--since", since)?, when("--until", until)?))
+}
+
+fn hunt(
+    list: PathBuf,
+    since: Option<&str>,
+    until: Option<&str>,
+    format: &str,
+    logs: Vec<PathBuf>,
+) -> ExitCode {
+    let (since, until) = match window("hunt", since, until) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    let opts = c2sink::hunt::Options {
+        list,
+        logs,
+        since,
+        until,
+    };
+    match c2sink::hunt::run(&opts) {
+        Ok((h, list)) => {
+            for p in &list.problems {
+                eprintln!("{}:{}: {}", list.path.display(), p.line, p.message);
+            }
+            for e in &h.skipped.examples {
+                eprintln!("skipped {e}");
+            }
+            if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&h).unwrap_or_default());
+            } else {
+                print!("{}", h.table());
+            }
+            if h.hits > 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("c2sink hunt: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn report(
     since: Option<&str>,
     until: Option<&str>,
@@ -215,18 +301,10 @@ fn report(
     burst: f64,
     files: Vec<PathBuf>,
 ) -> ExitCode {
-    use c2sink::report::{self, read::parse_when};
-    let now = std::time::SystemTime::now();
-    let when = |flag: &str, v: Option<&str>| match v.map(|s| parse_when(s, now)).transpose() {
-        Ok(t) => Ok(t),
-        Err(e) => {
-            eprintln!("c2sink report: {flag}: {e}");
-            Err(ExitCode::from(2))
-        }
-    };
-    let (since, until) = match (when("--since", since), when("--until", until)) {
-        (Ok(s), Ok(u)) => (s, u),
-        (Err(e), _) | (_, Err(e)) => return e,
+    use c2sink::report;
+    let (since, until) = match window("report", since, until) {
+        Ok(w) => w,
+        Err(code) => return code,
     };
     match report::build(&report::Options {
         files,
