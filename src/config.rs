@@ -56,6 +56,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub clients: ClientsConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -316,6 +318,56 @@ impl Default for ClientsConfig {
     }
 }
 
+/// Alerts on a new infected machine: the first block of a (client, list) pair within `window`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// `http://HOST:PORT/PATH` that gets a JSON POST with a Slack/Teams-style `text` field.
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// Syslog target for alerts: "unix:///dev/log" or "udp://HOST:PORT".
+    #[serde(default)]
+    pub syslog: Option<String>,
+    /// A (client, list) pair alerts again only after this long ("24h").
+    #[serde(default = "default_alert_window")]
+    pub window: String,
+    /// Most alerts sent per minute; more wait for their client's next block.
+    #[serde(default = "default_max_per_minute")]
+    pub max_per_minute: u32,
+    /// Tries after the first failed delivery, with doubling backoff from 0.5 s.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Connect/read time allowed for one webhook delivery.
+    #[serde(default = "default_alert_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_alert_window() -> String {
+    "24h".into()
+}
+fn default_max_per_minute() -> u32 {
+    10
+}
+fn default_retries() -> u32 {
+    5
+}
+fn default_alert_timeout_ms() -> u64 {
+    5000
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            webhook: None,
+            syslog: None,
+            window: default_alert_window(),
+            max_per_minute: default_max_per_minute(),
+            retries: default_retries(),
+            timeout_ms: default_alert_timeout_ms(),
+        }
+    }
+}
+
 /// One DHCP server's lease file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -551,6 +603,33 @@ impl Config {
                     format!("folder {} does not exist", dir.display()),
                 );
             }
+        }
+        if let Some(w) = &self.alerts.webhook
+            && let Err(e) = crate::alerts::WebhookUrl::parse(w)
+        {
+            p("alerts.webhook".into(), e);
+        }
+        if let Some(url) = &self.alerts.syslog
+            && let Err(e) = crate::events::SyslogTarget::parse(url)
+        {
+            p("alerts.syslog".into(), e);
+        }
+        match humantime::parse_duration(&self.alerts.window) {
+            Ok(d) if d.as_secs() >= 1 => {}
+            Ok(_) => p("alerts.window".into(), "must be at least 1s".into()),
+            Err(e) => p(
+                "alerts.window".into(),
+                format!("\"{}\": {e}", self.alerts.window),
+            ),
+        }
+        if self.alerts.max_per_minute == 0 {
+            p("alerts.max_per_minute".into(), "must be at least 1".into());
+        }
+        if !(100..=60_000).contains(&self.alerts.timeout_ms) {
+            p(
+                "alerts.timeout_ms".into(),
+                format!("{} is outside 100..=60000", self.alerts.timeout_ms),
+            );
         }
         for (key, name) in &self.clients.names {
             if key.parse::<std::net::IpAddr>().is_err() && crate::clients::Mac::parse(key).is_none()

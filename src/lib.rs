@@ -5,6 +5,7 @@
 //! (answer from the upstream) → [`events`] (log the blocked client). [`config`] describes it all, [`server`]
 //! runs it.
 
+pub mod alerts;
 pub mod blocklist;
 pub mod cache;
 pub mod clients;

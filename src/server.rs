@@ -29,7 +29,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
         tracing::info!(list = %l.name, entries = l.len(), path = %l.path.display(), "list loaded");
     }
-    let events = Events::from_config(&cfg, None)
+    let alerts = crate::alerts::start(&cfg).context("starting alerts")?;
+    let events = Events::from_config(&cfg, alerts.map(|(tap, _stats)| tap))
         .with_context(|| format!("opening event log {:?}", cfg.log.events))?;
     let mut pipeline = Pipeline::new(&cfg, lists, events);
     pipeline.clients = Clients::start(&cfg);
