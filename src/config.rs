@@ -56,6 +56,10 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub reload: ReloadConfig,
+    #[serde(default)]
+    pub clients: ClientsConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -400,6 +404,28 @@ pub struct LogConfig {
     /// Operational log level on stderr (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[serde(default = "default_level")]
     pub level: String,
+    /// Rotate a file log once it would grow past this size ("100MB", "1GiB", bytes); none = no size limit.
+    #[serde(default)]
+    pub rotate_size: Option<String>,
+    /// Rotate a file log this long after it was opened ("1d", "12h"); none = no time limit.
+    #[serde(default)]
+    pub rotate_every: Option<String>,
+    /// Rotated files kept per log; older ones are deleted.
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+    /// Compress rotated files with gzip.
+    #[serde(default)]
+    pub gzip: bool,
+    /// Also send block events to syslog (RFC 5424): "unix:///dev/log" or "udp://HOST:PORT".
+    #[serde(default)]
+    pub syslog: Option<String>,
+    /// Every query as a JSON line to this file (off by default: it records all browsing).
+    #[serde(default)]
+    pub queries: Option<String>,
+}
+
+fn default_keep() -> usize {
+    10
 }
 
 fn default_events() -> String {
@@ -414,8 +440,162 @@ impl Default for LogConfig {
         LogConfig {
             events: default_events(),
             level: default_level(),
+            rotate_size: None,
+            rotate_every: None,
+            keep: default_keep(),
+            gzip: false,
+            syslog: None,
+            queries: None,
         }
     }
+}
+
+/// Where the names and MACs of clients come from (see docs/clients.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientsConfig {
+    /// IPv4 neighbour table in the kernel's `/proc/net/arp` format; "" turns it off.
+    #[serde(default = "default_arp")]
+    pub arp: PathBuf,
+    /// Read the kernel's IPv6 neighbour table (NDP) over netlink.
+    #[serde(default = "default_true")]
+    pub ndp: bool,
+    /// DHCP lease files, read again whenever they change.
+    #[serde(default)]
+    pub leases: Vec<LeaseConfig>,
+    /// Static names by IP address or MAC ("10.0.0.23" = "reception-pc").
+    #[serde(default)]
+    pub names: std::collections::BTreeMap<String, String>,
+    /// Take the MAC (option 65001, dnsmasq --add-mac) and client subnet (option 8) from a query's EDNS.
+    #[serde(default = "default_true")]
+    pub edns: bool,
+    /// How often the files and tables are checked for changes, in milliseconds.
+    #[serde(default = "default_refresh_ms")]
+    pub refresh_ms: u64,
+}
+
+fn default_arp() -> PathBuf {
+    PathBuf::from("/proc/net/arp")
+}
+fn default_true() -> bool {
+    true
+}
+fn default_refresh_ms() -> u64 {
+    2000
+}
+
+impl Default for ClientsConfig {
+    fn default() -> Self {
+        ClientsConfig {
+            arp: default_arp(),
+            ndp: true,
+            leases: Vec::new(),
+            names: Default::default(),
+            edns: true,
+            refresh_ms: default_refresh_ms(),
+        }
+    }
+}
+
+/// Alerts on a new infected machine: the first block of a (client, list) pair within `window`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// `http://HOST:PORT/PATH` that gets a JSON POST with a Slack/Teams-style `text` field.
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// Syslog target for alerts: "unix:///dev/log" or "udp://HOST:PORT".
+    #[serde(default)]
+    pub syslog: Option<String>,
+    /// A (client, list) pair alerts again only after this long ("24h").
+    #[serde(default = "default_alert_window")]
+    pub window: String,
+    /// Most alerts sent per minute; more wait for their client's next block.
+    #[serde(default = "default_max_per_minute")]
+    pub max_per_minute: u32,
+    /// Tries after the first failed delivery, with doubling backoff from 0.5 s.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Connect/read time allowed for one webhook delivery.
+    #[serde(default = "default_alert_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_alert_window() -> String {
+    "24h".into()
+}
+fn default_max_per_minute() -> u32 {
+    10
+}
+fn default_retries() -> u32 {
+    5
+}
+fn default_alert_timeout_ms() -> u64 {
+    5000
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            webhook: None,
+            syslog: None,
+            window: default_alert_window(),
+            max_per_minute: default_max_per_minute(),
+            retries: default_retries(),
+            timeout_ms: default_alert_timeout_ms(),
+        }
+    }
+}
+
+/// One DHCP server's lease file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseConfig {
+    pub format: LeaseFormat,
+    pub path: PathBuf,
+}
+
+/// Which DHCP server wrote a lease file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseFormat {
+    /// dnsmasq's `dnsmasq.leases`.
+    Dnsmasq,
+    /// ISC dhcpd's `dhcpd.leases`.
+    Isc,
+    /// Kea's memfile CSV (DHCPv4 or DHCPv6).
+    Kea,
+}
+
+/// Parses a size such as "100MB", "512k", "1GiB" or "4096" into bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a size like \"100MB\""))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        u => {
+            return Err(format!(
+                "\"{s}\": unknown unit \"{u}\" (use B, KB, MB, GB, KiB, MiB, GiB)"
+            ));
+        }
+    };
+    let bytes = n * mult as f64;
+    if !(1.0..=1e15).contains(&bytes) {
+        return Err(format!("\"{s}\" is out of range"));
+    }
+    Ok(bytes as u64)
 }
 
 /// Where events are written.
@@ -588,6 +768,95 @@ impl Config {
                 );
             }
         }
+        if let Some(size) = &self.log.rotate_size
+            && let Err(e) = parse_size(size)
+        {
+            p("log.rotate_size".into(), e);
+        }
+        if let Some(every) = &self.log.rotate_every {
+            match humantime::parse_duration(every) {
+                Ok(d) if d.as_secs() >= 1 => {}
+                Ok(_) => p("log.rotate_every".into(), "must be at least 1s".into()),
+                Err(e) => p("log.rotate_every".into(), format!("\"{every}\": {e}")),
+            }
+        }
+        if self.log.keep == 0 && (self.log.rotate_size.is_some() || self.log.rotate_every.is_some())
+        {
+            p("log.keep".into(), "must be at least 1 when rotating".into());
+        }
+        if let Some(url) = &self.log.syslog
+            && let Err(e) = crate::events::SyslogTarget::parse(url)
+        {
+            p("log.syslog".into(), e);
+        }
+        if let Some(q) = &self.log.queries {
+            let f = self.resolve(Path::new(q));
+            let dir = f.parent().unwrap_or(Path::new("."));
+            if q.trim().is_empty() {
+                p("log.queries".into(), "must be a file path".into());
+            } else if !dir.as_os_str().is_empty() && !dir.is_dir() {
+                p(
+                    "log.queries".into(),
+                    format!("folder {} does not exist", dir.display()),
+                );
+            }
+        }
+        if let Some(w) = &self.alerts.webhook
+            && let Err(e) = crate::alerts::WebhookUrl::parse(w)
+        {
+            p("alerts.webhook".into(), e);
+        }
+        if let Some(url) = &self.alerts.syslog
+            && let Err(e) = crate::events::SyslogTarget::parse(url)
+        {
+            p("alerts.syslog".into(), e);
+        }
+        match humantime::parse_duration(&self.alerts.window) {
+            Ok(d) if d.as_secs() >= 1 => {}
+            Ok(_) => p("alerts.window".into(), "must be at least 1s".into()),
+            Err(e) => p(
+                "alerts.window".into(),
+                format!("\"{}\": {e}", self.alerts.window),
+            ),
+        }
+        if self.alerts.max_per_minute == 0 {
+            p("alerts.max_per_minute".into(), "must be at least 1".into());
+        }
+        if !(100..=60_000).contains(&self.alerts.timeout_ms) {
+            p(
+                "alerts.timeout_ms".into(),
+                format!("{} is outside 100..=60000", self.alerts.timeout_ms),
+            );
+        }
+        for (key, name) in &self.clients.names {
+            if key.parse::<std::net::IpAddr>().is_err() && crate::clients::Mac::parse(key).is_none()
+            {
+                p(
+                    format!("clients.names.\"{key}\""),
+                    "key must be an IP address or a MAC address".into(),
+                );
+            }
+            if name.trim().is_empty() {
+                p(
+                    format!("clients.names.\"{key}\""),
+                    "name must not be empty".into(),
+                );
+            }
+        }
+        for (i, l) in self.clients.leases.iter().enumerate() {
+            if l.path.as_os_str().is_empty() {
+                p(
+                    format!("clients.leases[{i}].path"),
+                    "must not be empty".into(),
+                );
+            }
+        }
+        if !(100..=3_600_000).contains(&self.clients.refresh_ms) {
+            p(
+                "clients.refresh_ms".into(),
+                format!("{} is outside 100..=3600000", self.clients.refresh_ms),
+            );
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             p(
                 "log.level".into(),
@@ -604,6 +873,14 @@ impl Config {
         } else {
             self.base_dir.join(p)
         }
+    }
+
+    /// Where the full query log goes, if it is on.
+    pub fn query_log(&self) -> Option<PathBuf> {
+        self.log
+            .queries
+            .as_ref()
+            .map(|q| self.resolve(Path::new(q)))
     }
 
     /// Where block events go.

@@ -7,14 +7,18 @@
 //! runs it, [`reload`] swaps in changed lists while it runs.
 
 pub mod admission;
+pub mod alerts;
 pub mod blocklist;
 pub mod cache;
+pub mod clients;
 pub mod config;
 pub mod events;
+pub mod hunt;
 pub mod listen;
 pub mod pipeline;
 pub mod protocol;
 pub mod reload;
+pub mod report;
 pub mod server;
 pub mod sinkhole;
 pub mod trap;

@@ -6,8 +6,9 @@
 
 use crate::blocklist::{Lists, Verdict};
 use crate::cache::Cache;
+use crate::clients::Clients;
 use crate::config::Config;
-use crate::events::{BlockEvent, Events, Protocol};
+use crate::events::{BlockEvent, Events, Outcome, Protocol, QueryRecord};
 use crate::protocol;
 use crate::sinkhole::Sinkhole;
 use crate::upstream::Upstreams;
@@ -16,7 +17,7 @@ use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Who sent a query and how.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +60,8 @@ pub struct Pipeline {
     pub upstreams: Upstreams,
     pub events: Events,
     pub stats: Stats,
+    /// Who is behind a client address (MAC, hostname), for events.
+    pub clients: Clients,
 }
 
 impl Pipeline {
@@ -76,11 +79,13 @@ impl Pipeline {
             ),
             events,
             stats: Stats::default(),
+            clients: Clients::default(),
         }
     }
 
     /// Everything that can be answered without the network: errors, blocked names, cache hits.
     pub fn decide(&self, raw: &[u8], client: &Client) -> Decision {
+        let started = Instant::now();
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
         let Ok(header) = wire::Header::read(raw) else {
             self.stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -105,7 +110,9 @@ impl Pipeline {
         }
         let policy = self.policy.load();
         if let Some(v) = policy.lists.check(&query.name) {
-            return self.block(&policy, &query, raw, client, v, None);
+            let d = self.block(&policy, &query, raw, client, v, None);
+            self.log_query(client, &query, Outcome::Blocked, started);
+            return d;
         }
         if query.qtype == wire::TYPE_ANY {
             return Decision::Reply(protocol::any_answer(&query));
@@ -120,6 +127,7 @@ impl Pipeline {
                 return blocked;
             }
             self.stats.cached.fetch_add(1, Ordering::Relaxed);
+            self.log_query(client, &query, Outcome::Cached, started);
             return Decision::Reply(self.fit(hit.wire, &query, raw, client));
         }
         Decision::Forward
@@ -127,9 +135,12 @@ impl Pipeline {
 
     /// Forwards a query that `decide` could not answer; `None` means send nothing.
     pub async fn forward(&self, raw: &[u8], client: &Client) -> Option<Vec<u8>> {
+        let started = Instant::now();
         let query = wire::parse_query(raw).ok()?;
         match self.upstreams.forward(raw, &query).await {
             Ok(answer) => {
+                self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                self.log_query(client, &query, Outcome::Forwarded, started);
                 if let Some(cache) = &self.cache {
                     cache.put(&query, &answer.wire, &answer.shape);
                 }
@@ -148,6 +159,7 @@ impl Pipeline {
             }
             Err(e) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                self.log_query(client, &query, Outcome::Failed, started);
                 if matches!(e.last_error, crate::upstream::TryError::AllDown) {
                     // Logged once when the last upstream went down; one line per query would flood the log.
                     tracing::debug!(qname = %query.name, "every upstream is down: answering SERVFAIL");
@@ -180,6 +192,7 @@ impl Pipeline {
             list: Arc::clone(&verdict.list.name),
             rule: verdict.rule.text().into(),
             action,
+            who: self.clients.attribute(client.addr.ip(), raw),
             via: via.map(|(t, _)| t.into()),
             chain: via.map(|(_, i)| i.targets.clone()).unwrap_or_default(),
         });
@@ -213,6 +226,23 @@ impl Pipeline {
     pub fn shed(&self, raw: &[u8]) -> Vec<u8> {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
         protocol::error_reply(raw, protocol::RCODE_SERVFAIL)
+    }
+
+    /// Adds a query to the full query log, when that log is on (off by default).
+    fn log_query(&self, client: &Client, query: &Query<'_>, outcome: Outcome, started: Instant) {
+        if !self.events.logs_queries() {
+            return;
+        }
+        self.events.record_query(QueryRecord {
+            time: SystemTime::now(),
+            client: client.addr,
+            protocol: client.protocol,
+            qname: query.name.clone(),
+            qtype: query.qtype,
+            outcome,
+            latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            who: self.clients.lookup(client.addr.ip()),
+        });
     }
 
     /// Cuts an answer that is too big for the client's UDP buffer down to header + question with TC set.

@@ -2,6 +2,7 @@
 
 use crate::admission::Admission;
 use crate::blocklist::Lists;
+use crate::clients::Clients;
 use crate::config::Config;
 use crate::events::Events;
 use crate::listen::{self, Limits};
@@ -26,9 +27,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     for l in &lists.lists {
         l.log_loaded();
     }
-    let events = Events::start(&cfg.event_sink())
+    let alerts = crate::alerts::start(&cfg).context("starting alerts")?;
+    let events = Events::from_config(&cfg, alerts.map(|(tap, _stats)| tap))
         .with_context(|| format!("opening event log {:?}", cfg.log.events))?;
-    let pipeline = Arc::new(Pipeline::new(&cfg, lists, events));
+    let mut pipeline = Pipeline::new(&cfg, lists, events);
+    pipeline.clients = Clients::start(&cfg);
+    let pipeline = Arc::new(pipeline);
+    reopen_logs_on_sighup(Arc::downgrade(&pipeline))?;
     let admission = Arc::new(
         Admission::new(&cfg.server)
             .map_err(anyhow::Error::msg)
@@ -163,4 +168,19 @@ async fn wait_for_signal(mut s: StopSignals) {
         _ = s.term.recv() => {}
         _ = s.int.recv() => {}
     }
+}
+
+/// Reopens the log files on every SIGHUP, for logrotate. Other SIGHUP listeners (list reload) each get
+/// their own stream of the same signal, so this composes with them.
+fn reopen_logs_on_sighup(pipeline: std::sync::Weak<Pipeline>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let Some(p) = pipeline.upgrade() else { return };
+            tracing::info!("SIGHUP: reopening log files");
+            p.events.reopen();
+        }
+    });
+    Ok(())
 }

@@ -254,6 +254,27 @@ pub fn parse_ip(s: &str) -> Option<IpAddr> {
     s.parse().ok()
 }
 
+/// True for `owner [ttl] [class] TYPE rdata` where the rdata fits the type, so that a stray line of
+/// words ("not a domain") is not taken for a zone record.
+fn looks_like_rr(upper: &[String]) -> bool {
+    let mut i = 1;
+    while i < upper.len() && (upper[i].parse::<u32>().is_ok() || upper[i] == "IN") {
+        i += 1;
+    }
+    let (Some(rtype), rdata) = (upper.get(i), upper.get(i + 1)) else {
+        return false;
+    };
+    match (rtype.as_str(), rdata) {
+        ("A" | "AAAA", Some(d)) => parse_ip(d).is_some(),
+        ("CNAME", Some(d)) => {
+            d.ends_with('.')
+                || !d.contains(|c: char| !(c.is_ascii_alphanumeric() || ".-_*".contains(c)))
+        }
+        ("SOA" | "NS", Some(_)) => true,
+        _ => false,
+    }
+}
+
 /// Guesses a list's format from its first lines (comments and blanks are not evidence).
 pub fn detect(sample: &str) -> ListFormat {
     // Votes: rpz, adblock, hosts, domains.
@@ -272,12 +293,7 @@ pub fn detect(sample: &str) -> ListFormat {
             votes[0] += 10;
         } else if t.starts_with(';') {
             votes[0] += 1;
-        } else if upper.len() >= 2
-            && upper
-                .iter()
-                .skip(1)
-                .any(|w| ["SOA", "NS", "CNAME", "A", "AAAA"].contains(&w.as_str()))
-        {
+        } else if looks_like_rr(&upper) {
             votes[0] += 3;
         } else if t.starts_with("||") || t.starts_with("@@") || t.starts_with('!') {
             votes[1] += 3;
