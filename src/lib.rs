@@ -9,6 +9,7 @@ pub mod blocklist;
 pub mod cache;
 pub mod config;
 pub mod events;
+pub mod health;
 pub mod listen;
 pub mod pipeline;
 pub mod server;

@@ -103,6 +103,9 @@ impl Pipeline {
                 return Decision::Reply(wire::short_reply(raw, 0, RCODE_FORMERR, false));
             }
         };
+        if query.name == crate::health::NAME {
+            return Decision::Reply(crate::health::answer(&query));
+        }
         let policy = self.policy.load();
         if let Some(v) = policy.lists.check(&query.name) {
             let mode = v.list.action.unwrap_or(policy.sinkhole.mode);
