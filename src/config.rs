@@ -54,6 +54,9 @@ pub struct Config {
     pub sinkhole: SinkholeConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// The admin HTTP endpoint (metrics, health, readiness); absent = off.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -239,6 +242,21 @@ impl Default for LogConfig {
     }
 }
 
+/// The admin HTTP endpoint: `/metrics` (Prometheus), `/healthz`, `/readyz`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// IP:port to serve HTTP on; keep it on loopback or a management network (no authentication).
+    pub listen: SocketAddr,
+    /// `/readyz` needs an upstream answer at most this many seconds old (else it probes the upstreams).
+    #[serde(default = "default_ready_upstream_age_s")]
+    pub ready_upstream_age_s: u64,
+}
+
+fn default_ready_upstream_age_s() -> u64 {
+    60
+}
+
 /// Where events are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventSink {
@@ -388,6 +406,20 @@ impl Config {
                 p(
                     "log.events".into(),
                     format!("folder {} does not exist", dir.display()),
+                );
+            }
+        }
+        if let Some(admin) = &self.admin {
+            if admin.ready_upstream_age_s == 0 {
+                p(
+                    "admin.ready_upstream_age_s".into(),
+                    "must be at least 1".into(),
+                );
+            }
+            if admin.listen.port() != 0 && self.server.listen.contains(&admin.listen) {
+                p(
+                    "admin.listen".into(),
+                    format!("{} is also a DNS listen address", admin.listen),
                 );
             }
         }

@@ -5,6 +5,7 @@
 //! (answer from the upstream) → [`events`] (log the blocked client). [`config`] describes it all, [`server`]
 //! runs it.
 
+pub mod admin;
 pub mod blocklist;
 pub mod cache;
 pub mod config;
@@ -14,5 +15,6 @@ pub mod listen;
 pub mod pipeline;
 pub mod server;
 pub mod sinkhole;
+pub mod telemetry;
 pub mod upstream;
 pub mod wire;

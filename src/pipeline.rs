@@ -9,6 +9,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::events::{BlockEvent, Events, Protocol};
 use crate::sinkhole::Sinkhole;
+use crate::telemetry::{Outcome, Telemetry};
 use crate::upstream::Upstreams;
 use crate::wire::{self, Query};
 use arc_swap::ArcSwap;
@@ -62,6 +63,8 @@ pub struct Pipeline {
     pub upstreams: Upstreams,
     pub events: Events,
     pub stats: Stats,
+    /// Metric handles (no-ops unless `[admin]` installed a recorder).
+    pub telemetry: Telemetry,
 }
 
 impl Pipeline {
@@ -79,31 +82,38 @@ impl Pipeline {
             ),
             events,
             stats: Stats::default(),
+            telemetry: Telemetry::new(),
         }
     }
 
     /// Everything that can be answered without the network: errors, blocked names, cache hits.
     pub fn decide(&self, raw: &[u8], client: &Client) -> Decision {
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
+        let count = |outcome| self.telemetry.query(client.protocol, outcome);
         let Ok(header) = wire::Header::read(raw) else {
             self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            count(Outcome::Malformed);
             return Decision::Drop;
         };
         if header.is_response() {
             self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            count(Outcome::Malformed);
             return Decision::Drop;
         }
         if header.opcode() != 0 {
+            count(Outcome::Refused);
             return Decision::Reply(wire::short_reply(raw, 0, RCODE_NOTIMP, false));
         }
         let query = match wire::parse_query(raw) {
             Ok(q) => q,
             Err(_) => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                count(Outcome::Malformed);
                 return Decision::Reply(wire::short_reply(raw, 0, RCODE_FORMERR, false));
             }
         };
         if query.name == crate::health::NAME {
+            count(Outcome::Local);
             return Decision::Reply(crate::health::answer(&query));
         }
         let policy = self.policy.load();
@@ -111,6 +121,8 @@ impl Pipeline {
             let mode = v.list.action.unwrap_or(policy.sinkhole.mode);
             let answer = policy.sinkhole.answer(mode, &query, v.rule.rule);
             self.stats.blocked.fetch_add(1, Ordering::Relaxed);
+            count(Outcome::Blocked);
+            self.telemetry.blocked(&v.list.name);
             self.events.record(BlockEvent {
                 time: SystemTime::now(),
                 client: client.addr,
@@ -123,9 +135,13 @@ impl Pipeline {
             });
             return Decision::Reply(self.fit(answer, &query, raw, client));
         }
-        if let Some(answer) = self.cache.as_ref().and_then(|c| c.get(&query, raw)) {
-            self.stats.cached.fetch_add(1, Ordering::Relaxed);
-            return Decision::Reply(self.fit(answer, &query, raw, client));
+        if let Some(cache) = &self.cache {
+            if let Some(answer) = cache.get(&query, raw) {
+                self.stats.cached.fetch_add(1, Ordering::Relaxed);
+                count(Outcome::Cached);
+                return Decision::Reply(self.fit(answer, &query, raw, client));
+            }
+            self.telemetry.cache_miss();
         }
         Decision::Forward
     }
@@ -136,6 +152,7 @@ impl Pipeline {
         match self.upstreams.forward(raw, &query).await {
             Ok(answer) => {
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                self.telemetry.query(client.protocol, Outcome::Forwarded);
                 if let Some(cache) = &self.cache {
                     cache.put(&query, &answer.wire, &answer.shape);
                 }
@@ -145,6 +162,7 @@ impl Pipeline {
             }
             Err(e) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                self.telemetry.query(client.protocol, Outcome::Failed);
                 tracing::warn!(qname = %query.name, error = %e, "answering SERVFAIL");
                 Some(self.servfail(raw, &query))
             }
@@ -159,6 +177,7 @@ impl Pipeline {
     /// SERVFAIL for raw bytes already known to parse, when work is shed before forwarding.
     pub fn shed(&self, raw: &[u8]) -> Vec<u8> {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        self.telemetry.shed();
         let qlen = wire::parse_query(raw)
             .map(|q| q.question.len())
             .unwrap_or(0);

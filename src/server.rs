@@ -1,5 +1,6 @@
 //! Running c2sink: load everything, bind, serve until SIGTERM/SIGINT, then drain and flush.
 
+use crate::admin;
 use crate::blocklist::Lists;
 use crate::config::Config;
 use crate::events::Events;
@@ -29,7 +30,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let events = Events::start(&cfg.event_sink())
         .with_context(|| format!("opening event log {:?}", cfg.log.events))?;
+    // The recorder must exist before the pipeline registers its metric handles.
+    let metrics = match &cfg.admin {
+        Some(_) => Some(admin::install_recorder()?),
+        None => None,
+    };
     let pipeline = Arc::new(Pipeline::new(&cfg, lists, events));
+    pipeline
+        .telemetry
+        .lists_loaded(&pipeline.policy.load().lists);
 
     let udp_sockets = match cfg.server.udp_sockets {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -72,6 +81,23 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             inflight.clone(),
             limits,
             tracker.clone(),
+            shutdown.clone(),
+        )));
+    }
+    if let (Some(admin_cfg), Some(metrics)) = (&cfg.admin, metrics) {
+        let listener = admin::bind(admin_cfg.listen)
+            .await
+            .with_context(|| format!("{}: admin.listen", cfg.source.display()))?;
+        let addr = listener.local_addr().context("admin listener address")?;
+        tracing::info!("admin listening on http://{addr}/ (metrics, healthz, readyz)");
+        let state = Arc::new(admin::Admin {
+            pipeline: pipeline.clone(),
+            metrics,
+            ready_upstream_age: Duration::from_secs(admin_cfg.ready_upstream_age_s),
+        });
+        listeners.push(tokio::spawn(admin::serve(
+            listener,
+            state,
             shutdown.clone(),
         )));
     }
