@@ -83,6 +83,9 @@ pub struct ServerConfig {
     /// A TCP connection with no complete query for this long is closed.
     #[serde(default = "default_tcp_idle_timeout_ms")]
     pub tcp_idle_timeout_ms: u64,
+    /// When started as root: the user ("name", "UID" or "UID:GID") to switch to once every socket is bound.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 fn default_max_inflight() -> usize {
@@ -330,6 +333,11 @@ impl Config {
                 "server.tcp_max_connections".into(),
                 "must be at least 1".into(),
             );
+        }
+        if let Some(u) = &self.server.user
+            && let Err(e) = crate::privilege::RunAs::parse(u)
+        {
+            p("server.user".into(), e.to_string());
         }
         if self.upstream.servers.is_empty() {
             p(

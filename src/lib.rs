@@ -13,6 +13,7 @@ pub mod events;
 pub mod health;
 pub mod listen;
 pub mod pipeline;
+pub mod privilege;
 pub mod server;
 pub mod sinkhole;
 pub mod telemetry;

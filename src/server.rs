@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::events::Events;
 use crate::listen::{self, Limits};
 use crate::pipeline::Pipeline;
+use crate::privilege;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +101,20 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             state,
             shutdown.clone(),
         )));
+    }
+    // Every socket is bound: root is no longer needed.
+    if let Some(spec) = &cfg.server.user {
+        let run_as = privilege::RunAs::parse(spec)
+            .and_then(|r| privilege::drop_to(&r))
+            .with_context(|| format!("{}: server.user", cfg.source.display()))?;
+        match run_as {
+            privilege::Dropped::To(uid, gid) => {
+                tracing::info!(uid, gid, "dropped root privileges")
+            }
+            privilege::Dropped::NotRoot(uid) => {
+                tracing::info!(uid, "not started as root; server.user has nothing to drop")
+            }
+        }
     }
     tracing::info!(
         upstreams = ?cfg.upstream.servers,
