@@ -214,6 +214,11 @@ export IMAGE_ENTRYPOINT="${entrypoint[*]}" IMAGE_CMD="${cmd[*]}" IMAGE_HEALTHCHE
 export IMAGE_EXPOSE="${expose[*]}"
 first_list=$(grep -m1 -vE '^\s*(#|$)' "$root/blocklists/"*.txt | tr -d '[:space:]')
 export first_list
+# The ConfigMap's c2sink.toml from deploy/kubernetes.yaml (the indented block under "c2sink.toml: |").
+kube_config="$work/kubernetes.toml"
+awk '/^  c2sink.toml: \|$/ {on=1; next} on && /^    / {print substr($0, 5); next} on && /^$/ {print; next} on {exit}' \
+    "$repo/deploy/kubernetes.yaml" >"$kube_config" 2>/dev/null || : >"$kube_config"
+export kube_config
 say "starting ${entrypoint[*]} ${cmd[*]} as $uid:$gid in an empty root, in a loopback-only network namespace"
 
 # unshare: own network (loopback only), own PID space (everything dies with it), own mounts.
@@ -227,6 +232,14 @@ unshare --net --pid --mount --mount-proc --fork --kill-child bash -euo pipefail 
 
     "${in_image[@]}" $IMAGE_ENTRYPOINT check >"$log" 2>&1 || fail "shipped config does not pass check"
     echo "image-check: $(head -1 "$log")"
+    # The config the Kubernetes manifest mounts must be valid in this image too.
+    if [ -s "$kube_config" ]; then
+        cp "$kube_config" "$root/kubernetes.toml"
+        "${in_image[@]}" $IMAGE_ENTRYPOINT check --config /kubernetes.toml >"$log" 2>&1 ||
+            fail "deploy/kubernetes.yaml ConfigMap config does not pass check"
+        rm -f "$root/kubernetes.toml"
+        echo "image-check: deploy/kubernetes.yaml config: $(head -1 "$log")"
+    fi
 
     "${in_image[@]}" $IMAGE_ENTRYPOINT $IMAGE_CMD >"$log" 2>&1 &
     pid=$!
