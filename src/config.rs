@@ -60,6 +60,9 @@ pub struct Config {
     pub clients: ClientsConfig,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// The admin HTTP endpoint (metrics, health, readiness); absent = off.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -113,6 +116,9 @@ pub struct ServerConfig {
     /// Clients tracked by the limiter at once (fixed memory; the least recently seen are forgotten first).
     #[serde(default = "default_rate_limit_clients")]
     pub rate_limit_clients: usize,
+    /// When started as root: the user ("name", "UID" or "UID:GID") to switch to once every socket is bound.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// What happens to a query that admission turns away.
@@ -598,6 +604,21 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// The admin HTTP endpoint: `/metrics` (Prometheus), `/healthz`, `/readyz`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// IP:port to serve HTTP on; keep it on loopback or a management network (no authentication).
+    pub listen: SocketAddr,
+    /// `/readyz` needs an upstream answer at most this many seconds old (else it probes the upstreams).
+    #[serde(default = "default_ready_upstream_age_s")]
+    pub ready_upstream_age_s: u64,
+}
+
+fn default_ready_upstream_age_s() -> u64 {
+    60
+}
+
 /// Where events are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventSink {
@@ -680,6 +701,11 @@ impl Config {
         }
         for (key, problem) in crate::admission::config_problems(&self.server) {
             p(format!("server.{key}"), problem);
+        }
+        if let Some(u) = &self.server.user
+            && let Err(e) = crate::privilege::RunAs::parse(u)
+        {
+            p("server.user".into(), e.to_string());
         }
         if self.upstream.servers.is_empty() {
             p(
@@ -856,6 +882,20 @@ impl Config {
                 "clients.refresh_ms".into(),
                 format!("{} is outside 100..=3600000", self.clients.refresh_ms),
             );
+        }
+        if let Some(admin) = &self.admin {
+            if admin.ready_upstream_age_s == 0 {
+                p(
+                    "admin.ready_upstream_age_s".into(),
+                    "must be at least 1".into(),
+                );
+            }
+            if admin.listen.port() != 0 && self.server.listen.contains(&admin.listen) {
+                p(
+                    "admin.listen".into(),
+                    format!("{} is also a DNS listen address", admin.listen),
+                );
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             p(

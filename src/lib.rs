@@ -6,6 +6,7 @@
 //! upstream) → [`events`] (log the blocked client). [`config`] describes it all, [`server`]
 //! runs it, [`reload`] swaps in changed lists while it runs.
 
+pub mod admin;
 pub mod admission;
 pub mod alerts;
 pub mod blocklist;
@@ -13,14 +14,17 @@ pub mod cache;
 pub mod clients;
 pub mod config;
 pub mod events;
+pub mod health;
 pub mod hunt;
 pub mod listen;
 pub mod pipeline;
+pub mod privilege;
 pub mod protocol;
 pub mod reload;
 pub mod report;
 pub mod server;
 pub mod sinkhole;
+pub mod telemetry;
 pub mod trap;
 pub mod upstream;
 pub mod wire;

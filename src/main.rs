@@ -68,6 +68,22 @@ enum Command {
         #[arg(required = true, value_name = "LOG")]
         logs: Vec<PathBuf>,
     },
+    /// Ask the running server a DNS question it answers itself; exit 0 only on the right answer.
+    ///
+    /// Asks for TXT `healthcheck.c2sink.invalid` over UDP at the config's first listen address (0.0.0.0 and
+    /// :: are reached over loopback). Needs no upstream, so it reports on c2sink alone. For container
+    /// HEALTHCHECKs: no shell or curl needed.
+    Healthcheck {
+        /// The TOML config file of the server to check.
+        #[arg(long, short, default_value = "config/c2sink.toml")]
+        config: PathBuf,
+        /// Ask this address instead of the config's first listen address.
+        #[arg(long, value_name = "IP:PORT")]
+        server: Option<std::net::SocketAddr>,
+        /// Give up after this long (three tries within it).
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -89,6 +105,11 @@ fn main() -> ExitCode {
             format,
             logs,
         } => hunt(list, since.as_deref(), until.as_deref(), &format, logs),
+        Command::Healthcheck {
+            config,
+            server,
+            timeout,
+        } => healthcheck(&config, server, timeout),
     }
 }
 
@@ -130,6 +151,46 @@ fn serve(path: &std::path::Path) -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("c2sink: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn healthcheck(
+    path: &std::path::Path,
+    server: Option<std::net::SocketAddr>,
+    timeout: std::time::Duration,
+) -> ExitCode {
+    let addr = match server {
+        Some(a) => a,
+        None => match Config::load(path) {
+            Ok(cfg) => match cfg.server.listen.first() {
+                Some(&l) if l.port() == 0 => {
+                    eprintln!(
+                        "{}: server.listen: port 0 is picked at start; pass --server IP:PORT",
+                        path.display()
+                    );
+                    return ExitCode::from(2);
+                }
+                Some(&l) => c2sink::health::probe_addr(l),
+                None => {
+                    eprintln!("{}: server.listen is empty", path.display());
+                    return ExitCode::from(2);
+                }
+            },
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match c2sink::health::check(addr, timeout) {
+        Ok(()) => {
+            println!("healthy: {addr} answered {}", c2sink::health::NAME);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
             ExitCode::FAILURE
         }
     }

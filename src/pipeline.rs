@@ -8,9 +8,10 @@ use crate::blocklist::{Lists, Verdict};
 use crate::cache::Cache;
 use crate::clients::Clients;
 use crate::config::Config;
-use crate::events::{BlockEvent, Events, Outcome, Protocol, QueryRecord};
+use crate::events::{BlockEvent, Events, Protocol, QueryRecord};
 use crate::protocol;
 use crate::sinkhole::Sinkhole;
+use crate::telemetry::{Outcome, Telemetry};
 use crate::upstream::Upstreams;
 use crate::wire::{self, Inspect, Query};
 use arc_swap::ArcSwap;
@@ -62,6 +63,8 @@ pub struct Pipeline {
     pub stats: Stats,
     /// Who is behind a client address (MAC, hostname), for events.
     pub clients: Clients,
+    /// Metric handles (no-ops unless `[admin]` installed a recorder).
+    pub telemetry: Telemetry,
 }
 
 impl Pipeline {
@@ -80,6 +83,7 @@ impl Pipeline {
             events,
             stats: Stats::default(),
             clients: Clients::default(),
+            telemetry: Telemetry::new(),
         }
     }
 
@@ -87,48 +91,63 @@ impl Pipeline {
     pub fn decide(&self, raw: &[u8], client: &Client) -> Decision {
         let started = Instant::now();
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
+        let count = |outcome| self.telemetry.query(client.protocol, outcome);
         let Ok(header) = wire::Header::read(raw) else {
             self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            count(Outcome::Malformed);
             return Decision::Drop;
         };
         if header.is_response() {
             self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            count(Outcome::Malformed);
             return Decision::Drop;
         }
         if header.opcode() != 0 {
+            count(Outcome::Refused);
             return Decision::Reply(protocol::error_reply(raw, protocol::RCODE_NOTIMP));
         }
         let query = match wire::parse_query(raw) {
             Ok(q) => q,
             Err(_) => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                count(Outcome::Malformed);
                 return Decision::Reply(protocol::error_reply(raw, protocol::RCODE_FORMERR));
             }
         };
         if let Some(r) = protocol::check_edns_version(raw, &query) {
+            count(Outcome::Malformed);
             return Decision::Reply(r);
+        }
+        if query.name == crate::health::NAME {
+            count(Outcome::Local);
+            return Decision::Reply(crate::health::answer(&query));
         }
         let policy = self.policy.load();
         if let Some(v) = policy.lists.check(&query.name) {
             let d = self.block(&policy, &query, raw, client, v, None);
-            self.log_query(client, &query, Outcome::Blocked, started);
+            self.done(client, &query, Outcome::Blocked, started);
             return d;
         }
         if query.qtype == wire::TYPE_ANY {
+            self.done(client, &query, Outcome::Local, started);
             return Decision::Reply(protocol::any_answer(&query));
         }
-        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&query, raw)) {
-            // A cached answer is inspected again: a list change applies to it at once.
-            if let Some(blocked) = hit
-                .inspect
-                .as_deref()
-                .and_then(|i| self.block_by_answer(&policy, &query, raw, client, i))
-            {
-                return blocked;
+        if let Some(cache) = &self.cache {
+            if let Some(hit) = cache.get(&query, raw) {
+                // A cached answer is inspected again: a list change applies to it at once.
+                if let Some(blocked) = hit
+                    .inspect
+                    .as_deref()
+                    .and_then(|i| self.block_by_answer(&policy, &query, raw, client, i))
+                {
+                    self.done(client, &query, Outcome::Blocked, started);
+                    return blocked;
+                }
+                self.stats.cached.fetch_add(1, Ordering::Relaxed);
+                self.done(client, &query, Outcome::Cached, started);
+                return Decision::Reply(self.fit(hit.wire, &query, raw, client));
             }
-            self.stats.cached.fetch_add(1, Ordering::Relaxed);
-            self.log_query(client, &query, Outcome::Cached, started);
-            return Decision::Reply(self.fit(hit.wire, &query, raw, client));
+            self.telemetry.cache_miss();
         }
         Decision::Forward
     }
@@ -139,27 +158,29 @@ impl Pipeline {
         let query = wire::parse_query(raw).ok()?;
         match self.upstreams.forward(raw, &query).await {
             Ok(answer) => {
-                self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                self.log_query(client, &query, Outcome::Forwarded, started);
                 if let Some(cache) = &self.cache {
                     cache.put(&query, &answer.wire, &answer.shape);
                 }
                 if let Some(inspect) = answer.shape.inspect.as_deref() {
                     let policy = self.policy.load();
                     match self.block_by_answer(&policy, &query, raw, client, inspect) {
-                        Some(Decision::Reply(r)) => return Some(r),
+                        Some(Decision::Reply(r)) => {
+                            self.done(client, &query, Outcome::Blocked, started);
+                            return Some(r);
+                        }
                         Some(_) => return None,
                         None => {}
                     }
                 }
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                self.done(client, &query, Outcome::Forwarded, started);
                 let mut out = answer.wire;
                 wire::set_id(&mut out, query.header.id);
                 Some(self.fit(out, &query, raw, client))
             }
             Err(e) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                self.log_query(client, &query, Outcome::Failed, started);
+                self.done(client, &query, Outcome::Failed, started);
                 if matches!(e.last_error, crate::upstream::TryError::AllDown) {
                     // Logged once when the last upstream went down; one line per query would flood the log.
                     tracing::debug!(qname = %query.name, "every upstream is down: answering SERVFAIL");
@@ -183,6 +204,7 @@ impl Pipeline {
     ) -> Decision {
         let (answer, action) = policy.sinkhole.respond(&verdict, query);
         self.stats.blocked.fetch_add(1, Ordering::Relaxed);
+        self.telemetry.blocked(&verdict.list.name);
         self.events.record(BlockEvent {
             time: SystemTime::now(),
             client: client.addr,
@@ -225,11 +247,13 @@ impl Pipeline {
     /// SERVFAIL for raw bytes already known to parse, when work is shed before forwarding.
     pub fn shed(&self, raw: &[u8]) -> Vec<u8> {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        self.telemetry.shed();
         protocol::error_reply(raw, protocol::RCODE_SERVFAIL)
     }
 
-    /// Adds a query to the full query log, when that log is on (off by default).
-    fn log_query(&self, client: &Client, query: &Query<'_>, outcome: Outcome, started: Instant) {
+    /// Records what became of a query: the metric, and the query-log line when that log is on.
+    fn done(&self, client: &Client, query: &Query<'_>, outcome: Outcome, started: Instant) {
+        self.telemetry.query(client.protocol, outcome);
         if !self.events.logs_queries() {
             return;
         }

@@ -1,5 +1,6 @@
 //! Running c2sink: load everything, bind, serve until SIGTERM/SIGINT, then drain and flush.
 
+use crate::admin;
 use crate::admission::Admission;
 use crate::blocklist::Lists;
 use crate::clients::Clients;
@@ -7,6 +8,7 @@ use crate::config::Config;
 use crate::events::Events;
 use crate::listen::{self, Limits};
 use crate::pipeline::Pipeline;
+use crate::privilege;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,9 +32,17 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let alerts = crate::alerts::start(&cfg).context("starting alerts")?;
     let events = Events::from_config(&cfg, alerts.map(|(tap, _stats)| tap))
         .with_context(|| format!("opening event log {:?}", cfg.log.events))?;
+    // The recorder must exist before the pipeline registers its metric handles.
+    let metrics = match &cfg.admin {
+        Some(_) => Some(admin::install_recorder()?),
+        None => None,
+    };
     let mut pipeline = Pipeline::new(&cfg, lists, events);
     pipeline.clients = Clients::start(&cfg);
     let pipeline = Arc::new(pipeline);
+    pipeline
+        .telemetry
+        .lists_loaded(&pipeline.policy.load().lists);
     reopen_logs_on_sighup(Arc::downgrade(&pipeline))?;
     let admission = Arc::new(
         Admission::new(&cfg.server)
@@ -92,6 +102,37 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             tracker.clone(),
             shutdown.clone(),
         )));
+    }
+    if let (Some(admin_cfg), Some(metrics)) = (&cfg.admin, metrics) {
+        let listener = admin::bind(admin_cfg.listen)
+            .await
+            .with_context(|| format!("{}: admin.listen", cfg.source.display()))?;
+        let addr = listener.local_addr().context("admin listener address")?;
+        tracing::info!("admin listening on http://{addr}/ (metrics, healthz, readyz)");
+        let state = Arc::new(admin::Admin {
+            pipeline: pipeline.clone(),
+            metrics,
+            ready_upstream_age: Duration::from_secs(admin_cfg.ready_upstream_age_s),
+        });
+        listeners.push(tokio::spawn(admin::serve(
+            listener,
+            state,
+            shutdown.clone(),
+        )));
+    }
+    // Every socket is bound: root is no longer needed.
+    if let Some(spec) = &cfg.server.user {
+        let run_as = privilege::RunAs::parse(spec)
+            .and_then(|r| privilege::drop_to(&r))
+            .with_context(|| format!("{}: server.user", cfg.source.display()))?;
+        match run_as {
+            privilege::Dropped::To(uid, gid) => {
+                tracing::info!(uid, gid, "dropped root privileges")
+            }
+            privilege::Dropped::NotRoot(uid) => {
+                tracing::info!(uid, "not started as root; server.user has nothing to drop")
+            }
+        }
     }
     let (reloader, reload_task) =
         crate::reload::Reloader::spawn(&cfg, pipeline.clone(), shutdown.clone(), hup)?;

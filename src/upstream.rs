@@ -51,6 +51,10 @@ pub struct Answer {
 
 struct Server {
     addr: SocketAddr,
+    /// Seconds from sending a query to a good answer (`c2sink_upstream_latency_seconds`).
+    latency: metrics::Histogram,
+    /// Tries that gave no good answer (`c2sink_upstream_failures_total`).
+    failures: metrics::Counter,
     /// Consecutive failures.
     fails: AtomicU32,
     /// Milliseconds since `epoch` until which this server is tried last.
@@ -64,6 +68,8 @@ pub struct Upstreams {
     epoch: Instant,
     /// Answers dropped because their ID or question did not match (spoofing or confusion).
     pub mismatched: AtomicU64,
+    /// Milliseconds since `epoch` of the last good answer, plus one; 0 = never.
+    last_answer: AtomicU64,
 }
 
 /// Upper bound of an answer over TCP.
@@ -79,6 +85,8 @@ impl Upstreams {
                 .iter()
                 .map(|&addr| Server {
                     addr,
+                    latency: metrics::histogram!("c2sink_upstream_latency_seconds", "upstream" => addr.to_string()),
+                    failures: metrics::counter!("c2sink_upstream_failures_total", "upstream" => addr.to_string()),
                     fails: AtomicU32::new(0),
                     benched_until: AtomicU64::new(0),
                 })
@@ -86,7 +94,28 @@ impl Upstreams {
             timeout,
             epoch: Instant::now(),
             mismatched: AtomicU64::new(0),
+            last_answer: AtomicU64::new(0),
         }
+    }
+
+    /// True if some upstream gave a good answer within `window` (for readiness).
+    pub fn answered_within(&self, window: Duration) -> bool {
+        let last = self.last_answer.load(Ordering::Relaxed);
+        last > 0 && self.now_ms().saturating_sub(last - 1) <= window.as_millis() as u64
+    }
+
+    /// Asks the upstreams for the root's NS set, so an idle server can learn whether any upstream answers.
+    pub async fn probe(&self) -> Result<(), ForwardError> {
+        let mut raw = Vec::with_capacity(17);
+        raw.extend_from_slice(&rand::random::<u16>().to_be_bytes());
+        // RD set, one question: ". IN NS".
+        raw.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1]);
+        let query = wire::parse_query(&raw).map_err(|e| ForwardError {
+            tried: 0,
+            last_server: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            last_error: TryError::Malformed(e),
+        })?;
+        self.forward(&raw, &query).await.map(|_| ())
     }
 
     fn now_ms(&self) -> u64 {
@@ -137,15 +166,20 @@ impl Upstreams {
         let order = self.order();
         for &i in &order {
             let server = &self.servers[i];
+            let started = Instant::now();
             match self.try_one(server.addr, raw, query).await {
                 Ok(a) => {
+                    server.latency.record(started.elapsed().as_secs_f64());
                     if server.fails.swap(0, Ordering::Relaxed) >= DOWN_AFTER {
                         tracing::info!(upstream = %server.addr, "upstream answers again");
                     }
                     server.benched_until.store(0, Ordering::Relaxed);
+                    self.last_answer
+                        .store(self.now_ms().saturating_add(1), Ordering::Relaxed);
                     return Ok(a);
                 }
                 Err(e) => {
+                    server.failures.increment(1);
                     let fails = server
                         .fails
                         .fetch_add(1, Ordering::Relaxed)

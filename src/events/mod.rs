@@ -121,16 +121,8 @@ impl BlockEvent {
     }
 }
 
-/// What happened to a query, for the query log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Blocked,
-    Cached,
-    Forwarded,
-    Failed,
-    Refused,
-}
+/// What happened to a query, for the query log (the same outcomes the metrics count).
+pub use crate::telemetry::Outcome;
 
 /// One query of the full query log.
 #[derive(Debug, Clone)]

@@ -1,0 +1,224 @@
+//! Metrics handles, registered once at start so that the query path only bumps an atomic counter and never
+//! looks a metric up by name. Without an `[admin]` section no recorder is installed and every handle is a
+//! no-op.
+
+use crate::blocklist::Lists;
+use crate::events::Protocol;
+use arc_swap::ArcSwap;
+use metrics::{Counter, counter, gauge};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+/// What became of a query, as counted in `c2sink_queries_total{outcome}` and written in the query log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Answered by an upstream.
+    Forwarded,
+    /// Answered by the sinkhole because a list has the name.
+    Blocked,
+    /// Answered from the cache.
+    Cached,
+    /// Not served: unsupported opcode, or turned away by admission rules.
+    Refused,
+    /// SERVFAIL because every upstream failed.
+    Failed,
+    /// Answered by c2sink itself (the health-check name).
+    Local,
+    /// Not a parsable query (dropped or FORMERR).
+    Malformed,
+}
+
+impl Outcome {
+    /// Every outcome, in label order.
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Forwarded,
+        Outcome::Blocked,
+        Outcome::Cached,
+        Outcome::Refused,
+        Outcome::Failed,
+        Outcome::Local,
+        Outcome::Malformed,
+    ];
+
+    /// The `outcome` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "forwarded",
+            Outcome::Blocked => "blocked",
+            Outcome::Cached => "cached",
+            Outcome::Refused => "refused",
+            Outcome::Failed => "failed",
+            Outcome::Local => "local",
+            Outcome::Malformed => "malformed",
+        }
+    }
+}
+
+/// Gives every metric its HELP text; call once after installing a recorder.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("c2sink_queries_total", "Queries by protocol and outcome.");
+    describe_counter!(
+        "c2sink_blocked_total",
+        "Queries blocked, by the list that had the name."
+    );
+    describe_counter!(
+        "c2sink_cache_hits_total",
+        "Queries answered from the cache."
+    );
+    describe_counter!(
+        "c2sink_cache_misses_total",
+        "Cache lookups that found nothing usable."
+    );
+    describe_gauge!("c2sink_cache_entries", "Answers held in the cache.");
+    describe_counter!(
+        "c2sink_queries_shed_total",
+        "Queries given SERVFAIL at once because server.max_inflight were already waiting on upstreams."
+    );
+    describe_histogram!(
+        "c2sink_upstream_latency_seconds",
+        metrics::Unit::Seconds,
+        "Time from sending a query to an upstream to its good answer."
+    );
+    describe_counter!(
+        "c2sink_upstream_failures_total",
+        "Tries against an upstream that gave no good answer (timeout, network error, malformed)."
+    );
+    describe_counter!(
+        "c2sink_upstream_mismatched_total",
+        "Upstream messages ignored because their ID or question did not match."
+    );
+    describe_gauge!("c2sink_list_entries", "Domains held by each block list.");
+    describe_gauge!(
+        "c2sink_list_loaded_timestamp_seconds",
+        "Unix time each list was last loaded; feed age = time() - this."
+    );
+    describe_counter!("c2sink_reloads_total", "Successful list reloads.");
+    describe_counter!(
+        "c2sink_reload_failures_total",
+        "Failed list reloads (the previous lists stayed in force)."
+    );
+    describe_counter!(
+        "c2sink_events_written_total",
+        "Block events written to the event log."
+    );
+    describe_counter!(
+        "c2sink_events_dropped_total",
+        "Block events lost because the writer fell behind or the log could not be written."
+    );
+}
+
+/// `protocol` label values, indexed by [`protocol_index`].
+const PROTOCOLS: [&str; 2] = ["udp", "tcp"];
+
+fn protocol_index(p: Protocol) -> usize {
+    match p {
+        Protocol::Udp => 0,
+        Protocol::Tcp => 1,
+    }
+}
+
+struct ListCounter {
+    name: Box<str>,
+    blocked: Counter,
+}
+
+/// The pipeline's metric handles.
+pub struct Telemetry {
+    queries: [[Counter; Outcome::ALL.len()]; PROTOCOLS.len()],
+    cache_hits: Counter,
+    cache_misses: Counter,
+    shed: Counter,
+    /// Successful list reloads; the reload code increments it.
+    pub reloads: Counter,
+    /// Failed list reloads (the old lists stay in force); the reload code increments it.
+    pub reload_failures: Counter,
+    lists: ArcSwap<Vec<ListCounter>>,
+    lists_ready: AtomicBool,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    /// Registers every fixed handle with the installed recorder (or none).
+    pub fn new() -> Telemetry {
+        Telemetry {
+            queries: std::array::from_fn(|p| {
+                std::array::from_fn(
+                    |o| counter!("c2sink_queries_total", "protocol" => PROTOCOLS[p], "outcome" => Outcome::ALL[o].as_str()),
+                )
+            }),
+            cache_hits: counter!("c2sink_cache_hits_total"),
+            cache_misses: counter!("c2sink_cache_misses_total"),
+            shed: counter!("c2sink_queries_shed_total"),
+            reloads: counter!("c2sink_reloads_total"),
+            reload_failures: counter!("c2sink_reload_failures_total"),
+            lists: ArcSwap::from_pointee(Vec::new()),
+            lists_ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Counts one query by how it reached c2sink and what became of it.
+    #[inline]
+    pub fn query(&self, protocol: Protocol, outcome: Outcome) {
+        self.queries[protocol_index(protocol)][outcome as usize].increment(1);
+        if outcome == Outcome::Cached {
+            self.cache_hits.increment(1);
+        }
+    }
+
+    /// Counts a lookup that the cache could not answer.
+    #[inline]
+    pub fn cache_miss(&self) {
+        self.cache_misses.increment(1);
+    }
+
+    /// Counts a query given SERVFAIL at once because too many were waiting on upstreams.
+    #[inline]
+    pub fn shed(&self) {
+        self.shed.increment(1);
+    }
+
+    /// Counts a query blocked by the list named `list`.
+    #[inline]
+    pub fn blocked(&self, list: &str) {
+        let lists = self.lists.load();
+        match lists.iter().find(|c| &*c.name == list) {
+            Some(c) => c.blocked.increment(1),
+            // A list loaded without `lists_loaded` being called: still counted, at a registry lookup.
+            None => counter!("c2sink_blocked_total", "list" => list.to_string()).increment(1),
+        }
+    }
+
+    /// Records a (re)loaded set of lists: per-list handles, entry counts, load time; marks lists ready.
+    pub fn lists_loaded(&self, lists: &Lists) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let handles = lists
+            .lists
+            .iter()
+            .map(|l| {
+                let name = l.name.to_string();
+                gauge!("c2sink_list_entries", "list" => name.clone()).set(l.len() as f64);
+                gauge!("c2sink_list_loaded_timestamp_seconds", "list" => name.clone()).set(now);
+                ListCounter {
+                    name: name.as_str().into(),
+                    blocked: counter!("c2sink_blocked_total", "list" => name),
+                }
+            })
+            .collect();
+        self.lists.store(std::sync::Arc::new(handles));
+        self.lists_ready.store(true, Ordering::Release);
+    }
+
+    /// True once lists have been loaded (what `/readyz` needs besides a live upstream).
+    pub fn lists_ready(&self) -> bool {
+        self.lists_ready.load(Ordering::Acquire)
+    }
+}

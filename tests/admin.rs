@@ -1,0 +1,176 @@
+//! The admin endpoint over real HTTP: `/metrics` counts match a known mix of queries; `/healthz` and `/readyz`
+//! say what they should with a live and a dead upstream.
+
+#[path = "deploy/support.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use support::*;
+
+/// GET `path`; returns (status code, body).
+fn get(admin: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(admin).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
+}
+
+/// Prometheus text as `name{k="v",...}` (labels sorted) -> value.
+fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').expect("series value");
+        let key = match series.split_once('{') {
+            Some((name, labels)) => {
+                let mut l: Vec<&str> = labels.trim_end_matches('}').split(',').collect();
+                l.sort();
+                format!("{name}{{{}}}", l.join(","))
+            }
+            None => series.to_string(),
+        };
+        out.insert(key, value.parse().expect("number"));
+    }
+    out
+}
+
+fn value(m: &BTreeMap<String, f64>, key: &str) -> f64 {
+    *m.get(key)
+        .unwrap_or_else(|| panic!("metric {key} missing; have:\n{:#?}", m.keys()))
+}
+
+const A: u16 = 1;
+
+#[test]
+fn metrics_count_a_known_mix_of_queries() {
+    let up = Upstream::start();
+    let dir = TempDir::new("metrics");
+    let cfg = config(
+        &dir,
+        "127.0.0.1:0",
+        &[up.addr],
+        "\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let server = C2sink::start(&cfg);
+    let (dns, admin) = (server.dns, server.admin.expect("admin address logged"));
+
+    // Blocked: 3 over UDP, 1 over TCP, all by list "c2".
+    for name in ["evil.example", "evil.example", "x.c2.test"] {
+        let r = ask_udp(dns, name, A);
+        assert_eq!(r.answers.len(), 1, "sinkhole answer for {name}");
+    }
+    ask_tcp(dns, "evil.example", A);
+    // Forwarded (cache misses): a, b over UDP; c over TCP.
+    for name in ["a.example", "b.example"] {
+        assert_eq!(ask_udp(dns, name, A).answers.len(), 1);
+    }
+    assert_eq!(ask_tcp(dns, "c.example", A).answers.len(), 1);
+    // Cached: a twice over UDP, b once over TCP.
+    ask_udp(dns, "a.example", A);
+    ask_udp(dns, "a.example", A);
+    ask_tcp(dns, "b.example", A);
+    // Failed: the upstream never answers this one (a cache miss too).
+    let r = ask_udp(dns, "blackhole.example", A);
+    assert_eq!(r.metadata.response_code.to_string(), "Server Failure");
+    // Malformed: garbage is dropped; the health query after it on the same socket proves it was read.
+    let s = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    s.send_to(&[1, 2, 3, 4, 5], dns).expect("send garbage");
+    ask_udp(dns, "healthcheck.c2sink.invalid", 16);
+    assert_eq!(up.queries.load(Ordering::Relaxed), 4, "a, b, c, blackhole");
+
+    // The event writer thread may lag a moment behind the answers.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let m = loop {
+        let (status, body) = get(admin, "/metrics");
+        assert_eq!(status, 200);
+        let m = parse_metrics(&body);
+        if m.get("c2sink_events_written_total") == Some(&4.0) || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let q = |proto: &str, outcome: &str| {
+        value(
+            &m,
+            &format!("c2sink_queries_total{{outcome=\"{outcome}\",protocol=\"{proto}\"}}"),
+        )
+    };
+    assert_eq!(q("udp", "blocked"), 3.0);
+    assert_eq!(q("tcp", "blocked"), 1.0);
+    assert_eq!(q("udp", "forwarded"), 2.0);
+    assert_eq!(q("tcp", "forwarded"), 1.0);
+    assert_eq!(q("udp", "cached"), 2.0);
+    assert_eq!(q("tcp", "cached"), 1.0);
+    assert_eq!(q("udp", "failed"), 1.0);
+    assert_eq!(q("tcp", "failed"), 0.0);
+    assert_eq!(q("udp", "local"), 1.0);
+    assert_eq!(q("udp", "malformed"), 1.0);
+    assert_eq!(q("udp", "refused"), 0.0);
+    assert_eq!(value(&m, "c2sink_blocked_total{list=\"c2\"}"), 4.0);
+    assert_eq!(value(&m, "c2sink_cache_hits_total"), 3.0);
+    assert_eq!(value(&m, "c2sink_cache_misses_total"), 4.0);
+    assert_eq!(value(&m, "c2sink_cache_entries"), 3.0);
+    assert_eq!(value(&m, "c2sink_list_entries{list=\"c2\"}"), 2.0);
+    assert!(value(&m, "c2sink_list_loaded_timestamp_seconds{list=\"c2\"}") > 1.7e9);
+    let up_label = format!("upstream=\"{}\"", up.addr);
+    assert_eq!(
+        value(
+            &m,
+            &format!("c2sink_upstream_latency_seconds_count{{{up_label}}}")
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            &format!("c2sink_upstream_latency_seconds_bucket{{le=\"+Inf\",{up_label}}}")
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(&m, &format!("c2sink_upstream_failures_total{{{up_label}}}")),
+        1.0
+    );
+    assert_eq!(value(&m, "c2sink_events_written_total"), 4.0);
+    assert_eq!(value(&m, "c2sink_events_dropped_total"), 0.0);
+    assert_eq!(value(&m, "c2sink_reloads_total"), 0.0);
+    assert_eq!(value(&m, "c2sink_reload_failures_total"), 0.0);
+}
+
+#[test]
+fn readyz_follows_the_upstream_and_healthz_does_not() {
+    let up = Upstream::start();
+    let dir = TempDir::new("ready");
+    let extra = "\n[admin]\nlisten = \"127.0.0.1:0\"\nready_upstream_age_s = 1\n";
+    let live = C2sink::start(&config(&dir, "127.0.0.1:0", &[up.addr], extra));
+    let live_admin = live.admin.expect("admin");
+    // Idle: no query yet, so /readyz probes the upstream itself.
+    let (status, body) = get(live_admin, "/readyz");
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    assert!(up.queries.load(Ordering::Relaxed) >= 1, "readyz probed");
+
+    let dir2 = TempDir::new("ready-dead");
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let stuck = C2sink::start(&config(&dir2, "127.0.0.1:0", &[dead], extra));
+    let stuck_admin = stuck.admin.expect("admin");
+    let (status, body) = get(stuck_admin, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("upstream"), "{body}");
+    assert_eq!(get(stuck_admin, "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(get(stuck_admin, "/nope").0, 404);
+}

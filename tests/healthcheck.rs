@@ -1,0 +1,58 @@
+//! `c2sink healthcheck` against a real server: healthy while it runs (even with a dead upstream),
+//! unhealthy once it is stopped, and never fooled by a DNS server that is not c2sink.
+
+#[path = "deploy/support.rs"]
+mod support;
+
+use support::*;
+
+#[test]
+fn healthcheck_passes_while_running_and_fails_once_stopped() {
+    let dir = TempDir::new("health");
+    // The upstream is a closed port: health must not depend on it.
+    let dead_upstream = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let port = free_port();
+    let cfg = config(&dir, &format!("127.0.0.1:{port}"), &[dead_upstream], "");
+    let cfg_s = cfg.to_str().expect("utf-8 path");
+    let mut server = C2sink::start(&cfg);
+    assert_eq!(server.dns.port(), port);
+
+    let (code, out, err) = run_c2sink(&["healthcheck", "--config", cfg_s]);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("healthy"), "{out}");
+
+    server.kill();
+    let (code, _, err) = run_c2sink(&["healthcheck", "--config", cfg_s, "--timeout", "1s"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("unhealthy"), "{err}");
+}
+
+#[test]
+fn healthcheck_rejects_a_dns_server_that_is_not_c2sink() {
+    let other = Upstream::start();
+    let (code, _, err) = run_c2sink(&[
+        "healthcheck",
+        "--server",
+        &other.addr.to_string(),
+        "--timeout",
+        "2s",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("wrong answer"), "{err}");
+    assert!(other.queries.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+}
+
+#[test]
+fn healthcheck_explains_a_bad_config() {
+    let dir = TempDir::new("health-bad");
+    let cfg = dir.write(
+        "c2sink.toml",
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:53\"]\n",
+    );
+    let (code, _, err) = run_c2sink(&["healthcheck", "--config", cfg.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("server.listen") && err.contains("--server"),
+        "{err}"
+    );
+}
