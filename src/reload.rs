@@ -126,6 +126,9 @@ impl Reloader {
                 stamps.extend(policy.lists.lists.iter().map(|l| (l.path.clone(), l.stamp)));
                 self.pipeline.policy.store(Arc::new(policy));
                 *self.config.lock().unwrap_or_else(|p| p.into_inner()) = cfg;
+                let t = &self.pipeline.telemetry;
+                t.lists_loaded(&self.pipeline.policy.load().lists);
+                t.reloads.increment(1);
                 let n = self.reloads.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::info!(
                     trigger = why,
@@ -138,6 +141,7 @@ impl Reloader {
                 Some(stamps)
             }
             Err(e) => {
+                self.pipeline.telemetry.reload_failures.increment(1);
                 let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::error!(
                     trigger = why,
