@@ -83,11 +83,12 @@ pub struct Attribution {
     pub subnet: Option<(IpAddr, u8)>,
 }
 
-/// Every known client at one moment; never changed once published.
+/// Every known client at one moment; never changed once published. (hashbrown's default hasher: the
+/// lookup is on the query path, and keys come from the LAN's own tables, not from attackers' choosing.)
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    by_ip: HashMap<IpAddr, Identity>,
-    host_by_mac: HashMap<Mac, Arc<str>>,
+    by_ip: hashbrown::HashMap<IpAddr, Identity>,
+    host_by_mac: hashbrown::HashMap<Mac, Arc<str>>,
 }
 
 impl Snapshot {
@@ -104,7 +105,7 @@ impl Snapshot {
         names_ip: &HashMap<IpAddr, Arc<str>>,
         names_mac: &HashMap<Mac, Arc<str>>,
     ) -> Snapshot {
-        let mut host_by_mac: HashMap<Mac, Arc<str>> = HashMap::new();
+        let mut host_by_mac: hashbrown::HashMap<Mac, Arc<str>> = hashbrown::HashMap::new();
         let mut lease_by_ip = HashMap::new();
         for l in leases {
             if let (Some(m), Some(h)) = (l.mac, &l.hostname) {
@@ -122,7 +123,7 @@ impl Snapshot {
         let mut ips: Vec<IpAddr> = neigh.keys().copied().collect();
         ips.extend(lease_by_ip.keys().copied());
         ips.extend(names_ip.keys().copied());
-        let mut by_ip = HashMap::with_capacity(ips.len());
+        let mut by_ip = hashbrown::HashMap::with_capacity(ips.len());
         for ip in ips {
             let lease = lease_by_ip.get(&ip);
             let mac = neigh.get(&ip).copied().or(lease.and_then(|l| l.mac));
