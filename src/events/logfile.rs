@@ -321,6 +321,29 @@ mod tests {
     }
 
     #[test]
+    fn rotates_by_age_even_when_idle() {
+        let d = tempdir("age");
+        let p = d.join("events.log");
+        let rot = Rotation {
+            max_size: None,
+            max_age: Some(Duration::from_millis(300)),
+            keep: 3,
+            gzip: false,
+        };
+        let mut f = LogFile::open(&p, rot).unwrap();
+        f.write_lines(b"old\n").unwrap();
+        std::thread::sleep(Duration::from_millis(350));
+        f.tick();
+        assert_eq!(rotated_files(&p).len(), 1);
+        assert_eq!(std::fs::read(&p).unwrap().len(), 0);
+        // An empty file is not rotated.
+        std::thread::sleep(Duration::from_millis(350));
+        f.tick();
+        assert_eq!(rotated_files(&p).len(), 1);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn gzips_rotated_files() {
         let d = tempdir("gzip");
         let p = d.join("q.log");
