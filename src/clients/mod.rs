@@ -401,6 +401,46 @@ mod tests {
     }
 
     #[test]
+    fn parsers_never_panic_on_garbage() {
+        // Mutations of valid samples plus random bytes, deterministic so a failure reproduces.
+        let samples: [&[u8]; 5] = [
+            b"1800000000 aa:bb:cc:dd:ee:01 10.0.0.10 laptop-a *\nduid 00:01\n0 1 2001:db8::1 h *\n",
+            b"lease 10.0.0.1 {\n ends 4 2026/11/26 10:00:00;\n binding state active;\n hardware ethernet aa:bb:cc:dd:ee:01;\n client-hostname \"x\";\n}\n",
+            b"address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state\n10.0.0.1,aa:bb:cc:dd:ee:01,,1,1900000000,1,0,0,h,0\n",
+            b"IP address HW type Flags HW address Mask Device\n10.0.0.1 0x1 0x2 aa:bb:cc:dd:ee:01 * eth0\n",
+            &[0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, b'a', 0, 0, 1, 0, 1, 0, 0, 41, 16, 0, 0, 0, 0, 0, 0, 10, 0xfd, 0xe9, 0, 6, 1, 2, 3, 4, 5, 6],
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..4000 {
+            let mut b = samples[round % samples.len()].to_vec();
+            for _ in 0..(next() % 6) {
+                let i = (next() as usize) % b.len().max(1);
+                match next() % 3 {
+                    0 if !b.is_empty() => b[i] = next() as u8,
+                    1 if !b.is_empty() => {
+                        b.truncate(i);
+                    }
+                    _ => b.insert(i.min(b.len()), next() as u8),
+                }
+            }
+            let text = String::from_utf8_lossy(&b);
+            for f in [LeaseFormat::Dnsmasq, LeaseFormat::Isc, LeaseFormat::Kea] {
+                let _ = leases::parse(f, &text, 1_800_000_000);
+            }
+            let _ = arp::parse(&text);
+            let _ = edns::hints(&b);
+            let mut out = Vec::new();
+            let _ = ndp::parse(&b, &mut out);
+        }
+    }
+
+    #[test]
     fn mac_parsing_accepts_common_forms_only() {
         assert_eq!(mac("AA-bb-0c-dd-ee-ff").to_string(), "aa:bb:0c:dd:ee:ff");
         assert_eq!(mac("a:b:c:d:e:f").to_string(), "0a:0b:0c:0d:0e:0f");
