@@ -24,7 +24,9 @@ fn main() {
     for i in 0..N {
         let ev = BlockEvent {
             time: SystemTime::now(),
-            client: format!("10.0.{}.{}:5353", (i >> 8) as u8, i as u8).parse().unwrap(),
+            client: format!("10.0.{}.{}:5353", (i >> 8) as u8, i as u8)
+                .parse()
+                .unwrap(),
             protocol: Protocol::Udp,
             qname: "akamaicontainer.com".into(),
             qtype: 1,

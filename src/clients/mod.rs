@@ -164,7 +164,15 @@ impl Clients {
     pub fn start(cfg: &Config) -> Clients {
         let mut sources = Sources::new(cfg);
         sources.refresh();
-        let snapshot = Arc::new(ArcSwap::from_pointee(sources.build()));
+        let first = sources.build();
+        tracing::info!(
+            known = first.by_ip.len(),
+            neighbours = sources.neighbours.len(),
+            leases = sources.leases.iter().map(|l| l.leases.len()).sum::<usize>(),
+            names = sources.names_ip.len() + sources.names_mac.len(),
+            "client attribution ready"
+        );
+        let snapshot = Arc::new(ArcSwap::from_pointee(first));
         let weak = Arc::downgrade(&snapshot);
         let every = Duration::from_millis(cfg.clients.refresh_ms);
         let spawned = std::thread::Builder::new()
