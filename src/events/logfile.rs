@@ -127,13 +127,14 @@ impl LogFile {
         by_size || by_age
     }
 
-    /// Drops the handle when the path no longer leads to our file (deleted, moved, folder removed).
+    /// Drops the handle when the path no longer leads to our file (deleted, moved, folder removed), and
+    /// takes the file's real length (someone may have truncated it: logrotate's copytruncate).
     fn follow_path(&mut self) {
         if self.file.is_none() {
             return;
         }
         match std::fs::metadata(&self.path) {
-            Ok(m) if m.ino() == self.inode => {}
+            Ok(m) if m.ino() == self.inode => self.size = m.len(),
             _ => self.file = None,
         }
     }
@@ -391,6 +392,33 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         f.write_lines(b"d\n").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "d\n");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_file_truncated_under_us_is_followed() {
+        let d = tempdir("trunc");
+        let p = d.join("events.log");
+        let rot = Rotation {
+            max_size: Some(30),
+            max_age: None,
+            keep: 3,
+            gzip: false,
+        };
+        let mut f = LogFile::open(&p, rot).unwrap();
+        f.write_lines(b"0123456789012345678\n").unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        f.write_lines(b"after the truncate\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "after the truncate\n");
+        assert!(
+            rotated_files(&p).is_empty(),
+            "no rotation from a stale size"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
