@@ -5,9 +5,9 @@ use std::fmt::Write;
 
 const WIDTH: usize = 80;
 
-/// "2026-11-27T10:00:00Z" → "2026-11-27 10:00:00".
+/// "2026-11-27T10:00:00.123Z" → "2026-11-27 10:00:00" (the table shows seconds; json/csv keep milliseconds).
 fn plain(iso: &str) -> String {
-    iso.replace('T', " ").trim_end_matches('Z').to_string()
+    iso.get(..19).unwrap_or(iso).replace('T', " ")
 }
 
 /// "2026-11-27T10:00:00Z" → "11-27 10:00".
