@@ -271,7 +271,7 @@ fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
     let far = 4_000_000_000u64;
     std::fs::write(
         dir.join("dnsmasq.leases"),
-        format!("{far} aa:00:00:00:00:51 192.168.50.5 behind-router *\n{far} aa:00:00:00:00:52 192.168.50.6 also-behind *\n"),
+        format!("{far} aa:00:00:00:00:51 192.168.50.5 behind-router *\n{far} aa:00:00:00:00:52 192.168.50.6 also-behind *\ngarbage\n"),
     )
     .unwrap();
     let events = dir.join("events.log");
@@ -282,6 +282,25 @@ fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
             "[log]\nevents = \"{}\"\n[clients]\narp = \"\"\nndp = false\nleases = [{{ format = \"dnsmasq\", path = \"dnsmasq.leases\" }}]\n",
             events.display()
         ),
+    );
+    assert!(
+        c.wait_for_log("dnsmasq.leases:3: expected EXPIRY", Duration::from_secs(3)),
+        "{}",
+        c.stderr()
+    );
+    let (code, out, _) = run(&[
+        "check",
+        "--config",
+        dir.join("c2sink.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "a bad lease line is shown, not fatal: {out}");
+    assert!(
+        out.contains("dnsmasq.leases: 2 leases in force, 1 unreadable lines"),
+        "{out}"
+    );
+    assert!(
+        out.contains("dnsmasq.leases:3: expected EXPIRY MAC IP HOSTNAME"),
+        "{out}"
     );
     let router = std::net::UdpSocket::bind("127.0.0.8:0").unwrap();
     router

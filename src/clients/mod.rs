@@ -229,6 +229,59 @@ impl Clients {
     }
 }
 
+/// What each client source holds right now, as lines for `c2sink check` (problems name file and line).
+pub fn check_sources(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let c = &cfg.clients;
+    if !c.arp.as_os_str().is_empty() {
+        let p = cfg.resolve(&c.arp);
+        match std::fs::read_to_string(&p) {
+            Ok(t) => out.push(format!(
+                "clients: {}: {} neighbours",
+                p.display(),
+                arp::parse(&t).len()
+            )),
+            Err(e) => out.push(format!("clients: warning: {}: {e}", p.display())),
+        }
+    }
+    if c.ndp {
+        match ndp::dump() {
+            Ok(n) => out.push(format!(
+                "clients: IPv6 neighbour table: {} neighbours",
+                n.len()
+            )),
+            Err(e) => out.push(format!(
+                "clients: warning: IPv6 neighbour table (netlink): {e}"
+            )),
+        }
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for l in &c.leases {
+        let p = cfg.resolve(&l.path);
+        match std::fs::read(&p) {
+            Ok(b) => {
+                let parsed = leases::parse(l.format, &String::from_utf8_lossy(&b), now);
+                out.push(format!(
+                    "clients: {}: {} leases in force, {} unreadable lines",
+                    p.display(),
+                    parsed.leases.len(),
+                    parsed.problems.len()
+                ));
+                for pr in parsed.problems.iter().take(LOGGED_PROBLEMS) {
+                    out.push(format!("{}:{}: {}", p.display(), pr.line, pr.message));
+                }
+            }
+            Err(e) => out.push(format!("clients: warning: {}: {e}", p.display())),
+        }
+    }
+    if !c.names.is_empty() {
+        out.push(format!("clients: {} static names", c.names.len()));
+    }
+    out
+}
+
 /// File identity used to notice a change without reading the file.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Stamp {
