@@ -265,8 +265,13 @@ pub fn rotated_files(path: &Path) -> Vec<PathBuf> {
         .filter_map(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
             let rest = n.strip_prefix(&prefix)?;
-            // Only our own names: a stamp that starts with a digit, never a .tmp in progress.
-            (rest.starts_with(|c: char| c.is_ascii_digit()) && !rest.ends_with(".tmp"))
+            // Only our own names (YYYY-MM-DDTHHMMSSZ...), never a .tmp in progress nor logrotate's NAME.1.
+            let b = rest.as_bytes();
+            let ours = b.len() >= 18
+                && b[..4].iter().all(u8::is_ascii_digit)
+                && b[4] == b'-'
+                && b[10] == b'T';
+            (ours && !rest.ends_with(".tmp"))
                 .then(|| (rest.trim_end_matches(".gz").to_string(), e.path()))
         })
         .collect();
@@ -306,6 +311,7 @@ mod tests {
             keep: 2,
             gzip: false,
         };
+        std::fs::write(d.join("events.log.1"), "from logrotate\n").unwrap();
         let mut f = LogFile::open(&p, rot).unwrap();
         let line = [b'x'; 39].iter().chain(b"\n").copied().collect::<Vec<u8>>();
         for _ in 0..12 {
@@ -313,6 +319,10 @@ mod tests {
         }
         let rotated = rotated_files(&p);
         assert_eq!(rotated.len(), 2, "{rotated:?}");
+        assert!(
+            std::fs::metadata(d.join("events.log.1")).is_ok(),
+            "logrotate's files are not ours to prune"
+        );
         for r in &rotated {
             assert_eq!(std::fs::read(r).unwrap().len(), 80);
         }
