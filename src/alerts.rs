@@ -377,6 +377,31 @@ mod tests {
     }
 
     #[test]
+    fn alerts_go_to_syslog() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:53\"]\n[alerts]\nsyslog = \"udp://{}\"\n",
+            rx.local_addr().unwrap()
+        );
+        let cfg = Config::parse(&text, std::path::Path::new("/tmp/c2sink.toml")).unwrap();
+        let (mut tap, _stats) = start(&cfg).unwrap().expect("alerts on");
+        tap(&event("10.0.0.9", "3cx"));
+        tap(&event("10.0.0.9", "3cx"));
+        let mut buf = [0u8; 1024];
+        let n = rx.recv(&mut buf).unwrap();
+        let m = std::str::from_utf8(&buf[..n]).unwrap();
+        assert!(m.contains(" c2sink ") && m.contains(" alert - {"), "{m}");
+        assert!(m.contains("\"client_ip\":\"10.0.0.9\""), "{m}");
+        rx.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        assert!(
+            rx.recv(&mut buf).is_err(),
+            "the second block of the pair is no new alert"
+        );
+    }
+
+    #[test]
     fn parses_webhook_urls() {
         let u = WebhookUrl::parse("http://127.0.0.1:8080/hooks/abc").unwrap();
         assert_eq!(

@@ -1047,4 +1047,46 @@ servers = ["127.0.0.1:53"]
             ]
         );
     }
+
+    #[test]
+    fn log_clients_and_alerts_keys_are_checked() {
+        let e = parse(&format!(
+            "{GOOD}[log]\nrotate_size = \"10 parsecs\"\nrotate_every = \"soon\"\nsyslog = \"tcp://x\"\n\
+             [clients]\nnames = {{ \"not-an-address\" = \"x\", \"10.0.0.1\" = \"\" }}\nrefresh_ms = 5\n\
+             [alerts]\nwebhook = \"https://hooks.example/x\"\nwindow = \"0s\"\n"
+        ))
+        .unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "log.rotate_size",
+                "log.rotate_every",
+                "log.syslog",
+                "alerts.webhook",
+                "alerts.window",
+                "clients.names.\"10.0.0.1\"",
+                "clients.names.\"not-an-address\"",
+                "clients.refresh_ms"
+            ],
+            "{e}"
+        );
+        let ok = parse(&format!(
+            "{GOOD}[log]\nrotate_size = \"100MB\"\nrotate_every = \"1d\"\n[clients]\narp = \"\"\n\
+             leases = [{{ format = \"kea\", path = \"/var/lib/kea/kea-leases4.csv\" }}]\n\
+             names = {{ \"aa:bb:cc:dd:ee:ff\" = \"ceo-laptop\" }}\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            parse_size(ok.log.rotate_size.as_deref().unwrap()),
+            Ok(100_000_000)
+        );
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        let e = parse(&format!(
+            "{GOOD}[clients]\nleases = [{{ format = \"dhcpcd\", path = \"x\" }}]\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("clients.leases"), "{e}");
+    }
 }

@@ -184,6 +184,11 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
     ))
 }
 
+/// "2026-11-24T14:00:15.123Z" → "2026-11-24 14:00:15" (UTC).
+fn plain(ts: &str) -> String {
+    ts.get(..19).unwrap_or(ts).replace('T', " ")
+}
+
 impl Hunt {
     /// For a terminal: a headline, then each machine and the names it asked for.
     pub fn table(&self) -> String {
@@ -209,18 +214,20 @@ impl Hunt {
             let _ = writeln!(
                 o,
                 "  first {}  last {}  hits {}",
-                c.first_seen, c.last_seen, c.hits
+                plain(&c.first_seen),
+                plain(&c.last_seen),
+                c.hits
             );
             for n in &c.names {
                 let _ = writeln!(
                     o,
-                    "  {}  x{}  {} .. {}  ({})",
+                    "  {}  {} hit{} ({})",
                     n.qname,
                     n.hits,
-                    n.first_seen,
-                    n.last_seen,
+                    if n.hits == 1 { "" } else { "s" },
                     n.outcomes.join(",")
                 );
+                let _ = writeln!(o, "    {} .. {}", plain(&n.first_seen), plain(&n.last_seen));
             }
         }
         if self.skipped.count > 0 {

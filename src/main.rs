@@ -237,6 +237,10 @@ fn check(path: &std::path::Path, explain: Option<&str>) -> ExitCode {
         },
         cfg.sinkhole.mode.as_str(),
     );
+    // Client sources are read by c2sink, not written by the admin: problems are shown, not fatal.
+    for line in c2sink::clients::check_sources(&cfg) {
+        println!("{line}");
+    }
     if let Some(name) = explain {
         print!(
             "{}",

@@ -248,3 +248,97 @@ fn near(v: &serde_json::Value, t: SystemTime) {
         humantime::format_rfc3339_millis(t)
     );
 }
+
+/// A query for `name` carrying one OPT record with the given EDNS options, as a forwarding router sends it.
+fn query_with_options(id: u16, name: &str, opts: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let mut q = support::query(id, name, 1);
+    q[11] = 1; // ARCOUNT
+    let mut rdata = Vec::new();
+    for (code, data) in opts {
+        rdata.extend_from_slice(&code.to_be_bytes());
+        rdata.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        rdata.extend_from_slice(data);
+    }
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+    q.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    q.extend_from_slice(&rdata);
+    q
+}
+
+#[test]
+fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
+    let dir = tempdir("edns");
+    let far = 4_000_000_000u64;
+    std::fs::write(
+        dir.join("dnsmasq.leases"),
+        format!("{far} aa:00:00:00:00:51 192.168.50.5 behind-router *\n{far} aa:00:00:00:00:52 192.168.50.6 also-behind *\ngarbage\n"),
+    )
+    .unwrap();
+    let events = dir.join("events.log");
+    let c = C2sink::start(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\n[clients]\narp = \"\"\nndp = false\nleases = [{{ format = \"dnsmasq\", path = \"dnsmasq.leases\" }}]\n",
+            events.display()
+        ),
+    );
+    assert!(
+        c.wait_for_log("dnsmasq.leases:3: expected EXPIRY", Duration::from_secs(3)),
+        "{}",
+        c.stderr()
+    );
+    let (code, out, _) = run(&[
+        "check",
+        "--config",
+        dir.join("c2sink.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "a bad lease line is shown, not fatal: {out}");
+    assert!(
+        out.contains("dnsmasq.leases: 2 leases in force, 1 unreadable lines"),
+        "{out}"
+    );
+    assert!(
+        out.contains("dnsmasq.leases:3: expected EXPIRY MAC IP HOSTNAME"),
+        "{out}"
+    );
+    let router = std::net::UdpSocket::bind("127.0.0.8:0").unwrap();
+    router
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    // dnsmasq --add-mac (binary form), then EDNS Client Subnet with the full address.
+    for (id, opts) in [
+        (1u16, vec![(65001u16, vec![0xaa, 0, 0, 0, 0, 0x51])]),
+        (2, vec![(8, vec![0, 1, 32, 0, 192, 168, 50, 6])]),
+        (3, vec![(8, vec![0, 1, 24, 0, 192, 168, 50])]),
+    ] {
+        router
+            .send_to(&query_with_options(id, C2, &opts), c.addr)
+            .unwrap();
+        let n = router.recv(&mut buf).unwrap();
+        assert_eq!(u16::from_be_bytes([buf[0], buf[1]]), id);
+        assert_eq!(rcode_and_answers(&buf[..n]).0, 0);
+    }
+    c.stop();
+    let e = json_lines(&events);
+    assert_eq!(e.len(), 3);
+    assert_eq!(
+        (
+            e[0]["client_mac"].as_str(),
+            e[0]["client_hostname"].as_str()
+        ),
+        (Some("aa:00:00:00:00:51"), Some("behind-router"))
+    );
+    assert_eq!(e[1]["client_hostname"], "also-behind");
+    assert_eq!(e[1]["client_subnet"], "192.168.50.6/32");
+    assert_eq!(e[2]["client_subnet"], "192.168.50.0/24");
+    assert!(
+        e[2]["client_hostname"].is_null(),
+        "a subnet names no single machine"
+    );
+    for x in &e {
+        assert_eq!(x["client_ip"], "127.0.0.8");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

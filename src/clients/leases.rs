@@ -238,7 +238,13 @@ fn isc_time(v: &str) -> Option<Option<u64>> {
         .map(str::parse)
         .collect::<Result<_, _>>()
         .ok()?;
-    if d.len() != 3 || c.len() != 3 || !(1..=12).contains(&d[1]) || !(1..=31).contains(&d[2]) {
+    if d.len() != 3
+        || c.len() != 3
+        || !(1970..=9999).contains(&d[0])
+        || !(1..=12).contains(&d[1])
+        || !(1..=31).contains(&d[2])
+        || c.iter().any(|v| !(0..=60).contains(v))
+    {
         return None;
     }
     let secs = days_from_civil(d[0], d[1], d[2]) * 86_400 + c[0] * 3600 + c[1] * 60 + c[2];
@@ -450,6 +456,8 @@ lease 10.0.0.14 {
         assert_eq!(isc_time("epoch 5"), Some(Some(5)));
         assert_eq!(isc_time("never"), Some(None));
         assert_eq!(isc_time("4 2026-11-26 10:00:00"), None);
+        assert_eq!(isc_time("4 99999999999999/11/26 10:00:00"), None);
+        assert_eq!(isc_time("4 2026/11/26 10:00:99999999999999"), None);
     }
 
     #[test]

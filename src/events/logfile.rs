@@ -127,13 +127,14 @@ impl LogFile {
         by_size || by_age
     }
 
-    /// Drops the handle when the path no longer leads to our file (deleted, moved, folder removed).
+    /// Drops the handle when the path no longer leads to our file (deleted, moved, folder removed), and
+    /// takes the file's real length (someone may have truncated it: logrotate's copytruncate).
     fn follow_path(&mut self) {
         if self.file.is_none() {
             return;
         }
         match std::fs::metadata(&self.path) {
-            Ok(m) if m.ino() == self.inode => {}
+            Ok(m) if m.ino() == self.inode => self.size = m.len(),
             _ => self.file = None,
         }
     }
@@ -264,8 +265,13 @@ pub fn rotated_files(path: &Path) -> Vec<PathBuf> {
         .filter_map(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
             let rest = n.strip_prefix(&prefix)?;
-            // Only our own names: a stamp that starts with a digit, never a .tmp in progress.
-            (rest.starts_with(|c: char| c.is_ascii_digit()) && !rest.ends_with(".tmp"))
+            // Only our own names (YYYY-MM-DDTHHMMSSZ...), never a .tmp in progress nor logrotate's NAME.1.
+            let b = rest.as_bytes();
+            let ours = b.len() >= 18
+                && b[..4].iter().all(u8::is_ascii_digit)
+                && b[4] == b'-'
+                && b[10] == b'T';
+            (ours && !rest.ends_with(".tmp"))
                 .then(|| (rest.trim_end_matches(".gz").to_string(), e.path()))
         })
         .collect();
@@ -305,6 +311,7 @@ mod tests {
             keep: 2,
             gzip: false,
         };
+        std::fs::write(d.join("events.log.1"), "from logrotate\n").unwrap();
         let mut f = LogFile::open(&p, rot).unwrap();
         let line = [b'x'; 39].iter().chain(b"\n").copied().collect::<Vec<u8>>();
         for _ in 0..12 {
@@ -312,11 +319,38 @@ mod tests {
         }
         let rotated = rotated_files(&p);
         assert_eq!(rotated.len(), 2, "{rotated:?}");
+        assert!(
+            std::fs::metadata(d.join("events.log.1")).is_ok(),
+            "logrotate's files are not ours to prune"
+        );
         for r in &rotated {
             assert_eq!(std::fs::read(r).unwrap().len(), 80);
         }
         // 12 lines: 2 per file; 4 rotations happened, 2 files pruned, the current holds the last 2.
         assert_eq!(std::fs::read(&p).unwrap().len(), 80);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn rotates_by_age_even_when_idle() {
+        let d = tempdir("age");
+        let p = d.join("events.log");
+        let rot = Rotation {
+            max_size: None,
+            max_age: Some(Duration::from_millis(300)),
+            keep: 3,
+            gzip: false,
+        };
+        let mut f = LogFile::open(&p, rot).unwrap();
+        f.write_lines(b"old\n").unwrap();
+        std::thread::sleep(Duration::from_millis(350));
+        f.tick();
+        assert_eq!(rotated_files(&p).len(), 1);
+        assert_eq!(std::fs::read(&p).unwrap().len(), 0);
+        // An empty file is not rotated.
+        std::thread::sleep(Duration::from_millis(350));
+        f.tick();
+        assert_eq!(rotated_files(&p).len(), 1);
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -368,6 +402,33 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         f.write_lines(b"d\n").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "d\n");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_file_truncated_under_us_is_followed() {
+        let d = tempdir("trunc");
+        let p = d.join("events.log");
+        let rot = Rotation {
+            max_size: Some(30),
+            max_age: None,
+            keep: 3,
+            gzip: false,
+        };
+        let mut f = LogFile::open(&p, rot).unwrap();
+        f.write_lines(b"0123456789012345678\n").unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        f.write_lines(b"after the truncate\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "after the truncate\n");
+        assert!(
+            rotated_files(&p).is_empty(),
+            "no rotation from a stale size"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -129,6 +129,26 @@ mod tests {
     }
 
     #[test]
+    fn sends_to_a_local_unix_socket() {
+        let path = std::env::temp_dir().join(format!("c2sink-devlog-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let mut s = Syslog::new(SyslogTarget::Unix(path.clone()));
+        s.send("2026-01-01T00:00:00.000Z", "block", b"{}").unwrap();
+        let mut buf = [0u8; 512];
+        let n = rx.recv(&mut buf).unwrap();
+        assert!(
+            std::str::from_utf8(&buf[..n])
+                .unwrap()
+                .ends_with(" block - {}")
+        );
+        drop(rx);
+        let _ = std::fs::remove_file(&path);
+        // The reader went away: an error, not a hang or a panic.
+        assert!(s.send("2026-01-01T00:00:00.000Z", "block", b"{}").is_err());
+    }
+
+    #[test]
     fn sends_rfc5424_over_udp() {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut s = Syslog::new(SyslogTarget::Udp(rx.local_addr().unwrap()));

@@ -1,7 +1,9 @@
 //! Beacon cadence: malware asks for its C2 name on a timer, a person browsing does not. Given the times a
 //! client asked for one name, find the typical interval and how regular it is.
 //!
-//! Queries closer together than the burst window ([`BURST`] by default) count as one beacon (A and AAAA together, retries). Regularity is
+//! Queries closer together than the burst window ([`BURST`] by default) count as one beacon (A and AAAA together,
+//! retries); the window shrinks to half the upper-quartile gap when beacons come faster than it (a replay, or
+//! malware on a seconds timer), so that beacons themselves are never merged. Regularity is
 //! the median absolute deviation of the intervals over their median (a robust coefficient of variation:
 //! one missed beacon or a laptop waking from sleep does not hide a timer): 0 for a perfect timer, about 0.7
 //! for random (Poisson) queries. Below [`PERIODIC`] with at least [`MIN_INTERVALS`] intervals, it is flagged.
@@ -37,10 +39,12 @@ pub struct Cadence {
 pub fn estimate(times: &[f64], burst: f64) -> Option<Cadence> {
     let mut t: Vec<f64> = times.iter().copied().filter(|x| x.is_finite()).collect();
     t.sort_by(f64::total_cmp);
+    let gaps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+    let burst = burst.min(quantile(&gaps, 0.75) / 2.0);
     let mut beacons: Vec<f64> = Vec::with_capacity(t.len());
     for x in t {
         match beacons.last() {
-            Some(&last) if x - last < burst => {}
+            Some(&last) if x - last <= burst => {}
             _ => beacons.push(x),
         }
     }
@@ -62,6 +66,16 @@ pub fn estimate(times: &[f64], burst: f64) -> Option<Cadence> {
         cv: if mean > 0.0 { var.sqrt() / mean } else { 0.0 },
         periodic: intervals.len() >= MIN_INTERVALS && regularity <= PERIODIC,
     })
+}
+
+/// The q-quantile (nearest rank) of `v`; 0 for an empty slice.
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => 0.0,
+        n => s[((n - 1) as f64 * q).round() as usize],
+    }
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -122,6 +136,18 @@ mod tests {
     }
 
     #[test]
+    fn a_fast_replay_is_not_merged_into_one_beacon() {
+        // A and AAAA 1 ms apart every 100 ms: pairs merge, beacons do not, whatever the burst window says.
+        let t: Vec<f64> = (0..40)
+            .flat_map(|i| [f64::from(i) * 0.1, f64::from(i) * 0.1 + 0.001])
+            .collect();
+        let c = estimate(&t, BURST).unwrap();
+        assert_eq!(c.beacons, 40);
+        assert!((c.median_interval_s - 0.1).abs() < 1e-9, "{c:?}");
+        assert!(c.periodic);
+    }
+
+    #[test]
     fn random_browsing_is_not_periodic() {
         let mut r = Lcg(42);
         let mut at = 0.0;
@@ -138,7 +164,7 @@ mod tests {
     #[test]
     fn too_few_beacons_are_not_called_periodic() {
         assert_eq!(estimate(&[], BURST), None);
-        assert_eq!(estimate(&[5.0, 6.0], BURST), None);
+        assert_eq!(estimate(&[5.0, 5.0], BURST), None);
         let c = estimate(&[0.0, 60.0, 120.0], BURST).unwrap();
         assert_eq!(c.median_interval_s, 60.0);
         assert!(!c.periodic);

@@ -285,11 +285,11 @@ fn span(times: &[f64]) -> (f64, f64) {
         })
 }
 
-/// RFC 3339 to the second, UTC.
+/// RFC 3339 to the millisecond (as events are written), UTC.
 fn iso(t: f64) -> String {
     if !t.is_finite() || t < 0.0 {
         return String::new();
     }
     let st = UNIX_EPOCH + std::time::Duration::from_secs_f64(t);
-    humantime::format_rfc3339_seconds(st).to_string()
+    humantime::format_rfc3339_millis(st).to_string()
 }

@@ -5,9 +5,9 @@ use std::fmt::Write;
 
 const WIDTH: usize = 80;
 
-/// "2026-11-27T10:00:00Z" → "2026-11-27 10:00:00".
+/// "2026-11-27T10:00:00.123Z" → "2026-11-27 10:00:00" (the table shows seconds; json/csv keep milliseconds).
 fn plain(iso: &str) -> String {
-    iso.replace('T', " ").trim_end_matches('Z').to_string()
+    iso.get(..19).unwrap_or(iso).replace('T', " ")
 }
 
 /// "2026-11-27T10:00:00Z" → "11-27 10:00".
@@ -71,14 +71,13 @@ pub fn table(r: &Report) -> String {
     );
     let _ = writeln!(o, "{}", r.headline);
     for c in &r.clients {
-        let mut who = vec![label(c)];
-        who.extend(
-            c.macs
-                .iter()
-                .filter(|m| **m != c.id || !c.hostnames.is_empty())
-                .cloned(),
-        );
-        who.push(c.ips.join(","));
+        let name = label(c);
+        let mut who = vec![name.clone()];
+        who.extend(c.macs.iter().filter(|m| **m != name).cloned());
+        let ips = c.ips.join(",");
+        if ips != name {
+            who.push(ips);
+        }
         let _ = writeln!(o);
         let _ = writeln!(
             o,
@@ -131,6 +130,11 @@ pub fn table(r: &Report) -> String {
         }
     }
     if !r.names.is_empty() {
+        let labels: std::collections::HashMap<&str, String> = r
+            .clients
+            .iter()
+            .map(|c| (c.id.as_str(), label(c)))
+            .collect();
         let _ = writeln!(o);
         let _ = writeln!(
             o,
@@ -147,11 +151,12 @@ pub fn table(r: &Report) -> String {
                 short(&n.first_seen),
                 short(&n.last_seen)
             );
-            let _ = writeln!(
-                o,
-                "{}",
-                fit(&format!("    {}", n.clients.join(", ")), WIDTH)
-            );
+            let who: Vec<&str> = n
+                .clients
+                .iter()
+                .map(|id| labels.get(id.as_str()).map_or(id.as_str(), String::as_str))
+                .collect();
+            let _ = writeln!(o, "{}", fit(&format!("    {}", who.join(", ")), WIDTH));
         }
     }
     if r.skipped_lines > 0 {
@@ -161,7 +166,7 @@ pub fn table(r: &Report) -> String {
             let _ = writeln!(o, "  {}", fit(e, WIDTH - 2));
         }
     }
-    o
+    o.lines().map(|l| format!("{}\n", l.trim_end())).collect()
 }
 
 fn csv_field(s: &str) -> String {
