@@ -38,6 +38,8 @@ fn main() {
                 hostname: Some(host.clone()),
                 subnet: None,
             },
+            via: None,
+            chain: Vec::new(),
         };
         let e = Instant::now();
         events.record(ev);
