@@ -30,7 +30,18 @@ fn answer(q: &[u8]) -> Option<Vec<u8>> {
     let is_a = fixed[..2] == [0, 1];
     let mut r = Vec::with_capacity(qend + 16);
     r.extend_from_slice(&q[..2]);
-    r.extend_from_slice(&[0x81 | (q[2] & 0x01), 0x80, 0, 1, 0, u8::from(is_a), 0, 0, 0, 0]);
+    r.extend_from_slice(&[
+        0x81 | (q[2] & 0x01),
+        0x80,
+        0,
+        1,
+        0,
+        u8::from(is_a),
+        0,
+        0,
+        0,
+        0,
+    ]);
     r.extend_from_slice(&q[12..qend]);
     if is_a {
         r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 192, 0, 2, 1]);
