@@ -109,20 +109,29 @@ impl Upstreams {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Servers in the order to try them: a due probe of a down server, then healthy servers, then those that
-    /// failed lately (not benched before benched), each group in config order. Down servers are left out.
+    /// Servers in the order to try them: a due probe of a down server, then healthy servers (and one retry of
+    /// a server that failed lately) in config order, then the other servers that failed lately. Down servers
+    /// are left out.
     fn order(&self) -> Vec<usize> {
         let now = self.now_ms();
-        let mut tiers: [Vec<usize>; 4] = Default::default();
+        let mut tiers: [Vec<usize>; 3] = Default::default();
         for (i, s) in self.servers.iter().enumerate() {
             let fails = s.fails.load(Ordering::Relaxed);
             let until = s.benched_until.load(Ordering::Relaxed);
             if s.down_level.load(Ordering::Relaxed) == 0 {
-                if fails == 0 {
-                    tiers[1].push(i);
-                } else {
-                    tiers[if until <= now { 2 } else { 3 }].push(i);
-                }
+                // Healthy, or failed lately and due for a retry in its configured place (by one query only,
+                // so a black hole does not hold up everything at once): config order. Otherwise last.
+                let retry = fails > 0
+                    && until <= now
+                    && s.benched_until
+                        .compare_exchange(
+                            until,
+                            now + self.timeout_ms(),
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok();
+                tiers[if fails == 0 || retry { 1 } else { 2 }].push(i);
             } else if until <= now {
                 // Down, and its bench is over: the one query that wins this exchange probes it; the others
                 // see it benched for the probe's duration.
@@ -412,5 +421,16 @@ mod tests {
             (1..=7).map(bench_ms).collect::<Vec<_>>(),
             vec![1000, 2000, 4000, 8000, 8000, 8000, 8000]
         );
+    }
+
+    #[test]
+    fn failed_server_gets_back_its_place_by_one_retry() {
+        let u = ups(2);
+        fail(&u, 0, 1, 0);
+        // Bench over: one query retries it first, the others keep it last until it answers.
+        assert_eq!(u.order(), vec![0, 1]);
+        assert_eq!(u.order(), vec![1, 0]);
+        u.record_ok(&u.servers[0]);
+        assert_eq!(u.order(), vec![0, 1]);
     }
 }
