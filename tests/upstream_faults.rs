@@ -96,6 +96,15 @@ fn dead_first_upstream_is_not_tried_first_on_every_query() {
         "dead upstream tried {tried} times for 30 queries"
     );
     assert_eq!(live.seen().len(), 30);
+    // When the first upstream answers again it gets its place back (found by a probe, not by config reload).
+    dead.set_mode(Mode::Answer);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 100u16;
+    while rcode_of(&c, &format!("f{i}.example"), i) != (NOERROR, vec![A]) {
+        assert!(Instant::now() < deadline, "first upstream never used again");
+        std::thread::sleep(Duration::from_millis(100));
+        i += 1;
+    }
 }
 
 #[test]
