@@ -504,3 +504,63 @@ fn queries_during_reloads_are_all_answered() {
     );
     assert_eq!(s.a("r3-1.example"), forwarded());
 }
+
+/// Runs `c2sink check` on `config` written into `dir`; (exit code, stdout, stderr).
+fn check(dir: &Path, config: &str, explain: Option<&str>) -> (i32, String, String) {
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:5399\"]\n{config}"
+    );
+    std::fs::write(dir.join("c2sink.toml"), text).expect("write config");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_c2sink"));
+    cmd.args(["check", "--config"]).arg(dir.join("c2sink.toml"));
+    if let Some(n) = explain {
+        cmd.args(["--explain", n]);
+    }
+    let out = cmd.output().expect("run check");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_reports_counts_and_problems_with_file_and_line() {
+    let dir = tmp_dir("check");
+    let mut hostile = b"\xef\xbb\xbfevil.example\r\nEVIL.example\r\n".to_vec();
+    hostile.extend(format!("{}.example\r\n", "a".repeat(300)).as_bytes());
+    hostile.extend(b"\xff\xfe\nbad..name\nb\xc3\xbccher.example\n");
+    std::fs::write(dir.join("h.txt"), hostile).unwrap();
+    std::fs::write(dir.join("ok.txt"), "good.evil.example\n").unwrap();
+    let cfg = "[[blocklists]]\nname = \"h\"\npath = \"h.txt\"\n\
+               [[blocklists]]\nname = \"ok\"\npath = \"ok.txt\"\nkind = \"allow\"\n";
+    let (code, out, _) = check(&dir, cfg, Some("www.evil.example"));
+    assert_eq!(code, 1, "invalid lines make check fail: {out}");
+    assert!(
+        out.contains("list \"h\" (domains, block)")
+            && out.contains("2 block rules")
+            && out.contains("3 invalid")
+            && out.contains("1 duplicates"),
+        "{out}"
+    );
+    let h = dir.join("h.txt").display().to_string();
+    assert!(out.contains(&format!("{h}:3: invalid:")), "{out}");
+    assert!(
+        out.contains(&format!("{h}:4: invalid: not valid UTF-8")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("{h}:5: invalid:")), "{out}");
+    assert!(out.contains("www.evil.example: BLOCKED"), "{out}");
+    assert!(out.contains(&format!("at {h}:1: evil.example")), "{out}");
+    let (_, out, _) = check(&dir, cfg, Some("good.evil.example"));
+    assert!(out.contains("good.evil.example: ALLOWED"), "{out}");
+    assert!(out.contains("ok.txt:1: good.evil.example"), "{out}");
+    // A directory as a list path is a config error naming the key.
+    let (code, _, err) = check(&dir, "[[blocklists]]\nname = \"d\"\npath = \".\"\n", None);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("blocklists[0].path") && err.contains("not a regular file"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

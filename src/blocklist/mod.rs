@@ -11,10 +11,11 @@ mod matcher;
 mod parse;
 pub mod report;
 mod rpz;
+pub mod synthetic;
 
 pub use formats::{Entry, Item, LineParser, detect, parse_ip};
 pub use matcher::{
-    DomainSet, Inserted, Match, Rule, RuleAction, fingerprint, scope, suffix_starts,
+    DomainSet, Inserted, Match, Rule, RuleAction, fingerprint, label_count, scope, suffix_starts,
 };
 pub use parse::{LineProblem, MAX_LINE, for_each_line, normalize_domain, short};
 
@@ -243,7 +244,7 @@ impl List {
             (&mut self.block, e.rule)
         };
         let key = fingerprint(e.name);
-        let inserted = set.insert_key(key, rule);
+        let inserted = set.insert_key(key, label_count(e.name), rule);
         match (inserted, e.addr) {
             (Inserted::New | Inserted::Duplicate, Some(addr))
                 if !allow && rule.action == RuleAction::LocalData =>
