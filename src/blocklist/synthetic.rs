@@ -33,7 +33,7 @@ impl Names {
 
     /// Writes the next name (like threat feeds: 8-18 letter label, a TLD, a third of them one label deeper).
     pub fn push(&mut self, out: &mut String) {
-        if self.next() % 3 == 0 {
+        if self.next().is_multiple_of(3) {
             self.label(out, 3, 6);
             out.push('.');
         }
