@@ -303,6 +303,12 @@ impl DomainSet {
         if self.len == 0 || !self.filter_may_have(key) {
             return None;
         }
+        self.probe(key, want)
+    }
+
+    /// The table probe behind [`find_key`](Self::find_key), for a key whose rule bits are clear.
+    #[inline]
+    fn probe(&self, key: u64, want: u8) -> Option<Rule> {
         let n = self.keys.len();
         let mut i = self.home(key);
         loop {
@@ -348,25 +354,67 @@ impl DomainSet {
 
     /// The most specific rule matching `name`: the name itself (exact rules) or a parent (rules that cover
     /// names below them).
+    ///
+    /// The filter is asked about every candidate suffix first, in a loop of independent loads that the CPU
+    /// overlaps, so a miss waits for about one cache miss (in the small filter) and a hit for one more in the
+    /// table. (Also touching the table slots up front made hits faster but misses, most queries, slower.)
     pub fn find_suffix<'a>(&self, name: &'a str) -> Option<Match<'a>> {
+        /// Candidate suffixes checked together; deeper names continue one by one.
+        const BATCH: usize = 8;
         if self.is_empty() {
             return None;
         }
         let mut labels = suffix_starts(name).count();
+        let mut starts = [0usize; BATCH];
+        let mut keys = [0u64; BATCH];
+        let mut n = 0;
         for start in suffix_starts(name) {
             let listed = self.label_counts & label_bit(labels) != 0;
             labels -= 1;
             if !listed {
                 continue;
             }
-            let want = if start == 0 {
+            if n == BATCH {
+                // The batch holds the more specific suffixes: it decides first.
+                if let Some(m) = self.first_hit(name, &starts, &keys, n) {
+                    return Some(m);
+                }
+                n = 0;
+            }
+            starts[n] = start;
+            keys[n] = fingerprint(&name[start..]) & !RULE_BITS;
+            n += 1;
+        }
+        self.first_hit(name, &starts, &keys, n)
+    }
+
+    /// The first of `n` candidate suffixes (most specific first) that has a matching rule.
+    #[inline]
+    fn first_hit<'a>(
+        &self,
+        name: &'a str,
+        starts: &[usize],
+        keys: &[u64],
+        n: usize,
+    ) -> Option<Match<'a>> {
+        let mut maybe = [false; 8];
+        for j in 0..n {
+            maybe[j] = self.filter_may_have(keys[j]);
+        }
+        for j in 0..n {
+            if !maybe[j] {
+                continue;
+            }
+            let want = if starts[j] == 0 {
                 scope::EXACT
             } else {
                 scope::BELOW
             };
-            let suffix = &name[start..];
-            if let Some(rule) = self.find_key(fingerprint(suffix), want) {
-                return Some(Match { name: suffix, rule });
+            if let Some(rule) = self.probe(keys[j], want) {
+                return Some(Match {
+                    name: &name[starts[j]..],
+                    rule,
+                });
             }
         }
         None
@@ -514,6 +562,21 @@ mod tests {
             Some("a.b.c.d.example")
         );
         assert!(s.find_suffix("b.c.d.example").is_none());
+    }
+
+    #[test]
+    fn deep_names_are_checked_past_the_first_batch() {
+        let s = set(&["example", "f.g.h.i.j.k.example"]);
+        let deep = "a.b.c.d.e.f.g.h.i.j.k.example";
+        assert_eq!(rule_of(&s, deep).as_deref(), Some("f.g.h.i.j.k.example"));
+        let t = set(&["example"]);
+        assert_eq!(rule_of(&t, deep).as_deref(), Some("example"));
+        let many: Vec<String> = (1..=12)
+            .map(|i| deep.splitn(i, '.').last().unwrap().to_string())
+            .collect();
+        let u = set(&many.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(rule_of(&u, deep).as_deref(), Some(deep));
+        assert_eq!(rule_of(&u, &format!("z.{deep}")).as_deref(), Some(deep));
     }
 
     #[test]

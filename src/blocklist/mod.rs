@@ -29,6 +29,9 @@ use std::sync::Arc;
 /// Most rules one list may hold; a bigger file is refused rather than exhausting memory.
 pub const MAX_ENTRIES: usize = 20_000_000;
 
+/// Most entries a list's table is sized for before reading (see [`sample`]).
+const PRESIZE_CAP: usize = 4_000_000;
+
 /// How many problems of one list are kept for reports.
 pub const KEPT_PROBLEMS: usize = 20;
 
@@ -354,9 +357,11 @@ fn sample(path: &Path, size: u64) -> std::io::Result<(ListFormat, usize)> {
     } else {
         size.saturating_mul(lines) / head.len() as u64 + 16
     };
+    // Pre-sizing spares the table's growth steps; past PRESIZE_CAP it grows as entries come, so that a huge
+    // file of comments cannot reserve (and, with random inserts, touch) memory for entries it does not have.
     let estimate = usize::try_from(estimate)
-        .unwrap_or(MAX_ENTRIES)
-        .min(MAX_ENTRIES);
+        .unwrap_or(PRESIZE_CAP)
+        .min(PRESIZE_CAP);
     Ok((detect(&text), estimate))
 }
 
