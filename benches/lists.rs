@@ -11,6 +11,15 @@ use std::time::Duration;
 
 const SIZES: &[usize] = &[10_000, 100_000, 1_000_000, 3_000_000];
 
+/// The sizes to run: all under `cargo bench`, the smallest under `cargo test --all-targets` (a smoke test).
+fn sizes() -> &'static [usize] {
+    if std::env::args().any(|a| a == "--bench") {
+        SIZES
+    } else {
+        &SIZES[..1]
+    }
+}
+
 fn config(path: &Path) -> ListConfig {
     ListConfig {
         name: "bench".into(),
@@ -20,6 +29,7 @@ fn config(path: &Path) -> ListConfig {
         action: None,
         ipv4: None,
         ipv6: None,
+        ..Default::default()
     }
 }
 
@@ -51,7 +61,7 @@ fn queries(n: usize, hit: bool) -> Vec<String> {
 fn lookups(c: &mut Criterion) {
     let mut g = c.benchmark_group("lookup");
     g.measurement_time(Duration::from_secs(2));
-    for &n in SIZES {
+    for &n in sizes() {
         let path = list_file(n);
         let list = List::load(&config(&path), &path).expect("load");
         let lists = Lists::new(vec![Arc::new(list)]);
@@ -74,7 +84,7 @@ fn loading(c: &mut Criterion) {
     let mut g = c.benchmark_group("load");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(3));
-    for &n in &SIZES[..3] {
+    for &n in &sizes()[..sizes().len().min(3)] {
         let path = list_file(n);
         g.bench_function(BenchmarkId::from_parameter(n), |b| {
             b.iter(|| List::load(&config(&path), &path).expect("load").len())

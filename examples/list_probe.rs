@@ -79,6 +79,7 @@ fn main() {
         action: None,
         ipv4: None,
         ipv6: None,
+        ..Default::default()
     };
 
     let rss0 = status_kb("VmRSS:");

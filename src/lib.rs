@@ -3,12 +3,13 @@
 //! The query path, in order: [`listen`] (sockets) → [`pipeline`] (assembles the steps) → [`wire`] (read the
 //! query) → [`blocklist`] (is the name listed?) → [`sinkhole`] (answer locally) or [`cache`] / [`upstream`]
 //! (answer from the upstream) → [`events`] (log the blocked client). [`config`] describes it all, [`server`]
-//! runs it, [`reload`] swaps in changed lists while it runs.
+//! runs it, [`reload`] swaps in changed lists while it runs, [`feed`] downloads lists.
 
 pub mod blocklist;
 pub mod cache;
 pub mod config;
 pub mod events;
+pub mod feed;
 pub mod listen;
 pub mod pipeline;
 pub mod reload;

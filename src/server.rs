@@ -17,6 +17,10 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 /// Serves DNS per `cfg` until a termination signal.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let boot = cfg.clone();
+    tokio::task::spawn_blocking(move || crate::feed::fetch_missing(&boot))
+        .await
+        .context("feed download task")??;
     let lists = Lists::load(&cfg).context("loading block lists")?;
     for l in &lists.lists {
         l.log_loaded();
@@ -71,6 +75,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let (reloader, reload_task) =
         crate::reload::Reloader::spawn(&cfg, pipeline.clone(), shutdown.clone())?;
+    let feed_task = tokio::spawn(crate::feed::run(reloader.clone(), shutdown.clone()));
     tracing::info!(
         upstreams = ?cfg.upstream.servers,
         lists = pipeline.policy.load().lists.lists.len(),
@@ -85,6 +90,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let _ = l.await;
     }
     let _ = reload_task.await;
+    let _ = feed_task.await;
     drop(reloader);
     tracker.close();
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
