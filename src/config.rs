@@ -212,7 +212,7 @@ impl Default for CacheConfig {
 }
 
 /// One list of C2 (or other) domains.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListConfig {
     /// Name used in events and metrics.
@@ -231,6 +231,33 @@ pub struct ListConfig {
     pub ipv4: Option<Ipv4Addr>,
     /// Address for AAAA answers in `address` mode (default: `sinkhole.ipv6`).
     pub ipv6: Option<Ipv6Addr>,
+    /// Download the list from here (http:// or https://); `path` then keeps the last good copy.
+    pub url: Option<String>,
+    /// How often to download (humantime, e.g. "6h"); default 6h.
+    pub refresh: Option<String>,
+    /// Reject a download with fewer than (1 - max_shrink) x the entries of the last good copy; 1 turns it off.
+    pub max_shrink: Option<f64>,
+    /// Accept only a download with this SHA-256 (hex).
+    pub sha256: Option<String>,
+}
+
+impl ListConfig {
+    /// A plain local block list with every option at its default (for tools such as `hunt`).
+    pub fn local(name: String, path: PathBuf) -> ListConfig {
+        ListConfig {
+            name,
+            path,
+            format: ListFormat::default(),
+            kind: ListKind::default(),
+            action: None,
+            ipv4: None,
+            ipv6: None,
+            url: None,
+            refresh: None,
+            max_shrink: None,
+            sha256: None,
+        }
+    }
 }
 
 /// The format of a list file.
@@ -273,9 +300,54 @@ pub enum ListKind {
 }
 
 impl ListConfig {
+    /// How often a feed is downloaded.
+    pub fn refresh_every(&self) -> std::time::Duration {
+        self.refresh
+            .as_deref()
+            .and_then(|r| humantime::parse_duration(r).ok())
+            .unwrap_or(std::time::Duration::from_secs(6 * 3600))
+    }
+
+    /// The shrink guard's fraction (default 0.5).
+    pub fn shrink_limit(&self) -> f64 {
+        self.max_shrink.unwrap_or(0.5)
+    }
+
     /// Problems with this list's own keys, as (key suffix, message); `sinkhole` supplies fallbacks.
     pub fn problems(&self, sinkhole: &SinkholeConfig) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
+        if let Some(u) = &self.url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            out.push(("url", format!("\"{u}\" is not an http:// or https:// URL")));
+        }
+        let feed_only = [
+            ("refresh", self.refresh.is_some()),
+            ("max_shrink", self.max_shrink.is_some()),
+            ("sha256", self.sha256.is_some()),
+        ];
+        for (key, set) in feed_only {
+            if set && self.url.is_none() {
+                out.push((key, "only used with url".into()));
+            }
+        }
+        if let Some(r) = &self.refresh {
+            match humantime::parse_duration(r) {
+                Ok(d) if d >= std::time::Duration::from_secs(1) => {}
+                Ok(_) => out.push(("refresh", "must be at least 1s".into())),
+                Err(e) => out.push(("refresh", format!("\"{r}\": {e}"))),
+            }
+        }
+        if let Some(m) = self.max_shrink
+            && !(0.0..=1.0).contains(&m)
+        {
+            out.push(("max_shrink", format!("{m} is outside 0..=1")));
+        }
+        if let Some(h) = &self.sha256
+            && (h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            out.push(("sha256", "must be 64 hex digits".into()));
+        }
         if self.kind == ListKind::Allow {
             for (key, set) in [
                 ("action", self.action.is_some()),
@@ -755,6 +827,8 @@ impl Config {
             let path = self.resolve(&l.path);
             match std::fs::metadata(&path) {
                 Ok(m) if m.is_file() => {}
+                // A feed's copy is downloaded at start when missing; its folder must exist.
+                Err(_) if l.url.is_some() && path.parent().is_some_and(Path::is_dir) => {}
                 Ok(_) => p(
                     format!("blocklists[{i}].path"),
                     format!("{} is not a regular file", path.display()),

@@ -84,15 +84,7 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "hunt".into());
-    let cfg = crate::config::ListConfig {
-        name,
-        path: opts.list.clone(),
-        format: crate::config::ListFormat::Auto,
-        kind: crate::config::ListKind::Block,
-        action: None,
-        ipv4: None,
-        ipv6: None,
-    };
+    let cfg = crate::config::ListConfig::local(name, opts.list.clone());
     let list = List::load(&cfg, &opts.list)?;
     let mut by_client: BTreeMap<String, Acc> = BTreeMap::new();
     let mut skipped = Skipped::default();

@@ -4,7 +4,7 @@
 //! (assembles the steps) → [`wire`] (read the query) and [`protocol`] (rules for odd queries) → [`blocklist`]
 //! (is the name listed?) → [`sinkhole`] (answer locally) or [`cache`] / [`upstream`] (answer from the
 //! upstream) → [`events`] (log the blocked client). [`config`] describes it all, [`server`]
-//! runs it, [`reload`] swaps in changed lists while it runs.
+//! runs it, [`reload`] swaps in changed lists while it runs, [`feed`] downloads lists.
 
 pub mod admin;
 pub mod admission;
@@ -14,6 +14,7 @@ pub mod cache;
 pub mod clients;
 pub mod config;
 pub mod events;
+pub mod feed;
 pub mod health;
 pub mod hunt;
 pub mod listen;

@@ -92,6 +92,11 @@ impl Reloader {
         }
     }
 
+    /// The config in force (the last one that loaded).
+    pub fn current_config(&self) -> Config {
+        self.config()
+    }
+
     fn config(&self) -> Config {
         self.config
             .lock()

@@ -25,6 +25,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let stop = stop_signals()?;
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing SIGHUP handler")?;
+    let boot = cfg.clone();
+    tokio::task::spawn_blocking(move || crate::feed::fetch_missing(&boot))
+        .await
+        .context("feed download task")??;
     let lists = Lists::load(&cfg).context("loading block lists")?;
     for l in &lists.lists {
         l.log_loaded();
@@ -136,6 +140,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let (reloader, reload_task) =
         crate::reload::Reloader::spawn(&cfg, pipeline.clone(), shutdown.clone(), hup)?;
+    let feed_task = tokio::spawn(crate::feed::run(reloader.clone(), shutdown.clone()));
     tracing::info!(
         upstreams = ?cfg.upstream.servers,
         lists = pipeline.policy.load().lists.lists.len(),
@@ -150,6 +155,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let _ = l.await;
     }
     let _ = reload_task.await;
+    let _ = feed_task.await;
     drop(reloader);
     tracker.close();
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {

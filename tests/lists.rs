@@ -504,3 +504,218 @@ fn queries_during_reloads_are_all_answered() {
     );
     assert_eq!(s.a("r3-1.example"), forwarded());
 }
+
+/// Runs `c2sink check` on `config` written into `dir`; (exit code, stdout, stderr).
+fn check(dir: &Path, config: &str, explain: Option<&str>) -> (i32, String, String) {
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:5399\"]\n{config}"
+    );
+    std::fs::write(dir.join("c2sink.toml"), text).expect("write config");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_c2sink"));
+    cmd.args(["check", "--config"]).arg(dir.join("c2sink.toml"));
+    if let Some(n) = explain {
+        cmd.args(["--explain", n]);
+    }
+    let out = cmd.output().expect("run check");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_reports_counts_and_problems_with_file_and_line() {
+    let dir = tmp_dir("check");
+    let mut hostile = b"\xef\xbb\xbfevil.example\r\nEVIL.example\r\n".to_vec();
+    hostile.extend(format!("{}.example\r\n", "a".repeat(300)).as_bytes());
+    hostile.extend(b"\xff\xfe\nbad..name\nb\xc3\xbccher.example\n");
+    std::fs::write(dir.join("h.txt"), hostile).unwrap();
+    std::fs::write(dir.join("ok.txt"), "good.evil.example\n").unwrap();
+    let cfg = "[[blocklists]]\nname = \"h\"\npath = \"h.txt\"\n\
+               [[blocklists]]\nname = \"ok\"\npath = \"ok.txt\"\nkind = \"allow\"\n";
+    let (code, out, _) = check(&dir, cfg, Some("www.evil.example"));
+    assert_eq!(code, 1, "invalid lines make check fail: {out}");
+    assert!(
+        out.contains("list \"h\" (domains, block)")
+            && out.contains("2 block rules")
+            && out.contains("3 invalid")
+            && out.contains("1 duplicates"),
+        "{out}"
+    );
+    let h = dir.join("h.txt").display().to_string();
+    assert!(out.contains(&format!("{h}:3: invalid:")), "{out}");
+    assert!(
+        out.contains(&format!("{h}:4: invalid: not valid UTF-8")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("{h}:5: invalid:")), "{out}");
+    assert!(out.contains("www.evil.example: BLOCKED"), "{out}");
+    assert!(out.contains(&format!("at {h}:1: evil.example")), "{out}");
+    let (_, out, _) = check(&dir, cfg, Some("good.evil.example"));
+    assert!(out.contains("good.evil.example: ALLOWED"), "{out}");
+    assert!(out.contains("ok.txt:1: good.evil.example"), "{out}");
+    // A directory as a list path is a config error naming the key.
+    let (code, _, err) = check(&dir, "[[blocklists]]\nname = \"d\"\npath = \".\"\n", None);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("blocklists[0].path") && err.contains("not a regular file"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What the test feed server does.
+#[derive(Clone)]
+enum Feed {
+    /// 200 with this body and ETag, 304 when the client already has the ETag.
+    Serve(String, String),
+    /// Close the connection without an answer.
+    Down,
+}
+
+/// A loopback HTTP server for feed tests; records the If-None-Match headers it gets.
+fn start_feed_server(state: Arc<Mutex<Feed>>, seen: Arc<Mutex<Vec<String>>>) -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind http");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let req = String::from_utf8_lossy(&req).to_string();
+            let inm = req
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("if-none-match: ")
+                        .or(l.strip_prefix("If-None-Match: "))
+                })
+                .map(str::to_string);
+            seen.lock().unwrap().push(inm.clone().unwrap_or_default());
+            let feed = state.lock().unwrap().clone();
+            let resp = match feed {
+                Feed::Down => continue,
+                Feed::Serve(_, etag) if inm.as_deref() == Some(etag.as_str()) => format!(
+                    "HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                ),
+                Feed::Serve(body, etag) => format!(
+                    "HTTP/1.1 200 OK\r\nETag: {etag}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                ),
+            };
+            let _ = conn.write_all(resp.as_bytes());
+        }
+    });
+    addr
+}
+
+fn names(prefix: &str, n: usize) -> String {
+    (0..n).map(|i| format!("{prefix}{i}.example\n")).collect()
+}
+
+#[test]
+fn feed_is_downloaded_refreshed_and_bad_downloads_keep_the_last_good_copy() {
+    let dir = tmp_dir("feed");
+    let state = Arc::new(Mutex::new(Feed::Serve(names("a", 100), "\"v1\"".into())));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let http = start_feed_server(state.clone(), seen.clone());
+    let cfg = format!(
+        "[reload]\nwatch = false\n[[blocklists]]\nname = \"feed\"\npath = \"feed.txt\"\nurl = \"http://{http}/list.txt\"\nrefresh = \"1s\"\n"
+    );
+    // No copy yet: downloaded before serving.
+    let s = C2sink::start(&dir, &cfg);
+    let blocked = reply(ResponseCode::NoError, &["0.0.0.0"]);
+    assert_eq!(s.a("a1.example"), blocked);
+    assert!(
+        dir.join("feed.txt").is_file(),
+        "last good copy kept on disk"
+    );
+    // Refreshes are conditional.
+    s.wait_log("feed unchanged", 1);
+    assert!(
+        seen.lock().unwrap().iter().any(|h| h == "\"v1\""),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    // New content is applied.
+    *state.lock().unwrap() = Feed::Serve(
+        format!("{}b-new.example\n", names("a", 100)),
+        "\"v2\"".into(),
+    );
+    s.wait_for("b-new.example", &blocked);
+    // Garbage is rejected.
+    *state.lock().unwrap() =
+        Feed::Serve("<html><body>oops</body></html>\n".into(), "\"v3\"".into());
+    s.wait_log("not a usable list", 1);
+    assert_eq!(s.a("b-new.example"), blocked);
+    // A list shrunk by more than half is rejected.
+    *state.lock().unwrap() = Feed::Serve(names("a", 10), "\"v4\"".into());
+    s.wait_log("shrinks by more than", 1);
+    assert_eq!(s.a("a50.example"), blocked);
+    // The server goes away.
+    *state.lock().unwrap() = Feed::Down;
+    s.wait_log("download failed", 1);
+    assert_eq!(s.a("a50.example"), blocked);
+    drop(s);
+
+    // Restart with the network down: starts from the last good copy.
+    let dir = tmp_dir("feed2");
+    std::fs::write(dir.join("feed.txt"), names("a", 100)).unwrap();
+    let s = C2sink::start(&dir, &cfg);
+    assert_eq!(s.a("a7.example"), blocked);
+    s.wait_log("keeping the last good copy", 1);
+}
+
+#[test]
+fn feed_without_copy_or_with_wrong_pin_does_not_start() {
+    let dir = tmp_dir("feed-boot");
+    let state = Arc::new(Mutex::new(Feed::Serve(names("a", 10), "\"v1\"".into())));
+    let http = start_feed_server(state.clone(), Arc::new(Mutex::new(Vec::new())));
+    for (pin, want) in [
+        (format!("sha256 = \"{}\"\n", "0".repeat(64)), "sha256 is"),
+        (String::new(), "download failed"),
+    ] {
+        if want == "download failed" {
+            *state.lock().unwrap() = Feed::Down;
+        }
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:5399\"]\n\
+             [[blocklists]]\nname = \"feed\"\npath = \"feed.txt\"\nurl = \"http://{http}/l.txt\"\n{pin}"
+        );
+        std::fs::write(dir.join("c2sink.toml"), text).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_c2sink"))
+            .args(["serve", "--config"])
+            .arg(dir.join("c2sink.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("c2sink kept running without a feed copy");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(!status.success());
+        assert!(err.contains("no saved copy") && err.contains(want), "{err}");
+        assert!(
+            !dir.join("feed.txt").exists(),
+            "nothing is kept from a rejected download"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,10 +11,11 @@ mod matcher;
 mod parse;
 pub mod report;
 mod rpz;
+pub mod synthetic;
 
 pub use formats::{Entry, Item, LineParser, detect, parse_ip};
 pub use matcher::{
-    DomainSet, Inserted, Match, Rule, RuleAction, fingerprint, scope, suffix_starts,
+    DomainSet, Inserted, Match, Rule, RuleAction, fingerprint, label_count, scope, suffix_starts,
 };
 pub use parse::{LineProblem, MAX_LINE, for_each_line, normalize_domain, short};
 
@@ -27,6 +28,9 @@ use std::sync::Arc;
 
 /// Most rules one list may hold; a bigger file is refused rather than exhausting memory.
 pub const MAX_ENTRIES: usize = 20_000_000;
+
+/// Most entries a list's table is sized for before reading (see [`sample`]).
+const PRESIZE_CAP: usize = 4_000_000;
 
 /// How many problems of one list are kept for reports.
 pub const KEPT_PROBLEMS: usize = 20;
@@ -243,7 +247,7 @@ impl List {
             (&mut self.block, e.rule)
         };
         let key = fingerprint(e.name);
-        let inserted = set.insert_key(key, rule);
+        let inserted = set.insert_key(key, label_count(e.name), rule);
         match (inserted, e.addr) {
             (Inserted::New | Inserted::Duplicate, Some(addr))
                 if !allow && rule.action == RuleAction::LocalData =>
@@ -340,6 +344,59 @@ impl List {
     }
 }
 
+/// What [`scan`] counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scan {
+    /// Rules read (duplicates included).
+    pub entries: u64,
+    pub invalid: u64,
+    /// The format it was read as.
+    pub format: ListFormat,
+}
+
+/// Parses a list file as `cfg` says without keeping it: how a downloaded feed is vetted before it replaces the
+/// last good copy, at the cost of a read, not of a second table.
+pub fn scan(cfg: &ListConfig, path: &Path) -> Result<Scan, ListError> {
+    let err = |problem| ListError {
+        name: cfg.name.clone(),
+        path: path.to_path_buf(),
+        problem,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(e.into()))?;
+    if !meta.is_file() {
+        return Err(err(LoadProblem::NotAFile));
+    }
+    let (detected, _) = sample(path, meta.len()).map_err(|e| err(e.into()))?;
+    let format = match cfg.format {
+        ListFormat::Auto => detected,
+        f => f,
+    };
+    let mut parser = LineParser::new(format);
+    let (mut entries, mut invalid) = (0u64, 0u64);
+    let mut count = |_: u32, item: Item<'_>| match item {
+        Item::Entry(_) => entries += 1,
+        Item::Invalid(_) => invalid += 1,
+        Item::Skipped(_) => {}
+    };
+    for_each_line(path, |line, text| match text {
+        Ok(text) => parser.line(line, text, &mut count),
+        Err(m) => count(line, Item::Invalid(m)),
+    })
+    .map_err(|e| err(e.into()))?;
+    parser.finish(&mut count);
+    if entries == 0 && invalid > 0 {
+        return Err(err(LoadProblem::NothingValid {
+            invalid,
+            format: format.as_str(),
+        }));
+    }
+    Ok(Scan {
+        entries,
+        invalid,
+        format,
+    })
+}
+
 /// Reads the head of a file: its detected format and a guess of how many entries it holds.
 fn sample(path: &Path, size: u64) -> std::io::Result<(ListFormat, usize)> {
     let mut head = Vec::with_capacity(64 * 1024);
@@ -353,9 +410,11 @@ fn sample(path: &Path, size: u64) -> std::io::Result<(ListFormat, usize)> {
     } else {
         size.saturating_mul(lines) / head.len() as u64 + 16
     };
+    // Pre-sizing spares the table's growth steps; past PRESIZE_CAP it grows as entries come, so that a huge
+    // file of comments cannot reserve (and, with random inserts, touch) memory for entries it does not have.
     let estimate = usize::try_from(estimate)
-        .unwrap_or(MAX_ENTRIES)
-        .min(MAX_ENTRIES);
+        .unwrap_or(PRESIZE_CAP)
+        .min(PRESIZE_CAP);
     Ok((detect(&text), estimate))
 }
 
@@ -479,9 +538,7 @@ mod tests {
             path: PathBuf::from(name),
             format,
             kind,
-            action: None,
-            ipv4: None,
-            ipv6: None,
+            ..Default::default()
         }
     }
 
