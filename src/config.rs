@@ -294,9 +294,13 @@ impl ListFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ListKind {
+    /// Domains to sinkhole.
     #[default]
     Block,
+    /// Domains never to sinkhole (exceptions).
     Allow,
+    /// IPv4/IPv6 addresses and networks: an upstream answer containing one is sinkholed.
+    Ip,
 }
 
 impl ListConfig {

@@ -20,6 +20,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+/// Why a query was sinkholed, as written in its block event.
+struct Why<'a> {
+    list: &'a Arc<str>,
+    rule: Box<str>,
+    action: &'static str,
+    via: Option<Box<str>>,
+    chain: Vec<String>,
+}
+
 /// Who sent a query and how.
 #[derive(Debug, Clone, Copy)]
 pub struct Client {
@@ -114,15 +123,21 @@ impl Pipeline {
                 return Decision::Reply(protocol::error_reply(raw, protocol::RCODE_FORMERR));
             }
         };
+        let policy = self.policy.load();
         if let Some(r) = protocol::check_edns_version(raw, &query) {
-            count(Outcome::Malformed);
+            // BADVERS is the answer, but a listed name is still evidence of a beacon: log it.
+            if let Some(v) = policy.lists.check(&query.name) {
+                self.block(&policy, &query, raw, client, v, None);
+                self.done(client, &query, Outcome::Blocked, started);
+            } else {
+                count(Outcome::Malformed);
+            }
             return Decision::Reply(r);
         }
         if query.name == crate::health::NAME {
             count(Outcome::Local);
             return Decision::Reply(crate::health::answer(&query));
         }
-        let policy = self.policy.load();
         if let Some(v) = policy.lists.check(&query.name) {
             let d = self.block(&policy, &query, raw, client, v, None);
             self.done(client, &query, Outcome::Blocked, started);
@@ -203,20 +218,39 @@ impl Pipeline {
         via: Option<(&str, &Inspect)>,
     ) -> Decision {
         let (answer, action) = policy.sinkhole.respond(&verdict, query);
+        let why = Why {
+            list: &verdict.list.name,
+            rule: verdict.rule.text().into(),
+            action,
+            via: via.map(|(t, _)| t.into()),
+            chain: via.map(|(_, i)| i.targets.clone()).unwrap_or_default(),
+        };
+        self.sinkholed(query, raw, client, why, answer)
+    }
+
+    /// Counts, logs and answers one sinkholed query.
+    fn sinkholed(
+        &self,
+        query: &Query<'_>,
+        raw: &[u8],
+        client: &Client,
+        why: Why<'_>,
+        answer: Option<Vec<u8>>,
+    ) -> Decision {
         self.stats.blocked.fetch_add(1, Ordering::Relaxed);
-        self.telemetry.blocked(&verdict.list.name);
+        self.telemetry.blocked(why.list);
         self.events.record(BlockEvent {
             time: SystemTime::now(),
             client: client.addr,
             protocol: client.protocol,
             qname: query.name.clone(),
             qtype: query.qtype,
-            list: Arc::clone(&verdict.list.name),
-            rule: verdict.rule.text().into(),
-            action,
+            list: Arc::clone(why.list),
+            rule: why.rule,
+            action: why.action,
             who: self.clients.attribute(client.addr.ip(), raw),
-            via: via.map(|(t, _)| t.into()),
-            chain: via.map(|(_, i)| i.targets.clone()).unwrap_or_default(),
+            via: why.via,
+            chain: why.chain,
         });
         match answer {
             Some(a) => Decision::Reply(self.fit(a, query, raw, client)),
@@ -224,7 +258,8 @@ impl Pipeline {
         }
     }
 
-    /// Sinkholes a query whose answer points at a listed name (CNAME cloaking, HTTPS/SVCB targets).
+    /// Sinkholes a query whose answer points at a listed name (CNAME cloaking, HTTPS/SVCB targets) or holds
+    /// an address on an address list. An allow rule for the question name wins over both.
     fn block_by_answer(
         &self,
         policy: &Policy,
@@ -233,10 +268,31 @@ impl Pipeline {
         client: &Client,
         inspect: &Inspect,
     ) -> Option<Decision> {
-        inspect.targets.iter().find_map(|t| {
+        if policy.lists.allowed(&query.name).is_some() {
+            return None;
+        }
+        if let Some(d) = inspect.targets.iter().find_map(|t| {
             let v = policy.lists.check(t)?;
             Some(self.block(policy, query, raw, client, v, Some((t, inspect))))
-        })
+        }) {
+            return Some(d);
+        }
+        if !policy.lists.has_addresses() {
+            return None;
+        }
+        let (addr, list, hit) = inspect
+            .addrs
+            .iter()
+            .find_map(|&a| policy.lists.check_addr(a).map(|(l, h)| (a, l, h)))?;
+        let (answer, action) = policy.sinkhole.respond_to_answer(&list.config, query);
+        let why = Why {
+            list: &list.name,
+            rule: hit.net.to_string().into(),
+            action,
+            via: Some(addr.to_string().into()),
+            chain: inspect.targets.clone(),
+        };
+        Some(self.sinkholed(query, raw, client, why, Some(answer)))
     }
 
     /// SERVFAIL for a query, used when forwarding fails or is shed.

@@ -1,7 +1,7 @@
 //! The local answer to a blocked name: built in wire format from the query, never sent upstream.
 
 use crate::blocklist::{RuleAction, Verdict};
-use crate::config::{SinkholeConfig, SinkholeMode};
+use crate::config::{ListConfig, SinkholeConfig, SinkholeMode};
 use crate::wire::{self, HEADER_LEN, Query};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -88,15 +88,27 @@ impl Sinkhole {
                     "local-data",
                 );
             }
-            RuleAction::Default => {
-                let list = &verdict.list.config;
-                let mode = list.action.unwrap_or(self.mode);
-                let answer =
-                    self.mode_answer(mode, list.ipv4.or(self.ipv4), list.ipv6.or(self.ipv6));
-                (answer, mode.as_str())
-            }
+            RuleAction::Default => self.list_answer(&verdict.list.config),
         };
         (Some(self.build(answer, query, zone)), action)
+    }
+
+    /// The answer to a query blocked by what its upstream answer contains (an address on an `ip` list):
+    /// the list's action, else `[sinkhole]`; a negative answer's SOA is owned by the question name.
+    pub fn respond_to_answer(
+        &self,
+        list: &ListConfig,
+        query: &Query<'_>,
+    ) -> (Vec<u8>, &'static str) {
+        let (answer, action) = self.list_answer(list);
+        (self.build(answer, query, &query.name), action)
+    }
+
+    /// A list's own action (with its own addresses), falling back to `[sinkhole]`.
+    fn list_answer(&self, list: &ListConfig) -> (Answer<'static>, &'static str) {
+        let mode = list.action.unwrap_or(self.mode);
+        let answer = self.mode_answer(mode, list.ipv4.or(self.ipv4), list.ipv6.or(self.ipv6));
+        (answer, mode.as_str())
     }
 
     /// Writes an answer in wire format.

@@ -65,3 +65,88 @@ fn innocent_cname_chain_passes_through_untouched() {
     assert_eq!(via.answers.len(), 2);
     assert!(srv.events(0).is_empty());
 }
+
+const C2_NETS: &str = "# C2 networks\n198.51.100.0/24\n2001:db8:bad::/48\n";
+
+fn with_ip_list(up: &Upstream, ips: &str, extra: &str) -> C2sink {
+    let cfg = config(
+        &[up.addr],
+        &format!("[[blocklists]]\nname = \"c2-ips\"\nkind = \"ip\"\npath = \"ips.txt\"\n{extra}"),
+    );
+    C2sink::start(
+        &cfg,
+        &[("ips.txt", ips), ("allow.txt", "trusted.c2addr.test\n")],
+    )
+}
+
+#[test]
+fn answer_with_listed_address_is_sinkholed_with_address_and_rule() {
+    let up = Upstream::start();
+    let srv = with_ip_list(&up, C2_NETS, "");
+    let m = ask_simple(srv.addr(), Proto::Udp, "www.c2addr.test", RecordType::A);
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(m.answers[0].data, RData::A("0.0.0.0".parse().expect("ip")));
+    let m = ask_simple(srv.addr6(), Proto::Tcp, "www.c2addr.test", RecordType::AAAA);
+    assert_eq!(m.answers[0].data, RData::AAAA("::".parse().expect("ip")));
+    let ev = srv.events(2);
+    assert_eq!(ev.len(), 2);
+    assert_eq!(ev[0]["list"], "c2-ips");
+    assert_eq!(ev[0]["rule"], "198.51.100.0/24");
+    assert_eq!(ev[0]["via"], "198.51.100.7");
+    assert_eq!(ev[1]["rule"], "2001:db8:bad::/48");
+    assert_eq!(ev[1]["via"], "2001:db8:bad::7");
+    // Addresses outside the lists pass.
+    let m = ask_simple(srv.addr(), Proto::Udp, "www.example.test", RecordType::A);
+    assert_eq!(
+        m.answers[0].data,
+        RData::A("192.0.2.1".parse().expect("ip"))
+    );
+}
+
+#[test]
+fn address_list_changes_apply_to_cached_answers_at_once() {
+    let up = Upstream::start();
+    // Cached while the list does not have it ...
+    let srv = with_ip_list(&up, "203.0.113.0/24\n", "");
+    let m = ask_simple(srv.addr(), Proto::Udp, "cached.c2addr.test", RecordType::A);
+    assert_eq!(
+        m.answers[0].data,
+        RData::A("198.51.100.7".parse().expect("ip"))
+    );
+    // ... and blocked from the cache once it does.
+    std::fs::write(srv.path("ips.txt"), "198.51.100.7\n").expect("write");
+    srv.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let m = ask_simple(srv.addr(), Proto::Udp, "cached.c2addr.test", RecordType::A);
+        if m.answers[0].data == RData::A("0.0.0.0".parse().expect("ip")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "list change never applied"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        up.count("cached.c2addr.test"),
+        1,
+        "the second answer came from the cache"
+    );
+}
+
+#[test]
+fn allowed_question_is_not_blocked_by_its_answer() {
+    let up = Upstream::start();
+    let srv = with_ip_list(
+        &up,
+        C2_NETS,
+        "[[blocklists]]\nname = \"ok\"\nkind = \"allow\"\npath = \"allow.txt\"\n",
+    );
+    let m = ask_simple(srv.addr(), Proto::Udp, "trusted.c2addr.test", RecordType::A);
+    assert_eq!(
+        m.answers[0].data,
+        RData::A("198.51.100.7".parse().expect("ip"))
+    );
+    assert!(srv.events(0).is_empty());
+}

@@ -599,3 +599,32 @@ fn sigterm_stops_the_server_cleanly_and_events_are_flushed() {
     let text = std::fs::read_to_string(events).expect("events");
     assert_eq!(text.lines().count(), 1);
 }
+
+#[test]
+fn blocked_name_with_unsupported_edns_version_gets_badvers_and_is_still_logged() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    let (_, mut raw) = query_bytes(
+        "cdn.msstorageazure.com",
+        RecordType::A,
+        &Ask {
+            edns: true,
+            ..Ask::default()
+        },
+    );
+    // The OPT record is last (11 octets, no options): the second octet of its TTL field is the version.
+    let n = raw.len();
+    raw[n - 5] = 1;
+    let answer = exchange_raw(srv.addr(), Proto::Udp, &raw).expect("answer");
+    let m = Message::from_vec(&answer).expect("parses");
+    // Extended RCODE 16 (BADVERS; hickory names the shared value BADSIG).
+    assert_eq!(u16::from(m.metadata.response_code), 16);
+    let ev = srv.events(1);
+    assert_eq!(
+        ev.len(),
+        1,
+        "the beacon is evidence even when the answer is BADVERS"
+    );
+    assert_eq!(ev[0]["rule"], "msstorageazure.com");
+    assert_eq!(up.count("cdn.msstorageazure.com"), 0);
+}

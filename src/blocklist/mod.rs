@@ -7,6 +7,7 @@
 //!    list the most specific rule wins.
 
 mod formats;
+mod ipset;
 mod matcher;
 mod parse;
 pub mod report;
@@ -14,6 +15,7 @@ mod rpz;
 pub mod synthetic;
 
 pub use formats::{Entry, Item, LineParser, detect, parse_ip};
+pub use ipset::{IpHit, IpSet, ip_line};
 pub use matcher::{
     DomainSet, Inserted, Match, Rule, RuleAction, fingerprint, label_count, scope, suffix_starts,
 };
@@ -115,6 +117,8 @@ pub struct List {
     pub block: DomainSet,
     /// Rules that exempt: the whole list when `kind = "allow"`, else its exceptions.
     pub allow: DomainSet,
+    /// Networks of an address list (`kind = "ip"`), checked against upstream answers.
+    pub addrs: IpSet,
     /// Addresses of RPZ local-data rules, by (fingerprint, scope).
     pub local: HashMap<(u64, u8), LocalData>,
     pub counts: Counts,
@@ -147,6 +151,7 @@ pub struct Explained<'a> {
 pub struct Lists {
     pub lists: Vec<Arc<List>>,
     any_allow: bool,
+    any_addrs: bool,
 }
 
 impl List {
@@ -162,6 +167,9 @@ impl List {
         if !meta.is_file() {
             return Err(err(LoadProblem::NotAFile));
         }
+        if cfg.kind == ListKind::Ip {
+            return List::load_addresses(cfg, path, stamp).map_err(err);
+        }
         let (detected, estimate) = sample(path, meta.len()).map_err(|e| err(e.into()))?;
         let format = match cfg.format {
             ListFormat::Auto => detected,
@@ -175,6 +183,7 @@ impl List {
             format,
             block: DomainSet::with_capacity(if allow_list { 0 } else { estimate }),
             allow: DomainSet::with_capacity(if allow_list { estimate } else { 0 }),
+            addrs: IpSet::default(),
             local: HashMap::new(),
             counts: Counts::default(),
             problems: Vec::new(),
@@ -303,14 +312,63 @@ impl List {
         );
     }
 
-    /// Block rules held.
+    /// Reads an address list: one IPv4/IPv6 address or CIDR network per line, `#` comments.
+    fn load_addresses(
+        cfg: &ListConfig,
+        path: &Path,
+        stamp: Option<FileStamp>,
+    ) -> Result<List, LoadProblem> {
+        let mut list = List {
+            name: Arc::from(cfg.name.as_str()),
+            config: cfg.clone(),
+            path: path.to_path_buf(),
+            format: ListFormat::Domains,
+            block: DomainSet::with_capacity(0),
+            allow: DomainSet::with_capacity(0),
+            addrs: IpSet::default(),
+            local: HashMap::new(),
+            counts: Counts::default(),
+            problems: Vec::new(),
+            skips: Vec::new(),
+            stamp,
+        };
+        let mut lines = 0u64;
+        for_each_line(path, |line, text| {
+            lines += 1;
+            let parsed = match text {
+                Ok(t) => ip_line(t),
+                Err(m) => Some(Err(m)),
+            };
+            match parsed {
+                None => {}
+                Some(Ok(net)) if !list.addrs.insert(net, line) => list.counts.duplicates += 1,
+                Some(Ok(_)) => {}
+                Some(Err(message)) => {
+                    list.counts.invalid += 1;
+                    if list.problems.len() < KEPT_PROBLEMS {
+                        list.problems.push(LineProblem { line, message });
+                    }
+                }
+            }
+        })?;
+        list.counts.lines = lines;
+        if list.addrs.is_empty() && list.counts.invalid > 0 {
+            return Err(LoadProblem::NothingValid {
+                invalid: list.counts.invalid,
+                format: "ip",
+            });
+        }
+        Ok(list)
+    }
+
+    /// Block rules held (domains, or networks for an address list).
     pub fn len(&self) -> usize {
-        self.block.len()
+        self.block.len() + self.addrs.len()
     }
 
     /// True when the list holds no rule at all.
     pub fn is_empty(&self) -> bool {
-        self.block.is_empty() && self.allow.is_empty()
+        self.block.is_empty() && self.allow.is_empty() && self.addrs.is_empty()
     }
 
     /// Bytes the list's tables hold, for memory reports.
@@ -458,7 +516,12 @@ impl Lists {
     /// Assembles loaded lists.
     pub fn new(lists: Vec<Arc<List>>) -> Lists {
         let any_allow = lists.iter().any(|l| !l.allow.is_empty());
-        Lists { lists, any_allow }
+        let any_addrs = lists.iter().any(|l| !l.addrs.is_empty());
+        Lists {
+            lists,
+            any_allow,
+            any_addrs,
+        }
     }
 
     /// The block decision for `name`: `None` when no block list matches or an allow rule exempts it.
@@ -479,6 +542,21 @@ impl Lists {
             }
         }
         None
+    }
+
+    /// The address list and network that contain `ip`, if any (first list in config order).
+    pub fn check_addr(&self, ip: std::net::IpAddr) -> Option<(&List, IpHit)> {
+        if !self.any_addrs {
+            return None;
+        }
+        self.lists
+            .iter()
+            .find_map(|l| l.addrs.find(ip).map(|h| (&**l, h)))
+    }
+
+    /// True when some list holds addresses, so answers' addresses are worth checking.
+    pub fn has_addresses(&self) -> bool {
+        self.any_addrs
     }
 
     /// The first allow rule that exempts `name`, if any.

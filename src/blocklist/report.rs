@@ -15,6 +15,7 @@ pub fn summary(lists: &Lists) -> (String, bool) {
         let kind = match l.config.kind {
             ListKind::Block => "block",
             ListKind::Allow => "allow",
+            ListKind::Ip => "ip",
         };
         let _ = writeln!(
             out,
@@ -22,7 +23,7 @@ pub fn summary(lists: &Lists) -> (String, bool) {
             l.name,
             l.format.as_str(),
             l.path.display(),
-            l.block.len(),
+            l.len(),
             l.allow.len(),
             c.lines,
             c.invalid,

@@ -34,6 +34,7 @@ pub struct Seen {
 /// - `*.cname-c2.test` CNAME `hop.cname-ok.test` CNAME `cdn.msstorageazure.com` + A 192.0.2.66 (CNAME cloaking),
 /// - `*.cname-ok.test` CNAME `www.example.test` + A 192.0.2.1 (an innocent chain),
 /// - `*.https-c2.test` HTTPS 1 `msstorageazure.com.` (an HTTPS record whose target is a C2 name),
+/// - `*.c2addr.test` A 198.51.100.7, AAAA 2001:db8:bad::7 (addresses for address lists),
 /// - anything else: A 192.0.2.1, AAAA 2001:db8::1, TXT "from upstream", MX 10 mail.example.test, else NODATA.
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -306,7 +307,12 @@ fn respond(msg: &Message, tcp: bool) -> Option<Vec<u8>> {
         }
     } else {
         let ttl = if ends(".short-ttl.test.") { 1 } else { 300 };
+        let c2addr = ends(".c2addr.test.");
         let rdata = match q.query_type() {
+            RecordType::A if c2addr => Some(RData::A(A::new(198, 51, 100, 7))),
+            RecordType::AAAA if c2addr => {
+                Some(RData::AAAA(AAAA::new(0x2001, 0xdb8, 0xbad, 0, 0, 0, 0, 7)))
+            }
             RecordType::A => Some(RData::A(A::new(192, 0, 2, 1))),
             RecordType::AAAA => Some(RData::AAAA(AAAA::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))),
             RecordType::TXT => Some(RData::TXT(TXT::new(vec!["from upstream".into()]))),
