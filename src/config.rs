@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 /// One thing wrong with a config file, naming the file, the key and the problem.
@@ -60,6 +60,9 @@ pub struct Config {
     pub clients: ClientsConfig,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// The sinkhole host that records connection attempts; absent = off.
+    #[serde(default)]
+    pub trap: Option<TrapConfig>,
     /// The admin HTTP endpoint (metrics, health, readiness); absent = off.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
@@ -680,6 +683,57 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// The sinkhole host: c2sink accepts TCP connections on the address blocked names point at, and logs who
+/// connected and what they sent first (TLS SNI, HTTP Host and path).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrapConfig {
+    /// Addresses to accept on; unset = `sinkhole.ipv4` and `sinkhole.ipv6` (that host must own them).
+    #[serde(default)]
+    pub listen: Vec<IpAddr>,
+    /// TCP ports to accept on (0 picks a free port, for tests).
+    #[serde(default = "default_trap_ports")]
+    pub ports: Vec<u16>,
+    /// Connections held at once; more are closed at once.
+    #[serde(default = "default_trap_max_connections")]
+    pub max_connections: usize,
+    /// Time a client gets to send its first bytes (ClientHello or request head).
+    #[serde(default = "default_trap_read_timeout_ms")]
+    pub read_timeout_ms: u64,
+}
+
+fn default_trap_ports() -> Vec<u16> {
+    vec![80, 443, 8080]
+}
+fn default_trap_max_connections() -> usize {
+    256
+}
+fn default_trap_read_timeout_ms() -> u64 {
+    5000
+}
+
+impl Config {
+    /// The sinkhole host's listen addresses: `[trap] listen`, else the sinkhole addresses.
+    pub fn trap_addresses(&self) -> Vec<SocketAddr> {
+        let Some(t) = &self.trap else {
+            return Vec::new();
+        };
+        let ips: Vec<IpAddr> = if t.listen.is_empty() {
+            self.sinkhole
+                .ipv4
+                .map(IpAddr::V4)
+                .into_iter()
+                .chain(self.sinkhole.ipv6.map(IpAddr::V6))
+                .collect()
+        } else {
+            t.listen.clone()
+        };
+        ips.iter()
+            .flat_map(|&ip| t.ports.iter().map(move |&p| SocketAddr::new(ip, p)))
+            .collect()
+    }
+}
+
 /// The admin HTTP endpoint: `/metrics` (Prometheus), `/healthz`, `/readyz`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -960,6 +1014,23 @@ impl Config {
                 "clients.refresh_ms".into(),
                 format!("{} is outside 100..=3600000", self.clients.refresh_ms),
             );
+        }
+        if let Some(t) = &self.trap {
+            if self.trap_addresses().is_empty() {
+                p(
+                    "trap.listen".into(),
+                    "no address: set trap.listen or sinkhole.ipv4/ipv6 (and trap.ports)".into(),
+                );
+            }
+            if t.max_connections == 0 {
+                p("trap.max_connections".into(), "must be at least 1".into());
+            }
+            if !(100..=60_000).contains(&t.read_timeout_ms) {
+                p(
+                    "trap.read_timeout_ms".into(),
+                    format!("{} is outside 100..=60000", t.read_timeout_ms),
+                );
+            }
         }
         if let Some(admin) = &self.admin {
             if admin.ready_upstream_age_s == 0 {

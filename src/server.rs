@@ -124,6 +124,34 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             shutdown.clone(),
         )));
     }
+    if let Some(t) = &cfg.trap {
+        let limits = crate::trap::TrapLimits {
+            max_connections: t.max_connections,
+            read_timeout: Duration::from_millis(t.read_timeout_ms),
+        };
+        // Weak: connections still being read at shutdown must not keep the pipeline (and its log) alive.
+        let p = Arc::downgrade(&pipeline);
+        let record: Arc<dyn Fn(crate::trap::Connection) + Send + Sync> = Arc::new(move |conn| {
+            if let Some(p) = p.upgrade() {
+                let who = p.clients.lookup(conn.client.ip());
+                p.events
+                    .record_connection(crate::events::ConnectionEvent { conn, who });
+            }
+        });
+        for addr in cfg.trap_addresses() {
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("{}: trap: cannot listen on {addr}", cfg.source.display())
+            })?;
+            let bound = listener.local_addr().context("trap listener address")?;
+            tracing::info!("sinkhole host listening on {bound} (tcp)");
+            listeners.push(tokio::spawn(crate::trap::serve(
+                listener,
+                limits,
+                record.clone(),
+                shutdown.clone(),
+            )));
+        }
+    }
     // Every socket is bound: root is no longer needed.
     if let Some(spec) = &cfg.server.user {
         let run_as = privilege::RunAs::parse(spec)

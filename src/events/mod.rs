@@ -80,6 +80,60 @@ struct Line<'a> {
     chain: &'a [String],
 }
 
+/// A line of the event log: a blocked query, or a connection to the sinkhole host.
+pub enum Event {
+    Block(BlockEvent),
+    Connection(ConnectionEvent),
+}
+
+/// A machine connected to the sinkhole host: it did not just look up a C2 name, it tried to talk to it.
+#[derive(Debug, Clone)]
+pub struct ConnectionEvent {
+    pub conn: crate::trap::Connection,
+    pub who: Identity,
+}
+
+/// The JSON line written for a connection event.
+#[derive(Serialize)]
+struct ConnectionLine<'a> {
+    ts: String,
+    kind: &'static str,
+    client_ip: String,
+    client_port: u16,
+    client_mac: Option<String>,
+    client_hostname: Option<&'a str>,
+    protocol: &'static str,
+    #[serde(flatten)]
+    conn: &'a crate::trap::Connection,
+}
+
+impl Record for Event {
+    fn to_json(&self) -> String {
+        match self {
+            Event::Block(b) => b.to_json(),
+            Event::Connection(c) => {
+                let line = ConnectionLine {
+                    ts: humantime::format_rfc3339_millis(c.conn.time).to_string(),
+                    kind: "connection",
+                    client_ip: c.conn.client.ip().to_canonical().to_string(),
+                    client_port: c.conn.client.port(),
+                    client_mac: c.who.mac.map(|m| m.to_string()),
+                    client_hostname: c.who.hostname.as_deref(),
+                    protocol: "tcp",
+                    conn: &c.conn,
+                };
+                serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+            }
+        }
+    }
+    fn time(&self) -> SystemTime {
+        match self {
+            Event::Block(b) => b.time,
+            Event::Connection(c) => c.conn.time,
+        }
+    }
+}
+
 /// Something a log writer turns into one JSON line.
 pub trait Record: Send + 'static {
     /// The record as one JSON line (no newline).
@@ -356,7 +410,7 @@ impl<T: Record> Writer<T> {
 
 /// The handle the query path uses to record events and queries.
 pub struct Events {
-    blocks: Journal<BlockEvent>,
+    blocks: Journal<Event>,
     queries: Option<Journal<QueryRecord>>,
 }
 
@@ -407,6 +461,14 @@ impl Events {
             )),
             None => None,
         };
+        // Alerts see block events only.
+        let tap = tap.map(|mut f| -> Tap<Event> {
+            Box::new(move |e: &Event| {
+                if let Event::Block(b) = e {
+                    f(b)
+                }
+            })
+        });
         let blocks = Journal::start("events", out, syslog, tap)?;
         let queries = match cfg.query_log() {
             Some(p) => Some(Journal::start(
@@ -422,7 +484,12 @@ impl Events {
 
     /// Queues a block event without waiting; counts it as dropped when the writer is behind.
     pub fn record(&self, ev: BlockEvent) {
-        self.blocks.record(ev);
+        self.blocks.record(Event::Block(ev));
+    }
+
+    /// Queues a sinkhole-host connection event into the same log as block events.
+    pub fn record_connection(&self, ev: ConnectionEvent) {
+        self.blocks.record(Event::Connection(ev));
     }
 
     /// True when every query is logged (so the query path builds records only then).

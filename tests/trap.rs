@@ -1,0 +1,131 @@
+//! The sinkhole host: a machine that resolved a C2 name and then connects to the sinkhole address is logged
+//! with the TLS SNI or HTTP Host it sent, by real clients (curl, openssl s_client).
+
+mod common;
+
+use common::*;
+use hickory_proto::rr::{RData, RecordType};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Starts c2sink in `address` mode with the sinkhole host on 127.0.0.1, free ports; returns the trap address.
+fn start() -> (Upstream, C2sink, SocketAddr) {
+    let up = Upstream::start();
+    let srv = C2sink::start(
+        &config(
+            &[up.addr],
+            "[sinkhole]\nmode = \"address\"\nipv4 = \"127.0.0.1\"\n\n[trap]\nports = [0]\nread_timeout_ms = 2000\n",
+        ),
+        &[],
+    );
+    let line = srv
+        .stderr()
+        .into_iter()
+        .find(|l| l.contains("sinkhole host listening on "))
+        .expect("trap listening line");
+    let addr = line
+        .split("sinkhole host listening on ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .expect("trap address");
+    (up, srv, addr)
+}
+
+fn connection_events(srv: &C2sink, want: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ev: Vec<_> = srv
+            .events(0)
+            .into_iter()
+            .filter(|e| e["kind"] == "connection")
+            .collect();
+        if ev.len() >= want || std::time::Instant::now() > deadline {
+            return ev;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn http_request_to_the_sinkhole_is_logged_with_host_and_path() {
+    let (_up, srv, trap) = start();
+    // The client resolves the C2 name through c2sink and gets the sinkhole address ...
+    let m = ask_simple(srv.addr(), Proto::Udp, "sbmsa.wiki", RecordType::A);
+    assert_eq!(
+        m.answers[0].data,
+        RData::A("127.0.0.1".parse().expect("ip"))
+    );
+    // ... and then connects to it, as the macOS stage does.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "5",
+            "--resolve",
+            &format!("sbmsa.wiki:{}:127.0.0.1", trap.port()),
+            &format!("http://sbmsa.wiki:{}/blog/_insert", trap.port()),
+        ])
+        .output()
+        .expect("curl must be installed (scripts/install-test-tools.sh)");
+    // c2sink closes without answering: curl reports an empty reply.
+    assert!(!out.status.success());
+    let ev = connection_events(&srv, 1);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    let e = &ev[0];
+    assert_eq!(e["client_ip"], "127.0.0.1");
+    assert_eq!(e["port"], trap.port());
+    assert_eq!(e["seen"], "http");
+    assert_eq!(e["method"], "GET");
+    assert_eq!(e["path"], "/blog/_insert");
+    assert_eq!(e["host"], format!("sbmsa.wiki:{}", trap.port()));
+    assert!(e["ts"].as_str().is_some_and(|t| t.ends_with('Z')));
+    // The block event that led there is in the same log.
+    assert!(
+        srv.events(2)
+            .iter()
+            .any(|e| e["kind"] == "block" && e["qname"] == "sbmsa.wiki")
+    );
+}
+
+#[test]
+fn tls_client_hello_sni_is_logged_without_a_handshake() {
+    let (_up, srv, trap) = start();
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &trap.to_string(),
+            "-servername",
+            "cdn.msstorageazure.com",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl must be installed (scripts/install-test-tools.sh)");
+    let ev = connection_events(&srv, 1);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["seen"], "tls");
+    assert_eq!(ev[0]["sni"], "cdn.msstorageazure.com");
+    assert_eq!(ev[0]["client_ip"], "127.0.0.1");
+}
+
+#[test]
+fn silent_and_garbage_connections_are_logged_and_closed() {
+    let (_up, srv, trap) = start();
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(trap).expect("connect");
+    s.write_all(b"\x00\x01\x02 not a protocol").expect("write");
+    let quiet = std::net::TcpStream::connect(trap).expect("connect");
+    let ev = connection_events(&srv, 2);
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert!(ev.iter().all(|e| e["seen"] == "unknown"));
+    drop((s, quiet));
+    // DNS keeps answering.
+    let m = ask_simple(srv.addr(), Proto::Udp, "www.example.test", RecordType::A);
+    assert_eq!(m.answers.len(), 1);
+}
