@@ -93,7 +93,7 @@ fn flooding_client_is_limited_while_another_is_served() {
         "",
     );
     let flood = udp_client("127.0.0.5", Duration::from_secs(2));
-    let n = 200u16;
+    let n = 100u16;
     for i in 0..n {
         // Blocked names: answered locally, so the limit and not the upstream decides.
         let q = query(i, &format!("x{i}.{BLOCKED}"), TYPE_A);
@@ -113,13 +113,13 @@ fn flooding_client_is_limited_while_another_is_served() {
     }
     // Burst of 5 plus what refills (5/s) while the flood is sent and answered.
     assert!((5..=30).contains(&ok), "ok={ok} refused={refused}");
-    assert!(refused >= 150, "ok={ok} refused={refused}");
+    assert!(refused >= 60, "ok={ok} refused={refused}");
     // Another client is not affected.
     let q = query(0x5555, "other-client.example", TYPE_A);
     let r = udp_ask_from("127.0.0.6", c.addr, &q, Duration::from_secs(5)).expect("answer");
     assert_eq!(parse(&r).expect("parse").addrs(), vec![UP]);
     let (_, log) = c.terminate();
-    assert!(total(&log, "rate_limited").unwrap_or(0) >= 150, "{log}");
+    assert!(total(&log, "rate_limited").unwrap_or(0) >= 60, "{log}");
     // Events are written for the queries that passed the limit only, and every one of them.
     assert_eq!(total(&log, "blocked"), Some(ok as u64), "{log}");
 }
@@ -138,7 +138,8 @@ fn rate_limited_queries_are_dropped_by_default() {
     while s.recv(&mut buf).is_ok() {
         got += 1;
     }
-    assert!((2..=4).contains(&got), "{got} answers");
+    // Burst of 2, plus at most a few refills if the machine is slow.
+    assert!((2..=6).contains(&got), "{got} answers");
 }
 
 #[test]
