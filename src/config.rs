@@ -732,8 +732,14 @@ servers = ["127.0.0.1:53"]
             "{e}"
         );
         // A feed whose copy is not downloaded yet is fine; so is a list with its own address.
-        assert!(!keys.iter().any(|k| k.starts_with("blocklists[4]") || k.starts_with("blocklists[5]")));
-        let e4 = Config::parse(&text, &dir.join("c2sink.toml")).unwrap_err().to_string();
+        assert!(
+            !keys
+                .iter()
+                .any(|k| k.starts_with("blocklists[4]") || k.starts_with("blocklists[5]"))
+        );
+        let e4 = Config::parse(&text, &dir.join("c2sink.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e4.contains("not an http:// or https:// URL"), "{e4}");
         std::fs::remove_dir_all(&dir).ok();
     }
