@@ -359,7 +359,7 @@ impl DomainSet {
     /// of independent loads that the CPU overlaps: a miss waits for about one cache miss in the small filter,
     /// a hit also for its table line, which is already on the way.
     pub fn find_suffix<'a>(&self, name: &'a str) -> Option<Match<'a>> {
-        /// Candidate suffixes checked together; deeper names continue one by one.
+        /// Candidate suffixes checked together; deeper names take further batches.
         const BATCH: usize = 8;
         if self.is_empty() {
             return None;
