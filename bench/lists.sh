@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Lists at scale: load time, resident memory added, lookup cost (median) and reload peak, on generated lists of
-# 10^4 .. 3x10^6 domains; then the reload peak of the real c2sink serving a 1M list. Loopback only.
+# 10^4 .. 3x10^6 domains; then the reload peak of the real c2sink serving a 1M list, and its DNS throughput with
+# and without that list. Loopback only.
 #   bash bench/lists.sh             # the figures (about a minute)
 #   bash bench/lists.sh --criterion # also the criterion benchmarks (benches/lists.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet --bin c2sink --example list_probe
+cargo build --release --quiet --bin c2sink --example list_probe --example list_qps
 probe=target/release/examples/list_probe
 
 echo "== matcher, one list (examples/list_probe.rs)"
@@ -54,6 +55,9 @@ awk -v s="$small" -v st="$steady" -v p="$peak" -v a="$after" -v t0="$t0" -v t1="
     printf "reload of the 1M list: peak %.1f MB = %.2fx steady; after reload %.1f MB\n", p/1024, p/st, a/1024
 }'
 grep -o 'took_ms=[0-9]*' "$dir/log" | sed 's/^/reload /'
+
+echo "== DNS throughput, 3cx only vs 3cx + 1M list (examples/list_qps.rs; alternating rounds)"
+target/release/examples/list_qps target/release/c2sink 5 6
 
 if [[ "${1:-}" == "--criterion" ]]; then
     cargo bench --bench lists

@@ -1179,6 +1179,49 @@ servers = ["127.0.0.1:53"]
     }
 
     #[test]
+    fn list_keys_are_checked() {
+        let dir = std::env::temp_dir().join(format!("c2sink-cfg-lists-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        std::fs::write(dir.join("l.txt"), "a.example\n").expect("write");
+        let text = format!(
+            "{GOOD}[[blocklists]]\nname = \"a\"\npath = \"l.txt\"\nkind = \"allow\"\naction = \"nxdomain\"\n\
+             [[blocklists]]\nname = \"b\"\npath = \"l.txt\"\nipv4 = \"192.0.2.1\"\n\
+             [[blocklists]]\nname = \"c\"\npath = \"l.txt\"\naction = \"address\"\n\
+             [[blocklists]]\nname = \"d\"\npath = \"nope/feed.txt\"\nurl = \"ftp://x\"\nrefresh = \"soon\"\n\
+             max_shrink = 2.0\nsha256 = \"abc\"\n\
+             [[blocklists]]\nname = \"e\"\npath = \"new-feed.txt\"\nurl = \"https://x.example/l\"\nrefresh = \"1h\"\n\
+             [[blocklists]]\nname = \"f\"\npath = \"l.txt\"\nformat = \"rpz\"\naction = \"address\"\nipv6 = \"2001:db8::1\"\n"
+        );
+        let e = Config::parse(&text, &dir.join("c2sink.toml")).unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "blocklists[0].action",
+                "blocklists[1].ipv4",
+                "blocklists[2].action",
+                "blocklists[3].url",
+                "blocklists[3].refresh",
+                "blocklists[3].max_shrink",
+                "blocklists[3].sha256",
+                "blocklists[3].path",
+            ],
+            "{e}"
+        );
+        // A feed whose copy is not downloaded yet is fine; so is a list with its own address.
+        assert!(
+            !keys
+                .iter()
+                .any(|k| k.starts_with("blocklists[4]") || k.starts_with("blocklists[5]"))
+        );
+        let e4 = Config::parse(&text, &dir.join("c2sink.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e4.contains("not an http:// or https:// URL"), "{e4}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn every_semantic_problem_is_reported() {
         let e = parse(
             "[server]\nlisten = []\n[upstream]\nservers = []\ntimeout_ms = 1\n[sinkhole]\nmode = \"address\"\n[[blocklists]]\nname = \"x\"\npath = \"nope.txt\"\n",

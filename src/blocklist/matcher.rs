@@ -355,11 +355,11 @@ impl DomainSet {
     /// The most specific rule matching `name`: the name itself (exact rules) or a parent (rules that cover
     /// names below them).
     ///
-    /// The filter is asked about every candidate suffix first, in a loop of independent loads that the CPU
-    /// overlaps, so a miss waits for about one cache miss (in the small filter) and a hit for one more in the
-    /// table. (Also touching the table slots up front made hits faster but misses, most queries, slower.)
+    /// The table lines of all candidate suffixes are prefetched, then the filter is asked about each in a loop
+    /// of independent loads that the CPU overlaps: a miss waits for about one cache miss in the small filter,
+    /// a hit also for its table line, which is already on the way.
     pub fn find_suffix<'a>(&self, name: &'a str) -> Option<Match<'a>> {
-        /// Candidate suffixes checked together; deeper names continue one by one.
+        /// Candidate suffixes checked together; deeper names take further batches.
         const BATCH: usize = 8;
         if self.is_empty() {
             return None;
@@ -398,6 +398,9 @@ impl DomainSet {
         n: usize,
     ) -> Option<Match<'a>> {
         let mut maybe = [false; 8];
+        for &key in &keys[..n] {
+            prefetch(&self.keys[self.home(key)]);
+        }
         for j in 0..n {
             maybe[j] = self.filter_may_have(keys[j]);
         }
@@ -424,6 +427,21 @@ impl DomainSet {
     pub fn heap_bytes(&self) -> usize {
         self.keys.capacity() * 8 + self.filter.capacity() * 64
     }
+}
+
+/// Asks the CPU to start loading the cache line of `slot` without waiting for it: a hit then finds its table
+/// line on the way while the filter is read, and a miss does not wait for it at all.
+#[inline(always)]
+fn prefetch(slot: &u64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: SSE is part of the x86_64 baseline, and a prefetch is only a hint that never faults; the
+        // pointer comes from a reference anyway.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>((slot as *const u64).cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = slot;
 }
 
 /// Byte offsets where `name` and each of its parent names start, most specific first.
