@@ -17,6 +17,8 @@ WORKDIR /src
 ENV CARGO_TERM_COLOR=never
 # Symbols are of no use in the image; stripping saves about a fifth of the size.
 ENV CARGO_PROFILE_RELEASE_STRIP=symbols
+# musl-gcc compiles ring's C and assembly (the TLS crypto for encrypted upstreams) for the musl target.
+RUN apt-get update && apt-get install -y --no-install-recommends musl-tools && rm -rf /var/lib/apt/lists/*
 RUN rustup target add "$(uname -m)-unknown-linux-musl"
 COPY . .
 # Static by default on musl (crt-static); the cache mounts only speed up rebuilds.

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod blocklist;
 pub mod cache;
 pub mod config;
+pub mod encrypted;
 pub mod events;
 pub mod health;
 pub mod listen;

@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 const RCODE_FORMERR: u8 = 1;
 const RCODE_SERVFAIL: u8 = 2;
@@ -76,10 +76,7 @@ impl Pipeline {
                 sinkhole: Sinkhole::from_config(&cfg.sinkhole),
             }),
             cache: Cache::new(&cfg.cache),
-            upstreams: Upstreams::new(
-                &cfg.upstream.servers,
-                Duration::from_millis(cfg.upstream.timeout_ms),
-            ),
+            upstreams: Upstreams::new(&cfg.upstream),
             events,
             stats: Stats::default(),
             telemetry: Telemetry::new(),

@@ -223,7 +223,7 @@ fn question_len(msg: &[u8]) -> Option<usize> {
     (i + 4 <= msg.len()).then_some(i + 4 - 12)
 }
 
-fn upstream_reply(q: &[u8]) -> Option<Vec<u8>> {
+pub fn upstream_reply(q: &[u8]) -> Option<Vec<u8>> {
     let ql = question_len(q)?;
     if q.get(12..22) == Some(b"\x09blackhole") {
         return None;
