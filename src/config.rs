@@ -57,6 +57,9 @@ pub struct Config {
     /// The admin HTTP endpoint (metrics, health, readiness); absent = off.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// Encrypted listeners (DNS over TLS, DNS over HTTPS); absent = off.
+    #[serde(default)]
+    pub tls_listen: Option<TlsListenConfig>,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -381,6 +384,35 @@ fn default_ready_upstream_age_s() -> u64 {
     60
 }
 
+/// Encrypted listeners for clients that support them, with the certificate they present.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenConfig {
+    /// PEM certificate chain (server certificate first).
+    pub cert_file: PathBuf,
+    /// PEM private key of the certificate.
+    pub key_file: PathBuf,
+    /// Addresses for DNS over TLS (usually port 853).
+    #[serde(default)]
+    pub dot: Vec<SocketAddr>,
+    /// Addresses for DNS over HTTPS (HTTP/2; usually port 443).
+    #[serde(default)]
+    pub doh: Vec<SocketAddr>,
+    /// URL path of DoH queries.
+    #[serde(default = "default_doh_path")]
+    pub doh_path: String,
+    /// TLS settings for DoT, built from the files at load time.
+    #[serde(skip)]
+    pub dot_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// TLS settings for DoH (ALPN h2), built from the files at load time.
+    #[serde(skip)]
+    pub doh_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+}
+
+fn default_doh_path() -> String {
+    "/dns-query".to_string()
+}
+
 /// Where events are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventSink {
@@ -429,6 +461,20 @@ impl Config {
                 Err(message) => problems.push(Problem {
                     file: path.to_path_buf(),
                     key: "upstream.ca_file".into(),
+                    message,
+                }),
+            }
+        }
+        if let Some(t) = &mut cfg.tls_listen {
+            let (cert, key) = (
+                cfg.base_dir.join(&t.cert_file),
+                cfg.base_dir.join(&t.key_file),
+            );
+            match load_server_tls(&cert, &key) {
+                Ok((dot, doh)) => (t.dot_tls, t.doh_tls) = (Some(dot), Some(doh)),
+                Err((key_name, message)) => problems.push(Problem {
+                    file: path.to_path_buf(),
+                    key: format!("tls_listen.{key_name}"),
                     message,
                 }),
             }
@@ -548,6 +594,20 @@ impl Config {
                 );
             }
         }
+        if let Some(t) = &self.tls_listen {
+            if t.dot.is_empty() && t.doh.is_empty() {
+                p(
+                    "tls_listen".into(),
+                    "give tls_listen.dot and/or tls_listen.doh addresses".into(),
+                );
+            }
+            if !t.doh_path.starts_with('/') || t.doh_path.contains(['?', ' ']) {
+                p(
+                    "tls_listen.doh_path".into(),
+                    format!("\"{}\" must start with / and hold no query", t.doh_path),
+                );
+            }
+        }
         if let Some(admin) = &self.admin {
             if admin.ready_upstream_age_s == 0 {
                 p(
@@ -588,6 +648,33 @@ impl Config {
             EventSink::File(self.resolve(Path::new(&self.log.events)))
         }
     }
+}
+
+/// DoT and DoH server settings from a PEM chain and key; the error names the key (`cert_file`/`key_file`).
+#[allow(clippy::type_complexity)]
+fn load_server_tls(
+    cert: &Path,
+    key: &Path,
+) -> Result<
+    (
+        std::sync::Arc<rustls::ServerConfig>,
+        std::sync::Arc<rustls::ServerConfig>,
+    ),
+    (&'static str, String),
+> {
+    use rustls::pki_types::pem::PemObject;
+    let chain = load_ca_file(cert).map_err(|m| ("cert_file", m))?;
+    let key_der = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ("key_file", format!("{}: {e}", key.display())))?;
+    let build = |alpn: &[u8]| {
+        crate::tls_listen::server_config(&chain, &key_der, alpn).map_err(|e| {
+            (
+                "key_file",
+                format!("{} does not fit {}: {e}", key.display(), cert.display()),
+            )
+        })
+    };
+    Ok((build(b"dot")?, build(b"h2")?))
 }
 
 /// Reads every certificate in a PEM file; an empty or unreadable file is an error.

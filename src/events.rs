@@ -22,6 +22,10 @@ const QUEUE: usize = 65_536;
 pub enum Protocol {
     Udp,
     Tcp,
+    /// DNS over TLS (port 853).
+    Dot,
+    /// DNS over HTTPS.
+    Doh,
 }
 
 /// One blocked query, as captured on the query path.

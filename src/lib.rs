@@ -18,5 +18,6 @@ pub mod privilege;
 pub mod server;
 pub mod sinkhole;
 pub mod telemetry;
+pub mod tls_listen;
 pub mod upstream;
 pub mod wire;
