@@ -4,8 +4,9 @@
 //! for a client that was not, and the reverse.
 
 use crate::config::CacheConfig;
-use crate::wire::{self, AnswerShape, HEADER_LEN, Query};
+use crate::wire::{self, AnswerShape, HEADER_LEN, Inspect, Query};
 use hashbrown::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -19,6 +20,14 @@ struct Entry {
     stored: Instant,
     /// Seconds the entry lives, after floor and ceiling.
     ttl: u32,
+    /// What the answer points at, re-checked against the lists on every hit.
+    inspect: Option<Arc<Inspect>>,
+}
+
+/// A cached answer ready to send, and what it points at.
+pub struct Hit {
+    pub wire: Vec<u8>,
+    pub inspect: Option<Arc<Inspect>>,
 }
 
 /// A bounded, sharded answer cache.
@@ -68,7 +77,7 @@ impl Cache {
     }
 
     /// A cached answer to `query` (raw bytes `raw`), ready to send, or `None`.
-    pub fn get(&self, query: &Query<'_>, raw: &[u8]) -> Option<Vec<u8>> {
+    pub fn get(&self, query: &Query<'_>, raw: &[u8]) -> Option<Hit> {
         let mut kb = [0u8; 320];
         let klen = key_of(query, &mut kb);
         let key = &kb[..klen];
@@ -81,6 +90,7 @@ impl Cache {
         }
         let mut out = entry.wire.to_vec();
         let offsets = entry.ttl_offsets.clone();
+        let inspect = entry.inspect.clone();
         drop(shard);
         wire::set_id(&mut out, query.header.id);
         // Echo the question as this client asked it (same length: same name up to case).
@@ -100,7 +110,7 @@ impl Cache {
                 .saturating_sub(elapsed);
             out[at..at + 4].copy_from_slice(&shown.to_be_bytes());
         }
-        Some(out)
+        Some(Hit { wire: out, inspect })
     }
 
     /// Stores an upstream answer if it is cacheable; returns whether it was stored.
@@ -119,6 +129,7 @@ impl Cache {
             ttl_offsets: shape.ttl_offsets.clone().into_boxed_slice(),
             stored: Instant::now(),
             ttl,
+            inspect: shape.inspect.clone(),
         };
         let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
         if shard.len() >= self.per_shard && !shard.contains_key(key) {

@@ -54,6 +54,12 @@ pub struct Config {
     pub sinkhole: SinkholeConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub reload: ReloadConfig,
+    #[serde(default)]
+    pub clients: ClientsConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
     /// The admin HTTP endpoint (metrics, health, readiness); absent = off.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
@@ -86,9 +92,62 @@ pub struct ServerConfig {
     /// A TCP connection with no complete query for this long is closed.
     #[serde(default = "default_tcp_idle_timeout_ms")]
     pub tcp_idle_timeout_ms: u64,
+    /// Open TCP connections from one client address at once.
+    #[serde(default = "default_tcp_max_connections_per_client")]
+    pub tcp_max_connections_per_client: usize,
+    /// Networks (CIDR or bare address) allowed to query; unset = loopback, RFC 1918, CGNAT, ULA, link-local.
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
+    /// Networks refused even inside an allowed one; the most specific entry of allow and deny wins.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// What a client outside the allowed networks gets.
+    #[serde(default = "default_refuse_action")]
+    pub refuse_action: RejectAction,
+    /// Queries per second per client (token bucket); 0 = no limit.
+    #[serde(default)]
+    pub rate_limit: u32,
+    /// Queries a client may send in a burst above the rate; 0 = one second's worth (rate_limit).
+    #[serde(default)]
+    pub rate_limit_burst: u32,
+    /// IPv6 clients are counted per prefix of this length (one /64 is usually one host or one LAN).
+    #[serde(default = "default_rate_limit_ipv6_prefix")]
+    pub rate_limit_ipv6_prefix: u8,
+    /// What a client over its rate gets.
+    #[serde(default = "default_rate_limit_action")]
+    pub rate_limit_action: RejectAction,
+    /// Clients tracked by the limiter at once (fixed memory; the least recently seen are forgotten first).
+    #[serde(default = "default_rate_limit_clients")]
+    pub rate_limit_clients: usize,
     /// When started as root: the user ("name", "UID" or "UID:GID") to switch to once every socket is bound.
     #[serde(default)]
     pub user: Option<String>,
+}
+
+/// What happens to a query that admission turns away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RejectAction {
+    /// Answer REFUSED (the client learns at once; the reply is no larger than the query).
+    Refuse,
+    /// Send nothing (nothing to reflect, the client times out).
+    Drop,
+}
+
+fn default_refuse_action() -> RejectAction {
+    RejectAction::Refuse
+}
+fn default_rate_limit_action() -> RejectAction {
+    RejectAction::Drop
+}
+fn default_rate_limit_ipv6_prefix() -> u8 {
+    64
+}
+fn default_rate_limit_clients() -> usize {
+    65_536
+}
+fn default_tcp_max_connections_per_client() -> usize {
+    64
 }
 
 fn default_max_inflight() -> usize {
@@ -277,13 +336,137 @@ impl Default for CacheConfig {
 }
 
 /// One list of C2 (or other) domains.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListConfig {
     /// Name used in events and metrics.
     pub name: String,
-    /// File with one domain per line.
+    /// The list file.
     pub path: PathBuf,
+    /// How the file is written; `auto` guesses from its first lines.
+    #[serde(default)]
+    pub format: ListFormat,
+    /// `block` (default) or `allow`: entries of an allow list are never blocked.
+    #[serde(default)]
+    pub kind: ListKind,
+    /// How this list's matches are answered; unset = the `[sinkhole]` mode. RPZ rules' own actions win.
+    pub action: Option<SinkholeMode>,
+    /// Address for A answers in `address` mode (default: `sinkhole.ipv4`).
+    pub ipv4: Option<Ipv4Addr>,
+    /// Address for AAAA answers in `address` mode (default: `sinkhole.ipv6`).
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+/// The format of a list file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListFormat {
+    /// Guess per file from its first lines.
+    #[default]
+    Auto,
+    /// One domain per line, `#` comments, `*.domain` wildcards.
+    Domains,
+    /// `ADDRESS name [name...]` lines; the address is ignored.
+    Hosts,
+    /// AdBlock-style `||domain^` and `@@||domain^` rules; others are skipped.
+    Adblock,
+    /// An RPZ zone file with QNAME triggers.
+    Rpz,
+}
+
+impl ListFormat {
+    /// The name used in config and reports.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ListFormat::Auto => "auto",
+            ListFormat::Domains => "domains",
+            ListFormat::Hosts => "hosts",
+            ListFormat::Adblock => "adblock",
+            ListFormat::Rpz => "rpz",
+        }
+    }
+}
+
+/// Whether a list blocks or exempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListKind {
+    #[default]
+    Block,
+    Allow,
+}
+
+impl ListConfig {
+    /// Problems with this list's own keys, as (key suffix, message); `sinkhole` supplies fallbacks.
+    pub fn problems(&self, sinkhole: &SinkholeConfig) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.kind == ListKind::Allow {
+            for (key, set) in [
+                ("action", self.action.is_some()),
+                ("ipv4", self.ipv4.is_some()),
+                ("ipv6", self.ipv6.is_some()),
+            ] {
+                if set {
+                    out.push((
+                        key,
+                        "an allow list blocks nothing, so it has no answer to set".into(),
+                    ));
+                }
+            }
+            return out;
+        }
+        let mode = self.action.unwrap_or(sinkhole.mode);
+        if mode == SinkholeMode::Address {
+            // An inherited address mode without addresses is reported once, at sinkhole.mode.
+            if self.action.is_some()
+                && self.ipv4.or(sinkhole.ipv4).is_none()
+                && self.ipv6.or(sinkhole.ipv6).is_none()
+            {
+                out.push((
+                    "action",
+                    "\"address\" needs ipv4 and/or ipv6 (on the list or in [sinkhole])".into(),
+                ));
+            }
+        } else if self.ipv4.is_some() || self.ipv6.is_some() {
+            out.push((
+                "ipv4",
+                format!(
+                    "ipv4/ipv6 are only used with action = \"address\" (this list answers \"{}\")",
+                    mode.as_str()
+                ),
+            ));
+        }
+        out
+    }
+}
+
+/// Applying changed lists and config without a restart (SIGHUP always works).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// Look for changes to the config file and every list file, and reload when one is seen.
+    #[serde(default = "default_watch")]
+    pub watch: bool,
+    /// How often to look (milliseconds); a change is applied once two looks in a row agree, so an editor's
+    /// save (rename, truncate-then-write) is read whole.
+    #[serde(default = "default_watch_interval_ms")]
+    pub interval_ms: u64,
+}
+
+fn default_watch() -> bool {
+    true
+}
+fn default_watch_interval_ms() -> u64 {
+    1000
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        ReloadConfig {
+            watch: default_watch(),
+            interval_ms: default_watch_interval_ms(),
+        }
+    }
 }
 
 /// How a blocked name is answered.
@@ -351,6 +534,28 @@ pub struct LogConfig {
     /// Operational log level on stderr (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[serde(default = "default_level")]
     pub level: String,
+    /// Rotate a file log once it would grow past this size ("100MB", "1GiB", bytes); none = no size limit.
+    #[serde(default)]
+    pub rotate_size: Option<String>,
+    /// Rotate a file log this long after it was opened ("1d", "12h"); none = no time limit.
+    #[serde(default)]
+    pub rotate_every: Option<String>,
+    /// Rotated files kept per log; older ones are deleted.
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+    /// Compress rotated files with gzip.
+    #[serde(default)]
+    pub gzip: bool,
+    /// Also send block events to syslog (RFC 5424): "unix:///dev/log" or "udp://HOST:PORT".
+    #[serde(default)]
+    pub syslog: Option<String>,
+    /// Every query as a JSON line to this file (off by default: it records all browsing).
+    #[serde(default)]
+    pub queries: Option<String>,
+}
+
+fn default_keep() -> usize {
+    10
 }
 
 fn default_events() -> String {
@@ -365,8 +570,162 @@ impl Default for LogConfig {
         LogConfig {
             events: default_events(),
             level: default_level(),
+            rotate_size: None,
+            rotate_every: None,
+            keep: default_keep(),
+            gzip: false,
+            syslog: None,
+            queries: None,
         }
     }
+}
+
+/// Where the names and MACs of clients come from (see docs/clients.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientsConfig {
+    /// IPv4 neighbour table in the kernel's `/proc/net/arp` format; "" turns it off.
+    #[serde(default = "default_arp")]
+    pub arp: PathBuf,
+    /// Read the kernel's IPv6 neighbour table (NDP) over netlink.
+    #[serde(default = "default_true")]
+    pub ndp: bool,
+    /// DHCP lease files, read again whenever they change.
+    #[serde(default)]
+    pub leases: Vec<LeaseConfig>,
+    /// Static names by IP address or MAC ("10.0.0.23" = "reception-pc").
+    #[serde(default)]
+    pub names: std::collections::BTreeMap<String, String>,
+    /// Take the MAC (option 65001, dnsmasq --add-mac) and client subnet (option 8) from a query's EDNS.
+    #[serde(default = "default_true")]
+    pub edns: bool,
+    /// How often the files and tables are checked for changes, in milliseconds.
+    #[serde(default = "default_refresh_ms")]
+    pub refresh_ms: u64,
+}
+
+fn default_arp() -> PathBuf {
+    PathBuf::from("/proc/net/arp")
+}
+fn default_true() -> bool {
+    true
+}
+fn default_refresh_ms() -> u64 {
+    2000
+}
+
+impl Default for ClientsConfig {
+    fn default() -> Self {
+        ClientsConfig {
+            arp: default_arp(),
+            ndp: true,
+            leases: Vec::new(),
+            names: Default::default(),
+            edns: true,
+            refresh_ms: default_refresh_ms(),
+        }
+    }
+}
+
+/// Alerts on a new infected machine: the first block of a (client, list) pair within `window`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// `http://HOST:PORT/PATH` that gets a JSON POST with a Slack/Teams-style `text` field.
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// Syslog target for alerts: "unix:///dev/log" or "udp://HOST:PORT".
+    #[serde(default)]
+    pub syslog: Option<String>,
+    /// A (client, list) pair alerts again only after this long ("24h").
+    #[serde(default = "default_alert_window")]
+    pub window: String,
+    /// Most alerts sent per minute; more wait for their client's next block.
+    #[serde(default = "default_max_per_minute")]
+    pub max_per_minute: u32,
+    /// Tries after the first failed delivery, with doubling backoff from 0.5 s.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Connect/read time allowed for one webhook delivery.
+    #[serde(default = "default_alert_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_alert_window() -> String {
+    "24h".into()
+}
+fn default_max_per_minute() -> u32 {
+    10
+}
+fn default_retries() -> u32 {
+    5
+}
+fn default_alert_timeout_ms() -> u64 {
+    5000
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            webhook: None,
+            syslog: None,
+            window: default_alert_window(),
+            max_per_minute: default_max_per_minute(),
+            retries: default_retries(),
+            timeout_ms: default_alert_timeout_ms(),
+        }
+    }
+}
+
+/// One DHCP server's lease file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseConfig {
+    pub format: LeaseFormat,
+    pub path: PathBuf,
+}
+
+/// Which DHCP server wrote a lease file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseFormat {
+    /// dnsmasq's `dnsmasq.leases`.
+    Dnsmasq,
+    /// ISC dhcpd's `dhcpd.leases`.
+    Isc,
+    /// Kea's memfile CSV (DHCPv4 or DHCPv6).
+    Kea,
+}
+
+/// Parses a size such as "100MB", "512k", "1GiB" or "4096" into bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a size like \"100MB\""))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        u => {
+            return Err(format!(
+                "\"{s}\": unknown unit \"{u}\" (use B, KB, MB, GB, KiB, MiB, GiB)"
+            ));
+        }
+    };
+    let bytes = n * mult as f64;
+    if !(1.0..=1e15).contains(&bytes) {
+        return Err(format!("\"{s}\" is out of range"));
+    }
+    Ok(bytes as u64)
 }
 
 /// The admin HTTP endpoint: `/metrics` (Prometheus), `/healthz`, `/readyz`.
@@ -511,6 +870,15 @@ impl Config {
                 "must be at least 1".into(),
             );
         }
+        if self.server.tcp_max_connections_per_client == 0 {
+            p(
+                "server.tcp_max_connections_per_client".into(),
+                "must be at least 1".into(),
+            );
+        }
+        for (key, problem) in crate::admission::config_problems(&self.server) {
+            p(format!("server.{key}"), problem);
+        }
         if let Some(u) = &self.server.user
             && let Err(e) = crate::privilege::RunAs::parse(u)
         {
@@ -558,6 +926,9 @@ impl Config {
                     format!("\"{}\" is used by another list", l.name),
                 );
             }
+            for (key, message) in l.problems(&self.sinkhole) {
+                p(format!("blocklists[{i}].{key}"), message);
+            }
             let path = self.resolve(&l.path);
             match std::fs::metadata(&path) {
                 Ok(m) if m.is_file() => {}
@@ -570,6 +941,12 @@ impl Config {
                     format!("{}: {e}", path.display()),
                 ),
             }
+        }
+        if !(50..=3_600_000).contains(&self.reload.interval_ms) {
+            p(
+                "reload.interval_ms".into(),
+                format!("{} is outside 50..=3600000", self.reload.interval_ms),
+            );
         }
         if self.sinkhole.mode == SinkholeMode::Address
             && self.sinkhole.ipv4.is_none()
@@ -608,6 +985,95 @@ impl Config {
                 );
             }
         }
+        if let Some(size) = &self.log.rotate_size
+            && let Err(e) = parse_size(size)
+        {
+            p("log.rotate_size".into(), e);
+        }
+        if let Some(every) = &self.log.rotate_every {
+            match humantime::parse_duration(every) {
+                Ok(d) if d.as_secs() >= 1 => {}
+                Ok(_) => p("log.rotate_every".into(), "must be at least 1s".into()),
+                Err(e) => p("log.rotate_every".into(), format!("\"{every}\": {e}")),
+            }
+        }
+        if self.log.keep == 0 && (self.log.rotate_size.is_some() || self.log.rotate_every.is_some())
+        {
+            p("log.keep".into(), "must be at least 1 when rotating".into());
+        }
+        if let Some(url) = &self.log.syslog
+            && let Err(e) = crate::events::SyslogTarget::parse(url)
+        {
+            p("log.syslog".into(), e);
+        }
+        if let Some(q) = &self.log.queries {
+            let f = self.resolve(Path::new(q));
+            let dir = f.parent().unwrap_or(Path::new("."));
+            if q.trim().is_empty() {
+                p("log.queries".into(), "must be a file path".into());
+            } else if !dir.as_os_str().is_empty() && !dir.is_dir() {
+                p(
+                    "log.queries".into(),
+                    format!("folder {} does not exist", dir.display()),
+                );
+            }
+        }
+        if let Some(w) = &self.alerts.webhook
+            && let Err(e) = crate::alerts::WebhookUrl::parse(w)
+        {
+            p("alerts.webhook".into(), e);
+        }
+        if let Some(url) = &self.alerts.syslog
+            && let Err(e) = crate::events::SyslogTarget::parse(url)
+        {
+            p("alerts.syslog".into(), e);
+        }
+        match humantime::parse_duration(&self.alerts.window) {
+            Ok(d) if d.as_secs() >= 1 => {}
+            Ok(_) => p("alerts.window".into(), "must be at least 1s".into()),
+            Err(e) => p(
+                "alerts.window".into(),
+                format!("\"{}\": {e}", self.alerts.window),
+            ),
+        }
+        if self.alerts.max_per_minute == 0 {
+            p("alerts.max_per_minute".into(), "must be at least 1".into());
+        }
+        if !(100..=60_000).contains(&self.alerts.timeout_ms) {
+            p(
+                "alerts.timeout_ms".into(),
+                format!("{} is outside 100..=60000", self.alerts.timeout_ms),
+            );
+        }
+        for (key, name) in &self.clients.names {
+            if key.parse::<std::net::IpAddr>().is_err() && crate::clients::Mac::parse(key).is_none()
+            {
+                p(
+                    format!("clients.names.\"{key}\""),
+                    "key must be an IP address or a MAC address".into(),
+                );
+            }
+            if name.trim().is_empty() {
+                p(
+                    format!("clients.names.\"{key}\""),
+                    "name must not be empty".into(),
+                );
+            }
+        }
+        for (i, l) in self.clients.leases.iter().enumerate() {
+            if l.path.as_os_str().is_empty() {
+                p(
+                    format!("clients.leases[{i}].path"),
+                    "must not be empty".into(),
+                );
+            }
+        }
+        if !(100..=3_600_000).contains(&self.clients.refresh_ms) {
+            p(
+                "clients.refresh_ms".into(),
+                format!("{} is outside 100..=3600000", self.clients.refresh_ms),
+            );
+        }
         if let Some(admin) = &self.admin {
             if admin.ready_upstream_age_s == 0 {
                 p(
@@ -638,6 +1104,14 @@ impl Config {
         } else {
             self.base_dir.join(p)
         }
+    }
+
+    /// Where the full query log goes, if it is on.
+    pub fn query_log(&self) -> Option<PathBuf> {
+        self.log
+            .queries
+            .as_ref()
+            .map(|q| self.resolve(Path::new(q)))
     }
 
     /// Where block events go.
@@ -702,6 +1176,10 @@ impl Problem {
 
 /// Names the dotted key whose value sits at byte offset `at`, by reading the TOML around it.
 fn key_at(text: &str, at: usize) -> String {
+    if at == 0 {
+        // Errors about the document as a whole (a missing top-level table).
+        return String::new();
+    }
     let at = at.min(text.len());
     let mut table = String::new();
     let mut key = String::new();
@@ -874,5 +1352,47 @@ servers = ["127.0.0.1:53"]
                 "sinkhole.mode"
             ]
         );
+    }
+
+    #[test]
+    fn log_clients_and_alerts_keys_are_checked() {
+        let e = parse(&format!(
+            "{GOOD}[log]\nrotate_size = \"10 parsecs\"\nrotate_every = \"soon\"\nsyslog = \"tcp://x\"\n\
+             [clients]\nnames = {{ \"not-an-address\" = \"x\", \"10.0.0.1\" = \"\" }}\nrefresh_ms = 5\n\
+             [alerts]\nwebhook = \"https://hooks.example/x\"\nwindow = \"0s\"\n"
+        ))
+        .unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "log.rotate_size",
+                "log.rotate_every",
+                "log.syslog",
+                "alerts.webhook",
+                "alerts.window",
+                "clients.names.\"10.0.0.1\"",
+                "clients.names.\"not-an-address\"",
+                "clients.refresh_ms"
+            ],
+            "{e}"
+        );
+        let ok = parse(&format!(
+            "{GOOD}[log]\nrotate_size = \"100MB\"\nrotate_every = \"1d\"\n[clients]\narp = \"\"\n\
+             leases = [{{ format = \"kea\", path = \"/var/lib/kea/kea-leases4.csv\" }}]\n\
+             names = {{ \"aa:bb:cc:dd:ee:ff\" = \"ceo-laptop\" }}\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            parse_size(ok.log.rotate_size.as_deref().unwrap()),
+            Ok(100_000_000)
+        );
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        let e = parse(&format!(
+            "{GOOD}[clients]\nleases = [{{ format = \"dhcpcd\", path = \"x\" }}]\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("clients.leases"), "{e}");
     }
 }

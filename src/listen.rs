@@ -1,15 +1,18 @@
 //! The listeners: UDP sockets (several per address with SO_REUSEPORT, one per core) and a TCP acceptor,
 //! both feeding the one pipeline.
 //!
-//! Work is bounded: queries waiting for an upstream are capped (past the cap they get SERVFAIL at once),
-//! TCP connections are capped, and a TCP client that sends nothing for the idle time is cut off.
+//! Every packet passes [`admission`](crate::admission) first. Work is bounded: queries waiting for an upstream
+//! are capped (past the cap they get SERVFAIL at once), TCP connections are capped in total and per client, and
+//! a TCP client that does not send a whole query (or read its answers) within the idle time is cut off.
 //! Pipelined TCP queries are answered as each is ready, not one after another.
 
+use crate::admission::{Admission, Admit};
 use crate::events::Protocol;
 use crate::pipeline::{Client, Decision, Pipeline};
 use socket2::{Domain, Socket, Type};
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
@@ -28,6 +31,7 @@ pub struct Limits {
     pub udp_sockets: usize,
     pub max_inflight: usize,
     pub tcp_max_connections: usize,
+    pub tcp_max_connections_per_client: usize,
     pub tcp_idle: Duration,
 }
 
@@ -95,6 +99,7 @@ pub fn bind(addr: SocketAddr, udp_sockets: usize) -> std::io::Result<Bound> {
 /// Serves queries on one UDP socket until shutdown.
 pub async fn serve_udp(
     sock: UdpSocket,
+    admission: Arc<Admission>,
     pipeline: Arc<Pipeline>,
     inflight: Arc<Semaphore>,
     tracker: TaskTracker,
@@ -119,6 +124,14 @@ pub async fn serve_udp(
             protocol: Protocol::Udp,
         };
         let raw = &buf[..n];
+        match admission.check(src.ip(), raw) {
+            Admit::Pass => {}
+            Admit::Reply(r) => {
+                let _ = sock.send_to(&r, src).await;
+                continue;
+            }
+            Admit::Drop => continue,
+        }
         match pipeline.decide(raw, &client) {
             Decision::Reply(r) => {
                 let _ = sock.send_to(&r, src).await;
@@ -147,6 +160,7 @@ pub async fn serve_udp(
 /// Accepts TCP connections until shutdown.
 pub async fn serve_tcp(
     listener: TcpListener,
+    admission: Arc<Admission>,
     pipeline: Arc<Pipeline>,
     inflight: Arc<Semaphore>,
     limits: Limits,
@@ -154,6 +168,10 @@ pub async fn serve_tcp(
     shutdown: CancellationToken,
 ) {
     let connections = Arc::new(Semaphore::new(limits.tcp_max_connections));
+    let per_client = Arc::new(PerClient {
+        open: Mutex::new(HashMap::new()),
+        cap: limits.tcp_max_connections_per_client,
+    });
     loop {
         let (stream, src) = tokio::select! {
             r = listener.accept() => match r {
@@ -166,12 +184,23 @@ pub async fn serve_tcp(
             },
             _ = shutdown.cancelled() => return,
         };
+        if !admission.allowed(src.ip()) && admission.drops_denied() {
+            // Refused by access control and configured to send nothing: do not hold a connection for it.
+            admission.count_denied();
+            continue;
+        }
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             tracing::debug!(client = %src, "tcp connection limit reached; closing");
             drop(stream);
             continue;
         };
+        let Some(client_slot) = PerClient::enter(&per_client, src.ip()) else {
+            tracing::debug!(client = %src, "tcp per-client connection limit reached; closing");
+            drop(stream);
+            continue;
+        };
         let (pipeline, inflight, shutdown) = (pipeline.clone(), inflight.clone(), shutdown.clone());
+        let admission = admission.clone();
         let t = tracker.clone();
         tracker.spawn(async move {
             let _ = stream.set_nodelay(true);
@@ -184,6 +213,7 @@ pub async fn serve_tcp(
                 rd,
                 wr,
                 client,
+                admission,
                 pipeline,
                 inflight,
                 limits.tcp_idle,
@@ -191,18 +221,60 @@ pub async fn serve_tcp(
                 shutdown,
             )
             .await;
-            drop(permit);
+            drop((permit, client_slot));
         });
     }
 }
 
+/// Open TCP connections per client address; entries exist only while a connection is open, so the map is
+/// bounded by the total connection cap.
+struct PerClient {
+    open: Mutex<HashMap<IpAddr, usize>>,
+    cap: usize,
+}
+
+/// One open connection counted against its client; uncounted on drop.
+struct ClientSlot {
+    table: Arc<PerClient>,
+    ip: IpAddr,
+}
+
+impl PerClient {
+    fn enter(table: &Arc<PerClient>, ip: IpAddr) -> Option<ClientSlot> {
+        let ip = ip.to_canonical();
+        let mut open = table.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= table.cap {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            table: table.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 /// Serves length-prefixed DNS messages on one stream (TCP, or DNS over TLS), given as its read and write
 /// halves, until it closes or idles out.
-#[allow(clippy::too_many_arguments)]
 pub async fn serve_stream<R, W>(
     mut rd: R,
     mut wr: W,
     client: Client,
+    admission: Arc<Admission>,
     pipeline: Arc<Pipeline>,
     inflight: Arc<Semaphore>,
     idle: Duration,
@@ -212,6 +284,7 @@ pub async fn serve_stream<R, W>(
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let src = client.addr;
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_PIPELINE);
     let writer = tracker.spawn(async move {
         while let Some(msg) = rx.recv().await {
@@ -221,8 +294,10 @@ pub async fn serve_stream<R, W>(
             let mut framed = Vec::with_capacity(msg.len() + 2);
             framed.extend_from_slice(&len.to_be_bytes());
             framed.extend_from_slice(&msg);
-            if wr.write_all(&framed).await.is_err() {
-                return;
+            // A client that does not read its answers is cut off like one that does not send.
+            match tokio::time::timeout(idle, wr.write_all(&framed)).await {
+                Ok(Ok(())) => {}
+                _ => return,
             }
         }
         let _ = wr.shutdown().await;
@@ -245,6 +320,16 @@ pub async fn serve_stream<R, W>(
             },
             _ = shutdown.cancelled() => break,
         };
+        match admission.check(src.ip(), &msg) {
+            Admit::Pass => {}
+            Admit::Reply(r) => {
+                if tx.send(r).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            Admit::Drop => continue,
+        }
         match pipeline.decide(&msg, &client) {
             Decision::Reply(r) => {
                 if tx.send(r).await.is_err() {

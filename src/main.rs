@@ -32,6 +32,42 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         explain: Option<String>,
     },
+    /// Summarize event logs: infected clients, first/last seen, C2 names, beacon cadence.
+    Report {
+        /// Only events at or after this time (2026-11-27, "2026-11-27 10:00", RFC 3339, or "24h" ago).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events before this time (same forms as --since).
+        #[arg(long)]
+        until: Option<String>,
+        /// Output form.
+        #[arg(long, value_enum, default_value = "table")]
+        format: c2sink::report::Format,
+        /// Queries of one client for one name closer than this many seconds count as one beacon.
+        #[arg(long, default_value_t = c2sink::report::cadence::BURST, value_name = "SECONDS")]
+        burst: f64,
+        /// Event logs (rotated and .gz files too).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Look back through query logs (and event logs) for names on a new list; exit 0 if found, 1 if not.
+    Hunt {
+        /// The list of indicators (one domain per line, as for [[blocklists]]).
+        #[arg(long, value_name = "FILE")]
+        list: PathBuf,
+        /// Only lines at or after this time (same forms as report --since).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only lines before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Output form: table or json.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Query logs or event logs (rotated and .gz files too).
+        #[arg(required = true, value_name = "LOG")]
+        logs: Vec<PathBuf>,
+    },
     /// Ask the running server a DNS question it answers itself; exit 0 only on the right answer.
     ///
     /// Asks for TXT `healthcheck.c2sink.invalid` over UDP at the config's first listen address (0.0.0.0 and
@@ -55,6 +91,20 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(&config),
         Command::Check { config, explain } => check(&config, explain.as_deref()),
+        Command::Report {
+            since,
+            until,
+            format,
+            burst,
+            files,
+        } => report(since.as_deref(), until.as_deref(), format, burst, files),
+        Command::Hunt {
+            list,
+            since,
+            until,
+            format,
+            logs,
+        } => hunt(list, since.as_deref(), until.as_deref(), &format, logs),
         Command::Healthcheck {
             config,
             server,
@@ -161,20 +211,8 @@ fn check(path: &std::path::Path, explain: Option<&str>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut bad = false;
-    for l in &lists.lists {
-        for p in &l.problems {
-            eprintln!("{}:{}: {}", l.path.display(), p.line, p.message);
-        }
-        if l.invalid > l.problems.len() {
-            eprintln!(
-                "{}: ... and {} more invalid lines",
-                l.path.display(),
-                l.invalid - l.problems.len()
-            );
-        }
-        bad |= l.invalid > 0;
-    }
+    let (report, bad) = c2sink::blocklist::report::summary(&lists);
+    print!("{report}");
     let listen: Vec<String> = cfg.server.listen.iter().map(ToString::to_string).collect();
     let ups: Vec<String> = cfg
         .upstream
@@ -185,13 +223,7 @@ fn check(path: &std::path::Path, explain: Option<&str>) -> ExitCode {
     let per_list: Vec<String> = lists
         .lists
         .iter()
-        .map(|l| {
-            let mut s = format!("{}={}", l.name, l.len());
-            if l.invalid > 0 {
-                s.push_str(&format!(" ({} invalid)", l.invalid));
-            }
-            s
-        })
+        .map(|l| format!("{}={}", l.name, l.len() + l.allow.len()))
         .collect();
     println!(
         "{}: listen {}; upstreams {}; lists {}; sinkhole {}",
@@ -205,8 +237,15 @@ fn check(path: &std::path::Path, explain: Option<&str>) -> ExitCode {
         },
         cfg.sinkhole.mode.as_str(),
     );
+    // Client sources are read by c2sink, not written by the admin: problems are shown, not fatal.
+    for line in c2sink::clients::check_sources(&cfg) {
+        println!("{line}");
+    }
     if let Some(name) = explain {
-        explain_name(&lists, &cfg, name);
+        print!(
+            "{}",
+            c2sink::blocklist::report::explain(&lists, name, cfg.sinkhole.mode)
+        );
     }
     if bad {
         ExitCode::from(1)
@@ -214,32 +253,92 @@ fn check(path: &std::path::Path, explain: Option<&str>) -> ExitCode {
         ExitCode::SUCCESS
     }
 }
-
-fn explain_name(lists: &Lists, cfg: &Config, raw: &str) {
-    let name = match c2sink::blocklist::normalize_domain(raw) {
-        Ok(n) => n,
-        Err(e) => {
-            println!("{raw}: not a domain name: {e}");
-            return;
-        }
+/// Reads `--since`/`--until`, printing the problem and giving the exit code on failure.
+fn window(
+    cmd: &str,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<(Option<std::time::SystemTime>, Option<std::time::SystemTime>), ExitCode> {
+    let now = std::time::SystemTime::now();
+    let when = |flag: &str, v: Option<&str>| {
+        v.map(|s| c2sink::report::read::parse_when(s, now))
+            .transpose()
+            .map_err(|e| {
+                eprintln!("c2sink {cmd}: {flag}: {e}");
+                ExitCode::from(2)
+            })
     };
-    let hits = lists.explain(&name);
-    if hits.is_empty() {
-        println!(
-            "{name}: not blocked (no list has it or a parent of it); it is forwarded upstream"
-        );
-        return;
+    Ok((when("--since", since)?, when("--until", until)?))
+}
+
+fn hunt(
+    list: PathBuf,
+    since: Option<&str>,
+    until: Option<&str>,
+    format: &str,
+    logs: Vec<PathBuf>,
+) -> ExitCode {
+    let (since, until) = match window("hunt", since, until) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    let opts = c2sink::hunt::Options {
+        list,
+        logs,
+        since,
+        until,
+    };
+    match c2sink::hunt::run(&opts) {
+        Ok((h, list)) => {
+            for p in &list.problems {
+                eprintln!("{}:{}: {}", list.path.display(), p.line, p.message);
+            }
+            for e in &h.skipped.examples {
+                eprintln!("skipped {e}");
+            }
+            if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&h).unwrap_or_default());
+            } else {
+                print!("{}", h.table());
+            }
+            if h.hits > 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("c2sink hunt: {e}");
+            ExitCode::from(2)
+        }
     }
-    for (i, v) in hits.iter().enumerate() {
-        let mode = v.list.action.unwrap_or(cfg.sinkhole.mode);
-        println!(
-            "{name}: {} by list \"{}\" rule \"{}\" ({}:{}), action {}",
-            if i == 0 { "BLOCKED" } else { "also matches" },
-            v.list.name,
-            v.rule.rule,
-            v.list.path.display(),
-            v.rule.line,
-            mode.as_str()
-        );
+}
+
+fn report(
+    since: Option<&str>,
+    until: Option<&str>,
+    format: c2sink::report::Format,
+    burst: f64,
+    files: Vec<PathBuf>,
+) -> ExitCode {
+    use c2sink::report;
+    let (since, until) = match window("report", since, until) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    match report::build(&report::Options {
+        files,
+        since,
+        until,
+        burst: burst.max(0.0),
+    }) {
+        Ok(r) => {
+            print!("{}", r.render(format));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("c2sink report: cannot read {e}");
+            ExitCode::from(2)
+        }
     }
 }

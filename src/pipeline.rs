@@ -4,23 +4,21 @@
 //! `decide` does everything that needs no network and returns at once; only `forward` awaits an upstream.
 //! Listeners call the first, and spawn the second only when needed.
 
-use crate::blocklist::Lists;
+use crate::blocklist::{Lists, Verdict};
 use crate::cache::Cache;
+use crate::clients::Clients;
 use crate::config::Config;
-use crate::events::{BlockEvent, Events, Protocol};
+use crate::events::{BlockEvent, Events, Protocol, QueryRecord};
+use crate::protocol;
 use crate::sinkhole::Sinkhole;
 use crate::telemetry::{Outcome, Telemetry};
 use crate::upstream::Upstreams;
-use crate::wire::{self, Query};
+use crate::wire::{self, Inspect, Query};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
-
-const RCODE_FORMERR: u8 = 1;
-const RCODE_SERVFAIL: u8 = 2;
-const RCODE_NOTIMP: u8 = 4;
+use std::time::{Instant, SystemTime};
 
 /// Who sent a query and how.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +61,8 @@ pub struct Pipeline {
     pub upstreams: Upstreams,
     pub events: Events,
     pub stats: Stats,
+    /// Who is behind a client address (MAC, hostname), for events.
+    pub clients: Clients,
     /// Metric handles (no-ops unless `[admin]` installed a recorder).
     pub telemetry: Telemetry,
 }
@@ -79,12 +79,14 @@ impl Pipeline {
             upstreams: Upstreams::new(&cfg.upstream),
             events,
             stats: Stats::default(),
+            clients: Clients::default(),
             telemetry: Telemetry::new(),
         }
     }
 
     /// Everything that can be answered without the network: errors, blocked names, cache hits.
     pub fn decide(&self, raw: &[u8], client: &Client) -> Decision {
+        let started = Instant::now();
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
         let count = |outcome| self.telemetry.query(client.protocol, outcome);
         let Ok(header) = wire::Header::read(raw) else {
@@ -99,44 +101,48 @@ impl Pipeline {
         }
         if header.opcode() != 0 {
             count(Outcome::Refused);
-            return Decision::Reply(wire::short_reply(raw, 0, RCODE_NOTIMP, false));
+            return Decision::Reply(protocol::error_reply(raw, protocol::RCODE_NOTIMP));
         }
         let query = match wire::parse_query(raw) {
             Ok(q) => q,
             Err(_) => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
                 count(Outcome::Malformed);
-                return Decision::Reply(wire::short_reply(raw, 0, RCODE_FORMERR, false));
+                return Decision::Reply(protocol::error_reply(raw, protocol::RCODE_FORMERR));
             }
         };
+        if let Some(r) = protocol::check_edns_version(raw, &query) {
+            count(Outcome::Malformed);
+            return Decision::Reply(r);
+        }
         if query.name == crate::health::NAME {
             count(Outcome::Local);
             return Decision::Reply(crate::health::answer(&query));
         }
         let policy = self.policy.load();
         if let Some(v) = policy.lists.check(&query.name) {
-            let mode = v.list.action.unwrap_or(policy.sinkhole.mode);
-            let answer = policy.sinkhole.answer(mode, &query, v.rule.rule);
-            self.stats.blocked.fetch_add(1, Ordering::Relaxed);
-            count(Outcome::Blocked);
-            self.telemetry.blocked(&v.list.name);
-            self.events.record(BlockEvent {
-                time: SystemTime::now(),
-                client: client.addr,
-                protocol: client.protocol,
-                qname: query.name.clone(),
-                qtype: query.qtype,
-                list: Arc::from(v.list.name.as_str()),
-                rule: v.rule.rule.into(),
-                action: mode.as_str(),
-            });
-            return Decision::Reply(self.fit(answer, &query, raw, client));
+            let d = self.block(&policy, &query, raw, client, v, None);
+            self.done(client, &query, Outcome::Blocked, started);
+            return d;
+        }
+        if query.qtype == wire::TYPE_ANY {
+            self.done(client, &query, Outcome::Local, started);
+            return Decision::Reply(protocol::any_answer(&query));
         }
         if let Some(cache) = &self.cache {
-            if let Some(answer) = cache.get(&query, raw) {
+            if let Some(hit) = cache.get(&query, raw) {
+                // A cached answer is inspected again: a list change applies to it at once.
+                if let Some(blocked) = hit
+                    .inspect
+                    .as_deref()
+                    .and_then(|i| self.block_by_answer(&policy, &query, raw, client, i))
+                {
+                    self.done(client, &query, Outcome::Blocked, started);
+                    return blocked;
+                }
                 self.stats.cached.fetch_add(1, Ordering::Relaxed);
-                count(Outcome::Cached);
-                return Decision::Reply(self.fit(answer, &query, raw, client));
+                self.done(client, &query, Outcome::Cached, started);
+                return Decision::Reply(self.fit(hit.wire, &query, raw, client));
             }
             self.telemetry.cache_miss();
         }
@@ -145,40 +151,119 @@ impl Pipeline {
 
     /// Forwards a query that `decide` could not answer; `None` means send nothing.
     pub async fn forward(&self, raw: &[u8], client: &Client) -> Option<Vec<u8>> {
+        let started = Instant::now();
         let query = wire::parse_query(raw).ok()?;
         match self.upstreams.forward(raw, &query).await {
             Ok(answer) => {
-                self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                self.telemetry.query(client.protocol, Outcome::Forwarded);
                 if let Some(cache) = &self.cache {
                     cache.put(&query, &answer.wire, &answer.shape);
                 }
+                if let Some(inspect) = answer.shape.inspect.as_deref() {
+                    let policy = self.policy.load();
+                    match self.block_by_answer(&policy, &query, raw, client, inspect) {
+                        Some(Decision::Reply(r)) => {
+                            self.done(client, &query, Outcome::Blocked, started);
+                            return Some(r);
+                        }
+                        Some(_) => return None,
+                        None => {}
+                    }
+                }
+                self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                self.done(client, &query, Outcome::Forwarded, started);
                 let mut out = answer.wire;
                 wire::set_id(&mut out, query.header.id);
                 Some(self.fit(out, &query, raw, client))
             }
             Err(e) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                self.telemetry.query(client.protocol, Outcome::Failed);
-                tracing::warn!(qname = %query.name, error = %e, "answering SERVFAIL");
+                self.done(client, &query, Outcome::Failed, started);
+                if matches!(e.last_error, crate::upstream::TryError::AllDown) {
+                    // Logged once when the last upstream went down; one line per query would flood the log.
+                    tracing::debug!(qname = %query.name, "every upstream is down: answering SERVFAIL");
+                } else {
+                    tracing::warn!(qname = %query.name, error = %e, "answering SERVFAIL");
+                }
                 Some(self.servfail(raw, &query))
             }
         }
     }
 
+    /// Sinkholes a query blocked by `verdict` and records the event; `via` names the answer's matching target.
+    fn block(
+        &self,
+        policy: &Policy,
+        query: &Query<'_>,
+        raw: &[u8],
+        client: &Client,
+        verdict: Verdict<'_>,
+        via: Option<(&str, &Inspect)>,
+    ) -> Decision {
+        let (answer, action) = policy.sinkhole.respond(&verdict, query);
+        self.stats.blocked.fetch_add(1, Ordering::Relaxed);
+        self.telemetry.blocked(&verdict.list.name);
+        self.events.record(BlockEvent {
+            time: SystemTime::now(),
+            client: client.addr,
+            protocol: client.protocol,
+            qname: query.name.clone(),
+            qtype: query.qtype,
+            list: Arc::clone(&verdict.list.name),
+            rule: verdict.rule.text().into(),
+            action,
+            who: self.clients.attribute(client.addr.ip(), raw),
+            via: via.map(|(t, _)| t.into()),
+            chain: via.map(|(_, i)| i.targets.clone()).unwrap_or_default(),
+        });
+        match answer {
+            Some(a) => Decision::Reply(self.fit(a, query, raw, client)),
+            None => Decision::Drop,
+        }
+    }
+
+    /// Sinkholes a query whose answer points at a listed name (CNAME cloaking, HTTPS/SVCB targets).
+    fn block_by_answer(
+        &self,
+        policy: &Policy,
+        query: &Query<'_>,
+        raw: &[u8],
+        client: &Client,
+        inspect: &Inspect,
+    ) -> Option<Decision> {
+        inspect.targets.iter().find_map(|t| {
+            let v = policy.lists.check(t)?;
+            Some(self.block(policy, query, raw, client, v, Some((t, inspect))))
+        })
+    }
+
     /// SERVFAIL for a query, used when forwarding fails or is shed.
-    pub fn servfail(&self, raw: &[u8], query: &Query<'_>) -> Vec<u8> {
-        wire::short_reply(raw, query.question.len(), RCODE_SERVFAIL, false)
+    pub fn servfail(&self, raw: &[u8], _query: &Query<'_>) -> Vec<u8> {
+        protocol::error_reply(raw, protocol::RCODE_SERVFAIL)
     }
 
     /// SERVFAIL for raw bytes already known to parse, when work is shed before forwarding.
     pub fn shed(&self, raw: &[u8]) -> Vec<u8> {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
         self.telemetry.shed();
-        let qlen = wire::parse_query(raw)
-            .map(|q| q.question.len())
-            .unwrap_or(0);
-        wire::short_reply(raw, qlen, RCODE_SERVFAIL, false)
+        protocol::error_reply(raw, protocol::RCODE_SERVFAIL)
+    }
+
+    /// Records what became of a query: the metric, and the query-log line when that log is on.
+    fn done(&self, client: &Client, query: &Query<'_>, outcome: Outcome, started: Instant) {
+        self.telemetry.query(client.protocol, outcome);
+        if !self.events.logs_queries() {
+            return;
+        }
+        self.events.record_query(QueryRecord {
+            time: SystemTime::now(),
+            client: client.addr,
+            protocol: client.protocol,
+            qname: query.name.clone(),
+            qtype: query.qtype,
+            outcome,
+            latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            who: self.clients.lookup(client.addr.ip()),
+        });
     }
 
     /// Cuts an answer that is too big for the client's UDP buffer down to header + question with TC set.
@@ -189,6 +274,10 @@ impl Pipeline {
             if answer.len() >= 4 {
                 r[2] = answer[2] | 0x02;
                 r[3] = answer[3];
+            }
+            if let Some(e) = query.edns {
+                wire::push_opt(&mut r, crate::sinkhole::OUR_PAYLOAD, e.dnssec_ok);
+                wire::bump_count(&mut r, 3);
             }
             r
         } else {

@@ -1,7 +1,9 @@
 //! Running c2sink: load everything, bind, serve until SIGTERM/SIGINT, then drain and flush.
 
 use crate::admin;
+use crate::admission::Admission;
 use crate::blocklist::Lists;
+use crate::clients::Clients;
 use crate::config::Config;
 use crate::events::Events;
 use crate::listen::{self, Limits};
@@ -20,27 +22,40 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 /// Serves DNS per `cfg` until a termination signal.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    // Signal handlers first: SIGHUP's default action would kill a server whose reloader is not listening yet.
+    let stop = stop_signals()?;
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing SIGHUP handler")?;
     let lists = Lists::load(&cfg).context("loading block lists")?;
     for l in &lists.lists {
-        if l.invalid > 0 {
-            for p in &l.problems {
-                tracing::warn!(list = %l.name, "{}:{}: {}", l.path.display(), p.line, p.message);
-            }
-            tracing::warn!(list = %l.name, invalid = l.invalid, "skipped invalid lines");
-        }
-        tracing::info!(list = %l.name, entries = l.len(), path = %l.path.display(), "list loaded");
+        l.log_loaded();
     }
-    let events = Events::start(&cfg.event_sink())
+    let alerts = crate::alerts::start(&cfg).context("starting alerts")?;
+    let events = Events::from_config(&cfg, alerts.map(|(tap, _stats)| tap))
         .with_context(|| format!("opening event log {:?}", cfg.log.events))?;
     // The recorder must exist before the pipeline registers its metric handles.
     let metrics = match &cfg.admin {
         Some(_) => Some(admin::install_recorder()?),
         None => None,
     };
-    let pipeline = Arc::new(Pipeline::new(&cfg, lists, events));
+    let mut pipeline = Pipeline::new(&cfg, lists, events);
+    pipeline.clients = Clients::start(&cfg);
+    let pipeline = Arc::new(pipeline);
     pipeline
         .telemetry
         .lists_loaded(&pipeline.policy.load().lists);
+    reopen_logs_on_sighup(Arc::downgrade(&pipeline))?;
+    let admission = Arc::new(
+        Admission::new(&cfg.server)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("{}: server.allow/deny", cfg.source.display()))?,
+    );
+    if admission.is_open() {
+        tracing::warn!(
+            "server.allow lets every address query: this is an OPEN RESOLVER; make sure a firewall \
+             keeps the internet out, or it will be used to amplify attacks on others"
+        );
+    }
 
     let udp_sockets = match cfg.server.udp_sockets {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -50,6 +65,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         udp_sockets,
         max_inflight: cfg.server.max_inflight,
         tcp_max_connections: cfg.server.tcp_max_connections,
+        tcp_max_connections_per_client: cfg.server.tcp_max_connections_per_client,
         tcp_idle: Duration::from_millis(cfg.server.tcp_idle_timeout_ms),
     };
     let inflight = Arc::new(Semaphore::new(limits.max_inflight));
@@ -71,6 +87,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         for sock in bound.udp {
             listeners.push(tokio::spawn(listen::serve_udp(
                 sock,
+                admission.clone(),
                 pipeline.clone(),
                 inflight.clone(),
                 tracker.clone(),
@@ -79,6 +96,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
         listeners.push(tokio::spawn(listen::serve_tcp(
             bound.tcp,
+            admission.clone(),
             pipeline.clone(),
             inflight.clone(),
             limits,
@@ -88,6 +106,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     if let Some(t) = &cfg.tls_listen {
         let shared = tls_listen::Shared {
+            admission: admission.clone(),
             pipeline: pipeline.clone(),
             inflight: inflight.clone(),
             limits,
@@ -161,6 +180,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             }
         }
     }
+    let (reloader, reload_task) =
+        crate::reload::Reloader::spawn(&cfg, pipeline.clone(), shutdown.clone(), hup)?;
     tracing::info!(
         upstreams = ?cfg.upstream.servers,
         lists = pipeline.policy.load().lists.lists.len(),
@@ -168,31 +189,85 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         "c2sink ready"
     );
 
-    wait_for_signal().await?;
+    wait_for_signal(stop).await;
     tracing::info!("shutting down: draining queries in flight");
     shutdown.cancel();
     for l in listeners {
         let _ = l.await;
     }
+    let _ = reload_task.await;
+    drop(reloader);
     tracker.close();
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
         tracing::warn!("some queries were still in flight after {DRAIN:?}; stopping anyway");
     }
     match Arc::try_unwrap(pipeline) {
-        Ok(mut p) => p.events.close(),
-        Err(_) => tracing::warn!("pipeline still shared at exit; events are flushed on drop"),
+        Ok(mut p) => {
+            p.events.close();
+            log_totals(&p, &admission);
+        }
+        Err(p) => {
+            tracing::warn!("pipeline still shared at exit; events are flushed on drop");
+            log_totals(&p, &admission);
+        }
     }
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// One line of totals at exit, so an admin (and the tests) can see what was turned away and why.
+fn log_totals(p: &Pipeline, a: &Admission) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let events = p.events.stats();
+    tracing::info!(
+        queries = p.stats.queries.load(Relaxed),
+        blocked = p.stats.blocked.load(Relaxed),
+        cached = p.stats.cached.load(Relaxed),
+        forwarded = p.stats.forwarded.load(Relaxed),
+        failed = p.stats.failed.load(Relaxed),
+        malformed = p.stats.malformed.load(Relaxed),
+        denied = a.stats.denied.load(Relaxed),
+        rate_limited = a.stats.rate_limited.load(Relaxed),
+        upstream_mismatched = p.upstreams.mismatched.load(Relaxed),
+        events_written = events.written.load(Relaxed),
+        events_dropped = events.dropped.load(Relaxed),
+        "totals"
+    );
+}
+
+/// SIGTERM and SIGINT handlers, installed before any socket is announced so an early signal still
+/// leads to a clean, flushed stop.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+fn stop_signals() -> anyhow::Result<StopSignals> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    Ok(StopSignals {
+        term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+        int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+    })
+}
+
+async fn wait_for_signal(mut s: StopSignals) {
     tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+        _ = s.term.recv() => {}
+        _ = s.int.recv() => {}
     }
+}
+
+/// Reopens the log files on every SIGHUP, for logrotate. Other SIGHUP listeners (list reload) each get
+/// their own stream of the same signal, so this composes with them.
+fn reopen_logs_on_sighup(pipeline: std::sync::Weak<Pipeline>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let Some(p) = pipeline.upgrade() else { return };
+            tracing::info!("SIGHUP: reopening log files");
+            p.events.reopen();
+        }
+    });
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The local answer to a blocked name: built in wire format from the query, never sent upstream.
 
+use crate::blocklist::{RuleAction, Verdict};
 use crate::config::{SinkholeConfig, SinkholeMode};
 use crate::wire::{self, HEADER_LEN, Query};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -38,26 +39,92 @@ impl Sinkhole {
         }
     }
 
-    /// The answer to `query` (raw bytes `raw`) blocked by `rule` under `mode`.
+    /// The answer to `query` blocked by `rule` under `mode` with this sinkhole's addresses.
     ///
     /// `rule` is a suffix of the query name; the synthesized SOA is owned by it, as if c2sink were
     /// authoritative for the blocked zone, so that clients cache the negative answer (RFC 2308).
     pub fn answer(&self, mode: SinkholeMode, query: &Query<'_>, rule: &str) -> Vec<u8> {
+        self.build(self.mode_answer(mode, self.ipv4, self.ipv6), query, rule)
+    }
+
+    fn mode_answer(
+        &self,
+        mode: SinkholeMode,
+        ipv4: Option<Ipv4Addr>,
+        ipv6: Option<Ipv6Addr>,
+    ) -> Answer<'static> {
+        const NULL4: &[Ipv4Addr] = &[Ipv4Addr::UNSPECIFIED];
+        const NULL6: &[Ipv6Addr] = &[Ipv6Addr::UNSPECIFIED];
+        match mode {
+            SinkholeMode::Null => Answer::Addresses(NULL4, NULL6),
+            SinkholeMode::Nxdomain => Answer::Nxdomain,
+            SinkholeMode::Refused => Answer::Refused,
+            SinkholeMode::Address => Answer::Address(ipv4, ipv6),
+        }
+    }
+
+    /// The answer to a query that `verdict` blocks, and the action name for the block event; `None` bytes
+    /// mean send nothing (RPZ `rpz-drop.`).
+    ///
+    /// RPZ rules' own actions come first, then the list's `action` (with its own `ipv4`/`ipv6`), then
+    /// `[sinkhole]`.
+    pub fn respond(
+        &self,
+        verdict: &Verdict<'_>,
+        query: &Query<'_>,
+    ) -> (Option<Vec<u8>>, &'static str) {
+        let zone = verdict.rule.name;
+        let (answer, action) = match verdict.rule.rule.action {
+            RuleAction::Drop => return (None, "drop"),
+            RuleAction::Nxdomain => (Answer::Nxdomain, "nxdomain"),
+            RuleAction::Nodata => (Answer::Nodata, "nodata"),
+            RuleAction::LocalData => {
+                let (v4, v6) = verdict
+                    .local
+                    .map(|d| (&d.v4[..], &d.v6[..]))
+                    .unwrap_or_default();
+                return (
+                    Some(self.build(Answer::Addresses(v4, v6), query, zone)),
+                    "local-data",
+                );
+            }
+            RuleAction::Default => {
+                let list = &verdict.list.config;
+                let mode = list.action.unwrap_or(self.mode);
+                let answer =
+                    self.mode_answer(mode, list.ipv4.or(self.ipv4), list.ipv6.or(self.ipv6));
+                (answer, mode.as_str())
+            }
+        };
+        (Some(self.build(answer, query, zone)), action)
+    }
+
+    /// Writes an answer in wire format.
+    fn build(&self, answer: Answer<'_>, query: &Query<'_>, rule: &str) -> Vec<u8> {
         let ttl = self.ttl;
         let mut out = Vec::with_capacity(HEADER_LEN + query.question.len() + 96);
-        let address: Option<Vec<u8>> = match (mode, query.qtype, query.qclass) {
-            (SinkholeMode::Null, TYPE_A, CLASS_IN) => Some(Ipv4Addr::UNSPECIFIED.octets().to_vec()),
-            (SinkholeMode::Null, TYPE_AAAA, CLASS_IN) => {
-                Some(Ipv6Addr::UNSPECIFIED.octets().to_vec())
-            }
-            (SinkholeMode::Address, TYPE_A, CLASS_IN) => self.ipv4.map(|a| a.octets().to_vec()),
-            (SinkholeMode::Address, TYPE_AAAA, CLASS_IN) => self.ipv6.map(|a| a.octets().to_vec()),
-            _ => None,
+        let (v4, v6): (&[Ipv4Addr], &[Ipv6Addr]) = match &answer {
+            Answer::Addresses(v4, v6) => (v4, v6),
+            Answer::Address(v4, v6) => (v4.as_slice(), v6.as_slice()),
+            _ => (&[], &[]),
         };
-        let (rcode, soa) = match mode {
-            SinkholeMode::Refused => (RCODE_REFUSED, false),
-            SinkholeMode::Nxdomain => (RCODE_NXDOMAIN, true),
-            SinkholeMode::Null | SinkholeMode::Address => (RCODE_NOERROR, address.is_none()),
+        let mut records: Vec<[u8; 16]> = Vec::new();
+        let mut rdlen = 0;
+        if query.qclass == CLASS_IN && query.qtype == TYPE_A {
+            rdlen = 4;
+            records.extend(v4.iter().map(|a| {
+                let mut r = [0u8; 16];
+                r[..4].copy_from_slice(&a.octets());
+                r
+            }));
+        } else if query.qclass == CLASS_IN && query.qtype == TYPE_AAAA {
+            rdlen = 16;
+            records.extend(v6.iter().map(|a| a.octets()));
+        }
+        let (rcode, soa) = match answer {
+            Answer::Refused => (RCODE_REFUSED, false),
+            Answer::Nxdomain => (RCODE_NXDOMAIN, true),
+            _ => (RCODE_NOERROR, records.is_empty()),
         };
         let q = query.header.flags;
         // QR, opcode and RD and CD from the query; AA and RA set.
@@ -66,13 +133,13 @@ impl Sinkhole {
         out.extend_from_slice(&flags.to_be_bytes());
         out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
         out.extend_from_slice(query.question);
-        if let Some(rdata) = address {
+        for rdata in &records {
             out.extend_from_slice(&[0xc0, HEADER_LEN as u8]);
             out.extend_from_slice(&query.qtype.to_be_bytes());
             out.extend_from_slice(&CLASS_IN.to_be_bytes());
             out.extend_from_slice(&ttl.to_be_bytes());
-            out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-            out.extend_from_slice(&rdata);
+            out.extend_from_slice(&(rdlen as u16).to_be_bytes());
+            out.extend_from_slice(&rdata[..rdlen]);
             wire::bump_count(&mut out, 1);
         }
         if soa {
@@ -98,8 +165,27 @@ impl Sinkhole {
     }
 }
 
+/// The kinds of local answer.
+enum Answer<'a> {
+    /// These addresses for A / AAAA questions, NODATA for other types or when none is given.
+    Addresses(&'a [Ipv4Addr], &'a [Ipv6Addr]),
+    /// The same with at most one address each (`address` mode).
+    Address(Option<Ipv4Addr>, Option<Ipv6Addr>),
+    Nodata,
+    Nxdomain,
+    Refused,
+}
+
 /// Offset of the rule's name inside the echoed question, for a compression pointer.
 fn soa_owner_offset(query: &Query<'_>, rule: &str) -> u16 {
+    let is_suffix = query.name == rule
+        || (query.name.len() > rule.len()
+            && query.name.ends_with(rule)
+            && query.name.as_bytes()[query.name.len() - rule.len() - 1] == b'.');
+    if !is_suffix {
+        // Blocked through a CNAME target: the SOA is owned by the question name.
+        return HEADER_LEN as u16;
+    }
     let rule_labels = if rule.is_empty() {
         0
     } else {

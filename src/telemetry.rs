@@ -9,8 +9,9 @@ use metrics::{Counter, counter, gauge};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-/// What became of a query, as counted in `c2sink_queries_total{outcome}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What became of a query, as counted in `c2sink_queries_total{outcome}` and written in the query log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// Answered by an upstream.
     Forwarded,
@@ -205,11 +206,12 @@ impl Telemetry {
             .lists
             .iter()
             .map(|l| {
-                gauge!("c2sink_list_entries", "list" => l.name.clone()).set(l.len() as f64);
-                gauge!("c2sink_list_loaded_timestamp_seconds", "list" => l.name.clone()).set(now);
+                let name = l.name.to_string();
+                gauge!("c2sink_list_entries", "list" => name.clone()).set(l.len() as f64);
+                gauge!("c2sink_list_loaded_timestamp_seconds", "list" => name.clone()).set(now);
                 ListCounter {
-                    name: l.name.as_str().into(),
-                    blocked: counter!("c2sink_blocked_total", "list" => l.name.clone()),
+                    name: name.as_str().into(),
+                    blocked: counter!("c2sink_blocked_total", "list" => name),
                 }
             })
             .collect();

@@ -4,6 +4,7 @@
 //! Same limits as TCP: connections at once are capped per listener, a client gets `tcp_idle_timeout_ms` for
 //! its TLS handshake and between queries, and queries waiting on upstreams count against `max_inflight`.
 
+use crate::admission::{Admission, Admit};
 use crate::events::Protocol;
 use crate::listen::{Limits, serve_stream};
 use crate::pipeline::{Client, Decision, Pipeline};
@@ -41,6 +42,7 @@ pub fn server_config(
 /// What both encrypted listeners share.
 #[derive(Clone)]
 pub struct Shared {
+    pub admission: Arc<Admission>,
     pub pipeline: Arc<Pipeline>,
     pub inflight: Arc<Semaphore>,
     pub limits: Limits,
@@ -63,6 +65,7 @@ pub async fn serve_dot(listener: TcpListener, acceptor: TlsAcceptor, s: Shared) 
                 rd,
                 wr,
                 client,
+                s.admission,
                 s.pipeline,
                 s.inflight,
                 s.limits.tcp_idle,
@@ -231,8 +234,13 @@ async fn doh_message(
     }
 }
 
-/// Runs one query through the pipeline, forwarding within the shared in-flight limit.
+/// Runs one query through admission and the pipeline, forwarding within the shared in-flight limit.
 async fn answer(msg: &[u8], client: &Client, s: &Shared) -> Option<Vec<u8>> {
+    match s.admission.check(client.addr.ip(), msg) {
+        Admit::Pass => {}
+        Admit::Reply(r) => return Some(r),
+        Admit::Drop => return None,
+    }
     match s.pipeline.decide(msg, client) {
         Decision::Reply(r) => Some(r),
         Decision::Drop => None,

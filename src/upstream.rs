@@ -2,7 +2,11 @@
 //! random port, and the upstream's answer comes back whole, so nothing the client and upstream say is lost.
 //!
 //! Failover: upstreams are tried healthiest first; one that fails is moved to the back for a while, so a dead
-//! server is not tried first on every query.
+//! server is not tried first on every query. A server is down after [`DOWN_AFTER`] failures in a row with no
+//! answer at all for twice the timeout (so a server that answers most queries under load, or is slow for one
+//! name, is never taken for dead): no query waits on it until its bench time is over, and then exactly one
+//! query probes it; each failed probe doubles the bench, up to [`MAX_BENCH_MS`]. When every server is down,
+//! clients get SERVFAIL at once instead of piling up.
 
 use crate::config::{UpstreamConfig, UpstreamSpec};
 use crate::encrypted::{Doh, Dot};
@@ -28,7 +32,14 @@ pub enum TryError {
     Tls(String),
     #[error("HTTP: {0}")]
     Http(String),
+    #[error("every upstream is down; the next probe is due within {MAX_BENCH_MS} ms")]
+    AllDown,
 }
+
+/// Consecutive failures after which a server is down (skipped except for one probe per bench period).
+pub const DOWN_AFTER: u32 = 3;
+/// Longest bench period, which bounds how long recovery of a returning upstream can take.
+pub const MAX_BENCH_MS: u64 = 8_000;
 
 /// Every upstream failed; the client gets SERVFAIL.
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +70,19 @@ struct Server {
     failures: metrics::Counter,
     /// Consecutive failures.
     fails: AtomicU32,
-    /// Milliseconds since `epoch` until which this server is tried last.
+    /// Milliseconds since `epoch` until which this server is tried last (or, when down, not at all).
     benched_until: AtomicU64,
+    /// Milliseconds since `epoch` of the last good answer.
+    last_ok: AtomicU64,
+    /// 0 = up; n > 0 = down, benched for `1 s << (n - 1)`.
+    down_level: AtomicU32,
+    /// Milliseconds since `epoch` when `down_level` last changed.
+    level_changed: AtomicU64,
+}
+
+/// Bench time of a down server at `level` (1 s, 2 s, 4 s, then MAX_BENCH_MS).
+fn bench_ms(level: u32) -> u64 {
+    (1000u64 << level.saturating_sub(1).min(4)).min(MAX_BENCH_MS)
 }
 
 /// Plain DNS, or an encrypted transport with its kept connections.
@@ -126,6 +148,9 @@ impl Upstreams {
                         label,
                         fails: AtomicU32::new(0),
                         benched_until: AtomicU64::new(0),
+                        last_ok: AtomicU64::new(0),
+                        down_level: AtomicU32::new(0),
+                        level_changed: AtomicU64::new(0),
                     }
                 })
                 .collect(),
@@ -160,13 +185,95 @@ impl Upstreams {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Servers in the order to try them: those not benched first, each group in config order.
+    /// Servers in the order to try them: a due probe of a down server, then healthy servers (and one retry of
+    /// a server that failed lately) in config order, then the other servers that failed lately. Down servers
+    /// are left out.
     fn order(&self) -> Vec<usize> {
         let now = self.now_ms();
-        let (mut ok, benched): (Vec<usize>, Vec<usize>) = (0..self.servers.len())
-            .partition(|&i| self.servers[i].benched_until.load(Ordering::Relaxed) <= now);
-        ok.extend(benched);
-        ok
+        let mut tiers: [Vec<usize>; 3] = Default::default();
+        for (i, s) in self.servers.iter().enumerate() {
+            let fails = s.fails.load(Ordering::Relaxed);
+            let until = s.benched_until.load(Ordering::Relaxed);
+            if s.down_level.load(Ordering::Relaxed) == 0 {
+                // Healthy, or failed lately and due for a retry in its configured place (by one query only,
+                // so a black hole does not hold up everything at once): config order. Otherwise last.
+                let retry = fails > 0
+                    && until <= now
+                    && s.benched_until
+                        .compare_exchange(
+                            until,
+                            now + self.timeout_ms(),
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok();
+                tiers[if fails == 0 || retry { 1 } else { 2 }].push(i);
+            } else if until <= now {
+                // Down, and its bench is over: the one query that wins this exchange probes it; the others
+                // see it benched for the probe's duration.
+                let probe_until = now + self.timeout_ms();
+                if s.benched_until
+                    .compare_exchange(until, probe_until, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    tiers[0].push(i);
+                }
+            }
+        }
+        tiers.concat()
+    }
+
+    fn timeout_ms(&self) -> u64 {
+        u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// True when the server at `i` is down (for logs and tests of failover).
+    pub fn is_down(&self, i: usize) -> bool {
+        self.servers
+            .get(i)
+            .is_some_and(|s| s.down_level.load(Ordering::Relaxed) > 0)
+    }
+
+    /// Records a good answer from `s`: it is up.
+    fn record_ok(&self, s: &Server) {
+        s.fails.store(0, Ordering::Relaxed);
+        s.benched_until.store(0, Ordering::Relaxed);
+        s.last_ok.store(self.now_ms(), Ordering::Relaxed);
+        if s.down_level.swap(0, Ordering::Relaxed) > 0 {
+            tracing::info!(upstream = %s.label, "upstream answers again");
+        }
+    }
+
+    /// Records a failed try against `s`; marks it down, or backs off a down server whose probe failed.
+    fn record_failure(&self, s: &Server, e: &TryError) {
+        let now = self.now_ms();
+        let fails = s.fails.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let level = s.down_level.load(Ordering::Relaxed);
+        let timeout = self.timeout_ms();
+        if level == 0 {
+            let silent = now.saturating_sub(s.last_ok.load(Ordering::Relaxed));
+            if fails >= DOWN_AFTER && silent >= 2 * timeout {
+                if s.down_level
+                    .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    s.level_changed.store(now, Ordering::Relaxed);
+                    s.benched_until.store(now + bench_ms(1), Ordering::Relaxed);
+                    tracing::warn!(upstream = %s.label, error = %e, "upstream is down");
+                }
+            } else {
+                // Failed lately: tried after the healthy ones for a second.
+                s.benched_until.store(now + 1000, Ordering::Relaxed);
+            }
+        } else if now.saturating_sub(s.level_changed.load(Ordering::Relaxed)) > timeout {
+            // A try that started after the server was marked down: a failed probe. (Tries that were already
+            // in flight when it went down end within one timeout and do not lengthen the bench.)
+            let next = level.saturating_add(1).min(8);
+            s.down_level.store(next, Ordering::Relaxed);
+            s.level_changed.store(now, Ordering::Relaxed);
+            s.benched_until
+                .store(now + bench_ms(next), Ordering::Relaxed);
+        }
     }
 
     /// Sends `raw` (a client's query, parsed as `query`) upstream and returns the first good answer.
@@ -179,30 +286,27 @@ impl Upstreams {
             match self.try_one(server, raw, query).await {
                 Ok(a) => {
                     server.latency.record(started.elapsed().as_secs_f64());
-                    server.fails.store(0, Ordering::Relaxed);
-                    server.benched_until.store(0, Ordering::Relaxed);
                     self.last_answer
                         .store(self.now_ms().saturating_add(1), Ordering::Relaxed);
+                    self.record_ok(server);
                     return Ok(a);
                 }
                 Err(e) => {
                     server.failures.increment(1);
-                    let fails = server
-                        .fails
-                        .fetch_add(1, Ordering::Relaxed)
-                        .saturating_add(1);
-                    // Bench for 1 s, 2 s, 4 s ... up to 30 s after consecutive failures.
-                    let bench = 1000u64 << fails.saturating_sub(1).min(5);
-                    server
-                        .benched_until
-                        .store(self.now_ms() + bench.min(30_000), Ordering::Relaxed);
-                    tracing::warn!(upstream = %server.label, error = %e, qname = %query.name, "upstream try failed");
+                    self.record_failure(server, &e);
+                    tracing::debug!(upstream = %server.label, error = %e, qname = %query.name, "upstream try failed");
                     last = Some((server.label.clone(), e));
                 }
             }
         }
-        let (last_server, last_error) =
-            last.unwrap_or_else(|| ("(none)".to_string(), TryError::Mismatch));
+        let (last_server, last_error) = last.unwrap_or_else(|| {
+            (
+                self.servers
+                    .first()
+                    .map_or_else(|| "(none)".to_string(), |s| s.label.clone()),
+                TryError::AllDown,
+            )
+        });
         Err(ForwardError {
             tried: order.len(),
             last_server,
@@ -331,4 +435,110 @@ fn check_answer(msg: &[u8], id: u16, query: &Query<'_>) -> Result<AnswerShape, T
         return Err(TryError::Mismatch);
     }
     Ok(wire::answer_shape(msg)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ups(n: usize) -> Upstreams {
+        Upstreams::new(&UpstreamConfig {
+            servers: (0..n)
+                .map(|i| UpstreamSpec::Plain(SocketAddr::from(([127, 0, 0, 1], 5300 + i as u16))))
+                .collect(),
+            timeout_ms: 500,
+            ca_file: None,
+            ca_certs: Vec::new(),
+        })
+    }
+
+    fn fail(u: &Upstreams, i: usize, fails: u32, bench_ms: u64) {
+        u.servers[i].fails.store(fails, Ordering::Relaxed);
+        u.servers[i]
+            .down_level
+            .store(u32::from(fails >= DOWN_AFTER), Ordering::Relaxed);
+        u.servers[i]
+            .benched_until
+            .store(u.now_ms() + bench_ms, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn failed_server_goes_last_and_down_server_is_skipped() {
+        let u = ups(3);
+        assert_eq!(u.order(), vec![0, 1, 2]);
+        fail(&u, 0, 1, 10_000);
+        assert_eq!(u.order(), vec![1, 2, 0]);
+        fail(&u, 0, DOWN_AFTER, 10_000);
+        assert_eq!(u.order(), vec![1, 2]);
+        assert!(u.is_down(0));
+    }
+
+    #[test]
+    fn down_server_is_probed_by_one_query_only() {
+        let u = ups(2);
+        fail(&u, 0, DOWN_AFTER, 0);
+        // The bench is over: the first caller probes server 0 first, the next one does not see it.
+        assert_eq!(u.order(), vec![0, 1]);
+        assert_eq!(u.order(), vec![1]);
+    }
+
+    #[test]
+    fn all_down_gives_no_server_to_try() {
+        let u = ups(2);
+        fail(&u, 0, DOWN_AFTER, 5_000);
+        fail(&u, 1, DOWN_AFTER, 5_000);
+        assert!(u.order().is_empty());
+    }
+
+    #[test]
+    fn failures_of_a_server_that_still_answers_do_not_mark_it_down() {
+        let u = ups(1);
+        u.record_ok(&u.servers[0]);
+        for _ in 0..10 {
+            u.record_failure(&u.servers[0], &TryError::Timeout(u.timeout));
+        }
+        // It answered less than twice the timeout ago: slow for some names, not dead.
+        assert!(!u.is_down(0));
+        assert_eq!(u.order(), vec![0]);
+    }
+
+    #[test]
+    fn silent_server_goes_down_and_in_flight_failures_do_not_lengthen_its_bench() {
+        let mut u = ups(1);
+        u.epoch = Instant::now()
+            .checked_sub(Duration::from_secs(60))
+            .unwrap_or(u.epoch);
+        for _ in 0..DOWN_AFTER {
+            u.record_failure(&u.servers[0], &TryError::Timeout(u.timeout));
+        }
+        // Never answered, and the epoch is long ago: silent for far more than twice the timeout.
+        assert!(u.is_down(0));
+        let until = u.servers[0].benched_until.load(Ordering::Relaxed);
+        for _ in 0..100 {
+            u.record_failure(&u.servers[0], &TryError::Timeout(u.timeout));
+        }
+        assert_eq!(u.servers[0].down_level.load(Ordering::Relaxed), 1);
+        assert_eq!(u.servers[0].benched_until.load(Ordering::Relaxed), until);
+        u.record_ok(&u.servers[0]);
+        assert!(!u.is_down(0));
+    }
+
+    #[test]
+    fn bench_doubles_up_to_the_cap() {
+        assert_eq!(
+            (1..=7).map(bench_ms).collect::<Vec<_>>(),
+            vec![1000, 2000, 4000, 8000, 8000, 8000, 8000]
+        );
+    }
+
+    #[test]
+    fn failed_server_gets_back_its_place_by_one_retry() {
+        let u = ups(2);
+        fail(&u, 0, 1, 0);
+        // Bench over: one query retries it first, the others keep it last until it answers.
+        assert_eq!(u.order(), vec![0, 1]);
+        assert_eq!(u.order(), vec![1, 0]);
+        u.record_ok(&u.servers[0]);
+        assert_eq!(u.order(), vec![0, 1]);
+    }
 }

@@ -292,6 +292,70 @@ pub struct AnswerShape {
     pub negative_ttl: Option<u32>,
     /// Number of answer records.
     pub answers: u16,
+    /// Names and addresses inside the answer that lists must also be checked against; `None` for the common
+    /// answer with nothing to inspect (no allocation).
+    pub inspect: Option<std::sync::Arc<Inspect>>,
+}
+
+/// What an answer points at: CNAME/DNAME targets and HTTPS/SVCB targets (in answer order), and addresses.
+///
+/// Malware hides a C2 name behind an innocent one (`innocent.example CNAME cdn.c2.example`), so the targets
+/// are checked like the question; kept with cached answers so a list change applies to them at once.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Inspect {
+    /// Lower-case target names, without trailing dot.
+    pub targets: Vec<String>,
+    /// A and AAAA addresses in the answer section.
+    pub addrs: Vec<std::net::IpAddr>,
+}
+
+/// RR types whose RDATA names another name that the client will go on to use.
+const TYPE_CNAME: u16 = 5;
+const TYPE_DNAME: u16 = 39;
+const TYPE_SVCB: u16 = 64;
+const TYPE_HTTPS: u16 = 65;
+const TYPE_A: u16 = 1;
+const TYPE_AAAA: u16 = 28;
+
+/// Reads a possibly compressed name at `pos` as lower-case dotted text (pointers followed, loops refused).
+pub fn read_name(msg: &[u8], mut pos: usize) -> Result<String, WireError> {
+    let mut name = String::new();
+    let mut jumps = 0;
+    let mut wire_len = 0usize;
+    loop {
+        let len = *msg.get(pos).ok_or(WireError::Truncated)?;
+        match len & 0xc0 {
+            0xc0 => {
+                let lo = *msg.get(pos + 1).ok_or(WireError::Truncated)?;
+                let target = (usize::from(len & 0x3f) << 8) | usize::from(lo);
+                jumps += 1;
+                // Pointers must go backwards; a bounded count stops loops either way.
+                if target >= pos || jumps > 64 {
+                    return Err(WireError::BadPointer);
+                }
+                pos = target;
+            }
+            0x00 => {
+                if len == 0 {
+                    return Ok(name);
+                }
+                let l = usize::from(len);
+                let label = msg.get(pos + 1..pos + 1 + l).ok_or(WireError::Truncated)?;
+                wire_len += 1 + l;
+                if wire_len > 255 {
+                    return Err(WireError::NameTooLong);
+                }
+                if !name.is_empty() {
+                    name.push('.');
+                }
+                for &b in label {
+                    push_label_byte(&mut name, b);
+                }
+                pos += 1 + l;
+            }
+            _ => return Err(WireError::BadLabel),
+        }
+    }
 }
 
 /// Walks a whole answer: proves it is well formed and finds its TTLs.
@@ -308,6 +372,7 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
     let mut min_ttl: Option<u32> = None;
     let mut negative_ttl = None;
     let mut opts = 0;
+    let mut inspect: Option<Inspect> = None;
     let sections = [
         (header.ancount, 0u8),
         (header.nscount, 1),
@@ -326,6 +391,9 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
                 if section < 2 {
                     min_ttl = Some(min_ttl.map_or(rr.ttl, |m| m.min(rr.ttl)));
                 }
+                if section == 0 {
+                    inspect_record(msg, &rr, &mut inspect)?;
+                }
                 if section == 1 && rr.rtype == TYPE_SOA && rr.rdlen >= 22 {
                     // SOA MINIMUM is the last 4 octets of the RDATA.
                     let m = rr.next - 4;
@@ -342,7 +410,47 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
         min_ttl,
         negative_ttl,
         answers: header.ancount,
+        inspect: inspect.map(std::sync::Arc::new),
     })
+}
+
+/// Collects what one answer-section record points at.
+fn inspect_record(
+    msg: &[u8],
+    rr: &RecordPos,
+    inspect: &mut Option<Inspect>,
+) -> Result<(), WireError> {
+    let rdata = &msg[rr.rdata_at..rr.next];
+    match rr.rtype {
+        TYPE_CNAME | TYPE_DNAME => {
+            let t = read_name(msg, rr.rdata_at)?;
+            inspect.get_or_insert_with(Inspect::default).targets.push(t);
+        }
+        TYPE_SVCB | TYPE_HTTPS if rr.rdlen > 2 => {
+            // SvcPriority (2 octets), then TargetName (uncompressed; "." means the owner itself).
+            let t = read_name(msg, rr.rdata_at + 2)?;
+            if !t.is_empty() {
+                inspect.get_or_insert_with(Inspect::default).targets.push(t);
+            }
+        }
+        TYPE_A if rdata.len() == 4 => {
+            let a: [u8; 4] = [rdata[0], rdata[1], rdata[2], rdata[3]];
+            inspect
+                .get_or_insert_with(Inspect::default)
+                .addrs
+                .push(std::net::IpAddr::from(a));
+        }
+        TYPE_AAAA if rdata.len() == 16 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(rdata);
+            inspect
+                .get_or_insert_with(Inspect::default)
+                .addrs
+                .push(std::net::IpAddr::from(a));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Sets the message ID.
@@ -489,6 +597,23 @@ mod tests {
         }
         m.extend_from_slice(&[0, 0, 1, 0, 1]);
         assert_eq!(parse_query(&m).unwrap_err(), WireError::NameTooLong);
+    }
+
+    #[test]
+    fn compressed_names_are_read_and_pointer_loops_refused() {
+        // header, then "a.com" at 12, then a name "x" + pointer to 12.
+        let mut m = vec![0u8; 12];
+        m.extend_from_slice(&[1, b'A', 3, b'c', b'o', b'm', 0]);
+        m.extend_from_slice(&[1, b'x', 0xc0, 12]);
+        assert_eq!(read_name(&m, 19).as_deref(), Ok("x.a.com"));
+        // A pointer to itself.
+        let mut m = vec![0u8; 12];
+        m.extend_from_slice(&[0xc0, 12]);
+        assert_eq!(read_name(&m, 12), Err(WireError::BadPointer));
+        // Two pointers pointing at each other.
+        let mut m = vec![0u8; 12];
+        m.extend_from_slice(&[0xc0, 14, 0xc0, 12]);
+        assert!(read_name(&m, 14).is_err());
     }
 
     #[test]

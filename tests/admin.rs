@@ -174,3 +174,52 @@ fn readyz_follows_the_upstream_and_healthz_does_not() {
     assert_eq!(get(stuck_admin, "/healthz"), (200, "ok\n".to_string()));
     assert_eq!(get(stuck_admin, "/nope").0, 404);
 }
+
+#[test]
+fn reloads_and_failed_reloads_are_counted_and_list_entries_follow() {
+    let up = Upstream::start();
+    let dir = TempDir::new("metrics-reload");
+    // Only SIGHUP reloads here, so the counts are exact.
+    let cfg = config(
+        &dir,
+        "127.0.0.1:0",
+        &[up.addr],
+        "\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[reload]\nwatch = false\n",
+    );
+    let server = C2sink::start(&cfg);
+    let admin = server.admin.expect("admin address logged");
+    let pid = server.child.id().to_string();
+    let hup = || {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok);
+    };
+    let wait_metric = |key: &str, want: f64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = parse_metrics(&get(admin, "/metrics").1);
+            if m.get(key) == Some(&want) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{key} never reached {want}: {m:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // A good change: three entries now.
+    dir.write("c2.txt", "evil.example\nc2.test\nthird.example\n");
+    hup();
+    let m = wait_metric("c2sink_reloads_total", 1.0);
+    assert_eq!(value(&m, "c2sink_list_entries{list=\"c2\"}"), 3.0);
+    // A broken config: the reload fails and the three entries stay.
+    std::fs::write(&cfg, "[server\nbroken").expect("write");
+    hup();
+    let m = wait_metric("c2sink_reload_failures_total", 1.0);
+    assert_eq!(value(&m, "c2sink_reloads_total"), 1.0);
+    assert_eq!(value(&m, "c2sink_list_entries{list=\"c2\"}"), 3.0);
+}

@@ -1,148 +1,579 @@
-//! The C2 domain lists: loaded from files, held compactly, asked about every query's name.
+//! The domain lists: loaded from files in several formats, held compactly, asked about every query's name.
+//!
+//! Precedence, in this order:
+//! 1. an allow rule matching the name or a parent (from a `kind = "allow"` list, an AdBlock `@@||x^` exception
+//!    or an RPZ `rpz-passthru.`) means the name is never blocked, whatever the block lists say;
+//! 2. else the first block list, in config order, with a rule matching the name or a parent decides; inside one
+//!    list the most specific rule wins.
 
+mod formats;
 mod matcher;
 mod parse;
+pub mod report;
+mod rpz;
 
-pub use matcher::{DomainSet, Hit, suffix_starts};
-pub use parse::{LineProblem, normalize_domain};
+pub use formats::{Entry, Item, LineParser, detect, parse_ip};
+pub use matcher::{
+    DomainSet, Inserted, Match, Rule, RuleAction, fingerprint, scope, suffix_starts,
+};
+pub use parse::{LineProblem, MAX_LINE, for_each_line, normalize_domain, short};
 
-use crate::config::{Config, SinkholeMode};
+use crate::config::{Config, ListConfig, ListFormat, ListKind};
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Most rules one list may hold; a bigger file is refused rather than exhausting memory.
+pub const MAX_ENTRIES: usize = 20_000_000;
+
+/// How many problems of one list are kept for reports.
+pub const KEPT_PROBLEMS: usize = 20;
 
 /// A list that could not be loaded at all (as opposed to single bad lines in it).
 #[derive(Debug, thiserror::Error)]
-#[error("list \"{name}\" ({}): {source}", path.display())]
+#[error("list \"{name}\" ({}): {problem}", path.display())]
 pub struct ListError {
     pub name: String,
     pub path: PathBuf,
-    #[source]
-    pub source: std::io::Error,
+    pub problem: LoadProblem,
+}
+
+/// Why a list could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadProblem {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a regular file")]
+    NotAFile,
+    #[error(
+        "no valid entries, {invalid} invalid lines (read as format \"{format}\"; is that right?)"
+    )]
+    NothingValid { invalid: u64, format: &'static str },
+    #[error("more than {MAX_ENTRIES} entries")]
+    TooBig,
+}
+
+/// Identity and version of a file on disk, to notice that it changed (or was replaced) without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileStamp {
+    /// The stamp of the file `path` leads to (symlinks followed), `None` when it cannot be read.
+    pub fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+        })
+    }
+}
+
+/// Addresses an RPZ local-data rule answers with.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LocalData {
+    pub v4: Vec<Ipv4Addr>,
+    pub v6: Vec<Ipv6Addr>,
+}
+
+/// What loading a list counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub lines: u64,
+    pub invalid: u64,
+    pub skipped: u64,
+    pub duplicates: u64,
+    pub conflicts: u64,
 }
 
 /// One loaded list and what it holds.
 pub struct List {
     /// Name used in events and summaries.
-    pub name: String,
+    pub name: Arc<str>,
+    /// The config entry it was loaded from (a reload reuses the list when this and the file are unchanged).
+    pub config: ListConfig,
     /// File it was read from.
     pub path: PathBuf,
-    /// Sinkhole mode for this list's matches; `None` falls back to the server's.
-    pub action: Option<SinkholeMode>,
-    /// The listed domains.
-    pub domains: DomainSet,
-    /// Lines that were not valid entries.
+    /// The format it was read as (detected when configured `auto`).
+    pub format: ListFormat,
+    /// Rules that block.
+    pub block: DomainSet,
+    /// Rules that exempt: the whole list when `kind = "allow"`, else its exceptions.
+    pub allow: DomainSet,
+    /// Addresses of RPZ local-data rules, by (fingerprint, scope).
+    pub local: HashMap<(u64, u8), LocalData>,
+    pub counts: Counts,
+    /// The first few invalid lines.
     pub problems: Vec<LineProblem>,
-    /// Count of invalid lines (the `problems` vector keeps only the first few).
-    pub invalid: usize,
-    /// Count of lines repeating an earlier entry.
-    pub duplicates: usize,
+    /// The first few skipped lines (valid, but not something c2sink blocks).
+    pub skips: Vec<LineProblem>,
+    /// The file as it was when reading started.
+    pub stamp: Option<FileStamp>,
 }
 
-/// How many problems of one list are kept for reports.
-pub const KEPT_PROBLEMS: usize = 20;
-
-/// The list that decided a query, and the rule in it.
+/// A block decision and where it came from.
 #[derive(Clone, Copy)]
 pub struct Verdict<'a> {
     pub list: &'a List,
-    pub rule: Hit<'a>,
+    pub rule: Match<'a>,
+    /// The addresses of an RPZ local-data rule.
+    pub local: Option<&'a LocalData>,
+}
+
+/// One rule matching a name, for `check --explain`.
+pub struct Explained<'a> {
+    pub list: &'a List,
+    pub rule: Match<'a>,
+    pub allow: bool,
 }
 
 /// All lists in force; swapped whole on reload so a query sees either the old set or the new one.
 #[derive(Default)]
 pub struct Lists {
-    pub lists: Vec<List>,
+    pub lists: Vec<Arc<List>>,
+    any_allow: bool,
 }
 
 impl List {
-    /// Reads a plain domain list from a file.
-    pub fn load(name: &str, path: &Path, action: Option<SinkholeMode>) -> Result<List, ListError> {
-        let err = |source| ListError {
-            name: name.to_string(),
+    /// Reads a list file as configured; `path` is `cfg.path` resolved against the config folder.
+    pub fn load(cfg: &ListConfig, path: &Path) -> Result<List, ListError> {
+        let err = |problem| ListError {
+            name: cfg.name.clone(),
             path: path.to_path_buf(),
-            source,
+            problem,
         };
-        let size = std::fs::metadata(path).map_err(err)?.len();
-        // Rough pre-size: about 20 bytes a line.
-        let guess = usize::try_from(size / 20).unwrap_or(0).min(1 << 24);
+        let stamp = FileStamp::of(path);
+        let meta = std::fs::metadata(path).map_err(|e| err(e.into()))?;
+        if !meta.is_file() {
+            return Err(err(LoadProblem::NotAFile));
+        }
+        let (detected, estimate) = sample(path, meta.len()).map_err(|e| err(e.into()))?;
+        let format = match cfg.format {
+            ListFormat::Auto => detected,
+            f => f,
+        };
+        let allow_list = cfg.kind == ListKind::Allow;
         let mut list = List {
-            name: name.to_string(),
+            name: Arc::from(cfg.name.as_str()),
+            config: cfg.clone(),
             path: path.to_path_buf(),
-            action,
-            domains: DomainSet::with_capacity(guess, guess * 16),
+            format,
+            block: DomainSet::with_capacity(if allow_list { 0 } else { estimate }),
+            allow: DomainSet::with_capacity(if allow_list { estimate } else { 0 }),
+            local: HashMap::new(),
+            counts: Counts::default(),
             problems: Vec::new(),
-            invalid: 0,
-            duplicates: 0,
+            skips: Vec::new(),
+            stamp,
         };
-        // Invalid lines: all counted, the first few kept for reports.
-        let bad = std::cell::RefCell::new((Vec::new(), 0usize));
-        let note = |p: LineProblem| {
-            let mut b = bad.borrow_mut();
-            b.1 += 1;
-            if b.0.len() < KEPT_PROBLEMS {
-                b.0.push(p);
+        let mut parser = LineParser::new(format);
+        let mut too_big = false;
+        let mut add = |line: u32, item: Item<'_>| {
+            if !list.add(line, item, allow_list) {
+                too_big = true;
             }
         };
-        parse::for_each_line(
-            path,
-            |line, text| match parse::domain_line(text) {
-                None => {}
-                Some(Ok(d)) if !list.domains.insert(&d, line) => list.duplicates += 1,
-                Some(Ok(_)) => {}
-                Some(Err(message)) => note(LineProblem { line, message }),
-            },
-            note,
-        )
-        .map_err(err)?;
-        (list.problems, list.invalid) = bad.into_inner();
-        list.domains.shrink_to_fit();
+        let mut lines = 0u64;
+        for_each_line(path, |line, text| {
+            lines += 1;
+            match text {
+                Ok(text) => parser.line(line, text, &mut add),
+                Err(message) => add(line, Item::Invalid(message)),
+            }
+        })
+        .map_err(|e| err(e.into()))?;
+        parser.finish(&mut add);
+        if too_big {
+            return Err(err(LoadProblem::TooBig));
+        }
+        list.counts.lines = lines;
+        if list.block.is_empty() && list.allow.is_empty() && list.counts.invalid > 0 {
+            return Err(err(LoadProblem::NothingValid {
+                invalid: list.counts.invalid,
+                format: format.as_str(),
+            }));
+        }
+        list.block.shrink_to_fit();
+        list.allow.shrink_to_fit();
         Ok(list)
     }
 
-    /// Entries held.
-    pub fn len(&self) -> usize {
-        self.domains.len()
+    /// Takes one parsed line; false when the list is over [`MAX_ENTRIES`].
+    fn add(&mut self, line: u32, item: Item<'_>, allow_list: bool) -> bool {
+        let note = |kept: &mut Vec<LineProblem>, message: String| {
+            if kept.len() < KEPT_PROBLEMS {
+                kept.push(LineProblem { line, message });
+            }
+        };
+        let e = match item {
+            Item::Entry(e) => e,
+            Item::Skipped(m) => {
+                self.counts.skipped += 1;
+                note(&mut self.skips, m);
+                return true;
+            }
+            Item::Invalid(m) => {
+                self.counts.invalid += 1;
+                note(&mut self.problems, m);
+                return true;
+            }
+        };
+        if self.block.len() + self.allow.len() >= MAX_ENTRIES {
+            return false;
+        }
+        let allow = e.allow || allow_list;
+        let (set, rule) = if allow {
+            let rule = Rule {
+                scope: e.rule.scope,
+                action: RuleAction::Default,
+            };
+            (&mut self.allow, rule)
+        } else {
+            (&mut self.block, e.rule)
+        };
+        let key = fingerprint(e.name);
+        let inserted = set.insert_key(key, rule);
+        match (inserted, e.addr) {
+            (Inserted::New | Inserted::Duplicate, Some(addr))
+                if !allow && rule.action == RuleAction::LocalData =>
+            {
+                let data = self.local.entry((key, rule.scope)).or_default();
+                let added = match addr {
+                    IpAddr::V4(a) if !data.v4.contains(&a) => {
+                        data.v4.push(a);
+                        true
+                    }
+                    IpAddr::V6(a) if !data.v6.contains(&a) => {
+                        data.v6.push(a);
+                        true
+                    }
+                    _ => false,
+                };
+                if !added {
+                    self.counts.duplicates += 1;
+                }
+            }
+            (Inserted::Duplicate, _) => self.counts.duplicates += 1,
+            (Inserted::Conflict(old), _) => {
+                self.counts.conflicts += 1;
+                let message = format!(
+                    "\"{}\": conflicts with an earlier rule for the same name ({:?}), which is kept",
+                    e.name, old.action
+                );
+                note(&mut self.problems, message);
+            }
+            _ => {}
+        }
+        true
     }
 
-    /// True when the list holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.domains.is_empty()
+    /// Logs what loading found: the first invalid lines, then a summary.
+    pub fn log_loaded(&self) {
+        for p in &self.problems {
+            tracing::warn!(list = %self.name, "{}:{}: {}", self.path.display(), p.line, p.message);
+        }
+        let c = &self.counts;
+        if c.invalid > 0 {
+            tracing::warn!(list = %self.name, invalid = c.invalid, "skipped invalid lines");
+        }
+        tracing::info!(
+            list = %self.name,
+            format = self.format.as_str(),
+            entries = self.block.len(),
+            allow = self.allow.len(),
+            skipped = c.skipped,
+            duplicates = c.duplicates,
+            path = %self.path.display(),
+            "list loaded"
+        );
     }
+
+    /// Block rules held.
+    pub fn len(&self) -> usize {
+        self.block.len()
+    }
+
+    /// True when the list holds no rule at all.
+    pub fn is_empty(&self) -> bool {
+        self.block.is_empty() && self.allow.is_empty()
+    }
+
+    /// Bytes the list's tables hold, for memory reports.
+    pub fn heap_bytes(&self) -> usize {
+        self.block.heap_bytes() + self.allow.heap_bytes()
+    }
+
+    /// The file lines (number, text) that produced `rule`, found by reading the file again.
+    pub fn lines_of(&self, rule: &Match<'_>, allow: bool, at_apex: bool) -> Vec<(u32, String)> {
+        let want = if at_apex { scope::EXACT } else { scope::BELOW };
+        let allow_list = self.config.kind == ListKind::Allow;
+        let mut parser = LineParser::new(self.format);
+        let mut found = Vec::new();
+        let mut current = String::new();
+        let _ = for_each_line(&self.path, |line, text| {
+            let Ok(text) = text else { return };
+            current.clear();
+            current.push_str(text.trim());
+            parser.line(line, text, &mut |l, item| {
+                if let Item::Entry(e) = item
+                    && e.name == rule.name
+                    && e.rule.scope & want != 0
+                    && (e.allow || allow_list) == allow
+                    && found.len() < KEPT_PROBLEMS
+                {
+                    found.push((l, short(&current)));
+                }
+            });
+        });
+        found
+    }
+}
+
+/// Reads the head of a file: its detected format and a guess of how many entries it holds.
+fn sample(path: &Path, size: u64) -> std::io::Result<(ListFormat, usize)> {
+    let mut head = Vec::with_capacity(64 * 1024);
+    std::fs::File::open(path)?
+        .take(64 * 1024)
+        .read_to_end(&mut head)?;
+    let text = String::from_utf8_lossy(&head);
+    let lines = head.iter().filter(|&&b| b == b'\n').count().max(1) as u64;
+    let estimate = if head.is_empty() {
+        0
+    } else {
+        size.saturating_mul(lines) / head.len() as u64 + 16
+    };
+    let estimate = usize::try_from(estimate)
+        .unwrap_or(MAX_ENTRIES)
+        .min(MAX_ENTRIES);
+    Ok((detect(&text), estimate))
 }
 
 impl Lists {
     /// Loads every list the config names; any list that cannot be read fails the whole load.
     pub fn load(cfg: &Config) -> Result<Lists, ListError> {
+        Self::load_reusing(cfg, None, |_| {})
+    }
+
+    /// Loads the lists of `cfg`, reusing lists of `old` whose config entry and file are unchanged, so that
+    /// a reload touching one list does not rebuild (nor hold twice in memory) the others. `loaded` is called
+    /// with each list read from disk.
+    pub fn load_reusing(
+        cfg: &Config,
+        old: Option<&Lists>,
+        mut loaded: impl FnMut(&List),
+    ) -> Result<Lists, ListError> {
         let mut lists = Vec::with_capacity(cfg.blocklists.len());
         for l in &cfg.blocklists {
-            lists.push(List::load(&l.name, &cfg.resolve(&l.path), None)?);
+            let path = cfg.resolve(&l.path);
+            let reuse = old.and_then(|o| {
+                o.lists.iter().find(|x| {
+                    x.config == *l
+                        && x.path == path
+                        && x.stamp.is_some()
+                        && x.stamp == FileStamp::of(&path)
+                })
+            });
+            match reuse {
+                Some(list) => lists.push(list.clone()),
+                None => {
+                    let list = List::load(l, &path)?;
+                    loaded(&list);
+                    lists.push(Arc::new(list));
+                }
+            }
         }
-        Ok(Lists { lists })
+        Ok(Lists::new(lists))
     }
 
-    /// The first list (in config order) with a rule matching `name` or a parent of it.
-    pub fn check(&self, name: &str) -> Option<Verdict<'_>> {
-        self.lists.iter().find_map(|list| {
-            list.domains
-                .find_suffix(name)
-                .map(|rule| Verdict { list, rule })
-        })
+    /// Assembles loaded lists.
+    pub fn new(lists: Vec<Arc<List>>) -> Lists {
+        let any_allow = lists.iter().any(|l| !l.allow.is_empty());
+        Lists { lists, any_allow }
     }
 
-    /// Every list and rule that matches `name`, for `check --explain`.
-    pub fn explain(&self, name: &str) -> Vec<Verdict<'_>> {
+    /// The block decision for `name`: `None` when no block list matches or an allow rule exempts it.
+    ///
+    /// Called for every query: no allocation, one hash probe per label per list.
+    pub fn check<'a>(&'a self, name: &'a str) -> Option<Verdict<'a>> {
+        for list in &self.lists {
+            if let Some(rule) = list.block.find_suffix(name) {
+                if self.any_allow && self.allowed(name).is_some() {
+                    return None;
+                }
+                let local = if rule.rule.action == RuleAction::LocalData {
+                    list.local.get(&(fingerprint(rule.name), rule.rule.scope))
+                } else {
+                    None
+                };
+                return Some(Verdict { list, rule, local });
+            }
+        }
+        None
+    }
+
+    /// The first allow rule that exempts `name`, if any.
+    pub fn allowed<'a>(&'a self, name: &'a str) -> Option<(&'a List, Match<'a>)> {
+        self.lists
+            .iter()
+            .find_map(|l| l.allow.find_suffix(name).map(|m| (&**l, m)))
+    }
+
+    /// Every list and rule (block and allow) that matches `name`, most specific first per list.
+    pub fn explain<'a>(&'a self, name: &'a str) -> Vec<Explained<'a>> {
         let mut out = Vec::new();
         for list in &self.lists {
-            for start in suffix_starts(name) {
-                if let Some(rule) = list.domains.get(&name[start..]) {
-                    out.push(Verdict { list, rule });
+            for (set, allow) in [(&list.block, false), (&list.allow, true)] {
+                for start in suffix_starts(name) {
+                    let want = if start == 0 {
+                        scope::EXACT
+                    } else {
+                        scope::BELOW
+                    };
+                    let suffix = &name[start..];
+                    for rule in set.rules_for(fingerprint(suffix)) {
+                        if rule.scope & want != 0 {
+                            out.push(Explained {
+                                list,
+                                rule: Match { name: suffix, rule },
+                                allow,
+                            });
+                        }
+                    }
                 }
             }
         }
         out
     }
 
-    /// Total entries over all lists.
+    /// Total block rules over all lists.
     pub fn total(&self) -> usize {
-        self.lists.iter().map(List::len).sum()
+        self.lists.iter().map(|l| l.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ListFormat;
+
+    fn write(dir: &Path, name: &str, body: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, body).expect("write list");
+        p
+    }
+
+    fn cfg(name: &str, format: ListFormat, kind: ListKind) -> ListConfig {
+        ListConfig {
+            name: name.into(),
+            path: PathBuf::from(name),
+            format,
+            kind,
+            action: None,
+            ipv4: None,
+            ipv6: None,
+        }
+    }
+
+    fn tmp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("c2sink-lists-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("tmp dir");
+        d
+    }
+
+    #[test]
+    fn allow_beats_block_of_a_parent() {
+        let d = tmp("allow");
+        let b = write(&d, "b.txt", b"example.com\n");
+        let a = write(&d, "a.txt", b"good.example.com\n");
+        let block = List::load(&cfg("b", ListFormat::Auto, ListKind::Block), &b).unwrap();
+        let allow = List::load(&cfg("a", ListFormat::Auto, ListKind::Allow), &a).unwrap();
+        let lists = Lists::new(vec![Arc::new(block), Arc::new(allow)]);
+        assert!(lists.check("good.example.com").is_none());
+        assert!(lists.check("x.good.example.com").is_none());
+        let v = lists.check("bad.example.com").expect("blocked");
+        assert_eq!((&*v.list.name, v.rule.name), ("b", "example.com"));
+        let ex = lists.explain("good.example.com");
+        assert_eq!(ex.len(), 2);
+        assert!(
+            ex.iter()
+                .any(|e| e.allow && e.rule.name == "good.example.com")
+        );
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn hostile_file_counts_every_bad_line() {
+        let d = tmp("hostile");
+        let mut body = b"\xef\xbb\xbfA.example\r\nb.example\r\nb.example\r\n".to_vec();
+        body.extend(format!("{}.com\r\n", "x".repeat(300)).as_bytes());
+        body.extend("bücher.example\n\u{0}\nbad..name\nhttp://x.example\n".as_bytes());
+        body.extend(&[0xff, 0xfe, b'\n']);
+        let p = write(&d, "h.txt", &body);
+        let l = List::load(&cfg("h", ListFormat::Domains, ListKind::Block), &p).unwrap();
+        assert_eq!(l.len(), 3, "a, b, bücher");
+        assert_eq!(l.counts.duplicates, 1);
+        assert_eq!(l.counts.invalid, 5, "{:?}", l.problems);
+        assert_eq!(l.problems[0].line, 4);
+        assert!(l.block.get("xn--bcher-kva.example").is_some());
+        // A directory or a missing file is an error, not an empty list.
+        assert!(matches!(
+            List::load(&cfg("d", ListFormat::Auto, ListKind::Block), &d).map_err(|e| e.problem),
+            Err(LoadProblem::NotAFile)
+        ));
+        assert!(
+            List::load(
+                &cfg("m", ListFormat::Auto, ListKind::Block),
+                &d.join("nope")
+            )
+            .is_err()
+        );
+        // Garbage (nothing valid) is refused, so a reload keeps the old list.
+        let g = write(&d, "g.txt", b"<html>\n<body>oops</body>\n");
+        let e = List::load(&cfg("g", ListFormat::Domains, ListKind::Block), &g)
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("no valid entries"), "{e}");
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn rpz_local_data_and_passthru() {
+        let d = tmp("rpz");
+        let p = write(
+            &d,
+            "z.rpz",
+            b"$ORIGIN rpz.test.\n@ SOA a. b. 1 2 3 4 5\nsink.example A 192.0.2.7\nsink.example A 192.0.2.8\n\
+              *.example CNAME .\nok.example CNAME rpz-passthru.\n",
+        );
+        let l = List::load(&cfg("z", ListFormat::Auto, ListKind::Block), &p).unwrap();
+        assert_eq!(l.format, ListFormat::Rpz);
+        let lists = Lists::new(vec![Arc::new(l)]);
+        let v = lists.check("sink.example").expect("local data");
+        assert_eq!(v.rule.rule.action, RuleAction::LocalData);
+        assert_eq!(v.local.map(|d| d.v4.len()), Some(2));
+        assert_eq!(
+            lists.check("x.example").map(|v| v.rule.rule.action),
+            Some(RuleAction::Nxdomain)
+        );
+        assert!(
+            lists.check("example").is_none(),
+            "wildcard owner skips the apex"
+        );
+        assert!(lists.check("ok.example").is_none(), "passthru");
+        let ex = lists.explain("x.example");
+        let lines = ex[0].list.lines_of(&ex[0].rule, false, false);
+        assert_eq!(lines, vec![(5, "*.example CNAME .".to_string())]);
+        std::fs::remove_dir_all(&d).ok();
     }
 }

@@ -1,4 +1,4 @@
-//! Reading list files: one domain per line, `#` comments, blank lines ignored.
+//! Reading list files line by line, and normalizing the names in them.
 //!
 //! Lines are read as a stream, so a huge or hostile file costs memory only for what it lists.
 
@@ -17,23 +17,32 @@ pub struct LineProblem {
 
 /// Turns a list entry into the form the matcher holds: lower case, ASCII (IDN as punycode), no trailing dot.
 pub fn normalize_domain(raw: &str) -> Result<String, String> {
+    let mut out = String::new();
+    normalize_into(raw, &mut out)?;
+    Ok(out)
+}
+
+/// [`normalize_domain`] into a reused buffer, so that loading a big list does not allocate per line.
+pub fn normalize_into(raw: &str, out: &mut String) -> Result<(), String> {
+    out.clear();
     let s = raw.trim().trim_end_matches('.');
     if s.is_empty() {
         return Err("empty domain name".into());
     }
-    let ascii = if s.is_ascii() {
-        s.to_ascii_lowercase()
+    if s.is_ascii() {
+        out.extend(s.chars().map(|c| c.to_ascii_lowercase()));
     } else {
-        idna::domain_to_ascii(s)
-            .map_err(|_| format!("\"{}\" is not a valid IDN name", short(raw)))?
-    };
-    if ascii.len() > 253 {
+        let ascii = idna::domain_to_ascii(s)
+            .map_err(|_| format!("\"{}\" is not a valid IDN name", short(raw)))?;
+        out.push_str(&ascii);
+    }
+    if out.len() > 253 {
         return Err(format!(
             "name is {} characters long (at most 253)",
-            ascii.len()
+            out.len()
         ));
     }
-    for label in ascii.split('.') {
+    for label in out.split('.') {
         if label.is_empty() {
             return Err(format!("\"{}\" has an empty label", short(raw)));
         }
@@ -51,7 +60,10 @@ pub fn normalize_domain(raw: &str) -> Result<String, String> {
             ));
         }
     }
-    Ok(ascii)
+    if out.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err(format!("\"{}\" is an IP address, not a name", short(raw)));
+    }
+    Ok(())
 }
 
 /// Shortens a hostile line for an error message.
@@ -64,11 +76,11 @@ pub fn short(s: &str) -> String {
     }
 }
 
-/// Calls `each` with (line number, text) for every line of a file: BOM and CR stripped, over-long lines reported.
+/// Calls `each` with (line number, text) for every line of a file: BOM and CR stripped; over-long and non-UTF-8
+/// lines come as `Err(message)`.
 pub fn for_each_line(
     path: &Path,
-    mut each: impl FnMut(u32, &str),
-    mut problem: impl FnMut(LineProblem),
+    mut each: impl FnMut(u32, Result<&str, String>),
 ) -> std::io::Result<()> {
     let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
@@ -89,10 +101,7 @@ pub fn for_each_line(
         }
         lineno = lineno.saturating_add(1);
         if buf.len() > MAX_LINE {
-            problem(LineProblem {
-                line: lineno,
-                message: format!("line longer than {MAX_LINE} bytes"),
-            });
+            each(lineno, Err(format!("line longer than {MAX_LINE} bytes")));
             continue;
         }
         let mut bytes = &buf[..];
@@ -103,11 +112,8 @@ pub fn for_each_line(
             bytes = rest;
         }
         match std::str::from_utf8(bytes) {
-            Ok(s) => each(lineno, s),
-            Err(_) => problem(LineProblem {
-                line: lineno,
-                message: "not valid UTF-8".into(),
-            }),
+            Ok(s) => each(lineno, Ok(s)),
+            Err(_) => each(lineno, Err("not valid UTF-8".into())),
         }
     }
     Ok(())
@@ -133,25 +139,6 @@ fn read_line_capped(r: &mut impl BufRead, out: &mut Vec<u8>) -> std::io::Result<
             return Ok(total);
         }
     }
-}
-
-/// The domain in a plain-list line, `None` for blank and comment lines.
-pub fn domain_line(line: &str) -> Option<Result<String, String>> {
-    let content = match line.find('#') {
-        Some(i) => &line[..i],
-        None => line,
-    }
-    .trim();
-    if content.is_empty() {
-        return None;
-    }
-    if content.split_whitespace().count() > 1 {
-        return Some(Err(format!(
-            "\"{}\": more than one word on a domain-list line",
-            short(content)
-        )));
-    }
-    Some(normalize_domain(content))
 }
 
 #[cfg(test)]
@@ -185,22 +172,10 @@ mod tests {
             "a/b",
             &"a".repeat(64),
             &format!("{}.com", "a.".repeat(130)),
+            "192.0.2.1",
         ] {
             assert!(normalize_domain(bad).is_err(), "{bad:?} should be rejected");
         }
-    }
-
-    #[test]
-    fn comments_and_blanks_are_skipped() {
-        assert_eq!(domain_line("# comment"), None);
-        assert_eq!(domain_line("   "), None);
-        assert_eq!(
-            domain_line("a.com # trailing")
-                .and_then(Result::ok)
-                .as_deref(),
-            Some("a.com")
-        );
-        assert!(domain_line("a.com b.com").is_some_and(|r| r.is_err()));
     }
 
     #[test]
@@ -214,11 +189,10 @@ mod tests {
         std::fs::write(&p, data).expect("write");
         let mut lines = Vec::new();
         let mut problems = Vec::new();
-        for_each_line(
-            &p,
-            |n, s| lines.push((n, s.to_string())),
-            |pr| problems.push(pr),
-        )
+        for_each_line(&p, |n, s| match s {
+            Ok(s) => lines.push((n, s.to_string())),
+            Err(e) => problems.push((n, e)),
+        })
         .expect("read");
         assert_eq!(
             lines,
@@ -229,8 +203,8 @@ mod tests {
             ]
         );
         assert_eq!(problems.len(), 1);
-        assert_eq!(problems[0].line, 3);
-        assert!(for_each_line(&dir, |_, _| {}, |_| {}).is_err());
+        assert_eq!(problems[0].0, 3);
+        assert!(for_each_line(&dir, |_, _| {}).is_err());
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -1,0 +1,465 @@
+//! RPZ zone files (Response Policy Zones, as BIND and Unbound load them and threat-intel vendors ship them):
+//! only QNAME triggers, with the actions a resolver can give without asking anyone else.
+//!
+//! | record                         | c2sink does                                   |
+//! |--------------------------------|-----------------------------------------------|
+//! | `name CNAME .`                 | NXDOMAIN                                      |
+//! | `name CNAME *.`                | NODATA (NOERROR, no answer)                   |
+//! | `name CNAME rpz-passthru.`     | allow (never blocked)                         |
+//! | `name CNAME rpz-drop.`         | no answer at all                              |
+//! | `name A 192.0.2.1` / `AAAA`    | answer with these addresses (local data)      |
+//! | `*.name ...`                   | the same for names strictly below `name`      |
+//!
+//! Owners are relative to the zone (`$ORIGIN`, or the SOA owner); absolute owners have the zone name stripped.
+//! SOA and NS records at the apex and `$TTL` are read and ignored. Other triggers (`rpz-ip`, `rpz-nsdname`,
+//! `rpz-nsip`, `rpz-client-ip`), CNAME rewrites to other names, `rpz-tcp-only` and other local-data types are
+//! counted as skipped.
+
+use super::formats::{Entry, Item};
+use super::matcher::{Rule, RuleAction, scope};
+use super::parse::{normalize_into, short};
+use std::net::IpAddr;
+
+/// Labels that mark a trigger other than QNAME.
+const OTHER_TRIGGERS: &[&str] = &["rpz-ip", "rpz-nsdname", "rpz-nsip", "rpz-client-ip"];
+
+/// Where a record's owner lands relative to the zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owner {
+    Apex,
+    /// The trigger name, relative to the zone, lower case, possibly starting with `*.`.
+    Name(String),
+}
+
+/// Parser state across the lines of one zone file.
+#[derive(Default)]
+pub struct Zone {
+    origin: Option<String>,
+    last_owner: Option<Owner>,
+    /// A record spanning lines in parentheses: its first line and text so far.
+    pending: Option<(u32, String)>,
+    depth: i32,
+}
+
+impl Zone {
+    /// Reads one line; rules go to `out` with the line their record started on.
+    pub fn line(
+        &mut self,
+        lineno: u32,
+        text: &str,
+        buf: &mut String,
+        out: &mut dyn FnMut(u32, Item<'_>),
+    ) {
+        let text = strip_comment(text);
+        let (open, close) = parens(text);
+        self.depth += open - close;
+        if let Some((start, mut acc)) = self.pending.take() {
+            acc.push(' ');
+            acc.push_str(text);
+            if self.depth > 0 {
+                self.pending = Some((start, acc));
+            } else {
+                self.depth = 0;
+                self.record(start, &acc, buf, out);
+            }
+            return;
+        }
+        if self.depth > 0 {
+            self.pending = Some((lineno, text.to_string()));
+            return;
+        }
+        self.depth = 0;
+        self.record(lineno, text, buf, out);
+    }
+
+    /// Reports a record whose parentheses never closed.
+    pub fn finish(&mut self, out: &mut dyn FnMut(u32, Item<'_>)) {
+        if let Some((start, _)) = self.pending.take() {
+            out(
+                start,
+                Item::Invalid("parenthesis opened here is never closed".into()),
+            );
+        }
+    }
+
+    fn record(
+        &mut self,
+        lineno: u32,
+        text: &str,
+        buf: &mut String,
+        out: &mut dyn FnMut(u32, Item<'_>),
+    ) {
+        let blank_owner = text.starts_with([' ', '\t']);
+        let cleaned = text.replace(['(', ')'], " ");
+        let mut words = cleaned.split_whitespace().peekable();
+        let Some(&first) = words.peek() else {
+            return;
+        };
+        let invalid = |msg: String| Item::Invalid(msg);
+        if first.starts_with('$') {
+            words.next();
+            let arg = words.next();
+            return match (first.to_ascii_uppercase().as_str(), arg) {
+                ("$TTL", _) => {}
+                ("$ORIGIN", Some(o)) => match self.absolute(o) {
+                    Ok(origin) => self.origin = Some(origin),
+                    Err(e) => out(lineno, invalid(e)),
+                },
+                ("$INCLUDE", _) => out(lineno, invalid("$INCLUDE is not supported".into())),
+                _ => out(
+                    lineno,
+                    invalid(format!("\"{}\": unknown directive", short(text.trim()))),
+                ),
+            };
+        }
+        let owner_text = if blank_owner { None } else { words.next() };
+        // TTL and class, in either order, before the type.
+        let mut rtype = None;
+        for w in words.by_ref().take(3) {
+            let up = w.to_ascii_uppercase();
+            if w.starts_with(|c: char| c.is_ascii_digit())
+                || ["IN", "CH", "HS", "CS"].contains(&up.as_str())
+            {
+                continue;
+            }
+            rtype = Some(up);
+            break;
+        }
+        let Some(rtype) = rtype else {
+            return out(
+                lineno,
+                invalid(format!("\"{}\": no record type", short(text.trim()))),
+            );
+        };
+        let rdata: Vec<&str> = words.collect();
+        let owner = match owner_text {
+            Some(o) => match self.owner(o, &rtype) {
+                Ok(owner) => owner,
+                Err(e) => return out(lineno, invalid(e)),
+            },
+            None => match &self.last_owner {
+                Some(o) => o.clone(),
+                None => return out(lineno, invalid("record without an owner name".into())),
+            },
+        };
+        self.last_owner = Some(owner.clone());
+        let trigger = match owner {
+            Owner::Apex if rtype == "SOA" || rtype == "NS" => return,
+            Owner::Apex => {
+                return out(
+                    lineno,
+                    Item::Skipped(format!("{rtype} record at the zone apex")),
+                );
+            }
+            Owner::Name(t) => t,
+        };
+        if let Some(kind) = trigger
+            .rsplit('.')
+            .next()
+            .filter(|l| OTHER_TRIGGERS.contains(l))
+        {
+            return out(
+                lineno,
+                Item::Skipped(format!(
+                    "{kind} trigger (only QNAME triggers are supported)"
+                )),
+            );
+        }
+        let (base, scope) = match trigger.strip_prefix("*.") {
+            Some(rest) => (rest, scope::BELOW),
+            None => (trigger.as_str(), scope::EXACT),
+        };
+        if base == "*" || trigger == "*" {
+            return out(
+                lineno,
+                invalid("a wildcard owner for every name in the zone".into()),
+            );
+        }
+        let first_rdata = rdata.first().map(|s| s.to_ascii_lowercase());
+        let (action, allow, addr) = match (rtype.as_str(), first_rdata.as_deref()) {
+            (_, None) => {
+                return out(lineno, invalid(format!("{rtype} record without data")));
+            }
+            ("CNAME", Some(".")) => (RuleAction::Nxdomain, false, None),
+            ("CNAME", Some("*.")) => (RuleAction::Nodata, false, None),
+            ("CNAME", Some("rpz-passthru.")) => (RuleAction::Default, true, None),
+            ("CNAME", Some("rpz-drop.")) => (RuleAction::Drop, false, None),
+            ("CNAME", Some(target)) => {
+                return out(
+                    lineno,
+                    Item::Skipped(format!(
+                        "CNAME to \"{}\" (rewrites are not supported)",
+                        short(target)
+                    )),
+                );
+            }
+            ("A", Some(a)) => match a.parse::<std::net::Ipv4Addr>() {
+                Ok(v4) => (RuleAction::LocalData, false, Some(IpAddr::V4(v4))),
+                Err(_) => {
+                    return out(
+                        lineno,
+                        invalid(format!("\"{}\" is not an IPv4 address", short(a))),
+                    );
+                }
+            },
+            ("AAAA", Some(a)) => match a.parse::<std::net::Ipv6Addr>() {
+                Ok(v6) => (RuleAction::LocalData, false, Some(IpAddr::V6(v6))),
+                Err(_) => {
+                    return out(
+                        lineno,
+                        invalid(format!("\"{}\" is not an IPv6 address", short(a))),
+                    );
+                }
+            },
+            ("SOA", _) => return out(lineno, invalid("SOA record below the zone apex".into())),
+            (t, _) => {
+                return out(
+                    lineno,
+                    Item::Skipped(format!(
+                        "{t} record (only A and AAAA local data are supported)"
+                    )),
+                );
+            }
+        };
+        if let Err(e) = normalize_into(base, buf) {
+            return out(lineno, invalid(e));
+        }
+        out(
+            lineno,
+            Item::Entry(Entry {
+                name: buf,
+                rule: Rule { scope, action },
+                allow,
+                addr,
+            }),
+        );
+    }
+
+    /// A name made absolute against `$ORIGIN` (lower case, no trailing dot).
+    fn absolute(&self, name: &str) -> Result<String, String> {
+        let lower = name.to_ascii_lowercase();
+        if let Some(abs) = lower.strip_suffix('.') {
+            return Ok(abs.to_string());
+        }
+        match &self.origin {
+            Some(o) if lower == "@" => Ok(o.clone()),
+            Some(o) => Ok(format!("{lower}.{o}")),
+            None => Err(format!(
+                "\"{}\" is relative but no $ORIGIN is known",
+                short(name)
+            )),
+        }
+    }
+
+    /// Where an owner name falls: the apex, or a trigger relative to the zone.
+    fn owner(&mut self, name: &str, rtype: &str) -> Result<Owner, String> {
+        if name == "@" {
+            return Ok(Owner::Apex);
+        }
+        let lower = name.to_ascii_lowercase();
+        let Some(abs) = lower.strip_suffix('.') else {
+            // Relative to the zone: the trigger is the name as written.
+            return Ok(Owner::Name(lower));
+        };
+        match &self.origin {
+            None if rtype == "SOA" => {
+                self.origin = Some(abs.to_string());
+                Ok(Owner::Apex)
+            }
+            // No zone name known: nothing to strip.
+            None => Ok(Owner::Name(abs.to_string())),
+            Some(o) if abs == o => Ok(Owner::Apex),
+            Some(o) => match abs
+                .strip_suffix(o.as_str())
+                .and_then(|r| r.strip_suffix('.'))
+            {
+                Some(rel) if !rel.is_empty() => Ok(Owner::Name(rel.to_string())),
+                _ => Err(format!("\"{}\" is outside the zone \"{o}\"", short(name))),
+            },
+        }
+    }
+}
+
+/// The part of a zone-file line before a `;` comment (outside quoted strings).
+fn strip_comment(text: &str) -> &str {
+    let mut quoted = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ';' if !quoted => return &text[..i],
+            _ => {}
+        }
+    }
+    text
+}
+
+/// Count of `(` and `)` outside quotes.
+fn parens(text: &str) -> (i32, i32) {
+    let mut quoted = false;
+    let (mut open, mut close) = (0, 0);
+    for c in text.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '(' if !quoted => open += 1,
+            ')' if !quoted => close += 1,
+            _ => {}
+        }
+    }
+    (open, close)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Got = (u32, String, Rule, bool, Option<IpAddr>);
+    type Notes = Vec<(u32, String)>;
+
+    fn parse(text: &str) -> (Vec<Got>, Notes, Notes) {
+        let mut z = Zone::default();
+        let mut buf = String::new();
+        let (mut got, mut skipped, mut invalid) = (Vec::new(), Vec::new(), Vec::new());
+        let mut out = |line: u32, item: Item<'_>| match item {
+            Item::Entry(e) => got.push((line, e.name.to_string(), e.rule, e.allow, e.addr)),
+            Item::Skipped(m) => skipped.push((line, m)),
+            Item::Invalid(m) => invalid.push((line, m)),
+        };
+        for (i, l) in text.lines().enumerate() {
+            z.line(i as u32 + 1, l, &mut buf, &mut out);
+        }
+        z.finish(&mut out);
+        (got, skipped, invalid)
+    }
+
+    fn rule(scope: u8, action: RuleAction) -> Rule {
+        Rule { scope, action }
+    }
+
+    #[test]
+    fn qname_triggers_and_actions() {
+        let zone = "$TTL 300\n\
+            $ORIGIN rpz.example.\n\
+            @ IN SOA ns.rpz.example. admin.rpz.example. (\n\
+                1 ; serial\n\
+                3600 600 86400 300 )\n\
+            \tIN NS ns.rpz.example.\n\
+            nx.test CNAME .\n\
+            *.nx.test 300 IN CNAME .\n\
+            nodata.test IN 60 CNAME *.\n\
+            good.test CNAME rpz-passthru.\n\
+            drop.test CNAME rpz-drop.\n\
+            sink.test A 192.0.2.1\n\
+            \tAAAA 2001:db8::1\n\
+            abs.test.rpz.example. CNAME .\n\
+            ; comment\n\
+            Upper.TEST cname . ; trailing\n";
+        let (got, skipped, invalid) = parse(zone);
+        assert!(invalid.is_empty(), "{invalid:?}");
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    7,
+                    "nx.test".into(),
+                    rule(scope::EXACT, RuleAction::Nxdomain),
+                    false,
+                    None
+                ),
+                (
+                    8,
+                    "nx.test".into(),
+                    rule(scope::BELOW, RuleAction::Nxdomain),
+                    false,
+                    None
+                ),
+                (
+                    9,
+                    "nodata.test".into(),
+                    rule(scope::EXACT, RuleAction::Nodata),
+                    false,
+                    None
+                ),
+                (
+                    10,
+                    "good.test".into(),
+                    rule(scope::EXACT, RuleAction::Default),
+                    true,
+                    None
+                ),
+                (
+                    11,
+                    "drop.test".into(),
+                    rule(scope::EXACT, RuleAction::Drop),
+                    false,
+                    None
+                ),
+                (
+                    12,
+                    "sink.test".into(),
+                    rule(scope::EXACT, RuleAction::LocalData),
+                    false,
+                    Some(v4)
+                ),
+                (
+                    13,
+                    "sink.test".into(),
+                    rule(scope::EXACT, RuleAction::LocalData),
+                    false,
+                    Some(v6)
+                ),
+                (
+                    14,
+                    "abs.test".into(),
+                    rule(scope::EXACT, RuleAction::Nxdomain),
+                    false,
+                    None
+                ),
+                (
+                    16,
+                    "upper.test".into(),
+                    rule(scope::EXACT, RuleAction::Nxdomain),
+                    false,
+                    None
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn unsupported_records_are_skipped_and_bad_ones_invalid() {
+        let zone = "$ORIGIN rpz.example.\n\
+            32.1.2.0.192.rpz-ip CNAME .\n\
+            ns.evil.rpz-nsdname CNAME .\n\
+            rw.test CNAME walled.garden.example.\n\
+            tcp.test CNAME rpz-tcp-only.\n\
+            txt.test TXT \"hello; world\"\n\
+            other.zone. CNAME .\n\
+            bad.test A 999.1.1.1\n\
+            notype.test\n\
+            $INCLUDE other.zone\n\
+            open.test ( CNAME\n";
+        let (got, skipped, invalid) = parse(zone);
+        assert!(got.is_empty(), "{got:?}");
+        let sl: Vec<u32> = skipped.iter().map(|s| s.0).collect();
+        assert_eq!(sl, vec![2, 3, 4, 5, 6]);
+        let il: Vec<u32> = invalid.iter().map(|s| s.0).collect();
+        assert_eq!(il, vec![7, 8, 9, 10, 11], "{invalid:?}");
+    }
+
+    #[test]
+    fn zone_without_origin_takes_owners_as_written() {
+        let (got, _, invalid) = parse("evil.test CNAME .\n*.evil.test CNAME .\n");
+        assert!(invalid.is_empty());
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].2.scope, scope::BELOW);
+        // The SOA owner names the zone when there is no $ORIGIN.
+        let (got, _, invalid) =
+            parse("rpz.local. SOA a. b. 1 2 3 4 5\nx.test.rpz.local. CNAME .\ny.test CNAME .\n");
+        assert!(invalid.is_empty(), "{invalid:?}");
+        let names: Vec<&str> = got.iter().map(|g| g.1.as_str()).collect();
+        assert_eq!(names, vec!["x.test", "y.test"]);
+    }
+}

@@ -1,0 +1,139 @@
+//! What a forwarding router tells about the real client inside the query: its MAC (EDNS option 65001, as
+//! dnsmasq `--add-mac` sends it) and its subnet (EDNS Client Subnet, option 8, RFC 7871).
+//!
+//! Read only for queries that produce an event, never on the plain forwarding path.
+
+use super::Mac;
+use crate::wire::{self, HEADER_LEN, TYPE_OPT};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+const OPT_ECS: u16 = 8;
+const OPT_DNSMASQ_MAC: u16 = 65001;
+
+/// Client facts found in a query's OPT record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hints {
+    pub mac: Option<Mac>,
+    /// Address and source prefix length from EDNS Client Subnet.
+    pub subnet: Option<(IpAddr, u8)>,
+}
+
+/// Reads the hints of a query; anything malformed just yields no hints.
+pub fn hints(msg: &[u8]) -> Hints {
+    read(msg).unwrap_or_default()
+}
+
+fn read(msg: &[u8]) -> Option<Hints> {
+    let h = wire::Header::read(msg).ok()?;
+    let mut pos = HEADER_LEN;
+    for _ in 0..h.qdcount {
+        pos = wire::skip_name(msg, pos).ok()? + 4;
+    }
+    for _ in 0..usize::from(h.ancount) + usize::from(h.nscount) {
+        pos = wire::skip_record(msg, pos).ok()?.next;
+    }
+    let mut out = Hints::default();
+    for _ in 0..h.arcount {
+        let rr = wire::skip_record(msg, pos).ok()?;
+        if rr.rtype == TYPE_OPT {
+            let mut opts = msg.get(rr.rdata_at..rr.next)?;
+            while opts.len() >= 4 {
+                let code = u16::from_be_bytes([opts[0], opts[1]]);
+                let len = usize::from(u16::from_be_bytes([opts[2], opts[3]]));
+                let data = opts.get(4..4 + len)?;
+                match code {
+                    OPT_DNSMASQ_MAC => out.mac = dnsmasq_mac(data),
+                    OPT_ECS => out.subnet = ecs(data),
+                    _ => {}
+                }
+                opts = &opts[4 + len..];
+            }
+        }
+        pos = rr.next;
+    }
+    Some(out)
+}
+
+/// dnsmasq sends the 6 bytes, or with `--add-mac=text` the colon-separated form.
+fn dnsmasq_mac(data: &[u8]) -> Option<Mac> {
+    match <[u8; 6]>::try_from(data) {
+        Ok(b) => Some(Mac(b)),
+        Err(_) => Mac::parse(std::str::from_utf8(data).ok()?),
+    }
+}
+
+/// FAMILY, SOURCE PREFIX-LENGTH, SCOPE PREFIX-LENGTH, ADDRESS (only the prefix's bytes).
+fn ecs(data: &[u8]) -> Option<(IpAddr, u8)> {
+    let family = u16::from_be_bytes([*data.first()?, *data.get(1)?]);
+    let prefix = *data.get(2)?;
+    let addr = data.get(4..)?;
+    match family {
+        1 if prefix <= 32 && addr.len() <= 4 => {
+            let mut b = [0u8; 4];
+            b[..addr.len()].copy_from_slice(addr);
+            Some((IpAddr::V4(Ipv4Addr::from(b)), prefix))
+        }
+        2 if prefix <= 128 && addr.len() <= 16 => {
+            let mut b = [0u8; 16];
+            b[..addr.len()].copy_from_slice(addr);
+            Some((IpAddr::V6(Ipv6Addr::from(b)), prefix))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// A query for "a." with one OPT record holding `opts`.
+    pub fn query_with_options(opts: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let mut m = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, b'a', 0, 0, 1, 0, 1];
+        let mut rdata = Vec::new();
+        for (code, data) in opts {
+            rdata.extend_from_slice(&code.to_be_bytes());
+            rdata.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            rdata.extend_from_slice(data);
+        }
+        m.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0, 0]);
+        m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        m.extend_from_slice(&rdata);
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::query_with_options;
+    use super::*;
+
+    #[test]
+    fn reads_mac_and_client_subnet() {
+        let q = query_with_options(&[
+            (10, vec![1, 2, 3, 4, 5, 6, 7, 8]),
+            (65001, vec![0xaa, 0xbb, 0xcc, 0, 0, 1]),
+            (8, vec![0, 1, 24, 0, 10, 1, 2]),
+        ]);
+        let h = hints(&q);
+        assert_eq!(h.mac, Mac::parse("aa:bb:cc:00:00:01"));
+        assert_eq!(h.subnet, Some(("10.1.2.0".parse().unwrap(), 24)));
+        let q = query_with_options(&[(65001, b"AA:BB:CC:00:00:02".to_vec())]);
+        assert_eq!(hints(&q).mac, Mac::parse("aa:bb:cc:00:00:02"));
+        let q = query_with_options(&[(8, vec![0, 2, 48, 0, 0x20, 1, 0xd, 0xb8, 0, 1])]);
+        assert_eq!(
+            hints(&q).subnet,
+            Some(("2001:db8:1::".parse().unwrap(), 48))
+        );
+    }
+
+    #[test]
+    fn malformed_options_give_no_hints() {
+        // Option length runs past the record.
+        let mut q = query_with_options(&[(65001, vec![1, 2, 3, 4, 5, 6])]);
+        let l = q.len();
+        q[l - 7] = 50;
+        assert_eq!(hints(&q), Hints::default());
+        assert_eq!(hints(&q[..15]), Hints::default());
+        let q = query_with_options(&[(8, vec![0, 1, 40, 0, 1, 2, 3, 4, 5])]);
+        assert_eq!(hints(&q).subnet, None);
+        assert_eq!(hints(&[]), Hints::default());
+    }
+}

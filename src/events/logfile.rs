@@ -1,0 +1,440 @@
+//! A log file that survives what happens to it: rotation by size and/or age with a retention count,
+//! reopening when logrotate moves it (SIGHUP) or someone deletes it, and a full disk or a removed folder
+//! that costs events (counted) but never blocks the writer.
+//!
+//! Durability: each batch of whole lines goes out in one `write()` on an `O_APPEND` file; if the write fails
+//! half-way (disk full) the file is cut back to its last whole line. A crash of c2sink loses nothing already
+//! written; data is `fdatasync`ed at most once a second while lines arrive, before each rotation and at
+//! exit, so a power loss can cost the last second.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+/// When to start a new file, and how many old ones to keep.
+#[derive(Debug, Clone, Default)]
+pub struct Rotation {
+    pub max_size: Option<u64>,
+    pub max_age: Option<Duration>,
+    pub keep: usize,
+    pub gzip: bool,
+}
+
+/// One append-only log file.
+pub struct LogFile {
+    path: PathBuf,
+    rotation: Rotation,
+    file: Option<File>,
+    inode: u64,
+    size: u64,
+    opened: SystemTime,
+    dirty: bool,
+    last_sync: Instant,
+    /// Background gzip jobs, waited for on drop so that no half-compressed file is left at exit.
+    tidying: Vec<std::thread::JoinHandle<()>>,
+}
+
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+impl LogFile {
+    /// Opens (creating) the file for appending; fails if it cannot be opened now.
+    pub fn open(path: &Path, rotation: Rotation) -> std::io::Result<LogFile> {
+        let mut f = LogFile {
+            path: path.to_path_buf(),
+            rotation,
+            file: None,
+            inode: 0,
+            size: 0,
+            opened: SystemTime::now(),
+            dirty: false,
+            last_sync: Instant::now(),
+            tidying: Vec::new(),
+        };
+        f.ensure_open()?;
+        Ok(f)
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes the file so that the next write opens the path again (after logrotate moved it).
+    pub fn reopen(&mut self) {
+        self.sync();
+        self.file = None;
+    }
+
+    /// Appends whole lines in one write; on failure nothing partial is left behind.
+    pub fn write_lines(&mut self, batch: &[u8]) -> std::io::Result<()> {
+        self.follow_path();
+        if self.file.is_some()
+            && self.due(batch.len() as u64)
+            && let Err(e) = self.rotate()
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot rotate log; still appending to it");
+        }
+        self.ensure_open()?;
+        let Some(file) = self.file.as_mut() else {
+            return Err(std::io::Error::other("log file not open"));
+        };
+        if let Err(e) = file.write_all(batch) {
+            // Cut a partial write back to the last whole line (fails harmlessly on devices).
+            let _ = file.set_len(self.size);
+            return Err(e);
+        }
+        self.size += batch.len() as u64;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Called about once a second: syncs recent lines and rotates an idle file that is old enough.
+    pub fn tick(&mut self) {
+        if self.dirty && self.last_sync.elapsed() >= SYNC_EVERY {
+            self.sync();
+        }
+        if self.file.is_some()
+            && self.size > 0
+            && self.due(0)
+            && let Err(e) = self.rotate()
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot rotate log");
+        }
+    }
+
+    /// Flushes written lines to the disk.
+    pub fn sync(&mut self) {
+        if let Some(f) = &self.file
+            && self.dirty
+        {
+            let _ = f.sync_data();
+        }
+        self.dirty = false;
+        self.last_sync = Instant::now();
+    }
+
+    fn due(&self, incoming: u64) -> bool {
+        let by_size = self
+            .rotation
+            .max_size
+            .is_some_and(|max| self.size > 0 && self.size + incoming > max);
+        let by_age = self
+            .rotation
+            .max_age
+            .is_some_and(|age| self.opened.elapsed().is_ok_and(|e| e >= age));
+        by_size || by_age
+    }
+
+    /// Drops the handle when the path no longer leads to our file (deleted, moved, folder removed), and
+    /// takes the file's real length (someone may have truncated it: logrotate's copytruncate).
+    fn follow_path(&mut self) {
+        if self.file.is_none() {
+            return;
+        }
+        match std::fs::metadata(&self.path) {
+            Ok(m) if m.ino() == self.inode => self.size = m.len(),
+            _ => self.file = None,
+        }
+    }
+
+    fn ensure_open(&mut self) -> std::io::Result<()> {
+        if self.file.is_some() {
+            return Ok(());
+        }
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        let m = f.metadata()?;
+        self.inode = m.ino();
+        self.size = m.len();
+        // A file we did not create keeps its age from its creation (or last change) time.
+        self.opened = m
+            .created()
+            .or_else(|_| m.modified())
+            .unwrap_or_else(|_| SystemTime::now())
+            .min(SystemTime::now());
+        if self.size == 0 {
+            self.opened = SystemTime::now();
+        }
+        self.file = Some(f);
+        Ok(())
+    }
+
+    /// Moves the current file aside as `NAME.YYYY-MM-DDTHHMMSSZ`, opens a fresh one, and prunes old ones.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.sync();
+        let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+            .to_string()
+            .replace(':', "");
+        let mut target = rotated_name(&self.path, &stamp, 0);
+        let mut n = 0;
+        while target.exists() || gz(&target).exists() {
+            n += 1;
+            target = rotated_name(&self.path, &stamp, n);
+        }
+        std::fs::rename(&self.path, &target)?;
+        self.file = None;
+        self.ensure_open()?;
+        self.opened = SystemTime::now();
+        tracing::info!(path = %self.path.display(), rotated = %target.display(), "log rotated");
+        let (path, keep, gzip) = (self.path.clone(), self.rotation.keep, self.rotation.gzip);
+        let tidy = move || {
+            if gzip && let Err(e) = compress(&target) {
+                tracing::warn!(path = %target.display(), error = %e, "cannot gzip rotated log");
+            }
+            prune(&path, keep);
+        };
+        if gzip {
+            // Compressing a big file takes seconds: keep it away from the writer.
+            self.tidying.retain(|h| !h.is_finished());
+            match std::thread::Builder::new()
+                .name("c2sink-gzip".into())
+                .spawn(tidy)
+            {
+                Ok(h) => self.tidying.push(h),
+                Err(_) => {
+                    tracing::warn!("cannot start the gzip thread; rotated log left uncompressed")
+                }
+            }
+        } else {
+            tidy();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LogFile {
+    fn drop(&mut self) {
+        self.sync();
+        for h in self.tidying.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn rotated_name(path: &Path, stamp: &str, n: usize) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(".");
+    s.push(stamp);
+    if n > 0 {
+        s.push(format!("-{n:03}"));
+    }
+    PathBuf::from(s)
+}
+
+fn gz(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_os_string();
+    s.push(".gz");
+    PathBuf::from(s)
+}
+
+/// Writes `p.gz` next to `p` (via a temporary name, so no half file is ever seen) and removes `p`.
+fn compress(p: &Path) -> std::io::Result<()> {
+    let out = gz(p);
+    let mut tmp = out.as_os_str().to_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut input = File::open(p)?;
+    let mut enc =
+        flate2::write::GzEncoder::new(File::create(&tmp)?, flate2::Compression::default());
+    std::io::copy(&mut input, &mut enc)?;
+    enc.finish()?.sync_all()?;
+    std::fs::rename(&tmp, &out)?;
+    std::fs::remove_file(p)
+}
+
+/// The rotated files of `path`, oldest first.
+pub fn rotated_files(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let rest = n.strip_prefix(&prefix)?;
+            // Only our own names (YYYY-MM-DDTHHMMSSZ...), never a .tmp in progress nor logrotate's NAME.1.
+            let b = rest.as_bytes();
+            let ours = b.len() >= 18
+                && b[..4].iter().all(u8::is_ascii_digit)
+                && b[4] == b'-'
+                && b[10] == b'T';
+            (ours && !rest.ends_with(".tmp"))
+                .then(|| (rest.trim_end_matches(".gz").to_string(), e.path()))
+        })
+        .collect();
+    out.sort();
+    out.into_iter().map(|(_, p)| p).collect()
+}
+
+fn prune(path: &Path, keep: usize) {
+    let files = rotated_files(path);
+    let excess = files.len().saturating_sub(keep);
+    for old in &files[..excess] {
+        match std::fs::remove_file(old) {
+            Ok(()) => tracing::info!(path = %old.display(), "old log removed (retention)"),
+            Err(e) => tracing::warn!(path = %old.display(), error = %e, "cannot remove old log"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("c2sink-logfile-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn rotates_by_size_and_keeps_the_newest() {
+        let d = tempdir("size");
+        let p = d.join("events.log");
+        let rot = Rotation {
+            max_size: Some(100),
+            max_age: None,
+            keep: 2,
+            gzip: false,
+        };
+        std::fs::write(d.join("events.log.1"), "from logrotate\n").unwrap();
+        let mut f = LogFile::open(&p, rot).unwrap();
+        let line = [b'x'; 39].iter().chain(b"\n").copied().collect::<Vec<u8>>();
+        for _ in 0..12 {
+            f.write_lines(&line).unwrap();
+        }
+        let rotated = rotated_files(&p);
+        assert_eq!(rotated.len(), 2, "{rotated:?}");
+        assert!(
+            std::fs::metadata(d.join("events.log.1")).is_ok(),
+            "logrotate's files are not ours to prune"
+        );
+        for r in &rotated {
+            assert_eq!(std::fs::read(r).unwrap().len(), 80);
+        }
+        // 12 lines: 2 per file; 4 rotations happened, 2 files pruned, the current holds the last 2.
+        assert_eq!(std::fs::read(&p).unwrap().len(), 80);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn rotates_by_age_even_when_idle() {
+        let d = tempdir("age");
+        let p = d.join("events.log");
+        let rot = Rotation {
+            max_size: None,
+            max_age: Some(Duration::from_millis(300)),
+            keep: 3,
+            gzip: false,
+        };
+        let mut f = LogFile::open(&p, rot).unwrap();
+        f.write_lines(b"old\n").unwrap();
+        std::thread::sleep(Duration::from_millis(350));
+        f.tick();
+        assert_eq!(rotated_files(&p).len(), 1);
+        assert_eq!(std::fs::read(&p).unwrap().len(), 0);
+        // An empty file is not rotated.
+        std::thread::sleep(Duration::from_millis(350));
+        f.tick();
+        assert_eq!(rotated_files(&p).len(), 1);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn gzips_rotated_files() {
+        let d = tempdir("gzip");
+        let p = d.join("q.log");
+        let rot = Rotation {
+            max_size: Some(10),
+            max_age: None,
+            keep: 5,
+            gzip: true,
+        };
+        let mut f = LogFile::open(&p, rot).unwrap();
+        f.write_lines(b"first line\n").unwrap();
+        f.write_lines(b"second line\n").unwrap();
+        let mut found = None;
+        for _ in 0..200 {
+            found = rotated_files(&p)
+                .into_iter()
+                .find(|r| r.extension().is_some_and(|e| e == "gz"));
+            if found.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let gzfile = found.expect("a .gz rotated file");
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(File::open(gzfile).unwrap()),
+            &mut text,
+        )
+        .unwrap();
+        assert_eq!(text, "first line\n");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn recreates_a_deleted_file_and_survives_a_removed_folder() {
+        let d = tempdir("gone");
+        let p = d.join("events.log");
+        let mut f = LogFile::open(&p, Rotation::default()).unwrap();
+        f.write_lines(b"a\n").unwrap();
+        std::fs::remove_file(&p).unwrap();
+        f.write_lines(b"b\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "b\n");
+        std::fs::remove_dir_all(&d).unwrap();
+        assert!(f.write_lines(b"c\n").is_err());
+        std::fs::create_dir_all(&d).unwrap();
+        f.write_lines(b"d\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "d\n");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_file_truncated_under_us_is_followed() {
+        let d = tempdir("trunc");
+        let p = d.join("events.log");
+        let rot = Rotation {
+            max_size: Some(30),
+            max_age: None,
+            keep: 3,
+            gzip: false,
+        };
+        let mut f = LogFile::open(&p, rot).unwrap();
+        f.write_lines(b"0123456789012345678\n").unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        f.write_lines(b"after the truncate\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "after the truncate\n");
+        assert!(
+            rotated_files(&p).is_empty(),
+            "no rotation from a stale size"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_full_disk_is_an_error_not_a_panic() {
+        let mut f = LogFile::open(Path::new("/dev/full"), Rotation::default()).unwrap();
+        assert!(f.write_lines(b"x\n").is_err());
+    }
+}

@@ -1,0 +1,475 @@
+//! Block events (the admin's evidence of an infected machine, one JSON line per blocked query) and the optional
+//! full query log (one JSON line per query, for retro-hunts).
+//!
+//! The query path only hands a record to a bounded queue; one writer thread per log formats whole lines and
+//! writes each batch in one go, so lines are never interleaved or cut and a slow or failing disk never slows
+//! answering. When the queue is full or the disk fails, records are counted as dropped and the problem is
+//! logged once (and its end once). File logs rotate and reopen ([`logfile`]); events can go to syslog too.
+
+pub mod logfile;
+pub mod syslog;
+
+pub use logfile::{LogFile, Rotation};
+pub use syslog::{Syslog, SyslogTarget};
+
+use crate::clients::{Attribution, Identity};
+use crate::config::{Config, EventSink, parse_size};
+use serde::Serialize;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, SystemTime};
+
+/// Records that may wait for the writer before new ones are dropped.
+const QUEUE: usize = 65_536;
+/// Most bytes gathered into one write.
+const BATCH_BYTES: usize = 1 << 20;
+/// How often an idle writer wakes to sync, rotate by age and honour `reopen`.
+const TICK: Duration = Duration::from_secs(1);
+
+/// How a client reached c2sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Udp,
+    Tcp,
+    /// DNS over TLS (port 853).
+    Dot,
+    /// DNS over HTTPS.
+    Doh,
+}
+
+/// One blocked query, as captured on the query path.
+#[derive(Debug, Clone)]
+pub struct BlockEvent {
+    pub time: SystemTime,
+    pub client: SocketAddr,
+    pub protocol: Protocol,
+    pub qname: String,
+    pub qtype: u16,
+    pub list: Arc<str>,
+    pub rule: Box<str>,
+    pub action: &'static str,
+    /// The machine behind `client` when the query arrived.
+    pub who: Attribution,
+    /// When the answer, not the question, was blocked: the CNAME/HTTPS target that matched.
+    pub via: Option<Box<str>>,
+    /// The names the answer pointed at, in order (only with `via`).
+    pub chain: Vec<String>,
+}
+
+/// The JSON line written for a block event (field names are part of c2sink's interface).
+#[derive(Serialize)]
+struct Line<'a> {
+    ts: String,
+    kind: &'static str,
+    client_ip: String,
+    client_port: u16,
+    client_mac: Option<String>,
+    client_hostname: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_subnet: Option<String>,
+    protocol: Protocol,
+    qname: &'a str,
+    qtype: std::borrow::Cow<'static, str>,
+    list: &'a str,
+    rule: &'a str,
+    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    chain: &'a [String],
+}
+
+/// Something a log writer turns into one JSON line.
+pub trait Record: Send + 'static {
+    /// The record as one JSON line (no newline).
+    fn to_json(&self) -> String;
+    /// When it happened.
+    fn time(&self) -> SystemTime;
+}
+
+impl Record for BlockEvent {
+    fn to_json(&self) -> String {
+        let line = Line {
+            ts: humantime::format_rfc3339_millis(self.time).to_string(),
+            kind: "block",
+            client_ip: self.client.ip().to_canonical().to_string(),
+            client_port: self.client.port(),
+            client_mac: self.who.mac.map(|m| m.to_string()),
+            client_hostname: self.who.hostname.as_deref(),
+            client_subnet: self.who.subnet.map(|(a, p)| format!("{a}/{p}")),
+            protocol: self.protocol,
+            qname: &self.qname,
+            qtype: crate::wire::type_name(self.qtype),
+            list: &self.list,
+            rule: &self.rule,
+            action: self.action,
+            via: self.via.as_deref(),
+            chain: &self.chain,
+        };
+        serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+    fn time(&self) -> SystemTime {
+        self.time
+    }
+}
+
+impl BlockEvent {
+    /// The event as one JSON line (no newline).
+    pub fn to_json(&self) -> String {
+        Record::to_json(self)
+    }
+}
+
+/// What happened to a query, for the query log (the same outcomes the metrics count).
+pub use crate::telemetry::Outcome;
+
+/// One query of the full query log.
+#[derive(Debug, Clone)]
+pub struct QueryRecord {
+    pub time: SystemTime,
+    pub client: SocketAddr,
+    pub protocol: Protocol,
+    pub qname: String,
+    pub qtype: u16,
+    pub outcome: Outcome,
+    pub latency_us: u64,
+    pub who: Identity,
+}
+
+#[derive(Serialize)]
+struct QueryLine<'a> {
+    ts: String,
+    kind: &'static str,
+    client_ip: String,
+    client_port: u16,
+    client_mac: Option<String>,
+    client_hostname: Option<&'a str>,
+    protocol: Protocol,
+    qname: &'a str,
+    qtype: std::borrow::Cow<'static, str>,
+    outcome: Outcome,
+    latency_us: u64,
+}
+
+impl Record for QueryRecord {
+    fn to_json(&self) -> String {
+        let line = QueryLine {
+            ts: humantime::format_rfc3339_micros(self.time).to_string(),
+            kind: "query",
+            client_ip: self.client.ip().to_canonical().to_string(),
+            client_port: self.client.port(),
+            client_mac: self.who.mac.map(|m| m.to_string()),
+            client_hostname: self.who.hostname.as_deref(),
+            protocol: self.protocol,
+            qname: &self.qname,
+            qtype: crate::wire::type_name(self.qtype),
+            outcome: self.outcome,
+            latency_us: self.latency_us,
+        };
+        serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+    fn time(&self) -> SystemTime {
+        self.time
+    }
+}
+
+/// A callback that sees each record on the writer thread (alerts watch block events this way).
+pub type Tap<T> = Box<dyn FnMut(&T) + Send>;
+
+/// Counters of one log, for metrics and logs.
+#[derive(Default)]
+pub struct EventStats {
+    pub written: AtomicU64,
+    pub dropped: AtomicU64,
+    /// Syslog messages that could not be sent.
+    pub syslog_failed: AtomicU64,
+    full_logged: AtomicBool,
+}
+
+/// Where a writer puts lines.
+enum Output {
+    Stdout,
+    File(LogFile),
+}
+
+/// One log: a bounded queue and the thread that writes it.
+struct Journal<T: Record> {
+    tx: Option<SyncSender<T>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    stats: Arc<EventStats>,
+    reopen: Arc<AtomicBool>,
+    what: &'static str,
+}
+
+impl<T: Record> Journal<T> {
+    fn start(
+        what: &'static str,
+        out: Output,
+        syslog: Option<Syslog>,
+        tap: Option<Tap<T>>,
+    ) -> std::io::Result<Journal<T>> {
+        let (tx, rx) = sync_channel(QUEUE);
+        let stats = Arc::new(EventStats::default());
+        let reopen = Arc::new(AtomicBool::new(false));
+        let mut w = Writer {
+            out,
+            syslog,
+            tap,
+            stats: stats.clone(),
+            reopen: reopen.clone(),
+            what,
+            failing: false,
+            dropped_at_failure: 0,
+        };
+        let writer = std::thread::Builder::new()
+            .name(format!("c2sink-{what}"))
+            .spawn(move || w.run(rx))?;
+        Ok(Journal {
+            tx: Some(tx),
+            writer: Some(writer),
+            stats,
+            reopen,
+            what,
+        })
+    }
+
+    fn record(&self, r: T) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(r) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                if !self.stats.full_logged.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        log = self.what,
+                        "queue full or writer gone: records are being dropped (counted)"
+                    );
+                }
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        self.tx.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// The writer thread's state.
+struct Writer<T> {
+    out: Output,
+    syslog: Option<Syslog>,
+    tap: Option<Tap<T>>,
+    stats: Arc<EventStats>,
+    reopen: Arc<AtomicBool>,
+    what: &'static str,
+    failing: bool,
+    dropped_at_failure: u64,
+}
+
+impl<T: Record> Writer<T> {
+    fn run(&mut self, rx: Receiver<T>) {
+        let mut batch = Vec::with_capacity(1 << 16);
+        loop {
+            let first = match rx.recv_timeout(TICK) {
+                Ok(r) => r,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.maintain();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            batch.clear();
+            let mut lines = 0u64;
+            let mut next = Some(first);
+            // Drain what is queued into one write: whole lines only, few syscalls under load.
+            while let Some(r) = next {
+                let json = r.to_json();
+                if let Some(s) = self.syslog.as_mut() {
+                    let ts = humantime::format_rfc3339_millis(r.time()).to_string();
+                    if s.send(&ts, "block", json.as_bytes()).is_err()
+                        && self.stats.syslog_failed.fetch_add(1, Ordering::Relaxed) == 0
+                    {
+                        tracing::error!("cannot send events to syslog (counting failures)");
+                    }
+                }
+                if let Some(tap) = self.tap.as_mut() {
+                    tap(&r);
+                }
+                batch.extend_from_slice(json.as_bytes());
+                batch.push(b'\n');
+                lines += 1;
+                next = if batch.len() < BATCH_BYTES {
+                    rx.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            self.maintain();
+            self.write(&batch, lines);
+        }
+        if let Output::File(f) = &mut self.out {
+            f.sync();
+        }
+    }
+
+    /// Reopen on request, sync, rotate by age.
+    fn maintain(&mut self) {
+        if let Output::File(f) = &mut self.out {
+            if self.reopen.swap(false, Ordering::Relaxed) {
+                tracing::info!(path = %f.path().display(), "reopening log");
+                f.reopen();
+            }
+            f.tick();
+        }
+    }
+
+    fn write(&mut self, batch: &[u8], lines: u64) {
+        let r = match &mut self.out {
+            Output::Stdout => {
+                let mut o = std::io::stdout().lock();
+                o.write_all(batch).and_then(|()| o.flush())
+            }
+            Output::File(f) => f.write_lines(batch),
+        };
+        match r {
+            Ok(()) => {
+                self.stats.written.fetch_add(lines, Ordering::Relaxed);
+                if std::mem::take(&mut self.failing) {
+                    let lost = self.stats.dropped.load(Ordering::Relaxed) - self.dropped_at_failure;
+                    tracing::warn!(log = self.what, dropped = lost, "log writable again");
+                }
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.failing, true) {
+                    self.dropped_at_failure = self.stats.dropped.load(Ordering::Relaxed);
+                    tracing::error!(log = self.what, error = %e, "cannot write log; dropping records (counted) until it works again");
+                }
+                self.stats.dropped.fetch_add(lines, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The handle the query path uses to record events and queries.
+pub struct Events {
+    blocks: Journal<BlockEvent>,
+    queries: Option<Journal<QueryRecord>>,
+}
+
+impl Events {
+    /// Opens a plain sink for block events (no rotation, no syslog, no query log).
+    pub fn start(sink: &EventSink) -> std::io::Result<Events> {
+        let out = match sink {
+            EventSink::Stdout => Output::Stdout,
+            EventSink::File(p) => Output::File(LogFile::open(p, Rotation::default())?),
+        };
+        Ok(Events {
+            blocks: Journal::start("events", out, None, None)?,
+            queries: None,
+        })
+    }
+
+    /// Opens every log the config asks for; `tap` sees each block event on the writer thread (alerts).
+    pub fn from_config(cfg: &Config, tap: Option<Tap<BlockEvent>>) -> anyhow::Result<Events> {
+        use anyhow::Context;
+        let rotation = Rotation {
+            max_size: cfg
+                .log
+                .rotate_size
+                .as_deref()
+                .map(parse_size)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+            max_age: cfg
+                .log
+                .rotate_every
+                .as_deref()
+                .map(humantime::parse_duration)
+                .transpose()?,
+            keep: cfg.log.keep,
+            gzip: cfg.log.gzip,
+        };
+        let open = |p: &Path| {
+            LogFile::open(p, rotation.clone())
+                .with_context(|| format!("opening log {}", p.display()))
+        };
+        let out = match cfg.event_sink() {
+            EventSink::Stdout => Output::Stdout,
+            EventSink::File(p) => Output::File(open(&p)?),
+        };
+        let syslog = match &cfg.log.syslog {
+            Some(s) => Some(Syslog::new(
+                SyslogTarget::parse(s).map_err(anyhow::Error::msg)?,
+            )),
+            None => None,
+        };
+        let blocks = Journal::start("events", out, syslog, tap)?;
+        let queries = match cfg.query_log() {
+            Some(p) => Some(Journal::start(
+                "queries",
+                Output::File(open(&p)?),
+                None,
+                None,
+            )?),
+            None => None,
+        };
+        Ok(Events { blocks, queries })
+    }
+
+    /// Queues a block event without waiting; counts it as dropped when the writer is behind.
+    pub fn record(&self, ev: BlockEvent) {
+        self.blocks.record(ev);
+    }
+
+    /// True when every query is logged (so the query path builds records only then).
+    pub fn logs_queries(&self) -> bool {
+        self.queries.is_some()
+    }
+
+    /// Queues a query record, if the query log is on.
+    pub fn record_query(&self, q: QueryRecord) {
+        if let Some(j) = &self.queries {
+            j.record(q);
+        }
+    }
+
+    /// Makes the writers open their files again (after logrotate moved them); takes effect within a second.
+    pub fn reopen(&self) {
+        self.blocks.reopen.store(true, Ordering::Relaxed);
+        if let Some(q) = &self.queries {
+            q.reopen.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Counters of the block event log, shared with metrics.
+    pub fn stats(&self) -> Arc<EventStats> {
+        self.blocks.stats.clone()
+    }
+
+    /// Counters of the query log, if it is on.
+    pub fn query_stats(&self) -> Option<Arc<EventStats>> {
+        self.queries.as_ref().map(|q| q.stats.clone())
+    }
+
+    /// Writes every queued record and waits for the writers to finish.
+    pub fn close(&mut self) {
+        self.blocks.close();
+        if let Some(q) = self.queries.as_mut() {
+            q.close();
+        }
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,238 @@
+//! `c2sink hunt`: indicators are published after weeks of beaconing (the 3CX ones were), so look back through
+//! retained query logs (and event logs) for names on a new list, and say which machines asked, and when.
+
+use crate::blocklist::List;
+use crate::report::read::{self, Skipped};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+/// What to scan.
+pub struct Options {
+    pub list: PathBuf,
+    pub logs: Vec<PathBuf>,
+    pub since: Option<SystemTime>,
+    pub until: Option<SystemTime>,
+}
+
+/// Everything found.
+#[derive(Debug, Serialize)]
+pub struct Hunt {
+    pub list: String,
+    pub list_entries: usize,
+    pub files: usize,
+    pub lines_scanned: usize,
+    pub hits: usize,
+    pub clients: Vec<ClientHits>,
+    #[serde(skip)]
+    pub skipped: Skipped,
+}
+
+/// One machine's matching queries.
+#[derive(Debug, Serialize)]
+pub struct ClientHits {
+    /// MAC, else hostname, else IP (as in `report`).
+    pub id: String,
+    pub hostnames: Vec<String>,
+    pub macs: Vec<String>,
+    pub ips: Vec<String>,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub hits: usize,
+    pub names: Vec<NameHits>,
+}
+
+/// One name one machine asked for.
+#[derive(Debug, Serialize)]
+pub struct NameHits {
+    pub qname: String,
+    /// The list entry it matched (the name or a parent of it).
+    pub rule: String,
+    pub hits: usize,
+    pub first_seen: String,
+    pub last_seen: String,
+    /// How c2sink answered then: a query-log outcome, or "blocked" for event-log lines.
+    pub outcomes: Vec<String>,
+}
+
+/// Why a hunt could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum HuntError {
+    #[error(transparent)]
+    List(#[from] crate::blocklist::ListError),
+    #[error("{}: {source}", path.display())]
+    Log {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Default)]
+struct Acc {
+    hostnames: BTreeSet<String>,
+    macs: BTreeSet<String>,
+    ips: BTreeSet<String>,
+    names: BTreeMap<String, (String, Vec<String>, BTreeSet<String>)>,
+}
+
+/// Scans the logs for names on the list. The list's own bad lines are returned for the caller to show.
+pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
+    let name = opts
+        .list
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "hunt".into());
+    let cfg = crate::config::ListConfig {
+        name,
+        path: opts.list.clone(),
+        format: crate::config::ListFormat::Auto,
+        kind: crate::config::ListKind::Block,
+        action: None,
+        ipv4: None,
+        ipv6: None,
+    };
+    let list = List::load(&cfg, &opts.list)?;
+    let mut by_client: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut skipped = Skipped::default();
+    let (mut lines, mut hits) = (0, 0);
+    for path in &opts.logs {
+        read::for_each_entry(path, opts.since, opts.until, &mut skipped, |e| {
+            lines += 1;
+            let Some(rule) = list.block.find_suffix(&e.qname).map(|m| m.text()) else {
+                return;
+            };
+            hits += 1;
+            let mac = e.client_mac.filter(|m| !m.is_empty());
+            let host = e.client_hostname.filter(|h| !h.is_empty());
+            let id = mac
+                .clone()
+                .or_else(|| host.clone())
+                .unwrap_or_else(|| e.client_ip.clone());
+            let a = by_client.entry(id).or_default();
+            a.ips.insert(e.client_ip);
+            a.macs.extend(mac);
+            a.hostnames.extend(host);
+            let n = a
+                .names
+                .entry(e.qname)
+                .or_insert_with(|| (rule, Vec::new(), BTreeSet::new()));
+            n.1.push(e.ts);
+            n.2.insert(if e.kind == "block" {
+                "blocked".to_string()
+            } else {
+                e.outcome.unwrap_or_default()
+            });
+        })
+        .map_err(|source| HuntError::Log {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let mut clients: Vec<ClientHits> = by_client
+        .into_iter()
+        .map(|(id, a)| {
+            let names: Vec<NameHits> = a
+                .names
+                .into_iter()
+                .map(|(qname, (rule, mut ts, outcomes))| {
+                    // RFC 3339 UTC strings sort by time.
+                    ts.sort();
+                    NameHits {
+                        qname,
+                        rule,
+                        hits: ts.len(),
+                        first_seen: ts.first().cloned().unwrap_or_default(),
+                        last_seen: ts.last().cloned().unwrap_or_default(),
+                        outcomes: outcomes.into_iter().collect(),
+                    }
+                })
+                .collect();
+            ClientHits {
+                id,
+                hostnames: a.hostnames.into_iter().collect(),
+                macs: a.macs.into_iter().collect(),
+                ips: a.ips.into_iter().collect(),
+                first_seen: names
+                    .iter()
+                    .map(|n| n.first_seen.clone())
+                    .min()
+                    .unwrap_or_default(),
+                last_seen: names
+                    .iter()
+                    .map(|n| n.last_seen.clone())
+                    .max()
+                    .unwrap_or_default(),
+                hits: names.iter().map(|n| n.hits).sum(),
+                names,
+            }
+        })
+        .collect();
+    clients.sort_by(|a, b| a.first_seen.cmp(&b.first_seen));
+    Ok((
+        Hunt {
+            list: opts.list.display().to_string(),
+            list_entries: list.len(),
+            files: opts.logs.len(),
+            lines_scanned: lines,
+            hits,
+            clients,
+            skipped,
+        },
+        list,
+    ))
+}
+
+/// "2026-11-24T14:00:15.123Z" → "2026-11-24 14:00:15" (UTC).
+fn plain(ts: &str) -> String {
+    ts.get(..19).unwrap_or(ts).replace('T', " ")
+}
+
+impl Hunt {
+    /// For a terminal: a headline, then each machine and the names it asked for.
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "hunt: {} hit{} from {} client{} in {} lines of {} file{} ({} names on the list)",
+            self.hits,
+            if self.hits == 1 { "" } else { "s" },
+            self.clients.len(),
+            if self.clients.len() == 1 { "" } else { "s" },
+            self.lines_scanned,
+            self.files,
+            if self.files == 1 { "" } else { "s" },
+            self.list_entries
+        );
+        for c in &self.clients {
+            let mut who: Vec<String> = c.hostnames.clone();
+            who.extend(c.macs.iter().cloned());
+            who.push(c.ips.join(","));
+            let _ = writeln!(o, "\n{}", who.join("  "));
+            let _ = writeln!(
+                o,
+                "  first {}  last {}  hits {}",
+                plain(&c.first_seen),
+                plain(&c.last_seen),
+                c.hits
+            );
+            for n in &c.names {
+                let _ = writeln!(
+                    o,
+                    "  {}  {} hit{} ({})",
+                    n.qname,
+                    n.hits,
+                    if n.hits == 1 { "" } else { "s" },
+                    n.outcomes.join(",")
+                );
+                let _ = writeln!(o, "    {} .. {}", plain(&n.first_seen), plain(&n.last_seen));
+            }
+        }
+        if self.skipped.count > 0 {
+            let _ = writeln!(o, "\n{} unreadable lines skipped", self.skipped.count);
+        }
+        o
+    }
+}

@@ -1,0 +1,175 @@
+//! Protocol rules that shape replies c2sink makes itself: error replies that keep EDNS (RFC 6891), BADVERS
+//! for EDNS versions it does not speak, and the minimal answer to ANY (RFC 8482) that keeps c2sink from
+//! being an amplifier.
+
+use crate::sinkhole::OUR_PAYLOAD;
+use crate::wire::{self, Edns, HEADER_LEN, Query};
+
+/// The query could not be read.
+pub const RCODE_FORMERR: u16 = 1;
+/// No upstream answered.
+pub const RCODE_SERVFAIL: u16 = 2;
+/// An opcode other than QUERY.
+pub const RCODE_NOTIMP: u16 = 4;
+/// Policy says no (access control, rate limit).
+pub const RCODE_REFUSED: u16 = 5;
+/// EDNS version not supported (extended RCODE, needs an OPT record to carry its upper bits).
+pub const RCODE_BADVERS: u16 = 16;
+
+/// RR type HINFO, used for the RFC 8482 answer.
+const TYPE_HINFO: u16 = 13;
+/// TTL of the RFC 8482 answer (the RFC suggests about an hour).
+const ANY_TTL: u32 = 3600;
+/// Highest EDNS version c2sink speaks.
+pub const EDNS_VERSION: u8 = 0;
+
+/// An error reply to `raw`: header and (when readable) question, with an OPT when the query had one.
+///
+/// RCODEs above 15 go in the OPT's extended-RCODE field.
+pub fn error_reply(raw: &[u8], rcode: u16) -> Vec<u8> {
+    let (qlen, edns) = match wire::parse_query(raw) {
+        Ok(q) => (q.question.len(), q.edns),
+        Err(_) => (0, find_edns(raw)),
+    };
+    let mut out = wire::short_reply(raw, qlen, (rcode & 0x0f) as u8, false);
+    if let Some(e) = edns {
+        push_opt_rcode(&mut out, e, rcode);
+    }
+    out
+}
+
+/// BADVERS for a query whose EDNS version c2sink does not speak, else `None`.
+pub fn check_edns_version(raw: &[u8], query: &Query<'_>) -> Option<Vec<u8>> {
+    match query.edns {
+        Some(e) if e.version > EDNS_VERSION => Some(error_reply(raw, RCODE_BADVERS)),
+        _ => None,
+    }
+}
+
+/// The minimal RFC 8482 answer to an ANY query: one HINFO "RFC8482" "" record for the name.
+pub fn any_answer(query: &Query<'_>) -> Vec<u8> {
+    let q = query.header.flags;
+    // QR, opcode, RD and CD from the query; RA set; NOERROR.
+    let flags: u16 = 0x8000 | (q & 0x7900) | 0x0080 | (q & 0x0010);
+    let mut out = Vec::with_capacity(HEADER_LEN + query.question.len() + 40);
+    out.extend_from_slice(&query.header.id.to_be_bytes());
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]);
+    out.extend_from_slice(query.question);
+    out.extend_from_slice(&[0xc0, HEADER_LEN as u8]);
+    out.extend_from_slice(&TYPE_HINFO.to_be_bytes());
+    out.extend_from_slice(&query.qclass.to_be_bytes());
+    out.extend_from_slice(&ANY_TTL.to_be_bytes());
+    let rdata: &[u8] = b"\x07RFC8482\x00";
+    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    out.extend_from_slice(rdata);
+    if let Some(e) = query.edns {
+        push_opt_rcode(&mut out, e, 0);
+    }
+    out
+}
+
+/// Appends our OPT record (echoing DO) with the upper bits of `rcode`, and counts it.
+fn push_opt_rcode(out: &mut Vec<u8>, e: Edns, rcode: u16) {
+    let start = out.len();
+    wire::push_opt(out, OUR_PAYLOAD, e.dnssec_ok);
+    // OPT layout: name (1), type (2), class (2), then TTL = extended RCODE, version, flags.
+    out[start + 5] = (rcode >> 4) as u8;
+    out[start + 6] = EDNS_VERSION;
+    wire::bump_count(out, 3);
+}
+
+/// The EDNS facts of a message that `parse_query` rejected, read leniently: the first OPT found, if any.
+pub fn find_edns(msg: &[u8]) -> Option<Edns> {
+    let h = wire::Header::read(msg).ok()?;
+    let mut pos = HEADER_LEN;
+    for _ in 0..h.qdcount {
+        pos = wire::skip_name(msg, pos).ok()? + 4;
+    }
+    let records = usize::from(h.ancount) + usize::from(h.nscount);
+    for _ in 0..records {
+        pos = wire::skip_record(msg, pos).ok()?.next;
+    }
+    for _ in 0..h.arcount {
+        let rr = wire::skip_record(msg, pos).ok()?;
+        if rr.rtype == wire::TYPE_OPT {
+            return Some(Edns {
+                payload: rr.class,
+                dnssec_ok: rr.ttl & 0x8000 != 0,
+                version: ((rr.ttl >> 16) & 0xff) as u8,
+            });
+        }
+        pos = rr.next;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Header, answer_shape, parse_query};
+
+    fn query(name: &str, qtype: u16, opt: Option<(u8, bool)>) -> Vec<u8> {
+        let mut m = vec![0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in name.split('.') {
+            m.push(l.len() as u8);
+            m.extend_from_slice(l.as_bytes());
+        }
+        m.push(0);
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&1u16.to_be_bytes());
+        if let Some((version, dnssec_ok)) = opt {
+            wire::push_opt(&mut m, 4096, dnssec_ok);
+            let n = m.len();
+            m[n - 5] = version;
+            m[11] = 1;
+        }
+        m
+    }
+
+    #[test]
+    fn any_gets_one_hinfo_record() {
+        let raw = query("Example.com", wire::TYPE_ANY, Some((0, true)));
+        let q = parse_query(&raw).expect("query");
+        let r = any_answer(&q);
+        let shape = answer_shape(&r).expect("well formed");
+        assert_eq!((shape.header.ancount, shape.header.arcount), (1, 1));
+        assert_eq!(shape.header.id, 0x4242);
+        assert!(r.windows(8).any(|w| w == b"\x07RFC8482"));
+        assert_eq!(&r[13..20], b"Example");
+    }
+
+    #[test]
+    fn unknown_edns_version_gets_badvers_in_opt() {
+        let raw = query("a.com", 1, Some((1, false)));
+        let q = parse_query(&raw).expect("query");
+        let r = check_edns_version(&raw, &q).expect("badvers");
+        let h = Header::read(&r).expect("header");
+        assert_eq!((h.rcode(), h.qdcount, h.arcount), (0, 1, 1));
+        let opt = find_edns(&r).expect("opt");
+        assert_eq!(opt.version, 0);
+        // Extended RCODE 1 in the OPT TTL's first byte: 1 << 4 | 0 = 16.
+        let n = r.len();
+        assert_eq!(r[n - 6], 1);
+        let raw0 = query("a.com", 1, Some((0, false)));
+        assert!(check_edns_version(&raw0, &parse_query(&raw0).expect("q")).is_none());
+    }
+
+    #[test]
+    fn formerr_keeps_opt_when_query_had_one() {
+        let mut raw = query("a.com", 1, Some((0, true)));
+        raw[5] = 2; // claims two questions
+        let r = error_reply(&raw, RCODE_FORMERR);
+        let h = Header::read(&r).expect("header");
+        assert_eq!((h.rcode(), h.qdcount, h.arcount), (1, 0, 0));
+        // Unreadable claim of two questions: the OPT cannot be found either, so none is added.
+        let raw = query("a.com", 1, Some((0, true)));
+        let mut dup = raw.clone();
+        wire::push_opt(&mut dup, 512, false);
+        dup[11] = 2;
+        let r = error_reply(&dup, RCODE_FORMERR);
+        let h = Header::read(&r).expect("header");
+        assert_eq!((h.rcode(), h.arcount), (1, 1));
+        assert!(find_edns(&r).expect("opt").dnssec_ok);
+    }
+}

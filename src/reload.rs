@@ -1,0 +1,218 @@
+//! Applying changed lists and config while serving: on SIGHUP, and when the config file or a list file changes.
+//!
+//! The new policy is built off to the side (on a blocking thread) and swapped in whole; queries keep being
+//! answered from the old one meanwhile. A reload that fails for any reason (config error, missing or garbage
+//! list) keeps the old policy, logs why and is counted. Lists whose config entry and file are unchanged are
+//! shared with the old policy, not rebuilt, so only a changed list is ever held twice.
+//!
+//! Live: `[[blocklists]]` and `[sinkhole]`. Everything else (listen addresses, upstreams, cache, log, ...) is
+//! read at start only; a reload that changes it logs a warning that a restart is needed.
+//!
+//! Changes are found by polling file metadata (device, inode, size, mtime, ctime) rather than inotify: it
+//! sees atomic renames, symlink swaps (Kubernetes ConfigMaps), editors' truncate-then-write and network file
+//! systems alike, costs a few `stat` calls a second and needs no extra crate.
+
+use crate::blocklist::{FileStamp, Lists};
+use crate::config::Config;
+use crate::pipeline::{Pipeline, Policy};
+use crate::sinkhole::Sinkhole;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Stamps of the files a policy was built from.
+type Stamps = Vec<(PathBuf, Option<FileStamp>)>;
+
+/// Reloads the policy of one pipeline from its config file.
+pub struct Reloader {
+    path: PathBuf,
+    pipeline: Arc<Pipeline>,
+    config: Mutex<Config>,
+    /// Reloads that swapped in a new policy.
+    pub reloads: AtomicU64,
+    /// Reloads that failed and kept the old policy.
+    pub failures: AtomicU64,
+}
+
+impl Reloader {
+    /// Installs the SIGHUP handler (so SIGHUP no longer ends the process) and starts watching until
+    /// `shutdown`; await the handle before dropping the pipeline.
+    pub fn spawn(
+        cfg: &Config,
+        pipeline: Arc<Pipeline>,
+        shutdown: CancellationToken,
+        hup: tokio::signal::unix::Signal,
+    ) -> anyhow::Result<(Arc<Reloader>, tokio::task::JoinHandle<()>)> {
+        let r = Arc::new(Reloader {
+            path: cfg.source.clone(),
+            pipeline,
+            config: Mutex::new(cfg.clone()),
+            reloads: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        });
+        let task = tokio::spawn(r.clone().run(hup, shutdown));
+        Ok((r, task))
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        mut hup: tokio::signal::unix::Signal,
+        shutdown: CancellationToken,
+    ) {
+        let mut seen = self.loaded_stamps();
+        let mut settling: Option<Stamps> = None;
+        let reload_cfg = self.config().reload;
+        let mut tick = tokio::time::interval(Duration::from_millis(reload_cfg.interval_ms.max(50)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = hup.recv() => {
+                    seen = self.reload("SIGHUP").await.unwrap_or(seen);
+                    settling = None;
+                }
+                _ = tick.tick(), if self.config().reload.watch => {
+                    let paths: Vec<PathBuf> = seen.iter().map(|(p, _)| p.clone()).collect();
+                    let Ok(now) = tokio::task::spawn_blocking(move || stamps_of(paths)).await else {
+                        continue;
+                    };
+                    if now == seen {
+                        settling = None;
+                    } else if settling.as_ref() == Some(&now) {
+                        // Unchanged since the last look: the writer is done.
+                        settling = None;
+                        seen = self.reload("file changed").await.unwrap_or(now);
+                    } else {
+                        settling = Some(now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn config(&self) -> Config {
+        self.config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The files the current policy came from, as they were when read.
+    fn loaded_stamps(&self) -> Stamps {
+        let policy = self.pipeline.policy.load();
+        let mut out = vec![(self.path.clone(), FileStamp::of(&self.path))];
+        out.extend(policy.lists.lists.iter().map(|l| (l.path.clone(), l.stamp)));
+        out
+    }
+
+    /// Rebuilds and swaps the policy; returns the stamps it was built from, or `None` (old policy kept).
+    pub async fn reload(&self, why: &str) -> Option<Stamps> {
+        let started = Instant::now();
+        let path = self.path.clone();
+        let old_cfg = self.config();
+        let old = self.pipeline.policy.load_full();
+        let built = tokio::task::spawn_blocking(move || build(&path, &old_cfg, &old)).await;
+        let built = match built {
+            Ok(b) => b,
+            Err(e) => Err(anyhow::anyhow!("reload task failed: {e}")),
+        };
+        match built {
+            Ok((cfg, policy, config_stamp)) => {
+                let lists = policy.lists.lists.len();
+                let entries = policy.lists.total();
+                let mut stamps = vec![(self.path.clone(), config_stamp)];
+                stamps.extend(policy.lists.lists.iter().map(|l| (l.path.clone(), l.stamp)));
+                self.pipeline.policy.store(Arc::new(policy));
+                *self.config.lock().unwrap_or_else(|p| p.into_inner()) = cfg;
+                let t = &self.pipeline.telemetry;
+                t.lists_loaded(&self.pipeline.policy.load().lists);
+                t.reloads.increment(1);
+                let n = self.reloads.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::info!(
+                    trigger = why,
+                    lists,
+                    entries,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    reloads = n,
+                    "reloaded"
+                );
+                Some(stamps)
+            }
+            Err(e) => {
+                self.pipeline.telemetry.reload_failures.increment(1);
+                let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::error!(
+                    trigger = why,
+                    failures = n,
+                    "reload failed, still serving the previous lists: {e:#}"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Reads the config and the lists it names into a new policy, reusing unchanged lists of `old`.
+fn build(
+    path: &Path,
+    old_cfg: &Config,
+    old: &Policy,
+) -> anyhow::Result<(Config, Policy, Option<FileStamp>)> {
+    let stamp = FileStamp::of(path);
+    let cfg = Config::load(path).map_err(|e| anyhow::anyhow!("invalid config\n{e}"))?;
+    let lists = Lists::load_reusing(&cfg, Some(&old.lists), |l| l.log_loaded())?;
+    let restart = needs_restart(old_cfg, &cfg);
+    if !restart.is_empty() {
+        tracing::warn!(
+            "config changes to {} need a restart to take effect; lists and [sinkhole] were applied",
+            restart.join(", ")
+        );
+    }
+    let policy = Policy {
+        lists,
+        sinkhole: Sinkhole::from_config(&cfg.sinkhole),
+    };
+    Ok((cfg, policy, stamp))
+}
+
+/// The parts of the config that changed but are only read at start.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    if differs(&old.server, &new.server) {
+        out.push("[server]");
+    }
+    if differs(&old.upstream, &new.upstream) {
+        out.push("[upstream]");
+    }
+    if differs(&old.cache, &new.cache) {
+        out.push("[cache]");
+    }
+    if differs(&old.log, &new.log) {
+        out.push("[log]");
+    }
+    if differs(&old.reload, &new.reload) {
+        out.push("[reload]");
+    }
+    // Sections added later are caught here: everything but the live parts must be equal.
+    let mut a = old.clone();
+    a.blocklists = new.blocklists.clone();
+    a.sinkhole = new.sinkhole.clone();
+    if out.is_empty() && differs(&a, new) {
+        out.push("settings outside [[blocklists]] and [sinkhole]");
+    }
+    out
+}
+
+fn stamps_of(paths: Vec<PathBuf>) -> Stamps {
+    paths
+        .into_iter()
+        .map(|p| {
+            let s = FileStamp::of(&p);
+            (p, s)
+        })
+        .collect()
+}

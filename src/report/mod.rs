@@ -1,0 +1,295 @@
+//! `c2sink report`: reads event logs and answers the incident responder's questions: which machines asked
+//! for C2 names, since when, how often, and which of them beacon on a timer.
+//!
+//! A machine is told apart by its MAC when the event has one, else by its hostname, else by its IP, so that
+//! an IP address reassigned by DHCP half-way does not merge two machines into one.
+
+pub mod cadence;
+pub mod read;
+mod render;
+
+pub use cadence::Cadence;
+
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Output forms of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For a terminal, 80 columns.
+    Table,
+    /// For scripts.
+    Json,
+    /// One row per (client, name), for spreadsheets.
+    Csv,
+    /// One self-contained page with a timeline per client, for the incident team.
+    Html,
+}
+
+/// What to read and which time window to keep.
+pub struct Options {
+    pub files: Vec<PathBuf>,
+    pub since: Option<SystemTime>,
+    pub until: Option<SystemTime>,
+    /// Queries of one client for one name this close together (seconds) are one beacon.
+    pub burst: f64,
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub headline: String,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub files: usize,
+    pub events: usize,
+    pub skipped_lines: usize,
+    /// Clients that asked for at least one blocked name.
+    pub infected: usize,
+    /// Of those, clients with at least one name queried on a timer.
+    pub beaconing: usize,
+    pub clients: Vec<ClientSummary>,
+    pub names: Vec<NameSummary>,
+    #[serde(skip)]
+    pub skipped_examples: Vec<String>,
+}
+
+/// One machine.
+#[derive(Debug, Serialize)]
+pub struct ClientSummary {
+    /// The key the machine is told apart by: MAC, else hostname, else IP.
+    pub id: String,
+    pub hostnames: Vec<String>,
+    pub macs: Vec<String>,
+    pub ips: Vec<String>,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub blocked: usize,
+    pub lists: Vec<String>,
+    pub periodic: bool,
+    pub names: Vec<ClientName>,
+    #[serde(skip)]
+    first: f64,
+    #[serde(skip)]
+    last: f64,
+}
+
+/// One C2 name as one machine asked for it.
+#[derive(Debug, Serialize)]
+pub struct ClientName {
+    pub qname: String,
+    pub blocked: usize,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub cadence: Option<Cadence>,
+    /// Seconds since the epoch of each query (for timelines).
+    #[serde(skip)]
+    times: Vec<f64>,
+}
+
+/// One C2 name over all machines.
+#[derive(Debug, Serialize)]
+pub struct NameSummary {
+    pub qname: String,
+    pub blocked: usize,
+    pub clients: Vec<String>,
+    pub lists: Vec<String>,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+#[derive(Default)]
+struct ClientAcc {
+    hostnames: BTreeSet<String>,
+    macs: BTreeSet<String>,
+    ips: BTreeSet<String>,
+    lists: BTreeSet<String>,
+    names: BTreeMap<String, Vec<f64>>,
+}
+
+#[derive(Default)]
+struct NameAcc {
+    clients: BTreeSet<String>,
+    lists: BTreeSet<String>,
+    times: Vec<f64>,
+}
+
+/// A log that could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct ReadError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Reads the logs and builds the report.
+pub fn build(opts: &Options) -> Result<Report, ReadError> {
+    let mut clients: BTreeMap<String, ClientAcc> = BTreeMap::new();
+    let mut names: BTreeMap<String, NameAcc> = BTreeMap::new();
+    let mut skipped = read::Skipped::default();
+    let mut events = 0;
+    for path in &opts.files {
+        read::for_each_entry(path, opts.since, opts.until, &mut skipped, |e| {
+            if e.kind != "block" {
+                return;
+            }
+            events += 1;
+            let t = secs(e.time);
+            let mac = e.client_mac.filter(|m| !m.is_empty());
+            let host = e.client_hostname.filter(|h| !h.is_empty());
+            let id = mac
+                .clone()
+                .or_else(|| host.clone())
+                .unwrap_or_else(|| e.client_ip.clone());
+            let c = clients.entry(id.clone()).or_default();
+            c.ips.insert(e.client_ip);
+            c.macs.extend(mac);
+            c.hostnames.extend(host);
+            c.names.entry(e.qname.clone()).or_default().push(t);
+            let n = names.entry(e.qname).or_default();
+            n.clients.insert(id);
+            n.times.push(t);
+            if let Some(l) = e.list {
+                c.lists.insert(l.clone());
+                n.lists.insert(l);
+            }
+        })
+        .map_err(|source| ReadError {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let mut out: Vec<ClientSummary> = clients
+        .into_iter()
+        .map(|(id, c)| summarize_client(id, c, opts.burst))
+        .collect();
+    out.sort_by(|a, b| {
+        b.periodic
+            .cmp(&a.periodic)
+            .then(b.blocked.cmp(&a.blocked))
+            .then(a.id.cmp(&b.id))
+    });
+    let mut name_out: Vec<NameSummary> = names
+        .into_iter()
+        .map(|(qname, n)| {
+            let (first, last) = span(&n.times);
+            NameSummary {
+                qname,
+                blocked: n.times.len(),
+                clients: n.clients.into_iter().collect(),
+                lists: n.lists.into_iter().collect(),
+                first_seen: iso(first),
+                last_seen: iso(last),
+            }
+        })
+        .collect();
+    name_out.sort_by(|a, b| {
+        b.clients
+            .len()
+            .cmp(&a.clients.len())
+            .then(b.blocked.cmp(&a.blocked))
+    });
+    let infected = out.len();
+    let beaconing = out.iter().filter(|c| c.periodic).count();
+    let headline = match infected {
+        0 => "No client asked for a blocked name in these logs.".to_string(),
+        n => format!(
+            "{n} client{} look{} infected; {beaconing} beacon{} on a timer.",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "s" } else { "" },
+            if beaconing == 1 { "s" } else { "" },
+        ),
+    };
+    Ok(Report {
+        headline,
+        since: opts.since.map(|t| iso(secs(t))),
+        until: opts.until.map(|t| iso(secs(t))),
+        files: opts.files.len(),
+        events,
+        skipped_lines: skipped.count,
+        infected,
+        beaconing,
+        clients: out,
+        names: name_out,
+        skipped_examples: skipped.examples,
+    })
+}
+
+fn summarize_client(id: String, c: ClientAcc, burst: f64) -> ClientSummary {
+    let mut names: Vec<ClientName> = c
+        .names
+        .into_iter()
+        .map(|(qname, mut times)| {
+            times.sort_by(f64::total_cmp);
+            let (first, last) = span(&times);
+            ClientName {
+                qname,
+                blocked: times.len(),
+                first_seen: iso(first),
+                last_seen: iso(last),
+                cadence: cadence::estimate(&times, burst),
+                times,
+            }
+        })
+        .collect();
+    names.sort_by(|a, b| b.blocked.cmp(&a.blocked).then(a.qname.cmp(&b.qname)));
+    let first = names
+        .iter()
+        .map(|n| span(&n.times).0)
+        .fold(f64::INFINITY, f64::min);
+    let last = names
+        .iter()
+        .map(|n| span(&n.times).1)
+        .fold(f64::NEG_INFINITY, f64::max);
+    ClientSummary {
+        id,
+        hostnames: c.hostnames.into_iter().collect(),
+        macs: c.macs.into_iter().collect(),
+        ips: c.ips.into_iter().collect(),
+        first_seen: iso(first),
+        last_seen: iso(last),
+        blocked: names.iter().map(|n| n.blocked).sum(),
+        lists: c.lists.into_iter().collect(),
+        periodic: names.iter().any(|n| n.cadence.is_some_and(|c| c.periodic)),
+        names,
+        first,
+        last,
+    }
+}
+
+impl Report {
+    /// The report in the requested form.
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Table => render::table(self),
+            Format::Json => serde_json::to_string_pretty(self).unwrap_or_default() + "\n",
+            Format::Csv => render::csv(self),
+            Format::Html => render::html(self),
+        }
+    }
+}
+
+fn secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn span(times: &[f64]) -> (f64, f64) {
+    times
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &t| {
+            (lo.min(t), hi.max(t))
+        })
+}
+
+/// RFC 3339 to the millisecond (as events are written), UTC.
+fn iso(t: f64) -> String {
+    if !t.is_finite() || t < 0.0 {
+        return String::new();
+    }
+    let st = UNIX_EPOCH + std::time::Duration::from_secs_f64(t);
+    humantime::format_rfc3339_millis(st).to_string()
+}

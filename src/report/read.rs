@@ -1,0 +1,188 @@
+//! Reading c2sink's JSON-line logs back: plain, rotated or gzipped, skipping (and counting) lines that are
+//! not c2sink records, so a report over a month of files never stops at one damaged line.
+
+use serde::Deserialize;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::time::SystemTime;
+
+/// A line of an event log or query log, with the fields reports need.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Entry {
+    pub ts: String,
+    pub kind: String,
+    pub client_ip: String,
+    #[serde(default)]
+    pub client_mac: Option<String>,
+    #[serde(default)]
+    pub client_hostname: Option<String>,
+    pub qname: String,
+    #[serde(default)]
+    pub qtype: Option<String>,
+    #[serde(default)]
+    pub list: Option<String>,
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// `ts` parsed.
+    #[serde(skip, default = "epoch")]
+    pub time: SystemTime,
+}
+
+fn epoch() -> SystemTime {
+    SystemTime::UNIX_EPOCH
+}
+
+/// Lines that could not be read, for the summary.
+#[derive(Debug, Default)]
+pub struct Skipped {
+    pub count: usize,
+    /// The first few, as "file:line: problem".
+    pub examples: Vec<String>,
+}
+
+impl Skipped {
+    fn note(&mut self, file: &Path, line: usize, why: impl std::fmt::Display) {
+        self.count += 1;
+        if self.examples.len() < 5 {
+            self.examples
+                .push(format!("{}:{line}: {why}", file.display()));
+        }
+    }
+}
+
+/// Opens a log, decompressing it when it is gzip (by content, whatever its name).
+pub fn open(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
+    let mut f = std::fs::File::open(path)?;
+    let mut magic = [0u8; 2];
+    let n = f.read(&mut magic)?;
+    let head = std::io::Cursor::new(magic[..n].to_vec()).chain(f);
+    if n == 2 && magic == [0x1f, 0x8b] {
+        Ok(Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(
+            head,
+        ))))
+    } else {
+        Ok(Box::new(BufReader::new(head)))
+    }
+}
+
+/// Calls `each` for every readable entry of `path` within `[since, until)`.
+pub fn for_each_entry(
+    path: &Path,
+    since: Option<SystemTime>,
+    until: Option<SystemTime>,
+    skipped: &mut Skipped,
+    mut each: impl FnMut(Entry),
+) -> std::io::Result<()> {
+    let r = open(path)?;
+    for (i, line) in r.split(b'\n').enumerate() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                // A gzip file cut short (still being written) ends the file, not the report.
+                skipped.note(path, i + 1, e);
+                break;
+            }
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let mut e: Entry = match serde_json::from_slice(&line) {
+            Ok(e) => e,
+            Err(err) => {
+                skipped.note(path, i + 1, err);
+                continue;
+            }
+        };
+        let Ok(t) = humantime::parse_rfc3339(&e.ts) else {
+            skipped.note(path, i + 1, format!("bad ts \"{}\"", e.ts));
+            continue;
+        };
+        if since.is_some_and(|s| t < s) || until.is_some_and(|u| t >= u) {
+            continue;
+        }
+        e.time = t;
+        each(e);
+    }
+    Ok(())
+}
+
+/// Reads `--since` / `--until`: RFC 3339 ("2026-11-27T10:00:00Z"), "2026-11-27 10:00[:00]", a date
+/// "2026-11-27" (midnight UTC), or a duration back from now ("24h", "7d").
+pub fn parse_when(s: &str, now: SystemTime) -> Result<SystemTime, String> {
+    let t = s.trim();
+    if let Ok(v) = humantime::parse_rfc3339_weak(t) {
+        return Ok(v);
+    }
+    if t.len() == 10
+        && let Ok(v) = humantime::parse_rfc3339_weak(&format!("{t} 00:00:00"))
+    {
+        return Ok(v);
+    }
+    if t.len() == 16
+        && let Ok(v) = humantime::parse_rfc3339_weak(&format!("{t}:00"))
+    {
+        return Ok(v);
+    }
+    if let Ok(d) = humantime::parse_duration(t) {
+        return now
+            .checked_sub(d)
+            .ok_or_else(|| format!("\"{s}\" reaches before 1970"));
+    }
+    Err(format!(
+        "\"{s}\" is not a time: use 2026-11-27, \"2026-11-27 10:00\", 2026-11-27T10:00:00Z or a duration back from now like 24h"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn parses_the_time_forms() {
+        let now = humantime::parse_rfc3339("2026-11-27T12:00:00Z").unwrap();
+        let at = |s: &str| humantime::parse_rfc3339(s).unwrap();
+        assert_eq!(
+            parse_when("2026-11-27", now),
+            Ok(at("2026-11-27T00:00:00Z"))
+        );
+        assert_eq!(
+            parse_when("2026-11-27 10:30", now),
+            Ok(at("2026-11-27T10:30:00Z"))
+        );
+        assert_eq!(
+            parse_when("2026-11-27T10:30:05Z", now),
+            Ok(at("2026-11-27T10:30:05Z"))
+        );
+        assert_eq!(parse_when("2h", now), Ok(now - Duration::from_secs(7200)));
+        assert!(parse_when("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn reads_plain_and_gzip_and_skips_bad_lines() {
+        let dir = std::env::temp_dir().join(format!("c2sink-read-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = "{\"ts\":\"2026-11-27T10:00:00.000Z\",\"kind\":\"block\",\"client_ip\":\"10.0.0.1\",\"qname\":\"a.example\"}\n\
+                    not json\n\n\
+                    {\"ts\":\"2026-11-27T11:00:00.000Z\",\"kind\":\"block\",\"client_ip\":\"10.0.0.1\",\"qname\":\"b.example\",\"client_mac\":null}\n";
+        let plain = dir.join("e.log");
+        std::fs::write(&plain, text).unwrap();
+        let gzp = dir.join("e.log.1");
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(&gzp).unwrap(),
+            flate2::Compression::fast(),
+        );
+        std::io::Write::write_all(&mut enc, text.as_bytes()).unwrap();
+        enc.finish().unwrap();
+        for p in [&plain, &gzp] {
+            let mut names = Vec::new();
+            let mut sk = Skipped::default();
+            let since = humantime::parse_rfc3339("2026-11-27T10:30:00Z").ok();
+            for_each_entry(p, since, None, &mut sk, |e| names.push(e.qname)).unwrap();
+            assert_eq!(names, vec!["b.example"]);
+            assert_eq!(sk.count, 1);
+            assert!(sk.examples[0].contains(":2:"), "{:?}", sk.examples);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

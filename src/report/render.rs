@@ -1,0 +1,442 @@
+//! The report as text: an 80-column table, CSV, and one self-contained HTML page with inline SVG timelines.
+
+use super::{ClientSummary, Report};
+use std::fmt::Write;
+
+const WIDTH: usize = 80;
+
+/// "2026-11-27T10:00:00.123Z" → "2026-11-27 10:00:00" (the table shows seconds; json/csv keep milliseconds).
+fn plain(iso: &str) -> String {
+    iso.get(..19).unwrap_or(iso).replace('T', " ")
+}
+
+/// "2026-11-27T10:00:00Z" → "11-27 10:00".
+fn short(iso: &str) -> String {
+    iso.get(5..16)
+        .map(|s| s.replace('T', " "))
+        .unwrap_or_default()
+}
+
+/// Cuts a string to `n` characters, marking the cut.
+fn fit(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('~');
+        t
+    }
+}
+
+fn every(seconds: f64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(
+        seconds.round().max(0.0) as u64
+    ))
+    .to_string()
+    .replace(' ', "")
+}
+
+/// How a machine is shown: its hostname(s), else its MAC, else its IP.
+fn label(c: &ClientSummary) -> String {
+    if c.hostnames.is_empty() {
+        c.id.clone()
+    } else {
+        c.hostnames.join("/")
+    }
+}
+
+/// Readable in an 80-column terminal.
+pub fn table(r: &Report) -> String {
+    let mut o = String::new();
+    let window = match (&r.since, &r.until) {
+        (None, None) => String::new(),
+        (s, u) => format!(
+            ", {} .. {}",
+            s.as_deref().map(plain).unwrap_or_else(|| "start".into()),
+            u.as_deref().map(plain).unwrap_or_else(|| "end".into())
+        ),
+    };
+    let _ = writeln!(
+        o,
+        "{}",
+        fit(
+            &format!(
+                "c2sink report: {} block events in {} file{}{window} (UTC)",
+                r.events,
+                r.files,
+                if r.files == 1 { "" } else { "s" }
+            ),
+            WIDTH
+        )
+    );
+    let _ = writeln!(o, "{}", r.headline);
+    for c in &r.clients {
+        let name = label(c);
+        let mut who = vec![name.clone()];
+        who.extend(c.macs.iter().filter(|m| **m != name).cloned());
+        let ips = c.ips.join(",");
+        if ips != name {
+            who.push(ips);
+        }
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "{}",
+            fit(
+                &format!(
+                    "{} {}",
+                    if c.periodic { "BEACONING" } else { "CLIENT" },
+                    who.join("  ")
+                ),
+                WIDTH
+            )
+        );
+        let _ = writeln!(
+            o,
+            "{}",
+            fit(
+                &format!(
+                    "  first {}  last {}  blocked {}  lists {}",
+                    plain(&c.first_seen),
+                    plain(&c.last_seen),
+                    c.blocked,
+                    c.lists.join(",")
+                ),
+                WIDTH
+            )
+        );
+        let _ = writeln!(
+            o,
+            "  {:<36} {:>7}  {:<9} {:>6}",
+            "C2 NAME", "QUERIES", "EVERY", "SPREAD"
+        );
+        for n in &c.names {
+            let (ev, spread, flag) = match n.cadence {
+                Some(k) => (
+                    every(k.median_interval_s),
+                    format!("{:.0}%", (k.regularity * 100.0).min(999.0)),
+                    if k.periodic { "PERIODIC" } else { "" },
+                ),
+                None => ("-".into(), "-".into(), ""),
+            };
+            let _ = writeln!(
+                o,
+                "  {:<36} {:>7}  {:<9} {:>6}  {flag}",
+                fit(&n.qname, 36),
+                n.blocked,
+                fit(&ev, 9),
+                spread
+            );
+        }
+    }
+    if !r.names.is_empty() {
+        let labels: std::collections::HashMap<&str, String> = r
+            .clients
+            .iter()
+            .map(|c| (c.id.as_str(), label(c)))
+            .collect();
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "  {:<34} {:>7} {:>7}  {:<11}  {:<11}",
+            "C2 NAME", "CLIENTS", "QUERIES", "FIRST", "LAST"
+        );
+        for n in &r.names {
+            let _ = writeln!(
+                o,
+                "  {:<34} {:>7} {:>7}  {:<11}  {:<11}",
+                fit(&n.qname, 34),
+                n.clients.len(),
+                n.blocked,
+                short(&n.first_seen),
+                short(&n.last_seen)
+            );
+            let who: Vec<&str> = n
+                .clients
+                .iter()
+                .map(|id| labels.get(id.as_str()).map_or(id.as_str(), String::as_str))
+                .collect();
+            let _ = writeln!(o, "{}", fit(&format!("    {}", who.join(", ")), WIDTH));
+        }
+    }
+    if r.skipped_lines > 0 {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "{} unreadable lines skipped, e.g.:", r.skipped_lines);
+        for e in &r.skipped_examples {
+            let _ = writeln!(o, "  {}", fit(e, WIDTH - 2));
+        }
+    }
+    o.lines().map(|l| format!("{}\n", l.trim_end())).collect()
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// One row per (client, name).
+pub fn csv(r: &Report) -> String {
+    let mut o = String::from(
+        "client,hostname,mac,ips,qname,lists,blocked,first_seen,last_seen,beacons,median_interval_s,regularity,periodic\n",
+    );
+    for c in &r.clients {
+        for n in &c.names {
+            let (beacons, med, reg, per) = match n.cadence {
+                Some(k) => (
+                    k.beacons.to_string(),
+                    format!("{:.1}", k.median_interval_s),
+                    format!("{:.3}", k.regularity),
+                    k.periodic.to_string(),
+                ),
+                None => (
+                    n.blocked.min(1).to_string(),
+                    String::new(),
+                    String::new(),
+                    "false".into(),
+                ),
+            };
+            let row = [
+                c.id.clone(),
+                c.hostnames.join(" "),
+                c.macs.join(" "),
+                c.ips.join(" "),
+                n.qname.clone(),
+                c.lists.join(" "),
+                n.blocked.to_string(),
+                n.first_seen.clone(),
+                n.last_seen.clone(),
+                beacons,
+                med,
+                reg,
+                per,
+            ];
+            let row: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
+            let _ = writeln!(o, "{}", row.join(","));
+        }
+    }
+    o
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
+table{border-collapse:collapse;margin:1em 0}td,th{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left}\
+.headline{font-size:1.3em;font-weight:bold}.periodic{color:#b00020;font-weight:bold}\
+svg{background:#fafafa;border:1px solid #ddd}svg text{font-size:11px;font-family:monospace}";
+
+/// One page, no external assets: summary tables and a timeline of queries per infected client.
+pub fn html(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>c2sink report</title><style>{STYLE}</style></head><body>\n<h1>c2sink report</h1>\n<p class=\"headline\">{}</p>\n<p>{} block events from {} file(s){}{}.</p>\n",
+        esc(&r.headline),
+        r.events,
+        r.files,
+        r.since
+            .as_deref()
+            .map(|s| format!(", since {}", esc(s)))
+            .unwrap_or_default(),
+        r.until
+            .as_deref()
+            .map(|s| format!(", until {}", esc(s)))
+            .unwrap_or_default(),
+    );
+    o.push_str("<h2>Clients</h2>\n<table><tr><th>Client</th><th>MAC</th><th>IP</th><th>First seen</th><th>Last seen</th><th>Blocked</th><th>C2 names</th><th>Beacon</th></tr>\n");
+    for c in &r.clients {
+        let beacon = c
+            .names
+            .iter()
+            .filter_map(|n| n.cadence.filter(|k| k.periodic).map(|k| (n, k)))
+            .map(|(n, k)| format!("{} every {}", esc(&n.qname), every(k.median_interval_s)))
+            .collect::<Vec<_>>()
+            .join("<br>");
+        let _ = writeln!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"periodic\">{}</td></tr>",
+            esc(&label(c)),
+            esc(&c.macs.join(" ")),
+            esc(&c.ips.join(" ")),
+            esc(&plain(&c.first_seen)),
+            esc(&plain(&c.last_seen)),
+            c.blocked,
+            c.names.len(),
+            beacon
+        );
+    }
+    o.push_str("</table>\n<h2>Timelines</h2>\n");
+    let lo = r
+        .clients
+        .iter()
+        .map(|c| c.first)
+        .fold(f64::INFINITY, f64::min);
+    let hi = r
+        .clients
+        .iter()
+        .map(|c| c.last)
+        .fold(f64::NEG_INFINITY, f64::max);
+    for c in &r.clients {
+        let _ = writeln!(o, "<h3>{}</h3>", esc(&label(c)));
+        o.push_str(&timeline(c, lo, hi));
+    }
+    o.push_str("<h2>C2 names</h2>\n<table><tr><th>Name</th><th>Clients</th><th>Queries</th><th>First seen</th><th>Last seen</th></tr>\n");
+    for n in &r.names {
+        let _ = writeln!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&n.qname),
+            esc(&n.clients.join(", ")),
+            n.blocked,
+            esc(&plain(&n.first_seen)),
+            esc(&plain(&n.last_seen))
+        );
+    }
+    o.push_str("</table>\n</body></html>\n");
+    o
+}
+
+/// An inline SVG: one row per C2 name, one dot per query, on the report's common time axis.
+fn timeline(c: &ClientSummary, lo: f64, hi: f64) -> String {
+    const W: f64 = 900.0;
+    const X0: f64 = 250.0;
+    const X1: f64 = 885.0;
+    const ROW: f64 = 22.0;
+    const TOP: f64 = 24.0;
+    let (lo, hi) = if hi - lo < 60.0 {
+        (lo - 30.0, hi + 30.0)
+    } else {
+        (lo, hi)
+    };
+    let x = |t: f64| X0 + (t - lo) / (hi - lo) * (X1 - X0);
+    let h = TOP + ROW * c.names.len() as f64 + 6.0;
+    let mut o = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" viewBox=\"0 0 {W} {h}\" role=\"img\">\n"
+    );
+    for i in 0..=4 {
+        let t = lo + (hi - lo) * f64::from(i) / 4.0;
+        let at = super::iso(t);
+        let anchor = match i {
+            0 => "start",
+            4 => "end",
+            _ => "middle",
+        };
+        let _ = writeln!(
+            o,
+            "<line x1=\"{0:.1}\" y1=\"{TOP}\" x2=\"{0:.1}\" y2=\"{h}\" stroke=\"#ddd\"/><text x=\"{0:.1}\" y=\"14\" text-anchor=\"{anchor}\">{1}</text>",
+            x(t),
+            esc(&short(&at))
+        );
+    }
+    for (i, n) in c.names.iter().enumerate() {
+        let y = TOP + ROW * i as f64 + ROW / 2.0;
+        let color = if n.cadence.is_some_and(|k| k.periodic) {
+            "#b00020"
+        } else {
+            "#1f5fa8"
+        };
+        let _ = writeln!(
+            o,
+            "<text x=\"4\" y=\"{:.1}\">{}</text>",
+            y + 4.0,
+            esc(&fit(&n.qname, 34))
+        );
+        for &t in &n.times {
+            let _ = write!(
+                o,
+                "<circle cx=\"{:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{color}\"/>",
+                x(t)
+            );
+        }
+        o.push('\n');
+    }
+    o.push_str("</svg>\n");
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Options, build};
+
+    fn sample() -> Report {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("c2sink-render-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("events.log");
+        let mut text = String::new();
+        for i in 0..10 {
+            let t = humantime::format_rfc3339_seconds(
+                humantime::parse_rfc3339("2026-11-27T10:00:00Z").unwrap()
+                    + std::time::Duration::from_secs(600 * i),
+            );
+            text.push_str(&format!(
+                "{{\"ts\":\"{t}\",\"kind\":\"block\",\"client_ip\":\"10.0.0.2\",\"client_mac\":\"aa:00:00:00:00:02\",\"client_hostname\":\"a-very-long-hostname-of-the-reception-computer-near-the-door\",\"qname\":\"{}\",\"list\":\"3cx\"}}\n",
+                "x".repeat(60) + ".example"
+            ));
+        }
+        text.push_str("{\"ts\":\"2026-11-27T10:05:00Z\",\"kind\":\"block\",\"client_ip\":\"10.0.0.3\",\"qname\":\"<b>.example\",\"list\":\"3cx\"}\n");
+        std::fs::write(&p, text).unwrap();
+        let r = build(&Options {
+            files: vec![p],
+            since: None,
+            until: None,
+            burst: 2.0,
+        })
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        r
+    }
+
+    #[test]
+    fn table_fits_80_columns() {
+        let r = sample();
+        let t = table(&r);
+        for line in t.lines() {
+            assert!(
+                line.chars().count() <= 80,
+                "{} chars: {line}",
+                line.chars().count()
+            );
+        }
+        assert!(
+            t.contains("2 clients look infected; 1 beacons on a timer."),
+            "{t}"
+        );
+        assert!(t.contains("PERIODIC"), "{t}");
+        assert!(t.contains("10m"), "{t}");
+    }
+
+    #[test]
+    fn html_is_self_contained_and_escaped() {
+        let h = html(&sample());
+        assert!(h.contains("<svg"));
+        assert!(h.contains("&lt;b&gt;.example"));
+        assert!(!h.contains("<b>.example"));
+        for ext in ["src=\"http", "href=\"http", "<script src", "<link"] {
+            assert!(!h.contains(ext), "{ext}");
+        }
+    }
+
+    #[test]
+    fn csv_has_one_row_per_client_and_name() {
+        let c = csv(&sample());
+        let lines: Vec<&str> = c.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines[1].starts_with("aa:00:00:00:00:02,a-very-long"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[1].ends_with(",10,600.0,0.000,true"), "{}", lines[1]);
+    }
+}

@@ -1,0 +1,167 @@
+//! Access control and rate limiting, against the real binary on loopback (127.0.0.0/8 gives many sources).
+
+mod hsupport;
+
+use hsupport::*;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+const UP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const SHORT: Duration = Duration::from_millis(400);
+
+#[test]
+fn source_outside_allow_gets_refused_and_is_counted() {
+    let up = Upstream::start(UP);
+    let mut c = C2sink::start(
+        &[up.addr],
+        1000,
+        "allow = [\"127.0.0.1\", \"127.0.1.0/24\"]\ndeny = [\"127.0.1.66\"]",
+        "",
+    );
+    // Allowed: a host entry and a network.
+    for ip in ["127.0.0.1", "127.0.1.5"] {
+        let q = query(0x1111, &format!("ok-{ip}.example"), TYPE_A);
+        let r = udp_ask_from(ip, c.addr, &q, Duration::from_secs(5)).expect("answer");
+        let r = parse(&r).expect("parse");
+        assert_eq!((r.rcode, r.addrs()), (NOERROR, vec![UP]), "{ip}");
+    }
+    // Not allowed, or denied by a more specific entry: REFUSED with the question echoed; never forwarded.
+    for ip in ["127.0.0.2", "127.0.1.66"] {
+        let name = format!("scan-{ip}.example");
+        let mut q = query(0x2222, &name, TYPE_A);
+        add_opt(&mut q, 1232, 0, false);
+        let r = udp_ask_from(ip, c.addr, &q, Duration::from_secs(5)).expect("refused answer");
+        let r = parse(&r).expect("parse");
+        assert_eq!((r.rcode, r.qdcount, r.ancount), (REFUSED, 1, 0), "{ip}");
+        assert!(r.opt.is_some(), "REFUSED keeps EDNS");
+        let mut s = tcp_connect_from(ip, c.addr);
+        tcp_send(&mut s, &q).expect("send");
+        let r = parse(&tcp_read(&mut s).expect("tcp refused")).expect("parse");
+        assert_eq!(r.rcode, REFUSED, "{ip} over tcp");
+        assert_eq!(
+            up.count(&name),
+            0,
+            "refused query must not reach the upstream"
+        );
+    }
+    // Blocked names are refused too for outsiders (they are not our clients; no event is logged for them).
+    let q = query(0x3333, BLOCKED, TYPE_A);
+    let r = udp_ask_from("127.0.0.2", c.addr, &q, Duration::from_secs(5)).expect("answer");
+    assert_eq!(parse(&r).expect("parse").rcode, REFUSED);
+    let (ok, log) = c.terminate();
+    assert!(ok, "{log}");
+    assert_eq!(total(&log, "denied"), Some(5), "{log}");
+}
+
+#[test]
+fn drop_action_sends_nothing_and_closes_tcp() {
+    let up = Upstream::start(UP);
+    let c = C2sink::start(
+        &[up.addr],
+        1000,
+        "allow = [\"127.0.0.1\"]\nrefuse_action = \"drop\"",
+        "",
+    );
+    let q = query(0x4444, "dropped.example", TYPE_A);
+    assert!(udp_ask_from("127.0.0.3", c.addr, &q, SHORT).is_none());
+    let mut s = tcp_connect_from("127.0.0.3", c.addr);
+    let _ = tcp_send(&mut s, &q);
+    assert!(closed_by_peer(&mut s, Duration::from_secs(5)));
+    assert_still_serving(&c, "drop", UP);
+}
+
+#[test]
+fn default_acl_allows_loopback_and_open_resolver_is_warned() {
+    let up = Upstream::start(UP);
+    let c = C2sink::start(&[up.addr], 1000, "", "");
+    assert_still_serving(&c, "default", UP);
+    assert!(!c.log().contains("OPEN RESOLVER"));
+    drop(c);
+    let mut c = C2sink::start(&[up.addr], 1000, "allow = [\"0.0.0.0/0\"]", "");
+    assert_still_serving(&c, "open", UP);
+    let (_, log) = c.terminate();
+    assert!(log.contains("OPEN RESOLVER"), "{log}");
+}
+
+#[test]
+fn flooding_client_is_limited_while_another_is_served() {
+    let up = Upstream::start(UP);
+    let mut c = C2sink::start(
+        &[up.addr],
+        1000,
+        "rate_limit = 5\nrate_limit_action = \"refuse\"",
+        "",
+    );
+    let flood = udp_client("127.0.0.5", Duration::from_secs(2));
+    let n = 200u16;
+    for i in 0..n {
+        // Blocked names: answered locally, so the limit and not the upstream decides.
+        let q = query(i, &format!("x{i}.{BLOCKED}"), TYPE_A);
+        flood.send_to(&q, c.addr).expect("send");
+    }
+    let (mut ok, mut refused) = (0, 0);
+    let mut buf = [0u8; 2048];
+    while let Ok(len) = flood.recv(&mut buf) {
+        match parse(&buf[..len]).expect("parse").rcode {
+            NOERROR => ok += 1,
+            REFUSED => refused += 1,
+            r => panic!("unexpected rcode {r}"),
+        }
+        if ok + refused == usize::from(n) {
+            break;
+        }
+    }
+    // Burst of 5 plus what refills (5/s) while the flood is sent and answered.
+    assert!((5..=30).contains(&ok), "ok={ok} refused={refused}");
+    assert!(refused >= 150, "ok={ok} refused={refused}");
+    // Another client is not affected.
+    let q = query(0x5555, "other-client.example", TYPE_A);
+    let r = udp_ask_from("127.0.0.6", c.addr, &q, Duration::from_secs(5)).expect("answer");
+    assert_eq!(parse(&r).expect("parse").addrs(), vec![UP]);
+    let (_, log) = c.terminate();
+    assert!(total(&log, "rate_limited").unwrap_or(0) >= 150, "{log}");
+    // Events are written for the queries that passed the limit only, and every one of them.
+    assert_eq!(total(&log, "blocked"), Some(ok as u64), "{log}");
+}
+
+#[test]
+fn rate_limited_queries_are_dropped_by_default() {
+    let up = Upstream::start(UP);
+    let c = C2sink::start(&[up.addr], 1000, "rate_limit = 2\nrate_limit_burst = 2", "");
+    let s = udp_client("127.0.0.7", Duration::from_millis(300));
+    for i in 0..10u16 {
+        s.send_to(&query(i, &format!("r{i}.{BLOCKED}"), TYPE_A), c.addr)
+            .expect("send");
+    }
+    let mut got = 0;
+    let mut buf = [0u8; 2048];
+    while s.recv(&mut buf).is_ok() {
+        got += 1;
+    }
+    assert!((2..=4).contains(&got), "{got} answers");
+}
+
+#[test]
+fn bad_acl_entry_fails_config_with_key() {
+    let dir = std::env::temp_dir().join(format!("c2sink-acl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nallow = [\"10.0.0.0/8\", \"10.0.0.0/40\"]\nrate_limit_ipv6_prefix = 0\n[upstream]\nservers = [\"127.0.0.1:53\"]\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_c2sink"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("server.allow[1]") && err.contains("10.0.0.0/40"),
+        "{err}"
+    );
+    assert!(err.contains("server.rate_limit_ipv6_prefix"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,153 @@
+//! Alerts against the real binary with a webhook receiver on loopback: exactly one alert per new infected
+//! machine, retried when the receiver fails, and a dead webhook never affects DNS.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::{C2sink, rcode_and_answers, tempdir};
+
+const C2: &str = "akamaicontainer.com";
+
+/// A loopback webhook that answers the first `fail_first` requests with 503, then 200, and keeps every body.
+fn receiver(fail_first: usize) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/c2sink", l.local_addr().unwrap());
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let keep = bodies.clone();
+    std::thread::spawn(move || {
+        let mut n = 0;
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            assert!(line.starts_with("POST /hooks/c2sink HTTP/1.1"), "{line}");
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                r.read_line(&mut h).unwrap();
+                if h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0u8; len];
+            r.read_exact(&mut body).unwrap();
+            n += 1;
+            let status = if n <= fail_first {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
+            };
+            keep.lock()
+                .unwrap()
+                .push(serde_json::from_slice(&body).unwrap());
+            let _ =
+                s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+        }
+    });
+    (url, bodies)
+}
+
+fn wait_count(v: &Arc<Mutex<Vec<serde_json::Value>>>, n: usize, within: Duration) {
+    let until = Instant::now() + within;
+    while v.lock().unwrap().len() < n && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn one_alert_per_new_infected_machine() {
+    let dir = tempdir("alerts");
+    let (url, bodies) = receiver(0);
+    let c = C2sink::start(
+        &dir,
+        &format!("{C2}\n"),
+        &format!(
+            "[log]\nevents = \"{}\"\n[clients]\nnames = {{ \"127.0.0.2\" = \"laptop-a\" }}\n[alerts]\nwebhook = \"{url}\"\n",
+            dir.join("events.log").display()
+        ),
+    );
+    for _ in 0..5 {
+        for from in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+            c.udp(from, C2, 1);
+            c.udp(from, &format!("www.{C2}"), 28);
+        }
+        c.tcp("127.0.0.3", C2, 1);
+    }
+    wait_count(&bodies, 3, Duration::from_secs(5));
+    // Give a wrong extra alert time to show up.
+    std::thread::sleep(Duration::from_millis(500));
+    c.stop();
+    let got = bodies.lock().unwrap().clone();
+    let mut ips: Vec<&str> = got
+        .iter()
+        .map(|b| b["client_ip"].as_str().unwrap())
+        .collect();
+    ips.sort();
+    assert_eq!(ips, vec!["127.0.0.2", "127.0.0.3", "127.0.0.4"], "{got:?}");
+    let a = got.iter().find(|b| b["client_ip"] == "127.0.0.2").unwrap();
+    let text = a["text"].as_str().unwrap();
+    assert!(
+        text.contains("laptop-a") && text.contains(C2) && text.contains("list 3cx"),
+        "{text}"
+    );
+    assert_eq!(a["kind"], "alert");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failing_webhook_is_retried_and_a_dead_one_never_affects_dns() {
+    let dir = tempdir("alerts-retry");
+    let (url, bodies) = receiver(1);
+    let c = C2sink::start(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\n[alerts]\nwebhook = \"{url}\"\n",
+            dir.join("e.log").display()
+        ),
+    );
+    c.udp("127.0.0.2", C2, 1);
+    wait_count(&bodies, 2, Duration::from_secs(5));
+    c.stop();
+    let got = bodies.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "503 then retried once: {got:?}");
+    assert_eq!(got[0], got[1]);
+
+    // Nothing listens on the webhook port: DNS answers as always, the failure is logged once.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let c = C2sink::start(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\n[alerts]\nwebhook = \"http://{dead}/x\"\nretries = 1\n",
+            dir.join("e.log").display()
+        ),
+    );
+    for i in 0..30 {
+        let from = format!("127.0.0.{}", 2 + i % 10);
+        assert_eq!(rcode_and_answers(&c.udp(&from, C2, 1)), (0, 1));
+        assert_eq!(rcode_and_answers(&c.udp(&from, "example.org", 1)), (0, 1));
+    }
+    assert!(
+        c.wait_for_log("cannot deliver alerts", Duration::from_secs(5)),
+        "{}",
+        c.stderr()
+    );
+    let stderr = c.stop();
+    assert_eq!(
+        stderr.matches("cannot deliver alerts").count(),
+        1,
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

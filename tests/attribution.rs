@@ -1,0 +1,344 @@
+//! Beaconing from several machines (127.0.0.x source addresses) against the real binary: every block event
+//! names the machine that held the IP at that moment, across a DHCP reassignment; then `c2sink report`
+//! names the infected machines with their first/last seen and beacon cadence.
+
+mod support;
+
+use std::time::{Duration, Instant, SystemTime};
+use support::{C2sink, json_lines, rcode_and_answers, run, tempdir};
+
+const ARP_HEADER: &str =
+    "IP address       HW type     Flags       HW address            Mask     Device\n";
+
+fn arp_line(ip: &str, mac: &str) -> String {
+    format!("{ip:<16} 0x1         0x2         {mac}     *        eth0\n")
+}
+
+/// Rewrites a file atomically, as DHCP servers do, so the reader never sees half of it.
+fn replace(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+const MAC_A: &str = "aa:00:00:00:00:0a";
+const MAC_B: &str = "aa:00:00:00:00:0b";
+const MAC_C: &str = "aa:00:00:00:00:0c";
+const MAC_P: &str = "aa:00:00:00:00:0e";
+const C2: &str = "akamaicontainer.com";
+const ROUNDS: u32 = 6;
+const EVERY: Duration = Duration::from_millis(250);
+
+#[test]
+fn events_name_the_machine_across_a_reassignment_and_report_finds_the_beacons() {
+    let dir = tempdir("attribution");
+    let far = 4_000_000_000u64;
+    let arp = dir.join("arp");
+    let dnsmasq = dir.join("dnsmasq.leases");
+    let isc = dir.join("dhcpd.leases");
+    std::fs::write(
+        &arp,
+        format!(
+            "{ARP_HEADER}{}{}",
+            arp_line("127.0.0.2", MAC_A),
+            arp_line("127.0.0.3", MAC_B)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &dnsmasq,
+        format!("{far} {MAC_A} 127.0.0.2 laptop-a *\n{far} {MAC_B} 127.0.0.3 laptop-b *\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        &isc,
+        format!("lease 127.0.0.5 {{\n  ends never;\n  binding state active;\n  hardware ethernet {MAC_P};\n  client-hostname \"printer\";\n}}\n"),
+    )
+    .unwrap();
+    let events = dir.join("events.log");
+    let c = C2sink::start(
+        &dir,
+        &format!("{C2}\nmsedgepackageinfo.com\n"),
+        &format!(
+            "[log]\nevents = \"{}\"\n[clients]\narp = \"arp\"\nndp = false\nrefresh_ms = 100\n\
+             leases = [{{ format = \"dnsmasq\", path = \"dnsmasq.leases\" }}, {{ format = \"isc\", path = \"dhcpd.leases\" }}]\n\
+             names = {{ \"127.0.0.6\" = \"reception-pc\" }}\n",
+            events.display()
+        ),
+    );
+
+    // Phase 1: laptop-a (.2), laptop-b (.3, over TCP), the printer (.5) and reception (.6) beacon every 250 ms;
+    // an unknown machine (.4) asks twice for another name.
+    let start = Instant::now();
+    let t0 = SystemTime::now();
+    for i in 0..ROUNDS {
+        sleep_until(start + EVERY * i);
+        for from in ["127.0.0.2", "127.0.0.5", "127.0.0.6"] {
+            let (rcode, answers) = rcode_and_answers(&c.udp(from, C2, 1));
+            assert_eq!((rcode, answers), (0, 1), "sinkholed with a null address");
+        }
+        assert_eq!(rcode_and_answers(&c.tcp("127.0.0.3", C2, 1)).0, 0);
+        if i == 0 || i == ROUNDS - 1 {
+            c.udp("127.0.0.4", "cdn.msedgepackageinfo.com", 1);
+        }
+        // Not listed: forwarded, never an event.
+        assert_eq!(
+            rcode_and_answers(&c.udp("127.0.0.2", "example.org", 1)),
+            (0, 1)
+        );
+    }
+    let switch = SystemTime::now();
+
+    // DHCP hands 127.0.0.2 to laptop-c; laptop-a comes back as 127.0.0.7.
+    replace(
+        &arp,
+        &format!(
+            "{ARP_HEADER}{}{}{}",
+            arp_line("127.0.0.2", MAC_C),
+            arp_line("127.0.0.3", MAC_B),
+            arp_line("127.0.0.7", MAC_A)
+        ),
+    );
+    replace(
+        &dnsmasq,
+        &format!(
+            "{far} {MAC_C} 127.0.0.2 laptop-c *\n{far} {MAC_B} 127.0.0.3 laptop-b *\n{far} {MAC_A} 127.0.0.7 laptop-a *\n"
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    let phase2 = SystemTime::now();
+    let start2 = Instant::now();
+    for i in 0..ROUNDS {
+        sleep_until(start2 + EVERY * i);
+        c.udp("127.0.0.2", C2, 1);
+        c.udp("127.0.0.7", C2, 1);
+    }
+    let t_end = SystemTime::now();
+    c.stop();
+
+    // Every event names the machine that held the address when the query came.
+    let lines = json_lines(&events);
+    assert_eq!(
+        lines.len() as u32,
+        ROUNDS * 4 + 2 + ROUNDS * 2,
+        "one event per blocked query"
+    );
+    for e in &lines {
+        let ts = humantime::parse_rfc3339(e["ts"].as_str().unwrap()).unwrap();
+        let ip = e["client_ip"].as_str().unwrap();
+        let (mac, host) = (e["client_mac"].as_str(), e["client_hostname"].as_str());
+        let want = match (ip, ts < switch) {
+            ("127.0.0.2", true) => (Some(MAC_A), Some("laptop-a")),
+            ("127.0.0.2", false) => (Some(MAC_C), Some("laptop-c")),
+            ("127.0.0.3", _) => (Some(MAC_B), Some("laptop-b")),
+            ("127.0.0.4", _) => (None, None),
+            ("127.0.0.5", _) => (Some(MAC_P), Some("printer")),
+            ("127.0.0.6", _) => (None, Some("reception-pc")),
+            ("127.0.0.7", _) => (Some(MAC_A), Some("laptop-a")),
+            _ => panic!("unexpected client {e}"),
+        };
+        assert_eq!((mac, host), want, "{e}");
+        // Event times are cut to the millisecond.
+        let ms = Duration::from_millis(1);
+        assert!(
+            ts + ms >= t0 && ts <= t_end && (ts < switch || ts + ms >= phase2),
+            "{e}"
+        );
+        assert!(
+            e.get("client_mac").is_some(),
+            "unknown MAC is written as null: {e}"
+        );
+        assert_eq!(e["protocol"], if ip == "127.0.0.3" { "tcp" } else { "udp" });
+    }
+
+    // The report tells the machines apart (laptop-a across two IPs) and finds the 250 ms timer.
+    let (code, out, err) = run(&[
+        "report",
+        "--format",
+        "json",
+        "--burst",
+        "0.05",
+        events.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["infected"], 6, "{out}");
+    assert_eq!(r["beaconing"], 5, "{out}");
+    let client = |id: &str| {
+        r["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no client {id} in {out}"))
+            .clone()
+    };
+    let a = client(MAC_A);
+    assert_eq!(a["hostnames"], serde_json::json!(["laptop-a"]));
+    assert_eq!(a["ips"], serde_json::json!(["127.0.0.2", "127.0.0.7"]));
+    assert_eq!(a["blocked"], ROUNDS * 2);
+    let cad = &a["names"][0]["cadence"];
+    let med = cad["median_interval_s"].as_f64().unwrap();
+    assert!(
+        (med - 0.25).abs() < 0.05,
+        "median interval {med} for a 250 ms timer"
+    );
+    assert_eq!(cad["periodic"], true);
+    near(&a["first_seen"], t0);
+    near(&a["last_seen"], t_end);
+    let cl = client(MAC_C);
+    assert_eq!(cl["hostnames"], serde_json::json!(["laptop-c"]));
+    assert_eq!(cl["blocked"], ROUNDS);
+    near(&cl["first_seen"], phase2);
+    assert_eq!(client(MAC_B)["periodic"], true);
+    assert_eq!(client(MAC_P)["hostnames"], serde_json::json!(["printer"]));
+    assert_eq!(client("reception-pc")["blocked"], ROUNDS);
+    let unknown = client("127.0.0.4");
+    assert_eq!(unknown["periodic"], false);
+    assert_eq!(unknown["names"][0]["qname"], "cdn.msedgepackageinfo.com");
+    let name = r["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["qname"] == C2)
+        .unwrap();
+    assert_eq!(name["clients"].as_array().unwrap().len(), 5);
+
+    // The table for a terminal says the same in 80 columns.
+    let (code, table, _) = run(&["report", "--burst", "0.05", events.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        table.contains("6 clients look infected; 5 beacon on a timer."),
+        "{table}"
+    );
+    assert!(table.lines().all(|l| l.chars().count() <= 80), "{table}");
+    assert!(table.contains("laptop-a"), "{table}");
+    let (code, html, _) = run(&["report", "--format", "html", events.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert_eq!(html.matches("<svg").count(), 6);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn report_rejects_a_missing_file_and_a_bad_date() {
+    let (code, _, err) = run(&["report", "/nonexistent/events.log"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/events.log"), "{err}");
+    let (code, _, err) = run(&["report", "--since", "last tuesday", "/dev/null"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--since"), "{err}");
+}
+
+fn sleep_until(t: Instant) {
+    if let Some(d) = t.checked_duration_since(Instant::now()) {
+        std::thread::sleep(d);
+    }
+}
+
+/// A report time (to the second) within a second of `t`.
+fn near(v: &serde_json::Value, t: SystemTime) {
+    let got = humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
+    let diff = got
+        .duration_since(t)
+        .or_else(|e| Ok::<_, ()>(e.duration()))
+        .unwrap();
+    assert!(
+        diff <= Duration::from_millis(1500),
+        "{v} vs {}",
+        humantime::format_rfc3339_millis(t)
+    );
+}
+
+/// A query for `name` carrying one OPT record with the given EDNS options, as a forwarding router sends it.
+fn query_with_options(id: u16, name: &str, opts: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let mut q = support::query(id, name, 1);
+    q[11] = 1; // ARCOUNT
+    let mut rdata = Vec::new();
+    for (code, data) in opts {
+        rdata.extend_from_slice(&code.to_be_bytes());
+        rdata.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        rdata.extend_from_slice(data);
+    }
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+    q.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    q.extend_from_slice(&rdata);
+    q
+}
+
+#[test]
+fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
+    let dir = tempdir("edns");
+    let far = 4_000_000_000u64;
+    std::fs::write(
+        dir.join("dnsmasq.leases"),
+        format!("{far} aa:00:00:00:00:51 192.168.50.5 behind-router *\n{far} aa:00:00:00:00:52 192.168.50.6 also-behind *\ngarbage\n"),
+    )
+    .unwrap();
+    let events = dir.join("events.log");
+    let c = C2sink::start(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\n[clients]\narp = \"\"\nndp = false\nleases = [{{ format = \"dnsmasq\", path = \"dnsmasq.leases\" }}]\n",
+            events.display()
+        ),
+    );
+    assert!(
+        c.wait_for_log("dnsmasq.leases:3: expected EXPIRY", Duration::from_secs(3)),
+        "{}",
+        c.stderr()
+    );
+    let (code, out, _) = run(&[
+        "check",
+        "--config",
+        dir.join("c2sink.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "a bad lease line is shown, not fatal: {out}");
+    assert!(
+        out.contains("dnsmasq.leases: 2 leases in force, 1 unreadable lines"),
+        "{out}"
+    );
+    assert!(
+        out.contains("dnsmasq.leases:3: expected EXPIRY MAC IP HOSTNAME"),
+        "{out}"
+    );
+    let router = std::net::UdpSocket::bind("127.0.0.8:0").unwrap();
+    router
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    // dnsmasq --add-mac (binary form), then EDNS Client Subnet with the full address.
+    for (id, opts) in [
+        (1u16, vec![(65001u16, vec![0xaa, 0, 0, 0, 0, 0x51])]),
+        (2, vec![(8, vec![0, 1, 32, 0, 192, 168, 50, 6])]),
+        (3, vec![(8, vec![0, 1, 24, 0, 192, 168, 50])]),
+    ] {
+        router
+            .send_to(&query_with_options(id, C2, &opts), c.addr)
+            .unwrap();
+        let n = router.recv(&mut buf).unwrap();
+        assert_eq!(u16::from_be_bytes([buf[0], buf[1]]), id);
+        assert_eq!(rcode_and_answers(&buf[..n]).0, 0);
+    }
+    c.stop();
+    let e = json_lines(&events);
+    assert_eq!(e.len(), 3);
+    assert_eq!(
+        (
+            e[0]["client_mac"].as_str(),
+            e[0]["client_hostname"].as_str()
+        ),
+        (Some("aa:00:00:00:00:51"), Some("behind-router"))
+    );
+    assert_eq!(e[1]["client_hostname"], "also-behind");
+    assert_eq!(e[1]["client_subnet"], "192.168.50.6/32");
+    assert_eq!(e[2]["client_subnet"], "192.168.50.0/24");
+    assert!(
+        e[2]["client_hostname"].is_null(),
+        "a subnet names no single machine"
+    );
+    for x in &e {
+        assert_eq!(x["client_ip"], "127.0.0.8");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

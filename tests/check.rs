@@ -1,0 +1,172 @@
+//! `c2sink check`: what an admin runs before reloading a production resolver.
+
+mod common;
+
+use std::process::Command;
+
+fn check(config: &str, files: &[(&str, &str)], extra: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("tmp");
+    for (n, t) in files {
+        std::fs::write(dir.path().join(n), t).expect("write");
+    }
+    let cfg = dir.path().join("c2sink.toml");
+    std::fs::write(&cfg, config).expect("write");
+    let out = Command::new(common::bin())
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .args(extra)
+        .output()
+        .expect("run");
+    let err =
+        String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "DIR");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        err,
+    )
+}
+
+const BASE: &str = "[server]\nlisten = [\"127.0.0.1:5353\", \"[::1]:5353\"]\n[upstream]\nservers = [\"127.0.0.1:53\"]\n";
+
+#[test]
+fn shipped_config_checks_clean_with_summary() {
+    let out = Command::new(common::bin())
+        .args(["check", "--config"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config/c2sink.toml"))
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("\nok: "), "{s}");
+    assert!(
+        s.contains("26 block rules") && s.contains("0 invalid"),
+        "{s}"
+    );
+    assert!(s.contains("3cx=26"), "entries per list: {s}");
+    assert!(s.contains("0.0.0.0:53"), "listen addresses: {s}");
+    // Quad9 over DNS over TLS by default (plain DNS is an explicit opt-in).
+    assert!(
+        s.contains("tls://9.9.9.9:853#dns.quad9.net"),
+        "upstreams: {s}"
+    );
+}
+
+#[test]
+fn unknown_key_is_an_error_naming_file_key_and_line() {
+    let (code, _, err) = check(&format!("{BASE}[sinkhole]\nmod = \"null\"\n"), &[], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("DIR/c2sink.toml"), "{err}");
+    assert!(err.contains("sinkhole.mod"), "{err}");
+    assert!(err.contains("unknown field"), "{err}");
+    assert!(err.contains("line 6"), "{err}");
+}
+
+#[test]
+fn wrong_type_and_bad_address_are_errors() {
+    let (code, _, err) = check(
+        "[server]\nlisten = [\"127.0.0.1:5353\"]\n[upstream]\nservers = [\"9.9.9.9\"]\n",
+        &[],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("upstream.servers"), "{err}");
+    let (code, _, err) = check(&format!("{BASE}[sinkhole]\nttl = \"sixty\"\n"), &[], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("sinkhole.ttl"), "{err}");
+    let (code, _, err) = check(
+        &format!("{BASE}[sinkhole]\nmode = \"blackhole\"\n"),
+        &[],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("sinkhole.mode") && err.contains("blackhole"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_problem_is_listed_at_once() {
+    let (code, _, err) = check(
+        "[server]\nlisten = []\n[upstream]\nservers = [\"127.0.0.1:53\"]\ntimeout_ms = 999999\n[sinkhole]\nmode = \"address\"\n[[blocklists]]\nname = \"missing\"\npath = \"nope.txt\"\n[[blocklists]]\nname = \"dir\"\npath = \".\"\n",
+        &[],
+        &[],
+    );
+    assert_ne!(code, 0);
+    for key in [
+        "server.listen",
+        "upstream.timeout_ms",
+        "sinkhole.mode",
+        "blocklists[0].path",
+        "blocklists[1].path",
+    ] {
+        assert!(err.contains(key), "{key} missing in:\n{err}");
+    }
+    assert!(err.contains("nope.txt"), "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+}
+
+#[test]
+fn bad_list_lines_are_reported_with_file_and_line() {
+    let list = "# c2 list\nevil.example\n\nnot a domain\nhttp://x.example/\nok.example # fine\nbad..dots\n";
+    let (code, out, err) = check(
+        &format!("{BASE}[[blocklists]]\nname = \"c2\"\npath = \"c2.txt\"\n"),
+        &[("c2.txt", list)],
+        &[],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    let all = format!("{out}{err}");
+    assert!(all.contains("c2.txt:4: invalid"), "{all}");
+    assert!(all.contains("c2.txt:5: invalid"), "{all}");
+    assert!(all.contains("c2.txt:7: invalid"), "{all}");
+    assert!(all.contains("3 invalid"), "{all}");
+    assert!(out.contains("problems: ") && out.contains("c2=2"), "{out}");
+}
+
+#[test]
+fn explain_names_list_rule_and_line() {
+    let (code, out, _) = check(
+        &format!("{BASE}[[blocklists]]\nname = \"c2\"\npath = \"c2.txt\"\n"),
+        &[("c2.txt", "# x\nevil.example\nsub.evil.example\n")],
+        &["--explain", "A.Sub.Evil.Example."],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("a.sub.evil.example: BLOCKED"), "{out}");
+    assert!(
+        out.contains("by list \"c2\" rule \"sub.evil.example\" at "),
+        "{out}"
+    );
+    assert!(out.contains("c2.txt:3"), "{out}");
+    assert!(
+        out.contains("also matches") && out.contains("c2.txt:2"),
+        "{out}"
+    );
+    let (_, out, _) = check(
+        &format!("{BASE}[[blocklists]]\nname = \"c2\"\npath = \"c2.txt\"\n"),
+        &[("c2.txt", "evil.example\n")],
+        &["--explain", "notevil.example"],
+    );
+    assert!(out.contains("not blocked"), "{out}");
+}
+
+#[test]
+fn serve_with_bad_config_exits_non_zero_with_message() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[server]\nlisten = [\"127.0.0.1:0\"]\n").expect("write");
+    let out = Command::new(common::bin())
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("upstream"),
+        "{err}"
+    );
+}

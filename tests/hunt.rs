@@ -1,0 +1,103 @@
+//! Retro-hunt: names queried before anyone listed them are found in the query log once a new list names them.
+
+mod support;
+
+use support::{C2sink, json_lines, run, tempdir};
+
+#[test]
+fn hunt_finds_earlier_queries_for_newly_published_indicators() {
+    let dir = tempdir("hunt");
+    let c = C2sink::start(
+        &dir,
+        "akamaicontainer.com\n",
+        &format!(
+            "[log]\nevents = \"{}\"\nqueries = \"queries.log\"\n[clients]\nnames = {{ \"127.0.0.2\" = \"laptop-a\" }}\n",
+            dir.join("events.log").display()
+        ),
+    );
+    // Weeks ago (in the test: now), before the indicator was known: forwarded as normal traffic.
+    c.udp("127.0.0.2", "update.evil-new.example", 1);
+    c.udp("127.0.0.2", "update.evil-new.example", 28);
+    c.tcp("127.0.0.3", "evil-new.example", 1);
+    c.udp("127.0.0.4", "example.org", 1);
+    c.udp("127.0.0.5", "akamaicontainer.com", 1);
+    c.stop();
+    let queries = dir.join("queries.log");
+    assert_eq!(json_lines(&queries).len(), 5);
+
+    let list = dir.join("published-today.txt");
+    std::fs::write(&list, "# new indicators\nevil-new.example\nnot a domain!\n").unwrap();
+    let (code, out, err) = run(&[
+        "hunt",
+        "--list",
+        list.to_str().unwrap(),
+        "--format",
+        "json",
+        queries.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("published-today.txt:3:"),
+        "bad list lines are named: {err}"
+    );
+    let h: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(h["hits"], 3);
+    let clients = h["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 2, "{out}");
+    let a = clients.iter().find(|c| c["id"] == "laptop-a").unwrap();
+    assert_eq!(a["hits"], 2);
+    assert_eq!(a["names"][0]["qname"], "update.evil-new.example");
+    assert_eq!(a["names"][0]["rule"], "evil-new.example");
+    assert_eq!(a["names"][0]["outcomes"], serde_json::json!(["forwarded"]));
+    let b = clients.iter().find(|c| c["id"] == "127.0.0.3").unwrap();
+    assert_eq!(b["hits"], 1);
+
+    // The table names the machine; event logs can be hunted too.
+    let (code, table, _) = run(&[
+        "hunt",
+        "--list",
+        list.to_str().unwrap(),
+        queries.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    assert!(table.starts_with("hunt: 3 hits from 2 clients"), "{table}");
+    assert!(table.contains("laptop-a"), "{table}");
+    let old = dir.join("old.txt");
+    std::fs::write(&old, "akamaicontainer.com\n").unwrap();
+    let (code, out, _) = run(&[
+        "hunt",
+        "--list",
+        old.to_str().unwrap(),
+        "--format",
+        "json",
+        dir.join("events.log").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let h: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        h["clients"][0]["names"][0]["outcomes"],
+        serde_json::json!(["blocked"])
+    );
+
+    // Nothing found: exit 1, like grep. Unreadable list: exit 2 naming it.
+    std::fs::write(&old, "never-seen.example\n").unwrap();
+    assert_eq!(
+        run(&[
+            "hunt",
+            "--list",
+            old.to_str().unwrap(),
+            queries.to_str().unwrap()
+        ])
+        .0,
+        1
+    );
+    let (code, _, err) = run(&[
+        "hunt",
+        "--list",
+        "/nonexistent/list.txt",
+        queries.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/list.txt"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

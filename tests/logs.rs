@@ -1,0 +1,219 @@
+//! The durable event log against the real binary: a removed folder or a full disk never stops DNS answering
+//! (dropped events are counted and logged once) and the log recovers; rotation with gzip and retention;
+//! reopen on SIGHUP after logrotate; syslog; the optional full query log.
+
+mod support;
+
+use std::time::Duration;
+use support::{C2sink, json_lines, rcode_and_answers, run, tempdir};
+
+const C2: &str = "akamaicontainer.com";
+
+#[test]
+fn a_removed_log_folder_keeps_dns_answering_and_the_log_recovers() {
+    let dir = tempdir("removed");
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let events = logs.join("events.log");
+    let c = C2sink::start(
+        &dir,
+        C2,
+        &format!("[log]\nevents = \"{}\"\n", events.display()),
+    );
+    c.udp("127.0.0.2", C2, 1);
+    assert!(wait_lines(&events, 1));
+    std::fs::remove_dir_all(&logs).unwrap();
+    for _ in 0..20 {
+        assert_eq!(rcode_and_answers(&c.udp("127.0.0.2", C2, 1)).0, 0);
+        assert_eq!(
+            rcode_and_answers(&c.udp("127.0.0.2", "example.org", 1)),
+            (0, 1)
+        );
+    }
+    assert!(
+        c.wait_for_log("cannot write log", Duration::from_secs(3)),
+        "{}",
+        c.stderr()
+    );
+    assert_eq!(
+        c.stderr().matches("cannot write log").count(),
+        1,
+        "logged once, not per query"
+    );
+    std::fs::create_dir_all(&logs).unwrap();
+    c.udp("127.0.0.3", C2, 1);
+    assert!(wait_lines(&events, 1), "the log is back once its folder is");
+    assert!(c.wait_for_log("log writable again", Duration::from_secs(3)));
+    let stderr = c.stop();
+    let e = json_lines(&events);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0]["client_ip"], "127.0.0.3");
+    assert!(stderr.contains("dropped=20"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_full_disk_keeps_dns_answering() {
+    let dir = tempdir("full");
+    let c = C2sink::start(&dir, C2, "[log]\nevents = \"/dev/full\"\n");
+    for _ in 0..50 {
+        assert_eq!(rcode_and_answers(&c.udp("127.0.0.2", C2, 1)), (0, 1));
+    }
+    assert_eq!(
+        rcode_and_answers(&c.tcp("127.0.0.2", "example.org", 1)),
+        (0, 1)
+    );
+    assert!(
+        c.wait_for_log("No space left on device", Duration::from_secs(3)),
+        "{}",
+        c.stderr()
+    );
+    let stderr = c.stop();
+    assert_eq!(stderr.matches("cannot write log").count(), 1, "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn logs_rotate_gzip_and_reopen_on_sighup_and_report_reads_them_all() {
+    let dir = tempdir("rotate");
+    let events = dir.join("events.log");
+    let c = C2sink::start(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\nrotate_size = \"1KB\"\nkeep = 50\ngzip = true\n",
+            events.display()
+        ),
+    );
+    // About 300 bytes an event: several rotations.
+    for i in 0..20 {
+        c.udp("127.0.0.2", C2, 1);
+        if i % 3 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // logrotate moves the file away and sends SIGHUP.
+    std::thread::sleep(Duration::from_millis(300));
+    let moved = dir.join("moved-by-logrotate");
+    std::fs::rename(&events, &moved).unwrap();
+    c.signal("HUP");
+    assert!(
+        c.wait_for_log("reopening log", Duration::from_secs(3)),
+        "{}",
+        c.stderr()
+    );
+    c.udp("127.0.0.9", C2, 1);
+    c.stop();
+    assert_eq!(
+        json_lines(&events).len(),
+        1,
+        "the event after SIGHUP went to a new file"
+    );
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().display().to_string())
+        .filter(|p| p.contains("events.log.") || p.contains("moved"))
+        .collect();
+    files.sort();
+    let gz = files.iter().filter(|f| f.ends_with(".gz")).count();
+    assert!(gz >= 3, "rotated files are gzipped: {files:?}");
+    files.push(events.display().to_string());
+    let mut args = vec!["report", "--format", "json"];
+    args.extend(files.iter().map(String::as_str));
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        r["events"], 21,
+        "every event is in exactly one file: {files:?}"
+    );
+    assert_eq!(r["skipped_lines"], 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn events_go_to_syslog_as_rfc5424() {
+    let dir = tempdir("syslog");
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let c = C2sink::start(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\nsyslog = \"udp://{}\"\n",
+            dir.join("events.log").display(),
+            rx.local_addr().unwrap()
+        ),
+    );
+    c.udp("127.0.0.2", &format!("x.{C2}"), 28);
+    let mut buf = [0u8; 2048];
+    let n = rx.recv(&mut buf).expect("a syslog datagram");
+    let msg = std::str::from_utf8(&buf[..n]).unwrap();
+    assert!(msg.starts_with("<132>1 20"), "{msg}");
+    let json = msg
+        .split_once(" block - ")
+        .expect("MSGID block, no structured data")
+        .1;
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["qname"], format!("x.{C2}"));
+    assert_eq!(v["qtype"], "AAAA");
+    c.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_query_log_records_every_query_with_outcome_and_latency() {
+    let dir = tempdir("querylog");
+    let queries = dir.join("queries.log");
+    let c = C2sink::start(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\nqueries = \"queries.log\"\n[clients]\nnames = {{ \"127.0.0.2\" = \"desk-1\" }}\n",
+            dir.join("events.log").display()
+        ),
+    );
+    c.udp("127.0.0.2", C2, 1);
+    c.udp("127.0.0.2", "example.org", 1);
+    c.udp("127.0.0.2", "example.org", 1);
+    c.tcp("127.0.0.3", "example.net", 1);
+    c.stop();
+    let q = json_lines(&queries);
+    let got: Vec<(&str, &str, &str)> = q
+        .iter()
+        .map(|e| {
+            (
+                e["client_ip"].as_str().unwrap(),
+                e["qname"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("127.0.0.2", C2, "blocked"),
+            ("127.0.0.2", "example.org", "forwarded"),
+            ("127.0.0.2", "example.org", "cached"),
+            ("127.0.0.3", "example.net", "forwarded"),
+        ]
+    );
+    for e in &q {
+        assert_eq!(e["kind"], "query");
+        assert!(e["latency_us"].as_u64().is_some());
+    }
+    assert_eq!(q[0]["client_hostname"], "desk-1");
+    assert_eq!(json_lines(&dir.join("events.log")).len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn wait_lines(p: &std::path::Path, n: usize) -> bool {
+    for _ in 0..150 {
+        if std::fs::read_to_string(p).is_ok_and(|t| t.lines().count() >= n) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}

@@ -1,0 +1,363 @@
+//! Hostile input over UDP and TCP against the real binary: every malformed message gets FORMERR (or the
+//! RCODE its defect calls for) or nothing, every reply is a well-formed DNS message, and a correct query is
+//! answered correctly right after each batch.
+
+mod hsupport;
+
+use hsupport::*;
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+const UP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 9);
+
+/// What a malformed message must get.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    /// No reply at all.
+    Nothing,
+    /// A reply with this RCODE; `true` when it must carry an OPT record.
+    Rcode(u16, bool),
+    /// Any well-formed reply (or none).
+    Anything,
+}
+
+fn header(id: u16, flags: u16, qd: u16, an: u16, ns: u16, ar: u16) -> Vec<u8> {
+    [id, flags, qd, an, ns, ar]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect()
+}
+
+/// The named cases, each with its own ID.
+fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
+    use Expect::*;
+    let mut v: Vec<(&'static str, Vec<u8>, Expect)> = Vec::new();
+    let good = query(0, "case.example", TYPE_A);
+    for n in 0..12 {
+        v.push(("truncated header", good[..n].to_vec(), Nothing));
+    }
+    let mut m = header(0, 0x0100, 1, 0, 0, 0);
+    m.push(64);
+    m.extend_from_slice(&[b'a'; 64]);
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    v.push(("label of 64 octets", m, Rcode(FORMERR, false)));
+    let mut m = header(0, 0x0100, 1, 0, 0, 0);
+    m.extend_from_slice(&[63, b'a', b'b']);
+    v.push(("label past the end", m, Rcode(FORMERR, false)));
+    let mut m = header(0, 0x0100, 1, 0, 0, 0);
+    for _ in 0..5 {
+        m.push(60);
+        m.extend_from_slice(&[b'x'; 60]);
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    v.push(("name over 255 octets", m, Rcode(FORMERR, false)));
+    let mut m = header(0, 0x0100, 1, 0, 0, 0);
+    m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    v.push(("pointer to itself in question", m, Rcode(FORMERR, false)));
+    let mut m = header(0, 0x0100, 1, 0, 0, 0);
+    m.extend_from_slice(&[1, b'a', 0xc0, 12, 0, 1, 0, 1]);
+    v.push(("pointer loop in question", m, Rcode(FORMERR, false)));
+    let mut m = query(0, "loop-in-additional.example", TYPE_A);
+    let at = m.len() as u8;
+    m.extend_from_slice(&[0xc0, at, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0]);
+    m[11] = 1;
+    v.push(("pointer loop in additional", m, Anything));
+    let mut m = query(0, "a.example", TYPE_A);
+    m[10] = 0x40; // arcount far beyond the message
+    v.push(("additional count past the end", m, Rcode(FORMERR, false)));
+    let mut m = header(0, 0x0100, 0, 0, 0, 0);
+    v.push(("zero questions", m.clone(), Rcode(FORMERR, false)));
+    add_opt(&mut m, 1232, 0, false);
+    v.push(("zero questions with OPT", m, Rcode(FORMERR, true)));
+    let mut m = query(0, "two.example", TYPE_A);
+    m[5] = 2;
+    m.extend_from_slice(&query(0, "second.example", TYPE_A)[12..]);
+    v.push(("two questions", m, Rcode(FORMERR, false)));
+    let mut m = query(0, "big-payload.example", TYPE_A);
+    add_opt(&mut m, 65535, 0, false);
+    v.push(("EDNS payload 65535", m, Rcode(NOERROR, false)));
+    let mut m = query(0, "zero-payload.example", TYPE_A);
+    add_opt(&mut m, 0, 0, false);
+    v.push(("EDNS payload 0", m, Rcode(NOERROR, false)));
+    let mut m = query(0, "dup-opt.example", TYPE_A);
+    add_opt(&mut m, 1232, 0, false);
+    add_opt(&mut m, 4096, 0, true);
+    v.push(("duplicate OPT", m, Rcode(FORMERR, true)));
+    let mut m = query(0, "edns-v1.example", TYPE_A);
+    add_opt(&mut m, 1232, 1, false);
+    v.push(("EDNS version 1", m, Rcode(BADVERS, true)));
+    let mut m = query(0, "edns-v255.example", TYPE_A);
+    add_opt(&mut m, 1232, 255, true);
+    v.push(("EDNS version 255", m, Rcode(BADVERS, true)));
+    let mut m = query(0, "opt-rdata.example", TYPE_A);
+    add_opt(&mut m, 1232, 0, false);
+    let n = m.len();
+    m[n - 1] = 200; // rdlength beyond the end
+    v.push(("OPT rdata past the end", m, Rcode(FORMERR, false)));
+    let mut m = query(0, "response.example", TYPE_A);
+    m[2] |= 0x80;
+    v.push(("QR set", m, Nothing));
+    let mut m = query(0, "status.example", TYPE_A);
+    m[2] = 0x10; // opcode 2, STATUS
+    v.push(("opcode STATUS", m, Rcode(NOTIMP, false)));
+    let mut m = query(0, "update.example", 6);
+    m[2] = 0x28; // opcode 5, UPDATE
+    add_opt(&mut m, 1232, 0, false);
+    v.push(("opcode UPDATE with OPT", m, Rcode(NOTIMP, true)));
+    v.push((
+        "ANY for a forwarded name",
+        query(0, "any.example", TYPE_ANY),
+        Rcode(NOERROR, false),
+    ));
+    v.push((
+        "ANY for a blocked name",
+        query(0, BLOCKED, TYPE_ANY),
+        Rcode(NOERROR, false),
+    ));
+    let mut m = query(0, "trailing.example", TYPE_A);
+    m.extend_from_slice(&[0xde, 0xad]);
+    v.push(("trailing bytes", m, Anything));
+    for (i, c) in v.iter_mut().enumerate() {
+        if c.1.len() >= 2 {
+            c.1[..2].copy_from_slice(&(0x1000 + i as u16).to_be_bytes());
+        }
+    }
+    v
+}
+
+fn check(name: &str, reply: Option<&Vec<u8>>, expect: Expect) {
+    let parsed =
+        reply.map(|r| parse(r).unwrap_or_else(|e| panic!("{name}: reply not well formed: {e}")));
+    if let Some(r) = &parsed {
+        assert!(r.is_response(), "{name}: reply without QR");
+    }
+    match expect {
+        Expect::Nothing => assert!(
+            parsed.is_none(),
+            "{name}: expected no reply, got {parsed:?}"
+        ),
+        Expect::Rcode(rcode, opt) => {
+            let r = parsed.unwrap_or_else(|| panic!("{name}: no reply"));
+            assert_eq!(r.rcode, rcode, "{name}: {r:?}");
+            if opt {
+                assert!(r.opt.is_some(), "{name}: reply lacks OPT");
+                assert_eq!(r.opt.map(|o| o.1), Some(0), "{name}: our EDNS version is 0");
+            }
+        }
+        Expect::Anything => {}
+    }
+}
+
+/// Sends every message over UDP, then a sentinel; returns replies by ID once the sentinel is answered and
+/// stragglers (forwarded ones) had time to come back.
+fn udp_batch(c: &C2sink, msgs: &[Vec<u8>]) -> Vec<(u16, Vec<u8>)> {
+    let s = udp_client("127.0.0.1", Duration::from_millis(100));
+    for m in msgs {
+        s.send_to(m, c.addr).expect("send");
+    }
+    let sentinel = query(0xfff0, "sentinel-udp.example", TYPE_A);
+    s.send_to(&sentinel, c.addr).expect("send");
+    let mut out = Vec::new();
+    let mut sentinel_seen = false;
+    let mut buf = [0u8; 65535];
+    let mut quiet_since = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        match s.recv(&mut buf) {
+            Ok(n) if n >= 2 => {
+                let id = u16::from_be_bytes([buf[0], buf[1]]);
+                if id == 0xfff0 {
+                    let r = parse(&buf[..n]).expect("parse");
+                    assert_eq!(r.addrs(), vec![UP]);
+                    sentinel_seen = true;
+                }
+                out.push((id, buf[..n].to_vec()));
+                quiet_since = Instant::now();
+            }
+            Ok(_) => panic!("reply shorter than an ID"),
+            Err(_) => {
+                if sentinel_seen && quiet_since.elapsed() > Duration::from_millis(800) {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(sentinel_seen, "sentinel not answered");
+    out
+}
+
+/// Replies by ID, where every ID must have at most one reply.
+fn by_id(replies: Vec<(u16, Vec<u8>)>) -> HashMap<u16, Vec<u8>> {
+    let mut out = HashMap::new();
+    for (id, r) in replies {
+        assert!(out.insert(id, r).is_none(), "two replies for id {id:#x}");
+    }
+    out
+}
+
+/// Same over one TCP connection (pipelined), with proper framing.
+fn tcp_batch(c: &C2sink, msgs: &[Vec<u8>]) -> Vec<(u16, Vec<u8>)> {
+    let mut s = tcp_connect_from("127.0.0.1", c.addr);
+    for m in msgs {
+        tcp_send(&mut s, m).expect("send");
+    }
+    tcp_send(&mut s, &query(0xfff1, "sentinel-tcp.example", TYPE_A)).expect("send");
+    let mut out = Vec::new();
+    loop {
+        let r = tcp_read(&mut s).expect("reply before the sentinel's");
+        assert!(r.len() >= 2);
+        let id = u16::from_be_bytes([r[0], r[1]]);
+        out.push((id, r));
+        if id == 0xfff1 {
+            break;
+        }
+    }
+    // Forwarded messages may still be answered after the sentinel.
+    s.set_read_timeout(Some(Duration::from_millis(800)))
+        .expect("timeout");
+    while let Ok(r) = tcp_read(&mut s) {
+        out.push((u16::from_be_bytes([r[0], r[1]]), r));
+    }
+    out
+}
+
+fn start() -> (Upstream, C2sink) {
+    let up = Upstream::start(UP);
+    let c = C2sink::start(&[up.addr], 300, "tcp_idle_timeout_ms = 1000", "");
+    (up, c)
+}
+
+#[test]
+fn named_malformed_cases_over_udp_and_tcp() {
+    let (up, c) = start();
+    let cases = cases();
+    let msgs: Vec<Vec<u8>> = cases.iter().map(|c| c.1.clone()).collect();
+    let replies = by_id(udp_batch(&c, &msgs));
+    for (name, m, expect) in &cases {
+        let id = (m.len() >= 2).then(|| u16::from_be_bytes([m[0], m[1]]));
+        check(
+            &format!("udp {name}"),
+            id.and_then(|id| replies.get(&id)),
+            *expect,
+        );
+    }
+    // Over TCP the zero-length and short messages are framed too: still no reply.
+    let replies = by_id(tcp_batch(&c, &msgs));
+    for (name, m, expect) in &cases {
+        let id = (m.len() >= 2).then(|| u16::from_be_bytes([m[0], m[1]]));
+        check(
+            &format!("tcp {name}"),
+            id.and_then(|id| replies.get(&id)),
+            *expect,
+        );
+    }
+    // The RFC 8482 answer for a forwarded name, and the upstream never saw the ANY query.
+    let any = cases
+        .iter()
+        .position(|c| c.0 == "ANY for a forwarded name")
+        .expect("case");
+    let r = parse(&replies[&(0x1000 + any as u16)]).expect("parse");
+    assert_eq!(r.answers.len(), 1);
+    assert_eq!(r.answers[0].0, TYPE_HINFO);
+    assert_eq!(r.answers[0].1, b"\x07RFC8482\x00");
+    assert_eq!(up.count("any.example"), 0);
+    // A blocked name asked with ANY still gets the sinkhole answer (NODATA with the SOA in null mode).
+    let blocked = cases
+        .iter()
+        .position(|c| c.0 == "ANY for a blocked name")
+        .expect("case");
+    let r = parse(&replies[&(0x1000 + blocked as u16)]).expect("parse");
+    assert_eq!((r.answers.len(), r.authority.clone()), (0, vec![TYPE_SOA]));
+    assert_still_serving(&c, "named cases", UP);
+}
+
+#[test]
+fn random_and_mutated_packets_never_break_the_server() {
+    let (_up, mut c) = start();
+    let mut rng = Prng(0x00c2_5111_c0ff_ee00);
+    let base = {
+        let mut q = query(0, "mutate.example", TYPE_A);
+        add_opt(&mut q, 1232, 0, true);
+        q
+    };
+    for round in 0..4 {
+        let mut msgs = Vec::new();
+        for _ in 0..300 {
+            let len = rng.below(300) as usize;
+            let mut m = rng.bytes(len);
+            // Half of them look like queries so they get past the first checks.
+            if m.len() >= 4 && rng.below(2) == 0 {
+                m[2] &= 0x7f;
+            }
+            msgs.push(m);
+        }
+        for _ in 0..300 {
+            let mut m = base.clone();
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(m.len() as u64) as usize;
+                m[at] = rng.next() as u8;
+            }
+            if rng.below(5) == 0 {
+                m.truncate(rng.below(m.len() as u64) as usize);
+            }
+            msgs.push(m);
+        }
+        // IDs stay random: several messages may share one, so only well-formedness is checked here.
+        let udp = udp_batch(&c, &msgs);
+        for (id, r) in &udp {
+            let p = parse(r).unwrap_or_else(|e| panic!("round {round} id {id:#x}: {e}"));
+            assert!(p.is_response());
+        }
+        let msgs_tcp: Vec<Vec<u8>> = msgs.into_iter().filter(|m| m.len() <= 65535).collect();
+        for (id, r) in tcp_batch(&c, &msgs_tcp) {
+            let p = parse(&r).unwrap_or_else(|e| panic!("tcp round {round} id {id:#x}: {e}"));
+            assert!(p.is_response());
+        }
+        assert_still_serving(&c, &format!("random round {round}"), UP);
+    }
+    assert!(c.is_running());
+    let (ok, log) = c.terminate();
+    assert!(ok, "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn tcp_length_prefix_abuse_is_cut_off_without_hurting_others() {
+    let (_up, c) = start();
+    // A huge length prefix, then silence: closed after the idle timeout, not held open waiting for 64 KiB.
+    let mut s = tcp_connect_from("127.0.0.1", c.addr);
+    s.write_all(&[0xff, 0xff]).expect("write");
+    s.write_all(&[0u8; 100]).expect("write");
+    assert_still_serving(&c, "stalled prefix", UP);
+    assert!(
+        closed_by_peer(&mut s, Duration::from_secs(5)),
+        "stalled connection must be closed"
+    );
+    // A full 65535-byte message of junk: answered or dropped, and the same connection keeps working.
+    let mut s = tcp_connect_from("127.0.0.1", c.addr);
+    let mut junk = Prng(7).bytes(65535);
+    junk[..4].copy_from_slice(&[0xab, 0xcd, 0x01, 0x00]);
+    tcp_send(&mut s, &junk).expect("send");
+    tcp_send(&mut s, &query(0x4321, "after-junk.example", TYPE_A)).expect("send");
+    loop {
+        let r = tcp_read(&mut s).expect("reply");
+        let p = parse(&r).expect("well formed");
+        if p.id == 0x4321 {
+            assert_eq!(p.addrs(), vec![UP]);
+            break;
+        }
+        assert_eq!(p.rcode, FORMERR);
+    }
+    // A zero length prefix is an empty message: ignored, the connection stays usable.
+    s.write_all(&[0, 0]).expect("write");
+    tcp_send(&mut s, &query(0x4322, "after-empty.example", TYPE_A)).expect("send");
+    let p = parse(&tcp_read(&mut s).expect("reply")).expect("parse");
+    assert_eq!((p.id, p.addrs()), (0x4322, vec![UP]));
+    // Unframed random bytes: whatever lengths they spell, the server closes or answers, never hangs on it.
+    let mut s = tcp_connect_from("127.0.0.1", c.addr);
+    s.write_all(&Prng(99).bytes(3000)).expect("write");
+    assert!(closed_by_peer(&mut s, Duration::from_secs(5)));
+    assert_still_serving(&c, "length abuse", UP);
+}

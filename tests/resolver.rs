@@ -1,0 +1,601 @@
+//! The resolver over the wire: every query checked, C2 names sinkholed and logged, the rest forwarded faithfully.
+
+mod common;
+
+use common::*;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const TYPES: [RecordType; 6] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::TXT,
+    RecordType::MX,
+    RecordType::HTTPS,
+    RecordType::ANY,
+];
+
+/// Checks a `null`-mode sinkhole answer for one question.
+fn assert_null_sinkhole(m: &Message, qtype: RecordType, what: &str) {
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{what}");
+    match qtype {
+        RecordType::A => {
+            assert_eq!(m.answers.len(), 1, "{what}");
+            assert_eq!(
+                m.answers[0].data,
+                RData::A("0.0.0.0".parse().expect("ip")),
+                "{what}"
+            );
+        }
+        RecordType::AAAA => {
+            assert_eq!(m.answers.len(), 1, "{what}");
+            assert_eq!(
+                m.answers[0].data,
+                RData::AAAA("::".parse().expect("ip")),
+                "{what}"
+            );
+        }
+        _ => {
+            assert!(
+                m.answers.is_empty(),
+                "{what}: NODATA, never an address for {qtype}"
+            );
+            assert_eq!(m.authorities.len(), 1, "{what}: SOA for negative caching");
+            assert_eq!(m.authorities[0].record_type(), RecordType::SOA, "{what}");
+        }
+    }
+}
+
+#[test]
+fn every_shipped_3cx_domain_and_subdomain_is_sinkholed_and_never_forwarded() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    let domains = shipped_3cx();
+    assert_eq!(domains.len(), 26, "every blockable 3CX domain is shipped");
+    let mut asked = 0;
+    for (i, d) in domains.iter().enumerate() {
+        for name in [
+            d.clone(),
+            format!("cdn.{d}"),
+            format!("a.b.{}", d.to_uppercase()),
+        ] {
+            for (j, qtype) in TYPES.iter().enumerate() {
+                // Spread protocols and address families over the matrix.
+                let proto = if (i + j) % 2 == 0 {
+                    Proto::Udp
+                } else {
+                    Proto::Tcp
+                };
+                let server = if (i + j) % 3 == 0 {
+                    srv.addr6()
+                } else {
+                    srv.addr()
+                };
+                let raw = ask_raw(server, proto, &name, *qtype, &Ask::default());
+                let m = Message::from_vec(&raw).expect("parses");
+                assert_null_sinkhole(&m, *qtype, &format!("{name} {qtype} {proto:?} {server}"));
+                assert_eq!(
+                    raw_question_name(&raw),
+                    name,
+                    "question echoed as asked (case kept)"
+                );
+                asked += 1;
+            }
+        }
+    }
+    let events = srv.events(asked);
+    assert_eq!(events.len(), asked, "one event per blocked query");
+    for d in &domains {
+        assert_eq!(up.count(d), 0, "{d} reached the upstream");
+    }
+    assert!(
+        up.seen().is_empty(),
+        "upstream saw blocked names: {:?}",
+        up.seen()
+    );
+}
+
+#[test]
+fn lookalike_and_legitimate_names_are_forwarded() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    // Names that only look similar, and the intel's never-block rows.
+    let names = [
+        "notmsstorageazure.com",
+        "msstorageazure.com.evil.test",
+        "msstorageazure.co",
+        "shilaerc20.com",
+        "www.3cx.com",
+        "3cx.cloud",
+        "downloads-global.3cx.com",
+        "raw.githubusercontent.com",
+        "www.tradingtechnologies.com",
+    ];
+    for n in names {
+        for proto in [Proto::Udp, Proto::Tcp] {
+            let m = ask_simple(srv.addr(), proto, n, RecordType::A);
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{n}");
+            assert_eq!(
+                m.answers[0].data,
+                RData::A("192.0.2.1".parse().expect("ip")),
+                "{n} answered by the upstream"
+            );
+        }
+        assert!(up.count(n) >= 1, "{n} was forwarded");
+    }
+    assert!(
+        srv.events(0).is_empty(),
+        "no block events for forwarded names"
+    );
+}
+
+#[test]
+fn block_event_names_client_protocol_list_and_rule() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    let q = query_msg("Beacon.SbMsa.Wiki.", RecordType::TXT, &Ask::default());
+    let (_, local) =
+        exchange_raw_from(srv.addr(), Proto::Tcp, &q.to_vec().expect("enc")).expect("answer");
+    let q6 = query_msg("x.pbxsources.com", RecordType::A, &Ask::default());
+    let (_, local6) =
+        exchange_raw_from(srv.addr6(), Proto::Udp, &q6.to_vec().expect("enc")).expect("answer");
+    let ev = srv.events(2);
+    assert_eq!(ev.len(), 2);
+    let e = &ev[0];
+    assert_eq!(e["client_ip"], "127.0.0.1");
+    assert_eq!(e["client_port"], local.port());
+    assert_eq!(e["protocol"], "tcp");
+    assert_eq!(e["qname"], "beacon.sbmsa.wiki");
+    assert_eq!(e["qtype"], "TXT");
+    assert_eq!(e["list"], "3cx");
+    assert_eq!(e["rule"], "sbmsa.wiki");
+    assert_eq!(e["action"], "null");
+    let ts = e["ts"].as_str().expect("ts");
+    assert!(
+        ts.ends_with('Z') && ts.len() == 24,
+        "RFC 3339 UTC with milliseconds: {ts}"
+    );
+    let e = &ev[1];
+    assert_eq!(e["client_ip"], "::1");
+    assert_eq!(e["client_port"], local6.port());
+    assert_eq!(e["protocol"], "udp");
+    assert_eq!(e["qtype"], "A");
+    assert_eq!(e["rule"], "pbxsources.com");
+}
+
+fn srv_with_mode(up: &Upstream, sinkhole: &str) -> C2sink {
+    C2sink::start(
+        &config(&[up.addr], &format!("[sinkhole]\n{sinkhole}\n")),
+        &[],
+    )
+}
+
+#[test]
+fn nxdomain_mode_answers_nxdomain_with_soa_ttl() {
+    let up = Upstream::start();
+    let srv = srv_with_mode(&up, "mode = \"nxdomain\"\nttl = 123");
+    for qtype in TYPES {
+        let m = ask_simple(srv.addr(), Proto::Udp, "c2.msedgeupdate.net", qtype);
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        assert!(m.answers.is_empty());
+        let soa = &m.authorities[0];
+        assert_eq!(soa.record_type(), RecordType::SOA);
+        assert_eq!(soa.ttl, 123);
+        assert_eq!(
+            soa.name.to_ascii(),
+            "msedgeupdate.net.",
+            "SOA owned by the blocked zone"
+        );
+        let RData::SOA(s) = &soa.data else {
+            panic!("SOA data")
+        };
+        assert_eq!(s.minimum, 123);
+    }
+    let ev = srv.events(TYPES.len());
+    assert!(ev.iter().all(|e| e["action"] == "nxdomain"));
+}
+
+#[test]
+fn refused_mode_answers_refused() {
+    let up = Upstream::start();
+    let srv = srv_with_mode(&up, "mode = \"refused\"");
+    let m = ask_simple(srv.addr(), Proto::Tcp, "journalide.org", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert!(m.answers.is_empty());
+    assert_eq!(up.count("journalide.org"), 0);
+}
+
+#[test]
+fn address_mode_answers_watched_host_for_a_and_aaaa_only() {
+    let up = Upstream::start();
+    let srv = srv_with_mode(
+        &up,
+        "mode = \"address\"\nipv4 = \"192.0.2.99\"\nipv6 = \"2001:db8::99\"",
+    );
+    let m = ask_simple(srv.addr(), Proto::Udp, "officeaddons.com", RecordType::A);
+    assert_eq!(
+        m.answers[0].data,
+        RData::A("192.0.2.99".parse().expect("ip"))
+    );
+    assert_eq!(m.answers[0].ttl, 60, "default sinkhole TTL");
+    let m = ask_simple(
+        srv.addr6(),
+        Proto::Tcp,
+        "officeaddons.com",
+        RecordType::AAAA,
+    );
+    assert_eq!(
+        m.answers[0].data,
+        RData::AAAA("2001:db8::99".parse().expect("ip"))
+    );
+    for qtype in [RecordType::TXT, RecordType::MX, RecordType::HTTPS] {
+        let m = ask_simple(srv.addr(), Proto::Udp, "officeaddons.com", qtype);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.answers.is_empty(), "{qtype}: NODATA");
+        assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+    }
+    assert_eq!(srv.events(5)[0]["action"], "address");
+}
+
+#[test]
+fn sinkhole_answer_keeps_edns_and_do_bit() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    let opts = Ask {
+        edns: true,
+        dnssec_ok: true,
+        ..Ask::default()
+    };
+    let m = ask(
+        srv.addr(),
+        Proto::Udp,
+        "zacharryblogs.com",
+        RecordType::A,
+        &opts,
+    );
+    let e = m.edns.expect("OPT in answer to an EDNS query");
+    assert!(e.flags().dnssec_ok, "DO echoed");
+    assert!(m.metadata.recursion_available);
+}
+
+/// Asks the upstream directly and through c2sink; the answers must be the same but for the ID.
+fn assert_same_as_upstream(
+    up: &Upstream,
+    srv: &C2sink,
+    name: &str,
+    qtype: RecordType,
+    opts: &Ask,
+) -> Message {
+    let direct = ask(up.addr, Proto::Udp, name, qtype, opts);
+    let via = ask(srv.addr(), Proto::Udp, name, qtype, opts);
+    let mut d = direct.clone();
+    d.metadata.id = via.metadata.id;
+    assert_eq!(
+        via, d,
+        "{name} {qtype}: c2sink's answer differs from the upstream's"
+    );
+    via
+}
+
+#[test]
+fn forwarded_answers_match_the_upstream_rcode_flags_sections_and_edns() {
+    let up = Upstream::start();
+    // No cache, so every ask is a real forward.
+    let srv = C2sink::start(&config(&[up.addr], "[cache]\nsize = 0\n"), &[]);
+    let edns = Ask {
+        edns: true,
+        ..Ask::default()
+    };
+    let m = assert_same_as_upstream(
+        &up,
+        &srv,
+        "www.example.test",
+        RecordType::A,
+        &Ask::default(),
+    );
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let m = assert_same_as_upstream(&up, &srv, "x.nxdomain.test", RecordType::A, &edns);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let m = assert_same_as_upstream(&up, &srv, "x.servfail.test", RecordType::A, &edns);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    let m = assert_same_as_upstream(&up, &srv, "x.refused.test", RecordType::A, &Ask::default());
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::Refused,
+        "REFUSED is not turned into SERVFAIL"
+    );
+    let m = assert_same_as_upstream(&up, &srv, "x.nodata.test", RecordType::TXT, &edns);
+    assert!(m.answers.is_empty() && m.authorities.len() == 1);
+    let m = assert_same_as_upstream(&up, &srv, "secure.ad.test", RecordType::A, &edns);
+    assert!(m.metadata.authentic_data, "AD flag kept");
+    let ede = m
+        .edns
+        .as_ref()
+        .expect("edns")
+        .options()
+        .as_ref()
+        .iter()
+        .any(|(c, _)| u16::from(*c) == 15);
+    assert!(ede, "upstream's EDNS option (EDE) reaches the client");
+    assert_same_as_upstream(
+        &up,
+        &srv,
+        "Mixed.Case.Example.Test",
+        RecordType::MX,
+        &Ask::default(),
+    );
+    let raw = ask_raw(
+        srv.addr(),
+        Proto::Tcp,
+        "Mixed.Case.Example.Test",
+        RecordType::MX,
+        &Ask::default(),
+    );
+    assert_eq!(raw_question_name(&raw), "Mixed.Case.Example.Test");
+}
+
+#[test]
+fn client_do_bit_cd_bit_and_edns_options_reach_the_upstream() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    let opts = Ask {
+        edns: true,
+        dnssec_ok: true,
+        checking_disabled: true,
+        options: vec![(65001, vec![0, 1, 2, 3, 4, 5])],
+        ..Ask::default()
+    };
+    let m = ask(
+        srv.addr(),
+        Proto::Udp,
+        "dnssec.example.test",
+        RecordType::A,
+        &opts,
+    );
+    assert!(m.metadata.checking_disabled, "CD echoed");
+    let seen = up.seen();
+    let s = seen
+        .iter()
+        .find(|s| s.name == "dnssec.example.test")
+        .expect("forwarded");
+    assert!(s.dnssec_ok, "DO reached the upstream");
+    assert_eq!(
+        s.options,
+        vec![65001],
+        "client's EDNS option reached the upstream"
+    );
+}
+
+#[test]
+fn truncated_udp_answer_is_retried_over_tcp() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    // The client can take 4096 bytes over UDP; the upstream truncates at 1232, so c2sink must use TCP.
+    let opts = Ask {
+        edns: true,
+        payload: 4096,
+        ..Ask::default()
+    };
+    let m = ask(
+        srv.addr(),
+        Proto::Udp,
+        "txt.big.test",
+        RecordType::TXT,
+        &opts,
+    );
+    assert!(!m.metadata.truncation);
+    assert_eq!(m.answers.len(), 40, "the whole answer, fetched over TCP");
+    assert!(
+        up.seen().iter().any(|s| s.name == "txt.big.test" && s.tcp),
+        "upstream asked over TCP"
+    );
+    // A client without EDNS (512 bytes) gets TC and retries over TCP itself.
+    let m = ask_simple(srv.addr(), Proto::Udp, "txt.big.test", RecordType::TXT);
+    assert!(
+        m.metadata.truncation,
+        "TC to a client that cannot take the answer over UDP"
+    );
+    assert!(m.answers.is_empty() && m.edns.is_none());
+    // An EDNS client with a small buffer gets TC with an OPT record.
+    let small = Ask {
+        edns: true,
+        payload: 600,
+        ..Ask::default()
+    };
+    let m = ask(
+        srv.addr(),
+        Proto::Udp,
+        "txt.big.test",
+        RecordType::TXT,
+        &small,
+    );
+    assert!(m.metadata.truncation);
+    assert!(m.edns.is_some(), "OPT kept in the truncated answer");
+    let m = ask_simple(srv.addr(), Proto::Tcp, "txt.big.test", RecordType::TXT);
+    assert_eq!(m.answers.len(), 40);
+}
+
+#[test]
+fn failover_to_second_upstream_and_dead_one_is_not_tried_first_again() {
+    let dead = Blackhole::start();
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[dead.addr, up.addr], ""), &[]);
+    let m = ask_simple(srv.addr(), Proto::Udp, "one.example.test", RecordType::A);
+    assert_eq!(m.answers.len(), 1, "answered by the second upstream");
+    assert_eq!(dead.received.load(std::sync::atomic::Ordering::Relaxed), 1);
+    for i in 0..5 {
+        let m = ask_simple(
+            srv.addr(),
+            Proto::Udp,
+            &format!("n{i}.example.test"),
+            RecordType::A,
+        );
+        assert_eq!(m.answers.len(), 1);
+    }
+    assert_eq!(
+        dead.received.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the failed upstream is benched, not tried first on every query"
+    );
+}
+
+#[test]
+fn servfail_when_every_upstream_times_out_and_blocked_names_still_answered() {
+    let dead1 = Blackhole::start();
+    let dead2 = Blackhole::start();
+    let srv = C2sink::start(&config(&[dead1.addr, dead2.addr], ""), &[]);
+    for proto in [Proto::Udp, Proto::Tcp] {
+        let m = ask_simple(srv.addr(), proto, "www.example.test", RecordType::A);
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::ServFail,
+            "{proto:?}"
+        );
+    }
+    let m = ask_simple(srv.addr(), Proto::Udp, "msstorageazure.com", RecordType::A);
+    assert_null_sinkhole(&m, RecordType::A, "blocked while upstreams are down");
+    let m = ask_simple(srv.addr(), Proto::Udp, "x.silent.test", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+}
+
+#[test]
+fn second_ask_is_answered_from_cache_with_decreasing_ttl_and_client_case() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    let first = ask_simple(srv.addr(), Proto::Udp, "cached.example.test", RecordType::A);
+    assert_eq!(first.answers[0].ttl, 300);
+    std::thread::sleep(Duration::from_millis(1100));
+    let raw = ask_raw(
+        srv.addr(),
+        Proto::Tcp,
+        "CACHED.example.TEST",
+        RecordType::A,
+        &Ask::default(),
+    );
+    assert_eq!(
+        raw_question_name(&raw),
+        "CACHED.example.TEST",
+        "cached answer echoes this client's case"
+    );
+    let second = Message::from_vec(&raw).expect("parses");
+    assert_eq!(
+        up.count("cached.example.test"),
+        1,
+        "second ask not sent upstream"
+    );
+    assert_eq!(second.answers[0].data, first.answers[0].data);
+    assert!(
+        second.answers[0].ttl < 300 && second.answers[0].ttl >= 298,
+        "TTL counts down: {}",
+        second.answers[0].ttl
+    );
+    // Negative answers are cached by their SOA.
+    for _ in 0..3 {
+        let m = ask_simple(srv.addr(), Proto::Udp, "gone.nxdomain.test", RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    }
+    assert_eq!(up.count("gone.nxdomain.test"), 1, "NXDOMAIN cached");
+    // DO and non-DO clients do not share entries.
+    let opts = Ask {
+        edns: true,
+        dnssec_ok: true,
+        ..Ask::default()
+    };
+    ask(
+        srv.addr(),
+        Proto::Udp,
+        "cached.example.test",
+        RecordType::A,
+        &opts,
+    );
+    assert_eq!(
+        up.count("cached.example.test"),
+        2,
+        "DO query is a separate cache entry"
+    );
+    // Errors are not cached.
+    for _ in 0..2 {
+        ask_simple(srv.addr(), Proto::Udp, "x.servfail.test", RecordType::A);
+    }
+    assert_eq!(up.count("x.servfail.test"), 2, "SERVFAIL is not cached");
+}
+
+#[test]
+fn expired_cache_entries_are_fetched_again() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    ask_simple(srv.addr(), Proto::Udp, "a.short-ttl.test", RecordType::A);
+    ask_simple(srv.addr(), Proto::Udp, "a.short-ttl.test", RecordType::A);
+    assert_eq!(up.count("a.short-ttl.test"), 1);
+    std::thread::sleep(Duration::from_millis(1200));
+    ask_simple(srv.addr(), Proto::Udp, "a.short-ttl.test", RecordType::A);
+    assert_eq!(up.count("a.short-ttl.test"), 2, "TTL 1 s honoured");
+}
+
+fn dig_args(tool: &str, server: SocketAddr, name: &str, qtype: &str, tcp: bool) -> Vec<String> {
+    let mut a = vec![
+        format!("@{}", server.ip()),
+        "-p".into(),
+        server.port().to_string(),
+        name.into(),
+        qtype.into(),
+        if tool == "kdig" {
+            "+retry=0"
+        } else {
+            "+tries=1"
+        }
+        .into(),
+        "+time=3".into(),
+    ];
+    if tcp {
+        a.push("+tcp".into());
+    }
+    a
+}
+
+#[test]
+fn dig_and_kdig_see_sinkhole_and_forwarded_answers_over_udp_tcp_ipv4_ipv6() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    for tool in ["dig", "kdig"] {
+        for server in [srv.addr(), srv.addr6()] {
+            for tcp in [false, true] {
+                let out = run_tool(
+                    tool,
+                    &dig_args(tool, server, "cdn.msstorageazure.com", "A", tcp),
+                );
+                assert!(
+                    out.contains("status: NOERROR"),
+                    "{tool} {server} tcp={tcp}:\n{out}"
+                );
+                assert!(out.contains("0.0.0.0"), "{tool}: sinkholed:\n{out}");
+                let out = run_tool(
+                    tool,
+                    &dig_args(tool, server, "cdn.msstorageazure.com", "TXT", tcp),
+                );
+                assert!(
+                    out.contains("c2sink.invalid"),
+                    "{tool}: SOA in NODATA:\n{out}"
+                );
+                let out = run_tool(tool, &dig_args(tool, server, "www.example.test", "A", tcp));
+                assert!(out.contains("192.0.2.1"), "{tool}: forwarded:\n{out}");
+            }
+        }
+    }
+    assert_eq!(up.count("cdn.msstorageazure.com"), 0);
+    assert_eq!(srv.events(16).len(), 16, "one event per blocked query");
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly_and_events_are_flushed() {
+    let up = Upstream::start();
+    let mut srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    ask_simple(srv.addr(), Proto::Udp, "glcloudservice.com", RecordType::A);
+    let events = srv.path("events.jsonl");
+    let status = srv.terminate();
+    assert!(status.success(), "exit status {status}");
+    let text = std::fs::read_to_string(events).expect("events");
+    assert_eq!(text.lines().count(), 1);
+}

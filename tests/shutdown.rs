@@ -1,0 +1,71 @@
+//! Graceful shutdown: on SIGTERM, queries already being forwarded still get their answers and every block
+//! event is in the log before the process exits.
+
+mod hsupport;
+
+use hsupport::*;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+const UP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+
+fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn sigterm_drains_queries_in_flight_and_flushes_events() {
+    let up = Upstream::start(UP);
+    up.delay("slow-udp.example", Duration::from_millis(1200));
+    up.delay("slow-tcp.example", Duration::from_millis(1200));
+    let mut c = C2sink::start(&[up.addr], 5000, "", "");
+
+    // Block events first, so they are queued before shutdown.
+    for i in 0..50u16 {
+        let r = udp_ask(c.addr, &query(i, &format!("h{i}.{BLOCKED}"), TYPE_A)).expect("sinkholed");
+        assert_eq!(
+            parse(&r).expect("parse").addrs(),
+            vec![Ipv4Addr::UNSPECIFIED]
+        );
+    }
+    // Two slow forwarded queries, one per transport, in flight when SIGTERM arrives.
+    let udp = udp_client("127.0.0.1", Duration::from_secs(8));
+    udp.send_to(&query(0xaaaa, "slow-udp.example", TYPE_A), c.addr)
+        .expect("send");
+    let mut tcp = tcp_connect_from("127.0.0.1", c.addr);
+    tcp.set_read_timeout(Some(Duration::from_secs(8)))
+        .expect("timeout");
+    tcp_send(&mut tcp, &query(0xbbbb, "slow-tcp.example", TYPE_A)).expect("send");
+    wait_until("upstream to see both slow queries", || {
+        up.count("slow-udp.example") == 1 && up.count("slow-tcp.example") == 1
+    });
+    c.signal_term();
+
+    let mut buf = [0u8; 512];
+    let n = udp.recv(&mut buf).expect("UDP answer after SIGTERM");
+    let r = parse(&buf[..n]).expect("parse");
+    assert_eq!((r.id, r.addrs()), (0xaaaa, vec![UP]));
+    let r = parse(&tcp_read(&mut tcp).expect("TCP answer after SIGTERM")).expect("parse");
+    assert_eq!((r.id, r.addrs()), (0xbbbb, vec![UP]));
+
+    let (ok, log) = c.terminate();
+    assert!(ok, "clean exit: {log}");
+    let events = c.events();
+    assert_eq!(events.len(), 50, "every block event written: {log}");
+    assert!(events.iter().all(|e| e.contains("\"kind\":\"block\"")));
+    assert_eq!(total(&log, "events_written"), Some(50), "{log}");
+    // New queries are no longer taken once it is down.
+    assert!(
+        udp_ask_from(
+            "127.0.0.1",
+            c.addr,
+            &query(1, "late.example", TYPE_A),
+            Duration::from_millis(300)
+        )
+        .is_none()
+    );
+}

@@ -1,0 +1,159 @@
+//! Upstream faults: all down, one down, garbage and spoofed answers. The client always gets either the real
+//! answer or SERVFAIL, blocked names keep being answered, and c2sink recovers by itself.
+
+mod hsupport;
+
+use hsupport::*;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+
+fn rcode_of(c: &C2sink, name: &str, id: u16) -> (u16, Vec<Ipv4Addr>) {
+    let r = udp_ask_from(
+        "127.0.0.1",
+        c.addr,
+        &query(id, name, TYPE_A),
+        Duration::from_secs(5),
+    )
+    .unwrap_or_else(|| panic!("no reply for {name}"));
+    let r = parse(&r).expect("well formed");
+    (r.rcode, r.addrs())
+}
+
+#[test]
+fn all_upstreams_down_gives_servfail_without_pile_up_and_recovers() {
+    let mut up = Upstream::start(A);
+    up.set_mode(Mode::Silent);
+    let mut c = C2sink::start(&[up.addr], 300, "", "");
+    // Black-holed: the first queries wait for the timeout, then the upstream is marked down.
+    for i in 0..3u16 {
+        assert_eq!(rcode_of(&c, &format!("d{i}.example"), i).0, SERVFAIL);
+    }
+    let seen_when_down = up.seen().len();
+    // While it is down, clients get SERVFAIL at once and the upstream is not hammered.
+    let s = udp_client("127.0.0.1", Duration::from_secs(3));
+    for i in 0..100u16 {
+        s.send_to(&query(0x100 + i, &format!("p{i}.example"), TYPE_A), c.addr)
+            .expect("send");
+    }
+    let mut servfails = 0;
+    let mut buf = [0u8; 512];
+    while servfails < 100 {
+        let n = s.recv(&mut buf).expect("every client gets SERVFAIL");
+        assert_eq!(parse(&buf[..n]).expect("parse").rcode, SERVFAIL);
+        servfails += 1;
+    }
+    let probes = up.seen().len() - seen_when_down;
+    assert!(
+        probes <= 2,
+        "a down upstream gets probes, not the load: {probes}"
+    );
+    // Blocked names are answered all along.
+    let r = udp_ask(c.addr, &query(0x200, BLOCKED, TYPE_A)).expect("blocked answer");
+    assert_eq!(
+        parse(&r).expect("parse").addrs(),
+        vec![Ipv4Addr::UNSPECIFIED]
+    );
+    // A closed port (process gone) is down too; then it comes back and c2sink notices by itself.
+    up.stop();
+    assert_eq!(rcode_of(&c, "closed.example", 0x300).0, SERVFAIL);
+    up.restart();
+    up.set_mode(Mode::Answer);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 0u16;
+    loop {
+        i += 1;
+        if rcode_of(&c, &format!("back{i}.example"), 0x400 + i) == (NOERROR, vec![A]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "c2sink did not recover");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (ok, log) = c.terminate();
+    assert!(ok);
+    assert!(
+        log.contains("upstream is down") && log.contains("upstream answers again"),
+        "{log}"
+    );
+}
+
+#[test]
+fn dead_first_upstream_is_not_tried_first_on_every_query() {
+    let dead = Upstream::start(A);
+    dead.set_mode(Mode::Silent);
+    let live = Upstream::start(B);
+    let c = C2sink::start(&[dead.addr, live.addr], 300, "", "");
+    for i in 0..30u16 {
+        let (rcode, addrs) = rcode_of(&c, &format!("f{i}.example"), i);
+        assert_eq!((rcode, addrs), (NOERROR, vec![B]), "query {i} fails over");
+    }
+    // Three failures mark it down; after that at most a probe per bench period reaches it.
+    let tried = dead.seen().len();
+    assert!(
+        tried <= 5,
+        "dead upstream tried {tried} times for 30 queries"
+    );
+    assert_eq!(live.seen().len(), 30);
+    // When the first upstream answers again it gets its place back (found by a probe, not by config reload).
+    dead.set_mode(Mode::Answer);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 100u16;
+    while rcode_of(&c, &format!("f{i}.example"), i) != (NOERROR, vec![A]) {
+        assert!(Instant::now() < deadline, "first upstream never used again");
+        std::thread::sleep(Duration::from_millis(100));
+        i += 1;
+    }
+}
+
+#[test]
+fn garbage_and_truncated_answers_never_reach_the_client() {
+    let up = Upstream::start(A);
+    let c = C2sink::start(&[up.addr], 300, "", "[cache]\nsize = 0\n");
+    for (mode, tag) in [(Mode::Garbage, "garbage"), (Mode::Truncated, "truncated")] {
+        up.set_mode(mode);
+        for proto in ["udp", "tcp"] {
+            let q = query(0x0bad, &format!("{tag}-{proto}.example"), TYPE_A);
+            let r = if proto == "udp" {
+                udp_ask(c.addr, &q)
+            } else {
+                tcp_ask(c.addr, &q)
+            };
+            let r = parse(&r.expect("a reply")).expect("well formed, not the upstream's garbage");
+            assert_eq!(
+                (r.id, r.rcode, r.ancount),
+                (0x0bad, SERVFAIL, 0),
+                "{tag} over {proto}"
+            );
+        }
+    }
+    up.set_mode(Mode::Answer);
+    // The upstream was marked down by the bad answers; wait for the probe to bring it back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 0u16;
+    while rcode_of(&c, &format!("good{i}.example"), i) != (NOERROR, vec![A]) {
+        assert!(Instant::now() < deadline, "did not recover");
+        std::thread::sleep(Duration::from_millis(200));
+        i += 1;
+    }
+}
+
+#[test]
+fn spoofed_answers_are_dropped_and_counted() {
+    let up = Upstream::start(A);
+    up.set_mode(Mode::SpoofFirst);
+    let mut c = C2sink::start(&[up.addr], 1000, "", "");
+    for i in 0..5u16 {
+        // Before the real answer the upstream sends one with a wrong ID (6.6.6.6) and one for another name.
+        assert_eq!(
+            rcode_of(&c, &format!("s{i}.example"), i),
+            (NOERROR, vec![A])
+        );
+    }
+    let (_, log) = c.terminate();
+    assert!(
+        total(&log, "upstream_mismatched").unwrap_or(0) >= 10,
+        "{log}"
+    );
+}
