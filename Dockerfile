@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # c2sink image: one static binary on an empty base, running as a non-root user, with a health check that needs
-# no shell or curl. About 7 MB.
+# no shell or curl. About 8 MB.
 #
 # Build for the edge boxes people run (x86 servers, Raspberry Pi class arm64):
 #   docker buildx build --platform linux/amd64,linux/arm64 -t c2sink:latest .
