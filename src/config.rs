@@ -66,6 +66,9 @@ pub struct Config {
     /// The admin HTTP endpoint (metrics, health, readiness); absent = off.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// Encrypted listeners (DNS over TLS, DNS over HTTPS); absent = off.
+    #[serde(default)]
+    pub tls_listen: Option<TlsListenConfig>,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -164,11 +167,132 @@ fn default_tcp_idle_timeout_ms() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// IP:port of plain-DNS upstreams, tried in order of health.
-    pub servers: Vec<SocketAddr>,
+    /// Upstreams, tried in order of health: `IP:port` (plain DNS, UDP with TCP fallback),
+    /// `tls://IP[:853][#name]` (DNS over TLS), `https://IP[:443][/path][#name]` (DNS over HTTPS).
+    pub servers: Vec<UpstreamSpec>,
     /// Time allowed for one try against one upstream.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// PEM file of extra CA certificates trusted for `tls://` and `https://` upstreams (private resolvers).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The certificates read from `ca_file` at load time.
+    #[serde(skip)]
+    pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+/// One upstream as written in `[upstream] servers`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum UpstreamSpec {
+    /// Plain DNS over UDP, TCP when truncated.
+    Plain(SocketAddr),
+    /// DNS over TLS (RFC 7858); the certificate must be valid for `name` (the IP when no name is given).
+    Tls { addr: SocketAddr, name: String },
+    /// DNS over HTTPS (RFC 8484, HTTP/2 POST); the certificate must be valid for `name`.
+    Https {
+        addr: SocketAddr,
+        name: String,
+        path: String,
+    },
+}
+
+impl UpstreamSpec {
+    /// Where the upstream is reached.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            UpstreamSpec::Plain(a) => *a,
+            UpstreamSpec::Tls { addr, .. } | UpstreamSpec::Https { addr, .. } => *addr,
+        }
+    }
+
+    /// True for DNS over TLS or HTTPS.
+    pub fn is_encrypted(&self) -> bool {
+        !matches!(self, UpstreamSpec::Plain(_))
+    }
+}
+
+impl TryFrom<String> for UpstreamSpec {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl std::str::FromStr for UpstreamSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        // "IP" or "IP:port" / "[v6]:port", with a default port.
+        fn addr(host: &str, default_port: u16, whole: &str) -> Result<SocketAddr, String> {
+            if let Ok(a) = host.parse::<SocketAddr>() {
+                return Ok(a);
+            }
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            bare.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, default_port))
+                .map_err(|_| {
+                    format!("\"{whole}\": \"{host}\" is not an IP address (names would need a resolver to find them)")
+                })
+        }
+        let split_name = |rest: &str| -> (String, Option<String>) {
+            match rest.split_once('#') {
+                Some((a, n)) => (a.to_string(), Some(n.to_string())),
+                None => (rest.to_string(), None),
+            }
+        };
+        let check_name = |name: Option<String>, a: SocketAddr| -> Result<String, String> {
+            let name = name.unwrap_or_else(|| a.ip().to_string());
+            rustls::pki_types::ServerName::try_from(name.as_str())
+                .map(|_| name.clone())
+                .map_err(|_| format!("\"{s}\": \"{name}\" is not a valid TLS server name"))
+        };
+        if let Some(rest) = s.strip_prefix("tls://") {
+            let (host, name) = split_name(rest);
+            let a = addr(&host, 853, s)?;
+            let name = check_name(name, a)?;
+            Ok(UpstreamSpec::Tls { addr: a, name })
+        } else if let Some(rest) = s.strip_prefix("https://") {
+            let (hostpath, name) = split_name(rest);
+            let (host, path) = match hostpath.find('/') {
+                Some(i) => (hostpath[..i].to_string(), hostpath[i..].to_string()),
+                None => (hostpath.clone(), "/dns-query".to_string()),
+            };
+            let a = addr(&host, 443, s)?;
+            let name = check_name(name, a)?;
+            if path.contains(['?', ' ']) {
+                return Err(format!(
+                    "\"{s}\": the path must not hold a query string or spaces"
+                ));
+            }
+            Ok(UpstreamSpec::Https {
+                addr: a,
+                name,
+                path,
+            })
+        } else if s.contains("://") {
+            Err(format!(
+                "\"{s}\": unknown scheme; use IP:port, tls://IP#name or https://IP/dns-query#name"
+            ))
+        } else {
+            s.parse::<SocketAddr>()
+                .map(UpstreamSpec::Plain)
+                .map_err(|_| {
+                    format!("\"{s}\" is not IP:port, tls://IP#name or https://IP/dns-query#name")
+                })
+        }
+    }
+}
+
+impl fmt::Display for UpstreamSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamSpec::Plain(a) => write!(f, "{a}"),
+            UpstreamSpec::Tls { addr, name } => write!(f, "tls://{addr}#{name}"),
+            UpstreamSpec::Https { addr, name, path } => write!(f, "https://{addr}{path}#{name}"),
+        }
+    }
 }
 
 fn default_timeout_ms() -> u64 {
@@ -749,6 +873,35 @@ fn default_ready_upstream_age_s() -> u64 {
     60
 }
 
+/// Encrypted listeners for clients that support them, with the certificate they present.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenConfig {
+    /// PEM certificate chain (server certificate first).
+    pub cert_file: PathBuf,
+    /// PEM private key of the certificate.
+    pub key_file: PathBuf,
+    /// Addresses for DNS over TLS (usually port 853).
+    #[serde(default)]
+    pub dot: Vec<SocketAddr>,
+    /// Addresses for DNS over HTTPS (HTTP/2; usually port 443).
+    #[serde(default)]
+    pub doh: Vec<SocketAddr>,
+    /// URL path of DoH queries.
+    #[serde(default = "default_doh_path")]
+    pub doh_path: String,
+    /// TLS settings for DoT, built from the files at load time.
+    #[serde(skip)]
+    pub dot_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// TLS settings for DoH (ALPN h2), built from the files at load time.
+    #[serde(skip)]
+    pub doh_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+}
+
+fn default_doh_path() -> String {
+    "/dns-query".to_string()
+}
+
 /// Where events are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventSink {
@@ -790,7 +943,31 @@ impl Config {
         if cfg.base_dir.as_os_str().is_empty() {
             cfg.base_dir = PathBuf::from(".");
         }
-        let problems = cfg.validate();
+        let mut problems = cfg.validate();
+        if let Some(f) = cfg.upstream.ca_file.clone() {
+            match load_ca_file(&cfg.resolve(&f)) {
+                Ok(certs) => cfg.upstream.ca_certs = certs,
+                Err(message) => problems.push(Problem {
+                    file: path.to_path_buf(),
+                    key: "upstream.ca_file".into(),
+                    message,
+                }),
+            }
+        }
+        if let Some(t) = &mut cfg.tls_listen {
+            let (cert, key) = (
+                cfg.base_dir.join(&t.cert_file),
+                cfg.base_dir.join(&t.key_file),
+            );
+            match load_server_tls(&cert, &key) {
+                Ok((dot, doh)) => (t.dot_tls, t.doh_tls) = (Some(dot), Some(doh)),
+                Err((key_name, message)) => problems.push(Problem {
+                    file: path.to_path_buf(),
+                    key: format!("tls_listen.{key_name}"),
+                    message,
+                }),
+            }
+        }
         if problems.is_empty() {
             Ok(cfg)
         } else {
@@ -844,10 +1021,10 @@ impl Config {
             );
         }
         for (i, s) in self.upstream.servers.iter().enumerate() {
-            if s.port() == 0 {
+            if s.addr().port() == 0 {
                 p(format!("upstream.servers[{i}]"), format!("{s}: port 0"));
             }
-            if s.ip().is_unspecified() {
+            if s.addr().ip().is_unspecified() {
                 p(
                     format!("upstream.servers[{i}]"),
                     format!("{s}: unspecified address"),
@@ -923,6 +1100,20 @@ impl Config {
                 p(
                     "log.events".into(),
                     format!("folder {} does not exist", dir.display()),
+                );
+            }
+        }
+        if let Some(t) = &self.tls_listen {
+            if t.dot.is_empty() && t.doh.is_empty() {
+                p(
+                    "tls_listen".into(),
+                    "give tls_listen.dot and/or tls_listen.doh addresses".into(),
+                );
+            }
+            if !t.doh_path.starts_with('/') || t.doh_path.contains(['?', ' ']) {
+                p(
+                    "tls_listen.doh_path".into(),
+                    format!("\"{}\" must start with / and hold no query", t.doh_path),
                 );
             }
         }
@@ -1082,6 +1273,45 @@ impl Config {
     }
 }
 
+/// DoT and DoH server settings from a PEM chain and key; the error names the key (`cert_file`/`key_file`).
+#[allow(clippy::type_complexity)]
+fn load_server_tls(
+    cert: &Path,
+    key: &Path,
+) -> Result<
+    (
+        std::sync::Arc<rustls::ServerConfig>,
+        std::sync::Arc<rustls::ServerConfig>,
+    ),
+    (&'static str, String),
+> {
+    use rustls::pki_types::pem::PemObject;
+    let chain = load_ca_file(cert).map_err(|m| ("cert_file", m))?;
+    let key_der = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ("key_file", format!("{}: {e}", key.display())))?;
+    let build = |alpn: &[u8]| {
+        crate::tls_listen::server_config(&chain, &key_der, alpn).map_err(|e| {
+            (
+                "key_file",
+                format!("{} does not fit {}: {e}", key.display(), cert.display()),
+            )
+        })
+    };
+    Ok((build(b"dot")?, build(b"h2")?))
+}
+
+/// Reads every certificate in a PEM file; an empty or unreadable file is an error.
+fn load_ca_file(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", path.display()));
+    }
+    Ok(certs)
+}
+
 impl Problem {
     /// Adds "line N" to a parse error so that an admin can jump to it.
     fn with_line(mut self, text: &str, at: Option<usize>) -> Problem {
@@ -1219,6 +1449,82 @@ servers = ["127.0.0.1:53"]
             .to_string();
         assert!(e4.contains("not an http:// or https:// URL"), "{e4}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn upstream_forms_parse_with_default_ports() {
+        let u = |s: &str| s.parse::<UpstreamSpec>();
+        let a = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        assert_eq!(u("9.9.9.9:53"), Ok(UpstreamSpec::Plain(a("9.9.9.9:53"))));
+        let quad9 = |addr: &str| UpstreamSpec::Tls {
+            addr: a(addr),
+            name: "dns.quad9.net".into(),
+        };
+        assert_eq!(
+            u("tls://9.9.9.9:853#dns.quad9.net"),
+            Ok(quad9("9.9.9.9:853"))
+        );
+        assert_eq!(u("tls://9.9.9.9#dns.quad9.net"), Ok(quad9("9.9.9.9:853")));
+        assert_eq!(
+            u("tls://[2620:fe::fe]#dns.quad9.net"),
+            Ok(quad9("[2620:fe::fe]:853"))
+        );
+        assert_eq!(
+            u("tls://1.1.1.1"),
+            Ok(UpstreamSpec::Tls {
+                addr: a("1.1.1.1:853"),
+                name: "1.1.1.1".into()
+            })
+        );
+        let doh = u("https://9.9.9.9/dns-query#dns.quad9.net").expect("doh");
+        assert_eq!(
+            doh,
+            UpstreamSpec::Https {
+                addr: a("9.9.9.9:443"),
+                name: "dns.quad9.net".into(),
+                path: "/dns-query".into()
+            }
+        );
+        assert_eq!(
+            doh.to_string(),
+            "https://9.9.9.9:443/dns-query#dns.quad9.net"
+        );
+        assert_eq!(u(&doh.to_string()), Ok(doh));
+        assert_eq!(
+            u("https://127.0.0.1:8443#x.test"),
+            Ok(UpstreamSpec::Https {
+                addr: a("127.0.0.1:8443"),
+                name: "x.test".into(),
+                path: "/dns-query".into()
+            })
+        );
+        for bad in [
+            "tls://dns.quad9.net",
+            "quic://9.9.9.9",
+            "https://9.9.9.9/q?dns=x#a.b",
+            "tls://9.9.9.9#not a name",
+            "9.9.9.9",
+        ] {
+            assert!(u(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_upstream_and_ca_file_name_their_keys() {
+        let e = parse("[server]\nlisten = [\"127.0.0.1:53\"]\n[upstream]\nservers = [\"tls://dns.quad9.net\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("upstream.servers") && e.contains("not an IP address"),
+            "{e}"
+        );
+        let e = parse(&format!("{GOOD}ca_file = \"/nonexistent/ca.pem\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("upstream.ca_file") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
     }
 
     #[test]

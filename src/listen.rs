@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -203,9 +203,16 @@ pub async fn serve_tcp(
         let admission = admission.clone();
         let t = tracker.clone();
         tracker.spawn(async move {
-            serve_connection(
-                stream,
-                src,
+            let _ = stream.set_nodelay(true);
+            let client = Client {
+                addr: src,
+                protocol: Protocol::Tcp,
+            };
+            let (rd, wr) = stream.into_split();
+            serve_stream(
+                rd,
+                wr,
+                client,
                 admission,
                 pipeline,
                 inflight,
@@ -261,18 +268,23 @@ impl Drop for ClientSlot {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn serve_connection(
-    stream: TcpStream,
-    src: SocketAddr,
+/// Serves length-prefixed DNS messages on one stream (TCP, or DNS over TLS), given as its read and write
+/// halves, until it closes or idles out.
+pub async fn serve_stream<R, W>(
+    mut rd: R,
+    mut wr: W,
+    client: Client,
     admission: Arc<Admission>,
     pipeline: Arc<Pipeline>,
     inflight: Arc<Semaphore>,
     idle: Duration,
     tracker: TaskTracker,
     shutdown: CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+) where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let src = client.addr;
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_PIPELINE);
     let writer = tracker.spawn(async move {
         while let Some(msg) = rx.recv().await {
@@ -291,10 +303,6 @@ async fn serve_connection(
         let _ = wr.shutdown().await;
     });
     let per_conn = Arc::new(Semaphore::new(TCP_PIPELINE));
-    let client = Client {
-        addr: src,
-        protocol: Protocol::Tcp,
-    };
     loop {
         // The whole message (length and body) must arrive within the idle time: a slow sender cannot stretch it.
         let read = async {

@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 /// Why a query was sinkholed, as written in its block event.
 struct Why<'a> {
@@ -85,10 +85,7 @@ impl Pipeline {
                 sinkhole: Sinkhole::from_config(&cfg.sinkhole),
             }),
             cache: Cache::new(&cfg.cache),
-            upstreams: Upstreams::new(
-                &cfg.upstream.servers,
-                Duration::from_millis(cfg.upstream.timeout_ms),
-            ),
+            upstreams: Upstreams::new(&cfg.upstream),
             events,
             stats: Stats::default(),
             clients: Clients::default(),

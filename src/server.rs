@@ -9,6 +9,7 @@ use crate::events::Events;
 use crate::listen::{self, Limits};
 use crate::pipeline::Pipeline;
 use crate::privilege;
+use crate::tls_listen;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +107,51 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             tracker.clone(),
             shutdown.clone(),
         )));
+    }
+    if let Some(t) = &cfg.tls_listen {
+        let shared = tls_listen::Shared {
+            admission: admission.clone(),
+            pipeline: pipeline.clone(),
+            inflight: inflight.clone(),
+            limits,
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let (Some(dot_tls), Some(doh_tls)) = (t.dot_tls.clone(), t.doh_tls.clone()) else {
+            anyhow::bail!(
+                "{}: tls_listen: certificate not loaded",
+                cfg.source.display()
+            );
+        };
+        let path: Arc<str> = t.doh_path.as_str().into();
+        for (addrs, kind) in [(&t.dot, "dot"), (&t.doh, "doh")] {
+            for &addr in addrs {
+                let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                    format!(
+                        "{}: tls_listen.{kind}: cannot bind {addr}",
+                        cfg.source.display()
+                    )
+                })?;
+                let bound = listener
+                    .local_addr()
+                    .context("encrypted listener address")?;
+                tracing::info!("listening on {bound} ({kind})");
+                listeners.push(if kind == "dot" {
+                    tokio::spawn(tls_listen::serve_dot(
+                        listener,
+                        dot_tls.clone().into(),
+                        shared.clone(),
+                    ))
+                } else {
+                    tokio::spawn(tls_listen::serve_doh(
+                        listener,
+                        doh_tls.clone().into(),
+                        path.clone(),
+                        shared.clone(),
+                    ))
+                });
+            }
+        }
     }
     if let (Some(admin_cfg), Some(metrics)) = (&cfg.admin, metrics) {
         let listener = admin::bind(admin_cfg.listen)

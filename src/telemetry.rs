@@ -110,12 +110,14 @@ pub fn describe() {
 }
 
 /// `protocol` label values, indexed by [`protocol_index`].
-const PROTOCOLS: [&str; 2] = ["udp", "tcp"];
+const PROTOCOLS: [&str; 4] = ["udp", "tcp", "dot", "doh"];
 
 fn protocol_index(p: Protocol) -> usize {
     match p {
         Protocol::Udp => 0,
         Protocol::Tcp => 1,
+        Protocol::Dot => 2,
+        Protocol::Doh => 3,
     }
 }
 

@@ -8,6 +8,8 @@
 //! query probes it; each failed probe doubles the bench, up to [`MAX_BENCH_MS`]. When every server is down,
 //! clients get SERVFAIL at once instead of piling up.
 
+use crate::config::{UpstreamConfig, UpstreamSpec};
+use crate::encrypted::{Doh, Dot};
 use crate::wire::{self, AnswerShape, Query};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -26,6 +28,10 @@ pub enum TryError {
     Malformed(#[from] wire::WireError),
     #[error("answer does not match the question")]
     Mismatch,
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("HTTP: {0}")]
+    Http(String),
     #[error("every upstream is down; the next probe is due within {MAX_BENCH_MS} ms")]
     AllDown,
 }
@@ -40,7 +46,8 @@ pub const MAX_BENCH_MS: u64 = 8_000;
 #[error("all {tried} upstream(s) failed; last error from {last_server}: {last_error}")]
 pub struct ForwardError {
     pub tried: usize,
-    pub last_server: SocketAddr,
+    /// The upstream as configured.
+    pub last_server: String,
     pub last_error: TryError,
 }
 
@@ -53,6 +60,10 @@ pub struct Answer {
 
 struct Server {
     addr: SocketAddr,
+    /// How queries reach it.
+    transport: Transport,
+    /// The upstream as configured, for logs and metric labels.
+    label: String,
     /// Seconds from sending a query to a good answer (`c2sink_upstream_latency_seconds`).
     latency: metrics::Histogram,
     /// Tries that gave no good answer (`c2sink_upstream_failures_total`).
@@ -74,6 +85,13 @@ fn bench_ms(level: u32) -> u64 {
     (1000u64 << level.saturating_sub(1).min(4)).min(MAX_BENCH_MS)
 }
 
+/// Plain DNS, or an encrypted transport with its kept connections.
+enum Transport {
+    Plain,
+    Tls(Dot),
+    Https(Doh),
+}
+
 /// The configured upstreams with their health.
 pub struct Upstreams {
     servers: Vec<Server>,
@@ -91,23 +109,52 @@ const MAX_TCP: usize = 65_535;
 const MAX_UDP: usize = 65_535;
 
 impl Upstreams {
-    /// Upstreams in the admin's order of preference.
-    pub fn new(addrs: &[SocketAddr], timeout: Duration) -> Self {
+    /// Upstreams in the admin's order of preference, per `[upstream]`.
+    pub fn new(cfg: &UpstreamConfig) -> Self {
+        let needs = |f: fn(&UpstreamSpec) -> bool| cfg.servers.iter().any(f);
+        let connector = |alpn: &[u8]| {
+            crate::encrypted::tls_connector(&cfg.ca_certs, alpn).map_err(|e| {
+                tracing::error!(error = %e, "cannot set up TLS for encrypted upstreams");
+                e.to_string()
+            })
+        };
+        let dot = needs(|s| matches!(s, UpstreamSpec::Tls { .. })).then(|| connector(b"dot"));
+        let doh = needs(|s| matches!(s, UpstreamSpec::Https { .. })).then(|| connector(b"h2"));
+        let no_tls = || Err("no TLS settings".to_string());
         Upstreams {
-            servers: addrs
+            servers: cfg
+                .servers
                 .iter()
-                .map(|&addr| Server {
-                    addr,
-                    latency: metrics::histogram!("c2sink_upstream_latency_seconds", "upstream" => addr.to_string()),
-                    failures: metrics::counter!("c2sink_upstream_failures_total", "upstream" => addr.to_string()),
-                    fails: AtomicU32::new(0),
-                    benched_until: AtomicU64::new(0),
-                    last_ok: AtomicU64::new(0),
-                    down_level: AtomicU32::new(0),
-                    level_changed: AtomicU64::new(0),
+                .map(|spec| {
+                    let addr = spec.addr();
+                    let label = spec.to_string();
+                    let transport = match spec {
+                        UpstreamSpec::Plain(_) => Transport::Plain,
+                        UpstreamSpec::Tls { name, .. } => {
+                            Transport::Tls(Dot::new(addr, name, dot.clone().unwrap_or_else(no_tls)))
+                        }
+                        UpstreamSpec::Https { name, path, .. } => Transport::Https(Doh::new(
+                            addr,
+                            name,
+                            path,
+                            doh.clone().unwrap_or_else(no_tls),
+                        )),
+                    };
+                    Server {
+                        addr,
+                        transport,
+                        latency: metrics::histogram!("c2sink_upstream_latency_seconds", "upstream" => label.clone()),
+                        failures: metrics::counter!("c2sink_upstream_failures_total", "upstream" => label.clone()),
+                        label,
+                        fails: AtomicU32::new(0),
+                        benched_until: AtomicU64::new(0),
+                        last_ok: AtomicU64::new(0),
+                        down_level: AtomicU32::new(0),
+                        level_changed: AtomicU64::new(0),
+                    }
                 })
                 .collect(),
-            timeout,
+            timeout: Duration::from_millis(cfg.timeout_ms),
             epoch: Instant::now(),
             mismatched: AtomicU64::new(0),
             last_answer: AtomicU64::new(0),
@@ -128,7 +175,7 @@ impl Upstreams {
         raw.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1]);
         let query = wire::parse_query(&raw).map_err(|e| ForwardError {
             tried: 0,
-            last_server: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            last_server: "(probe)".to_string(),
             last_error: TryError::Malformed(e),
         })?;
         self.forward(&raw, &query).await.map(|_| ())
@@ -193,7 +240,7 @@ impl Upstreams {
         s.benched_until.store(0, Ordering::Relaxed);
         s.last_ok.store(self.now_ms(), Ordering::Relaxed);
         if s.down_level.swap(0, Ordering::Relaxed) > 0 {
-            tracing::info!(upstream = %s.addr, "upstream answers again");
+            tracing::info!(upstream = %s.label, "upstream answers again");
         }
     }
 
@@ -212,7 +259,7 @@ impl Upstreams {
                 {
                     s.level_changed.store(now, Ordering::Relaxed);
                     s.benched_until.store(now + bench_ms(1), Ordering::Relaxed);
-                    tracing::warn!(upstream = %s.addr, error = %e, "upstream is down");
+                    tracing::warn!(upstream = %s.label, error = %e, "upstream is down");
                 }
             } else {
                 // Failed lately: tried after the healthy ones for a second.
@@ -231,12 +278,12 @@ impl Upstreams {
 
     /// Sends `raw` (a client's query, parsed as `query`) upstream and returns the first good answer.
     pub async fn forward(&self, raw: &[u8], query: &Query<'_>) -> Result<Answer, ForwardError> {
-        let mut last: Option<(SocketAddr, TryError)> = None;
+        let mut last: Option<(String, TryError)> = None;
         let order = self.order();
         for &i in &order {
             let server = &self.servers[i];
             let started = Instant::now();
-            match self.try_one(server.addr, raw, query).await {
+            match self.try_one(server, raw, query).await {
                 Ok(a) => {
                     server.latency.record(started.elapsed().as_secs_f64());
                     self.last_answer
@@ -247,17 +294,19 @@ impl Upstreams {
                 Err(e) => {
                     server.failures.increment(1);
                     self.record_failure(server, &e);
-                    tracing::debug!(upstream = %server.addr, error = %e, qname = %query.name, "upstream try failed");
-                    last = Some((server.addr, e));
+                    tracing::debug!(upstream = %server.label, error = %e, qname = %query.name, "upstream try failed");
+                    last = Some((server.label.clone(), e));
                 }
             }
         }
-        let (last_server, last_error) = last.unwrap_or((
-            self.servers
-                .first()
-                .map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), |s| s.addr),
-            TryError::AllDown,
-        ));
+        let (last_server, last_error) = last.unwrap_or_else(|| {
+            (
+                self.servers
+                    .first()
+                    .map_or_else(|| "(none)".to_string(), |s| s.label.clone()),
+                TryError::AllDown,
+            )
+        });
         Err(ForwardError {
             tried: order.len(),
             last_server,
@@ -265,16 +314,37 @@ impl Upstreams {
         })
     }
 
-    /// One try against one server: UDP, then TCP if the UDP answer is truncated.
+    /// One try against one server: UDP, then TCP if the UDP answer is truncated; or one encrypted exchange.
     async fn try_one(
         &self,
-        addr: SocketAddr,
+        server: &Server,
         raw: &[u8],
         query: &Query<'_>,
     ) -> Result<Answer, TryError> {
+        let addr = server.addr;
         let id: u16 = rand::random();
         let mut out = raw.to_vec();
         wire::set_id(&mut out, id);
+        let exchange = match &server.transport {
+            Transport::Plain => None,
+            Transport::Tls(dot) => {
+                Some(tokio::time::timeout(self.timeout, dot.exchange(&out)).await)
+            }
+            Transport::Https(doh) => {
+                Some(tokio::time::timeout(self.timeout, doh.exchange(&out)).await)
+            }
+        };
+        if let Some(result) = exchange {
+            let wire = result.map_err(|_| TryError::Timeout(self.timeout))??;
+            let shape = check_answer(&wire, id, query).inspect_err(|_| {
+                self.mismatched.fetch_add(1, Ordering::Relaxed);
+            })?;
+            return Ok(Answer {
+                wire,
+                shape,
+                server: addr,
+            });
+        }
         let deadline = tokio::time::Instant::now() + self.timeout;
         let answer = tokio::time::timeout_at(deadline, self.udp(addr, &out, id, query))
             .await
@@ -372,10 +442,14 @@ mod tests {
     use super::*;
 
     fn ups(n: usize) -> Upstreams {
-        let addrs: Vec<SocketAddr> = (0..n)
-            .map(|i| SocketAddr::from(([127, 0, 0, 1], 5300 + i as u16)))
-            .collect();
-        Upstreams::new(&addrs, Duration::from_millis(500))
+        Upstreams::new(&UpstreamConfig {
+            servers: (0..n)
+                .map(|i| UpstreamSpec::Plain(SocketAddr::from(([127, 0, 0, 1], 5300 + i as u16))))
+                .collect(),
+            timeout_ms: 500,
+            ca_file: None,
+            ca_certs: Vec::new(),
+        })
     }
 
     fn fail(u: &Upstreams, i: usize, fails: u32, bench_ms: u64) {

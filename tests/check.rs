@@ -48,7 +48,11 @@ fn shipped_config_checks_clean_with_summary() {
     );
     assert!(s.contains("3cx=26"), "entries per list: {s}");
     assert!(s.contains("0.0.0.0:53"), "listen addresses: {s}");
-    assert!(s.contains("9.9.9.9:53"), "upstreams: {s}");
+    // Quad9 over DNS over TLS by default (plain DNS is an explicit opt-in).
+    assert!(
+        s.contains("tls://9.9.9.9:853#dns.quad9.net"),
+        "upstreams: {s}"
+    );
 }
 
 #[test]

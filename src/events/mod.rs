@@ -36,6 +36,10 @@ const TICK: Duration = Duration::from_secs(1);
 pub enum Protocol {
     Udp,
     Tcp,
+    /// DNS over TLS (port 853).
+    Dot,
+    /// DNS over HTTPS.
+    Doh,
 }
 
 /// One blocked query, as captured on the query path.

@@ -57,6 +57,8 @@ pub struct C2sink {
     pub dns: SocketAddr,
     pub admin: Option<SocketAddr>,
     pub config: PathBuf,
+    /// Every stderr line up to "c2sink ready".
+    pub startup: Vec<String>,
     lines: mpsc::Receiver<String>,
 }
 
@@ -86,6 +88,7 @@ impl C2sink {
             dns: "0.0.0.0:0".parse().expect("addr"),
             admin: None,
             config: config.to_path_buf(),
+            startup: Vec::new(),
             lines,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -115,10 +118,21 @@ impl C2sink {
                         .expect("admin addr"),
                 );
             }
-            if line.contains("c2sink ready") {
+            let ready = line.contains("c2sink ready");
+            s.startup.push(line);
+            if ready {
                 return s;
             }
         }
+    }
+
+    /// The address logged as `listening on ADDR (kind)`.
+    pub fn listening(&self, kind: &str) -> Option<SocketAddr> {
+        let tail = format!(" ({kind})");
+        self.startup.iter().find_map(|l| {
+            let rest = l.split("listening on ").nth(1)?;
+            rest.strip_suffix(&tail)?.trim().parse().ok()
+        })
     }
 
     /// Waits for a stderr line containing `needle`.
@@ -223,7 +237,7 @@ fn question_len(msg: &[u8]) -> Option<usize> {
     (i + 4 <= msg.len()).then_some(i + 4 - 12)
 }
 
-fn upstream_reply(q: &[u8]) -> Option<Vec<u8>> {
+pub fn upstream_reply(q: &[u8]) -> Option<Vec<u8>> {
     let ql = question_len(q)?;
     if q.get(12..22) == Some(b"\x09blackhole") {
         return None;

@@ -1,0 +1,287 @@
+//! Encrypted upstreams: DNS over TLS (RFC 7858) and DNS over HTTPS (RFC 8484), so queries leaving the edge can
+//! be neither read nor changed on the way, and an answer comes only from a server whose certificate is valid
+//! for the configured name (webpki roots, plus the CAs of `[upstream] ca_file`).
+//!
+//! Connections are kept and reused: DoT keeps a few idle connections per upstream, one query at a time on
+//! each; DoH keeps one HTTP/2 connection per upstream and sends every query on it as its own stream. A reused
+//! connection that turns out closed is replaced once, transparently.
+
+use crate::upstream::TryError;
+use bytes::Bytes;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// Idle DoT connections kept per upstream.
+const DOT_IDLE_MAX: usize = 8;
+/// A DoT connection idle longer than this is not reused (servers close idle ones after some seconds).
+const DOT_IDLE_FOR: Duration = Duration::from_secs(10);
+/// Largest DNS message (TCP framing and DoH bodies alike).
+const MAX_MESSAGE: usize = 65_535;
+
+/// TLS client settings for one ALPN protocol, trusting the webpki roots plus `extra_cas`.
+pub fn tls_connector(
+    extra_cas: &[CertificateDer<'static>],
+    alpn: &[u8],
+) -> Result<TlsConnector, rustls::Error> {
+    let mut roots =
+        rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for ca in extra_cas {
+        roots.add(ca.clone())?;
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    Ok(TlsConnector::from(Arc::new(cfg)))
+}
+
+/// Connects TCP then TLS, verifying the certificate against `name`.
+async fn connect(
+    connector: &TlsConnector,
+    addr: SocketAddr,
+    name: &ServerName<'static>,
+) -> Result<TlsStream<TcpStream>, TryError> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    connector
+        .connect(name.clone(), tcp)
+        .await
+        .map_err(|e| TryError::Tls(e.to_string()))
+}
+
+fn server_name(name: &str) -> Result<ServerName<'static>, TryError> {
+    ServerName::try_from(name.to_string())
+        .map_err(|_| TryError::Tls(format!("\"{name}\" is not a valid server name")))
+}
+
+/// A DNS-over-TLS upstream with its idle connections.
+pub struct Dot {
+    addr: SocketAddr,
+    name: Result<ServerName<'static>, String>,
+    connector: Result<TlsConnector, String>,
+    idle: Mutex<Vec<(TlsStream<TcpStream>, Instant)>>,
+}
+
+impl Dot {
+    /// A DoT upstream at `addr` whose certificate must be valid for `name`.
+    pub fn new(addr: SocketAddr, name: &str, connector: Result<TlsConnector, String>) -> Dot {
+        Dot {
+            addr,
+            name: server_name(name).map_err(|e| e.to_string()),
+            connector,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn take_idle(&self) -> Option<TlsStream<TcpStream>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((conn, since)) = idle.pop() {
+            if since.elapsed() < DOT_IDLE_FOR {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, conn: TlsStream<TcpStream>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < DOT_IDLE_MAX {
+            idle.push((conn, Instant::now()));
+        }
+    }
+
+    /// Sends one query (ID already set) and returns the raw answer.
+    pub async fn exchange(&self, msg: &[u8]) -> Result<Vec<u8>, TryError> {
+        if let Some(mut conn) = self.take_idle() {
+            // A kept connection may have been closed by the server meanwhile: then try a fresh one.
+            if let Ok(answer) = framed_exchange(&mut conn, msg).await {
+                self.put_idle(conn);
+                return Ok(answer);
+            }
+        }
+        let connector = self
+            .connector
+            .as_ref()
+            .map_err(|e| TryError::Tls(e.clone()))?;
+        let name = self.name.as_ref().map_err(|e| TryError::Tls(e.clone()))?;
+        let mut conn = connect(connector, self.addr, name).await?;
+        let answer = framed_exchange(&mut conn, msg).await?;
+        self.put_idle(conn);
+        Ok(answer)
+    }
+}
+
+/// One length-prefixed query and answer on a stream (the DNS over TCP framing that DoT keeps).
+async fn framed_exchange(conn: &mut TlsStream<TcpStream>, msg: &[u8]) -> Result<Vec<u8>, TryError> {
+    let len = u16::try_from(msg.len()).map_err(|_| TryError::Mismatch)?;
+    let mut framed = Vec::with_capacity(msg.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(msg);
+    conn.write_all(&framed).await?;
+    conn.flush().await?;
+    let mut lenb = [0u8; 2];
+    conn.read_exact(&mut lenb).await?;
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(lenb))];
+    conn.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+/// A DNS-over-HTTPS upstream with its HTTP/2 connection.
+pub struct Doh {
+    addr: SocketAddr,
+    name: Result<ServerName<'static>, String>,
+    uri: String,
+    connector: Result<TlsConnector, String>,
+    conn: tokio::sync::Mutex<Option<h2::client::SendRequest<Bytes>>>,
+}
+
+impl Doh {
+    /// A DoH upstream at `addr`, certificate valid for `name`, queries POSTed to `path`.
+    pub fn new(
+        addr: SocketAddr,
+        name: &str,
+        path: &str,
+        connector: Result<TlsConnector, String>,
+    ) -> Doh {
+        let host = match name.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+            _ => name.to_string(),
+        };
+        let authority = if addr.port() == 443 {
+            host
+        } else {
+            format!("{host}:{}", addr.port())
+        };
+        Doh {
+            addr,
+            name: server_name(name).map_err(|e| e.to_string()),
+            uri: format!("https://{authority}{path}"),
+            connector,
+            conn: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The HTTP/2 connection, opened (once, for all waiting queries) if there is none.
+    async fn sender(&self) -> Result<h2::client::SendRequest<Bytes>, TryError> {
+        let mut guard = self.conn.lock().await;
+        if let Some(s) = guard.as_ref() {
+            return Ok(s.clone());
+        }
+        let connector = self
+            .connector
+            .as_ref()
+            .map_err(|e| TryError::Tls(e.clone()))?;
+        let name = self.name.as_ref().map_err(|e| TryError::Tls(e.clone()))?;
+        let tls = connect(connector, self.addr, name).await?;
+        if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err(TryError::Http(
+                "server did not agree to HTTP/2 (ALPN h2)".into(),
+            ));
+        }
+        let (send, connection) = h2::client::handshake(tls)
+            .await
+            .map_err(|e| TryError::Http(e.to_string()))?;
+        let addr = self.addr;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(upstream = %addr, error = %e, "DoH connection closed");
+            }
+        });
+        *guard = Some(send.clone());
+        Ok(send)
+    }
+
+    /// Sends one query (ID already set) as an HTTP/2 POST and returns the raw answer.
+    pub async fn exchange(&self, msg: &[u8]) -> Result<Vec<u8>, TryError> {
+        let send = self.sender().await?;
+        match self.post(send, msg).await {
+            Ok(a) => Ok(a),
+            Err(PostError::Connection(_)) => {
+                // The kept connection is gone (GOAWAY, reset, idle close): open a new one, once.
+                self.conn.lock().await.take();
+                let send = self.sender().await?;
+                self.post(send, msg).await.map_err(PostError::into_try)
+            }
+            Err(e) => Err(e.into_try()),
+        }
+    }
+
+    async fn post(
+        &self,
+        send: h2::client::SendRequest<Bytes>,
+        msg: &[u8],
+    ) -> Result<Vec<u8>, PostError> {
+        let mut send = send.ready().await.map_err(PostError::Connection)?;
+        let req = http::Request::post(self.uri.as_str())
+            .header(http::header::CONTENT_TYPE, "application/dns-message")
+            .header(http::header::ACCEPT, "application/dns-message")
+            .body(())
+            .map_err(|e| PostError::Other(TryError::Http(e.to_string())))?;
+        let (response, mut body_out) = send
+            .send_request(req, false)
+            .map_err(PostError::Connection)?;
+        body_out
+            .send_data(Bytes::copy_from_slice(msg), true)
+            .map_err(PostError::Connection)?;
+        let response = response.await.map_err(PostError::classify)?;
+        let status = response.status();
+        if status != http::StatusCode::OK {
+            return Err(PostError::Other(TryError::Http(format!("status {status}"))));
+        }
+        let ctype = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !ctype.starts_with("application/dns-message") {
+            return Err(PostError::Other(TryError::Http(format!(
+                "content type \"{ctype}\", not application/dns-message"
+            ))));
+        }
+        let mut body = response.into_body();
+        let mut out = Vec::with_capacity(512);
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(PostError::classify)?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            if out.len() + chunk.len() > MAX_MESSAGE {
+                return Err(PostError::Other(TryError::Http("answer too large".into())));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+}
+
+/// Whether a DoH failure is the connection's (retry on a new one) or this request's.
+enum PostError {
+    Connection(h2::Error),
+    Stream(h2::Error),
+    Other(TryError),
+}
+
+impl PostError {
+    /// A closed or going-away connection is the connection's failure, anything else the stream's.
+    fn classify(e: h2::Error) -> PostError {
+        if e.is_io() || e.is_go_away() {
+            PostError::Connection(e)
+        } else {
+            PostError::Stream(e)
+        }
+    }
+
+    fn into_try(self) -> TryError {
+        match self {
+            PostError::Connection(e) | PostError::Stream(e) => TryError::Http(e.to_string()),
+            PostError::Other(e) => e,
+        }
+    }
+}

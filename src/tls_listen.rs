@@ -1,0 +1,299 @@
+//! Encrypted listeners for clients that support them: DNS over TLS (RFC 7858, port 853) and DNS over HTTPS
+//! (RFC 8484, HTTP/2, port 443), feeding the same pipeline as UDP and TCP.
+//!
+//! Same limits as TCP: connections at once are capped per listener, a client gets `tcp_idle_timeout_ms` for
+//! its TLS handshake and between queries, and queries waiting on upstreams count against `max_inflight`.
+
+use crate::admission::{Admission, Admit};
+use crate::events::Protocol;
+use crate::listen::{Limits, serve_stream};
+use crate::pipeline::{Client, Decision, Pipeline};
+use bytes::Bytes;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// HTTP/2 streams one DoH client may have open at once.
+const DOH_STREAMS: u32 = 100;
+/// Largest DNS message accepted in a DoH request.
+const MAX_MESSAGE: usize = 65_535;
+
+/// TLS server settings for one ALPN protocol; fails if the key does not match the certificate.
+pub fn server_config(
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+    alpn: &[u8],
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain.to_vec(), key.clone_key())?;
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// What both encrypted listeners share.
+#[derive(Clone)]
+pub struct Shared {
+    pub admission: Arc<Admission>,
+    pub pipeline: Arc<Pipeline>,
+    pub inflight: Arc<Semaphore>,
+    pub limits: Limits,
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+/// Accepts DNS-over-TLS connections until shutdown.
+pub async fn serve_dot(listener: TcpListener, acceptor: TlsAcceptor, s: Shared) {
+    accept_loop(listener, Protocol::Dot, s, move |tcp, client, s| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(Ok(tls)) = tokio::time::timeout(s.limits.tcp_idle, acceptor.accept(tcp)).await
+            else {
+                tracing::debug!(client = %client.addr, "DoT handshake failed or timed out");
+                return;
+            };
+            let (rd, wr) = tokio::io::split(tls);
+            serve_stream(
+                rd,
+                wr,
+                client,
+                s.admission,
+                s.pipeline,
+                s.inflight,
+                s.limits.tcp_idle,
+                s.tracker,
+                s.shutdown,
+            )
+            .await;
+        }
+    })
+    .await;
+}
+
+/// Accepts DNS-over-HTTPS (HTTP/2) connections until shutdown; queries are POSTed or GET with `?dns=`.
+pub async fn serve_doh(listener: TcpListener, acceptor: TlsAcceptor, path: Arc<str>, s: Shared) {
+    accept_loop(listener, Protocol::Doh, s, move |tcp, client, s| {
+        let (acceptor, path) = (acceptor.clone(), path.clone());
+        async move {
+            let handshake = async {
+                let tls = acceptor.accept(tcp).await.ok()?;
+                h2::server::Builder::new()
+                    .max_concurrent_streams(DOH_STREAMS)
+                    .handshake::<_, Bytes>(tls)
+                    .await
+                    .ok()
+            };
+            let Ok(Some(mut conn)) = tokio::time::timeout(s.limits.tcp_idle, handshake).await
+            else {
+                tracing::debug!(client = %client.addr, "DoH handshake failed or timed out");
+                return;
+            };
+            loop {
+                let next = tokio::select! {
+                    r = tokio::time::timeout(s.limits.tcp_idle, conn.accept()) => r,
+                    _ = s.shutdown.cancelled() => break,
+                };
+                let Ok(Some(Ok((req, respond)))) = next else {
+                    break;
+                };
+                let (s2, path) = (s.clone(), path.clone());
+                s.tracker.spawn(async move {
+                    doh_request(req, respond, &path, client, &s2).await;
+                });
+            }
+            conn.graceful_shutdown();
+        }
+    })
+    .await;
+}
+
+/// The accept loop both listeners share: connection cap, then `handle` in a tracked task.
+async fn accept_loop<F, Fut>(listener: TcpListener, protocol: Protocol, s: Shared, handle: F)
+where
+    F: Fn(tokio::net::TcpStream, Client, Shared) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let connections = Arc::new(Semaphore::new(s.limits.tcp_max_connections));
+    loop {
+        let (tcp, src) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "encrypted listener accept error");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = s.shutdown.cancelled() => return,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let client = Client {
+            addr: src,
+            protocol,
+        };
+        let fut = handle(tcp, client, s.clone());
+        s.tracker.spawn(async move {
+            fut.await;
+            drop(permit);
+        });
+    }
+}
+
+async fn doh_request(
+    req: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    path: &str,
+    client: Client,
+    s: &Shared,
+) {
+    let (status, body) = match doh_message(req, path).await {
+        Err((status, why)) => (status, Bytes::from(why)),
+        Ok(msg) => match answer(&msg, &client, s).await {
+            Some(a) => (http::StatusCode::OK, Bytes::from(a)),
+            None => (
+                http::StatusCode::BAD_REQUEST,
+                Bytes::from_static(b"not a DNS query\n"),
+            ),
+        },
+    };
+    let ctype = if status == http::StatusCode::OK {
+        "application/dns-message"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let Ok(resp) = http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, ctype)
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .body(())
+    else {
+        return;
+    };
+    if let Ok(mut out) = respond.send_response(resp, false) {
+        let _ = out.send_data(body, true);
+    }
+}
+
+/// The DNS message carried by a DoH request, or the HTTP status and reason to refuse it with.
+async fn doh_message(
+    req: http::Request<h2::RecvStream>,
+    path: &str,
+) -> Result<Vec<u8>, (http::StatusCode, &'static str)> {
+    use http::StatusCode as S;
+    if req.uri().path() != path {
+        return Err((S::NOT_FOUND, "no such path\n"));
+    }
+    match *req.method() {
+        http::Method::GET => {
+            let dns = req
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("dns="))
+                .ok_or((S::BAD_REQUEST, "missing dns= parameter\n"))?;
+            base64url_decode(dns).ok_or((S::BAD_REQUEST, "dns= is not base64url\n"))
+        }
+        http::Method::POST => {
+            let ctype = req
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if ctype != "application/dns-message" {
+                return Err((
+                    S::UNSUPPORTED_MEDIA_TYPE,
+                    "content type must be application/dns-message\n",
+                ));
+            }
+            let mut body = req.into_body();
+            let mut msg = Vec::with_capacity(512);
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.map_err(|_| (S::BAD_REQUEST, "body cut short\n"))?;
+                let _ = body.flow_control().release_capacity(chunk.len());
+                if msg.len() + chunk.len() > MAX_MESSAGE {
+                    return Err((S::PAYLOAD_TOO_LARGE, "message too large\n"));
+                }
+                msg.extend_from_slice(&chunk);
+            }
+            Ok(msg)
+        }
+        _ => Err((S::METHOD_NOT_ALLOWED, "GET or POST\n")),
+    }
+}
+
+/// Runs one query through admission and the pipeline, forwarding within the shared in-flight limit.
+async fn answer(msg: &[u8], client: &Client, s: &Shared) -> Option<Vec<u8>> {
+    match s.admission.check(client.addr.ip(), msg) {
+        Admit::Pass => {}
+        Admit::Reply(r) => return Some(r),
+        Admit::Drop => return None,
+    }
+    match s.pipeline.decide(msg, client) {
+        Decision::Reply(r) => Some(r),
+        Decision::Drop => None,
+        Decision::Forward => match s.inflight.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let r = s.pipeline.forward(msg, client).await;
+                drop(permit);
+                r
+            }
+            Err(_) => Some(s.pipeline.shed(msg)),
+        },
+    }
+}
+
+/// Decodes unpadded (or padded) base64url, as DoH GET requests carry the query.
+fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    // Leftover bits must be padding zeros, and a lone 6-bit group cannot end a message.
+    (bits < 6 && acc == 0).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64url_decodes_rfc8484_example() {
+        // RFC 8484 section 4.1.1: www.example.com A, ID 0.
+        let q = base64url_decode("AAABAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB").expect("decodes");
+        assert_eq!(&q[..4], &[0, 0, 1, 0]);
+        assert_eq!(&q[12..16], b"\x03www");
+        assert_eq!(q.len(), 33);
+        assert_eq!(base64url_decode("AA").as_deref(), Some(&[0u8][..]));
+        assert!(base64url_decode("A").is_none());
+        assert!(base64url_decode("AB+/").is_none());
+    }
+}

@@ -1,0 +1,115 @@
+//! DNS over TLS and over HTTPS from clients, asked with a real client (kdig, from
+//! scripts/install-test-tools.sh): blocked names are sinkholed, others forwarded, and block events name the
+//! protocol.
+
+#[path = "deploy/support.rs"]
+mod support;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use std::process::Command;
+use support::*;
+
+/// A throwaway CA and a server certificate for `dns.test`: (CA PEM, cert PEM, key PEM).
+fn pki() -> (String, String, String) {
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "c2sink listener test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let mut leaf = CertificateParams::new(vec!["dns.test".to_string()]).expect("params");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = leaf.signed_by(&key, &ca).expect("sign");
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+fn kdig(args: &[&str]) -> String {
+    let out = Command::new("kdig")
+        .args(args)
+        .output()
+        .expect("kdig missing: run scripts/install-test-tools.sh");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "kdig {args:?} failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.trim().to_string()
+}
+
+#[test]
+fn dot_and_doh_clients_are_served_by_the_pipeline() {
+    let up = Upstream::start();
+    let dir = TempDir::new("tls-listen");
+    let (ca, cert, key) = pki();
+    let ca_path = dir.write("ca.pem", &ca);
+    dir.write("server.pem", &cert);
+    dir.write("server.key", &key);
+    let cfg = config(
+        &dir,
+        "127.0.0.1:0",
+        &[up.addr],
+        "\n[tls_listen]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n\
+         dot = [\"127.0.0.1:0\"]\ndoh = [\"127.0.0.1:0\"]\n",
+    );
+    let server = C2sink::start(&cfg);
+    let dot = server.listening("dot").expect("dot address logged");
+    let doh = server.listening("doh").expect("doh address logged");
+    let ca_arg = format!("+tls-ca={}", ca_path.display());
+    let ask = |addr: std::net::SocketAddr, extra: &[&str], name: &str| {
+        let port = addr.port().to_string();
+        let mut args = vec!["@127.0.0.1", "-p", &port, &ca_arg, "+tls-hostname=dns.test"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[name, "A", "+short", "+time=3", "+retry=0"]);
+        kdig(&args)
+    };
+    assert_eq!(ask(dot, &[], "evil.example"), "0.0.0.0");
+    assert_eq!(ask(dot, &[], "www.example"), "192.0.2.1");
+    assert_eq!(ask(doh, &["+https"], "x.c2.test"), "0.0.0.0");
+    assert_eq!(ask(doh, &["+https"], "www2.example"), "192.0.2.1");
+    assert_eq!(ask(doh, &["+https-get"], "evil.example"), "0.0.0.0");
+    assert_eq!(ask(doh, &["+https-get"], "www3.example"), "192.0.2.1");
+
+    // Block events name how the client asked.
+    let events = dir.0.join("events.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let text = loop {
+        let t = std::fs::read_to_string(&events).unwrap_or_default();
+        if t.lines().count() >= 3 || std::time::Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let protocols: Vec<&str> = text
+        .lines()
+        .map(|l| {
+            l.split("\"protocol\":\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .expect("protocol field")
+        })
+        .collect();
+    assert_eq!(protocols, vec!["dot", "doh", "doh"], "{text}");
+}
+
+#[test]
+fn key_that_does_not_fit_the_certificate_fails_the_check() {
+    let dir = TempDir::new("tls-listen-bad");
+    let (_, cert, _) = pki();
+    let (_, _, other_key) = pki();
+    dir.write("server.pem", &cert);
+    dir.write("server.key", &other_key);
+    let cfg = config(
+        &dir,
+        "127.0.0.1:0",
+        &["127.0.0.1:9".parse().expect("addr")],
+        "\n[tls_listen]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\ndot = [\"127.0.0.1:0\"]\n",
+    );
+    let (code, out, err) = run_c2sink(&["check", "--config", cfg.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("tls_listen.key_file"), "{err}");
+}

@@ -1,0 +1,336 @@
+//! DNS over TLS and over HTTPS to the upstream: a DoT and a DoH server on loopback, with certificates from a
+//! throwaway CA made here, answer through c2sink over kept connections; a certificate from another CA, or
+//! for another name, is refused.
+
+#[path = "deploy/support.rs"]
+mod support;
+
+use bytes::Bytes;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A CA called `ca_name` that signs a certificate for `name`; returns (CA PEM, leaf chain, leaf key).
+fn pki(
+    ca_name: &str,
+    name: &str,
+) -> (String, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, ca_name);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("ca");
+    let leaf_key = KeyPair::generate().expect("key");
+    let mut leaf = CertificateParams::new(vec![name.to_string()]).expect("leaf params");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf = leaf.signed_by(&leaf_key, &ca).expect("sign leaf");
+    (
+        ca.pem(),
+        vec![leaf.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+    )
+}
+
+fn acceptor(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    alpn: &[u8],
+) -> tokio_rustls::TlsAcceptor {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server cert");
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+}
+
+/// A TLS upstream on loopback: counts TLS connections accepted and DNS queries answered.
+struct TlsUpstream {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    queries: Arc<AtomicUsize>,
+    _rt: tokio::runtime::Runtime,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Dot,
+    /// DoT that closes every connection after one answer, as servers do with idle connections.
+    DotOneShot,
+    Doh,
+}
+
+impl TlsUpstream {
+    fn start(kind: Kind, chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let alpn: &[u8] = match kind {
+            Kind::Dot | Kind::DotOneShot => b"dot",
+            Kind::Doh => b"h2",
+        };
+        let acceptor = acceptor(chain, key, alpn);
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let queries = Arc::new(AtomicUsize::new(0));
+        let (c, q) = (connections.clone(), queries.clone());
+        rt.spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, c, q) = (acceptor.clone(), c.clone(), q.clone());
+                tokio::spawn(async move {
+                    // A refused handshake (wrong CA on the client's side) just ends here.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    c.fetch_add(1, Ordering::Relaxed);
+                    match kind {
+                        Kind::Dot => serve_dot(tls, q, false).await,
+                        Kind::DotOneShot => serve_dot(tls, q, true).await,
+                        Kind::Doh => serve_doh(tls, q).await,
+                    }
+                });
+            }
+        });
+        TlsUpstream {
+            addr,
+            connections,
+            queries,
+            _rt: rt,
+        }
+    }
+}
+
+async fn serve_dot(
+    mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    q: Arc<AtomicUsize>,
+    one_shot: bool,
+) {
+    loop {
+        let mut l = [0u8; 2];
+        if tls.read_exact(&mut l).await.is_err() {
+            return;
+        }
+        let mut m = vec![0u8; usize::from(u16::from_be_bytes(l))];
+        if tls.read_exact(&mut m).await.is_err() {
+            return;
+        }
+        q.fetch_add(1, Ordering::Relaxed);
+        if let Some(r) = upstream_reply(&m) {
+            let mut out = (r.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(&r);
+            if tls.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+        if one_shot {
+            let _ = tls.shutdown().await;
+            return;
+        }
+    }
+}
+
+async fn serve_doh(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    q: Arc<AtomicUsize>,
+) {
+    let Ok(mut conn) = h2::server::handshake(tls).await else {
+        return;
+    };
+    while let Some(Ok((req, mut respond))) = conn.accept().await {
+        let q = q.clone();
+        tokio::spawn(async move {
+            let ok_request = req.method() == http::Method::POST
+                && req.uri().path() == "/dns-query"
+                && req.headers().get("content-type").map(|v| v.as_bytes())
+                    == Some(b"application/dns-message");
+            let mut body = req.into_body();
+            let mut msg = Vec::new();
+            while let Some(Ok(chunk)) = body.data().await {
+                let _ = body.flow_control().release_capacity(chunk.len());
+                msg.extend_from_slice(&chunk);
+            }
+            q.fetch_add(1, Ordering::Relaxed);
+            let answer = if ok_request {
+                upstream_reply(&msg)
+            } else {
+                None
+            };
+            let (status, bytes) = match answer {
+                Some(a) => (200, a),
+                None => (400, Vec::new()),
+            };
+            let resp = http::Response::builder()
+                .status(status)
+                .header("content-type", "application/dns-message")
+                .body(())
+                .expect("response");
+            if let Ok(mut send) = respond.send_response(resp, false) {
+                let _ = send.send_data(Bytes::from(bytes), true);
+            }
+        });
+    }
+}
+
+/// c2sink with `upstream` as its only upstream and `ca_pem` as its private CA.
+fn c2sink_via(dir: &TempDir, upstream: &str, ca_pem: &str) -> C2sink {
+    dir.write("ca.pem", ca_pem);
+    dir.write("c2.txt", "evil.example\n");
+    let cfg = dir.write(
+        "c2sink.toml",
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets = 1\n[upstream]\nservers = [\"{upstream}\"]\n\
+             timeout_ms = 2000\nca_file = \"ca.pem\"\n[[blocklists]]\nname = \"c2\"\npath = \"c2.txt\"\n\
+             [log]\nevents = \"events.jsonl\"\n"
+        ),
+    );
+    C2sink::start(&cfg)
+}
+
+fn answers_through(server: &C2sink, up: &TlsUpstream) {
+    for (i, name) in ["a.example", "b.example", "c.example"].iter().enumerate() {
+        let r = if i == 1 {
+            ask_tcp(server.dns, name, 1)
+        } else {
+            ask_udp(server.dns, name, 1)
+        };
+        assert_eq!(r.metadata.response_code.to_string(), "No Error", "{name}");
+        assert_eq!(r.answers.len(), 1, "{name}");
+        assert_eq!(r.answers[0].data.to_string(), "192.0.2.1");
+    }
+    // Cached: no fourth upstream query. Blocked: never sent upstream.
+    assert_eq!(ask_udp(server.dns, "a.example", 1).answers.len(), 1);
+    assert_eq!(
+        ask_udp(server.dns, "evil.example", 1).answers[0]
+            .data
+            .to_string(),
+        "0.0.0.0"
+    );
+    assert_eq!(up.queries.load(Ordering::Relaxed), 3);
+    // One kept connection carried all three.
+    assert_eq!(up.connections.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn dot_upstream_answers_over_one_kept_connection() {
+    let (ca, chain, key) = pki("c2sink test CA", "dns.test");
+    let up = TlsUpstream::start(Kind::Dot, chain, key);
+    let dir = TempDir::new("dot");
+    let server = c2sink_via(&dir, &format!("tls://{}#dns.test", up.addr), &ca);
+    answers_through(&server, &up);
+}
+
+#[test]
+fn dot_connection_closed_by_the_server_is_replaced_transparently() {
+    let (ca, chain, key) = pki("c2sink test CA", "dns.test");
+    let up = TlsUpstream::start(Kind::DotOneShot, chain, key);
+    let dir = TempDir::new("dot-close");
+    let server = c2sink_via(&dir, &format!("tls://{}#dns.test", up.addr), &ca);
+    for name in ["a.example", "b.example", "c.example"] {
+        let r = ask_udp(server.dns, name, 1);
+        assert_eq!(r.answers.len(), 1, "{name}");
+    }
+    assert_eq!(up.queries.load(Ordering::Relaxed), 3);
+    assert_eq!(up.connections.load(Ordering::Relaxed), 3);
+}
+
+#[test]
+fn doh_upstream_answers_over_one_http2_connection() {
+    let (ca, chain, key) = pki("c2sink test CA", "dns.test");
+    let up = TlsUpstream::start(Kind::Doh, chain, key);
+    let dir = TempDir::new("doh");
+    let server = c2sink_via(
+        &dir,
+        &format!("https://{}/dns-query#dns.test", up.addr),
+        &ca,
+    );
+    answers_through(&server, &up);
+}
+
+/// The upstream's certificate comes from `rogue_ca_name`, a CA other than the one c2sink trusts
+/// (which is called "c2sink test CA").
+fn refused(kind: Kind, upstream: impl Fn(SocketAddr) -> String, rogue_ca_name: &str, why: &str) {
+    let (trusted_ca, _, _) = pki("c2sink test CA", "dns.test");
+    let (_, rogue_chain, rogue_key) = pki(rogue_ca_name, "dns.test");
+    let up = TlsUpstream::start(kind, rogue_chain, rogue_key);
+    let dir = TempDir::new("tls-bad");
+    let server = c2sink_via(&dir, &upstream(up.addr), &trusted_ca);
+    let r = ask_udp(server.dns, "a.example", 1);
+    assert_eq!(r.metadata.response_code.to_string(), "Server Failure");
+    assert!(r.answers.is_empty());
+    assert_eq!(
+        up.queries.load(Ordering::Relaxed),
+        0,
+        "no query sent over a refused TLS"
+    );
+    let line = server
+        .wait_for("answering SERVFAIL", std::time::Duration::from_secs(5))
+        .expect("failure logged");
+    assert!(line.contains(why), "{line}");
+}
+
+#[test]
+fn dot_certificate_from_another_ca_is_refused() {
+    refused(
+        Kind::Dot,
+        |a| format!("tls://{a}#dns.test"),
+        "rogue CA",
+        "invalid peer certificate: UnknownIssuer",
+    );
+}
+
+#[test]
+fn dot_certificate_from_an_impostor_ca_of_the_same_name_is_refused() {
+    refused(
+        Kind::Dot,
+        |a| format!("tls://{a}#dns.test"),
+        "c2sink test CA",
+        "invalid peer certificate: BadSignature",
+    );
+}
+
+#[test]
+fn doh_certificate_from_another_ca_is_refused() {
+    refused(
+        Kind::Doh,
+        |a| format!("https://{a}/dns-query#dns.test"),
+        "rogue CA",
+        "invalid peer certificate: UnknownIssuer",
+    );
+}
+
+#[test]
+fn certificate_for_another_name_is_refused() {
+    let (ca, chain, key) = pki("c2sink test CA", "dns.test");
+    let up = TlsUpstream::start(Kind::Dot, chain, key);
+    let dir = TempDir::new("tls-name");
+    let server = c2sink_via(&dir, &format!("tls://{}#other.test", up.addr), &ca);
+    let r = ask_udp(server.dns, "a.example", 1);
+    assert_eq!(r.metadata.response_code.to_string(), "Server Failure");
+    assert_eq!(up.queries.load(Ordering::Relaxed), 0);
+    let line = server
+        .wait_for("answering SERVFAIL", std::time::Duration::from_secs(5))
+        .expect("failure logged");
+    assert!(
+        line.contains("certificate not valid for name \"other.test\""),
+        "{line}"
+    );
+}
