@@ -204,7 +204,21 @@ fn check(path: &std::path::Path, explain: Option<&str>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let lists = match Lists::load(&cfg) {
+    // A feed whose copy is not on disk yet is not a problem: serve downloads it before answering.
+    let mut present = cfg.clone();
+    present.blocklists.retain(|l| {
+        let path = cfg.resolve(&l.path);
+        let waiting = l.url.is_some() && !path.exists();
+        if waiting {
+            println!(
+                "list \"{}\" (feed): no copy at {} yet; serve downloads it before answering",
+                l.name,
+                path.display()
+            );
+        }
+        !waiting
+    });
+    let lists = match Lists::load(&present) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("{}: {e}", cfg.source.display());

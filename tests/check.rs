@@ -170,3 +170,18 @@ fn serve_with_bad_config_exits_non_zero_with_message() {
         "{err}"
     );
 }
+
+#[test]
+fn feed_without_a_copy_yet_is_noted_not_failed() {
+    let (code, out, err) = check(
+        &format!(
+            "{BASE}[[blocklists]]\nname = \"intel\"\npath = \"intel.txt\"\nurl = \"http://127.0.0.1:9/intel.txt\"\n\
+             [[blocklists]]\nname = \"c2\"\npath = \"c2.txt\"\n"
+        ),
+        &[("c2.txt", "evil.example\n")],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("list \"intel\" (feed): no copy at"), "{out}");
+    assert!(out.contains("ok: ") && out.contains("c2=1"), "{out}");
+}

@@ -80,6 +80,8 @@ pub struct ClientSummary {
 #[derive(Debug, Serialize)]
 pub struct ClientName {
     pub qname: String,
+    /// The lists that blocked this name for this machine.
+    pub lists: Vec<String>,
     pub blocked: usize,
     pub first_seen: String,
     pub last_seen: String,
@@ -106,7 +108,8 @@ struct ClientAcc {
     macs: BTreeSet<String>,
     ips: BTreeSet<String>,
     lists: BTreeSet<String>,
-    names: BTreeMap<String, Vec<f64>>,
+    /// Per name: the times asked and the lists that blocked it for this machine.
+    names: BTreeMap<String, (Vec<f64>, BTreeSet<String>)>,
 }
 
 #[derive(Default)]
@@ -148,11 +151,13 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
             c.ips.insert(e.client_ip);
             c.macs.extend(mac);
             c.hostnames.extend(host);
-            c.names.entry(e.qname.clone()).or_default().push(t);
+            let cn = c.names.entry(e.qname.clone()).or_default();
+            cn.0.push(t);
             let n = names.entry(e.qname).or_default();
             n.clients.insert(id);
             n.times.push(t);
             if let Some(l) = e.list {
+                cn.1.insert(l.clone());
                 c.lists.insert(l.clone());
                 n.lists.insert(l);
             }
@@ -222,11 +227,12 @@ fn summarize_client(id: String, c: ClientAcc, burst: f64) -> ClientSummary {
     let mut names: Vec<ClientName> = c
         .names
         .into_iter()
-        .map(|(qname, mut times)| {
+        .map(|(qname, (mut times, lists))| {
             times.sort_by(f64::total_cmp);
             let (first, last) = span(&times);
             ClientName {
                 qname,
+                lists: lists.into_iter().collect(),
                 blocked: times.len(),
                 first_seen: iso(first),
                 last_seen: iso(last),

@@ -204,7 +204,7 @@ pub fn csv(r: &Report) -> String {
                 c.macs.join(" "),
                 c.ips.join(" "),
                 n.qname.clone(),
-                c.lists.join(" "),
+                n.lists.join(" "),
                 n.blocked.to_string(),
                 n.first_seen.clone(),
                 n.last_seen.clone(),
