@@ -147,11 +147,14 @@ impl Pipeline {
         if let Some(cache) = &self.cache {
             if let Some(hit) = cache.get(&query, raw) {
                 // A cached answer is inspected again: a list change applies to it at once.
-                if let Some(blocked) = hit
-                    .inspect
-                    .as_deref()
-                    .and_then(|i| self.block_by_answer(&policy, &query, raw, client, i))
-                {
+                if let Some(blocked) = self.block_by_answer(
+                    &policy,
+                    &query,
+                    raw,
+                    client,
+                    hit.inspect.as_deref(),
+                    &hit.wire,
+                ) {
                     self.done(client, &query, Outcome::Blocked, started);
                     return blocked;
                 }
@@ -173,16 +176,15 @@ impl Pipeline {
                 if let Some(cache) = &self.cache {
                     cache.put(&query, &answer.wire, &answer.shape);
                 }
-                if let Some(inspect) = answer.shape.inspect.as_deref() {
-                    let policy = self.policy.load();
-                    match self.block_by_answer(&policy, &query, raw, client, inspect) {
-                        Some(Decision::Reply(r)) => {
-                            self.done(client, &query, Outcome::Blocked, started);
-                            return Some(r);
-                        }
-                        Some(_) => return None,
-                        None => {}
+                let policy = self.policy.load();
+                let inspect = answer.shape.inspect.as_deref();
+                match self.block_by_answer(&policy, &query, raw, client, inspect, &answer.wire) {
+                    Some(Decision::Reply(r)) => {
+                        self.done(client, &query, Outcome::Blocked, started);
+                        return Some(r);
                     }
+                    Some(_) => return None,
+                    None => {}
                 }
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 self.done(client, &query, Outcome::Forwarded, started);
@@ -263,31 +265,37 @@ impl Pipeline {
         query: &Query<'_>,
         raw: &[u8],
         client: &Client,
-        inspect: &Inspect,
+        inspect: Option<&Inspect>,
+        answer: &[u8],
     ) -> Option<Decision> {
+        // The common answer (no targets, no address lists) costs nothing here.
+        if inspect.is_none() && !policy.lists.has_addresses() {
+            return None;
+        }
         if policy.lists.allowed(&query.name).is_some() {
             return None;
         }
-        if let Some(d) = inspect.targets.iter().find_map(|t| {
-            let v = policy.lists.check(t)?;
-            Some(self.block(policy, query, raw, client, v, Some((t, inspect))))
-        }) {
+        if let Some(inspect) = inspect
+            && let Some(d) = inspect.targets.iter().find_map(|t| {
+                let v = policy.lists.check(t)?;
+                Some(self.block(policy, query, raw, client, v, Some((t, inspect))))
+            })
+        {
             return Some(d);
         }
         if !policy.lists.has_addresses() {
             return None;
         }
-        let (addr, list, hit) = inspect
-            .addrs
-            .iter()
-            .find_map(|&a| policy.lists.check_addr(a).map(|(l, h)| (a, l, h)))?;
+        let (addr, list, hit) = wire::answer_addresses(answer)
+            .into_iter()
+            .find_map(|a| policy.lists.check_addr(a).map(|(l, h)| (a, l, h)))?;
         let (answer, action) = policy.sinkhole.respond_to_answer(&list.config, query);
         let why = Why {
             list: &list.name,
             rule: hit.net.to_string().into(),
             action,
             via: Some(addr.to_string().into()),
-            chain: inspect.targets.clone(),
+            chain: inspect.map(|i| i.targets.clone()).unwrap_or_default(),
         };
         Some(self.sinkholed(query, raw, client, why, Some(answer)))
     }

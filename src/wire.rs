@@ -297,16 +297,50 @@ pub struct AnswerShape {
     pub inspect: Option<std::sync::Arc<Inspect>>,
 }
 
-/// What an answer points at: CNAME/DNAME targets and HTTPS/SVCB targets (in answer order), and addresses.
+/// What an answer points at: CNAME/DNAME targets and HTTPS/SVCB targets, in answer order.
 ///
 /// Malware hides a C2 name behind an innocent one (`innocent.example CNAME cdn.c2.example`), so the targets
 /// are checked like the question; kept with cached answers so a list change applies to them at once.
+/// Addresses are not collected here (most answers are plain A records and most setups have no address
+/// list): [`answer_addresses`] reads them only when an address list exists.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Inspect {
     /// Lower-case target names, without trailing dot.
     pub targets: Vec<String>,
-    /// A and AAAA addresses in the answer section.
-    pub addrs: Vec<std::net::IpAddr>,
+}
+
+/// The A and AAAA addresses in an answer's answer section (for address lists); empty if it does not parse.
+pub fn answer_addresses(msg: &[u8]) -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    let Ok(header) = Header::read(msg) else {
+        return out;
+    };
+    let mut pos = HEADER_LEN;
+    for _ in 0..header.qdcount {
+        match skip_name(msg, pos) {
+            Ok(p) => pos = p + 4,
+            Err(_) => return out,
+        }
+    }
+    for _ in 0..header.ancount {
+        let Ok(rr) = skip_record(msg, pos) else {
+            return out;
+        };
+        let rdata = &msg[rr.rdata_at..rr.next];
+        match (rr.rtype, rdata.len()) {
+            (TYPE_A, 4) => out.push(std::net::IpAddr::from([
+                rdata[0], rdata[1], rdata[2], rdata[3],
+            ])),
+            (TYPE_AAAA, 16) => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(rdata);
+                out.push(std::net::IpAddr::from(a));
+            }
+            _ => {}
+        }
+        pos = rr.next;
+    }
+    out
 }
 
 /// RR types whose RDATA names another name that the client will go on to use.
@@ -420,7 +454,6 @@ fn inspect_record(
     rr: &RecordPos,
     inspect: &mut Option<Inspect>,
 ) -> Result<(), WireError> {
-    let rdata = &msg[rr.rdata_at..rr.next];
     match rr.rtype {
         TYPE_CNAME | TYPE_DNAME => {
             let t = read_name(msg, rr.rdata_at)?;
@@ -432,21 +465,6 @@ fn inspect_record(
             if !t.is_empty() {
                 inspect.get_or_insert_with(Inspect::default).targets.push(t);
             }
-        }
-        TYPE_A if rdata.len() == 4 => {
-            let a: [u8; 4] = [rdata[0], rdata[1], rdata[2], rdata[3]];
-            inspect
-                .get_or_insert_with(Inspect::default)
-                .addrs
-                .push(std::net::IpAddr::from(a));
-        }
-        TYPE_AAAA if rdata.len() == 16 => {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(rdata);
-            inspect
-                .get_or_insert_with(Inspect::default)
-                .addrs
-                .push(std::net::IpAddr::from(a));
         }
         _ => {}
     }
