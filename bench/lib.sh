@@ -39,15 +39,17 @@ wait_dns() { # name pid ip port
   die "$1 (pid $2) did not answer on $3:$4 within 20 s"
 }
 start() { # name ip port cpus cmd...: starts a server, records "name pid exe", waits until it answers
-  local name=$1 ip=$2 port=$3 cpus=$4; shift 4
+  # (EXPECT_EXE= names the executable the process ends up running when cmd execs another, e.g. valgrind)
+  local name=$1 ip=$2 port=$3 cpus=$4 exe; shift 4
+  exe=${EXPECT_EXE:-$(basename "$1")}
   port_in_use "$ip" "$port" && die "$ip:$port is already in use: $(ss -Hlnup "sport = :$port")"
   local pin=(); [[ -n "$cpus" ]] && pin=(taskset -c "$cpus")
   "${pin[@]}" "$@" </dev/null >"$OUT/run/$name.out" 2>&1 &
   local pid=$!
-  echo "$name $pid $(basename "$1")" >> "$PIDS"
+  echo "$name $pid $exe" >> "$PIDS"
   wait_dns "$name" "$pid" "$ip" "$port"
   # taskset execs the server, so $pid is the server itself
-  [[ "$(exe_of "$pid")" == "$(basename "$1")" ]] || die "$name: pid $pid runs $(exe_of "$pid"), expected $(basename "$1")"
+  [[ "$(exe_of "$pid")" == "$exe" ]] || die "$name: pid $pid runs $(exe_of "$pid"), expected $exe"
   log "$name pid $pid answering on $ip:$port${cpus:+ (CPU $cpus)}"
 }
 pid_of() { awk -v n="$1" '$1==n {print $2}' "$PIDS" | tail -n1; }

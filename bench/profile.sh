@@ -6,7 +6,8 @@
 #   callgrind runs c2sink under valgrind --tool=callgrind, zeroes the counters after warm-up, sends exactly
 #             N queries, and prints instructions per query (user space only) with the top functions.
 # WORKLOAD: blocked | cached | mixed | miss.
-# Env: SECS=5 QPS=30000 (perf)  N=20000 (callgrind)  C2SINK_BIN= (default target/release/c2sink, built if absent)
+# Env: SECS=5 QPS=30000 PERF_CALLGRAPH=1 (perf -g: kernel call chains; user ones need frame pointers)
+#       N=20000 (callgrind)  C2SINK_BIN= (default target/release/c2sink, built if absent)
 #      CONFIG=small|1m  SERVER_CPUS=1 DNSPERF_CPUS=0 UPSTREAM_CPUS=0  OUT=bench/out  TOP=25
 # Output files: $OUT/profile/<tool>-<workload>.*
 set -euo pipefail
@@ -41,7 +42,7 @@ perf)
   start c2sink "$C2_IP" "$C2_PORT" "$SERVER_CPUS" "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-$CONFIG.toml"
   pid=$(pid_of c2sink)
   pin "$DNSPERF_CPUS" "${DP[@]}" -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1
-  perf record -F 4999 -e cpu-clock -p "$pid" -o "$PROF.data" -- sleep "$SECS" 2>"$PROF.record.log" &
+  perf record -F 4999 -e cpu-clock ${PERF_CALLGRAPH:+-g} -p "$pid" -o "$PROF.data" -- sleep "$SECS" 2>"$PROF.record.log" &
   rec=$!
   pin "$DNSPERF_CPUS" "${DP[@]}" -d "$QF" -Q "$QPS" -l "$SECS" > "$PROF.dnsperf.txt" 2>&1
   wait "$rec" || true
@@ -55,17 +56,14 @@ perf)
   ;;
 callgrind)
   command -v valgrind >/dev/null || die "valgrind is not installed"
-  start c2sink-vg "$C2_IP" "$C2_PORT" "" "$(command -v valgrind)" --tool=callgrind \
+  EXPECT_EXE=callgrind-amd64-linux start c2sink-vg "$C2_IP" "$C2_PORT" "" "$(command -v valgrind)" --tool=callgrind \
     --callgrind-out-file="$PROF.out" "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-$CONFIG.toml"
   pid=$(pid_of c2sink-vg)
-  # valgrind's process runs under its own exe name (memcheck-amd64-linux etc.): record that for stop()
-  exe=$(exe_of "$pid"); sed -i "s/^c2sink-vg $pid .*/c2sink-vg $pid $exe/" "$PIDS"
   "${DP[@]}" -d "$OUT/queries/cached.txt" -n 2 -Q 2000 >/dev/null 2>&1
   "${DP[@]}" -d "$OUT/queries/blocked.txt" -n 1 -Q 2000 >/dev/null 2>&1
   callgrind_control -z "$pid" >/dev/null
-  lines=$(wc -l < "$QF")
-  # exactly N queries: repeat the file as needed, then cut
-  yes "$QF" | head -n $(( (N + lines - 1) / lines )) | xargs cat | head -n "$N" > "$PROF.queries"
+  # exactly N queries: the file repeated as needed, then cut
+  awk -v n="$N" 'NR <= n {a[NR] = $0} END {for (i = 0; i < n; i++) print a[i % (NR < n ? NR : n) + 1]}' "$QF" > "$PROF.queries"
   "${DP[@]}" -d "$PROF.queries" -n 1 -Q 3000 > "$PROF.dnsperf.txt" 2>&1
   callgrind_control -d "$pid" >/dev/null
   sleep 1
@@ -75,10 +73,10 @@ callgrind)
   total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1; exit}')
   {
     echo "# callgrind, workload $WL: $completed queries, $total instructions (user space), $(( total / completed )) per query"
-    callgrind_annotate --inclusive=no "$dump" 2>/dev/null | sed -n '/file:function/,$p' | head -"$TOP"
+    callgrind_annotate --threshold=100 --auto=no --inclusive=no "$dump" 2>/dev/null | sed -n '/file:function/,$p' | head -"$TOP"
     echo
     echo "## inclusive"
-    callgrind_annotate --inclusive=yes "$dump" 2>/dev/null | sed -n '/file:function/,$p' | head -"$TOP"
+    callgrind_annotate --threshold=100 --auto=no --inclusive=yes "$dump" 2>/dev/null | sed -n '/file:function/,$p' | head -"$TOP"
   } | tee "$PROF.txt"
   ;;
 *) die "unknown tool $TOOL (perf, callgrind)" ;;
