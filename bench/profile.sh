@@ -7,7 +7,7 @@
 #             N queries, and prints instructions per query (user space only) with the top functions.
 # WORKLOAD: blocked | cached | mixed | miss.
 # Env: SECS=5 QPS=30000 PERF_CALLGRAPH=1 (perf -g: kernel call chains; user ones need frame pointers)
-#       N=20000 (callgrind)  C2SINK_BIN= (default target/release/c2sink, built if absent)
+#      N=20000 CG_QPS= (unset: saturated) CG_OUTSTANDING=20 (callgrind)  C2SINK_BIN= (default target/release/c2sink, built if absent)
 #      CONFIG=small|1m  SERVER_CPUS=1 DNSPERF_CPUS=0 UPSTREAM_CPUS=0  OUT=bench/out  TOP=25
 # Output files: $OUT/profile/<tool>-<workload>.*
 set -euo pipefail
@@ -64,7 +64,8 @@ callgrind)
   callgrind_control -z "$pid" >/dev/null
   # exactly N queries: the file repeated as needed, then cut
   awk -v n="$N" 'NR <= n {a[NR] = $0} END {for (i = 0; i < n; i++) print a[i % (NR < n ? NR : n) + 1]}' "$QF" > "$PROF.queries"
-  "${DP[@]}" -d "$PROF.queries" -n 1 -Q 3000 > "$PROF.dnsperf.txt" 2>&1
+  # saturated by default (the server never idles: per-query work without wake-up costs); CG_QPS=n paces it
+  "${DP[@]}" -d "$PROF.queries" -n 1 -q "${CG_OUTSTANDING:-20}" ${CG_QPS:+-Q "$CG_QPS"} > "$PROF.dnsperf.txt" 2>&1
   callgrind_control -d "$pid" >/dev/null
   sleep 1
   dump=$(ls -t "$PROF".out.* 2>/dev/null | head -n1)

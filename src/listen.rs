@@ -102,8 +102,13 @@ pub async fn serve_udp(
 ) {
     let sock = Arc::new(sock);
     let mut buf = vec![0u8; UDP_BUF];
+    // One shutdown waiter for the life of the loop, not one registered and dropped per datagram.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let (n, src) = tokio::select! {
+            biased;
+            _ = &mut cancelled => return,
             r = sock.recv_from(&mut buf) => match r {
                 Ok(v) => v,
                 Err(e) => {
@@ -112,7 +117,6 @@ pub async fn serve_udp(
                     continue;
                 }
             },
-            _ = shutdown.cancelled() => return,
         };
         let client = Client {
             addr: src,

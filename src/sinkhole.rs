@@ -45,13 +45,19 @@ impl Sinkhole {
     pub fn answer(&self, mode: SinkholeMode, query: &Query<'_>, rule: &str) -> Vec<u8> {
         let ttl = self.ttl;
         let mut out = Vec::with_capacity(HEADER_LEN + query.question.len() + 96);
-        let address: Option<Vec<u8>> = match (mode, query.qtype, query.qclass) {
-            (SinkholeMode::Null, TYPE_A, CLASS_IN) => Some(Ipv4Addr::UNSPECIFIED.octets().to_vec()),
-            (SinkholeMode::Null, TYPE_AAAA, CLASS_IN) => {
-                Some(Ipv6Addr::UNSPECIFIED.octets().to_vec())
+        // The address record's RDATA, on the stack.
+        let (v4, v6);
+        let address: Option<&[u8]> = match (mode, query.qtype, query.qclass) {
+            (SinkholeMode::Null, TYPE_A, CLASS_IN) => Some(&[0; 4]),
+            (SinkholeMode::Null, TYPE_AAAA, CLASS_IN) => Some(&[0; 16]),
+            (SinkholeMode::Address, TYPE_A, CLASS_IN) => {
+                v4 = self.ipv4.map(|a| a.octets());
+                v4.as_ref().map(|a| &a[..])
             }
-            (SinkholeMode::Address, TYPE_A, CLASS_IN) => self.ipv4.map(|a| a.octets().to_vec()),
-            (SinkholeMode::Address, TYPE_AAAA, CLASS_IN) => self.ipv6.map(|a| a.octets().to_vec()),
+            (SinkholeMode::Address, TYPE_AAAA, CLASS_IN) => {
+                v6 = self.ipv6.map(|a| a.octets());
+                v6.as_ref().map(|a| &a[..])
+            }
             _ => None,
         };
         let (rcode, soa) = match mode {
@@ -72,7 +78,7 @@ impl Sinkhole {
             out.extend_from_slice(&CLASS_IN.to_be_bytes());
             out.extend_from_slice(&ttl.to_be_bytes());
             out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-            out.extend_from_slice(&rdata);
+            out.extend_from_slice(rdata);
             wire::bump_count(&mut out, 1);
         }
         if soa {
