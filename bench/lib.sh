@@ -44,6 +44,7 @@ start() { # name ip port cpus cmd...: starts a server, records "name pid exe", w
   exe=${EXPECT_EXE:-$(basename "$1")}
   port_in_use "$ip" "$port" && die "$ip:$port is already in use: $(ss -Hlnup "sport = :$port")"
   local pin=(); [[ -n "$cpus" ]] && pin=(taskset -c "$cpus")
+  [[ -n "${RT_PRIO:-}" ]] && pin=(chrt -f "$RT_PRIO" "${pin[@]}")
   "${pin[@]}" "$@" </dev/null >"$OUT/run/$name.out" 2>&1 &
   local pid=$!
   echo "$name $pid $exe" >> "$PIDS"

@@ -8,7 +8,7 @@
 # WORKLOAD: blocked | cached | mixed | miss.
 # Env: SECS=5 QPS=30000 PERF_CALLGRAPH=1 (perf -g: kernel call chains; user ones need frame pointers)
 #      N=20000 CG_QPS= (unset: saturated) CG_OUTSTANDING=20 (callgrind)  C2SINK_BIN= (default target/release/c2sink, built if absent)
-#      CONFIG=small|1m  SERVER_CPUS=1 DNSPERF_CPUS=0 UPSTREAM_CPUS=0  OUT=bench/out  TOP=25
+#      CONFIG=small|1m  TARGET=c2sink|unbound (callgrind)  SERVER_CPUS=1 DNSPERF_CPUS=0 UPSTREAM_CPUS=0  OUT=bench/out  TOP=25
 # Output files: $OUT/profile/<tool>-<workload>.*
 set -euo pipefail
 BENCH="$(cd "$(dirname "$0")" && pwd)"
@@ -20,7 +20,11 @@ TOOL=$1 WL=$2
 SECS=${SECS:-5} QPS=${QPS:-30000} N=${N:-20000} CONFIG=${CONFIG:-small} TOP=${TOP:-25}
 SERVER_CPUS=${SERVER_CPUS-1} DNSPERF_CPUS=${DNSPERF_CPUS-0} UPSTREAM_CPUS=${UPSTREAM_CPUS-0}
 export UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300} C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
-[[ "$UP_IP" == 127.* && "$C2_IP" == 127.* ]] || die "loopback addresses only"
+export UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
+[[ "$UP_IP" == 127.* && "$C2_IP" == 127.* && "$UB_IP" == 127.* ]] || die "loopback addresses only"
+# TARGET=unbound profiles Unbound the same way (callgrind only), for a like-for-like instruction count
+TARGET=${TARGET:-c2sink}
+[[ "$TARGET" == unbound ]] && C2_IP=$UB_IP C2_PORT=$UB_PORT
 export PATH="$PATH:/usr/sbin:/sbin"
 C2SINK_BIN=${C2SINK_BIN:-$ROOT/target/release/c2sink}
 [[ -x "$C2SINK_BIN" ]] || (cd "$ROOT" && cargo build --release --quiet)
@@ -31,7 +35,7 @@ mkdir -p "$OUT/profile" "$OUT/run"
 PIDS="$OUT/run/profile.pids"; : > "$PIDS"
 trap 'rc=$?; stop_all; exit $rc' EXIT
 trap 'exit 130' INT TERM
-PROF="$OUT/profile/$TOOL-$WL"
+PROF="$OUT/profile/$TOOL-$WL"; [[ "$TARGET" == unbound ]] && PROF="$OUT/profile/$TOOL-$WL-unbound"
 DP=(dnsperf -s "$C2_IP" -p "$C2_PORT" -q 100 -t 5)
 pin() { local c=$1; shift; if [[ -n "$c" ]]; then taskset -c "$c" "$@"; else "$@"; fi; }
 
@@ -56,8 +60,13 @@ perf)
   ;;
 callgrind)
   command -v valgrind >/dev/null || die "valgrind is not installed"
-  EXPECT_EXE=callgrind-amd64-linux start c2sink-vg "$C2_IP" "$C2_PORT" "" "$(command -v valgrind)" --tool=callgrind \
-    --callgrind-out-file="$PROF.out" "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-$CONFIG.toml"
+  if [[ "$TARGET" == unbound ]]; then
+    EXPECT_EXE=callgrind-amd64-linux start c2sink-vg "$UB_IP" "$UB_PORT" "" "$(command -v valgrind)" --tool=callgrind \
+      --callgrind-out-file="$PROF.out" ${CG_ARGS:-} "$(command -v unbound)" -d -c "$OUT/conf/unbound.conf"
+  else
+    EXPECT_EXE=callgrind-amd64-linux start c2sink-vg "$C2_IP" "$C2_PORT" "" "$(command -v valgrind)" --tool=callgrind \
+      --callgrind-out-file="$PROF.out" ${CG_ARGS:-} "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-$CONFIG.toml"
+  fi
   pid=$(pid_of c2sink-vg)
   "${DP[@]}" -d "$OUT/queries/cached.txt" -n 2 -Q 2000 >/dev/null 2>&1
   "${DP[@]}" -d "$OUT/queries/blocked.txt" -n 1 -Q 2000 >/dev/null 2>&1

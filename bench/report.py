@@ -52,7 +52,7 @@ def main():
         return None if r is None else num(r[col])
 
     print()
-    print(f"| server | workload | QPS saturated | CPU µs/query at fixed load | p50 ms | p99 ms "
+    print(f"| server | workload | QPS saturated | CPU µs/query (user part) at fixed load | p50 ms | p99 ms "
           f"| lost fixed / sat | RSS MB | other CPU % fixed / sat |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for s in servers:
@@ -64,7 +64,7 @@ def main():
             rss = val(s, w, "sat", "rss_kb") or val(s, w, "fixed", "rss_kb")
             load = a.miss_qps if w == "miss" else a.fixed_qps
             print(f"| {s} | {w} | {cell(s, w, 'sat', 'qps', '{:.0f}')} "
-                  f"| {cell(s, w, 'fixed', 'cpu_us_per_q')} @{int(load) // 1000}k "
+                  f"| {cell(s, w, 'fixed', 'cpu_us_per_q')} ({cell(s, w, 'fixed', 'user_us_per_q')}) @{int(load) // 1000}k "
                   f"| {cell(s, w, 'fixed', 'p50_ms', '{:.3f}')} | {cell(s, w, 'fixed', 'p99_ms', '{:.3f}')} "
                   f"| {lost} | {rss / 1024:.1f} | {other} |" if rss else
                   f"| {s} | {w} | - | - | - | - | {lost} | - | {other} |")
@@ -104,7 +104,8 @@ def main():
             print(f"| {w} | " + " | ".join(row) + " |")
     print()
     print("QPS saturated: server pinned to one core, dnsperf -c 1 -q 100 on the other; ~150k is dnsperf's own limit.")
-    print("CPU µs/query: server utime+stime from /proc/PID/stat over a fixed-rate dnsperf -Q run / queries answered.")
+    print("CPU µs/query: server utime+stime from /proc/PID/stat over a fixed-rate dnsperf -Q run / queries answered;")
+    print("in brackets the utime part (user space); the rest is the kernel's UDP, scheduling and wake-up work.")
     print("RSS after the saturation run. '*' = other processes used more than "
           f"{a.other_max:.0f} % of a core during that run (noisy).")
 

@@ -14,6 +14,8 @@
 #   SERVERS="c2sink c2sink-1m unbound dnsmasq"   c2sink-1m = c2sink with a 1,000,000-domain list
 #   WORKLOADS="blocked cached mixed miss"   MODES="fixed sat"
 #   SERVER_CPUS=1 DNSPERF_CPUS=0 UPSTREAM_CPUS=0   taskset CPU lists ("" = not pinned)
+#   RT_PRIO=          e.g. 10: run servers, nsd and dnsperf SCHED_FIFO (chrt -f) so that other work on a
+#                     shared machine cannot preempt them (the kernel still leaves 5 % of each CPU to others)
 #   OTHER_MAX=25      a run with more "other" CPU (% of one core) than this is retried...
 #   MAX_TRIES=2       ...up to this many times (the quietest try is reported), while
 #   RETRY_UNTIL=420   fewer than this many seconds have passed since the start
@@ -110,7 +112,7 @@ for server in $SERVERS; do
         if [[ "$mode" == fixed ]]; then
           secs=$FIXED_SECS; lat=1; qps=$FIXED_QPS; [[ "$wl" == miss ]] && qps=$MISS_QPS
         fi
-        line=$(SERVER_PIDS="$pid" UPSTREAM_PIDS="$NSD_PIDS" QPS="$qps" LATENCY=$lat DNSPERF_CPUS="$DNSPERF_CPUS" \
+        line=$(SERVER_PIDS="$pid" UPSTREAM_PIDS="$NSD_PIDS" QPS="$qps" LATENCY=$lat DNSPERF_CPUS="$DNSPERF_CPUS" RT_PRIO="${RT_PRIO:-}" \
           CSV="$CSV" LABEL="$server,$wl,$mode" "$BENCH/measure.sh" "$ip" "$port" "$(qfile "$wl" "$mode" "$try")" "$secs") \
           || die "measurement $server/$wl/$mode failed"
         log "$server $wl $mode (try $try): $line"
@@ -131,7 +133,7 @@ trap - EXIT
 {
   echo "c2sink bench $STAMP on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), kernel $(uname -r)"
   echo "server on CPU ${SERVER_CPUS:-any}, dnsperf on CPU ${DNSPERF_CPUS:-any}, nsd on CPU ${UPSTREAM_CPUS:-any};" \
-       "fixed runs ${FIXED_SECS}s at ${FIXED_QPS} qps (miss: ${MISS_QPS} qps), saturation runs ${SAT_SECS}s with -c 1 -q 100"
+       "${RT_PRIO:+real-time priority $RT_PRIO (chrt -f) for servers and dnsperf, }fixed runs ${FIXED_SECS}s at ${FIXED_QPS} qps (miss: ${MISS_QPS} qps), saturation runs ${SAT_SECS}s with -c 1 -q 100"
   python3 "$BENCH/report.py" "$CSV" --other-max "$OTHER_MAX" --fixed-qps "$FIXED_QPS" --miss-qps "$MISS_QPS"
 } | tee "$OUT/results/run-$STAMP.md"
 log "done in ${SECONDS}s; raw rows: $CSV"

@@ -243,14 +243,11 @@ fn name_text(wire: &[u8], labels: &[u8]) -> String {
         if !text.is_empty() {
             text.push(b'.');
         }
-        if label
-            .iter()
-            .all(|&b| b > b' ' && b < 0x7f && b != b'.' && b != b'\\')
-        {
-            let from = text.len();
-            text.extend_from_slice(label);
-            text[from..].make_ascii_lowercase();
-        } else {
+        // One table lookup per byte; a 0 marks a byte that needs escaping, then the label is redone slowly.
+        let from = text.len();
+        text.extend(label.iter().map(|&b| FOLD[usize::from(b)]));
+        if text[from..].contains(&0) {
+            text.truncate(from);
             for &b in label {
                 push_label_byte(&mut text, b);
             }
@@ -259,6 +256,19 @@ fn name_text(wire: &[u8], labels: &[u8]) -> String {
     // Only ASCII is ever pushed (other octets are escaped), so this cannot fail.
     String::from_utf8(text).unwrap_or_default()
 }
+
+/// Each octet as it appears in a lower-case name, or 0 when it must be escaped (not printable, `.`, `\`).
+static FOLD: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        t[b] = (b as u8).to_ascii_lowercase();
+        b += 1;
+    }
+    t[b'.' as usize] = 0;
+    t[b'\\' as usize] = 0;
+    t
+};
 
 /// Appends one byte of a label to a dotted lower-case name, escaping what is not printable.
 fn push_label_byte(name: &mut Vec<u8>, b: u8) {
@@ -553,6 +563,21 @@ mod tests {
         m.extend_from_slice(&[3, b'a', b'.', 0x01, 0, 0, 1, 0, 1]);
         let q = parse_query(&m).expect("valid");
         assert_eq!(q.name, "a\\.\\001");
+    }
+
+    #[test]
+    fn every_octet_reads_the_same_on_the_fast_and_the_escaping_path() {
+        for b in 0..=255u8 {
+            let mut m = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+            m.extend_from_slice(&[3, b'A', b, b'z', 2, b'N', b'L', 0, 0, 1, 0, 1]);
+            let q = parse_query(&m).expect("valid");
+            let mut want = Vec::new();
+            for c in [b'A', b, b'z'] {
+                push_label_byte(&mut want, c);
+            }
+            want.extend_from_slice(b".nl");
+            assert_eq!(q.name.as_bytes(), &want[..], "octet {b}");
+        }
     }
 
     #[test]
