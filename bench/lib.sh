@@ -45,6 +45,7 @@ start() { # name ip port cpus cmd...: starts a server, records "name pid exe", w
   port_in_use "$ip" "$port" && die "$ip:$port is already in use: $(ss -Hlnup "sport = :$port")"
   local pin=(); [[ -n "$cpus" ]] && pin=(taskset -c "$cpus")
   [[ -n "${RT_PRIO:-}" ]] && pin=(chrt -f "$RT_PRIO" "${pin[@]}")
+  [[ -n "${NICE:-}" ]] && pin=(nice -n "$NICE" "${pin[@]}")
   "${pin[@]}" "$@" </dev/null >"$OUT/run/$name.out" 2>&1 &
   local pid=$!
   echo "$name $pid $exe" >> "$PIDS"

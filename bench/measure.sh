@@ -8,7 +8,7 @@
 #   QPS=          dnsperf -Q (fixed offered load); unset = as fast as the server answers (saturation)
 #   LATENCY=1     dnsperf -v and p50/p99 from per-query latencies (costs dnsperf CPU: off for saturation)
 #   CLIENTS=1 OUTSTANDING=100 TIMEOUT=2   dnsperf -c, -q, -t
-#   DNSPERF_CPUS= taskset CPU list for dnsperf;  RT_PRIO= run dnsperf under chrt -f RT_PRIO (real-time)
+#   DNSPERF_CPUS= taskset CPU list for dnsperf;  RT_PRIO= / NICE= run dnsperf under chrt -f / nice -n
 #   CSV= file to append to; LABEL= free text (server,workload,mode) put first in the CSV row
 # Columns: cpu_us_per_q = server utime+stime (from /proc/PID/stat) / queries completed (user_us_per_q: utime);
 #   other_cpu = busy CPU of the whole machine minus dnsperf, server and upstream, in % of one core.
@@ -38,6 +38,7 @@ ARGS=(-f "$FAM" -s "$IP" -p "$PORT" -d "$QF" -c "$CLIENTS" -q "$OUTSTANDING" -t 
 [[ "$LATENCY" == 1 ]] && ARGS+=(-v)
 PIN=(); [[ -n "${DNSPERF_CPUS:-}" ]] && PIN=(taskset -c "$DNSPERF_CPUS")
 [[ -n "${RT_PRIO:-}" ]] && PIN=(chrt -f "$RT_PRIO" "${PIN[@]}")
+[[ -n "${NICE:-}" ]] && PIN=(nice -n "$NICE" "${PIN[@]}")
 RAW=$(mktemp "${TMPDIR:-/tmp}/c2bench-dnsperf.XXXXXX")
 trap 'rm -f "$RAW" "$RAW.err" "$RAW.lat"' EXIT
 

@@ -14,11 +14,12 @@
 #   SERVERS="c2sink c2sink-1m unbound dnsmasq"   c2sink-1m = c2sink with a 1,000,000-domain list
 #   WORKLOADS="blocked cached mixed miss"   MODES="fixed sat"
 #   SERVER_CPUS=1 DNSPERF_CPUS=0 UPSTREAM_CPUS=0   taskset CPU lists ("" = not pinned)
-#   RT_PRIO=          e.g. 10: run servers, nsd and dnsperf SCHED_FIFO (chrt -f) so that other work on a
-#                     shared machine cannot preempt them (the kernel still leaves 5 % of each CPU to others)
+#   NICE=             e.g. -20: run servers, nsd and dnsperf at this nice level, so that other work on a shared
+#                     machine takes little CPU from them (it still pollutes caches: note other_cpu)
+#   RT_PRIO=          e.g. 10: the same with SCHED_FIFO (chrt -f); the kernel still leaves 5 % to others
 #   OTHER_MAX=25      a run with more "other" CPU (% of one core) than this is retried...
-#   MAX_TRIES=2       ...up to this many times (the quietest try is reported), while
-#   RETRY_UNTIL=420   fewer than this many seconds have passed since the start
+#   MAX_TRIES=2       ...up to this many times (the quietest try is reported; QUICK: 1), while
+#   RETRY_UNTIL=330   fewer than this many seconds have passed since the start (keeps the run < 10 min)
 #   C2SINK_BIN=       use this binary instead of `cargo build --release`
 #   C2SINK_BASE_BIN=  a second c2sink binary, run as server "c2sink-base" (before/after comparisons)
 #   C2_UDP_SOCKETS=0  c2sink [server] udp_sockets (0 = one per CPU it may run on)
@@ -32,14 +33,14 @@ die() { echo "run.sh: ERROR: $*" >&2; exit 2; }
 log() { echo "run.sh: [$(date +%H:%M:%S) +${SECONDS}s] $*" >&2; }
 
 QUICK=${QUICK:-0}
-if [[ "$QUICK" == 1 ]]; then FIXED_SECS=${FIXED_SECS:-3} SAT_SECS=${SAT_SECS:-2}
+if [[ "$QUICK" == 1 ]]; then FIXED_SECS=${FIXED_SECS:-3} SAT_SECS=${SAT_SECS:-2} MAX_TRIES=${MAX_TRIES:-1}
 else FIXED_SECS=${FIXED_SECS:-10} SAT_SECS=${SAT_SECS:-6}; fi
 FIXED_QPS=${FIXED_QPS:-30000} MISS_QPS=${MISS_QPS:-10000}
 SERVERS=${SERVERS:-"c2sink c2sink-1m unbound dnsmasq"}
 WORKLOADS=${WORKLOADS:-"blocked cached mixed miss"}
 MODES=${MODES:-"fixed sat"}
 SERVER_CPUS=${SERVER_CPUS-1} DNSPERF_CPUS=${DNSPERF_CPUS-0} UPSTREAM_CPUS=${UPSTREAM_CPUS-0}
-OTHER_MAX=${OTHER_MAX:-25} MAX_TRIES=${MAX_TRIES:-2} RETRY_UNTIL=${RETRY_UNTIL:-420}
+OTHER_MAX=${OTHER_MAX:-25} MAX_TRIES=${MAX_TRIES:-2} RETRY_UNTIL=${RETRY_UNTIL:-330}
 export UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300} UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
 export DM_IP=${DM_IP:-127.0.0.4} DM_PORT=${DM_PORT:-5302} C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
 export C2_UDP_SOCKETS=${C2_UDP_SOCKETS:-0}
@@ -112,7 +113,7 @@ for server in $SERVERS; do
         if [[ "$mode" == fixed ]]; then
           secs=$FIXED_SECS; lat=1; qps=$FIXED_QPS; [[ "$wl" == miss ]] && qps=$MISS_QPS
         fi
-        line=$(SERVER_PIDS="$pid" UPSTREAM_PIDS="$NSD_PIDS" QPS="$qps" LATENCY=$lat DNSPERF_CPUS="$DNSPERF_CPUS" RT_PRIO="${RT_PRIO:-}" \
+        line=$(SERVER_PIDS="$pid" UPSTREAM_PIDS="$NSD_PIDS" QPS="$qps" LATENCY=$lat DNSPERF_CPUS="$DNSPERF_CPUS" RT_PRIO="${RT_PRIO:-}" NICE="${NICE:-}" \
           CSV="$CSV" LABEL="$server,$wl,$mode" "$BENCH/measure.sh" "$ip" "$port" "$(qfile "$wl" "$mode" "$try")" "$secs") \
           || die "measurement $server/$wl/$mode failed"
         log "$server $wl $mode (try $try): $line"
@@ -133,7 +134,7 @@ trap - EXIT
 {
   echo "c2sink bench $STAMP on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), kernel $(uname -r)"
   echo "server on CPU ${SERVER_CPUS:-any}, dnsperf on CPU ${DNSPERF_CPUS:-any}, nsd on CPU ${UPSTREAM_CPUS:-any};" \
-       "${RT_PRIO:+real-time priority $RT_PRIO (chrt -f) for servers and dnsperf, }fixed runs ${FIXED_SECS}s at ${FIXED_QPS} qps (miss: ${MISS_QPS} qps), saturation runs ${SAT_SECS}s with -c 1 -q 100"
+       "${RT_PRIO:+real-time priority $RT_PRIO (chrt -f) for servers and dnsperf, }${NICE:+nice $NICE for servers and dnsperf, }fixed runs ${FIXED_SECS}s at ${FIXED_QPS} qps (miss: ${MISS_QPS} qps), saturation runs ${SAT_SECS}s with -c 1 -q 100"
   python3 "$BENCH/report.py" "$CSV" --other-max "$OTHER_MAX" --fixed-qps "$FIXED_QPS" --miss-qps "$MISS_QPS"
 } | tee "$OUT/results/run-$STAMP.md"
 log "done in ${SECONDS}s; raw rows: $CSV"
