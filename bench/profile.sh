@@ -61,10 +61,10 @@ perf)
 callgrind)
   command -v valgrind >/dev/null || die "valgrind is not installed"
   if [[ "$TARGET" == unbound ]]; then
-    EXPECT_EXE=callgrind-amd64-linux start c2sink-vg "$UB_IP" "$UB_PORT" "" "$(command -v valgrind)" --tool=callgrind \
+    EXPECT_EXE=callgrind-amd64-linux start c2sink-vg "$UB_IP" "$UB_PORT" "$SERVER_CPUS" "$(command -v valgrind)" --tool=callgrind \
       --callgrind-out-file="$PROF.out" ${CG_ARGS:-} "$(command -v unbound)" -d -c "$OUT/conf/unbound.conf"
   else
-    EXPECT_EXE=callgrind-amd64-linux start c2sink-vg "$C2_IP" "$C2_PORT" "" "$(command -v valgrind)" --tool=callgrind \
+    EXPECT_EXE=callgrind-amd64-linux start c2sink-vg "$C2_IP" "$C2_PORT" "$SERVER_CPUS" "$(command -v valgrind)" --tool=callgrind \
       --callgrind-out-file="$PROF.out" ${CG_ARGS:-} "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-$CONFIG.toml"
   fi
   pid=$(pid_of c2sink-vg)

@@ -136,12 +136,41 @@ fn push_decimal(out: &mut Vec<u8>, mut v: u32) {
     out.extend_from_slice(&digits[i..]);
 }
 
+/// Whether any byte of `s` is a control character, `"` or `\`; eight bytes at a time (names are ASCII and short,
+/// so this runs for every field of every event).
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // High bit of a byte set when that byte of `x` is zero (exact as an "any" test).
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let any = |w: [u8; 8]| {
+        let x = u64::from_le_bytes(w);
+        // bytes < 0x20: (x - 0x20..) & !x & 0x80.. is non-zero exactly when one exists
+        x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0
+            || has_zero(x ^ (ONES * u64::from(b'"')))
+            || has_zero(x ^ (ONES * u64::from(b'\\')))
+    };
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        if any(w) {
+            return true;
+        }
+    }
+    // The tail, padded with a byte that never needs escaping.
+    let tail = chunks.remainder();
+    let mut w = [b'a'; 8];
+    w[..tail.len()].copy_from_slice(tail);
+    any(w)
+}
+
 /// Appends `s` as a JSON string, escaped as RFC 8259 requires (the same escapes serde_json uses).
 fn push_json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
-    if bytes.iter().all(|&c| c >= 0x20 && c != b'"' && c != b'\\') {
+    if !needs_escape(bytes) {
         // The usual case: nothing to escape.
         out.extend_from_slice(bytes);
         out.push(b'"');
@@ -340,6 +369,21 @@ mod tests {
             rule: "evil.com".into(),
             action: "null",
         }
+    }
+
+    #[test]
+    fn escape_check_finds_every_byte_that_needs_it_at_every_position() {
+        for b in 0..=255u8 {
+            for pos in 0..19 {
+                let mut s = vec![b'a'; 19];
+                s[pos] = b;
+                let want = b < 0x20 || b == b'"' || b == b'\\';
+                assert_eq!(needs_escape(&s), want, "byte {b} at {pos}");
+            }
+        }
+        // Bytes above 0x7f (UTF-8) never need escaping, next to ones that do or not.
+        assert!(!needs_escape("é€ a.b-c_d".as_bytes()));
+        assert!(needs_escape("ééééé\u{1f}".as_bytes()));
     }
 
     #[test]
