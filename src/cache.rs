@@ -88,9 +88,17 @@ impl Cache {
             shard.remove(key);
             return None;
         }
+        // Patch a copy while the entry is borrowed: no second copy of the TTL offsets.
         let mut out = entry.wire.to_vec();
-        let offsets = entry.ttl_offsets.clone();
         let inspect = entry.inspect.clone();
+        for &at in entry.ttl_offsets.iter() {
+            let at = at as usize;
+            let orig = u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
+            let shown = orig
+                .clamp(self.min_ttl, self.max_ttl.max(self.min_ttl))
+                .saturating_sub(elapsed);
+            out[at..at + 4].copy_from_slice(&shown.to_be_bytes());
+        }
         drop(shard);
         wire::set_id(&mut out, query.header.id);
         // Echo the question as this client asked it (same length: same name up to case).
@@ -102,14 +110,6 @@ impl Cache {
         let rd_cd = query.header.flags & 0x0110;
         let f = (u16::from_be_bytes([out[2], out[3]]) & !0x0110) | rd_cd;
         out[2..4].copy_from_slice(&f.to_be_bytes());
-        for &at in offsets.iter() {
-            let at = at as usize;
-            let orig = u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
-            let shown = orig
-                .clamp(self.min_ttl, self.max_ttl.max(self.min_ttl))
-                .saturating_sub(elapsed);
-            out[at..at + 4].copy_from_slice(&shown.to_be_bytes());
-        }
         Some(Hit { wire: out, inspect })
     }
 

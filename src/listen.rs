@@ -107,8 +107,13 @@ pub async fn serve_udp(
 ) {
     let sock = Arc::new(sock);
     let mut buf = vec![0u8; UDP_BUF];
+    // One shutdown waiter for the life of the loop, not one registered and dropped per datagram; it is
+    // polled (which takes a lock) only when no datagram is waiting.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let (n, src) = tokio::select! {
+            biased;
             r = sock.recv_from(&mut buf) => match r {
                 Ok(v) => v,
                 Err(e) => {
@@ -117,7 +122,7 @@ pub async fn serve_udp(
                     continue;
                 }
             },
-            _ = shutdown.cancelled() => return,
+            _ = &mut cancelled => return,
         };
         let client = Client {
             addr: src,

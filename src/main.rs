@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc, not glibc's malloc: block events are allocated on the query path and freed on the writer thread,
+/// the pattern glibc handles worst (locked frees into another thread's arena); see docs/performance.md.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A DNS resolver that sinkholes malware C2 domains and logs which client asked.
 #[derive(Parser)]
 #[command(version, about)]
@@ -134,7 +139,15 @@ fn serve(path: &std::path::Path) -> ExitCode {
         }
     };
     init_logging(&cfg.log.level);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    // On one CPU (a small box, or a container limited to one core) a single-threaded runtime does the same
+    // work with less scheduling bookkeeping per query (about 5 % fewer instructions, docs/performance.md).
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let mut builder = if one_cpu {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let rt = match builder
         .enable_all()
         .thread_name("c2sink")
         .build()

@@ -374,9 +374,12 @@ impl Upstreams {
         let sock = UdpSocket::bind(local).await?;
         sock.connect(addr).await?;
         sock.send(out).await?;
-        let mut buf = vec![0u8; MAX_UDP];
+        // Room for the largest datagram, left uninitialized: zeroing 64 KiB per query cost more than the
+        // rest of the forward.
+        let mut buf = Vec::with_capacity(MAX_UDP);
         loop {
-            let n = sock.recv(&mut buf).await?;
+            buf.clear();
+            let n = sock.recv_buf(&mut buf).await?;
             match check_answer(&buf[..n], id, query) {
                 Ok(shape) => {
                     buf.truncate(n);
@@ -430,8 +433,15 @@ fn check_answer(msg: &[u8], id: u16, query: &Query<'_>) -> Result<AnswerShape, T
     if header.id != id || !header.is_response() {
         return Err(TryError::Mismatch);
     }
-    let echoed = wire::parse_query(msg)?;
-    if echoed.name != query.name || echoed.qtype != query.qtype || echoed.qclass != query.qclass {
+    // The question must come back as asked: the same name up to case (length octets are never letters, so
+    // a case-blind compare keeps the label structure), the same type and class.
+    let q = query.question;
+    let (qname, qfixed) = q.split_at(q.len().saturating_sub(4));
+    let echoed = msg
+        .get(wire::HEADER_LEN..wire::HEADER_LEN + q.len())
+        .ok_or(TryError::Mismatch)?;
+    let (ename, efixed) = echoed.split_at(qname.len());
+    if header.qdcount != 1 || !ename.eq_ignore_ascii_case(qname) || efixed != qfixed {
         return Err(TryError::Mismatch);
     }
     Ok(wire::answer_shape(msg)?)
@@ -540,5 +550,52 @@ mod tests {
         assert_eq!(u.order(), vec![1, 0]);
         u.record_ok(&u.servers[0]);
         assert_eq!(u.order(), vec![0, 1]);
+    }
+
+    fn message(id: u16, flags: u16, name: &str, qtype: u16) -> Vec<u8> {
+        let mut m = id.to_be_bytes().to_vec();
+        m.extend_from_slice(&flags.to_be_bytes());
+        m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        for l in name.split('.') {
+            m.push(l.len() as u8);
+            m.extend_from_slice(l.as_bytes());
+        }
+        m.push(0);
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&1u16.to_be_bytes());
+        m
+    }
+
+    #[test]
+    fn answer_must_echo_our_id_and_question_up_to_case() {
+        let raw = message(7, 0x0100, "Www.Example.com", 1);
+        let query = wire::parse_query(&raw).expect("query");
+        let ok = message(7, 0x8180, "www.EXAMPLE.com", 1);
+        assert!(check_answer(&ok, 7, &query).is_ok());
+        let wrong_id = message(8, 0x8180, "www.example.com", 1);
+        assert!(matches!(
+            check_answer(&wrong_id, 7, &query),
+            Err(TryError::Mismatch)
+        ));
+        let not_response = message(7, 0x0100, "www.example.com", 1);
+        assert!(matches!(
+            check_answer(&not_response, 7, &query),
+            Err(TryError::Mismatch)
+        ));
+        let other_name = message(7, 0x8180, "www.example.org", 1);
+        assert!(matches!(
+            check_answer(&other_name, 7, &query),
+            Err(TryError::Mismatch)
+        ));
+        // Types 65 (0x41) and 97 (0x61) differ only by "case" as bytes: they must not match.
+        let raw65 = message(7, 0x0100, "a.b", 65);
+        let query65 = wire::parse_query(&raw65).expect("query");
+        let ans97 = message(7, 0x8180, "a.b", 97);
+        assert!(matches!(
+            check_answer(&ans97, 7, &query65),
+            Err(TryError::Mismatch)
+        ));
+        let short = &ok[..ok.len() - 3];
+        assert!(check_answer(short, 7, &query).is_err());
     }
 }

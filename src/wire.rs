@@ -103,7 +103,7 @@ pub struct Query<'a> {
     /// The question section exactly as sent (name in the client's case, type, class).
     pub question: &'a [u8],
     /// Offsets (from the start of the name) where each label begins, for pointers into the question.
-    pub label_starts: Vec<u8>,
+    pub label_starts: LabelStarts,
     /// The query's OPT record, if any.
     pub edns: Option<Edns>,
 }
@@ -129,8 +129,8 @@ pub fn parse_query(msg: &[u8]) -> Result<Query<'_>, WireError> {
         return Err(WireError::QuestionCount);
     }
     let qstart = HEADER_LEN;
-    let mut name = String::new();
-    let mut label_starts = Vec::new();
+    // First pass: check the labels and find where the name ends, so the text is built in one allocation.
+    let mut label_starts = LabelStarts::default();
     let mut pos = qstart;
     loop {
         let len = *msg.get(pos).ok_or(WireError::Truncated)? as usize;
@@ -147,22 +147,17 @@ pub fn parse_query(msg: &[u8]) -> Result<Query<'_>, WireError> {
         if len > 63 {
             return Err(WireError::LabelTooLong);
         }
-        let label = msg
-            .get(pos + 1..pos + 1 + len)
-            .ok_or(WireError::Truncated)?;
-        // pos - qstart < 255 is guaranteed by the length check below.
+        if pos + 1 + len > msg.len() {
+            return Err(WireError::Truncated);
+        }
+        // pos - qstart < 255 is guaranteed by the length check below, so at most 128 labels.
         label_starts.push((pos - qstart) as u8);
-        if !name.is_empty() {
-            name.push('.');
-        }
-        for &b in label {
-            push_label_byte(&mut name, b);
-        }
         pos += 1 + len;
         if pos - qstart > 255 {
             return Err(WireError::NameTooLong);
         }
     }
+    let name = name_text(&msg[qstart..pos], &label_starts);
     let fixed = msg.get(pos..pos + 4).ok_or(WireError::Truncated)?;
     let qtype = u16::from_be_bytes([fixed[0], fixed[1]]);
     let qclass = u16::from_be_bytes([fixed[2], fixed[3]]);
@@ -200,20 +195,91 @@ pub fn parse_query(msg: &[u8]) -> Result<Query<'_>, WireError> {
     })
 }
 
+/// Offsets of a name's labels, held inline: a query's name never needs an allocation for them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct LabelStarts {
+    len: u8,
+    /// A 255-octet name has at most 128 labels.
+    at: [u8; 128],
+}
+
+impl Default for LabelStarts {
+    fn default() -> Self {
+        LabelStarts {
+            len: 0,
+            at: [0; 128],
+        }
+    }
+}
+
+impl LabelStarts {
+    fn push(&mut self, at: u8) {
+        if let Some(slot) = self.at.get_mut(usize::from(self.len)) {
+            *slot = at;
+            self.len += 1;
+        }
+    }
+}
+
+impl std::ops::Deref for LabelStarts {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.at[..usize::from(self.len)]
+    }
+}
+
+impl fmt::Debug for LabelStarts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The dotted lower-case text of an already checked wire name (`wire` = the name's octets, root included).
+fn name_text(wire: &[u8], labels: &[u8]) -> String {
+    let mut text = Vec::with_capacity(wire.len());
+    for &at in labels {
+        let at = usize::from(at);
+        let label = &wire[at + 1..at + 1 + usize::from(wire[at])];
+        if !text.is_empty() {
+            text.push(b'.');
+        }
+        // One table lookup per byte; a 0 marks a byte that needs escaping, then the label is redone slowly.
+        let from = text.len();
+        text.extend(label.iter().map(|&b| FOLD[usize::from(b)]));
+        if text[from..].contains(&0) {
+            text.truncate(from);
+            for &b in label {
+                push_label_byte(&mut text, b);
+            }
+        }
+    }
+    // Only ASCII is ever pushed (other octets are escaped), so this cannot fail.
+    String::from_utf8(text).unwrap_or_default()
+}
+
+/// Each octet as it appears in a lower-case name, or 0 when it must be escaped (not printable, `.`, `\`).
+static FOLD: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        t[b] = (b as u8).to_ascii_lowercase();
+        b += 1;
+    }
+    t[b'.' as usize] = 0;
+    t[b'\\' as usize] = 0;
+    t
+};
+
 /// Appends one byte of a label to a dotted lower-case name, escaping what is not printable.
-fn push_label_byte(name: &mut String, b: u8) {
+fn push_label_byte(name: &mut Vec<u8>, b: u8) {
     match b {
-        b'A'..=b'Z' => name.push((b + 32) as char),
-        b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => name.push(b as char),
+        b'A'..=b'Z' => name.push(b + 32),
         b'.' | b'\\' => {
-            name.push('\\');
-            name.push(b as char);
+            name.push(b'\\');
+            name.push(b);
         }
-        0x21..=0x7e => name.push(b as char),
-        _ => {
-            use fmt::Write;
-            let _ = write!(name, "\\{b:03}");
-        }
+        0x21..=0x7e => name.push(b),
+        _ => name.extend_from_slice(&[b'\\', b'0' + b / 100, b'0' + b / 10 % 10, b'0' + b % 10]),
     }
 }
 
@@ -353,7 +419,8 @@ const TYPE_AAAA: u16 = 28;
 
 /// Reads a possibly compressed name at `pos` as lower-case dotted text (pointers followed, loops refused).
 pub fn read_name(msg: &[u8], mut pos: usize) -> Result<String, WireError> {
-    let mut name = String::new();
+    // Only ASCII is pushed (other octets are escaped), so the bytes are valid UTF-8.
+    let mut name: Vec<u8> = Vec::new();
     let mut jumps = 0;
     let mut wire_len = 0usize;
     loop {
@@ -371,7 +438,7 @@ pub fn read_name(msg: &[u8], mut pos: usize) -> Result<String, WireError> {
             }
             0x00 => {
                 if len == 0 {
-                    return Ok(name);
+                    return Ok(String::from_utf8_lossy(&name).into_owned());
                 }
                 let l = usize::from(len);
                 let label = msg.get(pos + 1..pos + 1 + l).ok_or(WireError::Truncated)?;
@@ -380,7 +447,7 @@ pub fn read_name(msg: &[u8], mut pos: usize) -> Result<String, WireError> {
                     return Err(WireError::NameTooLong);
                 }
                 if !name.is_empty() {
-                    name.push('.');
+                    name.push(b'.');
                 }
                 for &b in label {
                     push_label_byte(&mut name, b);
@@ -584,7 +651,7 @@ mod tests {
         assert_eq!(q.name, "cdn.msstorageazure.com");
         assert_eq!(q.qtype, 16);
         assert_eq!(&q.question[1..4], b"CDN");
-        assert_eq!(q.label_starts, vec![0, 4, 19]);
+        assert_eq!(&q.label_starts[..], &[0, 4, 19]);
         let e = q.edns.expect("edns");
         assert!(e.dnssec_ok);
         assert_eq!(e.payload, 4096);
@@ -640,6 +707,21 @@ mod tests {
         m.extend_from_slice(&[3, b'a', b'.', 0x01, 0, 0, 1, 0, 1]);
         let q = parse_query(&m).expect("valid");
         assert_eq!(q.name, "a\\.\\001");
+    }
+
+    #[test]
+    fn every_octet_reads_the_same_on_the_fast_and_the_escaping_path() {
+        for b in 0..=255u8 {
+            let mut m = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+            m.extend_from_slice(&[3, b'A', b, b'z', 2, b'N', b'L', 0, 0, 1, 0, 1]);
+            let q = parse_query(&m).expect("valid");
+            let mut want = Vec::new();
+            for c in [b'A', b, b'z'] {
+                push_label_byte(&mut want, c);
+            }
+            want.extend_from_slice(b".nl");
+            assert_eq!(q.name.as_bytes(), &want[..], "octet {b}");
+        }
     }
 
     #[test]

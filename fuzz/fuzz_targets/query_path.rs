@@ -22,7 +22,11 @@ fn handler() -> &'static Handler {
     H.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("c2sink-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        std::fs::write(dir.join("list.txt"), "evil.example\nmsstorageazure.com\na.b\n").expect("list");
+        std::fs::write(
+            dir.join("list.txt"),
+            "evil.example\nmsstorageazure.com\na.b\n",
+        )
+        .expect("list");
         let text = "[server]\nlisten = [\"127.0.0.1:0\"]\nrate_limit = 1000000\n\
                     [upstream]\nservers = [\"127.0.0.1:9\"]\n\
                     [[blocklists]]\nname = \"c2\"\npath = \"list.txt\"\n";
@@ -51,12 +55,21 @@ fuzz_target!(|data: &[u8]| {
         Admit::Drop => return,
     }
     for protocol in [Protocol::Udp, Protocol::Tcp] {
-        match h.pipeline.decide(data, &Client { addr: src, protocol }) {
+        match h.pipeline.decide(
+            data,
+            &Client {
+                addr: src,
+                protocol,
+            },
+        ) {
             Decision::Reply(r) => {
                 check_reply(data, &r);
                 if protocol == Protocol::Udp {
                     let limit = wire::parse_query(data).map_or(512, |q| q.udp_limit());
-                    assert!(r.len() <= limit.max(512), "UDP reply fits the client's buffer");
+                    assert!(
+                        r.len() <= limit.max(512),
+                        "UDP reply fits the client's buffer"
+                    );
                 }
             }
             Decision::Forward => {

@@ -19,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = protocol::find_edns(data);
     if data.len() >= 12 {
-        for rcode in [protocol::RCODE_FORMERR, protocol::RCODE_REFUSED, protocol::RCODE_BADVERS] {
+        for rcode in [
+            protocol::RCODE_FORMERR,
+            protocol::RCODE_REFUSED,
+            protocol::RCODE_BADVERS,
+        ] {
             let r = protocol::error_reply(data, rcode);
             wire::answer_shape(&r).expect("error replies are well formed");
         }

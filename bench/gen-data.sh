@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Writes the bench's zone, server configs, block lists and query files into $OUT (default bench/out).
+# Deterministic: the same inputs give identical files. Every address is on 127.0.0.0/8.
+#
+# Env (set by run.sh; defaults shown):
+#   OUT=bench/out  UP_IP=127.0.0.2 UP_PORT=5300 (nsd)  UB_IP=127.0.0.3 UB_PORT=5301 (unbound)
+#   DM_IP=127.0.0.4 DM_PORT=5302 (dnsmasq)  C2_IP=127.0.0.5 C2_PORT=5303 (c2sink)
+#   BIG_LIST=1000000 (entries in the large c2sink list)
+#   MISS_FIXED=150000 MISS_SAT=600000 MISS_TRIES=2 (cache-miss names per run, files per mode)
+set -euo pipefail
+BENCH="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(dirname "$BENCH")"
+OUT="${OUT:-$BENCH/out}"
+mkdir -p "$OUT/conf" "$OUT/queries" "$OUT/run"
+OUT="$(cd "$OUT" && pwd)"
+UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300}
+UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
+DM_IP=${DM_IP:-127.0.0.4} DM_PORT=${DM_PORT:-5302}
+C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
+BIG_LIST=${BIG_LIST:-1000000} MISS_FIXED=${MISS_FIXED:-150000} MISS_SAT=${MISS_SAT:-600000} MISS_TRIES=${MISS_TRIES:-2}
+UB_THREADS=${UB_THREADS:-1}
+C2_UDP_SOCKETS=${C2_UDP_SOCKETS:-0}
+
+for ip in "$UP_IP" "$UB_IP" "$DM_IP" "$C2_IP"; do
+  [[ "$ip" == 127.* ]] || { echo "gen-data: $ip is not on 127.0.0.0/8; refusing" >&2; exit 2; }
+done
+
+# ---- block list: the 26 3CX domains + 20 generated C2-like names -------------------------------
+CONF="$OUT/conf"
+grep -v '^[[:space:]]*#' "$ROOT/blocklists/3cx.txt" | tr -d '\r' | awk 'NF {print tolower($1)}' > "$CONF/blocked-domains.txt"
+printf '%s\n' akamaicontainer.com msstorage-sync.com adtelemetry-cdn.com pixeltrack-edge.net \
+  beacon-metrics.org clickstream-hub.net popunder-network.com ad-serve-static.com tracker-sync.io \
+  analytics-collect.biz msftstorage-sync.com cdn-adnetwork.net telemetry-gateway.org \
+  fingerprint-js-cdn.com affiliate-redirect.net crypto-miner-pool.com malvertising-host.net \
+  phish-login-portal.com spyware-update.org tracking-pixel.info >> "$CONF/blocked-domains.txt"
+
+# ---- everything else is generated in one python pass --------------------------------------------
+export CONF QDIR="$OUT/queries" BIG_LIST MISS_FIXED MISS_SAT MISS_TRIES UP_IP
+python3 - <<'PY'
+import os, random
+conf, qdir = os.environ["CONF"], os.environ["QDIR"]
+big, miss_fixed, miss_sat = (int(os.environ[k]) for k in ("BIG_LIST", "MISS_FIXED", "MISS_SAT"))
+up_ip = os.environ["UP_IP"]
+tries = int(os.environ["MISS_TRIES"])
+
+def write(path, lines):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+blocked = [l.strip() for l in open(f"{conf}/blocked-domains.txt") if l.strip()]
+
+# zone bench.test.: 10,000 A, 1,000 CNAME -> A, a wildcard for cache-miss names
+z = ["$ORIGIN bench.test.", "$TTL 86400",
+     "@ IN SOA ns.bench.test. hostmaster.bench.test. 1 3600 900 604800 86400",
+     "@ IN NS ns.bench.test.", f"ns IN A {up_ip}", "@ IN A 127.10.255.254",
+     "*.wild IN A 127.10.255.1"]
+z += [f"h{i:05d} IN A 127.10.{i // 256}.{i % 256}" for i in range(10000)]
+z += [f"c{i:04d} IN CNAME h{(i * 7) % 10000:05d}" for i in range(1000)]
+write(f"{conf}/bench.test.zone", z)
+
+# c2sink lists: the small one (3CX + generated) and a large one (the same + synthetic names)
+write(f"{conf}/blocklist-small.txt", ["# bench: 3CX + 20 generated"] + blocked)
+if not (os.path.exists(f"{conf}/blocklist-1m.txt") and
+        sum(1 for _ in open(f"{conf}/blocklist-1m.txt")) == big + 1):
+    rnd = random.Random(1)
+    tlds = ["com", "net", "org", "info", "io", "biz", "xyz", "top", "ru", "cn"]
+    words = ["cdn", "update", "cloud", "sync", "api", "track", "stat", "mail", "login", "secure",
+             "data", "static", "img", "ads", "metric", "push", "node", "edge", "relay", "host"]
+    out = ["# bench: 1M synthetic"] + blocked
+    seen = set(blocked)
+    while len(out) - 1 < big:
+        i = len(out)
+        n = f"{rnd.choice(words)}{rnd.choice(words)}-{i:x}{rnd.randrange(1000)}.{rnd.choice(tlds)}"
+        if rnd.random() < 0.3:
+            n = f"{rnd.choice(words)}{rnd.randrange(100)}.{n}"
+        if n not in seen:
+            seen.add(n); out.append(n)
+    write(f"{conf}/blocklist-1m.txt", out)
+
+# blocked: every blocked domain, apex + 21 subdomains, shuffled (1,012 names)
+b = [f"{d} A" if j == 0 else f"s{j:02d}.{d} A" for j in range(22) for d in blocked]
+random.Random(3).shuffle(b)
+write(f"{qdir}/blocked.txt", b)
+# cached: 1,000 forwarded names (800 A, 100 via CNAME, 100 wildcard), answered from cache after warm-up
+f = [f"h{i:05d}.bench.test A" for i in range(800)]
+f += [f"c{i:04d}.bench.test A" for i in range(100)]
+f += [f"w{i:03d}.wild.bench.test A" for i in range(100)]
+random.Random(42).shuffle(f)
+write(f"{qdir}/cached.txt", f)
+# mixed: 10,000 lines, 99 % cached-forwarded, 1 % blocked
+m = [f[i % len(f)] for i in range(9900)] + [b[(i * 13) % len(b)] for i in range(100)]
+random.Random(7).shuffle(m)
+write(f"{qdir}/mixed.txt", m)
+# cache misses: unique names under the wildcard, a fresh file for every run (mode x try) of one server
+for t in range(1, tries + 1):
+    write(f"{qdir}/miss-fixed-{t}.txt", [f"f{t}-{i:07d}.wild.bench.test A" for i in range(miss_fixed)])
+    write(f"{qdir}/miss-sat-{t}.txt", [f"s{t}-{i:07d}.wild.bench.test A" for i in range(miss_sat)])
+PY
+
+# ---- nsd: the authoritative upstream -----------------------------------------------------------
+cat > "$CONF/nsd.conf" <<NSD
+server:
+    ip-address: ${UP_IP}@${UP_PORT}
+    port: ${UP_PORT}
+    do-ip6: no
+    server-count: 1
+    username: ""
+    chroot: ""
+    zonesdir: "${CONF}"
+    database: ""
+    zonelistfile: "${OUT}/run/nsd-zone.list"
+    xfrdfile: "${OUT}/run/nsd-xfrd.state"
+    xfrdir: "${OUT}/run"
+    pidfile: "${OUT}/run/nsd.pid"
+    logfile: "${OUT}/run/nsd.log"
+    verbosity: 0
+    hide-version: yes
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
+remote-control:
+    control-enable: no
+zone:
+    name: "bench.test."
+    zonefile: "bench.test.zone"
+NSD
+
+# ---- unbound: forwarder, blocked names answered 0.0.0.0 / :: (always_null) ----------------------
+{
+cat <<UB
+server:
+    interface: ${UB_IP}@${UB_PORT}
+    port: ${UB_PORT}
+    do-ip6: no
+    access-control: 127.0.0.0/8 allow
+    outgoing-interface: ${UB_IP}
+    do-not-query-localhost: no
+    num-threads: ${UB_THREADS}
+    so-reuseport: yes
+    username: ""
+    chroot: ""
+    directory: "${OUT}/run"
+    pidfile: "${OUT}/run/unbound.pid"
+    logfile: "${OUT}/run/unbound.log"
+    use-syslog: no
+    verbosity: 0
+    module-config: "iterator"
+    msg-cache-size: 64m
+    rrset-cache-size: 128m
+    cache-min-ttl: 0
+    prefetch: no
+    minimal-responses: yes
+    local-zone: "test." nodefault
+UB
+while read -r d; do echo "    local-zone: \"${d}.\" always_null"; done < "$CONF/blocked-domains.txt"
+cat <<UB
+remote-control:
+    control-enable: no
+forward-zone:
+    name: "."
+    forward-addr: ${UP_IP}@${UP_PORT}
+UB
+} > "$CONF/unbound.conf"
+
+# ---- dnsmasq: forwarder, blocked names answered 0.0.0.0 / :: (address=/d/#) ---------------------
+{
+cat <<DM
+keep-in-foreground
+listen-address=${DM_IP}
+port=${DM_PORT}
+bind-interfaces
+no-resolv
+no-hosts
+no-poll
+server=${UP_IP}#${UP_PORT}
+cache-size=10000
+dns-forward-max=1000
+pid-file=${OUT}/run/dnsmasq.pid
+log-facility=${OUT}/run/dnsmasq.log
+DM
+while read -r d; do echo "address=/${d}/#"; done < "$CONF/blocked-domains.txt"
+} > "$CONF/dnsmasq.conf"
+
+# ---- c2sink: the same blocking (sinkhole mode null), events to a file ----------------------------
+for variant in small 1m; do
+cat > "$CONF/c2sink-${variant}.toml" <<C2
+# c2sink bench config (${variant} list); generated by bench/gen-data.sh
+[server]
+listen = ["${C2_IP}:${C2_PORT}"]
+# 0 = one UDP socket per CPU the process may run on (1 when pinned with taskset)
+udp_sockets = ${C2_UDP_SOCKETS}
+
+[upstream]
+servers = ["${UP_IP}:${UP_PORT}"]
+timeout_ms = 2000
+
+[cache]
+size = 100000
+
+[[blocklists]]
+name = "bench"
+path = "blocklist-${variant}.txt"
+
+[sinkhole]
+mode = "null"
+ttl = 60
+
+[log]
+events = "${OUT}/run/c2sink-events.jsonl"
+level = "warn"
+C2
+done
+echo "gen-data: wrote $CONF and $OUT/queries ($(wc -l < "$CONF/blocked-domains.txt") blocked domains, ${BIG_LIST}-entry big list)"

@@ -1,0 +1,57 @@
+# bench/lib.sh: starting and stopping the bench's servers. Sourced by run.sh and profile.sh.
+# Every process is recorded as "name pid exe" in $PIDS when started and is stopped by that PID only
+# (plus its descendants running the same executable, e.g. nsd's workers), never by name.
+die() { echo "${0##*/}: ERROR: $*" >&2; exit 2; }
+log() { echo "${0##*/}: [$(date +%H:%M:%S) +${SECONDS}s] $*" >&2; }
+exe_of() { basename "$(readlink "/proc/$1/exe" 2>/dev/null)" 2>/dev/null; }
+descendants() { local c; for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do echo "$c"; descendants "$c"; done; }
+tree_of() { # pid exe: the pid and its descendants running the same executable (nsd forks workers)
+  local t="$1" d; for d in $(descendants "$1"); do [[ "$(exe_of "$d")" == "$2" ]] && t="$t $d"; done; echo "$t"; }
+alive() { local s; s=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) && [[ "${s%% *}" != Z ]]; }
+
+stop() { # name: stops the process this script started under that name (and its same-exe children)
+  local name=$1 pid exe tree p i left
+  pid=$(awk -v n="$name" '$1==n {print $2}' "$PIDS" | tail -n1)
+  [[ -n "$pid" ]] || return 0
+  exe=$(awk -v n="$name" '$1==n {print $3}' "$PIDS" | tail -n1)
+  if alive "$pid" && [[ "$(exe_of "$pid")" == "$exe" ]]; then
+    tree=$(tree_of "$pid" "$exe")
+    kill -TERM $tree 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      left=""; for p in $tree; do alive "$p" && [[ "$(exe_of "$p")" == "$exe" ]] && left="$left $p"; done
+      [[ -z "$left" ]] && break; sleep 0.1
+    done
+    [[ -n "$left" ]] && { log "$name:$left ignored TERM for 5 s; KILL"; kill -KILL $left 2>/dev/null || true; }
+  fi
+  wait "$pid" 2>/dev/null || true
+  awk -v n="$name" '$1!=n' "$PIDS" > "$PIDS.tmp" && mv "$PIDS.tmp" "$PIDS"
+}
+stop_all() { local n; for n in $(awk '{print $1}' "$PIDS" 2>/dev/null | tac); do stop "$n"; done; }
+
+port_in_use() { ss -Hlnu "sport = :$2" 2>/dev/null | grep -qE "($1|\*|0\.0\.0\.0):$2\b"; }
+wait_dns() { # name pid ip port
+  local i
+  for ((i = 0; i < 100; i++)); do
+    alive "$2" || { tail -n 20 "$OUT/run/$1.out" >&2 || true; die "$1 (pid $2) exited during startup"; }
+    dig +tries=1 +time=1 -p "$4" "@$3" h00000.bench.test A 2>/dev/null | grep -q 'status: NOERROR' && return 0
+    sleep 0.2
+  done
+  die "$1 (pid $2) did not answer on $3:$4 within 20 s"
+}
+start() { # name ip port cpus cmd...: starts a server, records "name pid exe", waits until it answers
+  # (EXPECT_EXE= names the executable the process ends up running when cmd execs another, e.g. valgrind)
+  local name=$1 ip=$2 port=$3 cpus=$4 exe; shift 4
+  exe=${EXPECT_EXE:-$(basename "$1")}
+  port_in_use "$ip" "$port" && die "$ip:$port is already in use: $(ss -Hlnup "sport = :$port")"
+  local pin=(); [[ -n "$cpus" ]] && pin=(taskset -c "$cpus")
+  [[ -n "${RT_PRIO:-}" ]] && pin=(chrt -f "$RT_PRIO" "${pin[@]}")
+  [[ -n "${NICE:-}" ]] && pin=(nice -n "$NICE" "${pin[@]}")
+  "${pin[@]}" "$@" </dev/null >"$OUT/run/$name.out" 2>&1 &
+  local pid=$!
+  echo "$name $pid $exe" >> "$PIDS"
+  wait_dns "$name" "$pid" "$ip" "$port"
+  # taskset execs the server, so $pid is the server itself
+  [[ "$(exe_of "$pid")" == "$exe" ]] || die "$name: pid $pid runs $(exe_of "$pid"), expected $exe"
+  log "$name pid $pid answering on $ip:$port${cpus:+ (CPU $cpus)}"
+}
+pid_of() { awk -v n="$1" '$1==n {print $2}' "$PIDS" | tail -n1; }

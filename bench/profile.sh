@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# bench/profile.sh TOOL WORKLOAD: where c2sink's time goes on one workload (loopback only).
+#
+#   perf      samples the server (user + kernel, cpu-clock) during a fixed-rate dnsperf run; prints the hottest
+#             symbols and the user/kernel split. Hardware counters are not needed.
+#   callgrind runs c2sink under valgrind --tool=callgrind, zeroes the counters after warm-up, sends exactly
+#             N queries, and prints instructions per query (user space only) with the top functions.
+# WORKLOAD: blocked | cached | mixed | miss.
+# Env: SECS=5 QPS=30000 PERF_CALLGRAPH=1 (perf -g: kernel call chains; user ones need frame pointers)
+#      N=20000 CG_QPS= (unset: saturated) CG_OUTSTANDING=20 (callgrind)  C2SINK_BIN= (default target/release/c2sink, built if absent)
+#      CONFIG=small|1m  TARGET=c2sink|unbound (callgrind)  SERVER_CPUS=1 DNSPERF_CPUS=0 UPSTREAM_CPUS=0  OUT=bench/out  TOP=25
+# Output files: $OUT/profile/<tool>-<workload>.*
+set -euo pipefail
+BENCH="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(dirname "$BENCH")"
+export OUT="${OUT:-$BENCH/out}"
+source "$BENCH/lib.sh"
+[[ $# -eq 2 ]] || die "usage: $0 perf|callgrind blocked|cached|mixed|miss"
+TOOL=$1 WL=$2
+SECS=${SECS:-5} QPS=${QPS:-30000} N=${N:-20000} CONFIG=${CONFIG:-small} TOP=${TOP:-25}
+SERVER_CPUS=${SERVER_CPUS-1} DNSPERF_CPUS=${DNSPERF_CPUS-0} UPSTREAM_CPUS=${UPSTREAM_CPUS-0}
+export UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300} C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
+export UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
+[[ "$UP_IP" == 127.* && "$C2_IP" == 127.* && "$UB_IP" == 127.* ]] || die "loopback addresses only"
+# TARGET=unbound profiles Unbound the same way (callgrind only), for a like-for-like instruction count
+TARGET=${TARGET:-c2sink}
+[[ "$TARGET" == unbound ]] && C2_IP=$UB_IP C2_PORT=$UB_PORT
+export PATH="$PATH:/usr/sbin:/sbin"
+C2SINK_BIN=${C2SINK_BIN:-$ROOT/target/release/c2sink}
+[[ -x "$C2SINK_BIN" ]] || (cd "$ROOT" && cargo build --release --quiet)
+case "$WL" in blocked|cached|mixed) QF="$OUT/queries/$WL.txt" ;; miss) QF="$OUT/queries/miss-sat-1.txt" ;;
+  *) die "unknown workload $WL" ;; esac
+[[ -s "$QF" && -s "$OUT/conf/c2sink-$CONFIG.toml" ]] || MISS_TRIES=1 "$BENCH/gen-data.sh" >&2
+mkdir -p "$OUT/profile" "$OUT/run"
+PIDS="$OUT/run/profile.pids"; : > "$PIDS"
+trap 'rc=$?; stop_all; exit $rc' EXIT
+trap 'exit 130' INT TERM
+PROF="$OUT/profile/$TOOL-$WL"; [[ "$TARGET" == unbound ]] && PROF="$OUT/profile/$TOOL-$WL-unbound"
+DP=(dnsperf -s "$C2_IP" -p "$C2_PORT" -q 100 -t 5)
+pin() { local c=$1; shift; if [[ -n "$c" ]]; then taskset -c "$c" "$@"; else "$@"; fi; }
+
+start nsd "$UP_IP" "$UP_PORT" "$UPSTREAM_CPUS" "$(command -v nsd)" -d -c "$OUT/conf/nsd.conf"
+case "$TOOL" in
+perf)
+  command -v perf >/dev/null || die "perf is not installed"
+  start c2sink "$C2_IP" "$C2_PORT" "$SERVER_CPUS" "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-$CONFIG.toml"
+  pid=$(pid_of c2sink)
+  pin "$DNSPERF_CPUS" "${DP[@]}" -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1
+  perf record -F 4999 -e cpu-clock ${PERF_CALLGRAPH:+-g} -p "$pid" -o "$PROF.data" -- sleep "$SECS" 2>"$PROF.record.log" &
+  rec=$!
+  pin "$DNSPERF_CPUS" "${DP[@]}" -d "$QF" -Q "$QPS" -l "$SECS" > "$PROF.dnsperf.txt" 2>&1
+  wait "$rec" || true
+  completed=$(awk '/Queries completed:/{print $3}' "$PROF.dnsperf.txt")
+  {
+    echo "# perf cpu-clock profile of c2sink, workload $WL at $QPS qps for ${SECS}s ($completed queries)"
+    perf report -i "$PROF.data" --stdio --no-children --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
+    echo
+    perf report -i "$PROF.data" --stdio --no-children --sort sym 2>/dev/null | grep -v '^#' | grep -v '^$' | head -"$TOP"
+  } | tee "$PROF.txt"
+  ;;
+callgrind)
+  command -v valgrind >/dev/null || die "valgrind is not installed"
+  if [[ "$TARGET" == unbound ]]; then
+    EXPECT_EXE=callgrind-amd64-linux start c2sink-vg "$UB_IP" "$UB_PORT" "$SERVER_CPUS" "$(command -v valgrind)" --tool=callgrind \
+      --callgrind-out-file="$PROF.out" ${CG_ARGS:-} "$(command -v unbound)" -d -c "$OUT/conf/unbound.conf"
+  else
+    EXPECT_EXE=callgrind-amd64-linux start c2sink-vg "$C2_IP" "$C2_PORT" "$SERVER_CPUS" "$(command -v valgrind)" --tool=callgrind \
+      --callgrind-out-file="$PROF.out" ${CG_ARGS:-} "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-$CONFIG.toml"
+  fi
+  pid=$(pid_of c2sink-vg)
+  "${DP[@]}" -d "$OUT/queries/cached.txt" -n 2 -Q 2000 >/dev/null 2>&1
+  "${DP[@]}" -d "$OUT/queries/blocked.txt" -n 1 -Q 2000 >/dev/null 2>&1
+  callgrind_control -z "$pid" >/dev/null
+  # exactly N queries: the file repeated as needed, then cut
+  awk -v n="$N" 'NR <= n {a[NR] = $0} END {for (i = 0; i < n; i++) print a[i % (NR < n ? NR : n) + 1]}' "$QF" > "$PROF.queries"
+  # saturated by default (the server never idles: per-query work without wake-up costs); CG_QPS=n paces it
+  "${DP[@]}" -d "$PROF.queries" -n 1 -q "${CG_OUTSTANDING:-20}" ${CG_QPS:+-Q "$CG_QPS"} > "$PROF.dnsperf.txt" 2>&1
+  callgrind_control -d "$pid" >/dev/null
+  sleep 1
+  dump=$(ls -t "$PROF".out.* 2>/dev/null | head -n1)
+  [[ -n "$dump" ]] || die "no callgrind dump found"
+  completed=$(awk '/Queries completed:/{print $3}' "$PROF.dnsperf.txt")
+  total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1; exit}')
+  {
+    echo "# callgrind, workload $WL: $completed queries, $total instructions (user space), $(( total / completed )) per query"
+    callgrind_annotate --threshold=100 --auto=no --inclusive=no "$dump" 2>/dev/null | sed -n '/file:function/,$p' | head -"$TOP"
+    echo
+    echo "## inclusive"
+    callgrind_annotate --threshold=100 --auto=no --inclusive=yes "$dump" 2>/dev/null | sed -n '/file:function/,$p' | head -"$TOP"
+  } | tee "$PROF.txt"
+  ;;
+*) die "unknown tool $TOOL (perf, callgrind)" ;;
+esac
