@@ -2,10 +2,10 @@
 //! names the machine that held the IP at that moment, across a DHCP reassignment; then `c2sink report`
 //! names the infected machines with their first/last seen and beacon cadence.
 
-mod support;
+mod common;
 
+use common::*;
 use std::time::{Duration, Instant, SystemTime};
-use support::{C2sink, json_lines, rcode_and_answers, run, tempdir};
 
 const ARP_HEADER: &str =
     "IP address       HW type     Flags       HW address            Mask     Device\n";
@@ -56,7 +56,7 @@ fn events_name_the_machine_across_a_reassignment_and_report_finds_the_beacons() 
     )
     .unwrap();
     let events = dir.join("events.log");
-    let c = C2sink::start(
+    let c = C2sink::start_in(
         &dir,
         &format!("{C2}\nmsedgepackageinfo.com\n"),
         &format!(
@@ -216,7 +216,6 @@ fn events_name_the_machine_across_a_reassignment_and_report_finds_the_beacons() 
     let (code, html, _) = run(&["report", "--format", "html", events.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert_eq!(html.matches("<svg").count(), 6);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -251,7 +250,7 @@ fn near(v: &serde_json::Value, t: SystemTime) {
 
 /// A query for `name` carrying one OPT record with the given EDNS options, as a forwarding router sends it.
 fn query_with_options(id: u16, name: &str, opts: &[(u16, Vec<u8>)]) -> Vec<u8> {
-    let mut q = support::query(id, name, 1);
+    let mut q = query(id, name, 1);
     q[11] = 1; // ARCOUNT
     let mut rdata = Vec::new();
     for (code, data) in opts {
@@ -275,7 +274,7 @@ fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
     )
     .unwrap();
     let events = dir.join("events.log");
-    let c = C2sink::start(
+    let c = C2sink::start_in(
         &dir,
         C2,
         &format!(
@@ -286,7 +285,7 @@ fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
     assert!(
         c.wait_for_log("dnsmasq.leases:3: expected EXPIRY", Duration::from_secs(3)),
         "{}",
-        c.stderr()
+        c.log()
     );
     let (code, out, _) = run(&[
         "check",
@@ -314,7 +313,7 @@ fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
         (3, vec![(8, vec![0, 1, 24, 0, 192, 168, 50])]),
     ] {
         router
-            .send_to(&query_with_options(id, C2, &opts), c.addr)
+            .send_to(&query_with_options(id, C2, &opts), c.addr())
             .unwrap();
         let n = router.recv(&mut buf).unwrap();
         assert_eq!(u16::from_be_bytes([buf[0], buf[1]]), id);
@@ -340,5 +339,4 @@ fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
     for x in &e {
         assert_eq!(x["client_ip"], "127.0.0.8");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
