@@ -251,16 +251,7 @@ fn near(v: &serde_json::Value, t: SystemTime) {
 /// A query for `name` carrying one OPT record with the given EDNS options, as a forwarding router sends it.
 fn query_with_options(id: u16, name: &str, opts: &[(u16, Vec<u8>)]) -> Vec<u8> {
     let mut q = query(id, name, 1);
-    q[11] = 1; // ARCOUNT
-    let mut rdata = Vec::new();
-    for (code, data) in opts {
-        rdata.extend_from_slice(&code.to_be_bytes());
-        rdata.extend_from_slice(&(data.len() as u16).to_be_bytes());
-        rdata.extend_from_slice(data);
-    }
-    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
-    q.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-    q.extend_from_slice(&rdata);
+    add_opt_with(&mut q, 1232, 0, false, opts);
     q
 }
 

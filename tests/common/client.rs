@@ -10,6 +10,8 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
+use super::raw::query;
+
 pub const TYPE_A: u16 = 1;
 pub const TYPE_SOA: u16 = 6;
 pub const TYPE_HINFO: u16 = 13;
@@ -31,26 +33,31 @@ pub fn next_id() -> u16 {
 
 // ---------------------------------------------------------------- raw queries
 
-/// A query for `name`/`qtype` with RD set and no EDNS (letter case kept, empty labels skipped).
-pub fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
-    let mut m = id.to_be_bytes().to_vec();
-    m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for l in name.split('.').filter(|l| !l.is_empty()) {
-        m.push(l.len() as u8);
-        m.extend_from_slice(l.as_bytes());
-    }
-    m.push(0);
-    m.extend_from_slice(&qtype.to_be_bytes());
-    m.extend_from_slice(&1u16.to_be_bytes());
-    m
-}
-
 /// Appends an OPT record (payload, version, DO) and counts it.
 pub fn add_opt(m: &mut Vec<u8>, payload: u16, version: u8, dnssec_ok: bool) {
+    add_opt_with(m, payload, version, dnssec_ok, &[]);
+}
+
+/// Appends an OPT record (payload, version, DO) carrying the EDNS `options` (code, data) and counts it.
+pub fn add_opt_with(
+    m: &mut Vec<u8>,
+    payload: u16,
+    version: u8,
+    dnssec_ok: bool,
+    options: &[(u16, Vec<u8>)],
+) {
+    let mut rdata = Vec::new();
+    for (code, data) in options {
+        rdata.extend_from_slice(&code.to_be_bytes());
+        rdata.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        rdata.extend_from_slice(data);
+    }
     m.push(0);
     m.extend_from_slice(&TYPE_OPT.to_be_bytes());
     m.extend_from_slice(&payload.to_be_bytes());
-    m.extend_from_slice(&[0, version, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+    m.extend_from_slice(&[0, version, if dnssec_ok { 0x80 } else { 0 }, 0]);
+    m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    m.extend_from_slice(&rdata);
     let ar = u16::from_be_bytes([m[10], m[11]]) + 1;
     m[10..12].copy_from_slice(&ar.to_be_bytes());
 }

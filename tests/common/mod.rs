@@ -1,12 +1,14 @@
 //! The one test harness: a programmable loopback upstream DNS server (`upstream`), the real c2sink binary
-//! (`server`), DNS clients (`client`), and small file helpers here.
+//! (`server`), DNS clients (`client`), hand-built messages (`raw`, shared with the examples), and small file helpers here.
 #![allow(dead_code, unused_imports)]
 
 mod client;
+mod raw;
 mod server;
 mod upstream;
 
 pub use client::*;
+pub use raw::*;
 pub use server::*;
 pub use upstream::*;
 

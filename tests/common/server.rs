@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::client::{NOERROR, TYPE_A, parse, query, tcp_ask, tcp_from, udp_ask, udp_from};
+use super::client::{NOERROR, TYPE_A, parse, tcp_ask, tcp_from, udp_ask, udp_from};
+use super::raw::query;
 use super::upstream::Upstream;
 use super::{BLOCKED, TempDir, bin};
 

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::client::{TYPE_A, query};
+use super::client::TYPE_A;
+use super::raw::{fixed_a, query};
 
 /// What the test upstream received.
 #[derive(Debug, Clone)]
@@ -353,46 +354,6 @@ fn respond(q: &[u8], tcp: bool, st: &State) -> Vec<Vec<u8>> {
             vec![wrong_id, wrong_q, good]
         }
     }
-}
-
-/// A NOERROR answer to `q` (RD copied, RA set) echoing its question as sent, with one A record `addr`
-/// (unless `a_only` and the question is not for A); `None` if `q` has no complete question.
-pub fn fixed_a(q: &[u8], addr: Ipv4Addr, ttl: u32, a_only: bool) -> Option<Vec<u8>> {
-    let mut pos = 12;
-    loop {
-        let len = *q.get(pos)?;
-        if len == 0 {
-            break;
-        }
-        pos += 1 + usize::from(len);
-    }
-    let qend = pos + 5;
-    if qend > q.len() {
-        return None;
-    }
-    let qtype = u16::from_be_bytes([q[pos + 1], q[pos + 2]]);
-    let answer = !a_only || qtype == TYPE_A;
-    let mut r = q[..2].to_vec();
-    r.extend_from_slice(&[
-        0x80 | (q[2] & 0x01),
-        0x80,
-        0,
-        1,
-        0,
-        u8::from(answer),
-        0,
-        0,
-        0,
-        0,
-    ]);
-    r.extend_from_slice(&q[12..qend]);
-    if answer {
-        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
-        r.extend_from_slice(&ttl.to_be_bytes());
-        r.extend_from_slice(&[0, 4]);
-        r.extend_from_slice(&addr.octets());
-    }
-    Some(r)
 }
 
 /// A fresh response to `msg` with header bits and question copied, as the test zone builds them.
