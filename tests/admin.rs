@@ -186,15 +186,7 @@ fn reloads_and_failed_reloads_are_counted_and_list_entries_follow() {
     );
     let server = C2sink::start_file(&cfg);
     let admin = server.admin.expect("admin address logged");
-    let pid = server.pid().to_string();
-    let hup = || {
-        let ok = std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok);
-    };
+    let hup = || server.signal("HUP");
     let wait_metric = |key: &str, want: f64| {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

@@ -144,25 +144,16 @@ fn rate_limited_queries_are_dropped_by_default() {
 
 #[test]
 fn bad_acl_entry_fails_config_with_key() {
-    let dir = std::env::temp_dir().join(format!("c2sink-acl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let cfg = dir.join("c.toml");
-    std::fs::write(
-        &cfg,
+    let dir = TempDir::new("acl");
+    let cfg = dir.write(
+        "c.toml",
         "[server]\nlisten = [\"127.0.0.1:0\"]\nallow = [\"10.0.0.0/8\", \"10.0.0.0/40\"]\nrate_limit_ipv6_prefix = 0\n[upstream]\nservers = [\"127.0.0.1:53\"]\n",
-    )
-    .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_c2sink"))
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    );
+    let (code, _, err) = run(&["check", "--config", cfg.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("server.allow[1]") && err.contains("10.0.0.0/40"),
         "{err}"
     );
     assert!(err.contains("server.rate_limit_ipv6_prefix"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
