@@ -5,9 +5,12 @@
 //!
 //! `cargo run --release --example list_qps -- [C2SINK_BINARY] [SECONDS] [ROUNDS]` (bench/lists.sh runs it).
 
+#[path = "../tests/common/raw.rs"]
+mod raw;
+
 use c2sink::blocklist::synthetic;
 use std::io::BufRead;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,11 +26,10 @@ fn upstream() -> SocketAddr {
             if n < 12 {
                 continue;
             }
-            let mut r = buf[..n].to_vec();
-            r[2] |= 0x80; // QR
-            r[3] = 0x80; // RA, NOERROR
-            r[7] = 1; // ANCOUNT = 1
-            r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 203, 0, 113, 9]);
+            let Some(r) = raw::fixed_a(&buf[..n], Ipv4Addr::new(203, 0, 113, 9), 3600, false)
+            else {
+                continue;
+            };
             let _ = sock.send_to(&r, from);
         }
     });
@@ -35,14 +37,7 @@ fn upstream() -> SocketAddr {
 }
 
 fn query(id: u16, name: &str) -> Vec<u8> {
-    let mut m = id.to_be_bytes().to_vec();
-    m.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for l in name.split('.') {
-        m.push(l.len() as u8);
-        m.extend_from_slice(l.as_bytes());
-    }
-    m.extend_from_slice(&[0, 0, 1, 0, 1]);
-    m
+    raw::query(id, name, 1)
 }
 
 /// Starts c2sink on `config`, returns (child, address).

@@ -4,49 +4,17 @@
 //!
 //! Usage: soak_upstream 127.0.0.1:PORT
 
-use std::net::SocketAddr;
+#[path = "../tests/common/raw.rs"]
+mod raw;
+
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
-/// The answer to `q`, or `None` when `q` is not a query with one readable question.
+/// The answer to `q`: A 192.0.2.1 (TTL 30) or NODATA; `None` when `q` is not a query with one readable question.
 fn answer(q: &[u8]) -> Option<Vec<u8>> {
-    if q.len() < 12 || q[2] & 0x80 != 0 || q[4..6] != [0, 1] {
-        return None;
-    }
-    let mut pos = 12;
-    loop {
-        let len = usize::from(*q.get(pos)?);
-        if len == 0 {
-            break;
-        }
-        if len > 63 {
-            return None;
-        }
-        pos += 1 + len;
-    }
-    let qend = pos + 5;
-    let fixed = q.get(pos + 1..qend)?;
-    let is_a = fixed[..2] == [0, 1];
-    let mut r = Vec::with_capacity(qend + 16);
-    r.extend_from_slice(&q[..2]);
-    r.extend_from_slice(&[
-        0x81 | (q[2] & 0x01),
-        0x80,
-        0,
-        1,
-        0,
-        u8::from(is_a),
-        0,
-        0,
-        0,
-        0,
-    ]);
-    r.extend_from_slice(&q[12..qend]);
-    if is_a {
-        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 192, 0, 2, 1]);
-    }
-    Some(r)
+    raw::fixed_a(q, Ipv4Addr::new(192, 0, 2, 1), 30, true)
 }
 
 #[tokio::main]

@@ -3,12 +3,16 @@
 //! once. Loopback only; a few seconds.
 //!   cargo run --release --example upstream_transport_cost
 
+#[path = "../tests/common/raw.rs"]
+mod raw;
+
 use bytes::Bytes;
 use c2sink::config::Config;
 use c2sink::upstream::Upstreams;
 use c2sink::wire;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,26 +21,11 @@ const N: usize = 4000;
 
 /// Answer: the question echoed with one A record.
 fn reply(q: &[u8]) -> Vec<u8> {
-    let mut i = 12;
-    while i < q.len() && q[i] != 0 {
-        i += 1 + usize::from(q[i]);
-    }
-    let end = (i + 5).min(q.len());
-    let mut r = q[..end].to_vec();
-    r[2] |= 0x80;
-    r[3] = 0x80;
-    r[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
-    r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1]);
-    r
+    raw::fixed_a(q, Ipv4Addr::new(192, 0, 2, 1), 300, false).unwrap_or_default()
 }
 
 fn query(i: usize) -> Vec<u8> {
-    let mut m = vec![(i >> 8) as u8, i as u8, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-    let label = format!("n{i}");
-    m.push(label.len() as u8);
-    m.extend_from_slice(label.as_bytes());
-    m.extend_from_slice(b"\x07example\x00\x00\x01\x00\x01");
-    m
+    raw::query(i as u16, &format!("n{i}.example"), 1)
 }
 
 async fn run(ups: Arc<Upstreams>, concurrency: usize) -> f64 {

@@ -1,15 +1,13 @@
 //! The admin endpoint over real HTTP: `/metrics` counts match a known mix of queries; `/healthz` and `/readyz`
 //! say what they should with a live and a dead upstream.
 
-#[path = "deploy/support.rs"]
-mod support;
+mod common;
 
+use common::*;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use support::*;
 
 /// GET `path`; returns (status code, body).
 fn get(admin: SocketAddr, path: &str) -> (u16, String) {
@@ -58,16 +56,16 @@ const A: u16 = 1;
 
 #[test]
 fn metrics_count_a_known_mix_of_queries() {
-    let up = Upstream::start();
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
     let dir = TempDir::new("metrics");
-    let cfg = config(
+    let cfg = config_file(
         &dir,
         "127.0.0.1:0",
         &[up.addr],
         "\n[admin]\nlisten = \"127.0.0.1:0\"\n",
     );
-    let server = C2sink::start(&cfg);
-    let (dns, admin) = (server.dns, server.admin.expect("admin address logged"));
+    let server = C2sink::start_file(&cfg);
+    let (dns, admin) = (server.addr(), server.admin.expect("admin address logged"));
 
     // Blocked: 3 over UDP, 1 over TCP, all by list "c2".
     for name in ["evil.example", "evil.example", "x.c2.test"] {
@@ -91,7 +89,7 @@ fn metrics_count_a_known_mix_of_queries() {
     let s = UdpSocket::bind("127.0.0.1:0").expect("udp");
     s.send_to(&[1, 2, 3, 4, 5], dns).expect("send garbage");
     ask_udp(dns, "healthcheck.c2sink.invalid", 16);
-    assert_eq!(up.queries.load(Ordering::Relaxed), 4, "a, b, c, blackhole");
+    assert_eq!(up.seen().len(), 4, "a, b, c, blackhole");
 
     // The event writer thread may lag a moment behind the answers.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -154,19 +152,19 @@ fn metrics_count_a_known_mix_of_queries() {
 
 #[test]
 fn readyz_follows_the_upstream_and_healthz_does_not() {
-    let up = Upstream::start();
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
     let dir = TempDir::new("ready");
     let extra = "\n[admin]\nlisten = \"127.0.0.1:0\"\nready_upstream_age_s = 1\n";
-    let live = C2sink::start(&config(&dir, "127.0.0.1:0", &[up.addr], extra));
+    let live = C2sink::start_file(&config_file(&dir, "127.0.0.1:0", &[up.addr], extra));
     let live_admin = live.admin.expect("admin");
     // Idle: no query yet, so /readyz probes the upstream itself.
     let (status, body) = get(live_admin, "/readyz");
     assert_eq!((status, body.as_str()), (200, "ready\n"));
-    assert!(up.queries.load(Ordering::Relaxed) >= 1, "readyz probed");
+    assert!(!up.seen().is_empty(), "readyz probed");
 
     let dir2 = TempDir::new("ready-dead");
     let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let stuck = C2sink::start(&config(&dir2, "127.0.0.1:0", &[dead], extra));
+    let stuck = C2sink::start_file(&config_file(&dir2, "127.0.0.1:0", &[dead], extra));
     let stuck_admin = stuck.admin.expect("admin");
     let (status, body) = get(stuck_admin, "/readyz");
     assert_eq!(status, 503, "{body}");
@@ -177,26 +175,18 @@ fn readyz_follows_the_upstream_and_healthz_does_not() {
 
 #[test]
 fn reloads_and_failed_reloads_are_counted_and_list_entries_follow() {
-    let up = Upstream::start();
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
     let dir = TempDir::new("metrics-reload");
     // Only SIGHUP reloads here, so the counts are exact.
-    let cfg = config(
+    let cfg = config_file(
         &dir,
         "127.0.0.1:0",
         &[up.addr],
         "\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[reload]\nwatch = false\n",
     );
-    let server = C2sink::start(&cfg);
+    let server = C2sink::start_file(&cfg);
     let admin = server.admin.expect("admin address logged");
-    let pid = server.child.id().to_string();
-    let hup = || {
-        let ok = std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok);
-    };
+    let hup = || server.signal("HUP");
     let wait_metric = |key: &str, want: f64| {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

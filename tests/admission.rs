@@ -1,8 +1,8 @@
 //! Access control and rate limiting, against the real binary on loopback (127.0.0.0/8 gives many sources).
 
-mod hsupport;
+mod common;
 
-use hsupport::*;
+use common::*;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -11,8 +11,8 @@ const SHORT: Duration = Duration::from_millis(400);
 
 #[test]
 fn source_outside_allow_gets_refused_and_is_counted() {
-    let up = Upstream::start(UP);
-    let mut c = C2sink::start(
+    let up = Upstream::answering(UP);
+    let mut c = C2sink::start_small(
         &[up.addr],
         1000,
         "allow = [\"127.0.0.1\", \"127.0.1.0/24\"]\ndeny = [\"127.0.1.66\"]",
@@ -21,7 +21,7 @@ fn source_outside_allow_gets_refused_and_is_counted() {
     // Allowed: a host entry and a network.
     for ip in ["127.0.0.1", "127.0.1.5"] {
         let q = query(0x1111, &format!("ok-{ip}.example"), TYPE_A);
-        let r = udp_ask_from(ip, c.addr, &q, Duration::from_secs(5)).expect("answer");
+        let r = udp_ask_from(ip, c.addr(), &q, Duration::from_secs(5)).expect("answer");
         let r = parse(&r).expect("parse");
         assert_eq!((r.rcode, r.addrs()), (NOERROR, vec![UP]), "{ip}");
     }
@@ -30,11 +30,11 @@ fn source_outside_allow_gets_refused_and_is_counted() {
         let name = format!("scan-{ip}.example");
         let mut q = query(0x2222, &name, TYPE_A);
         add_opt(&mut q, 1232, 0, false);
-        let r = udp_ask_from(ip, c.addr, &q, Duration::from_secs(5)).expect("refused answer");
+        let r = udp_ask_from(ip, c.addr(), &q, Duration::from_secs(5)).expect("refused answer");
         let r = parse(&r).expect("parse");
         assert_eq!((r.rcode, r.qdcount, r.ancount), (REFUSED, 1, 0), "{ip}");
         assert!(r.opt.is_some(), "REFUSED keeps EDNS");
-        let mut s = tcp_connect_from(ip, c.addr);
+        let mut s = tcp_connect_from(ip, c.addr());
         tcp_send(&mut s, &q).expect("send");
         let r = parse(&tcp_read(&mut s).expect("tcp refused")).expect("parse");
         assert_eq!(r.rcode, REFUSED, "{ip} over tcp");
@@ -46,7 +46,7 @@ fn source_outside_allow_gets_refused_and_is_counted() {
     }
     // Blocked names are refused too for outsiders (they are not our clients; no event is logged for them).
     let q = query(0x3333, BLOCKED, TYPE_A);
-    let r = udp_ask_from("127.0.0.2", c.addr, &q, Duration::from_secs(5)).expect("answer");
+    let r = udp_ask_from("127.0.0.2", c.addr(), &q, Duration::from_secs(5)).expect("answer");
     assert_eq!(parse(&r).expect("parse").rcode, REFUSED);
     let (ok, log) = c.terminate();
     assert!(ok, "{log}");
@@ -55,16 +55,16 @@ fn source_outside_allow_gets_refused_and_is_counted() {
 
 #[test]
 fn drop_action_sends_nothing_and_closes_tcp() {
-    let up = Upstream::start(UP);
-    let c = C2sink::start(
+    let up = Upstream::answering(UP);
+    let c = C2sink::start_small(
         &[up.addr],
         1000,
         "allow = [\"127.0.0.1\"]\nrefuse_action = \"drop\"",
         "",
     );
     let q = query(0x4444, "dropped.example", TYPE_A);
-    assert!(udp_ask_from("127.0.0.3", c.addr, &q, SHORT).is_none());
-    let mut s = tcp_connect_from("127.0.0.3", c.addr);
+    assert!(udp_ask_from("127.0.0.3", c.addr(), &q, SHORT).is_none());
+    let mut s = tcp_connect_from("127.0.0.3", c.addr());
     let _ = tcp_send(&mut s, &q);
     assert!(closed_by_peer(&mut s, Duration::from_secs(5)));
     assert_still_serving(&c, "drop", UP);
@@ -72,12 +72,12 @@ fn drop_action_sends_nothing_and_closes_tcp() {
 
 #[test]
 fn default_acl_allows_loopback_and_open_resolver_is_warned() {
-    let up = Upstream::start(UP);
-    let c = C2sink::start(&[up.addr], 1000, "", "");
+    let up = Upstream::answering(UP);
+    let c = C2sink::start_small(&[up.addr], 1000, "", "");
     assert_still_serving(&c, "default", UP);
     assert!(!c.log().contains("OPEN RESOLVER"));
     drop(c);
-    let mut c = C2sink::start(&[up.addr], 1000, "allow = [\"0.0.0.0/0\"]", "");
+    let mut c = C2sink::start_small(&[up.addr], 1000, "allow = [\"0.0.0.0/0\"]", "");
     assert_still_serving(&c, "open", UP);
     let (_, log) = c.terminate();
     assert!(log.contains("OPEN RESOLVER"), "{log}");
@@ -85,8 +85,8 @@ fn default_acl_allows_loopback_and_open_resolver_is_warned() {
 
 #[test]
 fn flooding_client_is_limited_while_another_is_served() {
-    let up = Upstream::start(UP);
-    let mut c = C2sink::start(
+    let up = Upstream::answering(UP);
+    let mut c = C2sink::start_small(
         &[up.addr],
         1000,
         "rate_limit = 5\nrate_limit_action = \"refuse\"",
@@ -97,7 +97,7 @@ fn flooding_client_is_limited_while_another_is_served() {
     for i in 0..n {
         // Blocked names: answered locally, so the limit and not the upstream decides.
         let q = query(i, &format!("x{i}.{BLOCKED}"), TYPE_A);
-        flood.send_to(&q, c.addr).expect("send");
+        flood.send_to(&q, c.addr()).expect("send");
     }
     let (mut ok, mut refused) = (0, 0);
     let mut buf = [0u8; 2048];
@@ -116,7 +116,7 @@ fn flooding_client_is_limited_while_another_is_served() {
     assert!(refused >= 60, "ok={ok} refused={refused}");
     // Another client is not affected.
     let q = query(0x5555, "other-client.example", TYPE_A);
-    let r = udp_ask_from("127.0.0.6", c.addr, &q, Duration::from_secs(5)).expect("answer");
+    let r = udp_ask_from("127.0.0.6", c.addr(), &q, Duration::from_secs(5)).expect("answer");
     assert_eq!(parse(&r).expect("parse").addrs(), vec![UP]);
     let (_, log) = c.terminate();
     assert!(total(&log, "rate_limited").unwrap_or(0) >= 60, "{log}");
@@ -126,11 +126,11 @@ fn flooding_client_is_limited_while_another_is_served() {
 
 #[test]
 fn rate_limited_queries_are_dropped_by_default() {
-    let up = Upstream::start(UP);
-    let c = C2sink::start(&[up.addr], 1000, "rate_limit = 2\nrate_limit_burst = 2", "");
+    let up = Upstream::answering(UP);
+    let c = C2sink::start_small(&[up.addr], 1000, "rate_limit = 2\nrate_limit_burst = 2", "");
     let s = udp_client("127.0.0.7", Duration::from_millis(300));
     for i in 0..10u16 {
-        s.send_to(&query(i, &format!("r{i}.{BLOCKED}"), TYPE_A), c.addr)
+        s.send_to(&query(i, &format!("r{i}.{BLOCKED}"), TYPE_A), c.addr())
             .expect("send");
     }
     let mut got = 0;
@@ -144,25 +144,16 @@ fn rate_limited_queries_are_dropped_by_default() {
 
 #[test]
 fn bad_acl_entry_fails_config_with_key() {
-    let dir = std::env::temp_dir().join(format!("c2sink-acl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let cfg = dir.join("c.toml");
-    std::fs::write(
-        &cfg,
+    let dir = TempDir::new("acl");
+    let cfg = dir.write(
+        "c.toml",
         "[server]\nlisten = [\"127.0.0.1:0\"]\nallow = [\"10.0.0.0/8\", \"10.0.0.0/40\"]\nrate_limit_ipv6_prefix = 0\n[upstream]\nservers = [\"127.0.0.1:53\"]\n",
-    )
-    .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_c2sink"))
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    );
+    let (code, _, err) = run(&["check", "--config", cfg.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("server.allow[1]") && err.contains("10.0.0.0/40"),
         "{err}"
     );
     assert!(err.contains("server.rate_limit_ipv6_prefix"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

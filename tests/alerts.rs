@@ -1,13 +1,13 @@
 //! Alerts against the real binary with a webhook receiver on loopback: exactly one alert per new infected
 //! machine, retried when the receiver fails, and a dead webhook never affects DNS.
 
-mod support;
+mod common;
 
+use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{C2sink, rcode_and_answers, tempdir};
 
 const C2: &str = "akamaicontainer.com";
 
@@ -65,7 +65,7 @@ fn wait_count(v: &Arc<Mutex<Vec<serde_json::Value>>>, n: usize, within: Duration
 fn one_alert_per_new_infected_machine() {
     let dir = tempdir("alerts");
     let (url, bodies) = receiver(0);
-    let c = C2sink::start(
+    let c = C2sink::start_in(
         &dir,
         &format!("{C2}\n"),
         &format!(
@@ -98,14 +98,13 @@ fn one_alert_per_new_infected_machine() {
         "{text}"
     );
     assert_eq!(a["kind"], "alert");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_failing_webhook_is_retried_and_a_dead_one_never_affects_dns() {
     let dir = tempdir("alerts-retry");
     let (url, bodies) = receiver(1);
-    let c = C2sink::start(
+    let c = C2sink::start_in(
         &dir,
         C2,
         &format!(
@@ -125,7 +124,7 @@ fn a_failing_webhook_is_retried_and_a_dead_one_never_affects_dns() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let c = C2sink::start(
+    let c = C2sink::start_in(
         &dir,
         C2,
         &format!(
@@ -141,7 +140,7 @@ fn a_failing_webhook_is_retried_and_a_dead_one_never_affects_dns() {
     assert!(
         c.wait_for_log("cannot deliver alerts", Duration::from_secs(5)),
         "{}",
-        c.stderr()
+        c.log()
     );
     let stderr = c.stop();
     assert_eq!(
@@ -149,5 +148,4 @@ fn a_failing_webhook_is_retried_and_a_dead_one_never_affects_dns() {
         1,
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

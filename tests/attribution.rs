@@ -2,10 +2,10 @@
 //! names the machine that held the IP at that moment, across a DHCP reassignment; then `c2sink report`
 //! names the infected machines with their first/last seen and beacon cadence.
 
-mod support;
+mod common;
 
+use common::*;
 use std::time::{Duration, Instant, SystemTime};
-use support::{C2sink, json_lines, rcode_and_answers, run, tempdir};
 
 const ARP_HEADER: &str =
     "IP address       HW type     Flags       HW address            Mask     Device\n";
@@ -56,7 +56,7 @@ fn events_name_the_machine_across_a_reassignment_and_report_finds_the_beacons() 
     )
     .unwrap();
     let events = dir.join("events.log");
-    let c = C2sink::start(
+    let c = C2sink::start_in(
         &dir,
         &format!("{C2}\nmsedgepackageinfo.com\n"),
         &format!(
@@ -216,7 +216,6 @@ fn events_name_the_machine_across_a_reassignment_and_report_finds_the_beacons() 
     let (code, html, _) = run(&["report", "--format", "html", events.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert_eq!(html.matches("<svg").count(), 6);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -251,17 +250,8 @@ fn near(v: &serde_json::Value, t: SystemTime) {
 
 /// A query for `name` carrying one OPT record with the given EDNS options, as a forwarding router sends it.
 fn query_with_options(id: u16, name: &str, opts: &[(u16, Vec<u8>)]) -> Vec<u8> {
-    let mut q = support::query(id, name, 1);
-    q[11] = 1; // ARCOUNT
-    let mut rdata = Vec::new();
-    for (code, data) in opts {
-        rdata.extend_from_slice(&code.to_be_bytes());
-        rdata.extend_from_slice(&(data.len() as u16).to_be_bytes());
-        rdata.extend_from_slice(data);
-    }
-    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
-    q.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-    q.extend_from_slice(&rdata);
+    let mut q = query(id, name, 1);
+    add_opt_with(&mut q, 1232, 0, false, opts);
     q
 }
 
@@ -275,7 +265,7 @@ fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
     )
     .unwrap();
     let events = dir.join("events.log");
-    let c = C2sink::start(
+    let c = C2sink::start_in(
         &dir,
         C2,
         &format!(
@@ -286,7 +276,7 @@ fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
     assert!(
         c.wait_for_log("dnsmasq.leases:3: expected EXPIRY", Duration::from_secs(3)),
         "{}",
-        c.stderr()
+        c.log()
     );
     let (code, out, _) = run(&[
         "check",
@@ -314,7 +304,7 @@ fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
         (3, vec![(8, vec![0, 1, 24, 0, 192, 168, 50])]),
     ] {
         router
-            .send_to(&query_with_options(id, C2, &opts), c.addr)
+            .send_to(&query_with_options(id, C2, &opts), c.addr())
             .unwrap();
         let n = router.recv(&mut buf).unwrap();
         assert_eq!(u16::from_be_bytes([buf[0], buf[1]]), id);
@@ -340,5 +330,4 @@ fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
     for x in &e {
         assert_eq!(x["client_ip"], "127.0.0.8");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

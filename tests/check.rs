@@ -2,27 +2,19 @@
 
 mod common;
 
-use std::process::Command;
-
 fn check(config: &str, files: &[(&str, &str)], extra: &[&str]) -> (i32, String, String) {
-    let dir = tempfile::tempdir().expect("tmp");
+    let dir = common::TempDir::new("check");
     for (n, t) in files {
-        std::fs::write(dir.path().join(n), t).expect("write");
+        dir.write(n, t);
     }
-    let cfg = dir.path().join("c2sink.toml");
-    std::fs::write(&cfg, config).expect("write");
-    let out = Command::new(common::bin())
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .args(extra)
-        .output()
-        .expect("run");
-    let err =
-        String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "DIR");
+    let cfg = dir.write("c2sink.toml", config);
+    let mut args = vec!["check", "--config", cfg.to_str().expect("utf-8")];
+    args.extend_from_slice(extra);
+    let (code, out, err) = common::run(&args);
     (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        err,
+        code,
+        out,
+        err.replace(&dir.path().display().to_string(), "DIR"),
     )
 }
 
@@ -30,17 +22,12 @@ const BASE: &str = "[server]\nlisten = [\"127.0.0.1:5353\", \"[::1]:5353\"]\n[up
 
 #[test]
 fn shipped_config_checks_clean_with_summary() {
-    let out = Command::new(common::bin())
-        .args(["check", "--config"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config/c2sink.toml"))
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = String::from_utf8_lossy(&out.stdout);
+    let (code, s, err) = common::run(&[
+        "check",
+        "--config",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/c2sink.toml"),
+    ]);
+    assert_eq!(code, 0, "{err}");
     assert!(s.contains("\nok: "), "{s}");
     assert!(
         s.contains("26 block rules") && s.contains("0 invalid"),
@@ -155,16 +142,10 @@ fn explain_names_list_rule_and_line() {
 
 #[test]
 fn serve_with_bad_config_exits_non_zero_with_message() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let cfg = dir.path().join("bad.toml");
-    std::fs::write(&cfg, "[server]\nlisten = [\"127.0.0.1:0\"]\n").expect("write");
-    let out = Command::new(common::bin())
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let dir = common::TempDir::new("check-serve");
+    let cfg = dir.write("bad.toml", "[server]\nlisten = [\"127.0.0.1:0\"]\n");
+    let (code, _, err) = common::run(&["serve", "--config", cfg.to_str().expect("utf-8")]);
+    assert_ne!(code, 0);
     assert!(
         err.contains("bad.toml") && err.contains("upstream"),
         "{err}"

@@ -2,15 +2,14 @@
 //! scripts/install-test-tools.sh): blocked names are sinkholed, others forwarded, and block events name the
 //! protocol.
 
-#[path = "deploy/support.rs"]
-mod support;
+mod common;
 
+use common::*;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
 use std::process::Command;
-use support::*;
 
 /// A throwaway CA and a server certificate for `dns.test`: (CA PEM, cert PEM, key PEM).
 fn pki() -> (String, String, String) {
@@ -43,20 +42,20 @@ fn kdig(args: &[&str]) -> String {
 
 #[test]
 fn dot_and_doh_clients_are_served_by_the_pipeline() {
-    let up = Upstream::start();
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
     let dir = TempDir::new("tls-listen");
     let (ca, cert, key) = pki();
     let ca_path = dir.write("ca.pem", &ca);
     dir.write("server.pem", &cert);
     dir.write("server.key", &key);
-    let cfg = config(
+    let cfg = config_file(
         &dir,
         "127.0.0.1:0",
         &[up.addr],
         "\n[tls_listen]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n\
          dot = [\"127.0.0.1:0\"]\ndoh = [\"127.0.0.1:0\"]\n",
     );
-    let server = C2sink::start(&cfg);
+    let server = C2sink::start_file(&cfg);
     let dot = server.listening("dot").expect("dot address logged");
     let doh = server.listening("doh").expect("doh address logged");
     let ca_arg = format!("+tls-ca={}", ca_path.display());
@@ -75,7 +74,7 @@ fn dot_and_doh_clients_are_served_by_the_pipeline() {
     assert_eq!(ask(doh, &["+https-get"], "www3.example"), "192.0.2.1");
 
     // Block events name how the client asked.
-    let events = dir.0.join("events.jsonl");
+    let events = dir.path().join("events.jsonl");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let text = loop {
         let t = std::fs::read_to_string(&events).unwrap_or_default();
@@ -103,13 +102,13 @@ fn key_that_does_not_fit_the_certificate_fails_the_check() {
     let (_, _, other_key) = pki();
     dir.write("server.pem", &cert);
     dir.write("server.key", &other_key);
-    let cfg = config(
+    let cfg = config_file(
         &dir,
         "127.0.0.1:0",
         &["127.0.0.1:9".parse().expect("addr")],
         "\n[tls_listen]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\ndot = [\"127.0.0.1:0\"]\n",
     );
-    let (code, out, err) = run_c2sink(&["check", "--config", cfg.to_str().expect("utf-8")]);
+    let (code, out, err) = run(&["check", "--config", cfg.to_str().expect("utf-8")]);
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("tls_listen.key_file"), "{err}");
 }

@@ -2,10 +2,10 @@
 //! throwaway CA made here, answer through c2sink over kept connections; a certificate from another CA, or
 //! for another name, is refused.
 
-#[path = "deploy/support.rs"]
-mod support;
+mod common;
 
 use bytes::Bytes;
+use common::*;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -14,7 +14,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A CA called `ca_name` that signs a certificate for `name`; returns (CA PEM, leaf chain, leaf key).
@@ -134,7 +133,7 @@ async fn serve_dot(
             return;
         }
         q.fetch_add(1, Ordering::Relaxed);
-        if let Some(r) = upstream_reply(&m) {
+        if let Some(r) = fixed_a(&m, std::net::Ipv4Addr::new(192, 0, 2, 1), 300, true) {
             let mut out = (r.len() as u16).to_be_bytes().to_vec();
             out.extend_from_slice(&r);
             if tls.write_all(&out).await.is_err() {
@@ -170,7 +169,7 @@ async fn serve_doh(
             }
             q.fetch_add(1, Ordering::Relaxed);
             let answer = if ok_request {
-                upstream_reply(&msg)
+                fixed_a(&msg, std::net::Ipv4Addr::new(192, 0, 2, 1), 300, true)
             } else {
                 None
             };
@@ -202,24 +201,24 @@ fn c2sink_via(dir: &TempDir, upstream: &str, ca_pem: &str) -> C2sink {
              [log]\nevents = \"events.jsonl\"\n"
         ),
     );
-    C2sink::start(&cfg)
+    C2sink::start_file(&cfg)
 }
 
 fn answers_through(server: &C2sink, up: &TlsUpstream) {
     for (i, name) in ["a.example", "b.example", "c.example"].iter().enumerate() {
         let r = if i == 1 {
-            ask_tcp(server.dns, name, 1)
+            ask_tcp(server.addr(), name, 1)
         } else {
-            ask_udp(server.dns, name, 1)
+            ask_udp(server.addr(), name, 1)
         };
         assert_eq!(r.metadata.response_code.to_string(), "No Error", "{name}");
         assert_eq!(r.answers.len(), 1, "{name}");
         assert_eq!(r.answers[0].data.to_string(), "192.0.2.1");
     }
     // Cached: no fourth upstream query. Blocked: never sent upstream.
-    assert_eq!(ask_udp(server.dns, "a.example", 1).answers.len(), 1);
+    assert_eq!(ask_udp(server.addr(), "a.example", 1).answers.len(), 1);
     assert_eq!(
-        ask_udp(server.dns, "evil.example", 1).answers[0]
+        ask_udp(server.addr(), "evil.example", 1).answers[0]
             .data
             .to_string(),
         "0.0.0.0"
@@ -245,7 +244,7 @@ fn dot_connection_closed_by_the_server_is_replaced_transparently() {
     let dir = TempDir::new("dot-close");
     let server = c2sink_via(&dir, &format!("tls://{}#dns.test", up.addr), &ca);
     for name in ["a.example", "b.example", "c.example"] {
-        let r = ask_udp(server.dns, name, 1);
+        let r = ask_udp(server.addr(), name, 1);
         assert_eq!(r.answers.len(), 1, "{name}");
     }
     assert_eq!(up.queries.load(Ordering::Relaxed), 3);
@@ -273,7 +272,7 @@ fn refused(kind: Kind, upstream: impl Fn(SocketAddr) -> String, rogue_ca_name: &
     let up = TlsUpstream::start(kind, rogue_chain, rogue_key);
     let dir = TempDir::new("tls-bad");
     let server = c2sink_via(&dir, &upstream(up.addr), &trusted_ca);
-    let r = ask_udp(server.dns, "a.example", 1);
+    let r = ask_udp(server.addr(), "a.example", 1);
     assert_eq!(r.metadata.response_code.to_string(), "Server Failure");
     assert!(r.answers.is_empty());
     assert_eq!(
@@ -323,7 +322,7 @@ fn certificate_for_another_name_is_refused() {
     let up = TlsUpstream::start(Kind::Dot, chain, key);
     let dir = TempDir::new("tls-name");
     let server = c2sink_via(&dir, &format!("tls://{}#other.test", up.addr), &ca);
-    let r = ask_udp(server.dns, "a.example", 1);
+    let r = ask_udp(server.addr(), "a.example", 1);
     assert_eq!(r.metadata.response_code.to_string(), "Server Failure");
     assert_eq!(up.queries.load(Ordering::Relaxed), 0);
     let line = server

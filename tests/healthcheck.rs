@@ -1,10 +1,9 @@
 //! `c2sink healthcheck` against a real server: healthy while it runs (even with a dead upstream),
 //! unhealthy once it is stopped, and never fooled by a DNS server that is not c2sink.
 
-#[path = "deploy/support.rs"]
-mod support;
+mod common;
 
-use support::*;
+use common::*;
 
 #[test]
 fn healthcheck_passes_while_running_and_fails_once_stopped() {
@@ -12,25 +11,25 @@ fn healthcheck_passes_while_running_and_fails_once_stopped() {
     // The upstream is a closed port: health must not depend on it.
     let dead_upstream = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let port = free_port();
-    let cfg = config(&dir, &format!("127.0.0.1:{port}"), &[dead_upstream], "");
+    let cfg = config_file(&dir, &format!("127.0.0.1:{port}"), &[dead_upstream], "");
     let cfg_s = cfg.to_str().expect("utf-8 path");
-    let mut server = C2sink::start(&cfg);
-    assert_eq!(server.dns.port(), port);
+    let mut server = C2sink::start_file(&cfg);
+    assert_eq!(server.addr().port(), port);
 
-    let (code, out, err) = run_c2sink(&["healthcheck", "--config", cfg_s]);
+    let (code, out, err) = run(&["healthcheck", "--config", cfg_s]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     assert!(out.contains("healthy"), "{out}");
 
     server.kill();
-    let (code, _, err) = run_c2sink(&["healthcheck", "--config", cfg_s, "--timeout", "1s"]);
+    let (code, _, err) = run(&["healthcheck", "--config", cfg_s, "--timeout", "1s"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("unhealthy"), "{err}");
 }
 
 #[test]
 fn healthcheck_rejects_a_dns_server_that_is_not_c2sink() {
-    let other = Upstream::start();
-    let (code, _, err) = run_c2sink(&[
+    let other = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
+    let (code, _, err) = run(&[
         "healthcheck",
         "--server",
         &other.addr.to_string(),
@@ -39,7 +38,7 @@ fn healthcheck_rejects_a_dns_server_that_is_not_c2sink() {
     ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("wrong answer"), "{err}");
-    assert!(other.queries.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(!other.seen().is_empty());
 }
 
 #[test]
@@ -49,7 +48,7 @@ fn healthcheck_explains_a_bad_config() {
         "c2sink.toml",
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:53\"]\n",
     );
-    let (code, _, err) = run_c2sink(&["healthcheck", "--config", cfg.to_str().expect("utf-8")]);
+    let (code, _, err) = run(&["healthcheck", "--config", cfg.to_str().expect("utf-8")]);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("server.listen") && err.contains("--server"),

@@ -1,13 +1,13 @@
 //! Retro-hunt: names queried before anyone listed them are found in the query log once a new list names them.
 
-mod support;
+mod common;
 
-use support::{C2sink, json_lines, run, tempdir};
+use common::*;
 
 #[test]
 fn hunt_finds_earlier_queries_for_newly_published_indicators() {
     let dir = tempdir("hunt");
-    let c = C2sink::start(
+    let c = C2sink::start_in(
         &dir,
         "akamaicontainer.com\n",
         &format!(
@@ -99,5 +99,4 @@ fn hunt_finds_earlier_queries_for_newly_published_indicators() {
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/list.txt"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

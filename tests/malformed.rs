@@ -2,9 +2,9 @@
 //! RCODE its defect calls for) or nothing, every reply is a well-formed DNS message, and a correct query is
 //! answered correctly right after each batch.
 
-mod hsupport;
+mod common;
 
-use hsupport::*;
+use common::*;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -177,7 +177,7 @@ fn udp_batch(c: &C2sink, msgs: &[Vec<u8>]) -> Vec<(u16, Vec<u8>)> {
         };
     for chunk in msgs.chunks(25) {
         for m in chunk {
-            s.send_to(m, c.addr).expect("send");
+            s.send_to(m, c.addr()).expect("send");
         }
         while take(&s, &mut out, &mut sentinel_seen) {}
     }
@@ -187,7 +187,7 @@ fn udp_batch(c: &C2sink, msgs: &[Vec<u8>]) -> Vec<(u16, Vec<u8>)> {
     let mut quiet_since = Instant::now();
     while Instant::now() < deadline {
         if !sentinel_seen && Instant::now() >= next_send {
-            s.send_to(&sentinel, c.addr).expect("send");
+            s.send_to(&sentinel, c.addr()).expect("send");
             next_send = Instant::now() + Duration::from_secs(2);
         }
         if take(&s, &mut out, &mut sentinel_seen) {
@@ -215,7 +215,7 @@ fn by_id(replies: Vec<(u16, Vec<u8>)>) -> HashMap<u16, Vec<u8>> {
 
 /// Same over one TCP connection (pipelined), with proper framing.
 fn tcp_batch(c: &C2sink, msgs: &[Vec<u8>]) -> Vec<(u16, Vec<u8>)> {
-    let mut s = tcp_connect_from("127.0.0.1", c.addr);
+    let mut s = tcp_connect_from("127.0.0.1", c.addr());
     for m in msgs {
         tcp_send(&mut s, m).expect("send");
     }
@@ -240,8 +240,8 @@ fn tcp_batch(c: &C2sink, msgs: &[Vec<u8>]) -> Vec<(u16, Vec<u8>)> {
 }
 
 fn start() -> (Upstream, C2sink) {
-    let up = Upstream::start(UP);
-    let c = C2sink::start(&[up.addr], 300, "tcp_idle_timeout_ms = 1000", "");
+    let up = Upstream::answering(UP);
+    let c = C2sink::start_small(&[up.addr], 300, "tcp_idle_timeout_ms = 1000", "");
     (up, c)
 }
 
@@ -343,7 +343,7 @@ fn random_and_mutated_packets_never_break_the_server() {
 fn tcp_length_prefix_abuse_is_cut_off_without_hurting_others() {
     let (_up, c) = start();
     // A huge length prefix, then silence: closed after the idle timeout, not held open waiting for 64 KiB.
-    let mut s = tcp_connect_from("127.0.0.1", c.addr);
+    let mut s = tcp_connect_from("127.0.0.1", c.addr());
     s.write_all(&[0xff, 0xff]).expect("write");
     s.write_all(&[0u8; 100]).expect("write");
     assert_still_serving(&c, "stalled prefix", UP);
@@ -352,7 +352,7 @@ fn tcp_length_prefix_abuse_is_cut_off_without_hurting_others() {
         "stalled connection must be closed"
     );
     // A full 65535-byte message of junk: answered or dropped, and the same connection keeps working.
-    let mut s = tcp_connect_from("127.0.0.1", c.addr);
+    let mut s = tcp_connect_from("127.0.0.1", c.addr());
     let mut junk = Prng(7).bytes(65535);
     junk[..4].copy_from_slice(&[0xab, 0xcd, 0x01, 0x00]);
     tcp_send(&mut s, &junk).expect("send");
@@ -372,7 +372,7 @@ fn tcp_length_prefix_abuse_is_cut_off_without_hurting_others() {
     let p = parse(&tcp_read(&mut s).expect("reply")).expect("parse");
     assert_eq!((p.id, p.addrs()), (0x4322, vec![UP]));
     // Unframed random bytes: whatever lengths they spell, the server closes or answers, never hangs on it.
-    let mut s = tcp_connect_from("127.0.0.1", c.addr);
+    let mut s = tcp_connect_from("127.0.0.1", c.addr());
     s.write_all(&Prng(99).bytes(3000)).expect("write");
     assert!(closed_by_peer(&mut s, Duration::from_secs(5)));
     assert_still_serving(&c, "length abuse", UP);

@@ -1,10 +1,9 @@
 //! `[server] user`: started as root, c2sink binds, then serves as the configured user with no capabilities.
 //! These tests need root (as on the CI machine); elsewhere they say so and pass without checking.
 
-#[path = "deploy/support.rs"]
-mod support;
+mod common;
 
-use support::*;
+use common::*;
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -21,10 +20,10 @@ fn status_field(status: &str, key: &str) -> String {
 }
 
 fn serve_as(user: &str) -> (C2sink, String, TempDir) {
-    let up = Upstream::start();
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
     let dir = TempDir::new("priv");
     // The test folder must be reachable by the unprivileged user for nothing; everything is opened as root.
-    let cfg = config(&dir, "127.0.0.1:0", &[up.addr], "");
+    let cfg = config_file(&dir, "127.0.0.1:0", &[up.addr], "");
     let text = std::fs::read_to_string(&cfg).expect("config");
     std::fs::write(
         &cfg,
@@ -34,9 +33,9 @@ fn serve_as(user: &str) -> (C2sink, String, TempDir) {
         ),
     )
     .expect("write config");
-    let server = C2sink::start(&cfg);
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).expect("status");
+    // The upstream lives as long as the server (it answers the forwarded www.example below).
+    let server = C2sink::start_file(&cfg).keeping(up);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).expect("status");
     (server, status, dir)
 }
 
@@ -53,7 +52,7 @@ fn root_start_drops_to_numeric_user_after_binding() {
     assert_eq!(status_field(&status, "CapEff:"), "0000000000000000");
     assert_eq!(status_field(&status, "CapPrm:"), "0000000000000000");
     // Every thread (runtime workers, event writer), not just the main one.
-    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.child.id())).expect("tasks");
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.pid())).expect("tasks");
     let mut n = 0;
     for t in tasks {
         let s = std::fs::read_to_string(t.expect("task").path().join("status")).expect("status");
@@ -62,9 +61,9 @@ fn root_start_drops_to_numeric_user_after_binding() {
     }
     assert!(n > 1, "a multi-threaded server");
     // Still serves, over both transports, after the switch.
-    let a = ask_udp(server.dns, "evil.example", 1);
+    let a = ask_udp(server.addr(), "evil.example", 1);
     assert_eq!(a.answers.len(), 1);
-    let a = ask_tcp(server.dns, "www.example", 1);
+    let a = ask_tcp(server.addr(), "www.example", 1);
     assert_eq!(a.answers.len(), 1);
 }
 
@@ -77,7 +76,7 @@ fn root_start_drops_to_named_user() {
     let (server, status, _dir) = serve_as("nobody");
     let uid = status_field(&status, "Uid:");
     assert!(!uid.starts_with('0'), "{uid}");
-    assert_eq!(ask_udp(server.dns, "evil.example", 1).answers.len(), 1);
+    assert_eq!(ask_udp(server.addr(), "evil.example", 1).answers.len(), 1);
 }
 
 #[test]
@@ -87,7 +86,7 @@ fn unknown_user_stops_the_start_with_a_clear_error() {
         return;
     }
     let dir = TempDir::new("priv-bad");
-    let cfg = config(
+    let cfg = config_file(
         &dir,
         "127.0.0.1:0",
         &["127.0.0.1:9".parse().expect("addr")],
@@ -102,7 +101,7 @@ fn unknown_user_stops_the_start_with_a_clear_error() {
         ),
     )
     .expect("write");
-    let (code, _, err) = run_c2sink(&["serve", "--config", cfg.to_str().expect("utf-8")]);
+    let (code, _, err) = run(&["serve", "--config", cfg.to_str().expect("utf-8")]);
     assert_ne!(code, 0);
     assert!(
         err.contains("server.user") && err.contains("no-such-user-c2sink"),

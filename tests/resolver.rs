@@ -594,8 +594,8 @@ fn sigterm_stops_the_server_cleanly_and_events_are_flushed() {
     let mut srv = C2sink::start(&config(&[up.addr], ""), &[]);
     ask_simple(srv.addr(), Proto::Udp, "glcloudservice.com", RecordType::A);
     let events = srv.path("events.jsonl");
-    let status = srv.terminate();
-    assert!(status.success(), "exit status {status}");
+    let (ok, log) = srv.terminate();
+    assert!(ok, "exit status not success:\n{log}");
     let text = std::fs::read_to_string(events).expect("events");
     assert_eq!(text.lines().count(), 1);
 }

@@ -1,9 +1,9 @@
 //! Graceful shutdown: on SIGTERM, queries already being forwarded still get their answers and every block
 //! event is in the log before the process exits.
 
-mod hsupport;
+mod common;
 
-use hsupport::*;
+use common::*;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -19,14 +19,15 @@ fn wait_until(what: &str, f: impl Fn() -> bool) {
 
 #[test]
 fn sigterm_drains_queries_in_flight_and_flushes_events() {
-    let up = Upstream::start(UP);
+    let up = Upstream::answering(UP);
     up.delay("slow-udp.example", Duration::from_millis(1200));
     up.delay("slow-tcp.example", Duration::from_millis(1200));
-    let mut c = C2sink::start(&[up.addr], 5000, "", "");
+    let mut c = C2sink::start_small(&[up.addr], 5000, "", "");
 
     // Block events first, so they are queued before shutdown.
     for i in 0..50u16 {
-        let r = udp_ask(c.addr, &query(i, &format!("h{i}.{BLOCKED}"), TYPE_A)).expect("sinkholed");
+        let r =
+            udp_ask(c.addr(), &query(i, &format!("h{i}.{BLOCKED}"), TYPE_A)).expect("sinkholed");
         assert_eq!(
             parse(&r).expect("parse").addrs(),
             vec![Ipv4Addr::UNSPECIFIED]
@@ -34,9 +35,9 @@ fn sigterm_drains_queries_in_flight_and_flushes_events() {
     }
     // Two slow forwarded queries, one per transport, in flight when SIGTERM arrives.
     let udp = udp_client("127.0.0.1", Duration::from_secs(8));
-    udp.send_to(&query(0xaaaa, "slow-udp.example", TYPE_A), c.addr)
+    udp.send_to(&query(0xaaaa, "slow-udp.example", TYPE_A), c.addr())
         .expect("send");
-    let mut tcp = tcp_connect_from("127.0.0.1", c.addr);
+    let mut tcp = tcp_connect_from("127.0.0.1", c.addr());
     tcp.set_read_timeout(Some(Duration::from_secs(8)))
         .expect("timeout");
     tcp_send(&mut tcp, &query(0xbbbb, "slow-tcp.example", TYPE_A)).expect("send");
@@ -54,7 +55,7 @@ fn sigterm_drains_queries_in_flight_and_flushes_events() {
 
     let (ok, log) = c.terminate();
     assert!(ok, "clean exit: {log}");
-    let events = c.events();
+    let events = c.event_lines();
     assert_eq!(events.len(), 50, "every block event written: {log}");
     assert!(events.iter().all(|e| e.contains("\"kind\":\"block\"")));
     assert_eq!(total(&log, "events_written"), Some(50), "{log}");
@@ -62,7 +63,7 @@ fn sigterm_drains_queries_in_flight_and_flushes_events() {
     assert!(
         udp_ask_from(
             "127.0.0.1",
-            c.addr,
+            c.addr(),
             &query(1, "late.example", TYPE_A),
             Duration::from_millis(300)
         )

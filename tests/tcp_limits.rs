@@ -1,9 +1,9 @@
 //! TCP under abuse: connection caps (total and per client), slow senders cut off, pipelined queries answered
 //! as each is ready, and UDP service unaffected by many idle connections.
 
-mod hsupport;
+mod common;
 
-use hsupport::*;
+use common::*;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -18,28 +18,28 @@ fn served(s: &mut std::net::TcpStream, id: u16) -> bool {
 
 #[test]
 fn connections_are_capped_per_client_and_in_total() {
-    let up = Upstream::start(UP);
-    let c = C2sink::start(
+    let up = Upstream::answering(UP);
+    let c = C2sink::start_small(
         &[up.addr],
         1000,
         "tcp_max_connections = 6\ntcp_max_connections_per_client = 2",
         "",
     );
-    let mut a1 = tcp_connect_from("127.0.0.10", c.addr);
-    let mut a2 = tcp_connect_from("127.0.0.10", c.addr);
+    let mut a1 = tcp_connect_from("127.0.0.10", c.addr());
+    let mut a2 = tcp_connect_from("127.0.0.10", c.addr());
     assert!(served(&mut a1, 1) && served(&mut a2, 2));
     // A third from the same client is closed at once.
-    let mut a3 = tcp_connect_from("127.0.0.10", c.addr);
+    let mut a3 = tcp_connect_from("127.0.0.10", c.addr());
     assert!(!served(&mut a3, 3));
     assert!(closed_by_peer(&mut a3, Duration::from_secs(2)));
     // Other clients fill the total cap (6): 2 + 2 + 2.
     let mut others = Vec::new();
     for ip in ["127.0.0.11", "127.0.0.11", "127.0.0.12", "127.0.0.12"] {
-        let mut s = tcp_connect_from(ip, c.addr);
+        let mut s = tcp_connect_from(ip, c.addr());
         assert!(served(&mut s, 10), "{ip}");
         others.push(s);
     }
-    let mut over = tcp_connect_from("127.0.0.13", c.addr);
+    let mut over = tcp_connect_from("127.0.0.13", c.addr());
     assert!(
         closed_by_peer(&mut over, Duration::from_secs(2)),
         "7th connection must be closed"
@@ -49,21 +49,24 @@ fn connections_are_capped_per_client_and_in_total() {
     // Closing one frees a slot for that client again.
     drop(a1);
     std::thread::sleep(Duration::from_millis(200));
-    let mut again = tcp_connect_from("127.0.0.10", c.addr);
+    let mut again = tcp_connect_from("127.0.0.10", c.addr());
     assert!(served(&mut again, 4));
 }
 
 fn assert_still_serving_udp(c: &C2sink) {
-    let r =
-        udp_ask(c.addr, &query(0x6666, "udp-while-tcp-full.example", TYPE_A)).expect("udp answer");
+    let r = udp_ask(
+        c.addr(),
+        &query(0x6666, "udp-while-tcp-full.example", TYPE_A),
+    )
+    .expect("udp answer");
     assert_eq!(parse(&r).expect("parse").addrs(), vec![UP]);
 }
 
 #[test]
 fn slow_sender_is_cut_off_before_finishing_a_query() {
-    let up = Upstream::start(UP);
-    let c = C2sink::start(&[up.addr], 1000, "tcp_idle_timeout_ms = 500", "");
-    let mut s = tcp_connect_from("127.0.0.1", c.addr);
+    let up = Upstream::answering(UP);
+    let c = C2sink::start_small(&[up.addr], 1000, "tcp_idle_timeout_ms = 500", "");
+    let mut s = tcp_connect_from("127.0.0.1", c.addr());
     let q = query(0x5151, "slowloris.example", TYPE_A);
     let mut framed = (q.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&q);
@@ -91,8 +94,8 @@ fn slow_sender_is_cut_off_before_finishing_a_query() {
 
 #[test]
 fn many_idle_connections_do_not_stop_udp() {
-    let up = Upstream::start(UP);
-    let c = C2sink::start(
+    let up = Upstream::answering(UP);
+    let c = C2sink::start_small(
         &[up.addr],
         1000,
         "tcp_max_connections = 100\ntcp_idle_timeout_ms = 5000",
@@ -102,11 +105,14 @@ fn many_idle_connections_do_not_stop_udp() {
     for i in 0..300u32 {
         // Spread over sources so the per-client cap is not what limits them.
         let ip = format!("127.0.{}.{}", 20 + i / 200, 1 + i % 200);
-        conns.push(tcp_connect_from(&ip, c.addr));
+        conns.push(tcp_connect_from(&ip, c.addr()));
     }
     for i in 0..20u16 {
-        let r = udp_ask(c.addr, &query(0x7000 + i, &format!("u{i}.example"), TYPE_A))
-            .expect("udp answer");
+        let r = udp_ask(
+            c.addr(),
+            &query(0x7000 + i, &format!("u{i}.example"), TYPE_A),
+        )
+        .expect("udp answer");
         assert_eq!(parse(&r).expect("parse").addrs(), vec![UP]);
     }
     drop(conns);
@@ -114,10 +120,10 @@ fn many_idle_connections_do_not_stop_udp() {
 
 #[test]
 fn pipelined_slow_query_does_not_delay_a_fast_one() {
-    let up = Upstream::start(UP);
+    let up = Upstream::answering(UP);
     up.delay("slow.example", Duration::from_millis(1500));
-    let c = C2sink::start(&[up.addr], 3000, "", "");
-    let mut s = tcp_connect_from("127.0.0.1", c.addr);
+    let c = C2sink::start_small(&[up.addr], 3000, "", "");
+    let mut s = tcp_connect_from("127.0.0.1", c.addr());
     tcp_send(&mut s, &query(0x0001, "slow.example", TYPE_A)).expect("send");
     tcp_send(&mut s, &query(0x0002, "fast.example", TYPE_A)).expect("send");
     tcp_send(&mut s, &query(0x0003, BLOCKED, TYPE_A)).expect("send");

@@ -19,17 +19,10 @@ fn start() -> (Upstream, C2sink, SocketAddr) {
         ),
         &[],
     );
-    let line = srv
-        .stderr()
-        .into_iter()
-        .find(|l| l.contains("sinkhole host listening on "))
-        .expect("trap listening line");
-    let addr = line
-        .split("sinkhole host listening on ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .expect("trap address");
+    let addr = *srv
+        .sinkhole_hosts
+        .first()
+        .expect("sinkhole host listening line");
     (up, srv, addr)
 }
 

@@ -1,9 +1,9 @@
 //! Upstream faults: all down, one down, garbage and spoofed answers. The client always gets either the real
 //! answer or SERVFAIL, blocked names keep being answered, and c2sink recovers by itself.
 
-mod hsupport;
+mod common;
 
-use hsupport::*;
+use common::*;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ const B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 fn rcode_of(c: &C2sink, name: &str, id: u16) -> (u16, Vec<Ipv4Addr>) {
     let r = udp_ask_from(
         "127.0.0.1",
-        c.addr,
+        c.addr(),
         &query(id, name, TYPE_A),
         Duration::from_secs(5),
     )
@@ -24,9 +24,9 @@ fn rcode_of(c: &C2sink, name: &str, id: u16) -> (u16, Vec<Ipv4Addr>) {
 
 #[test]
 fn all_upstreams_down_gives_servfail_without_pile_up_and_recovers() {
-    let mut up = Upstream::start(A);
+    let mut up = Upstream::answering(A);
     up.set_mode(Mode::Silent);
-    let mut c = C2sink::start(&[up.addr], 300, "", "");
+    let mut c = C2sink::start_small(&[up.addr], 300, "", "");
     // Black-holed: the first queries wait for the timeout, then the upstream is marked down.
     for i in 0..3u16 {
         assert_eq!(rcode_of(&c, &format!("d{i}.example"), i).0, SERVFAIL);
@@ -35,8 +35,11 @@ fn all_upstreams_down_gives_servfail_without_pile_up_and_recovers() {
     // While it is down, clients get SERVFAIL at once and the upstream is not hammered.
     let s = udp_client("127.0.0.1", Duration::from_secs(3));
     for i in 0..100u16 {
-        s.send_to(&query(0x100 + i, &format!("p{i}.example"), TYPE_A), c.addr)
-            .expect("send");
+        s.send_to(
+            &query(0x100 + i, &format!("p{i}.example"), TYPE_A),
+            c.addr(),
+        )
+        .expect("send");
     }
     let mut servfails = 0;
     let mut buf = [0u8; 512];
@@ -51,7 +54,7 @@ fn all_upstreams_down_gives_servfail_without_pile_up_and_recovers() {
         "a down upstream gets probes, not the load: {probes}"
     );
     // Blocked names are answered all along.
-    let r = udp_ask(c.addr, &query(0x200, BLOCKED, TYPE_A)).expect("blocked answer");
+    let r = udp_ask(c.addr(), &query(0x200, BLOCKED, TYPE_A)).expect("blocked answer");
     assert_eq!(
         parse(&r).expect("parse").addrs(),
         vec![Ipv4Addr::UNSPECIFIED]
@@ -81,10 +84,10 @@ fn all_upstreams_down_gives_servfail_without_pile_up_and_recovers() {
 
 #[test]
 fn dead_first_upstream_is_not_tried_first_on_every_query() {
-    let dead = Upstream::start(A);
+    let dead = Upstream::answering(A);
     dead.set_mode(Mode::Silent);
-    let live = Upstream::start(B);
-    let c = C2sink::start(&[dead.addr, live.addr], 300, "", "");
+    let live = Upstream::answering(B);
+    let c = C2sink::start_small(&[dead.addr, live.addr], 300, "", "");
     for i in 0..30u16 {
         let (rcode, addrs) = rcode_of(&c, &format!("f{i}.example"), i);
         assert_eq!((rcode, addrs), (NOERROR, vec![B]), "query {i} fails over");
@@ -109,16 +112,16 @@ fn dead_first_upstream_is_not_tried_first_on_every_query() {
 
 #[test]
 fn garbage_and_truncated_answers_never_reach_the_client() {
-    let up = Upstream::start(A);
-    let c = C2sink::start(&[up.addr], 300, "", "[cache]\nsize = 0\n");
+    let up = Upstream::answering(A);
+    let c = C2sink::start_small(&[up.addr], 300, "", "[cache]\nsize = 0\n");
     for (mode, tag) in [(Mode::Garbage, "garbage"), (Mode::Truncated, "truncated")] {
         up.set_mode(mode);
         for proto in ["udp", "tcp"] {
             let q = query(0x0bad, &format!("{tag}-{proto}.example"), TYPE_A);
             let r = if proto == "udp" {
-                udp_ask(c.addr, &q)
+                udp_ask(c.addr(), &q)
             } else {
-                tcp_ask(c.addr, &q)
+                tcp_ask(c.addr(), &q)
             };
             let r = parse(&r.expect("a reply")).expect("well formed, not the upstream's garbage");
             assert_eq!(
@@ -141,9 +144,9 @@ fn garbage_and_truncated_answers_never_reach_the_client() {
 
 #[test]
 fn spoofed_answers_are_dropped_and_counted() {
-    let up = Upstream::start(A);
+    let up = Upstream::answering(A);
     up.set_mode(Mode::SpoofFirst);
-    let mut c = C2sink::start(&[up.addr], 1000, "", "");
+    let mut c = C2sink::start_small(&[up.addr], 1000, "", "");
     for i in 0..5u16 {
         // Before the real answer the upstream sends one with a wrong ID (6.6.6.6) and one for another name.
         assert_eq!(

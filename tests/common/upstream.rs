@@ -1,0 +1,536 @@
+//! The loopback upstream DNS server every integration test talks to: UDP and TCP on one port, every question
+//! recorded, answers from a programmable zone, and faults (silence, garbage, truncation, spoofing, delays,
+//! a closed port) switched on at run time.
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, HTTPS, MX, SOA, SVCB, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::client::TYPE_A;
+use super::raw::{fixed_a, query};
+
+/// What the test upstream received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Question name, lower case, no trailing dot.
+    pub name: String,
+    pub qtype: RecordType,
+    pub tcp: bool,
+    pub dnssec_ok: bool,
+    pub options: Vec<u16>,
+}
+
+/// Which answers the upstream gives (before any [`Mode`] fault is applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zone {
+    /// The test zone:
+    /// - `*.refused.test` REFUSED, `*.servfail.test` SERVFAIL, `*.nxdomain.test` NXDOMAIN + SOA,
+    ///   `*.nodata.test` NODATA + SOA, `*.silent.test` never answered, `*.slow.test` answered after 1.5 s,
+    /// - `*.big.test` 40 TXT records (truncated over UDP beyond min(client payload, 1232)),
+    /// - `*.ad.test` sets AD and adds an Extended DNS Error option when the query has EDNS,
+    /// - `*.short-ttl.test` A with TTL 1,
+    /// - `*.cname-c2.test` CNAME `hop.cname-ok.test` CNAME `cdn.msstorageazure.com` + A 192.0.2.66 (cloaking),
+    /// - `*.cname-ok.test` CNAME `www.example.test` + A 192.0.2.1 (an innocent chain),
+    /// - `*.https-c2.test` HTTPS 1 `msstorageazure.com.` (an HTTPS record whose target is a C2 name),
+    /// - `*.c2addr.test` A 198.51.100.7, AAAA 2001:db8:bad::7 (addresses for address lists),
+    /// - anything else: A 192.0.2.1, AAAA 2001:db8::1, TXT "from upstream", MX 10 mail.example.test,
+    ///   else NODATA; answers echo EDNS (payload 1232, DO).
+    Test,
+    /// One A record `addr` with `ttl`, question echoed as sent, no EDNS; with `a_only` other types get
+    /// NODATA (no SOA), without it every question gets the A record.
+    FixedA {
+        addr: Ipv4Addr,
+        ttl: u32,
+        a_only: bool,
+    },
+}
+
+/// A fault applied to every answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Answer normally.
+    Answer,
+    /// Receive and record, never answer (a black-holed server).
+    Silent,
+    /// Answer with the right ID but a body that is not a valid message.
+    Garbage,
+    /// Answer with the right ID but cut in the middle of the answer record.
+    Truncated,
+    /// First a reply with a wrong ID, then one for another question, then the real answer.
+    SpoofFirst,
+}
+
+struct State {
+    zone: Zone,
+    mode: Mutex<Mode>,
+    delays: Mutex<HashMap<String, Duration>>,
+    seen: Mutex<Vec<Seen>>,
+    stop: AtomicBool,
+}
+
+/// A real DNS server on loopback (UDP and TCP, same port). Names whose first label is `blackhole` are never
+/// answered in any zone. Each query is answered on its own thread (TCP answers may come out of order).
+pub struct Upstream {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Upstream {
+    /// The test zone on 127.0.0.1, free port.
+    pub fn start() -> Upstream {
+        Self::with_zone("127.0.0.1:0".parse().expect("addr"), Zone::Test)
+    }
+
+    /// The test zone on the given address (port 0 = free port, same for UDP and TCP).
+    pub fn start_on(addr: SocketAddr) -> Upstream {
+        Self::with_zone(addr, Zone::Test)
+    }
+
+    /// Answers every question with one A record `addr` (TTL 300).
+    pub fn answering(addr: Ipv4Addr) -> Upstream {
+        let zone = Zone::FixedA {
+            addr,
+            ttl: 300,
+            a_only: false,
+        };
+        Self::with_zone("127.0.0.1:0".parse().expect("addr"), zone)
+    }
+
+    /// Answers A questions with `addr` (TTL `ttl`), other types with NODATA.
+    pub fn answering_a(addr: Ipv4Addr, ttl: u32) -> Upstream {
+        let zone = Zone::FixedA {
+            addr,
+            ttl,
+            a_only: true,
+        };
+        Self::with_zone("127.0.0.1:0".parse().expect("addr"), zone)
+    }
+
+    /// Starts serving `zone` on `addr`.
+    pub fn with_zone(addr: SocketAddr, zone: Zone) -> Upstream {
+        let state = Arc::new(State {
+            zone,
+            mode: Mutex::new(Mode::Answer),
+            delays: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+        });
+        let mut up = Upstream {
+            addr,
+            state,
+            threads: Vec::new(),
+        };
+        up.bind(addr);
+        up
+    }
+
+    fn bind(&mut self, addr: SocketAddr) {
+        let mut last = None;
+        for _ in 0..50 {
+            let udp = match UdpSocket::bind(addr) {
+                Ok(u) => u,
+                Err(e) => {
+                    last = Some(e);
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            };
+            let actual = udp.local_addr().expect("local addr");
+            let tcp = match TcpListener::bind(actual) {
+                Ok(t) => t,
+                Err(e) => {
+                    last = Some(e);
+                    if addr.port() != 0 {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    continue;
+                }
+            };
+            self.addr = actual;
+            self.state.stop.store(false, Ordering::SeqCst);
+            udp.set_read_timeout(Some(Duration::from_millis(20)))
+                .expect("timeout");
+            tcp.set_nonblocking(true).expect("nonblocking");
+            let st = self.state.clone();
+            self.threads
+                .push(std::thread::spawn(move || udp_loop(udp, st)));
+            let st = self.state.clone();
+            self.threads
+                .push(std::thread::spawn(move || tcp_loop(tcp, st)));
+            return;
+        }
+        panic!("cannot bind test upstream on {addr}: {last:?}");
+    }
+
+    /// Closes the sockets: queries to it now meet a closed port.
+    pub fn stop(&mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    /// Binds the same port again after `stop`.
+    pub fn restart(&mut self) {
+        let addr = self.addr;
+        self.bind(addr);
+    }
+
+    /// Switches the fault applied to answers from now on.
+    pub fn set_mode(&self, m: Mode) {
+        *self.state.mode.lock().expect("lock") = m;
+    }
+
+    /// Answers questions for `name` only after `d`.
+    pub fn delay(&self, name: &str, d: Duration) {
+        self.state
+            .delays
+            .lock()
+            .expect("lock")
+            .insert(name.to_ascii_lowercase(), d);
+    }
+
+    /// Every question received so far, in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().expect("lock").clone()
+    }
+
+    /// Every question name received so far (lower case), in order.
+    pub fn names(&self) -> Vec<String> {
+        self.seen().into_iter().map(|s| s.name).collect()
+    }
+
+    /// How many times `name` (any case, no trailing dot) was asked.
+    pub fn count(&self, name: &str) -> usize {
+        let name = name.to_ascii_lowercase();
+        self.seen().iter().filter(|s| s.name == name).count()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn udp_loop(sock: UdpSocket, st: Arc<State>) {
+    let sock = Arc::new(sock);
+    let mut buf = [0u8; 4096];
+    while !st.stop.load(Ordering::SeqCst) {
+        let Ok((n, src)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let q = buf[..n].to_vec();
+        record(&st, &q, false);
+        let (sock, st) = (sock.clone(), st.clone());
+        std::thread::spawn(move || {
+            for r in respond(&q, false, &st) {
+                let _ = sock.send_to(&r, src);
+            }
+        });
+    }
+}
+
+fn tcp_loop(listener: TcpListener, st: Arc<State>) {
+    while !st.stop.load(Ordering::SeqCst) {
+        let Ok((stream, _)) = listener.accept() else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        let st = st.clone();
+        std::thread::spawn(move || {
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let writer = Arc::new(Mutex::new(stream.try_clone().expect("clone")));
+            let mut rd = stream;
+            loop {
+                let mut lb = [0u8; 2];
+                if rd.read_exact(&mut lb).is_err() {
+                    return;
+                }
+                let mut q = vec![0u8; usize::from(u16::from_be_bytes(lb))];
+                if rd.read_exact(&mut q).is_err() {
+                    return;
+                }
+                record(&st, &q, true);
+                let (w, st) = (writer.clone(), st.clone());
+                std::thread::spawn(move || {
+                    for r in respond(&q, true, &st) {
+                        let mut f = (r.len() as u16).to_be_bytes().to_vec();
+                        f.extend_from_slice(&r);
+                        let _ = w.lock().expect("lock").write_all(&f);
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// Question name (lower case, dotted, no trailing dot) and type of a raw query.
+fn read_question(q: &[u8]) -> Option<(String, u16)> {
+    let mut pos = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = usize::from(*q.get(pos)?);
+        if len == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(q.get(pos + 1..pos + 1 + len)?).to_ascii_lowercase());
+        pos += 1 + len;
+    }
+    let t = q.get(pos + 1..pos + 3)?;
+    Some((labels.join("."), u16::from_be_bytes([t[0], t[1]])))
+}
+
+fn record(st: &State, q: &[u8], tcp: bool) {
+    let Some((name, qtype)) = read_question(q) else {
+        return;
+    };
+    let (dnssec_ok, options) = match Message::from_vec(q).ok().and_then(|m| m.edns) {
+        Some(e) => (
+            e.flags().dnssec_ok,
+            e.options()
+                .as_ref()
+                .iter()
+                .map(|(c, _)| u16::from(*c))
+                .collect(),
+        ),
+        None => (false, vec![]),
+    };
+    st.seen.lock().expect("lock").push(Seen {
+        name,
+        qtype: RecordType::from(qtype),
+        tcp,
+        dnssec_ok,
+        options,
+    });
+}
+
+/// The upstream's replies to one query: the zone's answer (after any delay for the name) with the mode's fault.
+fn respond(q: &[u8], tcp: bool, st: &State) -> Vec<Vec<u8>> {
+    let Some((name, _)) = read_question(q) else {
+        return vec![];
+    };
+    if name.split('.').next() == Some("blackhole") {
+        return vec![];
+    }
+    let delay = st.delays.lock().expect("lock").get(&name).copied();
+    if let Some(d) = delay {
+        std::thread::sleep(d);
+    }
+    let good = match st.zone {
+        Zone::Test => Message::from_vec(q).ok().and_then(|m| test_zone(&m, tcp)),
+        Zone::FixedA { addr, ttl, a_only } => fixed_a(q, addr, ttl, a_only),
+    };
+    let Some(good) = good else {
+        return vec![];
+    };
+    match *st.mode.lock().expect("lock") {
+        Mode::Answer => vec![good],
+        Mode::Silent => vec![],
+        Mode::Garbage => {
+            let mut g = good[..12].to_vec();
+            g.extend_from_slice(&[0xff; 40]);
+            vec![g]
+        }
+        Mode::Truncated => vec![good[..good.len() - 3].to_vec()],
+        Mode::SpoofFirst => {
+            let Some(mut wrong_id) = fixed_a(q, Ipv4Addr::new(6, 6, 6, 6), 300, false) else {
+                return vec![good];
+            };
+            wrong_id[0] ^= 0x55;
+            let other = query(u16::from_be_bytes([q[0], q[1]]), "spoofed.example", TYPE_A);
+            let wrong_q = fixed_a(&other, Ipv4Addr::new(6, 6, 6, 7), 300, false).expect("answer");
+            vec![wrong_id, wrong_q, good]
+        }
+    }
+}
+
+/// A fresh response to `msg` with header bits and question copied, as the test zone builds them.
+fn response_to(msg: &Message) -> Message {
+    let mut r = Message::new(msg.metadata.id, MessageType::Response, OpCode::Query);
+    r.metadata.recursion_desired = msg.metadata.recursion_desired;
+    r.metadata.recursion_available = true;
+    r.metadata.checking_disabled = msg.metadata.checking_disabled;
+    r
+}
+
+fn soa(zone: &str) -> Record {
+    let zone = Name::from_str(zone).expect("zone");
+    Record::from_rdata(
+        zone,
+        300,
+        RData::SOA(SOA::new(
+            Name::from_str("ns.upstream.test.").expect("n"),
+            Name::from_str("admin.upstream.test.").expect("n"),
+            7,
+            3600,
+            600,
+            86400,
+            120,
+        )),
+    )
+}
+
+/// The test zone's answer to `msg`, as wire bytes; `None` means stay silent.
+fn test_zone(msg: &Message, tcp: bool) -> Option<Vec<u8>> {
+    let q = msg.queries.first()?.clone();
+    let lname = q.name().to_ascii().to_ascii_lowercase();
+    let name = q.name().clone();
+    let mut r = response_to(msg);
+    r.add_query(q.clone());
+    let client_payload = msg.edns.as_ref().map_or(512, |e| e.max_payload().max(512));
+    if let Some(e) = &msg.edns {
+        let mut out = Edns::new();
+        out.set_max_payload(1232);
+        out.set_dnssec_ok(e.flags().dnssec_ok);
+        r.set_edns(out);
+    }
+    let ends = |z: &str| lname.ends_with(z);
+    if ends(".silent.test.") {
+        return None;
+    }
+    if ends(".slow.test.") {
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    if ends(".refused.test.") {
+        r.metadata.response_code = ResponseCode::Refused;
+    } else if ends(".servfail.test.") {
+        r.metadata.response_code = ResponseCode::ServFail;
+    } else if ends(".nxdomain.test.") {
+        r.metadata.response_code = ResponseCode::NXDomain;
+        r.add_authority(soa("nxdomain.test."));
+    } else if ends(".nodata.test.") {
+        r.add_authority(soa("nodata.test."));
+    } else if ends(".cname-c2.test.") || ends(".cname-ok.test.") {
+        let n = |s: &str| Name::from_str(s).expect("name");
+        let (chain, last): (Vec<&str>, &str) = if ends(".cname-c2.test.") {
+            (
+                vec!["hop.cname-ok.test.", "cdn.msstorageazure.com."],
+                "192.0.2.66",
+            )
+        } else {
+            (vec!["www.example.test."], "192.0.2.1")
+        };
+        let mut owner = name.clone();
+        for t in chain {
+            r.add_answer(Record::from_rdata(
+                owner.clone(),
+                300,
+                RData::CNAME(CNAME(n(t))),
+            ));
+            owner = n(t);
+        }
+        if q.query_type() == RecordType::A {
+            r.add_answer(Record::from_rdata(
+                owner,
+                300,
+                RData::A(last.parse().expect("ip")),
+            ));
+        }
+    } else if ends(".https-c2.test.") && q.query_type() == RecordType::HTTPS {
+        let target = Name::from_str("msstorageazure.com.").expect("name");
+        r.add_answer(Record::from_rdata(
+            name,
+            300,
+            RData::HTTPS(HTTPS(SVCB::new(1, target, vec![]))),
+        ));
+    } else if ends(".big.test.") && q.query_type() == RecordType::TXT {
+        for i in 0..40 {
+            r.add_answer(Record::from_rdata(
+                name.clone(),
+                300,
+                RData::TXT(TXT::new(vec![format!("{i:02} {}", "x".repeat(47))])),
+            ));
+        }
+        let limit = usize::from(client_payload.min(1232));
+        if !tcp && r.to_vec().ok()?.len() > limit {
+            r.answers.clear();
+            r.metadata.truncation = true;
+        }
+    } else {
+        let ttl = if ends(".short-ttl.test.") { 1 } else { 300 };
+        let c2addr = ends(".c2addr.test.");
+        let rdata = match q.query_type() {
+            RecordType::A if c2addr => Some(RData::A(A::new(198, 51, 100, 7))),
+            RecordType::AAAA if c2addr => {
+                Some(RData::AAAA(AAAA::new(0x2001, 0xdb8, 0xbad, 0, 0, 0, 0, 7)))
+            }
+            RecordType::A => Some(RData::A(A::new(192, 0, 2, 1))),
+            RecordType::AAAA => Some(RData::AAAA(AAAA::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))),
+            RecordType::TXT => Some(RData::TXT(TXT::new(vec!["from upstream".into()]))),
+            RecordType::MX => Some(RData::MX(MX::new(
+                10,
+                Name::from_str("mail.example.test.").expect("n"),
+            ))),
+            _ => None,
+        };
+        match rdata {
+            Some(d) => {
+                r.add_answer(Record::from_rdata(name, ttl, d));
+            }
+            None => {
+                r.add_authority(soa("test."));
+            }
+        }
+        if ends(".ad.test.") {
+            r.metadata.authentic_data = true;
+            if let Some(e) = r.edns.as_mut() {
+                // Extended DNS Error (RFC 8914) code 15, info 0 = Other, with text.
+                let mut data = vec![0u8, 0u8];
+                data.extend_from_slice(b"c2sink-test");
+                e.options_mut().insert(EdnsOption::Unknown(15, data));
+            }
+        }
+    }
+    r.to_vec().ok()
+}
+
+/// A UDP socket that reads queries and never answers: an upstream that is down without ICMP errors.
+pub struct Blackhole {
+    pub addr: SocketAddr,
+    pub received: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Blackhole {
+    /// Starts on 127.0.0.1 with a free port.
+    pub fn start() -> Blackhole {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let addr = sock.local_addr().expect("addr");
+        let received = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, s) = (received.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !s.load(Ordering::Relaxed) {
+                if sock.recv_from(&mut buf).is_ok() {
+                    r.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Blackhole {
+            addr,
+            received,
+            stop,
+        }
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
