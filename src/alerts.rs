@@ -5,16 +5,13 @@
 //! One sender thread delivers it (webhook POST with retries and doubling backoff, and/or syslog). The query
 //! path never sees any of this: a dead webhook costs alerts (counted, logged once), never answers.
 //!
-//! The webhook client is a small HTTP/1.1 POST over a std `TcpStream` (plain `http://`): it needs no crate and
-//! no TLS stack. Slack and Teams only take `https://`; point `webhook` at a local relay for those (see
-//! docs/clients.md).
+//! The webhook client is ureq with rustls (already used for list feeds), so `https://` incoming webhooks of
+//! Slack, Teams and the like work directly; `[alerts] ca_file` trusts a private CA for an in-house relay.
 
 use crate::config::Config;
 use crate::events::{BlockEvent, Syslog, SyslogTarget, Tap};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -29,22 +26,24 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Where a webhook lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookUrl {
+    /// The URL as configured, for the HTTP client.
+    pub url: String,
+    /// Host and port, for log lines.
     pub host: String,
     pub port: u16,
     pub path: String,
 }
 
 impl WebhookUrl {
-    /// Reads `http://HOST[:PORT][/PATH]`.
+    /// Reads `http[s]://HOST[:PORT][/PATH]`.
     pub fn parse(s: &str) -> Result<WebhookUrl, String> {
-        if s.starts_with("https://") {
-            return Err(format!(
-                "\"{s}\": https is not built in; point this at a local http relay (see docs/clients.md)"
-            ));
-        }
-        let rest = s
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("\"{s}\": expected http://HOST[:PORT]/PATH"))?;
+        let (rest, default_port) = if let Some(r) = s.strip_prefix("https://") {
+            (r, 443)
+        } else if let Some(r) = s.strip_prefix("http://") {
+            (r, 80)
+        } else {
+            return Err(format!("\"{s}\": expected http(s)://HOST[:PORT]/PATH"));
+        };
         let (hostport, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -62,12 +61,13 @@ impl WebhookUrl {
         };
         let port = match port {
             Some(p) => p.parse().map_err(|_| format!("\"{s}\": bad port"))?,
-            None => 80,
+            None => default_port,
         };
         if host.is_empty() || path.contains([' ', '\r', '\n']) {
-            return Err(format!("\"{s}\": expected http://HOST[:PORT]/PATH"));
+            return Err(format!("\"{s}\": expected http(s)://HOST[:PORT]/PATH"));
         }
         Ok(WebhookUrl {
+            url: s.to_string(),
             host: host.to_string(),
             port,
             path: path.to_string(),
@@ -191,9 +191,9 @@ pub fn start(cfg: &Config) -> anyhow::Result<Option<(Tap<BlockEvent>, Arc<AlertS
     let stats = Arc::new(AlertStats::default());
     let mut sender = Sender {
         webhook,
+        agent: client(Duration::from_millis(a.timeout_ms), &a.ca_certs),
         syslog,
         retries: a.retries,
-        timeout: Duration::from_millis(a.timeout_ms),
         stats: stats.clone(),
         failing: false,
     };
@@ -215,9 +215,9 @@ pub fn start(cfg: &Config) -> anyhow::Result<Option<(Tap<BlockEvent>, Arc<AlertS
 
 struct Sender {
     webhook: Option<WebhookUrl>,
+    agent: ureq::Agent,
     syslog: Option<Syslog>,
     retries: u32,
-    timeout: Duration,
     stats: Arc<AlertStats>,
     failing: bool,
 }
@@ -244,7 +244,7 @@ impl Sender {
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-            match post(url, body, self.timeout) {
+            match post(&self.agent, url, body) {
                 Ok(status) if (200..300).contains(&status) => {
                     self.stats.sent.fetch_add(1, Ordering::Relaxed);
                     if std::mem::take(&mut self.failing) {
@@ -268,45 +268,36 @@ impl Sender {
     }
 }
 
-/// One HTTP/1.1 POST of a JSON body; returns the response status.
-pub fn post(url: &WebhookUrl, body: &[u8], timeout: Duration) -> std::io::Result<u16> {
-    let addr = (url.host.as_str(), url.port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other("webhook host has no address"))?;
-    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    let host = if url.host.contains(':') {
-        format!("[{}]:{}", url.host, url.port)
-    } else {
-        format!("{}:{}", url.host, url.port)
-    };
-    let head = format!(
-        "POST {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: c2sink/{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        url.path,
-        env!("CARGO_PKG_VERSION"),
-        body.len()
-    );
-    let mut req = head.into_bytes();
-    req.extend_from_slice(body);
-    s.write_all(&req)?;
-    // The status line is all we need: "HTTP/1.1 200 OK".
-    let mut buf = [0u8; 64];
-    let mut got = 0;
-    while got < 12 {
-        let n = s.read(&mut buf[got..])?;
-        if n == 0 {
-            break;
-        }
-        got += n;
+/// The HTTP client for webhooks (ureq, rustls): public roots, or only the CAs of `[alerts] ca_file`.
+pub fn client(
+    timeout: Duration,
+    ca_certs: &[rustls::pki_types::CertificateDer<'static>],
+) -> ureq::Agent {
+    let mut tls = ureq::tls::TlsConfig::builder();
+    if !ca_certs.is_empty() {
+        let roots: Vec<ureq::tls::Certificate<'static>> = ca_certs
+            .iter()
+            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&roots));
     }
-    let line = std::str::from_utf8(&buf[..got]).unwrap_or("");
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .filter(|_| line.starts_with("HTTP/1."))
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {line:?}")))
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .proxy(None)
+        .tls_config(tls.build())
+        .build()
+        .into()
+}
+
+/// One POST of a JSON body; returns the response status.
+pub fn post(agent: &ureq::Agent, url: &WebhookUrl, body: &[u8]) -> Result<u16, ureq::Error> {
+    let resp = agent
+        .post(&url.url)
+        .header("Content-Type", "application/json")
+        .header("User-Agent", concat!("c2sink/", env!("CARGO_PKG_VERSION")))
+        .send(body)?;
+    Ok(resp.status().as_u16())
 }
 
 #[cfg(test)]
@@ -415,11 +406,12 @@ mod tests {
         );
         let u = WebhookUrl::parse("http://[::1]:9/x").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 9));
-        assert!(
-            WebhookUrl::parse("https://hooks.slack.com/x")
-                .unwrap_err()
-                .contains("relay")
+        let u = WebhookUrl::parse("https://hooks.slack.com/services/T0/B0/x").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("hooks.slack.com", 443, "/services/T0/B0/x")
         );
+        assert_eq!(u.url, "https://hooks.slack.com/services/T0/B0/x");
         assert!(WebhookUrl::parse("ftp://x").is_err());
         assert!(WebhookUrl::parse("http://h:notaport/").is_err());
     }

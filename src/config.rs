@@ -728,6 +728,12 @@ pub struct AlertsConfig {
     /// Connect/read time allowed for one webhook delivery.
     #[serde(default = "default_alert_timeout_ms")]
     pub timeout_ms: u64,
+    /// PEM file of the CA(s) to trust for an `https://` webhook instead of the public roots (a private relay).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The certificates read from `ca_file` at load time.
+    #[serde(skip)]
+    pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 fn default_alert_window() -> String {
@@ -752,6 +758,8 @@ impl Default for AlertsConfig {
             max_per_minute: default_max_per_minute(),
             retries: default_retries(),
             timeout_ms: default_alert_timeout_ms(),
+            ca_file: None,
+            ca_certs: Vec::new(),
         }
     }
 }
@@ -950,6 +958,16 @@ impl Config {
                 Err(message) => problems.push(Problem {
                     file: path.to_path_buf(),
                     key: "upstream.ca_file".into(),
+                    message,
+                }),
+            }
+        }
+        if let Some(f) = cfg.alerts.ca_file.clone() {
+            match load_ca_file(&cfg.resolve(&f)) {
+                Ok(certs) => cfg.alerts.ca_certs = certs,
+                Err(message) => problems.push(Problem {
+                    file: path.to_path_buf(),
+                    key: "alerts.ca_file".into(),
                     message,
                 }),
             }
@@ -1551,7 +1569,7 @@ servers = ["127.0.0.1:53"]
         let e = parse(&format!(
             "{GOOD}[log]\nrotate_size = \"10 parsecs\"\nrotate_every = \"soon\"\nsyslog = \"tcp://x\"\n\
              [clients]\nnames = {{ \"not-an-address\" = \"x\", \"10.0.0.1\" = \"\" }}\nrefresh_ms = 5\n\
-             [alerts]\nwebhook = \"https://hooks.example/x\"\nwindow = \"0s\"\n"
+             [alerts]\nwebhook = \"ftp://hooks.example/x\"\nwindow = \"0s\"\nca_file = \"/nonexistent/ca.pem\"\n"
         ))
         .unwrap_err();
         let keys: Vec<&str> = e.0.iter().map(|p| p.key.as_str()).collect();
@@ -1565,7 +1583,8 @@ servers = ["127.0.0.1:53"]
                 "alerts.window",
                 "clients.names.\"10.0.0.1\"",
                 "clients.names.\"not-an-address\"",
-                "clients.refresh_ms"
+                "clients.refresh_ms",
+                "alerts.ca_file"
             ],
             "{e}"
         );

@@ -13,17 +13,35 @@ const C2: &str = "akamaicontainer.com";
 
 /// A loopback webhook that answers the first `fail_first` requests with 503, then 200, and keeps every body.
 fn receiver(fail_first: usize) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    receiver_with(fail_first, None)
+}
+
+/// The same webhook, over HTTPS when `tls` is given.
+fn receiver_with(
+    fail_first: usize,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hooks/c2sink", l.local_addr().unwrap());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}/hooks/c2sink", l.local_addr().unwrap());
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let keep = bodies.clone();
     std::thread::spawn(move || {
         let mut n = 0;
         for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let mut r = BufReader::new(s.try_clone().unwrap());
+            let Ok(s) = s else { continue };
+            let stream: Box<dyn ReadWrite> = match &tls {
+                Some(cfg) => {
+                    let conn = rustls::ServerConnection::new(cfg.clone()).unwrap();
+                    Box::new(rustls::StreamOwned::new(conn, s))
+                }
+                None => Box::new(s),
+            };
+            let mut r = BufReader::new(stream);
             let mut line = String::new();
-            r.read_line(&mut line).unwrap();
+            if r.read_line(&mut line).is_err() {
+                continue; // a client that gave up on the TLS handshake
+            }
             assert!(line.starts_with("POST /hooks/c2sink HTTP/1.1"), "{line}");
             let mut len = 0;
             loop {
@@ -47,12 +65,20 @@ fn receiver(fail_first: usize) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
             keep.lock()
                 .unwrap()
                 .push(serde_json::from_slice(&body).unwrap());
-            let _ =
-                s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+            let s = r.get_mut();
+            let _ = s.write_all(
+                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+            let _ = s.flush();
         }
     });
     (url, bodies)
 }
+
+/// A byte stream in either direction (plain TCP or TLS over it).
+trait ReadWrite: Read + Write + Send {}
+impl<T: Read + Write + Send> ReadWrite for T {}
 
 fn wait_count(v: &Arc<Mutex<Vec<serde_json::Value>>>, n: usize, within: Duration) {
     let until = Instant::now() + within;
@@ -147,5 +173,73 @@ fn a_failing_webhook_is_retried_and_a_dead_one_never_affects_dns() {
         stderr.matches("cannot deliver alerts").count(),
         1,
         "{stderr}"
+    );
+}
+
+/// A TLS server config for `127.0.0.1` signed by a throwaway CA named `ca`; returns it and the CA's PEM.
+fn tls_for_loopback(ca: &str) -> (Arc<rustls::ServerConfig>, String) {
+    let (ca_pem, chain, key) = pki(ca, "127.0.0.1");
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    (Arc::new(cfg), ca_pem)
+}
+
+#[test]
+fn https_webhook_gets_the_alert_and_an_untrusted_certificate_is_refused() {
+    let dir = tempdir("alerts-https");
+    // Slack/Teams-style: an https:// incoming webhook, here with a private CA given in ca_file.
+    let (tls, ca_pem) = tls_for_loopback("c2sink test CA");
+    let (url, bodies) = receiver_with(0, Some(tls));
+    std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
+    let c = C2sink::start_in(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\n[alerts]\nwebhook = \"{url}\"\nca_file = \"{}\"\n",
+            dir.join("e.log").display(),
+            dir.join("ca.pem").display()
+        ),
+    );
+    c.udp("127.0.0.2", C2, 1);
+    wait_count(&bodies, 1, Duration::from_secs(10));
+    c.stop();
+    let got = bodies.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["client_ip"], "127.0.0.2");
+    assert!(
+        got[0]["text"].as_str().is_some_and(|t| t.contains(C2)),
+        "{got:?}"
+    );
+
+    // The same server, but c2sink trusts another CA: nothing is delivered, DNS is unaffected.
+    let (tls, _) = tls_for_loopback("c2sink test CA");
+    let (url, bodies) = receiver_with(0, Some(tls));
+    let (_, other_ca) = tls_for_loopback("an impostor CA");
+    std::fs::write(dir.join("other.pem"), &other_ca).unwrap();
+    let c = C2sink::start_in(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\n[alerts]\nwebhook = \"{url}\"\nca_file = \"{}\"\nretries = 0\n",
+            dir.join("e2.log").display(),
+            dir.join("other.pem").display()
+        ),
+    );
+    assert_eq!(rcode_and_answers(&c.udp("127.0.0.2", C2, 1)), (0, 1));
+    assert!(
+        c.wait_for_log("cannot deliver alerts", Duration::from_secs(5)),
+        "{}",
+        c.log()
+    );
+    c.stop();
+    assert!(
+        bodies.lock().unwrap().is_empty(),
+        "no alert over an untrusted TLS connection"
     );
 }

@@ -3,11 +3,13 @@
 #![allow(dead_code, unused_imports)]
 
 mod client;
+mod pki;
 mod raw;
 mod server;
 mod upstream;
 
 pub use client::*;
+pub use pki::*;
 pub use raw::*;
 pub use server::*;
 pub use upstream::*;
