@@ -2,7 +2,7 @@
 //! unlisted names, and loading from a plain file. Memory is measured by bench/lists.sh.
 
 use c2sink::blocklist::{List, Lists, synthetic};
-use c2sink::config::{ListConfig, ListFormat, ListKind};
+use c2sink::config::{ListConfig, ListFormat};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -22,14 +22,8 @@ fn sizes() -> &'static [usize] {
 
 fn config(path: &Path) -> ListConfig {
     ListConfig {
-        name: "bench".into(),
-        path: path.to_path_buf(),
         format: ListFormat::Domains,
-        kind: ListKind::Block,
-        action: None,
-        ipv4: None,
-        ipv6: None,
-        ..Default::default()
+        ..ListConfig::local("bench".into(), path.to_path_buf())
     }
 }
 

@@ -6,7 +6,7 @@
 //! `cargo run --release --example list_probe -- 1000000 --write PATH` only writes the list to PATH.
 
 use c2sink::blocklist::{List, Lists, synthetic};
-use c2sink::config::{ListConfig, ListFormat, ListKind};
+use c2sink::config::{ListConfig, ListFormat};
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -100,14 +100,8 @@ fn main() {
     synthetic::write_list(&path, n, 1).expect("write list");
     let file_mb = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
     let cfg = ListConfig {
-        name: "probe".into(),
-        path: path.clone(),
         format: ListFormat::Domains,
-        kind: ListKind::Block,
-        action: None,
-        ipv4: None,
-        ipv6: None,
-        ..Default::default()
+        ..ListConfig::local("probe".into(), path.clone())
     };
 
     let rss0 = status_kb("VmRSS:");

@@ -374,15 +374,7 @@ impl ListConfig {
         ListConfig {
             name,
             path,
-            format: ListFormat::default(),
-            kind: ListKind::default(),
-            action: None,
-            ipv4: None,
-            ipv6: None,
-            url: None,
-            refresh: None,
-            max_shrink: None,
-            sha256: None,
+            ..ListConfig::default()
         }
     }
 }

@@ -176,20 +176,14 @@ impl List {
             f => f,
         };
         let allow_list = cfg.kind == ListKind::Allow;
-        let mut list = List {
-            name: Arc::from(cfg.name.as_str()),
-            config: cfg.clone(),
-            path: path.to_path_buf(),
-            format,
-            block: DomainSet::with_capacity(if allow_list { 0 } else { estimate }),
-            allow: DomainSet::with_capacity(if allow_list { estimate } else { 0 }),
-            addrs: IpSet::default(),
-            local: HashMap::new(),
-            counts: Counts::default(),
-            problems: Vec::new(),
-            skips: Vec::new(),
-            stamp,
+        let mut list = List::empty(cfg, path, format, stamp);
+        let (block_cap, allow_cap) = if allow_list {
+            (0, estimate)
+        } else {
+            (estimate, 0)
         };
+        list.block = DomainSet::with_capacity(block_cap);
+        list.allow = DomainSet::with_capacity(allow_cap);
         let mut parser = LineParser::new(format);
         let mut too_big = false;
         let mut add = |line: u32, item: Item<'_>| {
@@ -312,17 +306,13 @@ impl List {
         );
     }
 
-    /// Reads an address list: one IPv4/IPv6 address or CIDR network per line, `#` comments.
-    fn load_addresses(
-        cfg: &ListConfig,
-        path: &Path,
-        stamp: Option<FileStamp>,
-    ) -> Result<List, LoadProblem> {
-        let mut list = List {
+    /// A list with no rules yet, for the loaders to fill.
+    fn empty(cfg: &ListConfig, path: &Path, format: ListFormat, stamp: Option<FileStamp>) -> List {
+        List {
             name: Arc::from(cfg.name.as_str()),
             config: cfg.clone(),
             path: path.to_path_buf(),
-            format: ListFormat::Domains,
+            format,
             block: DomainSet::with_capacity(0),
             allow: DomainSet::with_capacity(0),
             addrs: IpSet::default(),
@@ -331,7 +321,16 @@ impl List {
             problems: Vec::new(),
             skips: Vec::new(),
             stamp,
-        };
+        }
+    }
+
+    /// Reads an address list: one IPv4/IPv6 address or CIDR network per line, `#` comments.
+    fn load_addresses(
+        cfg: &ListConfig,
+        path: &Path,
+        stamp: Option<FileStamp>,
+    ) -> Result<List, LoadProblem> {
+        let mut list = List::empty(cfg, path, ListFormat::Domains, stamp);
         let mut lines = 0u64;
         for_each_line(path, |line, text| {
             lines += 1;
