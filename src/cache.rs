@@ -40,7 +40,10 @@ pub struct Cache {
 }
 
 /// Builds the cache key on the stack: flags, type, class, then the lower-case name.
-fn key_of(q: &Query<'_>, buf: &mut [u8; 320]) -> usize {
+/// Room for any key: flags, type, class and the longest name text (255 wire octets, each at most `\DDD`).
+const KEY_MAX: usize = 5 + 255 * 4;
+
+fn key_of(q: &Query<'_>, buf: &mut [u8; KEY_MAX]) -> usize {
     let e = q.edns;
     let flags = u8::from(e.is_some())
         | (u8::from(e.is_some_and(|e| e.dnssec_ok)) << 1)
@@ -78,7 +81,7 @@ impl Cache {
 
     /// A cached answer to `query` (raw bytes `raw`), ready to send, or `None`.
     pub fn get(&self, query: &Query<'_>, raw: &[u8]) -> Option<Hit> {
-        let mut kb = [0u8; 320];
+        let mut kb = [0u8; KEY_MAX];
         let klen = key_of(query, &mut kb);
         let key = &kb[..klen];
         let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
@@ -121,7 +124,7 @@ impl Cache {
         if ttl == 0 {
             return false;
         }
-        let mut kb = [0u8; 320];
+        let mut kb = [0u8; KEY_MAX];
         let klen = key_of(query, &mut kb);
         let key = &kb[..klen];
         let entry = Entry {
@@ -174,5 +177,36 @@ impl Cache {
     /// True when nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::parse_query;
+
+    /// A query whose labels are made of `fill` octets (escaped as `\DDD` in the name text).
+    fn query(fill: u8, last: u8) -> Vec<u8> {
+        let mut m = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for i in 0..4 {
+            m.push(60);
+            m.extend(std::iter::repeat_n(fill, 59));
+            m.push(if i == 3 { last } else { fill });
+        }
+        m.push(0);
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        m
+    }
+
+    #[test]
+    fn long_escaped_names_get_distinct_keys() {
+        // 244 octets that each print as four characters: about 980 characters of name text.
+        let (a, b) = (query(0x01, 0x02), query(0x01, 0x03));
+        let (qa, qb) = (parse_query(&a).expect("a"), parse_query(&b).expect("b"));
+        assert!(qa.name.len() > 900);
+        let (mut ka, mut kb) = ([0u8; KEY_MAX], [0u8; KEY_MAX]);
+        let (la, lb) = (key_of(&qa, &mut ka), key_of(&qb, &mut kb));
+        assert_eq!(la, 5 + qa.name.len(), "the whole name is in the key");
+        assert_ne!(ka[..la], kb[..lb]);
     }
 }
