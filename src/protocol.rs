@@ -110,14 +110,7 @@ mod tests {
     use crate::wire::{Header, answer_shape, parse_query};
 
     fn query(name: &str, qtype: u16, opt: Option<(u8, bool)>) -> Vec<u8> {
-        let mut m = vec![0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        for l in name.split('.') {
-            m.push(l.len() as u8);
-            m.extend_from_slice(l.as_bytes());
-        }
-        m.push(0);
-        m.extend_from_slice(&qtype.to_be_bytes());
-        m.extend_from_slice(&1u16.to_be_bytes());
+        let mut m = wire::test_message(0x4242, 0x0100, name, qtype);
         if let Some((version, dnssec_ok)) = opt {
             wire::push_opt(&mut m, 4096, dnssec_ok);
             let n = m.len();

@@ -218,15 +218,7 @@ mod tests {
     use crate::wire::{Header, answer_shape, parse_query};
 
     fn q(name: &str, qtype: u16) -> Vec<u8> {
-        let mut m = vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        for l in name.split('.') {
-            m.push(l.len() as u8);
-            m.extend_from_slice(l.as_bytes());
-        }
-        m.push(0);
-        m.extend_from_slice(&qtype.to_be_bytes());
-        m.extend_from_slice(&1u16.to_be_bytes());
-        m
+        crate::wire::test_message(0xabcd, 0x0100, name, qtype)
     }
 
     fn sink(mode: SinkholeMode) -> Sinkhole {

@@ -552,19 +552,7 @@ mod tests {
         assert_eq!(u.order(), vec![0, 1]);
     }
 
-    fn message(id: u16, flags: u16, name: &str, qtype: u16) -> Vec<u8> {
-        let mut m = id.to_be_bytes().to_vec();
-        m.extend_from_slice(&flags.to_be_bytes());
-        m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
-        for l in name.split('.') {
-            m.push(l.len() as u8);
-            m.extend_from_slice(l.as_bytes());
-        }
-        m.push(0);
-        m.extend_from_slice(&qtype.to_be_bytes());
-        m.extend_from_slice(&1u16.to_be_bytes());
-        m
-    }
+    use crate::wire::test_message as message;
 
     #[test]
     fn answer_must_echo_our_id_and_question_up_to_case() {

@@ -625,6 +625,22 @@ pub fn type_name(t: u16) -> std::borrow::Cow<'static, str> {
     std::borrow::Cow::Borrowed(s)
 }
 
+/// A one-question message (class IN) for unit tests of the modules that read or answer queries.
+#[cfg(test)]
+pub(crate) fn test_message(id: u16, flags: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut m = id.to_be_bytes().to_vec();
+    m.extend_from_slice(&flags.to_be_bytes());
+    m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    for l in name.split('.') {
+        m.push(l.len() as u8);
+        m.extend_from_slice(l.as_bytes());
+    }
+    m.push(0);
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
