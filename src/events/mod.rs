@@ -6,9 +6,11 @@
 //! answering. When the queue is full or the disk fails, records are counted as dropped and the problem is
 //! logged once (and its end once). File logs rotate and reopen ([`logfile`]); events can go to syslog too.
 
+pub mod line;
 pub mod logfile;
 pub mod syslog;
 
+pub use line::LineFormat;
 pub use logfile::{LogFile, Rotation};
 pub use syslog::{Syslog, SyslogTarget};
 
@@ -44,6 +46,18 @@ pub enum Protocol {
     Doh,
 }
 
+impl Protocol {
+    /// The name written in logs (the same as its serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Udp => "udp",
+            Protocol::Tcp => "tcp",
+            Protocol::Dot => "dot",
+            Protocol::Doh => "doh",
+        }
+    }
+}
+
 /// One blocked query, as captured on the query path.
 #[derive(Debug, Clone)]
 pub struct BlockEvent {
@@ -61,29 +75,6 @@ pub struct BlockEvent {
     pub via: Option<Box<str>>,
     /// The names the answer pointed at, in order (only with `via`).
     pub chain: Vec<String>,
-}
-
-/// The JSON line written for a block event (field names are part of c2sink's interface).
-#[derive(Serialize)]
-struct Line<'a> {
-    ts: String,
-    kind: &'static str,
-    client_ip: String,
-    client_port: u16,
-    client_mac: Option<String>,
-    client_hostname: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_subnet: Option<String>,
-    protocol: Protocol,
-    qname: &'a str,
-    qtype: std::borrow::Cow<'static, str>,
-    list: &'a str,
-    rule: &'a str,
-    action: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    via: Option<&'a str>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    chain: &'a [String],
 }
 
 /// A line of the event log: a blocked query, or a connection to the sinkhole host.
@@ -114,10 +105,11 @@ struct ConnectionLine<'a> {
 }
 
 impl Record for Event {
-    fn to_json(&self) -> String {
+    fn write_json(&self, f: &mut LineFormat, out: &mut Vec<u8>) {
         match self {
-            Event::Block(b) => b.to_json(),
+            Event::Block(b) => b.write_json(f, out),
             Event::Connection(c) => {
+                // Rare (one per connection to the sinkhole host): serde is fine here.
                 let line = ConnectionLine {
                     ts: humantime::format_rfc3339_millis(c.conn.time).to_string(),
                     kind: "connection",
@@ -128,7 +120,14 @@ impl Record for Event {
                     protocol: "tcp",
                     conn: &c.conn,
                 };
-                serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+                match serde_json::to_vec(&line) {
+                    Ok(v) => out.extend_from_slice(&v),
+                    Err(e) => {
+                        out.extend_from_slice(b"{\"error\":");
+                        line::display(out, e);
+                        out.push(b'}');
+                    }
+                }
             }
         }
     }
@@ -142,32 +141,82 @@ impl Record for Event {
 
 /// Something a log writer turns into one JSON line.
 pub trait Record: Send + 'static {
-    /// The record as one JSON line (no newline).
-    fn to_json(&self) -> String;
+    /// Appends the record as one JSON line (no newline) to `out`.
+    fn write_json(&self, f: &mut LineFormat, out: &mut Vec<u8>);
     /// When it happened.
     fn time(&self) -> SystemTime;
 }
 
+/// The fields every line starts with: time, kind, and who sent it.
+fn write_head(
+    f: &mut LineFormat,
+    out: &mut Vec<u8>,
+    (time, digits): (SystemTime, u32),
+    kind: &str,
+    client: SocketAddr,
+    mac: Option<crate::clients::Mac>,
+    hostname: Option<&str>,
+) {
+    out.extend_from_slice(b"{\"ts\":\"");
+    f.time(out, time, digits);
+    out.extend_from_slice(b"\",\"kind\":");
+    line::string(out, kind);
+    line::key(out, "client_ip");
+    line::ip(out, client.ip());
+    line::key(out, "client_port");
+    line::decimal(out, u64::from(client.port()));
+    line::key(out, "client_mac");
+    match mac {
+        Some(m) => line::display(out, m),
+        None => out.extend_from_slice(b"null"),
+    }
+    line::key(out, "client_hostname");
+    line::opt_str(out, hostname);
+}
+
 impl Record for BlockEvent {
-    fn to_json(&self) -> String {
-        let line = Line {
-            ts: humantime::format_rfc3339_millis(self.time).to_string(),
-            kind: "block",
-            client_ip: self.client.ip().to_canonical().to_string(),
-            client_port: self.client.port(),
-            client_mac: self.who.mac.map(|m| m.to_string()),
-            client_hostname: self.who.hostname.as_deref(),
-            client_subnet: self.who.subnet.map(|(a, p)| format!("{a}/{p}")),
-            protocol: self.protocol,
-            qname: &self.qname,
-            qtype: crate::wire::type_name(self.qtype),
-            list: &self.list,
-            rule: &self.rule,
-            action: self.action,
-            via: self.via.as_deref(),
-            chain: &self.chain,
-        };
-        serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    fn write_json(&self, f: &mut LineFormat, out: &mut Vec<u8>) {
+        write_head(
+            f,
+            out,
+            (self.time, 3),
+            "block",
+            self.client,
+            self.who.mac,
+            self.who.hostname.as_deref(),
+        );
+        if let Some((a, p)) = self.who.subnet {
+            line::key(out, "client_subnet");
+            line::display(out, format_args!("{a}/{p}"));
+        }
+        line::key(out, "protocol");
+        line::string(out, self.protocol.as_str());
+        line::key(out, "qname");
+        line::string(out, &self.qname);
+        line::key(out, "qtype");
+        line::string(out, &crate::wire::type_name(self.qtype));
+        line::key(out, "list");
+        line::string(out, &self.list);
+        line::key(out, "rule");
+        line::string(out, &self.rule);
+        line::key(out, "action");
+        line::string(out, self.action);
+        if let Some(via) = &self.via {
+            line::key(out, "via");
+            line::string(out, via);
+        }
+        if !self.chain.is_empty() {
+            line::key(out, "chain");
+            out.push(b'[');
+            for (i, c) in self.chain.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                line::string(out, c);
+            }
+            out.push(b']');
+        }
+        out.push(b'}');
     }
     fn time(&self) -> SystemTime {
         self.time
@@ -177,7 +226,9 @@ impl Record for BlockEvent {
 impl BlockEvent {
     /// The event as one JSON line (no newline).
     pub fn to_json(&self) -> String {
-        Record::to_json(self)
+        let mut out = Vec::with_capacity(256);
+        self.write_json(&mut LineFormat::default(), &mut out);
+        String::from_utf8_lossy(&out).into_owned()
     }
 }
 
@@ -197,37 +248,28 @@ pub struct QueryRecord {
     pub who: Identity,
 }
 
-#[derive(Serialize)]
-struct QueryLine<'a> {
-    ts: String,
-    kind: &'static str,
-    client_ip: String,
-    client_port: u16,
-    client_mac: Option<String>,
-    client_hostname: Option<&'a str>,
-    protocol: Protocol,
-    qname: &'a str,
-    qtype: std::borrow::Cow<'static, str>,
-    outcome: Outcome,
-    latency_us: u64,
-}
-
 impl Record for QueryRecord {
-    fn to_json(&self) -> String {
-        let line = QueryLine {
-            ts: humantime::format_rfc3339_micros(self.time).to_string(),
-            kind: "query",
-            client_ip: self.client.ip().to_canonical().to_string(),
-            client_port: self.client.port(),
-            client_mac: self.who.mac.map(|m| m.to_string()),
-            client_hostname: self.who.hostname.as_deref(),
-            protocol: self.protocol,
-            qname: &self.qname,
-            qtype: crate::wire::type_name(self.qtype),
-            outcome: self.outcome,
-            latency_us: self.latency_us,
-        };
-        serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    fn write_json(&self, f: &mut LineFormat, out: &mut Vec<u8>) {
+        write_head(
+            f,
+            out,
+            (self.time, 6),
+            "query",
+            self.client,
+            self.who.mac,
+            self.who.hostname.as_deref(),
+        );
+        line::key(out, "protocol");
+        line::string(out, self.protocol.as_str());
+        line::key(out, "qname");
+        line::string(out, &self.qname);
+        line::key(out, "qtype");
+        line::string(out, &crate::wire::type_name(self.qtype));
+        line::key(out, "outcome");
+        line::string(out, self.outcome.as_str());
+        line::key(out, "latency_us");
+        line::decimal(out, self.latency_us);
+        out.push(b'}');
     }
     fn time(&self) -> SystemTime {
         self.time
@@ -281,6 +323,7 @@ impl<T: Record> Journal<T> {
             what,
             failing: false,
             dropped_at_failure: 0,
+            format: LineFormat::default(),
         };
         let writer = std::thread::Builder::new()
             .name(format!("c2sink-{what}"))
@@ -328,6 +371,7 @@ struct Writer<T> {
     what: &'static str,
     failing: bool,
     dropped_at_failure: u64,
+    format: LineFormat,
 }
 
 impl<T: Record> Writer<T> {
@@ -351,10 +395,11 @@ impl<T: Record> Writer<T> {
             let mut next = Some(first);
             // Drain what is queued into one write: whole lines only, few syscalls under load.
             while let Some(r) = next {
-                let json = r.to_json();
+                let start = batch.len();
+                r.write_json(&mut self.format, &mut batch);
                 if let Some(s) = self.syslog.as_mut() {
                     let ts = humantime::format_rfc3339_millis(r.time()).to_string();
-                    if s.send(&ts, "block", json.as_bytes()).is_err()
+                    if s.send(&ts, "block", &batch[start..]).is_err()
                         && self.stats.syslog_failed.fetch_add(1, Ordering::Relaxed) == 0
                     {
                         tracing::error!("cannot send events to syslog (counting failures)");
@@ -363,7 +408,6 @@ impl<T: Record> Writer<T> {
                 if let Some(tap) = self.tap.as_mut() {
                     tap(&r);
                 }
-                batch.extend_from_slice(json.as_bytes());
                 batch.push(b'\n');
                 lines += 1;
                 next = if batch.len() < BATCH_BYTES {
@@ -549,5 +593,158 @@ impl Events {
 impl Drop for Events {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::Mac;
+    use serde::Serialize;
+
+    /// The lines as serde_json wrote them before they were written by hand: the interface to keep.
+    #[derive(Serialize)]
+    struct SerdeBlock<'a> {
+        ts: String,
+        kind: &'static str,
+        client_ip: String,
+        client_port: u16,
+        client_mac: Option<String>,
+        client_hostname: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_subnet: Option<String>,
+        protocol: Protocol,
+        qname: &'a str,
+        qtype: std::borrow::Cow<'static, str>,
+        list: &'a str,
+        rule: &'a str,
+        action: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        via: Option<&'a str>,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        chain: &'a [String],
+    }
+
+    #[derive(Serialize)]
+    struct SerdeQuery<'a> {
+        ts: String,
+        kind: &'static str,
+        client_ip: String,
+        client_port: u16,
+        client_mac: Option<String>,
+        client_hostname: Option<&'a str>,
+        protocol: Protocol,
+        qname: &'a str,
+        qtype: std::borrow::Cow<'static, str>,
+        outcome: Outcome,
+        latency_us: u64,
+    }
+
+    fn block(client: &str, qname: &str, who: Attribution, via: Option<&str>) -> BlockEvent {
+        BlockEvent {
+            time: std::time::UNIX_EPOCH + Duration::from_nanos(1_764_253_395_695_123_456),
+            client: client.parse().unwrap(),
+            protocol: Protocol::Dot,
+            qname: qname.into(),
+            qtype: 65,
+            list: "3cx \"c2\"".into(),
+            rule: "*.example.com".into(),
+            action: "nxdomain",
+            who,
+            via: via.map(Into::into),
+            chain: via
+                .map(|v| vec!["a.cdn.net".to_string(), v.to_string()])
+                .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn block_lines_are_byte_identical_to_serde_json() {
+        let plain = Attribution::default();
+        let full = Attribution {
+            mac: Some(Mac([0x02, 0, 0x5e, 0x10, 0xab, 0xff])),
+            hostname: Some("pc \"7\"\n".into()),
+            subnet: Some(("192.0.2.0".parse().unwrap(), 24)),
+        };
+        let events = [
+            block("10.1.2.3:53000", "beacon.example.com", plain.clone(), None),
+            block(
+                "[::ffff:10.1.2.3]:1",
+                "x\\y\u{1}.example.com",
+                full.clone(),
+                None,
+            ),
+            block(
+                "[2001:db8::7]:65535",
+                "bücher.example.com",
+                full,
+                Some("c2.evil.net"),
+            ),
+            block("127.0.0.1:0", "", plain, Some("203.0.113.9")),
+        ];
+        for e in &events {
+            let serde = SerdeBlock {
+                ts: humantime::format_rfc3339_millis(e.time).to_string(),
+                kind: "block",
+                client_ip: e.client.ip().to_canonical().to_string(),
+                client_port: e.client.port(),
+                client_mac: e.who.mac.map(|m| m.to_string()),
+                client_hostname: e.who.hostname.as_deref(),
+                client_subnet: e.who.subnet.map(|(a, p)| format!("{a}/{p}")),
+                protocol: e.protocol,
+                qname: &e.qname,
+                qtype: crate::wire::type_name(e.qtype),
+                list: &e.list,
+                rule: &e.rule,
+                action: e.action,
+                via: e.via.as_deref(),
+                chain: &e.chain,
+            };
+            assert_eq!(e.to_json(), serde_json::to_string(&serde).unwrap());
+        }
+    }
+
+    #[test]
+    fn query_lines_are_byte_identical_to_serde_json() {
+        for (client, who) in [
+            ("10.0.0.1:5353", Identity::default()),
+            (
+                "[fe80::1]:40000",
+                Identity {
+                    mac: Some(Mac([1, 2, 3, 4, 5, 6])),
+                    hostname: Some("printer".into()),
+                },
+            ),
+        ] {
+            let q = QueryRecord {
+                time: std::time::UNIX_EPOCH + Duration::from_nanos(1_764_253_395_000_001_999),
+                client: client.parse().unwrap(),
+                protocol: Protocol::Tcp,
+                qname: "www.example.org".into(),
+                qtype: 28,
+                outcome: Outcome::Cached,
+                latency_us: 1234,
+                who: who.clone(),
+            };
+            let serde = SerdeQuery {
+                ts: humantime::format_rfc3339_micros(q.time).to_string(),
+                kind: "query",
+                client_ip: q.client.ip().to_canonical().to_string(),
+                client_port: q.client.port(),
+                client_mac: q.who.mac.map(|m| m.to_string()),
+                client_hostname: q.who.hostname.as_deref(),
+                protocol: q.protocol,
+                qname: &q.qname,
+                qtype: crate::wire::type_name(q.qtype),
+                outcome: q.outcome,
+                latency_us: q.latency_us,
+            };
+            let mut out = Vec::new();
+            q.write_json(&mut LineFormat::default(), &mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&serde).unwrap()
+            );
+        }
     }
 }
