@@ -29,5 +29,6 @@ pub mod sinkhole;
 pub mod telemetry;
 pub mod tls_listen;
 pub mod trap;
+pub mod udp_batch;
 pub mod upstream;
 pub mod wire;

@@ -9,6 +9,7 @@
 use crate::admission::{Admission, Admit};
 use crate::events::Protocol;
 use crate::pipeline::{Client, Decision, Pipeline};
+use crate::udp_batch;
 use socket2::{Domain, Socket, Type};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -96,7 +97,8 @@ pub fn bind(addr: SocketAddr, udp_sockets: usize) -> std::io::Result<Bound> {
     Err(last_err.unwrap_or_else(|| std::io::Error::other("no free port for UDP and TCP")))
 }
 
-/// Serves queries on one UDP socket until shutdown.
+/// Serves queries on one UDP socket until shutdown: each burst of waiting datagrams is read in one call,
+/// and the answers ready at once (blocked, cached, refused) leave together in another ([`udp_batch`]).
 pub async fn serve_udp(
     sock: UdpSocket,
     admission: Arc<Admission>,
@@ -106,59 +108,54 @@ pub async fn serve_udp(
     shutdown: CancellationToken,
 ) {
     let sock = Arc::new(sock);
-    let mut buf = vec![0u8; UDP_BUF];
+    let mut rx = udp_batch::Receiver::new(UDP_BUF);
+    let mut tx = udp_batch::Sender::default();
     // One shutdown waiter for the life of the loop, not one registered and dropped per datagram; it is
     // polled (which takes a lock) only when no datagram is waiting.
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
     loop {
-        let (n, src) = tokio::select! {
+        tokio::select! {
             biased;
-            r = sock.recv_from(&mut buf) => match r {
-                Ok(v) => v,
-                Err(e) => {
-                    // ICMP errors from earlier sends surface here on some systems: keep serving.
-                    tracing::debug!(error = %e, "udp receive error");
-                    continue;
-                }
+            r = rx.recv(&sock) => if let Err(e) = r {
+                // ICMP errors from earlier sends surface here on some systems: keep serving.
+                tracing::debug!(error = %e, "udp receive error");
+                continue;
             },
             _ = &mut cancelled => return,
-        };
-        let client = Client {
-            addr: src,
-            protocol: Protocol::Udp,
-        };
-        let raw = &buf[..n];
-        match admission.check(src.ip(), raw) {
-            Admit::Pass => {}
-            Admit::Reply(r) => {
-                let _ = sock.send_to(&r, src).await;
-                continue;
-            }
-            Admit::Drop => continue,
         }
-        match pipeline.decide(raw, &client) {
-            Decision::Reply(r) => {
-                let _ = sock.send_to(&r, src).await;
+        for (raw, src) in rx.iter() {
+            let client = Client {
+                addr: src,
+                protocol: Protocol::Udp,
+            };
+            match admission.check(src.ip(), raw) {
+                Admit::Pass => {}
+                Admit::Reply(r) => {
+                    tx.push(src, r);
+                    continue;
+                }
+                Admit::Drop => continue,
             }
-            Decision::Drop => {}
-            Decision::Forward => match inflight.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    let raw = raw.to_vec();
-                    let (sock, pipeline) = (sock.clone(), pipeline.clone());
-                    tracker.spawn(async move {
-                        if let Some(r) = pipeline.forward(&raw, &client).await {
-                            let _ = sock.send_to(&r, src).await;
-                        }
-                        drop(permit);
-                    });
-                }
-                Err(_) => {
-                    let r = pipeline.shed(raw);
-                    let _ = sock.send_to(&r, src).await;
-                }
-            },
+            match pipeline.decide(raw, &client) {
+                Decision::Reply(r) => tx.push(src, r),
+                Decision::Drop => {}
+                Decision::Forward => match inflight.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let raw = raw.to_vec();
+                        let (sock, pipeline) = (sock.clone(), pipeline.clone());
+                        tracker.spawn(async move {
+                            if let Some(r) = pipeline.forward(&raw, &client).await {
+                                let _ = sock.send_to(&r, src).await;
+                            }
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => tx.push(src, pipeline.shed(raw)),
+                },
+            }
         }
+        tx.flush(&sock).await;
     }
 }
 
