@@ -1,16 +1,15 @@
 //! The answer cache: upstream answers kept in wire format and replayed with ID, question case and TTLs patched.
 //!
 //! Keyed by (name, type, class, EDNS, DO, CD) so a DNSSEC-aware client never gets an answer fetched
-//! for a client that was not, and the reverse.
+//! for a client that was not, and the reverse. When full, the S3-FIFO policy of `quick_cache` picks what
+//! goes, one entry per insert (names asked once leave first; popular ones stay): no scan of the whole
+//! cache, so a full cache answers as fast as an empty one.
 
 use crate::config::CacheConfig;
 use crate::wire::{self, AnswerShape, HEADER_LEN, Inspect, Query};
-use hashbrown::HashMap;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::Instant;
 
-const SHARDS: usize = 16;
 const RCODE_NOERROR: u8 = 0;
 const RCODE_NXDOMAIN: u8 = 3;
 
@@ -30,10 +29,9 @@ pub struct Hit {
     pub inspect: Option<Arc<Inspect>>,
 }
 
-/// A bounded, sharded answer cache.
+/// A bounded answer cache.
 pub struct Cache {
-    shards: Vec<Mutex<HashMap<Box<[u8]>, Entry>>>,
-    per_shard: usize,
+    entries: quick_cache::sync::Cache<Box<[u8]>, Arc<Entry>>,
     min_ttl: u32,
     max_ttl: u32,
     negative_max_ttl: u32,
@@ -63,20 +61,11 @@ impl Cache {
             return None;
         }
         Some(Cache {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            per_shard: cfg.size.div_ceil(SHARDS),
+            entries: quick_cache::sync::Cache::new(cfg.size),
             min_ttl: cfg.min_ttl,
             max_ttl: cfg.max_ttl,
             negative_max_ttl: cfg.negative_max_ttl,
         })
-    }
-
-    fn shard(&self, key: &[u8]) -> &Mutex<HashMap<Box<[u8]>, Entry>> {
-        // Cheap, stable spread: the name's last bytes vary most.
-        let h = key.iter().rev().take(8).fold(key.len(), |h, &b| {
-            h.wrapping_mul(31).wrapping_add(usize::from(b))
-        });
-        &self.shards[h % SHARDS]
     }
 
     /// A cached answer to `query` (raw bytes `raw`), ready to send, or `None`.
@@ -84,14 +73,12 @@ impl Cache {
         let mut kb = [0u8; KEY_MAX];
         let klen = key_of(query, &mut kb);
         let key = &kb[..klen];
-        let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
-        let entry = shard.get(key)?;
+        let entry = self.entries.get(key)?;
         let elapsed = u32::try_from(entry.stored.elapsed().as_secs()).unwrap_or(u32::MAX);
         if elapsed >= entry.ttl {
-            shard.remove(key);
+            self.entries.remove(key);
             return None;
         }
-        // Patch a copy while the entry is borrowed: no second copy of the TTL offsets.
         let mut out = entry.wire.to_vec();
         let inspect = entry.inspect.clone();
         for &at in entry.ttl_offsets.iter() {
@@ -102,7 +89,6 @@ impl Cache {
                 .saturating_sub(elapsed);
             out[at..at + 4].copy_from_slice(&shown.to_be_bytes());
         }
-        drop(shard);
         wire::set_id(&mut out, query.header.id);
         // Echo the question as this client asked it (same length: same name up to case).
         let qlen = query.question.len();
@@ -134,19 +120,7 @@ impl Cache {
             ttl,
             inspect: shape.inspect.clone(),
         };
-        let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
-        if shard.len() >= self.per_shard && !shard.contains_key(key) {
-            shard.retain(|_, e| e.stored.elapsed().as_secs() < u64::from(e.ttl));
-            if shard.len() >= self.per_shard {
-                // Still full of live answers: drop about an eighth of them.
-                let mut n = 0usize;
-                shard.retain(|_, _| {
-                    n += 1;
-                    !n.is_multiple_of(8)
-                });
-            }
-        }
-        shard.insert(key.into(), entry);
+        self.entries.insert(key.into(), Arc::new(entry));
         true
     }
 
@@ -168,10 +142,7 @@ impl Cache {
 
     /// Answers held (over all shards).
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map(|s| s.len()).unwrap_or(0))
-            .sum()
+        self.entries.len()
     }
 
     /// True when nothing is cached.
@@ -196,6 +167,51 @@ mod tests {
         m.push(0);
         m.extend_from_slice(&[0, 1, 0, 1]);
         m
+    }
+
+    /// An answer to `q` with one A record (TTL 300).
+    fn answer(q: &[u8]) -> Vec<u8> {
+        let mut a = q.to_vec();
+        a[2] |= 0x80;
+        a[7] = 1; // ANCOUNT
+        a.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1]);
+        a
+    }
+
+    fn store(c: &Cache, name: &str) {
+        let q = crate::wire::test_message(1, 0x0100, name, 1);
+        let a = answer(&q);
+        let shape = crate::wire::answer_shape(&a).expect("shape");
+        assert!(c.put(&parse_query(&q).expect("query"), &a, &shape));
+    }
+
+    fn cached(c: &Cache, name: &str) -> bool {
+        let q = crate::wire::test_message(7, 0x0100, name, 1);
+        c.get(&parse_query(&q).expect("query"), &q).is_some()
+    }
+
+    #[test]
+    fn a_full_cache_stays_bounded_and_keeps_what_is_asked_for() {
+        let cfg = CacheConfig {
+            size: 1000,
+            ..CacheConfig::default()
+        };
+        let c = Cache::new(&cfg).expect("cache");
+        store(&c, "popular.example");
+        assert!(cached(&c, "popular.example"));
+        // A scan of 20,000 names asked once each (a client walking a zone, or a random-subdomain flood).
+        for i in 0..20_000 {
+            store(&c, &format!("n{i}.scan.example"));
+            if i % 100 == 0 {
+                assert!(cached(&c, "popular.example"), "evicted after {i} inserts");
+            }
+        }
+        assert!(c.len() <= 1100, "{} entries for a size of 1000", c.len());
+        assert!(c.len() >= 900, "{} entries for a size of 1000", c.len());
+        assert!(
+            cached(&c, "n19999.scan.example"),
+            "the newest answer is kept"
+        );
     }
 
     #[test]
