@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Prints the bench table (markdown) from the CSV rows written by measure.sh.
 
-For each (server, workload, mode) the try with the least "other" CPU is used; cells from a run where other
-processes used more than --other-max % of a core are marked with '*'.
+Each (server, workload, mode) cell is the median of its runs (one per round); runs where other processes used
+more than --other-max % of a core are left out when the cell has quieter runs, and the cell is marked '*' when it
+has none. Lost queries are summed over the runs.
 """
 import argparse
 import csv
+import statistics
 from collections import defaultdict
 
 ORDER = ["c2sink", "c2sink-1m", "c2sink-base", "unbound", "dnsmasq"]
@@ -27,14 +29,22 @@ def main():
     ap.add_argument("--miss-qps", default="10000")
     a = ap.parse_args()
 
-    best = {}
-    tries = defaultdict(int)
+    runs = defaultdict(list)
     with open(a.csv) as f:
         for r in csv.DictReader(f):
-            k = (r["server"], r["workload"], r["mode"])
-            tries[k] += 1
-            if k not in best or num(r["other_cpu_pct"]) < num(best[k]["other_cpu_pct"]):
-                best[k] = r
+            runs[(r["server"], r["workload"], r["mode"])].append(r)
+
+    def summary(rows):
+        quiet = [r for r in rows if (num(r["other_cpu_pct"]) or 0) <= a.other_max] or rows
+        out = {}
+        for col in rows[0]:
+            vals = [num(r[col]) for r in quiet if num(r[col]) is not None]
+            out[col] = statistics.median(vals) if vals else None
+        out["lost"] = sum(num(r["lost"]) or 0 for r in rows)
+        out["runs"] = len(rows)
+        return out
+
+    best = {k: summary(v) for k, v in runs.items()}
 
     servers = [s for s in ORDER if any(k[0] == s for k in best)]
     servers += sorted({k[0] for k in best} - set(servers))
@@ -42,19 +52,19 @@ def main():
 
     def cell(s, w, m, col, fmt="{:.2f}"):
         r = best.get((s, w, m))
-        if r is None or num(r[col]) is None:
+        if r is None or r[col] is None:
             return "-"
-        noisy = "*" if num(r["other_cpu_pct"]) > a.other_max else ""
-        return fmt.format(num(r[col])) + noisy
+        noisy = "*" if (r["other_cpu_pct"] or 0) > a.other_max else ""
+        return fmt.format(r[col]) + noisy
 
     def val(s, w, m, col):
         r = best.get((s, w, m))
-        return None if r is None else num(r[col])
+        return None if r is None else r[col]
 
     print()
     print(f"| server | workload | QPS saturated | CPU µs/query (user part) at fixed load | p50 ms | p99 ms "
-          f"| lost fixed / sat | RSS MB | other CPU % fixed / sat |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          f"| lost fixed / sat | RSS MB | other CPU % fixed / sat | runs |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s in servers:
         for w in workloads:
             if not any((s, w, m) in best for m in ("fixed", "sat")):
@@ -62,12 +72,13 @@ def main():
             lost = " / ".join(cell(s, w, m, "lost", "{:.0f}") for m in ("fixed", "sat"))
             other = " / ".join(cell(s, w, m, "other_cpu_pct", "{:.0f}") for m in ("fixed", "sat"))
             rss = val(s, w, "sat", "rss_kb") or val(s, w, "fixed", "rss_kb")
+            runs = max(val(s, w, m, "runs") or 0 for m in ("fixed", "sat"))
             load = a.miss_qps if w == "miss" else a.fixed_qps
             print(f"| {s} | {w} | {cell(s, w, 'sat', 'qps', '{:.0f}')} "
                   f"| {cell(s, w, 'fixed', 'cpu_us_per_q')} ({cell(s, w, 'fixed', 'user_us_per_q')}) @{int(load) // 1000}k "
                   f"| {cell(s, w, 'fixed', 'p50_ms', '{:.3f}')} | {cell(s, w, 'fixed', 'p99_ms', '{:.3f}')} "
-                  f"| {lost} | {rss / 1024:.1f} | {other} |" if rss else
-                  f"| {s} | {w} | - | - | - | - | {lost} | - | {other} |")
+                  f"| {lost} | {rss / 1024:.1f} | {other} | {runs} |" if rss else
+                  f"| {s} | {w} | - | - | - | - | {lost} | - | {other} | {runs} |")
 
     def ratio(x, y):
         return None if x is None or y in (None, 0) else x / y
@@ -107,8 +118,8 @@ def main():
     print("QPS saturated: server pinned to one core, dnsperf -c 1 -q 100 on the other; ~150k is dnsperf's own limit.")
     print("CPU µs/query: server utime+stime from /proc/PID/stat over a fixed-rate dnsperf -Q run / queries answered;")
     print("in brackets the utime part (user space); the rest is the kernel's UDP, scheduling and wake-up work.")
-    print("RSS after the saturation run. '*' = other processes used more than "
-          f"{a.other_max:.0f} % of a core during that run (noisy).")
+    print("RSS after the saturation run. Each cell: median over its runs (rounds); lost queries: summed.")
+    print(f"'*' = every run of the cell had other processes using more than {a.other_max:.0f} % of a core (noisy).")
 
 
 if __name__ == "__main__":

@@ -1,25 +1,29 @@
 #!/usr/bin/env bash
 # bench/run.sh: c2sink, Unbound and dnsmasq side by side on loopback, same upstream, same load, one table.
 #
-# For each server in turn: start it (pinned to SERVER_CPUS), warm its cache, then for each workload
+# In each of ROUNDS rounds, for each server in turn (the order reversed every other round, so that a slow spell
+# of the machine does not fall on one server only): start it fresh (pinned to SERVER_CPUS), warm its cache, then
+# for each workload
 #   fixed: dnsperf at a fixed offered load (-Q): server CPU-us per query, p50/p99 latency, lost queries;
 #   sat:   dnsperf as fast as the server answers (-q 100): saturation QPS;
-# then stop it. nsd (authoritative for bench.test.) is the upstream of all of them.
+# then stop it. The table shows each cell's median over the rounds (lost queries: the sum). nsd (authoritative
+# for bench.test.) is the upstream of all of them.
 # Everything is on 127.0.0.0/8; only processes this script started are stopped, by PID.
 #
 # Env (defaults):
-#   QUICK=0           1: short runs (about 2 minutes in all)
-#   FIXED_SECS=10 SAT_SECS=6   seconds per fixed-rate / saturation run (QUICK: 3 / 2)
+#   QUICK=0           1: one short round (about 2 minutes in all)
+#   ROUNDS=3          rounds (QUICK: 1)
+#   FIXED_SECS=4 SAT_SECS=2    seconds per fixed-rate / saturation run (QUICK: 3 / 2)
 #   FIXED_QPS=30000   offered load of fixed-rate runs; MISS_QPS=10000 for the cache-miss workload
 #   SERVERS="c2sink c2sink-1m unbound dnsmasq"   c2sink-1m = c2sink with a 1,000,000-domain list
+#   ONCE="dnsmasq"    servers measured in the first round only (for scale, not compared against goals)
 #   WORKLOADS="blocked cached mixed miss"   MODES="fixed sat"
 #   SERVER_CPUS=1 DNSPERF_CPUS=0 UPSTREAM_CPUS=0   taskset CPU lists ("" = not pinned)
 #   NICE=             e.g. -20: run servers, nsd and dnsperf at this nice level, so that other work on a shared
 #                     machine takes little CPU from them (it still pollutes caches: note other_cpu)
 #   RT_PRIO=          e.g. 10: the same with SCHED_FIFO (chrt -f); the kernel still leaves 5 % to others
-#   OTHER_MAX=25      a run with more "other" CPU (% of one core) than this is retried...
-#   MAX_TRIES=2       ...up to this many times (the quietest try is reported; QUICK: 1), while
-#   RETRY_UNTIL=330   fewer than this many seconds have passed since the start (keeps the run < 10 min)
+#   OTHER_MAX=25      runs where other processes used more CPU (% of one core) are marked '*' and left out of
+#                     the median when the same cell has quieter runs
 #   C2SINK_BIN=       use this binary instead of `cargo build --release`
 #   C2SINK_BASE_BIN=  a second c2sink binary, run as server "c2sink-base" (before/after comparisons)
 #   C2_UDP_SOCKETS=0  c2sink [server] udp_sockets (0 = one per CPU it may run on)
@@ -33,14 +37,14 @@ die() { echo "run.sh: ERROR: $*" >&2; exit 2; }
 log() { echo "run.sh: [$(date +%H:%M:%S) +${SECONDS}s] $*" >&2; }
 
 QUICK=${QUICK:-0}
-if [[ "$QUICK" == 1 ]]; then FIXED_SECS=${FIXED_SECS:-3} SAT_SECS=${SAT_SECS:-2} MAX_TRIES=${MAX_TRIES:-1}
-else FIXED_SECS=${FIXED_SECS:-10} SAT_SECS=${SAT_SECS:-6}; fi
+if [[ "$QUICK" == 1 ]]; then FIXED_SECS=${FIXED_SECS:-3} SAT_SECS=${SAT_SECS:-2} ROUNDS=${ROUNDS:-1}
+else FIXED_SECS=${FIXED_SECS:-4} SAT_SECS=${SAT_SECS:-2} ROUNDS=${ROUNDS:-3}; fi
 FIXED_QPS=${FIXED_QPS:-30000} MISS_QPS=${MISS_QPS:-10000}
 SERVERS=${SERVERS:-"c2sink c2sink-1m unbound dnsmasq"}
 WORKLOADS=${WORKLOADS:-"blocked cached mixed miss"}
 MODES=${MODES:-"fixed sat"}
 SERVER_CPUS=${SERVER_CPUS-1} DNSPERF_CPUS=${DNSPERF_CPUS-0} UPSTREAM_CPUS=${UPSTREAM_CPUS-0}
-OTHER_MAX=${OTHER_MAX:-25} MAX_TRIES=${MAX_TRIES:-2} RETRY_UNTIL=${RETRY_UNTIL:-330}
+OTHER_MAX=${OTHER_MAX:-25} ONCE=${ONCE-dnsmasq}
 export UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300} UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
 export DM_IP=${DM_IP:-127.0.0.4} DM_PORT=${DM_PORT:-5302} C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
 export C2_UDP_SOCKETS=${C2_UDP_SOCKETS:-0}
@@ -60,7 +64,7 @@ if [[ -z "${C2SINK_BIN:-}" ]]; then
   C2SINK_BIN="$ROOT/target/release/c2sink"
 fi
 [[ -x "$C2SINK_BIN" ]] || die "no c2sink binary at $C2SINK_BIN"
-export MISS_TRIES=$MAX_TRIES
+export MISS_TRIES=1
 export MISS_FIXED=$(( MISS_QPS * (FIXED_SECS + 1) * 11 / 10 )) MISS_SAT=$(( 100000 * (SAT_SECS + 1) ))
 log "generating configs and query files in $OUT"
 "$BENCH/gen-data.sh" >&2
@@ -94,11 +98,12 @@ log "starting nsd (upstream) on $UP_IP:$UP_PORT"
 start nsd "$UP_IP" "$UP_PORT" "$UPSTREAM_CPUS" "$(command -v nsd)" -d -c "$OUT/conf/nsd.conf"
 NSD_PIDS=$(tree_of "$(pid_of nsd)" nsd)
 
-qfile() { # workload mode try
-  case "$1" in blocked|cached|mixed) echo "$OUT/queries/$1.txt" ;; miss) echo "$OUT/queries/miss-$2-$3.txt" ;;
+qfile() { # workload mode: every server starts with an empty cache, so each round can replay the same misses
+  case "$1" in blocked|cached|mixed) echo "$OUT/queries/$1.txt" ;; miss) echo "$OUT/queries/miss-$2-1.txt" ;;
   *) die "unknown workload '$1' (blocked, cached, mixed, miss)" ;; esac; }
 
-for server in $SERVERS; do
+measure_server() { # server round
+  local server=$1 round=$2 ip port pid wl mode qps secs lat line
   read -r ip port < <(addr_of "$server")
   start_server "$server"
   pid=$(pid_of "$server")
@@ -108,24 +113,28 @@ for server in $SERVERS; do
   sleep 0.5
   for wl in $WORKLOADS; do
     for mode in $MODES; do
-      for ((try = 1; try <= MAX_TRIES; try++)); do
-        qps=""; secs=$SAT_SECS; lat=0
-        if [[ "$mode" == fixed ]]; then
-          secs=$FIXED_SECS; lat=1; qps=$FIXED_QPS; [[ "$wl" == miss ]] && qps=$MISS_QPS
-        fi
-        line=$(SERVER_PIDS="$pid" UPSTREAM_PIDS="$NSD_PIDS" QPS="$qps" LATENCY=$lat DNSPERF_CPUS="$DNSPERF_CPUS" RT_PRIO="${RT_PRIO:-}" NICE="${NICE:-}" \
-          CSV="$CSV" LABEL="$server,$wl,$mode" "$BENCH/measure.sh" "$ip" "$port" "$(qfile "$wl" "$mode" "$try")" "$secs") \
-          || die "measurement $server/$wl/$mode failed"
-        log "$server $wl $mode (try $try): $line"
-        # the event log of blocked queries grows fast under load: keep the disk bounded
-        [[ -f "$OUT/run/c2sink-events.jsonl" ]] && : > "$OUT/run/c2sink-events.jsonl"
-        other=$(grep -o 'other_cpu=[0-9]*' <<< "$line" | cut -d= -f2)
-        [[ "$other" -le "$OTHER_MAX" || $SECONDS -ge $RETRY_UNTIL ]] && break
-        [[ $try -lt $MAX_TRIES ]] && { log "other CPU ${other}% > ${OTHER_MAX}%: measuring again"; sleep 2; }
-      done
+      qps=""; secs=$SAT_SECS; lat=0
+      if [[ "$mode" == fixed ]]; then
+        secs=$FIXED_SECS; lat=1; qps=$FIXED_QPS; [[ "$wl" == miss ]] && qps=$MISS_QPS
+      fi
+      line=$(SERVER_PIDS="$pid" UPSTREAM_PIDS="$NSD_PIDS" QPS="$qps" LATENCY=$lat DNSPERF_CPUS="$DNSPERF_CPUS" RT_PRIO="${RT_PRIO:-}" NICE="${NICE:-}" \
+        CSV="$CSV" LABEL="$server,$wl,$mode" "$BENCH/measure.sh" "$ip" "$port" "$(qfile "$wl" "$mode")" "$secs") \
+        || die "measurement $server/$wl/$mode failed"
+      log "round $round: $server $wl $mode: $line"
+      # the event log of blocked queries grows fast under load: keep the disk bounded
+      [[ -f "$OUT/run/c2sink-events.jsonl" ]] && : > "$OUT/run/c2sink-events.jsonl"
     done
   done
   stop "$server"
+}
+
+for ((round = 1; round <= ROUNDS; round++)); do
+  order=$SERVERS
+  (( round % 2 == 0 )) && order=$(tr ' ' '\n' <<< "$SERVERS" | tac | tr '\n' ' ')
+  for server in $order; do
+    [[ $round -gt 1 && " $ONCE " == *" $server "* ]] && continue
+    measure_server "$server" "$round"
+  done
 done
 stop nsd
 trap - EXIT
@@ -134,7 +143,8 @@ trap - EXIT
 {
   echo "c2sink bench $STAMP on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), kernel $(uname -r)"
   echo "server on CPU ${SERVER_CPUS:-any}, dnsperf on CPU ${DNSPERF_CPUS:-any}, nsd on CPU ${UPSTREAM_CPUS:-any};" \
-       "${RT_PRIO:+real-time priority $RT_PRIO (chrt -f) for servers and dnsperf, }${NICE:+nice $NICE for servers and dnsperf, }fixed runs ${FIXED_SECS}s at ${FIXED_QPS} qps (miss: ${MISS_QPS} qps), saturation runs ${SAT_SECS}s with -c 1 -q 100"
+       "${RT_PRIO:+real-time priority $RT_PRIO (chrt -f) for servers and dnsperf, }${NICE:+nice $NICE for servers and dnsperf, }fixed runs ${FIXED_SECS}s at ${FIXED_QPS} qps (miss: ${MISS_QPS} qps), saturation runs ${SAT_SECS}s with -c 1 -q 100;" \
+       "median of $ROUNDS round(s)${ONCE:+ ($ONCE: first round only)}"
   python3 "$BENCH/report.py" "$CSV" --other-max "$OTHER_MAX" --fixed-qps "$FIXED_QPS" --miss-qps "$MISS_QPS"
 } | tee "$OUT/results/run-$STAMP.md"
 log "done in ${SECONDS}s; raw rows: $CSV"

@@ -39,8 +39,26 @@ impl Receiver {
 
     /// Waits until datagrams are waiting, then reads as many as are there (up to [`BATCH`]).
     pub async fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
-        sock.async_io(Interest::READABLE, || self.try_recv(sock))
-            .await
+        loop {
+            sock.readable().await?;
+            let mut got = 0;
+            // A short batch means the queue was empty when the kernel stopped: the socket is marked not
+            // ready now (by answering "would block"), which saves the call that would only find it empty.
+            // A datagram arriving after this read raises a new readiness event, so none waits unseen.
+            let r = sock.try_io(Interest::READABLE, || {
+                got = self.try_recv(sock)?;
+                if got < BATCH {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(got)
+                }
+            });
+            match r {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && got == 0 => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(got),
+                r => return r,
+            }
+        }
     }
 
     fn try_recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
