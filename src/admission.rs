@@ -187,6 +187,9 @@ fn reject(action: RejectAction, raw: &[u8]) -> Admit {
 struct Acl {
     /// (network, allowed), longest prefix first; deny before allow at the same prefix.
     rules: Vec<(IpNet, bool)>,
+    /// The same rules as masks, per family, for the per-packet check (a handful of integer compares).
+    v4: Vec<(u32, u32, bool)>,
+    v6: Vec<(u128, u128, bool)>,
 }
 
 impl Acl {
@@ -197,14 +200,31 @@ impl Acl {
             .chain(allow.iter().map(|&n| (n, true)))
             .collect();
         rules.sort_by_key(|&(n, allowed)| (std::cmp::Reverse(n.prefix_len()), allowed));
-        Acl { rules }
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for &(n, allowed) in &rules {
+            match n {
+                IpNet::V4(n) => v4.push((u32::from(n.network()), u32::from(n.netmask()), allowed)),
+                IpNet::V6(n) => {
+                    v6.push((u128::from(n.network()), u128::from(n.netmask()), allowed));
+                }
+            }
+        }
+        Acl { rules, v4, v6 }
     }
 
     fn allows(&self, ip: IpAddr) -> bool {
-        self.rules
-            .iter()
-            .find(|(n, _)| n.contains(&ip))
-            .is_some_and(|&(_, allowed)| allowed)
+        match ip {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                self.v4.iter().find(|(net, mask, _)| a & mask == *net)
+            }
+            .is_some_and(|r| r.2),
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                self.v6.iter().find(|(net, mask, _)| a & mask == *net)
+            }
+            .is_some_and(|r| r.2),
+        }
     }
 
     fn is_open(&self) -> bool {

@@ -8,7 +8,7 @@
 //! address slots when counting what `sendmmsg` sent. Every pointer handed to the kernel points into buffers
 //! owned by the caller's stack frame or by `self` for the length of the call.
 
-use socket2::{SockAddr, SockAddrStorage};
+use socket2::SockAddr;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -63,8 +63,9 @@ impl Receiver {
 
     fn try_recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
         self.got.clear();
-        let mut addrs: [SockAddrStorage; BATCH] =
-            std::array::from_fn(|_| SockAddrStorage::zeroed());
+        // Room for either family's address (an IPv4 sockaddr is shorter); a quarter of sockaddr_storage.
+        // SAFETY: sockaddr_in6 is plain old data: all-zero is a valid value.
+        let mut addrs: [libc::sockaddr_in6; BATCH] = unsafe { std::mem::zeroed() };
         let mut bufs = self.storage.chunks_exact_mut(self.size);
         let mut iovs: [libc::iovec; BATCH] = std::array::from_fn(|_| {
             let b = bufs.next().unwrap_or_default();
@@ -73,7 +74,12 @@ impl Receiver {
                 iov_len: b.len(),
             }
         });
-        let mut hdrs = headers(&mut iovs, addrs.iter_mut().map(|a| (a, None)));
+        let mut hdrs = headers(
+            &mut iovs,
+            addrs
+                .iter_mut()
+                .map(|a| (std::ptr::from_mut(a).cast(), ADDR_LEN)),
+        );
         // SAFETY: `hdrs` holds BATCH valid headers whose buffers and address slots live until the call returns.
         let n = unsafe {
             libc::recvmmsg(
@@ -85,11 +91,9 @@ impl Receiver {
             )
         };
         let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-        for (h, a) in hdrs.iter().zip(addrs).take(n) {
-            // SAFETY: the kernel wrote an address of `msg_namelen` bytes into this slot.
-            let from = unsafe { SockAddr::new(a, h.msg_hdr.msg_namelen) };
+        for (h, a) in hdrs.iter().zip(&addrs).take(n) {
             // A datagram without a usable sender address cannot be answered: skip it.
-            if let Some(from) = from.as_socket() {
+            if let Some(from) = sender(a, h.msg_hdr.msg_namelen) {
                 self.got.push((h.msg_len as usize, from));
             }
         }
@@ -153,7 +157,7 @@ fn try_send(sock: &UdpSocket, msgs: &[(SockAddr, Vec<u8>)]) -> io::Result<usize>
     let mut hdrs = headers(
         &mut iovs,
         msgs.iter()
-            .map(|(a, _)| (a.as_ptr().cast_mut(), Some(a.len()))),
+            .map(|(a, _)| (a.as_ptr().cast_mut().cast(), a.len())),
     );
     // SAFETY: the first `n` headers point at `n` queued messages and their addresses, all alive for the call.
     let sent = unsafe {
@@ -167,27 +171,38 @@ fn try_send(sock: &UdpSocket, msgs: &[(SockAddr, Vec<u8>)]) -> io::Result<usize>
     usize::try_from(sent).map_err(|_| io::Error::last_os_error())
 }
 
-/// Something an address slot of a header can point at.
-trait Slot {
-    fn ptr(self) -> *mut libc::c_void;
-}
+/// Bytes of an address slot for receiving.
+const ADDR_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
 
-impl Slot for &mut SockAddrStorage {
-    fn ptr(self) -> *mut libc::c_void {
-        std::ptr::from_mut(self).cast()
+/// The sender the kernel wrote into an address slot (`len` bytes of it).
+fn sender(a: &libc::sockaddr_in6, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = len as usize;
+    match i32::from(a.sin6_family) {
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                a.sin6_addr.s6_addr.into(),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the slot holds a sockaddr_in (family AF_INET), which is smaller than the slot and needs no
+            // more alignment than sockaddr_in6.
+            let v4 = unsafe { &*std::ptr::from_ref(a).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(std::net::SocketAddrV4::new(
+                u32::from_be(v4.sin_addr.s_addr).into(),
+                u16::from_be(v4.sin_port),
+            )))
+        }
+        _ => None,
     }
 }
 
-impl Slot for *mut SockAddrStorage {
-    fn ptr(self) -> *mut libc::c_void {
-        self.cast()
-    }
-}
-
-/// One header per iovec; each names its address slot (and its length: `None` = a whole slot to receive into).
-fn headers<S: Slot>(
+/// One header per iovec; each names its address slot and the slot's length.
+fn headers(
     iovs: &mut [libc::iovec; BATCH],
-    addrs: impl Iterator<Item = (S, Option<libc::socklen_t>)>,
+    addrs: impl Iterator<Item = (*mut libc::c_void, libc::socklen_t)>,
 ) -> [libc::mmsghdr; BATCH] {
     let mut addrs = addrs;
     let mut iovs = iovs.iter_mut();
@@ -199,9 +214,8 @@ fn headers<S: Slot>(
             h.msg_hdr.msg_iovlen = 1;
         }
         if let Some((slot, len)) = addrs.next() {
-            h.msg_hdr.msg_name = slot.ptr();
-            h.msg_hdr.msg_namelen =
-                len.unwrap_or(std::mem::size_of::<SockAddrStorage>() as libc::socklen_t);
+            h.msg_hdr.msg_name = slot;
+            h.msg_hdr.msg_namelen = len;
         }
         h
     })

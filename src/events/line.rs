@@ -84,14 +84,6 @@ pub fn ip(out: &mut Vec<u8>, a: IpAddr) {
     out.push(b'"');
 }
 
-/// Appends `"key":` (keys are fixed ASCII names, nothing to escape), preceded by a comma.
-pub fn key(out: &mut Vec<u8>, k: &str) {
-    out.push(b',');
-    out.push(b'"');
-    out.extend_from_slice(k.as_bytes());
-    out.extend_from_slice(b"\":");
-}
-
 /// Appends `s` as a JSON string, or `null`.
 pub fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {

@@ -147,67 +147,74 @@ pub trait Record: Send + 'static {
     fn time(&self) -> SystemTime;
 }
 
-/// The fields every line starts with: time, kind, and who sent it.
+/// The fields every line starts with: time, kind, and who sent it, up to the opening quote of `protocol`'s
+/// value. Fixed text is written in whole runs: one copy per run, not one per key.
 fn write_head(
     f: &mut LineFormat,
     out: &mut Vec<u8>,
     (time, digits): (SystemTime, u32),
-    kind: &str,
+    kind: &'static [u8],
     client: SocketAddr,
     mac: Option<crate::clients::Mac>,
     hostname: Option<&str>,
 ) {
     out.extend_from_slice(b"{\"ts\":\"");
     f.time(out, time, digits);
-    out.extend_from_slice(b"\",\"kind\":");
-    line::string(out, kind);
-    line::key(out, "client_ip");
+    out.extend_from_slice(kind);
     line::ip(out, client.ip());
-    line::key(out, "client_port");
+    out.extend_from_slice(b",\"client_port\":");
     line::decimal(out, u64::from(client.port()));
-    line::key(out, "client_mac");
+    out.extend_from_slice(b",\"client_mac\":");
     match mac {
         Some(m) => line::display(out, m),
         None => out.extend_from_slice(b"null"),
     }
-    line::key(out, "client_hostname");
+    out.extend_from_slice(b",\"client_hostname\":");
     line::opt_str(out, hostname);
+}
+
+/// The type name of `t` (always plain ASCII: nothing to escape).
+fn qtype(out: &mut Vec<u8>, t: u16) {
+    match crate::wire::type_name(t) {
+        std::borrow::Cow::Borrowed(n) => out.extend_from_slice(n.as_bytes()),
+        std::borrow::Cow::Owned(n) => out.extend_from_slice(n.as_bytes()),
+    }
 }
 
 impl Record for BlockEvent {
     fn write_json(&self, f: &mut LineFormat, out: &mut Vec<u8>) {
+        out.reserve(320 + self.qname.len() + self.rule.len() + self.list.len());
         write_head(
             f,
             out,
             (self.time, 3),
-            "block",
+            b"\",\"kind\":\"block\",\"client_ip\":",
             self.client,
             self.who.mac,
             self.who.hostname.as_deref(),
         );
         if let Some((a, p)) = self.who.subnet {
-            line::key(out, "client_subnet");
+            out.extend_from_slice(b",\"client_subnet\":");
             line::display(out, format_args!("{a}/{p}"));
         }
-        line::key(out, "protocol");
-        line::string(out, self.protocol.as_str());
-        line::key(out, "qname");
+        out.extend_from_slice(b",\"protocol\":\"");
+        out.extend_from_slice(self.protocol.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"qname\":");
         line::string(out, &self.qname);
-        line::key(out, "qtype");
-        line::string(out, &crate::wire::type_name(self.qtype));
-        line::key(out, "list");
+        out.extend_from_slice(b",\"qtype\":\"");
+        qtype(out, self.qtype);
+        out.extend_from_slice(b"\",\"list\":");
         line::string(out, &self.list);
-        line::key(out, "rule");
+        out.extend_from_slice(b",\"rule\":");
         line::string(out, &self.rule);
-        line::key(out, "action");
+        out.extend_from_slice(b",\"action\":");
         line::string(out, self.action);
         if let Some(via) = &self.via {
-            line::key(out, "via");
+            out.extend_from_slice(b",\"via\":");
             line::string(out, via);
         }
         if !self.chain.is_empty() {
-            line::key(out, "chain");
-            out.push(b'[');
+            out.extend_from_slice(b",\"chain\":[");
             for (i, c) in self.chain.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
@@ -250,24 +257,25 @@ pub struct QueryRecord {
 
 impl Record for QueryRecord {
     fn write_json(&self, f: &mut LineFormat, out: &mut Vec<u8>) {
+        out.reserve(256 + self.qname.len());
         write_head(
             f,
             out,
             (self.time, 6),
-            "query",
+            b"\",\"kind\":\"query\",\"client_ip\":",
             self.client,
             self.who.mac,
             self.who.hostname.as_deref(),
         );
-        line::key(out, "protocol");
-        line::string(out, self.protocol.as_str());
-        line::key(out, "qname");
+        out.extend_from_slice(b",\"protocol\":\"");
+        out.extend_from_slice(self.protocol.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"qname\":");
         line::string(out, &self.qname);
-        line::key(out, "qtype");
-        line::string(out, &crate::wire::type_name(self.qtype));
-        line::key(out, "outcome");
-        line::string(out, self.outcome.as_str());
-        line::key(out, "latency_us");
+        out.extend_from_slice(b",\"qtype\":\"");
+        qtype(out, self.qtype);
+        out.extend_from_slice(b"\",\"outcome\":\"");
+        out.extend_from_slice(self.outcome.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"latency_us\":");
         line::decimal(out, self.latency_us);
         out.push(b'}');
     }
