@@ -86,7 +86,7 @@ impl Receiver {
                 sock.as_raw_fd(),
                 hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                libc::MSG_DONTWAIT as _,
                 std::ptr::null_mut(),
             )
         };
@@ -165,7 +165,7 @@ fn try_send(sock: &UdpSocket, msgs: &[(SockAddr, Vec<u8>)]) -> io::Result<usize>
             sock.as_raw_fd(),
             hdrs.as_mut_ptr(),
             n as libc::c_uint,
-            libc::MSG_DONTWAIT,
+            libc::MSG_DONTWAIT as _,
         )
     };
     usize::try_from(sent).map_err(|_| io::Error::last_os_error())

@@ -173,9 +173,15 @@ fn write_head(
     line::opt_str(out, hostname);
 }
 
-/// The type name of `t` (always plain ASCII: nothing to escape).
-fn qtype(out: &mut Vec<u8>, t: u16) {
-    match crate::wire::type_name(t) {
+/// `protocol`, `qname` and `qtype`, up to the closing quote of the type name.
+fn write_question(out: &mut Vec<u8>, protocol: Protocol, qname: &str, qtype: u16) {
+    out.extend_from_slice(b",\"protocol\":\"");
+    out.extend_from_slice(protocol.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"qname\":");
+    line::string(out, qname);
+    out.extend_from_slice(b",\"qtype\":\"");
+    // Type names are plain ASCII: nothing to escape.
+    match crate::wire::type_name(qtype) {
         std::borrow::Cow::Borrowed(n) => out.extend_from_slice(n.as_bytes()),
         std::borrow::Cow::Owned(n) => out.extend_from_slice(n.as_bytes()),
     }
@@ -197,12 +203,7 @@ impl Record for BlockEvent {
             out.extend_from_slice(b",\"client_subnet\":");
             line::display(out, format_args!("{a}/{p}"));
         }
-        out.extend_from_slice(b",\"protocol\":\"");
-        out.extend_from_slice(self.protocol.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"qname\":");
-        line::string(out, &self.qname);
-        out.extend_from_slice(b",\"qtype\":\"");
-        qtype(out, self.qtype);
+        write_question(out, self.protocol, &self.qname, self.qtype);
         out.extend_from_slice(b"\",\"list\":");
         line::string(out, &self.list);
         out.extend_from_slice(b",\"rule\":");
@@ -267,12 +268,7 @@ impl Record for QueryRecord {
             self.who.mac,
             self.who.hostname.as_deref(),
         );
-        out.extend_from_slice(b",\"protocol\":\"");
-        out.extend_from_slice(self.protocol.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"qname\":");
-        line::string(out, &self.qname);
-        out.extend_from_slice(b",\"qtype\":\"");
-        qtype(out, self.qtype);
+        write_question(out, self.protocol, &self.qname, self.qtype);
         out.extend_from_slice(b"\",\"outcome\":\"");
         out.extend_from_slice(self.outcome.as_str().as_bytes());
         out.extend_from_slice(b"\",\"latency_us\":");
