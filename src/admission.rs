@@ -183,11 +183,10 @@ fn reject(action: RejectAction, raw: &[u8]) -> Admit {
     }
 }
 
-/// Allow and deny networks, most specific first.
+/// Allow and deny networks as masks per family, most specific first (deny before allow at the same prefix):
+/// the per-packet check is a handful of integer compares.
 struct Acl {
-    /// (network, allowed), longest prefix first; deny before allow at the same prefix.
-    rules: Vec<(IpNet, bool)>,
-    /// The same rules as masks, per family, for the per-packet check (a handful of integer compares).
+    /// (network, mask, allowed)
     v4: Vec<(u32, u32, bool)>,
     v6: Vec<(u128, u128, bool)>,
 }
@@ -201,7 +200,7 @@ impl Acl {
             .collect();
         rules.sort_by_key(|&(n, allowed)| (std::cmp::Reverse(n.prefix_len()), allowed));
         let (mut v4, mut v6) = (Vec::new(), Vec::new());
-        for &(n, allowed) in &rules {
+        for (n, allowed) in rules {
             match n {
                 IpNet::V4(n) => v4.push((u32::from(n.network()), u32::from(n.netmask()), allowed)),
                 IpNet::V6(n) => {
@@ -209,32 +208,34 @@ impl Acl {
                 }
             }
         }
-        Acl { rules, v4, v6 }
+        Acl { v4, v6 }
     }
 
     fn allows(&self, ip: IpAddr) -> bool {
         match ip {
-            IpAddr::V4(a) => {
-                let a = u32::from(a);
-                self.v4.iter().find(|(net, mask, _)| a & mask == *net)
-            }
-            .is_some_and(|r| r.2),
-            IpAddr::V6(a) => {
-                let a = u128::from(a);
-                self.v6.iter().find(|(net, mask, _)| a & mask == *net)
-            }
-            .is_some_and(|r| r.2),
+            IpAddr::V4(a) => first_match(&self.v4, u32::from(a)),
+            IpAddr::V6(a) => first_match(&self.v6, u128::from(a)),
         }
     }
 
+    /// True when some family is allowed from everywhere (a /0 allow rule).
     fn is_open(&self) -> bool {
-        let zero = |v6: bool| {
-            self.rules
+        self.v4
+            .iter()
+            .any(|&(_, mask, allowed)| allowed && mask == 0)
+            || self
+                .v6
                 .iter()
-                .any(|&(n, allowed)| allowed && n.prefix_len() == 0 && n.addr().is_ipv6() == v6)
-        };
-        zero(false) || zero(true)
+                .any(|&(_, mask, allowed)| allowed && mask == 0)
     }
+}
+
+/// Whether the most specific rule containing `a` allows it (no rule: denied).
+fn first_match<T: Copy + Eq + std::ops::BitAnd<Output = T>>(rules: &[(T, T, bool)], a: T) -> bool {
+    rules
+        .iter()
+        .find(|&&(net, mask, _)| a & mask == net)
+        .is_some_and(|r| r.2)
 }
 
 /// One client's bucket.

@@ -23,8 +23,8 @@ pub struct Receiver {
     /// `BATCH` buffers of `size` bytes, one after another.
     storage: Vec<u8>,
     size: usize,
-    /// Length and sender of each datagram of the last batch.
-    got: Vec<(usize, SocketAddr)>,
+    /// Buffer index, length and sender of each answerable datagram of the last batch.
+    got: Vec<(usize, usize, SocketAddr)>,
 }
 
 impl Receiver {
@@ -91,10 +91,10 @@ impl Receiver {
             )
         };
         let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-        for (h, a) in hdrs.iter().zip(&addrs).take(n) {
+        for (i, (h, a)) in hdrs.iter().zip(&addrs).take(n).enumerate() {
             // A datagram without a usable sender address cannot be answered: skip it.
             if let Some(from) = sender(a, h.msg_hdr.msg_namelen) {
-                self.got.push((h.msg_len as usize, from));
+                self.got.push((i, h.msg_len as usize, from));
             }
         }
         Ok(n)
@@ -102,10 +102,10 @@ impl Receiver {
 
     /// The datagrams of the last [`recv`](Self::recv), with their senders.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
-        self.storage
-            .chunks_exact(self.size)
-            .zip(&self.got)
-            .map(|(buf, &(n, from))| (&buf[..n.min(buf.len())], from))
+        self.got.iter().filter_map(|&(i, n, from)| {
+            let start = i * self.size;
+            Some((self.storage.get(start..start + n.min(self.size))?, from))
+        })
     }
 }
 

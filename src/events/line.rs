@@ -95,13 +95,13 @@ pub fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 /// Appends any `Display` value as a JSON string (for the rare, short fields: MACs, subnets).
 pub fn display(out: &mut Vec<u8>, v: impl std::fmt::Display) {
     let start = out.len();
+    out.push(b'"');
     let _ = write!(out, "{v}");
-    if needs_escape(&out[start..]) {
-        let s = String::from_utf8_lossy(&out[start..]).into_owned();
+    if needs_escape(&out[start + 1..]) {
+        let s = String::from_utf8_lossy(&out[start + 1..]).into_owned();
         out.truncate(start);
         string(out, &s);
     } else {
-        out.insert(start, b'"');
         out.push(b'"');
     }
 }

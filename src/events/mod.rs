@@ -147,8 +147,8 @@ pub trait Record: Send + 'static {
     fn time(&self) -> SystemTime;
 }
 
-/// The fields every line starts with: time, kind, and who sent it, up to the opening quote of `protocol`'s
-/// value. Fixed text is written in whole runs: one copy per run, not one per key.
+/// The fields every line starts with: time, kind, and who sent it (through `client_hostname`). Fixed text
+/// is written in whole runs: one copy per run, not one per key.
 fn write_head(
     f: &mut LineFormat,
     out: &mut Vec<u8>,
@@ -181,10 +181,7 @@ fn write_question(out: &mut Vec<u8>, protocol: Protocol, qname: &str, qtype: u16
     line::string(out, qname);
     out.extend_from_slice(b",\"qtype\":\"");
     // Type names are plain ASCII: nothing to escape.
-    match crate::wire::type_name(qtype) {
-        std::borrow::Cow::Borrowed(n) => out.extend_from_slice(n.as_bytes()),
-        std::borrow::Cow::Owned(n) => out.extend_from_slice(n.as_bytes()),
-    }
+    out.extend_from_slice(crate::wire::type_name(qtype).as_bytes());
 }
 
 impl Record for BlockEvent {
