@@ -58,6 +58,16 @@ z = ["$ORIGIN bench.test.", "$TTL 86400",
      "*.wild IN A 127.10.255.1"]
 z += [f"h{i:05d} IN A 127.10.{i // 256}.{i % 256}" for i in range(10000)]
 z += [f"c{i:04d} IN CNAME h{(i * 7) % 10000:05d}" for i in range(1000)]
+# for the variety workload: names with AAAA (every other one), MX, a long TXT, and two-step CNAME chains
+for i in range(2000):
+    z.append(f"v{i:04d} IN A 127.11.{i // 256}.{i % 256}")
+    if i % 2 == 0:
+        z.append(f"v{i:04d} IN AAAA fd00::{i:x}")
+    if i % 5 == 0:
+        z += [f"v{i:04d} IN MX 10 v{(i + 1) % 2000:04d}.bench.test.", f"v{i:04d} IN MX 20 v{(i + 2) % 2000:04d}.bench.test."]
+    if i % 10 == 0:
+        z.append(f'v{i:04d} IN TXT "v=spf1 ' + " ".join(f"ip4:127.{j}.0.0/16" for j in range(12)) + ' -all" "' + "k" * 150 + '"')
+z += [f"a{i:03d} IN CNAME b{i:03d}" for i in range(500)] + [f"b{i:03d} IN CNAME v{(i * 3) % 2000:04d}" for i in range(500)]
 write(f"{conf}/bench.test.zone", z)
 
 # c2sink lists: the small one (3CX + generated) and a large one (the same + synthetic names)
@@ -93,6 +103,22 @@ write(f"{qdir}/cached.txt", f)
 m = [f[i % len(f)] for i in range(9900)] + [b[(i * 13) % len(b)] for i in range(100)]
 random.Random(7).shuffle(m)
 write(f"{qdir}/mixed.txt", m)
+# variety: 10,000 lines of other kinds: A/AAAA (half of them NODATA)/MX/TXT, NXDOMAIN, two-step CNAME chains,
+# mixed-case names, and 5 % blocked names of several types (apex and subdomains); answered from cache after warm-up
+rv = random.Random(11)
+def mixcase(n):
+    return "".join(c.upper() if rv.random() < 0.5 else c for c in n)
+v = [f"v{rv.randrange(2000):04d}.bench.test A" for _ in range(3000)]
+v += [f"v{rv.randrange(2000):04d}.bench.test AAAA" for _ in range(1500)]
+v += [f"v{rv.randrange(0, 2000, 5):04d}.bench.test MX" for _ in range(1000)]
+v += [f"v{rv.randrange(0, 2000, 10):04d}.bench.test TXT" for _ in range(500)]
+v += [f"nx{rv.randrange(1000):04d}.bench.test A" for _ in range(1000)]
+v += [f"a{rv.randrange(500):03d}.bench.test A" for _ in range(1000)]
+v += [mixcase(f"v{rv.randrange(2000):04d}.bench.test") + " A" for _ in range(1500)]
+v += [("" if rv.random() < 0.5 else f"x{rv.randrange(50)}.") + rv.choice(blocked) + " "
+      + rv.choice(["A", "AAAA", "HTTPS", "TXT", "MX"]) for _ in range(500)]
+rv.shuffle(v)
+write(f"{qdir}/variety.txt", v)
 # cache misses: unique names under the wildcard, a fresh file for every run (mode x try) of one server
 for t in range(1, tries + 1):
     write(f"{qdir}/miss-fixed-{t}.txt", [f"f{t}-{i:07d}.wild.bench.test A" for i in range(miss_fixed)])

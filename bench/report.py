@@ -11,7 +11,7 @@ import statistics
 from collections import defaultdict
 
 ORDER = ["c2sink", "c2sink-1m", "c2sink-base", "unbound", "dnsmasq"]
-WORKLOADS = ["blocked", "cached", "mixed", "miss"]
+WORKLOADS = ["blocked", "cached", "mixed", "variety", "miss"]
 
 
 def num(x):
@@ -46,6 +46,12 @@ def main():
 
     best = {k: summary(v) for k, v in runs.items()}
 
+    def round_ratios(other, base, w, m, col):
+        """Ratios of the k-th run of `other` to the k-th run of `base` (the same round): the noise band."""
+        xs = [num(r[col]) for r in runs.get((other, w, m), [])]
+        ys = [num(r[col]) for r in runs.get((base, w, m), [])]
+        return [x / y for x, y in zip(xs, ys) if x is not None and y]
+
     servers = [s for s in ORDER if any(k[0] == s for k in best)]
     servers += sorted({k[0] for k in best} - set(servers))
     workloads = [w for w in WORKLOADS if any(k[1] == w for k in best)]
@@ -72,22 +78,23 @@ def main():
             lost = " / ".join(cell(s, w, m, "lost", "{:.0f}") for m in ("fixed", "sat"))
             other = " / ".join(cell(s, w, m, "other_cpu_pct", "{:.0f}") for m in ("fixed", "sat"))
             rss = val(s, w, "sat", "rss_kb") or val(s, w, "fixed", "rss_kb")
-            runs = max(val(s, w, m, "runs") or 0 for m in ("fixed", "sat"))
+            n_runs = max(val(s, w, m, "runs") or 0 for m in ("fixed", "sat"))
             load = a.miss_qps if w == "miss" else a.fixed_qps
             print(f"| {s} | {w} | {cell(s, w, 'sat', 'qps', '{:.0f}')} "
                   f"| {cell(s, w, 'fixed', 'cpu_us_per_q')} ({cell(s, w, 'fixed', 'user_us_per_q')}) @{int(load) // 1000}k "
                   f"| {cell(s, w, 'fixed', 'p50_ms', '{:.3f}')} | {cell(s, w, 'fixed', 'p99_ms', '{:.3f}')} "
-                  f"| {lost} | {rss / 1024:.1f} | {other} | {runs} |" if rss else
-                  f"| {s} | {w} | - | - | - | - | {lost} | - | {other} | {runs} |")
+                  f"| {lost} | {rss / 1024:.1f} | {other} | {n_runs} |" if rss else
+                  f"| {s} | {w} | - | - | - | - | {lost} | - | {other} | {n_runs} |")
 
     def ratio(x, y):
         return None if x is None or y in (None, 0) else x / y
 
-    def fmt(r, goal=None, higher_better=False):
+    def fmt(r, goal=None, higher_better=False, spread=()):
         if r is None:
             return "-"
         ok = "" if goal is None else (" ok" if (r >= goal if higher_better else r <= goal) else " MISS")
-        return f"{r:.2f}{ok}"
+        band = f" ({min(spread):.2f}-{max(spread):.2f})" if len(spread) > 1 else ""
+        return f"{r:.2f}{ok}{band}"
 
     for base, other, title, goals in (
         ("unbound", "c2sink", "c2sink / Unbound (goal: QPS >= 1.0, misses >= 1.2; CPU/query, p99, RSS <= 1.0)", True),
@@ -105,16 +112,20 @@ def main():
             q = ratio(val(other, w, "sat", "qps"), val(base, w, "sat", "qps"))
             c = ratio(val(other, w, "fixed", "cpu_us_per_q"), val(base, w, "fixed", "cpu_us_per_q"))
             p = ratio(val(other, w, "fixed", "p99_ms"), val(base, w, "fixed", "p99_ms"))
+            qs, cs, ps = (round_ratios(other, base, w, m, col)
+                          for m, col in (("sat", "qps"), ("fixed", "cpu_us_per_q"), ("fixed", "p99_ms")))
             # memory is compared where the goal defines it: after the cache-miss runs (a warm, full cache)
             m = ratio(val(other, w, "sat", "rss_kb"), val(base, w, "sat", "rss_kb")) if w == "miss" else None
             if goals is None:
-                row = [fmt(q), fmt(c), fmt(p), fmt(m)]
+                row = [fmt(q, spread=qs), fmt(c, spread=cs), fmt(p, spread=ps), fmt(m)]
             elif goals:
-                row = [fmt(q, 1.2 if w == "miss" else 1.0, True), fmt(c, 1.0), fmt(p, 1.0), fmt(m, 1.0)]
+                row = [fmt(q, 1.2 if w == "miss" else 1.0, True, qs), fmt(c, 1.0, spread=cs),
+                       fmt(p, 1.0, spread=ps), fmt(m, 1.0)]
             else:
-                row = [fmt(q, 0.95, True), fmt(c, 1.05), fmt(p), fmt(m)]
+                row = [fmt(q, 0.95, True, qs), fmt(c, 1.05, spread=cs), fmt(p, spread=ps), fmt(m)]
             print(f"| {w} | " + " | ".join(row) + " |")
     print()
+    print("Ratios: of the medians; in brackets the lowest and highest ratio of one round's runs (the noise band).")
     print("QPS saturated: server pinned to one core, dnsperf -c 1 -q 100 on the other; ~150k is dnsperf's own limit.")
     print("CPU µs/query: server utime+stime from /proc/PID/stat over a fixed-rate dnsperf -Q run / queries answered;")
     print("in brackets the utime part (user space); the rest is the kernel's UDP, scheduling and wake-up work.")

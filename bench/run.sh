@@ -17,7 +17,7 @@
 #   FIXED_QPS=30000   offered load of fixed-rate runs; MISS_QPS=10000 for the cache-miss workload
 #   SERVERS="c2sink c2sink-1m unbound dnsmasq"   c2sink-1m = c2sink with a 1,000,000-domain list
 #   ONCE="dnsmasq"    servers measured in the first round only (for scale, not compared against goals)
-#   WORKLOADS="blocked cached mixed miss"   MODES="fixed sat"
+#   WORKLOADS="blocked cached mixed variety miss"   MODES="fixed sat"
 #   SERVER_CPUS=1 DNSPERF_CPUS=0 UPSTREAM_CPUS=0   taskset CPU lists ("" = not pinned)
 #   NICE=             e.g. -20: run servers, nsd and dnsperf at this nice level, so that other work on a shared
 #                     machine takes little CPU from them (it still pollutes caches: note other_cpu)
@@ -41,7 +41,7 @@ if [[ "$QUICK" == 1 ]]; then FIXED_SECS=${FIXED_SECS:-3} SAT_SECS=${SAT_SECS:-2}
 else FIXED_SECS=${FIXED_SECS:-4} SAT_SECS=${SAT_SECS:-2} ROUNDS=${ROUNDS:-3}; fi
 FIXED_QPS=${FIXED_QPS:-30000} MISS_QPS=${MISS_QPS:-10000}
 SERVERS=${SERVERS:-"c2sink c2sink-1m unbound dnsmasq"}
-WORKLOADS=${WORKLOADS:-"blocked cached mixed miss"}
+WORKLOADS=${WORKLOADS:-"blocked cached mixed variety miss"}
 MODES=${MODES:-"fixed sat"}
 SERVER_CPUS=${SERVER_CPUS-1} DNSPERF_CPUS=${DNSPERF_CPUS-0} UPSTREAM_CPUS=${UPSTREAM_CPUS-0}
 OTHER_MAX=${OTHER_MAX:-25} ONCE=${ONCE-dnsmasq}
@@ -99,8 +99,8 @@ start nsd "$UP_IP" "$UP_PORT" "$UPSTREAM_CPUS" "$(command -v nsd)" -d -c "$OUT/c
 NSD_PIDS=$(tree_of "$(pid_of nsd)" nsd)
 
 qfile() { # workload mode: every server starts with an empty cache, so each round can replay the same misses
-  case "$1" in blocked|cached|mixed) echo "$OUT/queries/$1.txt" ;; miss) echo "$OUT/queries/miss-$2-1.txt" ;;
-  *) die "unknown workload '$1' (blocked, cached, mixed, miss)" ;; esac; }
+  case "$1" in blocked|cached|mixed|variety) echo "$OUT/queries/$1.txt" ;; miss) echo "$OUT/queries/miss-$2-1.txt" ;;
+  *) die "unknown workload '$1' (blocked, cached, mixed, variety, miss)" ;; esac; }
 
 measure_server() { # server round
   local server=$1 round=$2 ip port pid wl mode qps secs lat line
@@ -110,6 +110,7 @@ measure_server() { # server round
   # warm-up: fill the cache with the forwarded names, touch the blocked path
   taskset -c "${DNSPERF_CPUS:-0-$(($(nproc) - 1))}" dnsperf -s "$ip" -p "$port" -d "$OUT/queries/cached.txt" -n 3 -q 50 -t 2 >/dev/null 2>&1 || die "warm-up of $server failed"
   taskset -c "${DNSPERF_CPUS:-0-$(($(nproc) - 1))}" dnsperf -s "$ip" -p "$port" -d "$OUT/queries/blocked.txt" -n 1 -q 50 -t 2 >/dev/null 2>&1 || true
+  [[ " $WORKLOADS " == *" variety "* ]] && { taskset -c "${DNSPERF_CPUS:-0-$(($(nproc) - 1))}" dnsperf -s "$ip" -p "$port" -d "$OUT/queries/variety.txt" -n 2 -q 50 -t 2 >/dev/null 2>&1 || die "warm-up of $server failed"; }
   sleep 0.5
   for wl in $WORKLOADS; do
     for mode in $MODES; do
