@@ -199,7 +199,10 @@ pub fn start(cfg: &Config) -> anyhow::Result<Option<(Tap<BlockEvent>, Arc<AlertS
     };
     std::thread::Builder::new()
         .name("c2sink-alerts".into())
-        .spawn(move || sender.run(rx))?;
+        .spawn(move || {
+            crate::sched::background_thread();
+            sender.run(rx)
+        })?;
     let per_minute = f64::from(a.max_per_minute);
     let mut alerter = Alerter {
         seen: HashMap::new(),

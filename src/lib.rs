@@ -24,6 +24,7 @@ pub mod privilege;
 pub mod protocol;
 pub mod reload;
 pub mod report;
+pub mod sched;
 pub mod server;
 pub mod sinkhole;
 pub mod telemetry;

@@ -143,9 +143,13 @@ fn serve(path: &std::path::Path) -> ExitCode {
     // work with less scheduling bookkeeping per query (about 5 % fewer instructions, docs/performance.md).
     let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
     let mut builder = if one_cpu {
+        // The runtime runs on this thread: it answers the queries.
+        c2sink::sched::query_thread();
         tokio::runtime::Builder::new_current_thread()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.on_thread_start(c2sink::sched::query_thread);
+        b
     };
     let rt = match builder
         .enable_all()

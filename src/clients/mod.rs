@@ -178,6 +178,7 @@ impl Clients {
         let spawned = std::thread::Builder::new()
             .name("c2sink-clients".into())
             .spawn(move || {
+                crate::sched::background_thread();
                 loop {
                     std::thread::sleep(every);
                     let Some(target) = weak.upgrade() else { return };

@@ -329,7 +329,8 @@ impl<T: Record> Journal<T> {
         let writer = std::thread::Builder::new()
             .name(format!("c2sink-{what}"))
             .spawn(move || {
-                yield_to_queries();
+                // On a busy core a waking query thread preempts a batch being formatted.
+                crate::sched::background_thread();
                 w.run(rx)
             })?;
         Ok(Journal {
@@ -362,20 +363,6 @@ impl<T: Record> Journal<T> {
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
-    }
-}
-
-/// Lowers the calling thread's scheduling priority (nice +10), so that on a busy core a waking query thread
-/// preempts a writer formatting a batch instead of queueing behind it (measured: p99 latency of blocked
-/// queries, docs/performance.md). The writer still gets its share: it cannot be starved.
-fn yield_to_queries() {
-    // SAFETY: plain system calls on the calling thread; no memory is passed.
-    let r = unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10)
-    };
-    if r != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the log writer's priority");
     }
 }
 
