@@ -3,9 +3,12 @@
 #
 #   perf      samples the server (user + kernel, cpu-clock) during a fixed-rate dnsperf run; prints the hottest
 #             symbols and the user/kernel split. Hardware counters are not needed.
+#   threads   per-thread CPU (utime/stime clock ticks from /proc/PID/task/*/stat) and context switches per query
+#             during a fixed-rate dnsperf run: how much of the cost is the query thread and how much the event
+#             writer. TARGET=unbound measures Unbound the same way.
 #   callgrind runs c2sink under valgrind --tool=callgrind, zeroes the counters after warm-up, sends exactly
 #             N queries, and prints instructions per query (user space only) with the top functions.
-# WORKLOAD: blocked | cached | mixed | miss.
+# WORKLOAD: blocked | cached | mixed | variety | miss.
 # Env: SECS=5 QPS=30000 PERF_CALLGRAPH=1 (perf -g: kernel call chains; user ones need frame pointers)
 #      N=20000 CG_QPS= (unset: saturated) CG_OUTSTANDING=20 (callgrind)  C2SINK_BIN= (default target/release/c2sink, built if absent)
 #      CONFIG=small|1m  TARGET=c2sink|unbound (callgrind)  SERVER_CPUS=1 DNSPERF_CPUS=0 UPSTREAM_CPUS=0  OUT=bench/out  TOP=25
@@ -15,20 +18,20 @@ BENCH="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$BENCH")"
 export OUT="${OUT:-$BENCH/out}"
 source "$BENCH/lib.sh"
-[[ $# -eq 2 ]] || die "usage: $0 perf|callgrind blocked|cached|mixed|miss"
+[[ $# -eq 2 ]] || die "usage: $0 perf|threads|callgrind blocked|cached|mixed|variety|miss"
 TOOL=$1 WL=$2
 SECS=${SECS:-5} QPS=${QPS:-30000} N=${N:-20000} CONFIG=${CONFIG:-small} TOP=${TOP:-25}
 SERVER_CPUS=${SERVER_CPUS-1} DNSPERF_CPUS=${DNSPERF_CPUS-0} UPSTREAM_CPUS=${UPSTREAM_CPUS-0}
 export UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300} C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
 export UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
 [[ "$UP_IP" == 127.* && "$C2_IP" == 127.* && "$UB_IP" == 127.* ]] || die "loopback addresses only"
-# TARGET=unbound profiles Unbound the same way (callgrind only), for a like-for-like instruction count
+# TARGET=unbound profiles Unbound the same way (callgrind and threads), for a like-for-like comparison
 TARGET=${TARGET:-c2sink}
 [[ "$TARGET" == unbound ]] && C2_IP=$UB_IP C2_PORT=$UB_PORT
 export PATH="$PATH:/usr/sbin:/sbin"
 C2SINK_BIN=${C2SINK_BIN:-$ROOT/target/release/c2sink}
 [[ -x "$C2SINK_BIN" ]] || (cd "$ROOT" && cargo build --release --quiet)
-case "$WL" in blocked|cached|mixed) QF="$OUT/queries/$WL.txt" ;; miss) QF="$OUT/queries/miss-sat-1.txt" ;;
+case "$WL" in blocked|cached|mixed|variety) QF="$OUT/queries/$WL.txt" ;; miss) QF="$OUT/queries/miss-sat-1.txt" ;;
   *) die "unknown workload $WL" ;; esac
 [[ -s "$QF" && -s "$OUT/conf/c2sink-$CONFIG.toml" ]] || MISS_TRIES=1 "$BENCH/gen-data.sh" >&2
 mkdir -p "$OUT/profile" "$OUT/run"
@@ -56,6 +59,37 @@ perf)
     perf report -i "$PROF.data" --stdio --no-children --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
     echo
     perf report -i "$PROF.data" --stdio --no-children --sort sym 2>/dev/null | grep -v '^#' | grep -v '^$' | head -"$TOP"
+  } | tee "$PROF.txt"
+  ;;
+threads)
+  if [[ "$TARGET" == unbound ]]; then
+    start unbound "$UB_IP" "$UB_PORT" "$SERVER_CPUS" "$(command -v unbound)" -d -c "$OUT/conf/unbound.conf"
+    pid=$(pid_of unbound)
+  else
+    start c2sink "$C2_IP" "$C2_PORT" "$SERVER_CPUS" "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-$CONFIG.toml"
+    pid=$(pid_of c2sink)
+  fi
+  pin "$DNSPERF_CPUS" "${DP[@]}" -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1
+  [[ "$WL" == variety ]] && pin "$DNSPERF_CPUS" "${DP[@]}" -d "$QF" -n 2 >/dev/null 2>&1
+  # "tid name voluntary involuntary utime stime" for every thread (the name may not hold spaces: ours do not)
+  snap() { local t; for t in /proc/"$pid"/task/*; do
+    printf '%s %s %s %s\n' "${t##*/}" "$(cat "$t/comm")" \
+      "$(awk '/^voluntary_ctxt/{v=$2} /^nonvoluntary_ctxt/{n=$2} END{print v, n}' "$t/status")" \
+      "$(sed 's/^.*) //' "$t/stat" | awk '{print $12, $13}')"; done; }
+  snap > "$PROF.before"
+  pin "$DNSPERF_CPUS" "${DP[@]}" -d "$QF" -Q "$QPS" -l "$SECS" > "$PROF.dnsperf.txt" 2>&1
+  snap > "$PROF.after"
+  completed=$(awk '/Queries completed:/{print $3}' "$PROF.dnsperf.txt")
+  hz=$(getconf CLK_TCK)
+  {
+    echo "# per-thread CPU of $TARGET, workload $WL at $QPS qps for ${SECS}s ($completed queries; clock tick = $((1000000 / hz)) µs)"
+    printf '%-18s %10s %10s %12s %14s %14s\n' thread user_ticks sys_ticks "µs/query" voluntary/q involuntary/q
+    join <(sort "$PROF.before") <(sort "$PROF.after") | awk -v n="$completed" -v hz="$hz" '
+      { u = $10 - $5; k = $11 - $6; if (u + k == 0 && $8 == $3 && $9 == $4) next
+        printf "%-18s %10d %10d %12.2f %14.3f %14.3f\n", $2, u, k, (u + k) * 1e6 / hz / n, ($8 - $3) / n, ($9 - $4) / n
+        tu += u; tk += k }
+      END { printf "%-18s %10d %10d %12.2f\n", "total", tu, tk, (tu + tk) * 1e6 / hz / n }'
+    grep -E "Queries lost|Average Latency" "$PROF.dnsperf.txt"
   } | tee "$PROF.txt"
   ;;
 callgrind)
@@ -89,5 +123,5 @@ callgrind)
     callgrind_annotate --threshold=100 --auto=no --inclusive=yes "$dump" 2>/dev/null | sed -n '/file:function/,$p' | head -"$TOP"
   } | tee "$PROF.txt"
   ;;
-*) die "unknown tool $TOOL (perf, callgrind)" ;;
+*) die "unknown tool $TOOL (perf, threads, callgrind)" ;;
 esac
