@@ -140,7 +140,7 @@ impl Cache {
         }
     }
 
-    /// Answers held (over all shards).
+    /// Answers held now (expired ones count until a lookup or eviction removes them).
     pub fn len(&self) -> usize {
         self.entries.len()
     }
