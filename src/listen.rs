@@ -38,7 +38,8 @@ pub struct Limits {
 
 /// Sockets bound for one listen address.
 pub struct Bound {
-    pub udp: Vec<UdpSocket>,
+    /// Not yet registered with a runtime: each is served by the runtime that will own it.
+    pub udp: Vec<std::net::UdpSocket>,
     pub tcp: TcpListener,
     /// The address actually bound (port filled in when the config said 0).
     pub addr: SocketAddr,
@@ -84,9 +85,9 @@ pub fn bind(addr: SocketAddr, udp_sockets: usize) -> std::io::Result<Bound> {
             }
             Err(e) => return Err(e),
         };
-        let mut udp = vec![UdpSocket::from_std(first)?];
+        let mut udp = vec![first];
         for _ in 1..n {
-            udp.push(UdpSocket::from_std(udp_socket(actual)?)?);
+            udp.push(udp_socket(actual)?);
         }
         return Ok(Bound {
             udp,
@@ -157,6 +158,62 @@ pub async fn serve_udp(
         }
         tx.flush(&sock).await;
     }
+}
+
+/// What a UDP listener thread shares with the rest of the server.
+#[derive(Clone)]
+pub struct UdpShared {
+    pub admission: Arc<Admission>,
+    pub pipeline: Arc<Pipeline>,
+    pub inflight: Arc<Semaphore>,
+    pub shutdown: CancellationToken,
+    /// Longest wait, after shutdown, for the thread's queries still waiting on an upstream.
+    pub drain: Duration,
+}
+
+/// Serves one UDP socket on a thread of its own with a single-threaded runtime (one socket per core, like
+/// Unbound's threads): a burst's datagrams, their answers and their upstream queries stay on one thread, with
+/// none of the cross-thread wake-ups a work-stealing runtime pays per burst (docs/performance.md). The
+/// thread ends after shutdown, once its forwarded queries are answered or `drain` has passed.
+pub fn spawn_udp_thread(
+    sock: std::net::UdpSocket,
+    shared: UdpShared,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("c2sink-udp".into())
+        .spawn(move || {
+            crate::sched::query_thread();
+            rt.block_on(async move {
+                let sock = match UdpSocket::from_std(sock) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot serve a UDP socket");
+                        return;
+                    }
+                };
+                let tracker = TaskTracker::new();
+                let s = shared;
+                serve_udp(
+                    sock,
+                    s.admission,
+                    s.pipeline,
+                    s.inflight,
+                    tracker.clone(),
+                    s.shutdown,
+                )
+                .await;
+                tracker.close();
+                if tokio::time::timeout(s.drain, tracker.wait()).await.is_err() {
+                    tracing::warn!(
+                        "some UDP queries were still in flight after {:?}; stopping anyway",
+                        s.drain
+                    );
+                }
+            });
+        })
 }
 
 /// Accepts TCP connections until shutdown.

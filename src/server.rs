@@ -75,6 +75,18 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let inflight = Arc::new(Semaphore::new(limits.max_inflight));
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
+    // UDP threads end only when told to: a start that fails after they run must stop them too.
+    let _stop_threads_on_return = shutdown.clone().drop_guard();
+    // A single-threaded runtime (one CPU) serves UDP itself; otherwise each UDP socket gets its own thread.
+    let one_thread = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::CurrentThread;
+    let udp_shared = listen::UdpShared {
+        admission: admission.clone(),
+        pipeline: pipeline.clone(),
+        inflight: inflight.clone(),
+        shutdown: shutdown.clone(),
+        drain: DRAIN,
+    };
     let mut listeners = Vec::new();
     for &addr in &cfg.server.listen {
         let bound = listen::bind(addr, limits.udp_sockets).with_context(|| {
@@ -89,14 +101,25 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             bound.udp.len()
         );
         for sock in bound.udp {
-            listeners.push(tokio::spawn(listen::serve_udp(
-                sock,
-                admission.clone(),
-                pipeline.clone(),
-                inflight.clone(),
-                tracker.clone(),
-                shutdown.clone(),
-            )));
+            if one_thread {
+                // Everything runs on this thread anyway: the socket joins it.
+                let sock =
+                    tokio::net::UdpSocket::from_std(sock).context("registering UDP socket")?;
+                listeners.push(tokio::spawn(listen::serve_udp(
+                    sock,
+                    admission.clone(),
+                    pipeline.clone(),
+                    inflight.clone(),
+                    tracker.clone(),
+                    shutdown.clone(),
+                )));
+            } else {
+                let thread = listen::spawn_udp_thread(sock, udp_shared.clone())
+                    .context("starting a UDP listener thread")?;
+                listeners.push(tokio::task::spawn_blocking(move || {
+                    let _ = thread.join();
+                }));
+            }
         }
         listeners.push(tokio::spawn(listen::serve_tcp(
             bound.tcp,
@@ -108,6 +131,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             shutdown.clone(),
         )));
     }
+    drop(udp_shared);
     if let Some(t) = &cfg.tls_listen {
         let shared = tls_listen::Shared {
             admission: admission.clone(),
@@ -225,6 +249,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     wait_for_signal(stop).await;
     tracing::info!("shutting down: draining queries in flight");
     shutdown.cancel();
+    // One drain period for everything: UDP threads wait for their own queries meanwhile.
+    let drained_by = tokio::time::Instant::now() + DRAIN;
     for l in listeners {
         let _ = l.await;
     }
@@ -232,7 +258,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let _ = feed_task.await;
     drop(reloader);
     tracker.close();
-    if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
+    if tokio::time::timeout_at(drained_by, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some queries were still in flight after {DRAIN:?}; stopping anyway");
     }
     match Arc::try_unwrap(pipeline) {

@@ -131,6 +131,73 @@ fn lookalike_and_legitimate_names_are_forwarded() {
     );
 }
 
+/// (thread id, voluntary context switches) of each of `pid`'s threads named `name`.
+fn threads_named(pid: u32, name: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let t = t.expect("task").path();
+        if std::fs::read_to_string(t.join("comm"))
+            .expect("comm")
+            .trim()
+            != name
+        {
+            continue;
+        }
+        let status = std::fs::read_to_string(t.join("status")).expect("status");
+        let switches = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("voluntary_ctxt_switches");
+        let tid = t.file_name().expect("tid").to_string_lossy().into_owned();
+        out.push((tid, switches));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn each_udp_socket_is_served_by_its_own_thread_and_all_answer() {
+    let up = Upstream::start();
+    // config() asks for two UDP sockets per listen address.
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let before = threads_named(srv.pid(), "c2sink-udp");
+    // On one CPU the runtime's own thread serves UDP; otherwise one thread per socket.
+    let sockets = 2 * srv.addrs.len();
+    assert_eq!(
+        before.len(),
+        if cpus > 1 { sockets } else { 0 },
+        "{before:?}"
+    );
+    // Each query from a new port: the kernel spreads them over both sockets by address and port.
+    for i in 0..40 {
+        let name = format!("spread{i}.example.org");
+        let m = ask_simple(srv.addr(), Proto::Udp, &name, RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+        assert_eq!(
+            m.answers[0].data,
+            RData::A("192.0.2.1".parse().expect("ip")),
+            "{name} forwarded"
+        );
+        let blocked = format!("spread{i}.msstorageazure.com");
+        let m = ask_simple(srv.addr(), Proto::Udp, &blocked, RecordType::A);
+        assert_null_sinkhole(&m, RecordType::A, &blocked);
+    }
+    assert_eq!(srv.events(40).len(), 40, "one event per blocked query");
+    let after = threads_named(srv.pid(), "c2sink-udp");
+    assert_eq!(after.len(), before.len());
+    if cpus > 1 {
+        // Both sockets of the queried address got queries (2^-39 odds that 40 random ports all hash to
+        // one), and each woke a thread of its own.
+        let woken = before.iter().zip(&after).filter(|(b, a)| a.1 > b.1).count();
+        assert!(
+            woken >= 2,
+            "UDP threads woken: {woken}; {before:?} -> {after:?}"
+        );
+    }
+}
+
 #[test]
 fn block_event_names_client_protocol_list_and_rule() {
     let up = Upstream::start();
