@@ -187,6 +187,8 @@ fn events_go_to_syslog_as_rfc5424() {
     let v: serde_json::Value = serde_json::from_str(json).unwrap();
     assert_eq!(v["qname"], format!("x.{C2}"));
     assert_eq!(v["qtype"], "AAAA");
+    // The header's TIMESTAMP is the event's own time.
+    assert_eq!(msg.split(' ').nth(1), v["ts"].as_str(), "{msg}");
     c.stop();
 }
 

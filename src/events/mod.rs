@@ -1,10 +1,10 @@
 //! Block events (the admin's evidence of an infected machine, one JSON line per blocked query) and the optional
 //! full query log (one JSON line per query, for retro-hunts).
 //!
-//! The query path only hands a record to a bounded queue; one writer thread per log formats whole lines and
-//! writes each batch in one go, so lines are never interleaved or cut and a slow or failing disk never slows
-//! answering. When the queue is full or the disk fails, records are counted as dropped and the problem is
-//! logged once (and its end once). File logs rotate and reopen ([`logfile`]); events can go to syslog too.
+//! The query path formats its record's line into a bounded buffer (no I/O, no waiting beyond a short lock);
+//! one writer thread per log swaps the buffer out and writes it in one go, so lines are never interleaved or
+//! cut and a slow or failing disk never slows answering. When the buffer is full or the disk fails, records
+//! are counted as dropped and the problem is logged once (and its end once). File logs rotate and reopen ([`logfile`]); events can go to syslog too.
 
 pub mod line;
 pub mod logfile;
@@ -20,17 +20,14 @@ use serde::Serialize;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-/// Records that may wait for the writer before new ones are dropped.
 /// Pause after each written batch, so that a burst of records is written in one go.
-const BURST_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
-const QUEUE: usize = 65_536;
-/// Most bytes gathered into one write.
-const BATCH_BYTES: usize = 1 << 20;
+const BURST_PAUSE: Duration = Duration::from_millis(10);
+/// Most bytes of lines that may wait for the writer before new records are dropped (about 65,000 block lines).
+const QUEUE_BYTES: usize = 16 << 20;
 /// How often an idle writer wakes to sync, rotate by age and honour `reopen`.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -131,20 +128,12 @@ impl Record for Event {
             }
         }
     }
-    fn time(&self) -> SystemTime {
-        match self {
-            Event::Block(b) => b.time,
-            Event::Connection(c) => c.conn.time,
-        }
-    }
 }
 
 /// Something a log writer turns into one JSON line.
 pub trait Record: Send + 'static {
     /// Appends the record as one JSON line (no newline) to `out`.
     fn write_json(&self, f: &mut LineFormat, out: &mut Vec<u8>);
-    /// When it happened.
-    fn time(&self) -> SystemTime;
 }
 
 /// The fields every line starts with: time, kind, and who sent it (through `client_hostname`). Fixed text
@@ -223,9 +212,6 @@ impl Record for BlockEvent {
         }
         out.push(b'}');
     }
-    fn time(&self) -> SystemTime {
-        self.time
-    }
 }
 
 impl BlockEvent {
@@ -272,9 +258,14 @@ impl Record for QueryRecord {
         line::decimal(out, self.latency_us);
         out.push(b'}');
     }
-    fn time(&self) -> SystemTime {
-        self.time
-    }
+}
+
+/// The `ts` value a line starts with (the first field of every line), for the syslog header.
+fn line_ts(line: &[u8]) -> &str {
+    line.strip_prefix(b"{\"ts\":\"")
+        .and_then(|r| r.iter().position(|&b| b == b'"').map(|n| &r[..n]))
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .unwrap_or("-")
 }
 
 /// A callback that sees each record on the writer thread (alerts watch block events this way).
@@ -296,13 +287,42 @@ enum Output {
     File(LogFile),
 }
 
-/// One log: a bounded queue and the thread that writes it.
+/// One log: lines formatted by whoever records them, and the thread that writes them.
+///
+/// A record becomes its line at once, on the recording thread, into a buffer the writer swaps out whole: no
+/// record crosses threads (so none is freed on another thread's heap), and the writer only writes. Measured
+/// against a queue of records formatted by the writer: docs/performance.md.
 struct Journal<T: Record> {
-    tx: Option<SyncSender<T>>,
+    queue: Arc<Queue<T>>,
     writer: Option<std::thread::JoinHandle<()>>,
     stats: Arc<EventStats>,
     reopen: Arc<AtomicBool>,
     what: &'static str,
+}
+
+/// Lines waiting for the writer.
+struct Queue<T> {
+    pending: Mutex<Pending<T>>,
+    ready: Condvar,
+    /// Whether the records themselves are kept for the writer (only a tap needs them).
+    keep_records: bool,
+}
+
+struct Pending<T> {
+    bytes: Vec<u8>,
+    lines: u64,
+    records: Vec<T>,
+    format: LineFormat,
+    /// The writer waits for a first line (a notify is needed only then).
+    waiting: bool,
+    closed: bool,
+}
+
+impl<T> Queue<T> {
+    fn lock(&self) -> MutexGuard<'_, Pending<T>> {
+        // Formatting a line cannot leave the buffer half-changed in a way the writer could not write.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl<T: Record> Journal<T> {
@@ -312,7 +332,18 @@ impl<T: Record> Journal<T> {
         syslog: Option<Syslog>,
         tap: Option<Tap<T>>,
     ) -> std::io::Result<Journal<T>> {
-        let (tx, rx) = sync_channel(QUEUE);
+        let queue = Arc::new(Queue {
+            pending: Mutex::new(Pending {
+                bytes: Vec::new(),
+                lines: 0,
+                records: Vec::new(),
+                format: LineFormat::default(),
+                waiting: false,
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            keep_records: tap.is_some(),
+        });
         let stats = Arc::new(EventStats::default());
         let reopen = Arc::new(AtomicBool::new(false));
         let mut w = Writer {
@@ -324,17 +355,17 @@ impl<T: Record> Journal<T> {
             what,
             failing: false,
             dropped_at_failure: 0,
-            format: LineFormat::default(),
         };
+        let q = queue.clone();
         let writer = std::thread::Builder::new()
             .name(format!("c2sink-{what}"))
             .spawn(move || {
-                // On a busy core a waking query thread preempts a batch being formatted.
+                // On a busy core a waking query thread preempts a batch being written.
                 crate::sched::background_thread();
-                w.run(rx)
+                w.run(&q)
             })?;
         Ok(Journal {
-            tx: Some(tx),
+            queue,
             writer: Some(writer),
             stats,
             reopen,
@@ -343,23 +374,33 @@ impl<T: Record> Journal<T> {
     }
 
     fn record(&self, r: T) {
-        let Some(tx) = &self.tx else { return };
-        match tx.try_send(r) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                if !self.stats.full_logged.swap(true, Ordering::Relaxed) {
-                    tracing::error!(
-                        log = self.what,
-                        "queue full or writer gone: records are being dropped (counted)"
-                    );
-                }
+        let mut p = self.queue.lock();
+        if p.closed || p.bytes.len() >= QUEUE_BYTES {
+            drop(p);
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            if !self.stats.full_logged.swap(true, Ordering::Relaxed) {
+                tracing::error!(
+                    log = self.what,
+                    "writer behind or gone: records are being dropped (counted)"
+                );
             }
+            return;
+        }
+        let p = &mut *p;
+        r.write_json(&mut p.format, &mut p.bytes);
+        p.bytes.push(b'\n');
+        p.lines += 1;
+        if self.queue.keep_records {
+            p.records.push(r);
+        }
+        if std::mem::take(&mut p.waiting) {
+            self.queue.ready.notify_one();
         }
     }
 
     fn close(&mut self) {
-        self.tx.take();
+        self.queue.lock().closed = true;
+        self.queue.ready.notify_one();
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
@@ -376,64 +417,59 @@ struct Writer<T> {
     what: &'static str,
     failing: bool,
     dropped_at_failure: u64,
-    format: LineFormat,
 }
 
 impl<T: Record> Writer<T> {
-    fn run(&mut self, rx: Receiver<T>) {
+    fn run(&mut self, q: &Queue<T>) {
         let mut batch = Vec::with_capacity(1 << 16);
-        let mut pending: Option<T> = None;
+        let mut records = Vec::new();
         loop {
-            let first = match pending.take() {
-                Some(r) => r,
-                None => match rx.recv_timeout(TICK) {
-                    Ok(r) => r,
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.maintain();
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
+            let (lines, closed) = {
+                let mut p = q.lock();
+                if p.lines == 0 && !p.closed {
+                    p.waiting = true;
+                    p = match q.ready.wait_timeout(p, TICK) {
+                        Ok((p, _)) => p,
+                        Err(e) => e.into_inner().0,
+                    };
+                    p.waiting = false;
+                }
+                // Swap buffers: recording goes on into the (emptied) one written last time.
+                std::mem::swap(&mut p.bytes, &mut batch);
+                std::mem::swap(&mut p.records, &mut records);
+                (std::mem::take(&mut p.lines), p.closed)
             };
-            batch.clear();
-            let mut lines = 0u64;
-            let mut next = Some(first);
-            // Drain what is queued into one write: whole lines only, few syscalls under load.
-            while let Some(r) = next {
-                let start = batch.len();
-                r.write_json(&mut self.format, &mut batch);
+            self.maintain();
+            if lines > 0 {
+                if let Some(tap) = self.tap.as_mut() {
+                    records.iter().for_each(tap);
+                }
+                records.clear();
                 if let Some(s) = self.syslog.as_mut() {
-                    let ts = humantime::format_rfc3339_millis(r.time()).to_string();
-                    if s.send(&ts, "block", &batch[start..]).is_err()
-                        && self.stats.syslog_failed.fetch_add(1, Ordering::Relaxed) == 0
-                    {
-                        tracing::error!("cannot send events to syslog (counting failures)");
+                    for line in batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                        if s.send(line_ts(line), "block", line).is_err()
+                            && self.stats.syslog_failed.fetch_add(1, Ordering::Relaxed) == 0
+                        {
+                            tracing::error!("cannot send events to syslog (counting failures)");
+                        }
                     }
                 }
-                if let Some(tap) = self.tap.as_mut() {
-                    tap(&r);
-                }
-                batch.push(b'\n');
-                lines += 1;
-                next = if batch.len() < BATCH_BYTES {
-                    rx.try_recv().ok()
-                } else {
-                    None
-                };
+                self.write(&batch, lines);
+                batch.clear();
             }
-            self.maintain();
-            self.write(&batch, lines);
-            // Let a burst collect while the writer sleeps: the first record after a quiet spell is written at
-            // once, and under load no query pays for waking this thread (measured: blocked queries cost half
-            // the CPU, docs/performance.md).
-            std::thread::sleep(BURST_PAUSE);
-            pending = rx.try_recv().ok();
+            if closed {
+                break;
+            }
+            if lines > 0 {
+                // Let a burst collect while the writer sleeps: the first record after a quiet spell is
+                // written at once, and under load no query pays for waking this thread.
+                std::thread::sleep(BURST_PAUSE);
+            }
         }
         if let Output::File(f) = &mut self.out {
             f.sync();
         }
     }
-
     /// Reopen on request, sync, rotate by age.
     fn maintain(&mut self) {
         if let Output::File(f) = &mut self.out {
@@ -707,6 +743,63 @@ mod tests {
             };
             assert_eq!(e.to_json(), serde_json::to_string(&serde).unwrap());
         }
+    }
+
+    #[test]
+    fn lines_are_written_in_order_taps_see_each_record_and_late_records_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let out = Output::File(LogFile::open(&path, Rotation::default()).unwrap());
+        let tap: Tap<Event> = Box::new(move |e: &Event| {
+            if let Event::Block(b) = e {
+                s.lock().unwrap().push(b.qname.clone())
+            }
+        });
+        let mut j = Journal::start("events", out, None, Some(tap)).unwrap();
+        let names: Vec<String> = (0..500).map(|i| format!("n{i}.example.com")).collect();
+        for n in &names {
+            j.record(Event::Block(block(
+                "10.0.0.1:1",
+                n,
+                Attribution::default(),
+                None,
+            )));
+        }
+        j.close();
+        j.record(Event::Block(block(
+            "10.0.0.1:1",
+            "late.example.com",
+            Attribution::default(),
+            None,
+        )));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let written: Vec<String> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["qname"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(written, names);
+        assert_eq!(*seen.lock().unwrap(), names);
+        assert_eq!(j.stats.written.load(Ordering::Relaxed), 500);
+        assert_eq!(
+            j.stats.dropped.load(Ordering::Relaxed),
+            1,
+            "the record after close"
+        );
+    }
+
+    #[test]
+    fn syslog_timestamp_is_the_line_ts() {
+        let e = block("10.0.0.1:1", "a.example.com", Attribution::default(), None);
+        let line = e.to_json();
+        assert_eq!(line_ts(line.as_bytes()), "2025-11-27T14:23:15.695Z");
+        assert_eq!(line_ts(b"not json"), "-");
     }
 
     #[test]
