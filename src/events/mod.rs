@@ -28,6 +28,8 @@ use std::time::{Duration, SystemTime};
 const BURST_PAUSE: Duration = Duration::from_millis(10);
 /// Most bytes of lines that may wait for the writer before new records are dropped (about 65,000 block lines).
 const QUEUE_BYTES: usize = 16 << 20;
+/// Most bytes written by one `write()` (a batch that grew larger while the writer was behind is split).
+const WRITE_BYTES: usize = 1 << 20;
 /// How often an idle writer wakes to sync, rotate by age and honour `reopen`.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -308,6 +310,7 @@ struct Queue<T> {
     keep_records: bool,
 }
 
+/// The buffer recorders append to and the writer swaps out.
 struct Pending<T> {
     bytes: Vec<u8>,
     lines: u64,
@@ -454,7 +457,7 @@ impl<T: Record> Writer<T> {
                         }
                     }
                 }
-                self.write(&batch, lines);
+                self.write_chunks(&batch, lines);
                 batch.clear();
             }
             if closed {
@@ -478,6 +481,30 @@ impl<T: Record> Writer<T> {
                 f.reopen();
             }
             f.tick();
+        }
+    }
+
+    /// Writes a batch in pieces of whole lines of at most [`WRITE_BYTES`] (one piece unless the writer fell
+    /// behind), so that rotation by size overshoots by one piece at most.
+    fn write_chunks(&mut self, batch: &[u8], lines: u64) {
+        if batch.len() <= WRITE_BYTES {
+            return self.write(batch, lines);
+        }
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let cut = match rest.get(..WRITE_BYTES) {
+                None => rest.len(),
+                // After the last newline that fits; a single longer line goes alone.
+                Some(head) => head
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .or_else(|| rest.iter().position(|&b| b == b'\n'))
+                    .map_or(rest.len(), |i| i + 1),
+            };
+            let (piece, tail) = rest.split_at(cut);
+            let n = piece.iter().filter(|&&b| b == b'\n').count() as u64;
+            self.write(piece, n);
+            rest = tail;
         }
     }
 
@@ -792,6 +819,64 @@ mod tests {
             1,
             "the record after close"
         );
+    }
+
+    #[test]
+    fn a_large_batch_is_written_in_whole_line_pieces_with_every_line_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        // Rotation by size: a piece that does not fit starts a new file, so the files show the pieces.
+        let max = WRITE_BYTES as u64 + 200;
+        let rotation = Rotation {
+            max_size: Some(max),
+            max_age: None,
+            keep: 10,
+            gzip: false,
+        };
+        let mut w: Writer<Event> = Writer {
+            out: Output::File(LogFile::open(&path, rotation).unwrap()),
+            syslog: None,
+            tap: None,
+            stats: Arc::new(EventStats::default()),
+            reopen: Arc::new(AtomicBool::new(false)),
+            what: "events",
+            failing: false,
+            dropped_at_failure: 0,
+        };
+        // 2.5 pieces' worth of 100-byte lines, and one line longer than a piece.
+        let line = format!("{}\n", "x".repeat(99));
+        let mut batch = line.repeat(WRITE_BYTES * 5 / 2 / 100).into_bytes();
+        batch.extend_from_slice(format!("{}\n", "y".repeat(WRITE_BYTES + 10)).as_bytes());
+        batch.extend_from_slice(line.as_bytes());
+        let lines = batch.iter().filter(|&&b| b == b'\n').count() as u64;
+        w.write_chunks(&batch, lines);
+        assert_eq!(w.stats.written.load(Ordering::Relaxed), lines);
+        // Rotated files (named by time, then -001...) in order, the live file last.
+        let mut files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p != &path)
+            .collect();
+        files.sort();
+        files.push(path);
+        let mut all = Vec::new();
+        for f in &files {
+            let bytes = std::fs::read(f).unwrap();
+            assert!(bytes.ends_with(b"\n"), "{f:?} ends with a whole line");
+            let long = bytes.contains(&b'y');
+            assert!(
+                long || bytes.len() as u64 <= max,
+                "{f:?}: {} bytes",
+                bytes.len()
+            );
+            all.extend(bytes);
+        }
+        assert_eq!(
+            files.len(),
+            4,
+            "three pieces of short lines, then the long line with the last one (it still fits)"
+        );
+        assert_eq!(all, batch);
     }
 
     #[test]
