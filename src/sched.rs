@@ -7,7 +7,7 @@
 
 use std::io;
 
-/// A query thread's slice: short enough that a query arriving while a writer formats a batch is answered
+/// A query thread's slice: short enough that a query arriving while a log writer writes a batch is answered
 /// within about this long (measured: blocked-name p99 at 30k qps, docs/performance.md).
 pub const QUERY_SLICE_NS: u64 = 100_000;
 /// How much lower a background thread's priority is than the process's own.
