@@ -100,14 +100,14 @@ pub fn bind(addr: SocketAddr, udp_sockets: usize) -> std::io::Result<Bound> {
 
 /// Serves queries on one UDP socket until shutdown: each burst of waiting datagrams is read in one call,
 /// and the answers ready at once (blocked, cached, refused) leave together in another ([`udp_batch`]).
-pub async fn serve_udp(
-    sock: UdpSocket,
-    admission: Arc<Admission>,
-    pipeline: Arc<Pipeline>,
-    inflight: Arc<Semaphore>,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-) {
+pub async fn serve_udp(sock: UdpSocket, shared: UdpShared, tracker: TaskTracker) {
+    let UdpShared {
+        admission,
+        pipeline,
+        inflight,
+        shutdown,
+        ..
+    } = shared;
     let sock = Arc::new(sock);
     let mut rx = udp_batch::Receiver::new(UDP_BUF);
     let mut tx = udp_batch::Sender::default();
@@ -160,7 +160,7 @@ pub async fn serve_udp(
     }
 }
 
-/// What a UDP listener thread shares with the rest of the server.
+/// What a UDP listener shares with the rest of the server.
 #[derive(Clone)]
 pub struct UdpShared {
     pub admission: Arc<Admission>,
@@ -195,21 +195,12 @@ pub fn spawn_udp_thread(
                     }
                 };
                 let tracker = TaskTracker::new();
-                let s = shared;
-                serve_udp(
-                    sock,
-                    s.admission,
-                    s.pipeline,
-                    s.inflight,
-                    tracker.clone(),
-                    s.shutdown,
-                )
-                .await;
+                let drain = shared.drain;
+                serve_udp(sock, shared, tracker.clone()).await;
                 tracker.close();
-                if tokio::time::timeout(s.drain, tracker.wait()).await.is_err() {
+                if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
                     tracing::warn!(
-                        "some UDP queries were still in flight after {:?}; stopping anyway",
-                        s.drain
+                        "some UDP queries were still in flight after {drain:?}; stopping anyway"
                     );
                 }
             });

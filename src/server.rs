@@ -107,11 +107,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                     tokio::net::UdpSocket::from_std(sock).context("registering UDP socket")?;
                 listeners.push(tokio::spawn(listen::serve_udp(
                     sock,
-                    admission.clone(),
-                    pipeline.clone(),
-                    inflight.clone(),
+                    udp_shared.clone(),
                     tracker.clone(),
-                    shutdown.clone(),
                 )));
             } else {
                 let thread = listen::spawn_udp_thread(sock, udp_shared.clone())
