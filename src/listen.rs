@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -100,7 +100,7 @@ pub fn bind(addr: SocketAddr, udp_sockets: usize) -> std::io::Result<Bound> {
 
 /// Serves queries on one UDP socket until shutdown: each burst of waiting datagrams is read in one call,
 /// and the answers ready at once (blocked, cached, refused) leave together in another ([`udp_batch`]).
-pub async fn serve_udp(sock: UdpSocket, shared: UdpShared, tracker: TaskTracker) {
+pub async fn serve_udp(sock: udp_batch::Socket, shared: UdpShared, tracker: TaskTracker) {
     let UdpShared {
         admission,
         pipeline,
@@ -187,7 +187,7 @@ pub fn spawn_udp_thread(
         .spawn(move || {
             crate::sched::query_thread();
             rt.block_on(async move {
-                let sock = match UdpSocket::from_std(sock) {
+                let sock = match udp_batch::Socket::new(sock) {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot serve a UDP socket");

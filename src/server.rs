@@ -103,8 +103,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         for sock in bound.udp {
             if one_thread {
                 // Everything runs on this thread anyway: the socket joins it.
-                let sock =
-                    tokio::net::UdpSocket::from_std(sock).context("registering UDP socket")?;
+                let sock = crate::udp_batch::Socket::new(sock).context("registering UDP socket")?;
                 listeners.push(tokio::spawn(listen::serve_udp(
                     sock,
                     udp_shared.clone(),

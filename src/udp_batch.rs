@@ -3,6 +3,7 @@
 //! Under load queries arrive in bursts; reading the whole burst in one call and sending all the answers that
 //! are ready in another saves about two system calls per query, a large part of a resolver's CPU on the
 //! loopback benchmark (docs/performance.md). With one datagram waiting it costs what `recv_from` does.
+//! The listening [`Socket`] is watched for reads only, so an answer sent does not wake the loop again.
 //!
 //! The system calls are made through `libc` here, in this one module: nix's wrappers read uninitialised
 //! address slots when counting what `sendmmsg` sent. Every pointer handed to the kernel points into buffers
@@ -10,13 +11,62 @@
 
 use socket2::SockAddr;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
 
 /// Most datagrams handled per system call.
 pub const BATCH: usize = 32;
+
+/// A listening UDP socket that the runtime watches for queries only.
+///
+/// The kernel signals room to send after every datagram sent (on loopback at once, on a NIC when the
+/// transmit completes). A socket registered for both directions, as `tokio::net::UdpSocket` is, wakes the
+/// loop once more per answer for that signal: one extra `epoll_wait` per query, which Unbound (watching for
+/// reads only) does not pay. A full send buffer, which is rare, is waited out through a second descriptor
+/// registered for writing only while it lasts.
+pub struct Socket {
+    fd: AsyncFd<UdpSocket>,
+}
+
+impl Socket {
+    /// Registers `sock` with the current runtime, for reading; it is made non-blocking.
+    pub fn new(sock: UdpSocket) -> io::Result<Socket> {
+        sock.set_nonblocking(true)?;
+        Ok(Socket {
+            fd: register(sock, Interest::READABLE)?,
+        })
+    }
+
+    /// Sends one datagram, waiting for room if the send buffer is full.
+    pub async fn send_to(&self, msg: &[u8], to: SocketAddr) -> io::Result<usize> {
+        loop {
+            match self.fd.get_ref().send_to(msg, to) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                r => return r,
+            }
+        }
+    }
+
+    /// Waits until the send buffer has room, through a duplicate descriptor registered for this wait only
+    /// (the same descriptor cannot be registered twice; registering reports room that is already there).
+    async fn writable(&self) -> io::Result<()> {
+        let dup = register(self.fd.get_ref().try_clone()?, Interest::WRITABLE)?;
+        dup.writable().await.map(drop)
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.fd.get_ref().local_addr()
+    }
+}
+
+/// Watches `sock` for `interest` on the current runtime.
+fn register(sock: UdpSocket, interest: Interest) -> io::Result<AsyncFd<UdpSocket>> {
+    // SAFETY: the socket owns its descriptor, which stays open and the same until the AsyncFd drops it.
+    Ok(unsafe { AsyncFd::register_with_interest(sock, interest) }?)
+}
 
 /// Buffers for receiving up to [`BATCH`] datagrams at once.
 pub struct Receiver {
@@ -38,25 +88,21 @@ impl Receiver {
     }
 
     /// Waits until datagrams are waiting, then reads as many as are there (up to [`BATCH`]).
-    pub async fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
+    pub async fn recv(&mut self, sock: &Socket) -> io::Result<usize> {
         loop {
-            sock.readable().await?;
-            let mut got = 0;
-            // A short batch means the queue was empty when the kernel stopped: the socket is marked not
-            // ready now (by answering "would block"), which saves the call that would only find it empty.
-            // A datagram arriving after this read raises a new readiness event, so none waits unseen.
-            let r = sock.try_io(Interest::READABLE, || {
-                got = self.try_recv(sock)?;
-                if got < BATCH {
-                    Err(io::ErrorKind::WouldBlock.into())
-                } else {
-                    Ok(got)
+            let mut ready = sock.fd.readable().await?;
+            match self.try_recv(sock.fd.get_ref()) {
+                // A short batch means the queue was empty when the kernel stopped: the socket is marked not
+                // ready now, which saves the call that would only find it empty. A datagram arriving after
+                // this read raises a new readiness event, so none waits unseen.
+                Ok(n) => {
+                    if n < BATCH {
+                        ready.clear_ready();
+                    }
+                    return Ok(n);
                 }
-            });
-            match r {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && got == 0 => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(got),
-                r => return r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -123,20 +169,23 @@ impl Sender {
 
     /// Sends everything queued; a datagram the kernel refuses (say, no route back) is dropped, as a lone
     /// `send_to` would drop it.
-    pub async fn flush(&mut self, sock: &UdpSocket) {
+    pub async fn flush(&mut self, sock: &Socket) {
         let mut done = 0;
         while done < self.queued.len() {
             let rest = &self.queued[done..];
-            match sock
-                .async_io(Interest::WRITABLE, || try_send(sock, rest))
-                .await
-            {
-                Ok(n) => done += n.max(1),
-                Err(e) => {
-                    tracing::debug!(error = %e, "udp send error");
-                    done += 1;
+            let e = match try_send(sock.fd.get_ref(), rest) {
+                Ok(n) => {
+                    done += n.max(1);
+                    continue;
                 }
-            }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match sock.writable().await {
+                    Ok(()) => continue,
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            tracing::debug!(error = %e, "udp send error");
+            done += 1;
         }
         self.queued.clear();
     }
@@ -227,8 +276,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_burst_is_read_in_one_call_and_answered_in_one_call() {
-        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server = Socket::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let to = server.local_addr().unwrap();
         for i in 0..40u8 {
             client.send_to(&[i; 3], to).await.unwrap();
@@ -259,12 +308,78 @@ mod tests {
         }
     }
 
+    /// The registrations (event mask, token) this process's epoll instances hold for descriptor `fd`, from
+    /// /proc/self/fdinfo. Tests running alongside may hold other sockets under the same number, so the inode
+    /// must match too; a runtime holds its epoll instance under two descriptors, hence the set.
+    fn epoll_masks(fd: i32) -> Vec<u32> {
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(format!("/proc/self/fd/{fd}"))
+            .unwrap()
+            .ino();
+        let mut seen = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            let is_epoll = std::fs::read_link(entry.path())
+                .is_ok_and(|l| l.to_string_lossy().contains("eventpoll"));
+            if !is_epoll {
+                continue;
+            }
+            let info = std::fs::read_to_string(
+                std::path::Path::new("/proc/self/fdinfo").join(entry.file_name()),
+            )
+            .unwrap_or_default();
+            for line in info.lines() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let Some(i) = f.iter().find_map(|w| w.strip_prefix("ino:")) else {
+                    continue;
+                };
+                if let ["tfd:", t, "events:", ev, "data:", data, ..] = f[..]
+                    && t.parse() == Ok(fd)
+                    && u64::from_str_radix(i, 16) == Ok(ino)
+                {
+                    seen.insert((u32::from_str_radix(ev, 16).unwrap(), data.to_string()));
+                }
+            }
+        }
+        seen.into_iter().map(|(mask, _)| mask).collect()
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_watched_for_queries_only_and_still_answers() {
+        let server = Socket::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+        let fd = server.fd.as_raw_fd();
+        let masks = epoll_masks(fd);
+        assert_eq!(masks.len(), 1, "registered once: {masks:x?}");
+        assert_ne!(masks[0] & libc::EPOLLIN as u32, 0);
+        // Room to send is signalled after every answer: watching for it would wake the loop per query.
+        assert_eq!(masks[0] & libc::EPOLLOUT as u32, 0, "{:x}", masks[0]);
+
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client
+            .send_to(b"q", server.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut rx = Receiver::new(16);
+        assert_eq!(rx.recv(&server).await.unwrap(), 1);
+        let from = client.local_addr().unwrap();
+        server.send_to(b"a1", from).await.unwrap();
+        // The rare wait for room goes through a second registration that is gone afterwards.
+        server.writable().await.unwrap();
+        assert_eq!(epoll_masks(fd).len(), 1);
+        server.send_to(b"a2", from).await.unwrap();
+        let mut buf = [0u8; 8];
+        for want in [&b"a1"[..], b"a2"] {
+            let (n, _) = client.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], want);
+        }
+    }
+
     #[tokio::test]
     async fn ipv6_senders_are_answered() {
-        let Ok(server) = UdpSocket::bind("[::1]:0").await else {
+        let Ok(server) = UdpSocket::bind("[::1]:0") else {
             return; // no IPv6 loopback on this machine
         };
-        let client = UdpSocket::bind("[::1]:0").await.unwrap();
+        let server = Socket::new(server).unwrap();
+        let client = tokio::net::UdpSocket::bind("[::1]:0").await.unwrap();
         client
             .send_to(b"q", server.local_addr().unwrap())
             .await
