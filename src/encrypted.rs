@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::runtime::Handle;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
@@ -58,6 +59,25 @@ async fn connect(
         .map_err(|e| TryError::Tls(e.to_string()))
 }
 
+/// [`connect`] on `home`, the runtime the upstream was made on (the main one). A kept connection serves
+/// queries from every thread, and its socket belongs to the reactor it was opened on: opened by a UDP
+/// thread's runtime, which waits inside the kernel while it has nothing to do, it would stall other threads'
+/// queries meanwhile.
+async fn connect_on(
+    home: Option<&Handle>,
+    connector: &TlsConnector,
+    addr: SocketAddr,
+    name: &ServerName<'static>,
+) -> Result<TlsStream<TcpStream>, TryError> {
+    let Some(home) = home else {
+        return connect(connector, addr, name).await;
+    };
+    let (connector, name) = (connector.clone(), name.clone());
+    home.spawn(async move { connect(&connector, addr, &name).await })
+        .await
+        .map_err(|e| TryError::Io(std::io::Error::other(e)))?
+}
+
 fn server_name(name: &str) -> Result<ServerName<'static>, TryError> {
     ServerName::try_from(name.to_string())
         .map_err(|_| TryError::Tls(format!("\"{name}\" is not a valid server name")))
@@ -69,6 +89,7 @@ pub struct Dot {
     name: Result<ServerName<'static>, String>,
     connector: Result<TlsConnector, String>,
     idle: Mutex<Vec<(TlsStream<TcpStream>, Instant)>>,
+    home: Option<Handle>,
 }
 
 impl Dot {
@@ -79,6 +100,7 @@ impl Dot {
             name: server_name(name).map_err(|e| e.to_string()),
             connector,
             idle: Mutex::new(Vec::new()),
+            home: Handle::try_current().ok(),
         }
     }
 
@@ -113,7 +135,7 @@ impl Dot {
             .as_ref()
             .map_err(|e| TryError::Tls(e.clone()))?;
         let name = self.name.as_ref().map_err(|e| TryError::Tls(e.clone()))?;
-        let mut conn = connect(connector, self.addr, name).await?;
+        let mut conn = connect_on(self.home.as_ref(), connector, self.addr, name).await?;
         let answer = framed_exchange(&mut conn, msg).await?;
         self.put_idle(conn);
         Ok(answer)
@@ -142,6 +164,7 @@ pub struct Doh {
     uri: String,
     connector: Result<TlsConnector, String>,
     conn: tokio::sync::Mutex<Option<h2::client::SendRequest<Bytes>>>,
+    home: Option<Handle>,
 }
 
 impl Doh {
@@ -167,6 +190,7 @@ impl Doh {
             uri: format!("https://{authority}{path}"),
             connector,
             conn: tokio::sync::Mutex::new(None),
+            home: Handle::try_current().ok(),
         }
     }
 
@@ -181,7 +205,7 @@ impl Doh {
             .as_ref()
             .map_err(|e| TryError::Tls(e.clone()))?;
         let name = self.name.as_ref().map_err(|e| TryError::Tls(e.clone()))?;
-        let tls = connect(connector, self.addr, name).await?;
+        let tls = connect_on(self.home.as_ref(), connector, self.addr, name).await?;
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(TryError::Http(
                 "server did not agree to HTTP/2 (ALPN h2)".into(),
@@ -191,11 +215,16 @@ impl Doh {
             .await
             .map_err(|e| TryError::Http(e.to_string()))?;
         let addr = self.addr;
-        tokio::spawn(async move {
+        let driver = async move {
             if let Err(e) = connection.await {
                 tracing::debug!(upstream = %addr, error = %e, "DoH connection closed");
             }
-        });
+        };
+        // The connection lives on the home runtime, with its socket (`connect_on`).
+        match &self.home {
+            Some(home) => home.spawn(driver),
+            None => tokio::spawn(driver),
+        };
         *guard = Some(send.clone());
         Ok(send)
     }

@@ -21,6 +21,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// Longest a UDP thread waits in the kernel before it looks for shutdown.
+pub const UDP_WAIT: Duration = Duration::from_millis(200);
 /// Largest UDP query read (anything longer is not a sane query).
 const UDP_BUF: usize = 4096;
 /// Queries from one TCP connection being forwarded at once.
@@ -100,6 +102,8 @@ pub fn bind(addr: SocketAddr, udp_sockets: usize) -> std::io::Result<Bound> {
 
 /// Serves queries on one UDP socket until shutdown: each burst of waiting datagrams is read in one call,
 /// and the answers ready at once (blocked, cached, refused) leave together in another ([`udp_batch`]).
+/// Must run on a runtime of its own: while no query of its own waits for an upstream it blocks the thread
+/// in the kernel's receive, for up to [`UDP_WAIT`].
 pub async fn serve_udp(sock: udp_batch::Socket, shared: UdpShared, tracker: TaskTracker) {
     let UdpShared {
         admission,
@@ -115,15 +119,37 @@ pub async fn serve_udp(sock: udp_batch::Socket, shared: UdpShared, tracker: Task
     // polled (which takes a lock) only when no datagram is waiting.
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
+    let runtime = tokio::runtime::Handle::current().metrics();
+    // Rung by each forward as it ends, so that the loop can go back to waiting in the kernel at once rather
+    // than after the next datagram.
+    let forward_done = Arc::new(tokio::sync::Notify::new());
     loop {
-        tokio::select! {
-            biased;
-            r = rx.recv(&sock) => if let Err(e) = r {
-                // ICMP errors from earlier sends surface here on some systems: keep serving.
+        let got = if runtime.num_alive_tasks() == 0 {
+            // Nothing else on this thread's runtime (no query waits for an upstream): wait inside the
+            // kernel's receive, with no event loop turn per wake-up (docs/performance.md).
+            rx.recv_blocking(&sock)
+        } else {
+            tokio::select! {
+                biased;
+                r = rx.recv(&sock) => r,
+                () = forward_done.notified() => continue,
+                _ = &mut cancelled => return,
+            }
+        };
+        if let Err(e) = got {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+            ) {
+                // ICMP errors from earlier sends surface here on some systems: keep serving, but do not
+                // spin on an error that repeats.
                 tracing::debug!(error = %e, "udp receive error");
-                continue;
-            },
-            _ = &mut cancelled => return,
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            continue;
         }
         for (raw, src) in rx.iter() {
             let client = Client {
@@ -145,11 +171,13 @@ pub async fn serve_udp(sock: udp_batch::Socket, shared: UdpShared, tracker: Task
                     Ok(permit) => {
                         let raw = raw.to_vec();
                         let (sock, pipeline) = (sock.clone(), pipeline.clone());
+                        let done = forward_done.clone();
                         tracker.spawn(async move {
                             if let Some(r) = pipeline.forward(&raw, &client).await {
                                 let _ = sock.send_to(&r, src).await;
                             }
                             drop(permit);
+                            done.notify_one();
                         });
                     }
                     Err(_) => tx.push(src, pipeline.shed(raw)),
@@ -187,7 +215,9 @@ pub fn spawn_udp_thread(
         .spawn(move || {
             crate::sched::query_thread();
             rt.block_on(async move {
-                let sock = match udp_batch::Socket::new(sock) {
+                let sock = match udp_batch::Socket::new(sock)
+                    .and_then(|s| s.set_wait_limit(UDP_WAIT).map(|()| s))
+                {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot serve a UDP socket");

@@ -143,7 +143,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
     // work with less scheduling bookkeeping per query (about 5 % fewer instructions, docs/performance.md).
     let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
     let mut builder = if one_cpu {
-        // The runtime runs on this thread: it answers the queries.
+        // The runtime runs on this thread: it answers TCP and encrypted queries (UDP has threads of its own).
         c2sink::sched::query_thread();
         tokio::runtime::Builder::new_current_thread()
     } else {

@@ -77,9 +77,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     // UDP threads end only when told to: a start that fails after they run must stop them too.
     let _stop_threads_on_return = shutdown.clone().drop_guard();
-    // A single-threaded runtime (one CPU) serves UDP itself; otherwise each UDP socket gets its own thread.
-    let one_thread = tokio::runtime::Handle::current().runtime_flavor()
-        == tokio::runtime::RuntimeFlavor::CurrentThread;
+    // Each UDP socket gets a thread of its own, with a runtime of its own (`listen::spawn_udp_thread`).
     let udp_shared = listen::UdpShared {
         admission: admission.clone(),
         pipeline: pipeline.clone(),
@@ -101,21 +99,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             bound.udp.len()
         );
         for sock in bound.udp {
-            if one_thread {
-                // Everything runs on this thread anyway: the socket joins it.
-                let sock = crate::udp_batch::Socket::new(sock).context("registering UDP socket")?;
-                listeners.push(tokio::spawn(listen::serve_udp(
-                    sock,
-                    udp_shared.clone(),
-                    tracker.clone(),
-                )));
-            } else {
-                let thread = listen::spawn_udp_thread(sock, udp_shared.clone())
-                    .context("starting a UDP listener thread")?;
-                listeners.push(tokio::task::spawn_blocking(move || {
-                    let _ = thread.join();
-                }));
-            }
+            let thread = listen::spawn_udp_thread(sock, udp_shared.clone())
+                .context("starting a UDP listener thread")?;
+            listeners.push(tokio::task::spawn_blocking(move || {
+                let _ = thread.join();
+            }));
         }
         listeners.push(tokio::spawn(listen::serve_tcp(
             bound.tcp,

@@ -19,21 +19,25 @@ use tokio::io::unix::AsyncFd;
 /// Most datagrams handled per system call.
 pub const BATCH: usize = 32;
 
-/// A listening UDP socket that the runtime watches for queries only.
+/// A listening UDP socket that the runtime watches for queries only, and that a thread with nothing else to
+/// do can also wait on inside the kernel ([`Receiver::recv_blocking`]).
 ///
 /// The kernel signals room to send after every datagram sent (on loopback at once, on a NIC when the
 /// transmit completes). A socket registered for both directions, as `tokio::net::UdpSocket` is, wakes the
 /// loop once more per answer for that signal: one extra `epoll_wait` per query, which Unbound (watching for
 /// reads only) does not pay. A full send buffer, which is rare, is waited out through a second descriptor
 /// registered for writing only while it lasts.
+///
+/// The descriptor itself stays blocking: every call made for the event loop passes `MSG_DONTWAIT`, and a
+/// blocking receive waits at most the socket's receive timeout.
 pub struct Socket {
     fd: AsyncFd<UdpSocket>,
 }
 
 impl Socket {
-    /// Registers `sock` with the current runtime, for reading; it is made non-blocking.
+    /// Registers `sock` with the current runtime, for reading; the descriptor is left in blocking mode.
     pub fn new(sock: UdpSocket) -> io::Result<Socket> {
-        sock.set_nonblocking(true)?;
+        sock.set_nonblocking(false)?;
         Ok(Socket {
             fd: register(sock, Interest::READABLE)?,
         })
@@ -41,8 +45,9 @@ impl Socket {
 
     /// Sends one datagram, waiting for room if the send buffer is full.
     pub async fn send_to(&self, msg: &[u8], to: SocketAddr) -> io::Result<usize> {
+        let to = SockAddr::from(to);
         loop {
-            match self.fd.get_ref().send_to(msg, to) {
+            match send_one(self.fd.get_ref(), msg, &to, libc::MSG_DONTWAIT) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
                 r => return r,
             }
@@ -59,6 +64,11 @@ impl Socket {
     /// The address the socket is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.fd.get_ref().local_addr()
+    }
+
+    /// Bounds how long [`Receiver::recv_blocking`] waits when no datagram comes.
+    pub fn set_wait_limit(&self, limit: std::time::Duration) -> io::Result<()> {
+        self.fd.get_ref().set_read_timeout(Some(limit))
     }
 }
 
@@ -91,7 +101,7 @@ impl Receiver {
     pub async fn recv(&mut self, sock: &Socket) -> io::Result<usize> {
         loop {
             let mut ready = sock.fd.readable().await?;
-            match self.try_recv(sock.fd.get_ref()) {
+            match self.try_recv(sock.fd.get_ref(), libc::MSG_DONTWAIT) {
                 // A short batch means the queue was empty when the kernel stopped: the socket is marked not
                 // ready now, which saves the call that would only find it empty. A datagram arriving after
                 // this read raises a new readiness event, so none waits unseen.
@@ -107,7 +117,14 @@ impl Receiver {
         }
     }
 
-    fn try_recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
+    /// Waits in the kernel (no event loop) for a first datagram, then takes all that are waiting (up to
+    /// [`BATCH`]): for a thread whose runtime has nothing else to run. Gives up after the socket's wait limit
+    /// with `WouldBlock`.
+    pub fn recv_blocking(&mut self, sock: &Socket) -> io::Result<usize> {
+        self.try_recv(sock.fd.get_ref(), libc::MSG_WAITFORONE)
+    }
+
+    fn try_recv(&mut self, sock: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
         self.got.clear();
         // Room for either family's address (an IPv4 sockaddr is shorter); a quarter of sockaddr_storage.
         // SAFETY: sockaddr_in6 is plain old data: all-zero is a valid value.
@@ -132,7 +149,7 @@ impl Receiver {
                 sock.as_raw_fd(),
                 hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT as _,
+                flags as _,
                 std::ptr::null_mut(),
             )
         };
@@ -173,7 +190,7 @@ impl Sender {
         let mut done = 0;
         while done < self.queued.len() {
             let rest = &self.queued[done..];
-            let e = match try_send(sock.fd.get_ref(), rest) {
+            let e = match try_send(sock.fd.get_ref(), rest, libc::MSG_DONTWAIT) {
                 Ok(n) => {
                     done += n.max(1);
                     continue;
@@ -191,27 +208,32 @@ impl Sender {
     }
 }
 
+/// Sends one datagram with `sendto`; returns the bytes sent.
+fn send_one(sock: &UdpSocket, msg: &[u8], to: &SockAddr, flags: libc::c_int) -> io::Result<usize> {
+    // SAFETY: `msg` and `to` are alive for the call; the kernel reads `msg.len()` and `to.len()` bytes.
+    let sent = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            flags,
+            to.as_ptr().cast(),
+            to.len(),
+        )
+    };
+    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
+}
+
 /// Sends up to [`BATCH`] of `msgs` in one call; returns how many the kernel took.
-fn try_send(sock: &UdpSocket, msgs: &[(SockAddr, Vec<u8>)]) -> io::Result<usize> {
+fn try_send(
+    sock: &UdpSocket,
+    msgs: &[(SockAddr, Vec<u8>)],
+    flags: libc::c_int,
+) -> io::Result<usize> {
     if let [(to, msg)] = msgs {
         // One answer: `sendto` skips copying and checking a message header, about 170 ns less than a
         // one-message `sendmmsg` on this machine; from two answers on, one `sendmmsg` costs less.
-        // SAFETY: `msg` and `to` are alive for the call; the kernel reads `msg.len()` and `to.len()` bytes.
-        let sent = unsafe {
-            libc::sendto(
-                sock.as_raw_fd(),
-                msg.as_ptr().cast(),
-                msg.len(),
-                libc::MSG_DONTWAIT,
-                to.as_ptr().cast(),
-                to.len(),
-            )
-        };
-        return if sent < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(1)
-        };
+        return send_one(sock, msg, to, flags).map(|_| 1);
     }
     let n = msgs.len().min(BATCH);
     let mut it = msgs.iter();
@@ -234,7 +256,7 @@ fn try_send(sock: &UdpSocket, msgs: &[(SockAddr, Vec<u8>)]) -> io::Result<usize>
             sock.as_raw_fd(),
             hdrs.as_mut_ptr(),
             n as libc::c_uint,
-            libc::MSG_DONTWAIT as _,
+            flags as _,
         )
     };
     usize::try_from(sent).map_err(|_| io::Error::last_os_error())

@@ -6,7 +6,7 @@ use common::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const TYPES: [RecordType; 6] = [
     RecordType::A,
@@ -161,15 +161,9 @@ fn each_udp_socket_is_served_by_its_own_thread_and_all_answer() {
     let up = Upstream::start();
     // config() asks for two UDP sockets per listen address.
     let srv = C2sink::start(&config(&[up.addr], ""), &[]);
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let before = threads_named(srv.pid(), "c2sink-udp");
-    // On one CPU the runtime's own thread serves UDP; otherwise one thread per socket.
     let sockets = 2 * srv.addrs.len();
-    assert_eq!(
-        before.len(),
-        if cpus > 1 { sockets } else { 0 },
-        "{before:?}"
-    );
+    assert_eq!(before.len(), sockets, "{before:?}");
     // Each query from a new port: the kernel spreads them over both sockets by address and port.
     for i in 0..40 {
         let name = format!("spread{i}.example.org");
@@ -187,15 +181,89 @@ fn each_udp_socket_is_served_by_its_own_thread_and_all_answer() {
     assert_eq!(srv.events(40).len(), 40, "one event per blocked query");
     let after = threads_named(srv.pid(), "c2sink-udp");
     assert_eq!(after.len(), before.len());
-    if cpus > 1 {
-        // Both sockets of the queried address got queries (2^-39 odds that 40 random ports all hash to
-        // one), and each woke a thread of its own.
-        let woken = before.iter().zip(&after).filter(|(b, a)| a.1 > b.1).count();
-        assert!(
-            woken >= 2,
-            "UDP threads woken: {woken}; {before:?} -> {after:?}"
-        );
+    // Both sockets of the queried address got queries (2^-39 odds that 40 random ports all hash to one), and
+    // each woke a thread of its own.
+    let woken = before.iter().zip(&after).filter(|(b, a)| a.1 > b.1).count();
+    assert!(
+        woken >= 2,
+        "UDP threads woken: {woken}; {before:?} -> {after:?}"
+    );
+}
+
+/// The system call each `c2sink-udp` thread of `pid` is in (x86_64 numbers from /proc/PID/task/TID/syscall;
+/// "running" while it is on a CPU).
+#[cfg(target_arch = "x86_64")]
+fn udp_thread_syscalls(pid: u32) -> Vec<String> {
+    threads_named(pid, "c2sink-udp")
+        .iter()
+        .map(|(tid, _)| {
+            let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall"))
+                .expect("syscall file");
+            s.split_whitespace().next().unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
+/// Polls for up to 3 s until `ok` holds for the UDP threads' system calls; returns the last ones seen.
+#[cfg(target_arch = "x86_64")]
+fn wait_for_syscalls(pid: u32, ok: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let now = udp_thread_syscalls(pid);
+        if ok(&now) || Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn an_idle_udp_thread_waits_in_recvmmsg_and_one_awaiting_an_upstream_in_its_event_loop() {
+    const RECVMMSG: &str = "299";
+    const EPOLL: [&str; 3] = ["232", "281", "441"]; // epoll_wait, epoll_pwait, epoll_pwait2
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    let m = ask_simple(
+        srv.addr(),
+        Proto::Udp,
+        "idle.msstorageazure.com",
+        RecordType::A,
+    );
+    assert_null_sinkhole(&m, RecordType::A, "idle.msstorageazure.com");
+    let all_in_recv = |s: &[String]| !s.is_empty() && s.iter().all(|c| c == RECVMMSG);
+    let idle = wait_for_syscalls(srv.pid(), all_in_recv);
+    assert!(
+        all_in_recv(&idle),
+        "idle UDP threads wait in recvmmsg: {idle:?}"
+    );
+
+    // A query the upstream never answers: its thread waits for it in the event loop (the upstream socket
+    // and the timeout need it), and still answers, with SERVFAIL once the upstream times out.
+    let addr = srv.addr();
+    let asking =
+        std::thread::spawn(move || ask_simple(addr, Proto::Udp, "q.silent.test", RecordType::A));
+    let in_loop = |s: &[String]| s.iter().any(|c| EPOLL.contains(&c.as_str()));
+    let waiting = wait_for_syscalls(srv.pid(), in_loop);
+    assert!(
+        in_loop(&waiting),
+        "a thread awaits the upstream in epoll: {waiting:?}"
+    );
+    let m = asking.join().expect("asking thread");
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    let after = wait_for_syscalls(srv.pid(), all_in_recv);
+    assert!(
+        all_in_recv(&after),
+        "back to recvmmsg once answered: {after:?}"
+    );
+    // Still serving from the kernel wait.
+    let m = ask_simple(
+        srv.addr(),
+        Proto::Udp,
+        "again.msstorageazure.com",
+        RecordType::A,
+    );
+    assert_null_sinkhole(&m, RecordType::A, "again.msstorageazure.com");
 }
 
 #[test]
