@@ -123,7 +123,9 @@ pub async fn serve_udp(sock: udp_batch::Socket, shared: UdpShared, tracker: Task
     // Rung by each forward as it ends, so that the loop can go back to waiting in the kernel at once rather
     // than after the next datagram.
     let forward_done = Arc::new(tokio::sync::Notify::new());
-    loop {
+    // Checked once per wake-up too: under steady traffic a datagram is always waiting, so neither the
+    // receive timeout nor the `cancelled` branch would ever end the loop.
+    while !shutdown.is_cancelled() {
         let got = if runtime.num_alive_tasks() == 0 {
             // Nothing else on this thread's runtime (no query waits for an upstream): wait inside the
             // kernel's receive, with no event loop turn per wake-up (docs/performance.md).

@@ -70,3 +70,42 @@ fn sigterm_drains_queries_in_flight_and_flushes_events() {
         .is_none()
     );
 }
+
+#[test]
+fn sigterm_stops_the_server_while_a_client_keeps_sending() {
+    let up = Upstream::answering(UP);
+    let mut c = C2sink::start_small(&[up.addr], 2000, "", "");
+    let addr = c.addr();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooding = stop.clone();
+    // A steady stream of blocked queries: a datagram is always waiting, so the UDP loop never idles.
+    let flood = std::thread::spawn(move || {
+        let sock = udp_client("127.0.0.1", Duration::from_millis(100));
+        let q = query(7, &format!("flood.{BLOCKED}"), TYPE_A);
+        let mut sent = 0u64;
+        while !flooding.load(std::sync::atomic::Ordering::Relaxed) {
+            if sock.send_to(&q, addr).is_ok() {
+                sent += 1;
+            }
+            if sent.is_multiple_of(8) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        sent
+    });
+    let answered = udp_ask(addr, &query(1, &format!("probe.{BLOCKED}"), TYPE_A));
+    assert!(answered.is_some(), "answers during the flood");
+    c.signal_term();
+    let asked = Instant::now();
+    while c.is_running() && asked.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let exited = !c.is_running();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = flood.join().expect("flood thread");
+    assert!(
+        exited,
+        "still running 10 s after SIGTERM under a steady flood ({sent} queries sent)"
+    );
+    assert!(sent > 100, "the flood ran: {sent}");
+}
