@@ -24,10 +24,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-/// Pause after each written batch, so that a burst of records is written in one go. A line waits at most
-/// this long before its `write()`; each wake-up of the writer costs far more than the bytes it writes
-/// (blocked queries at 30k qps: 0.27-0.31 µs per query at 10 ms, 0.12 at 50 ms; docs/performance.md).
-const BURST_PAUSE: Duration = Duration::from_millis(50);
+/// Pause after each written batch, so that a burst of records is written in one go.
+const BURST_PAUSE: Duration = Duration::from_millis(10);
 /// Most bytes of lines that may wait for the writer before new records are dropped (about 65,000 block lines).
 const QUEUE_BYTES: usize = 16 << 20;
 /// Most bytes written by one `write()` (a batch that grew larger while the writer was behind is split).
