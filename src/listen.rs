@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Longest a UDP thread waits in the kernel before it looks for shutdown.
-pub const UDP_WAIT: Duration = Duration::from_millis(200);
+const UDP_WAIT: Duration = Duration::from_millis(200);
 /// Largest UDP query read (anything longer is not a sane query).
 const UDP_BUF: usize = 4096;
 /// Queries from one TCP connection being forwarded at once.
@@ -104,7 +104,7 @@ pub fn bind(addr: SocketAddr, udp_sockets: usize) -> std::io::Result<Bound> {
 /// and the answers ready at once (blocked, cached, refused) leave together in another ([`udp_batch`]).
 /// Must run on a runtime of its own: while no query of its own waits for an upstream it blocks the thread
 /// in the kernel's receive, for up to [`UDP_WAIT`].
-pub async fn serve_udp(sock: udp_batch::Socket, shared: UdpShared, tracker: TaskTracker) {
+async fn serve_udp(sock: udp_batch::Socket, shared: UdpShared, tracker: TaskTracker) {
     let UdpShared {
         admission,
         pipeline,
