@@ -30,13 +30,13 @@ stop_all() { local n; for n in $(awk '{print $1}' "$PIDS" 2>/dev/null | tac); do
 
 port_in_use() { ss -Hlnu "sport = :$2" 2>/dev/null | grep -qE "($1|\*|0\.0\.0\.0):$2\b"; }
 wait_dns() { # name pid ip port
-  local i
-  for ((i = 0; i < 100; i++)); do
+  local i tries=$(( ${START_WAIT:-20} * 5 ))
+  for ((i = 0; i < tries; i++)); do
     alive "$2" || { tail -n 20 "$OUT/run/$1.out" >&2 || true; die "$1 (pid $2) exited during startup"; }
     dig +tries=1 +time=1 -p "$4" "@$3" h00000.bench.test A 2>/dev/null | grep -q 'status: NOERROR' && return 0
     sleep 0.2
   done
-  die "$1 (pid $2) did not answer on $3:$4 within 20 s"
+  die "$1 (pid $2) did not answer on $3:$4 within ${START_WAIT:-20} s (START_WAIT= to wait longer)"
 }
 start() { # name ip port cpus cmd...: starts a server, records "name pid exe", waits until it answers
   # (EXPECT_EXE= names the executable the process ends up running when cmd execs another, e.g. valgrind)

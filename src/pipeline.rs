@@ -50,6 +50,20 @@ pub enum Decision {
 pub struct Policy {
     pub lists: Lists,
     pub sinkhole: Sinkhole,
+    /// Unique per policy built, so that a cached answer can remember which lists already passed it.
+    generation: u64,
+}
+
+impl Policy {
+    /// A policy with a generation no earlier policy had.
+    pub fn new(lists: Lists, sinkhole: Sinkhole) -> Policy {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Policy {
+            lists,
+            sinkhole,
+            generation: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
+    }
 }
 
 /// Counters of what the pipeline did.
@@ -80,10 +94,7 @@ impl Pipeline {
     /// Assembles the pipeline from a validated config and loaded lists.
     pub fn new(cfg: &Config, lists: Lists, events: Events) -> Pipeline {
         Pipeline {
-            policy: ArcSwap::from_pointee(Policy {
-                lists,
-                sinkhole: Sinkhole::from_config(&cfg.sinkhole),
-            }),
+            policy: ArcSwap::from_pointee(Policy::new(lists, Sinkhole::from_config(&cfg.sinkhole))),
             cache: Cache::new(&cfg.cache),
             upstreams: Upstreams::new(&cfg.upstream),
             events,
@@ -135,6 +146,15 @@ impl Pipeline {
             count(Outcome::Local);
             return Decision::Reply(crate::health::answer(&query));
         }
+        // Only answers that passed the lists are cached, and each remembers the policy it last passed: a hit
+        // under that policy needs no list lookup. Under a new policy it is checked again, so a list change
+        // applies to cached answers at once.
+        let hit = match self.cache.as_ref().and_then(|c| c.get(&query, raw)) {
+            Some(h) if h.cleared == policy.generation => {
+                return self.cached(&query, raw, client, h.wire, started);
+            }
+            other => other,
+        };
         if let Some(v) = policy.lists.check(&query.name) {
             let d = self.block(&policy, &query, raw, client, v, None);
             self.done(client, &query, Outcome::Blocked, started);
@@ -144,27 +164,35 @@ impl Pipeline {
             self.done(client, &query, Outcome::Local, started);
             return Decision::Reply(protocol::any_answer(&query));
         }
-        if let Some(cache) = &self.cache {
-            if let Some(hit) = cache.get(&query, raw) {
-                // A cached answer is inspected again: a list change applies to it at once.
-                if let Some(blocked) = self.block_by_answer(
-                    &policy,
-                    &query,
-                    raw,
-                    client,
-                    hit.inspect.as_deref(),
-                    &hit.wire,
-                ) {
-                    self.done(client, &query, Outcome::Blocked, started);
-                    return blocked;
-                }
-                self.stats.cached.fetch_add(1, Ordering::Relaxed);
-                self.done(client, &query, Outcome::Cached, started);
-                return Decision::Reply(self.fit(hit.wire, &query, raw, client));
+        if let Some(hit) = hit {
+            let inspect = hit.inspect.as_deref();
+            if let Some(blocked) =
+                self.block_by_answer(&policy, &query, raw, client, inspect, &hit.wire)
+            {
+                self.done(client, &query, Outcome::Blocked, started);
+                return blocked;
             }
+            hit.clear(policy.generation);
+            return self.cached(&query, raw, client, hit.wire, started);
+        }
+        if self.cache.is_some() {
             self.telemetry.cache_miss();
         }
         Decision::Forward
+    }
+
+    /// Answers from the cache (an answer already known not to be blocked).
+    fn cached(
+        &self,
+        query: &Query<'_>,
+        raw: &[u8],
+        client: &Client,
+        wire: Vec<u8>,
+        started: Option<Instant>,
+    ) -> Decision {
+        self.stats.cached.fetch_add(1, Ordering::Relaxed);
+        self.done(client, query, Outcome::Cached, started);
+        Decision::Reply(self.fit(wire, query, raw, client))
     }
 
     /// Forwards a query that `decide` could not answer; `None` means send nothing.

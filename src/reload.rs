@@ -175,10 +175,7 @@ fn build(
             restart.join(", ")
         );
     }
-    let policy = Policy {
-        lists,
-        sinkhole: Sinkhole::from_config(&cfg.sinkhole),
-    };
+    let policy = Policy::new(lists, Sinkhole::from_config(&cfg.sinkhole));
     Ok((cfg, policy, stamp))
 }
 

@@ -108,11 +108,14 @@ fn address_list_changes_apply_to_cached_answers_at_once() {
     let up = Upstream::start();
     // Cached while the list does not have it ...
     let srv = with_ip_list(&up, "203.0.113.0/24\n", "");
-    let m = ask_simple(srv.addr(), Proto::Udp, "cached.c2addr.test", RecordType::A);
-    assert_eq!(
-        m.answers[0].data,
-        RData::A("198.51.100.7".parse().expect("ip"))
-    );
+    // (the second answer comes from the cache, which then remembers that these lists passed it)
+    for _ in 0..2 {
+        let m = ask_simple(srv.addr(), Proto::Udp, "cached.c2addr.test", RecordType::A);
+        assert_eq!(
+            m.answers[0].data,
+            RData::A("198.51.100.7".parse().expect("ip"))
+        );
+    }
     // ... and blocked from the cache once it does.
     std::fs::write(srv.path("ips.txt"), "198.51.100.7\n").expect("write");
     srv.signal("HUP");
@@ -132,6 +135,49 @@ fn address_list_changes_apply_to_cached_answers_at_once() {
         up.count("cached.c2addr.test"),
         1,
         "the second answer came from the cache"
+    );
+}
+
+#[test]
+fn a_name_listed_after_its_answer_was_cached_is_blocked_from_the_cache_at_once() {
+    let up = Upstream::start();
+    let cfg = config(
+        &[up.addr],
+        "[[blocklists]]\nname = \"late\"\npath = \"late.txt\"\n",
+    );
+    let srv = C2sink::start(&cfg, &[("late.txt", "other.example\n")]);
+    // Forwarded once, then answered from the cache, which remembers that these lists passed it.
+    for _ in 0..3 {
+        let m = ask_simple(srv.addr(), Proto::Udp, "www.example.test", RecordType::A);
+        assert_eq!(
+            m.answers[0].data,
+            RData::A("192.0.2.1".parse().expect("ip"))
+        );
+    }
+    assert_eq!(up.count("www.example.test"), 1);
+    // The new lists must not trust what the old ones passed.
+    std::fs::write(srv.path("late.txt"), "example.test\n").expect("write");
+    srv.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let m = ask_simple(srv.addr(), Proto::Tcp, "www.example.test", RecordType::A);
+        if m.answers[0].data == RData::A("0.0.0.0".parse().expect("ip")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "list change never applied to the cached answer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let ev = srv.events(1);
+    assert_eq!(ev[0]["qname"], "www.example.test");
+    assert_eq!(ev[0]["list"], "late");
+    assert_eq!(ev[0]["rule"], "example.test");
+    assert_eq!(
+        up.count("www.example.test"),
+        1,
+        "never asked upstream again"
     );
 }
 
