@@ -24,6 +24,8 @@ SECS=${SECS:-5} QPS=${QPS:-30000} N=${N:-20000} CONFIG=${CONFIG:-small} TOP=${TO
 SERVER_CPUS=${SERVER_CPUS-1} DNSPERF_CPUS=${DNSPERF_CPUS-0} UPSTREAM_CPUS=${UPSTREAM_CPUS-0}
 export UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300} C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
 export UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
+# each generated c2sink config listens on its own port (gen-data.sh)
+case "$CONFIG" in 1m) C2_PORT=${C2M_PORT:-5304} ;; base) C2_PORT=${C2B_PORT:-5305} ;; esac
 [[ "$UP_IP" == 127.* && "$C2_IP" == 127.* && "$UB_IP" == 127.* ]] || die "loopback addresses only"
 # TARGET=unbound profiles Unbound the same way (callgrind and threads), for a like-for-like comparison
 TARGET=${TARGET:-c2sink}

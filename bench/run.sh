@@ -47,6 +47,7 @@ SERVER_CPUS=${SERVER_CPUS-1} DNSPERF_CPUS=${DNSPERF_CPUS-0} UPSTREAM_CPUS=${UPST
 OTHER_MAX=${OTHER_MAX:-25} ONCE=${ONCE-dnsmasq}
 export UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300} UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
 export DM_IP=${DM_IP:-127.0.0.4} DM_PORT=${DM_PORT:-5302} C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
+export C2M_PORT=${C2M_PORT:-5304} C2B_PORT=${C2B_PORT:-5305}
 export C2_UDP_SOCKETS=${C2_UDP_SOCKETS:-0}
 for ip in "$UP_IP" "$UB_IP" "$DM_IP" "$C2_IP"; do
   [[ "$ip" == 127.* ]] || die "address $ip is not on 127.0.0.0/8; this bench only runs on loopback"
@@ -80,14 +81,14 @@ trap 'rc=$?; stop_all; exit $rc' EXIT
 trap 'exit 130' INT TERM
 
 addr_of() { case "$1" in
-  c2sink|c2sink-1m|c2sink-base) echo "$C2_IP $C2_PORT" ;; unbound) echo "$UB_IP $UB_PORT" ;; dnsmasq) echo "$DM_IP $DM_PORT" ;;
+  c2sink) echo "$C2_IP $C2_PORT" ;; c2sink-1m) echo "$C2_IP $C2M_PORT" ;; c2sink-base) echo "$C2_IP $C2B_PORT" ;; unbound) echo "$UB_IP $UB_PORT" ;; dnsmasq) echo "$DM_IP $DM_PORT" ;;
   *) die "unknown server '$1' (c2sink, c2sink-1m, unbound, dnsmasq)" ;; esac; }
 start_server() { local ip port; read -r ip port < <(addr_of "$1")
   case "$1" in
     c2sink)    start "$1" "$ip" "$port" "$SERVER_CPUS" "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-small.toml" ;;
     c2sink-1m) start "$1" "$ip" "$port" "$SERVER_CPUS" "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-1m.toml" ;;
     c2sink-base) [[ -x "${C2SINK_BASE_BIN:-}" ]] || die "c2sink-base needs C2SINK_BASE_BIN (a binary to compare with)"
-               start "$1" "$ip" "$port" "$SERVER_CPUS" "$C2SINK_BASE_BIN" serve --config "$OUT/conf/c2sink-small.toml" ;;
+               start "$1" "$ip" "$port" "$SERVER_CPUS" "$C2SINK_BASE_BIN" serve --config "$OUT/conf/c2sink-base.toml" ;;
     unbound)   start "$1" "$ip" "$port" "$SERVER_CPUS" "$(command -v unbound)" -d -c "$OUT/conf/unbound.conf" ;;
     dnsmasq)   start "$1" "$ip" "$port" "$SERVER_CPUS" "$(command -v dnsmasq)" -C "$OUT/conf/dnsmasq.conf" ;;
   esac; }
@@ -102,40 +103,51 @@ qfile() { # workload mode: every server starts with an empty cache, so each roun
   case "$1" in blocked|cached|mixed|variety) echo "$OUT/queries/$1.txt" ;; miss) echo "$OUT/queries/miss-$2-1.txt" ;;
   *) die "unknown workload '$1' (blocked, cached, mixed, variety, miss)" ;; esac; }
 
-measure_server() { # server round
-  local server=$1 round=$2 ip port pid wl mode qps secs lat line
-  read -r ip port < <(addr_of "$server")
-  start_server "$server"
-  pid=$(pid_of "$server")
-  # warm-up: fill the cache with the forwarded names, touch the blocked path
-  taskset -c "${DNSPERF_CPUS:-0-$(($(nproc) - 1))}" dnsperf -s "$ip" -p "$port" -d "$OUT/queries/cached.txt" -n 3 -q 50 -t 2 >/dev/null 2>&1 || die "warm-up of $server failed"
-  taskset -c "${DNSPERF_CPUS:-0-$(($(nproc) - 1))}" dnsperf -s "$ip" -p "$port" -d "$OUT/queries/blocked.txt" -n 1 -q 50 -t 2 >/dev/null 2>&1 || true
-  [[ " $WORKLOADS " == *" variety "* ]] && { taskset -c "${DNSPERF_CPUS:-0-$(($(nproc) - 1))}" dnsperf -s "$ip" -p "$port" -d "$OUT/queries/variety.txt" -n 2 -q 50 -t 2 >/dev/null 2>&1 || die "warm-up of $server failed"; }
-  sleep 0.5
-  for wl in $WORKLOADS; do
-    for mode in $MODES; do
-      qps=""; secs=$SAT_SECS; lat=0
-      if [[ "$mode" == fixed ]]; then
-        secs=$FIXED_SECS; lat=1; qps=$FIXED_QPS; [[ "$wl" == miss ]] && qps=$MISS_QPS
-      fi
-      line=$(SERVER_PIDS="$pid" UPSTREAM_PIDS="$NSD_PIDS" QPS="$qps" LATENCY=$lat DNSPERF_CPUS="$DNSPERF_CPUS" RT_PRIO="${RT_PRIO:-}" NICE="${NICE:-}" \
-        CSV="$CSV" LABEL="$server,$wl,$mode" "$BENCH/measure.sh" "$ip" "$port" "$(qfile "$wl" "$mode")" "$secs") \
-        || die "measurement $server/$wl/$mode failed"
-      log "round $round: $server $wl $mode: $line"
-      # the event log of blocked queries grows fast under load: keep the disk bounded
-      [[ -f "$OUT/run/c2sink-events.jsonl" ]] && : > "$OUT/run/c2sink-events.jsonl"
-    done
-  done
-  stop "$server"
+warm_server() { # server: fills its cache with what the fixed runs will ask
+  local ip port dp
+  read -r ip port < <(addr_of "$1")
+  dp=(taskset -c "${DNSPERF_CPUS:-0-$(($(nproc) - 1))}" dnsperf -s "$ip" -p "$port" -q 50 -t 2)
+  "${dp[@]}" -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1 || die "warm-up of $1 failed"
+  "${dp[@]}" -d "$OUT/queries/blocked.txt" -n 1 >/dev/null 2>&1 || true
+  [[ " $WORKLOADS " == *" variety "* ]] && { "${dp[@]}" -d "$OUT/queries/variety.txt" -n 2 >/dev/null 2>&1 || die "warm-up of $1 failed"; }
+  return 0
 }
 
+measure() { # server round workload mode
+  local server=$1 round=$2 wl=$3 mode=$4 ip port qps secs=$SAT_SECS lat=0 line
+  read -r ip port < <(addr_of "$server")
+  qps=""
+  if [[ "$mode" == fixed ]]; then
+    secs=$FIXED_SECS; lat=1; qps=$FIXED_QPS; [[ "$wl" == miss ]] && qps=$MISS_QPS
+  fi
+  line=$(SERVER_PIDS="$(pid_of "$server")" UPSTREAM_PIDS="$NSD_PIDS" QPS="$qps" LATENCY=$lat DNSPERF_CPUS="$DNSPERF_CPUS" RT_PRIO="${RT_PRIO:-}" NICE="${NICE:-}" \
+    CSV="$CSV" LABEL="$server,$wl,$mode" "$BENCH/measure.sh" "$ip" "$port" "$(qfile "$wl" "$mode")" "$secs") \
+    || die "measurement $server/$wl/$mode failed"
+  log "round $round: $server $wl $mode: $line"
+  [[ -f "$OUT/run/c2sink-events.jsonl" ]] && : > "$OUT/run/c2sink-events.jsonl"
+  return 0
+}
+
+# In each round every server is started fresh (empty cache, so each round can replay the same misses) and
+# warmed; then each workload and mode is measured on every server in turn, so that the runs a ratio compares
+# lie seconds apart, not minutes (this VM's speed drifts). The idle servers wait on their own addresses.
 for ((round = 1; round <= ROUNDS; round++)); do
   order=$SERVERS
   (( round % 2 == 0 )) && order=$(tr ' ' '\n' <<< "$SERVERS" | tac | tr '\n' ' ')
+  active=""
   for server in $order; do
     [[ $round -gt 1 && " $ONCE " == *" $server "* ]] && continue
-    measure_server "$server" "$round"
+    start_server "$server"
+    warm_server "$server"
+    active="$active $server"
   done
+  sleep 0.5
+  for wl in $WORKLOADS; do
+    for mode in $MODES; do
+      for server in $active; do measure "$server" "$round" "$wl" "$mode"; done
+    done
+  done
+  for server in $active; do stop "$server"; done
 done
 stop nsd
 trap - EXIT
