@@ -103,6 +103,22 @@ fn answer_with_listed_address_is_sinkholed_with_address_and_rule() {
     );
 }
 
+/// Asks for `name` until the answer is the sinkhole's 0.0.0.0 (a reload is asynchronous); panics after 10 s.
+fn wait_for_sinkhole(srv: &C2sink, proto: Proto, name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let m = ask_simple(srv.addr(), proto, name, RecordType::A);
+        if m.answers[0].data == RData::A("0.0.0.0".parse().expect("ip")) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: the list change never applied to its cached answer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn address_list_changes_apply_to_cached_answers_at_once() {
     let up = Upstream::start();
@@ -119,18 +135,7 @@ fn address_list_changes_apply_to_cached_answers_at_once() {
     // ... and blocked from the cache once it does.
     std::fs::write(srv.path("ips.txt"), "198.51.100.7\n").expect("write");
     srv.signal("HUP");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let m = ask_simple(srv.addr(), Proto::Udp, "cached.c2addr.test", RecordType::A);
-        if m.answers[0].data == RData::A("0.0.0.0".parse().expect("ip")) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "list change never applied"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for_sinkhole(&srv, Proto::Udp, "cached.c2addr.test");
     assert_eq!(
         up.count("cached.c2addr.test"),
         1,
@@ -158,18 +163,7 @@ fn a_name_listed_after_its_answer_was_cached_is_blocked_from_the_cache_at_once()
     // The new lists must not trust what the old ones passed.
     std::fs::write(srv.path("late.txt"), "example.test\n").expect("write");
     srv.signal("HUP");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let m = ask_simple(srv.addr(), Proto::Tcp, "www.example.test", RecordType::A);
-        if m.answers[0].data == RData::A("0.0.0.0".parse().expect("ip")) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "list change never applied to the cached answer"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for_sinkhole(&srv, Proto::Tcp, "www.example.test");
     let ev = srv.events(1);
     assert_eq!(ev[0]["qname"], "www.example.test");
     assert_eq!(ev[0]["list"], "late");
