@@ -27,6 +27,10 @@ const UDP_WAIT: Duration = Duration::from_millis(200);
 const UDP_BUF: usize = 4096;
 /// Queries from one TCP connection being forwarded at once.
 const TCP_PIPELINE: usize = 64;
+/// Read buffer of a TCP/DoT connection: pipelined queries that arrived together are taken in one read.
+const STREAM_READ_BUF: usize = 4096;
+/// Most bytes of answers gathered into one write on a TCP/DoT connection.
+const STREAM_WRITE_MAX: usize = 16 * 1024;
 
 /// Limits the listeners enforce.
 #[derive(Debug, Clone, Copy)]
@@ -349,11 +353,19 @@ impl Drop for ClientSlot {
     }
 }
 
+/// Appends `msg` with its two-octet length (RFC 1035 4.2.2); a message too long to frame is skipped.
+fn frame(out: &mut Vec<u8>, msg: &[u8]) {
+    if let Ok(len) = u16::try_from(msg.len()) {
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(msg);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 /// Serves length-prefixed DNS messages on one stream (TCP, or DNS over TLS), given as its read and write
 /// halves, until it closes or idles out.
 pub async fn serve_stream<R, W>(
-    mut rd: R,
+    rd: R,
     mut wr: W,
     client: Client,
     admission: Arc<Admission>,
@@ -369,15 +381,22 @@ pub async fn serve_stream<R, W>(
     let src = client.addr;
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_PIPELINE);
     let writer = tracker.spawn(async move {
+        let mut out = Vec::with_capacity(1024);
         while let Some(msg) = rx.recv().await {
-            let Ok(len) = u16::try_from(msg.len()) else {
+            out.clear();
+            frame(&mut out, &msg);
+            // Answers already waiting go out in the same write: the client is woken once for all of them
+            // (one wake-up per answer was a fifth of the CPU of a pipelining TCP client's queries).
+            while out.len() < STREAM_WRITE_MAX
+                && let Ok(msg) = rx.try_recv()
+            {
+                frame(&mut out, &msg);
+            }
+            if out.is_empty() {
                 continue;
-            };
-            let mut framed = Vec::with_capacity(msg.len() + 2);
-            framed.extend_from_slice(&len.to_be_bytes());
-            framed.extend_from_slice(&msg);
+            }
             // A client that does not read its answers is cut off like one that does not send.
-            match tokio::time::timeout(idle, wr.write_all(&framed)).await {
+            match tokio::time::timeout(idle, wr.write_all(&out)).await {
                 Ok(Ok(())) => {}
                 _ => return,
             }
@@ -385,6 +404,7 @@ pub async fn serve_stream<R, W>(
         let _ = wr.shutdown().await;
     });
     let per_conn = Arc::new(Semaphore::new(TCP_PIPELINE));
+    let mut rd = tokio::io::BufReader::with_capacity(STREAM_READ_BUF, rd);
     loop {
         // The whole message (length and body) must arrive within the idle time: a slow sender cannot stretch it.
         let read = async {
