@@ -224,13 +224,11 @@ fn an_idle_udp_thread_waits_in_recvmmsg_and_one_awaiting_an_upstream_in_its_even
     const EPOLL: [&str; 3] = ["232", "281", "441"]; // epoll_wait, epoll_pwait, epoll_pwait2
     let up = Upstream::start();
     let srv = C2sink::start(&config(&[up.addr], ""), &[]);
-    let m = ask_simple(
-        srv.addr(),
-        Proto::Udp,
-        "idle.msstorageazure.com",
-        RecordType::A,
-    );
-    assert_null_sinkhole(&m, RecordType::A, "idle.msstorageazure.com");
+    let sinkholed = |name: &str| {
+        let m = ask_simple(srv.addr(), Proto::Udp, name, RecordType::A);
+        assert_null_sinkhole(&m, RecordType::A, name);
+    };
+    sinkholed("idle.msstorageazure.com");
     let all_in_recv = |s: &[String]| !s.is_empty() && s.iter().all(|c| c == RECVMMSG);
     let idle = wait_for_syscalls(srv.pid(), all_in_recv);
     assert!(
@@ -257,13 +255,7 @@ fn an_idle_udp_thread_waits_in_recvmmsg_and_one_awaiting_an_upstream_in_its_even
         "back to recvmmsg once answered: {after:?}"
     );
     // Still serving from the kernel wait.
-    let m = ask_simple(
-        srv.addr(),
-        Proto::Udp,
-        "again.msstorageazure.com",
-        RecordType::A,
-    );
-    assert_null_sinkhole(&m, RecordType::A, "again.msstorageazure.com");
+    sinkholed("again.msstorageazure.com");
 }
 
 #[test]
