@@ -1,9 +1,9 @@
-//! What the event log costs: the query path's `record()` (enqueue only) and the writer's throughput to a
+//! What the event log costs: the query path's `record_block()` (enqueue only) and the writer's throughput to a
 //! file with rotation. Run: cargo run --release --example events_cost   (temp files only; a few seconds)
 
 use c2sink::clients::{Attribution, Mac};
 use c2sink::config::Config;
-use c2sink::events::{BlockEvent, Events, Protocol};
+use c2sink::events::{BlockView, Events, Protocol, RuleText};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
@@ -22,16 +22,19 @@ fn main() {
     let t = Instant::now();
     let mut enqueue_ns = 0u128;
     for i in 0..N {
-        let ev = BlockEvent {
+        let ev = BlockView {
             time: SystemTime::now(),
             client: format!("10.0.{}.{}:5353", (i >> 8) as u8, i as u8)
                 .parse()
                 .unwrap(),
             protocol: Protocol::Udp,
-            qname: "akamaicontainer.com".into(),
+            qname: "akamaicontainer.com",
             qtype: 1,
-            list: list.clone(),
-            rule: "akamaicontainer.com".into(),
+            list: &list,
+            rule: RuleText {
+                wildcard: false,
+                name: "akamaicontainer.com",
+            },
             action: "null",
             who: Attribution {
                 mac: Mac::parse("3c:52:82:11:22:33"),
@@ -39,10 +42,10 @@ fn main() {
                 subnet: None,
             },
             via: None,
-            chain: Vec::new(),
+            chain: &[],
         };
         let e = Instant::now();
-        events.record(ev);
+        events.record_block(ev);
         enqueue_ns += e.elapsed().as_nanos();
     }
     let stats = events.stats();
@@ -51,7 +54,7 @@ fn main() {
     let written = stats.written.load(Ordering::Relaxed);
     let dropped = stats.dropped.load(Ordering::Relaxed);
     println!(
-        "{N} events: record() {:.0} ns each on the caller; {written} written, {dropped} dropped (queue full) in {total:?} = {:.0} events/s",
+        "{N} events: record_block() {:.0} ns each on the caller; {written} written, {dropped} dropped (queue full) in {total:?} = {:.0} events/s",
         enqueue_ns as f64 / N as f64,
         written as f64 / total.as_secs_f64()
     );

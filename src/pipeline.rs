@@ -8,7 +8,7 @@ use crate::blocklist::{Lists, Verdict};
 use crate::cache::Cache;
 use crate::clients::Clients;
 use crate::config::Config;
-use crate::events::{BlockEvent, Events, Protocol, QueryRecord};
+use crate::events::{BlockView, Events, Protocol, QueryRecord, RuleText};
 use crate::protocol;
 use crate::sinkhole::Sinkhole;
 use crate::telemetry::{Outcome, Telemetry};
@@ -23,10 +23,10 @@ use std::time::{Instant, SystemTime};
 /// Why a query was sinkholed, as written in its block event.
 struct Why<'a> {
     list: &'a Arc<str>,
-    rule: Box<str>,
+    rule: RuleText<'a>,
     action: &'static str,
-    via: Option<Box<str>>,
-    chain: Vec<String>,
+    via: Option<&'a str>,
+    chain: &'a [String],
 }
 
 /// Who sent a query and how.
@@ -247,10 +247,13 @@ impl Pipeline {
         let (answer, action) = policy.sinkhole.respond(&verdict, query);
         let why = Why {
             list: &verdict.list.name,
-            rule: verdict.rule.text().into(),
+            rule: RuleText {
+                wildcard: verdict.rule.rule.is_wildcard(),
+                name: verdict.rule.name,
+            },
             action,
-            via: via.map(|(t, _)| t.into()),
-            chain: via.map(|(_, i)| i.targets.clone()).unwrap_or_default(),
+            via: via.map(|(t, _)| t),
+            chain: via.map_or(&[], |(_, i)| i.targets.as_slice()),
         };
         self.sinkholed(query, raw, client, why, answer)
     }
@@ -266,13 +269,13 @@ impl Pipeline {
     ) -> Decision {
         self.stats.blocked.fetch_add(1, Ordering::Relaxed);
         self.telemetry.blocked(why.list);
-        self.events.record(BlockEvent {
+        self.events.record_block(BlockView {
             time: SystemTime::now(),
             client: client.addr,
             protocol: client.protocol,
-            qname: query.name.clone(),
+            qname: &query.name,
             qtype: query.qtype,
-            list: Arc::clone(why.list),
+            list: why.list,
             rule: why.rule,
             action: why.action,
             who: self.clients.attribute(client.addr.ip(), raw),
@@ -318,12 +321,16 @@ impl Pipeline {
             .into_iter()
             .find_map(|a| policy.lists.check_addr(a).map(|(l, h)| (a, l, h)))?;
         let (answer, action) = policy.sinkhole.respond_to_answer(&list.config, query);
+        let (net, addr) = (hit.net.to_string(), addr.to_string());
         let why = Why {
             list: &list.name,
-            rule: hit.net.to_string().into(),
+            rule: RuleText {
+                wildcard: false,
+                name: &net,
+            },
             action,
-            via: Some(addr.to_string().into()),
-            chain: inspect.map(|i| i.targets.clone()).unwrap_or_default(),
+            via: Some(&addr),
+            chain: inspect.map_or(&[], |i| i.targets.as_slice()),
         };
         Some(self.sinkholed(query, raw, client, why, Some(answer)))
     }

@@ -56,6 +56,17 @@ pub fn decimal(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
+/// Appends one octet of an IPv4 address in decimal (the client address of every line: no general loop).
+fn octet(out: &mut Vec<u8>, o: u8) {
+    if o >= 100 {
+        out.extend_from_slice(&[b'0' + o / 100, b'0' + o / 10 % 10, b'0' + o % 10]);
+    } else if o >= 10 {
+        out.extend_from_slice(&[b'0' + o / 10, b'0' + o % 10]);
+    } else {
+        out.push(b'0' + o);
+    }
+}
+
 /// Appends `v` in decimal, zero-padded to `width` digits.
 fn push_padded(out: &mut Vec<u8>, v: u32, width: u32) {
     let mut div = 10u32.pow(width.saturating_sub(1));
@@ -70,11 +81,11 @@ pub fn ip(out: &mut Vec<u8>, a: IpAddr) {
     out.push(b'"');
     match a.to_canonical() {
         IpAddr::V4(v4) => {
-            for (i, o) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                decimal(out, u64::from(o));
+            let [a, b, c, d] = v4.octets();
+            octet(out, a);
+            for o in [b, c, d] {
+                out.push(b'.');
+                octet(out, o);
             }
         }
         v6 => {
@@ -136,8 +147,16 @@ fn needs_escape(s: &[u8]) -> bool {
 
 /// Appends `s` as a JSON string, escaped as RFC 8259 requires (the same escapes serde_json writes).
 pub fn string(out: &mut Vec<u8>, s: &str) {
+    prefixed_string(out, "", s);
+}
+
+/// Appends `prefix` followed by `s` as one JSON string; `prefix` is fixed text that needs no escaping
+/// (`*.` of a wildcard rule), so the two need not be joined first.
+pub fn prefixed_string(out: &mut Vec<u8>, prefix: &'static str, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    debug_assert!(!needs_escape(prefix.as_bytes()));
     out.push(b'"');
+    out.extend_from_slice(prefix.as_bytes());
     let bytes = s.as_bytes();
     if !needs_escape(bytes) {
         out.extend_from_slice(bytes);
@@ -240,5 +259,11 @@ mod tests {
             String::from_utf8(out).unwrap(),
             format!("\"10.0.0.255\"\"192.168.1.2\"\"2001:db8::1\"0{}", u64::MAX)
         );
+        for o in 0..=255u8 {
+            let a = std::net::Ipv4Addr::new(o, o / 3, 255 - o, o % 10);
+            let mut out = Vec::new();
+            ip(&mut out, a.into());
+            assert_eq!(String::from_utf8(out).unwrap(), format!("\"{a}\""));
+        }
     }
 }

@@ -32,11 +32,15 @@ pub struct LogFile {
     opened: SystemTime,
     dirty: bool,
     last_sync: Instant,
+    /// When the path was last looked up to see whether it still leads to our file.
+    path_checked: Instant,
     /// Background gzip jobs, waited for on drop so that no half-compressed file is left at exit.
     tidying: Vec<std::thread::JoinHandle<()>>,
 }
 
 const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// How often the path is checked for a file moved away without a SIGHUP.
+const PATH_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 impl LogFile {
     /// Opens (creating) the file for appending; fails if it cannot be opened now.
@@ -50,6 +54,7 @@ impl LogFile {
             opened: SystemTime::now(),
             dirty: false,
             last_sync: Instant::now(),
+            path_checked: Instant::now(),
             tidying: Vec::new(),
         };
         f.ensure_open()?;
@@ -69,7 +74,7 @@ impl LogFile {
 
     /// Appends whole lines in one write; on failure nothing partial is left behind.
     pub fn write_lines(&mut self, batch: &[u8]) -> std::io::Result<()> {
-        self.follow_path();
+        self.follow_file();
         if self.file.is_some()
             && self.due(batch.len() as u64)
             && let Err(e) = self.rotate()
@@ -92,6 +97,9 @@ impl LogFile {
 
     /// Called about once a second: syncs recent lines and rotates an idle file that is old enough.
     pub fn tick(&mut self) {
+        if self.path_checked.elapsed() >= PATH_CHECK_EVERY {
+            self.follow_path();
+        }
         if self.dirty && self.last_sync.elapsed() >= SYNC_EVERY {
             self.sync();
         }
@@ -127,14 +135,28 @@ impl LogFile {
         by_size || by_age
     }
 
-    /// Drops the handle when the path no longer leads to our file (deleted, moved, folder removed), and
-    /// takes the file's real length (someone may have truncated it: logrotate's copytruncate).
+    /// Before each write: drops the handle of a deleted file (or one in a removed folder), and takes the
+    /// file's real length (someone may have truncated it: logrotate's copytruncate). An `fstat`, not a path
+    /// lookup: the path walk cost more than the rest of the check on every batch (docs/performance.md).
+    fn follow_file(&mut self) {
+        let Some(f) = &self.file else {
+            return;
+        };
+        match f.metadata() {
+            Ok(m) if m.nlink() > 0 => self.size = m.len(),
+            _ => self.file = None,
+        }
+    }
+
+    /// Drops the handle when the path no longer leads to our file (moved away without a SIGHUP). Lines
+    /// written in between are in the moved file, not lost.
     fn follow_path(&mut self) {
+        self.path_checked = Instant::now();
         if self.file.is_none() {
             return;
         }
         match std::fs::metadata(&self.path) {
-            Ok(m) if m.ino() == self.inode => self.size = m.len(),
+            Ok(m) if m.ino() == self.inode => {}
             _ => self.file = None,
         }
     }
@@ -401,6 +423,30 @@ mod tests {
         assert!(f.write_lines(b"c\n").is_err());
         std::fs::create_dir_all(&d).unwrap();
         f.write_lines(b"d\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "d\n");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_file_moved_without_sighup_keeps_its_lines_and_the_path_is_reopened_within_the_check_interval()
+     {
+        let d = tempdir("moved");
+        let p = d.join("events.log");
+        let moved = d.join("events.log.old");
+        let mut f = LogFile::open(&p, Rotation::default()).unwrap();
+        f.write_lines(b"a\n").unwrap();
+        std::fs::rename(&p, &moved).unwrap();
+        f.write_lines(b"b\n").unwrap();
+        f.tick();
+        f.write_lines(b"c\n").unwrap();
+        assert!(
+            !p.exists(),
+            "the path is looked up at most once per interval"
+        );
+        f.path_checked -= PATH_CHECK_EVERY;
+        f.tick();
+        f.write_lines(b"d\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&moved).unwrap(), "a\nb\nc\n");
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "d\n");
         let _ = std::fs::remove_dir_all(&d);
     }

@@ -175,9 +175,55 @@ fn write_question(out: &mut Vec<u8>, protocol: Protocol, qname: &str, qtype: u16
     out.extend_from_slice(crate::wire::type_name(qtype).as_bytes());
 }
 
-impl Record for BlockEvent {
+/// The rule that matched, as a list writes it: `*.name` for a wildcard. Kept as parts so that a blocked query
+/// never builds the text.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleText<'a> {
+    pub wildcard: bool,
+    pub name: &'a str,
+}
+
+impl RuleText<'_> {
+    fn prefix(self) -> &'static str {
+        if self.wildcard { "*." } else { "" }
+    }
+}
+
+/// A blocked query as the query path sees it, borrowing its names: formatting it needs no allocation, and the
+/// owned [`BlockEvent`] is built only when a tap (alerts) wants the record itself.
+pub struct BlockView<'a> {
+    pub time: SystemTime,
+    pub client: SocketAddr,
+    pub protocol: Protocol,
+    pub qname: &'a str,
+    pub qtype: u16,
+    pub list: &'a Arc<str>,
+    pub rule: RuleText<'a>,
+    pub action: &'static str,
+    pub who: Attribution,
+    pub via: Option<&'a str>,
+    pub chain: &'a [String],
+}
+
+impl BlockView<'_> {
+    fn to_event(&self) -> BlockEvent {
+        BlockEvent {
+            time: self.time,
+            client: self.client,
+            protocol: self.protocol,
+            qname: self.qname.to_owned(),
+            qtype: self.qtype,
+            list: Arc::clone(self.list),
+            rule: format!("{}{}", self.rule.prefix(), self.rule.name).into(),
+            action: self.action,
+            who: self.who.clone(),
+            via: self.via.map(Into::into),
+            chain: self.chain.to_vec(),
+        }
+    }
+
     fn write_json(&self, f: &mut LineFormat, out: &mut Vec<u8>) {
-        out.reserve(320 + self.qname.len() + self.rule.len() + self.list.len());
+        out.reserve(320 + self.qname.len() + self.rule.name.len() + self.list.len());
         write_head(
             f,
             out,
@@ -191,14 +237,17 @@ impl Record for BlockEvent {
             out.extend_from_slice(b",\"client_subnet\":");
             line::display(out, format_args!("{a}/{p}"));
         }
-        write_question(out, self.protocol, &self.qname, self.qtype);
+        write_question(out, self.protocol, self.qname, self.qtype);
         out.extend_from_slice(b"\",\"list\":");
-        line::string(out, &self.list);
+        line::string(out, self.list);
         out.extend_from_slice(b",\"rule\":");
-        line::string(out, &self.rule);
-        out.extend_from_slice(b",\"action\":");
-        line::string(out, self.action);
-        if let Some(via) = &self.via {
+        line::prefixed_string(out, self.rule.prefix(), self.rule.name);
+        // Actions are c2sink's own fixed words: nothing to escape.
+        debug_assert!(!self.action.contains(['"', '\\']));
+        out.extend_from_slice(b",\"action\":\"");
+        out.extend_from_slice(self.action.as_bytes());
+        out.push(b'"');
+        if let Some(via) = self.via {
             out.extend_from_slice(b",\"via\":");
             line::string(out, via);
         }
@@ -213,6 +262,28 @@ impl Record for BlockEvent {
             out.push(b']');
         }
         out.push(b'}');
+    }
+}
+
+impl Record for BlockEvent {
+    fn write_json(&self, f: &mut LineFormat, out: &mut Vec<u8>) {
+        BlockView {
+            time: self.time,
+            client: self.client,
+            protocol: self.protocol,
+            qname: &self.qname,
+            qtype: self.qtype,
+            list: &self.list,
+            rule: RuleText {
+                wildcard: false,
+                name: &self.rule,
+            },
+            action: self.action,
+            who: self.who.clone(),
+            via: self.via.as_deref(),
+            chain: &self.chain,
+        }
+        .write_json(f, out);
     }
 }
 
@@ -377,6 +448,15 @@ impl<T: Record> Journal<T> {
     }
 
     fn record(&self, r: T) {
+        self.push(|f, out, keep| {
+            r.write_json(f, out);
+            keep.then_some(r)
+        });
+    }
+
+    /// Appends one line written by `write`, which returns the record itself when asked to keep it (`true`
+    /// only when a tap wants records); counts it as dropped when the writer is behind.
+    fn push(&self, write: impl FnOnce(&mut LineFormat, &mut Vec<u8>, bool) -> Option<T>) {
         let mut p = self.queue.lock();
         if p.closed || p.bytes.len() >= QUEUE_BYTES {
             drop(p);
@@ -390,10 +470,10 @@ impl<T: Record> Journal<T> {
             return;
         }
         let p = &mut *p;
-        r.write_json(&mut p.format, &mut p.bytes);
+        let kept = write(&mut p.format, &mut p.bytes, self.queue.keep_records);
         p.bytes.push(b'\n');
         p.lines += 1;
-        if self.queue.keep_records {
+        if let Some(r) = kept {
             p.records.push(r);
         }
         if std::mem::take(&mut p.waiting) {
@@ -609,9 +689,13 @@ impl Events {
         Ok(Events { blocks, queries })
     }
 
-    /// Queues a block event without waiting; counts it as dropped when the writer is behind.
-    pub fn record(&self, ev: BlockEvent) {
-        self.blocks.record(Event::Block(ev));
+    /// Queues a block event without waiting, straight from the query's own data (no allocation unless a
+    /// tap wants the record); counts it as dropped when the writer is behind.
+    pub fn record_block(&self, ev: BlockView<'_>) {
+        self.blocks.push(|f, out, keep| {
+            ev.write_json(f, out);
+            keep.then(|| Event::Block(ev.to_event()))
+        });
     }
 
     /// Queues a sinkhole-host connection event into the same log as block events.
@@ -769,6 +853,27 @@ mod tests {
                 chain: &e.chain,
             };
             assert_eq!(e.to_json(), serde_json::to_string(&serde).unwrap());
+            // The query path's borrowed form writes the same line and hands a tap the same record.
+            let view = BlockView {
+                time: e.time,
+                client: e.client,
+                protocol: e.protocol,
+                qname: &e.qname,
+                qtype: e.qtype,
+                list: &e.list,
+                rule: RuleText {
+                    wildcard: true,
+                    name: e.rule.strip_prefix("*.").unwrap(),
+                },
+                action: e.action,
+                who: e.who.clone(),
+                via: e.via.as_deref(),
+                chain: &e.chain,
+            };
+            let mut line = Vec::new();
+            view.write_json(&mut LineFormat::default(), &mut line);
+            assert_eq!(String::from_utf8(line).unwrap(), e.to_json());
+            assert_eq!(view.to_event().to_json(), e.to_json());
         }
     }
 
