@@ -161,8 +161,16 @@ fn each_udp_socket_is_served_by_its_own_thread_and_all_answer() {
     let up = Upstream::start();
     // config() asks for two UDP sockets per listen address.
     let srv = C2sink::start(&config(&[up.addr], ""), &[]);
-    let before = threads_named(srv.pid(), "c2sink-udp");
     let sockets = 2 * srv.addrs.len();
+    // A thread takes its name when it first runs, which on a busy machine can be just after "ready".
+    let mut before = threads_named(srv.pid(), "c2sink-udp");
+    for _ in 0..100 {
+        if before.len() == sockets {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        before = threads_named(srv.pid(), "c2sink-udp");
+    }
     assert_eq!(before.len(), sockets, "{before:?}");
     // Each query from a new port: the kernel spreads them over both sockets by address and port.
     for i in 0..40 {
