@@ -120,23 +120,17 @@ impl Sinkhole {
             Answer::Address(v4, v6) => (v4.as_slice(), v6.as_slice()),
             _ => (&[], &[]),
         };
-        let mut records: Vec<[u8; 16]> = Vec::new();
-        let mut rdlen = 0;
-        if query.qclass == CLASS_IN && query.qtype == TYPE_A {
-            rdlen = 4;
-            records.extend(v4.iter().map(|a| {
-                let mut r = [0u8; 16];
-                r[..4].copy_from_slice(&a.octets());
-                r
-            }));
-        } else if query.qclass == CLASS_IN && query.qtype == TYPE_AAAA {
-            rdlen = 16;
-            records.extend(v6.iter().map(|a| a.octets()));
-        }
+        // The addresses that answer the question, as RDATA; read in place (no list is built per answer).
+        let (v4, v6) = match (query.qclass == CLASS_IN, query.qtype) {
+            (true, TYPE_A) => (v4, &[][..]),
+            (true, TYPE_AAAA) => (&[][..], v6),
+            _ => (&[][..], &[][..]),
+        };
+        let records = v4.len() + v6.len();
         let (rcode, soa) = match answer {
             Answer::Refused => (RCODE_REFUSED, false),
             Answer::Nxdomain => (RCODE_NXDOMAIN, true),
-            _ => (RCODE_NOERROR, records.is_empty()),
+            _ => (RCODE_NOERROR, records == 0),
         };
         let q = query.header.flags;
         // QR, opcode and RD and CD from the query; AA and RA set.
@@ -145,15 +139,17 @@ impl Sinkhole {
         out.extend_from_slice(&flags.to_be_bytes());
         out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
         out.extend_from_slice(query.question);
-        for rdata in &records {
+        let record = |out: &mut Vec<u8>, rdata: &[u8]| {
             out.extend_from_slice(&[0xc0, HEADER_LEN as u8]);
             out.extend_from_slice(&query.qtype.to_be_bytes());
             out.extend_from_slice(&CLASS_IN.to_be_bytes());
             out.extend_from_slice(&ttl.to_be_bytes());
-            out.extend_from_slice(&(rdlen as u16).to_be_bytes());
-            out.extend_from_slice(&rdata[..rdlen]);
-            wire::bump_count(&mut out, 1);
-        }
+            out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            out.extend_from_slice(rdata);
+            wire::bump_count(out, 1);
+        };
+        v4.iter().for_each(|a| record(&mut out, &a.octets()));
+        v6.iter().for_each(|a| record(&mut out, &a.octets()));
         if soa {
             let owner = soa_owner_offset(query, rule);
             out.extend_from_slice(&(0xc000 | owner).to_be_bytes());
