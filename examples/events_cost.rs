@@ -18,7 +18,11 @@ fn main() {
     let cfg = Config::parse(cfg_text, &dir.join("c2sink.toml")).unwrap();
     let mut events = Events::from_config(&cfg, None).unwrap();
     let list: Arc<str> = Arc::from("3cx");
-    let host: Arc<str> = Arc::from("reception-pc");
+    let who = Attribution {
+        mac: Mac::parse("3c:52:82:11:22:33"),
+        hostname: Some(Arc::from("reception-pc")),
+        subnet: None,
+    };
     let t = Instant::now();
     let mut enqueue_ns = 0u128;
     for i in 0..N {
@@ -36,11 +40,7 @@ fn main() {
                 name: "akamaicontainer.com",
             },
             action: "null",
-            who: Attribution {
-                mac: Mac::parse("3c:52:82:11:22:33"),
-                hostname: Some(host.clone()),
-                subnet: None,
-            },
+            who: &who,
             via: None,
             chain: &[],
         };

@@ -269,6 +269,7 @@ impl Pipeline {
     ) -> Decision {
         self.stats.blocked.fetch_add(1, Ordering::Relaxed);
         self.telemetry.blocked(why.list);
+        let who = self.clients.attribute(client.addr.ip(), raw);
         self.events.record_block(BlockView {
             time: SystemTime::now(),
             client: client.addr,
@@ -278,7 +279,7 @@ impl Pipeline {
             list: why.list,
             rule: why.rule,
             action: why.action,
-            who: self.clients.attribute(client.addr.ip(), raw),
+            who: &who,
             via: why.via,
             chain: why.chain,
         });

@@ -200,7 +200,7 @@ pub struct BlockView<'a> {
     pub list: &'a Arc<str>,
     pub rule: RuleText<'a>,
     pub action: &'static str,
-    pub who: Attribution,
+    pub who: &'a Attribution,
     pub via: Option<&'a str>,
     pub chain: &'a [String],
 }
@@ -279,7 +279,7 @@ impl Record for BlockEvent {
                 name: &self.rule,
             },
             action: self.action,
-            who: self.who.clone(),
+            who: &self.who,
             via: self.via.as_deref(),
             chain: &self.chain,
         }
@@ -866,7 +866,7 @@ mod tests {
                     name: e.rule.strip_prefix("*.").unwrap(),
                 },
                 action: e.action,
-                who: e.who.clone(),
+                who: &e.who,
                 via: e.via.as_deref(),
                 chain: &e.chain,
             };
