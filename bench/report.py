@@ -100,6 +100,7 @@ def main():
         ("unbound", "c2sink", "c2sink / Unbound (goal: QPS >= 1.0, misses >= 1.2; CPU/query, p99, RSS <= 1.0)", True),
         ("c2sink", "c2sink-1m", "c2sink with 1M list / c2sink with 3CX list (goal: within 5 %)", False),
         ("c2sink-base", "c2sink", "c2sink / c2sink-base (this build against the one compared with)", None),
+        ("c2sink", "c2sink-hickory", "c2sink's pipeline on hickory-server / on c2sink's own socket loops", None),
     ):
         if base not in servers or other not in servers:
             continue

@@ -26,6 +26,9 @@
 #                     the median when the same cell has quieter runs
 #   C2SINK_BIN=       use this binary instead of `cargo build --release`
 #   C2SINK_BASE_BIN=  a second c2sink binary, run as server "c2sink-base" (before/after comparisons)
+#   server "c2sink-hickory": c2sink's pipeline served by hickory-server (examples/hickory_frontend.rs), the
+#                     yardstick for owning the socket loops; built here when asked for (C2SINK_HICKORY_BIN=)
+#   PROTO=udp         tcp: dnsperf -m tcp (each of its clients keeps one connection, -q queries pipelined on it)
 #   C2_UDP_SOCKETS=0  c2sink [server] udp_sockets (0 = one per CPU it may run on)
 #   SKIP_INSTALL=0    1: do not check/install packages
 #   OUT=bench/out     generated configs, query files, logs and results
@@ -47,7 +50,9 @@ SERVER_CPUS=${SERVER_CPUS-1} DNSPERF_CPUS=${DNSPERF_CPUS-0} UPSTREAM_CPUS=${UPST
 OTHER_MAX=${OTHER_MAX:-25} ONCE=${ONCE-dnsmasq}
 export UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300} UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
 export DM_IP=${DM_IP:-127.0.0.4} DM_PORT=${DM_PORT:-5302} C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
-export C2M_PORT=${C2M_PORT:-5304} C2B_PORT=${C2B_PORT:-5305}
+export C2M_PORT=${C2M_PORT:-5304} C2B_PORT=${C2B_PORT:-5305} C2H_PORT=${C2H_PORT:-5306}
+export PROTO=${PROTO:-udp}
+[[ "$PROTO" == udp || "$PROTO" == tcp ]] || die "PROTO must be udp or tcp"
 export C2_UDP_SOCKETS=${C2_UDP_SOCKETS:-0}
 for ip in "$UP_IP" "$UB_IP" "$DM_IP" "$C2_IP"; do
   [[ "$ip" == 127.* ]] || die "address $ip is not on 127.0.0.0/8; this bench only runs on loopback"
@@ -65,6 +70,11 @@ if [[ -z "${C2SINK_BIN:-}" ]]; then
   C2SINK_BIN="$ROOT/target/release/c2sink"
 fi
 [[ -x "$C2SINK_BIN" ]] || die "no c2sink binary at $C2SINK_BIN"
+if [[ " $SERVERS " == *" c2sink-hickory "* && -z "${C2SINK_HICKORY_BIN:-}" ]]; then
+  log "cargo build --release --example hickory_frontend"
+  (cd "$ROOT" && cargo build --release --quiet --example hickory_frontend) || die "building hickory_frontend failed"
+  C2SINK_HICKORY_BIN="$ROOT/target/release/examples/hickory_frontend"
+fi
 export MISS_TRIES=1
 export MISS_FIXED=$(( MISS_QPS * (FIXED_SECS + 1) * 11 / 10 )) MISS_SAT=$(( 100000 * (SAT_SECS + 1) ))
 log "generating configs and query files in $OUT"
@@ -81,14 +91,15 @@ trap 'rc=$?; stop_all; exit $rc' EXIT
 trap 'exit 130' INT TERM
 
 addr_of() { case "$1" in
-  c2sink) echo "$C2_IP $C2_PORT" ;; c2sink-1m) echo "$C2_IP $C2M_PORT" ;; c2sink-base) echo "$C2_IP $C2B_PORT" ;; unbound) echo "$UB_IP $UB_PORT" ;; dnsmasq) echo "$DM_IP $DM_PORT" ;;
-  *) die "unknown server '$1' (c2sink, c2sink-1m, unbound, dnsmasq)" ;; esac; }
+  c2sink) echo "$C2_IP $C2_PORT" ;; c2sink-1m) echo "$C2_IP $C2M_PORT" ;; c2sink-base) echo "$C2_IP $C2B_PORT" ;; c2sink-hickory) echo "$C2_IP $C2H_PORT" ;; unbound) echo "$UB_IP $UB_PORT" ;; dnsmasq) echo "$DM_IP $DM_PORT" ;;
+  *) die "unknown server '$1' (c2sink, c2sink-1m, c2sink-base, c2sink-hickory, unbound, dnsmasq)" ;; esac; }
 start_server() { local ip port; read -r ip port < <(addr_of "$1")
   case "$1" in
     c2sink)    start "$1" "$ip" "$port" "$SERVER_CPUS" "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-small.toml" ;;
     c2sink-1m) start "$1" "$ip" "$port" "$SERVER_CPUS" "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-1m.toml" ;;
     c2sink-base) [[ -x "${C2SINK_BASE_BIN:-}" ]] || die "c2sink-base needs C2SINK_BASE_BIN (a binary to compare with)"
                start "$1" "$ip" "$port" "$SERVER_CPUS" "$C2SINK_BASE_BIN" serve --config "$OUT/conf/c2sink-base.toml" ;;
+    c2sink-hickory) start "$1" "$ip" "$port" "$SERVER_CPUS" "$C2SINK_HICKORY_BIN" "$OUT/conf/c2sink-hickory.toml" ;;
     unbound)   start "$1" "$ip" "$port" "$SERVER_CPUS" "$(command -v unbound)" -d -c "$OUT/conf/unbound.conf" ;;
     dnsmasq)   start "$1" "$ip" "$port" "$SERVER_CPUS" "$(command -v dnsmasq)" -C "$OUT/conf/dnsmasq.conf" ;;
   esac; }
@@ -120,7 +131,7 @@ measure() { # server round workload mode
   if [[ "$mode" == fixed ]]; then
     secs=$FIXED_SECS; lat=1; qps=$FIXED_QPS; [[ "$wl" == miss ]] && qps=$MISS_QPS
   fi
-  line=$(SERVER_PIDS="$(pid_of "$server")" UPSTREAM_PIDS="$NSD_PIDS" QPS="$qps" LATENCY=$lat DNSPERF_CPUS="$DNSPERF_CPUS" RT_PRIO="${RT_PRIO:-}" NICE="${NICE:-}" \
+  line=$(SERVER_PIDS="$(pid_of "$server")" UPSTREAM_PIDS="$NSD_PIDS" QPS="$qps" LATENCY=$lat PROTO="$PROTO" DNSPERF_CPUS="$DNSPERF_CPUS" RT_PRIO="${RT_PRIO:-}" NICE="${NICE:-}" \
     CSV="$CSV" LABEL="$server,$wl,$mode" "$BENCH/measure.sh" "$ip" "$port" "$(qfile "$wl" "$mode")" "$secs") \
     || die "measurement $server/$wl/$mode failed"
   log "round $round: $server $wl $mode: $line"
@@ -156,7 +167,7 @@ trap - EXIT
 {
   echo "c2sink bench $STAMP on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), kernel $(uname -r)"
   echo "server on CPU ${SERVER_CPUS:-any}, dnsperf on CPU ${DNSPERF_CPUS:-any}, nsd on CPU ${UPSTREAM_CPUS:-any};" \
-       "${RT_PRIO:+real-time priority $RT_PRIO (chrt -f) for servers and dnsperf, }${NICE:+nice $NICE for servers and dnsperf, }fixed runs ${FIXED_SECS}s at ${FIXED_QPS} qps (miss: ${MISS_QPS} qps), saturation runs ${SAT_SECS}s with -c 1 -q 100;" \
+       "${RT_PRIO:+real-time priority $RT_PRIO (chrt -f) for servers and dnsperf, }${NICE:+nice $NICE for servers and dnsperf, }fixed runs ${FIXED_SECS}s at ${FIXED_QPS} qps (miss: ${MISS_QPS} qps), saturation runs ${SAT_SECS}s with -c 1 -q 100; over ${PROTO^^};" \
        "median of $ROUNDS round(s)${ONCE:+ ($ONCE: first round only)}"
   python3 "$BENCH/report.py" "$CSV" --other-max "$OTHER_MAX" --fixed-qps "$FIXED_QPS" --miss-qps "$MISS_QPS"
 } | tee "$OUT/results/run-$STAMP.md"

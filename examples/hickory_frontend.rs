@@ -1,0 +1,130 @@
+//! c2sink's own query path (`Pipeline`: lists, sinkhole, cache, upstreams, block events) served through
+//! hickory-server's `Server` instead of c2sink's socket loops: the yardstick for the choice in ARCHITECTURE.md.
+//!
+//! Same config file as `c2sink serve` (lists, cache, upstream, events, the first `server.listen` address);
+//! no admission, limits, attribution, reload or admin. Each answer the pipeline produces is parsed back into a
+//! hickory `Message` and handed to hickory's `MessageResponseBuilder`, because hickory-server's
+//! `ResponseHandler` takes only a `MessageResponse`, never bytes.
+//!
+//! `cargo run --release --example hickory_frontend -- [serve --config] CONFIG` (bench/run.sh runs it as server
+//! `c2sink-hickory`).
+
+use c2sink::blocklist::Lists;
+use c2sink::config::Config;
+use c2sink::events::{Events, Protocol};
+use c2sink::pipeline::{Client, Decision, Pipeline};
+use hickory_server::Server;
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol as HickoryProtocol;
+use hickory_server::proto::op::{Message, ResponseCode};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The same allocator as the c2sink binary, so that the comparison is of the frameworks only.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Adapts c2sink's pipeline to hickory-server's handler trait.
+struct Frontend {
+    pipeline: Arc<Pipeline>,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Frontend {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let raw = request.as_slice();
+        let client = Client {
+            addr: request.src(),
+            protocol: match request.protocol() {
+                HickoryProtocol::Tcp => Protocol::Tcp,
+                _ => Protocol::Udp,
+            },
+        };
+        let answer = match self.pipeline.decide(raw, &client) {
+            Decision::Reply(bytes) => Some(bytes),
+            Decision::Forward => self.pipeline.forward(raw, &client).await,
+            Decision::Drop => None,
+        };
+        let parsed = answer.as_deref().map(Message::from_vec);
+        let builder = MessageResponseBuilder::from_message_request(request);
+        let sent = match &parsed {
+            Some(Ok(msg)) => {
+                let mut builder = builder;
+                if let Some(edns) = &msg.edns {
+                    builder.edns(edns);
+                }
+                let response = builder.build(
+                    msg.metadata,
+                    msg.answers.iter(),
+                    msg.authorities.iter(),
+                    std::iter::empty(),
+                    msg.additionals.iter(),
+                );
+                response_handle.send_response(response).await
+            }
+            _ => {
+                let response = builder.error_msg(&request.metadata, ResponseCode::ServFail);
+                response_handle.send_response(response).await
+            }
+        };
+        match sent {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!(error = %e, "sending a response failed");
+                let mut metadata = request.metadata;
+                metadata.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(hickory_server::proto::op::Header {
+                    metadata,
+                    counts: Default::default(),
+                })
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "warn,hickory_server=off",
+        ))
+        .init();
+    // `CONFIG` or, like the real binary, `serve --config CONFIG` (so bench/profile.sh can run either).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let path = match args.iter().position(|a| a == "--config") {
+        Some(i) => args.get(i + 1),
+        None => args.first(),
+    }
+    .ok_or_else(|| anyhow::anyhow!("usage: hickory_frontend [serve --config] CONFIG"))?
+    .clone();
+    let cfg = Config::load(path.as_ref())?;
+    let lists = Lists::load(&cfg)?;
+    let events = Events::from_config(&cfg, None)?;
+    let pipeline = Arc::new(Pipeline::new(&cfg, lists, events));
+    let addr = *cfg
+        .server
+        .listen
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("{path}: server.listen is empty"))?;
+    let mut server = Server::new(Frontend { pipeline });
+    server.register_socket(tokio::net::UdpSocket::bind(addr).await?);
+    server.register_listener(
+        tokio::net::TcpListener::bind(addr).await?,
+        Duration::from_millis(cfg.server.tcp_idle_timeout_ms),
+        64,
+    );
+    eprintln!("listening on {addr} (hickory-server, udp x1, tcp)");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    server.shutdown_gracefully().await?;
+    Ok(())
+}
