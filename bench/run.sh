@@ -15,7 +15,9 @@
 #   ROUNDS=3          rounds (QUICK: 1)
 #   FIXED_SECS=4 SAT_SECS=2    seconds per fixed-rate / saturation run (QUICK: 3 / 2)
 #   FIXED_QPS=30000   offered load of fixed-rate runs; MISS_QPS=10000 for the cache-miss workload
-#   SERVERS="c2sink c2sink-1m unbound dnsmasq"   c2sink-1m = c2sink with a 1,000,000-domain list
+#   SERVERS="c2sink c2sink-1m unbound dnsmasq floor"   c2sink-1m = c2sink with a 1,000,000-domain list;
+#                     floor = the do-nothing UDP responder of issue 7 (examples/floor.rs: one recv_from and one
+#                     send_to per query, a canned A record), measured at the fixed load only (not misses)
 #   ONCE="dnsmasq"    servers measured in the first round only (for scale, not compared against goals)
 #   WORKLOADS="blocked cached mixed variety miss"   MODES="fixed sat"
 #   SERVER_CPUS=1 DNSPERF_CPUS=0 UPSTREAM_CPUS=0   taskset CPU lists ("" = not pinned)
@@ -43,7 +45,7 @@ QUICK=${QUICK:-0}
 if [[ "$QUICK" == 1 ]]; then FIXED_SECS=${FIXED_SECS:-3} SAT_SECS=${SAT_SECS:-2} ROUNDS=${ROUNDS:-1}
 else FIXED_SECS=${FIXED_SECS:-4} SAT_SECS=${SAT_SECS:-2} ROUNDS=${ROUNDS:-3}; fi
 FIXED_QPS=${FIXED_QPS:-30000} MISS_QPS=${MISS_QPS:-10000}
-SERVERS=${SERVERS:-"c2sink c2sink-1m unbound dnsmasq"}
+SERVERS=${SERVERS:-"c2sink c2sink-1m unbound dnsmasq floor"}
 WORKLOADS=${WORKLOADS:-"blocked cached mixed variety miss"}
 MODES=${MODES:-"fixed sat"}
 SERVER_CPUS=${SERVER_CPUS-1} DNSPERF_CPUS=${DNSPERF_CPUS-0} UPSTREAM_CPUS=${UPSTREAM_CPUS-0}
@@ -51,10 +53,11 @@ OTHER_MAX=${OTHER_MAX:-25} ONCE=${ONCE-dnsmasq}
 export UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300} UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
 export DM_IP=${DM_IP:-127.0.0.4} DM_PORT=${DM_PORT:-5302} C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
 export C2M_PORT=${C2M_PORT:-5304} C2B_PORT=${C2B_PORT:-5305} C2H_PORT=${C2H_PORT:-5306}
+export FL_IP=${FL_IP:-127.0.0.6} FL_PORT=${FL_PORT:-5307}
 export PROTO=${PROTO:-udp}
 [[ "$PROTO" == udp || "$PROTO" == tcp ]] || die "PROTO must be udp or tcp"
 export C2_UDP_SOCKETS=${C2_UDP_SOCKETS:-0}
-for ip in "$UP_IP" "$UB_IP" "$DM_IP" "$C2_IP"; do
+for ip in "$UP_IP" "$UB_IP" "$DM_IP" "$C2_IP" "$FL_IP"; do
   [[ "$ip" == 127.* ]] || die "address $ip is not on 127.0.0.0/8; this bench only runs on loopback"
 done
 if [[ "$(nproc)" -lt 2 && -n "$SERVER_CPUS$DNSPERF_CPUS" ]]; then
@@ -75,6 +78,10 @@ if [[ " $SERVERS " == *" c2sink-hickory "* && -z "${C2SINK_HICKORY_BIN:-}" ]]; t
   (cd "$ROOT" && cargo build --release --quiet --example hickory_frontend) || die "building hickory_frontend failed"
   C2SINK_HICKORY_BIN="$ROOT/target/release/examples/hickory_frontend"
 fi
+if [[ " $SERVERS " == *" floor "* && -z "${FLOOR_BIN:-}" ]]; then
+  (cd "$ROOT" && cargo build --release --quiet --example floor) || die "building the floor responder failed"
+  FLOOR_BIN="$ROOT/target/release/examples/floor"
+fi
 export MISS_TRIES=1
 export MISS_FIXED=$(( MISS_QPS * (FIXED_SECS + 1) * 11 / 10 )) MISS_SAT=$(( 100000 * (SAT_SECS + 1) ))
 log "generating configs and query files in $OUT"
@@ -91,8 +98,8 @@ trap 'rc=$?; stop_all; exit $rc' EXIT
 trap 'exit 130' INT TERM
 
 addr_of() { case "$1" in
-  c2sink) echo "$C2_IP $C2_PORT" ;; c2sink-1m) echo "$C2_IP $C2M_PORT" ;; c2sink-base) echo "$C2_IP $C2B_PORT" ;; c2sink-hickory) echo "$C2_IP $C2H_PORT" ;; unbound) echo "$UB_IP $UB_PORT" ;; dnsmasq) echo "$DM_IP $DM_PORT" ;;
-  *) die "unknown server '$1' (c2sink, c2sink-1m, c2sink-base, c2sink-hickory, unbound, dnsmasq)" ;; esac; }
+  c2sink) echo "$C2_IP $C2_PORT" ;; c2sink-1m) echo "$C2_IP $C2M_PORT" ;; c2sink-base) echo "$C2_IP $C2B_PORT" ;; c2sink-hickory) echo "$C2_IP $C2H_PORT" ;; floor) echo "$FL_IP $FL_PORT" ;; unbound) echo "$UB_IP $UB_PORT" ;; dnsmasq) echo "$DM_IP $DM_PORT" ;;
+  *) die "unknown server '$1' (c2sink, c2sink-1m, c2sink-base, c2sink-hickory, unbound, dnsmasq, floor)" ;; esac; }
 start_server() { local ip port; read -r ip port < <(addr_of "$1")
   case "$1" in
     c2sink)    start "$1" "$ip" "$port" "$SERVER_CPUS" "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-small.toml" ;;
@@ -100,6 +107,7 @@ start_server() { local ip port; read -r ip port < <(addr_of "$1")
     c2sink-base) [[ -x "${C2SINK_BASE_BIN:-}" ]] || die "c2sink-base needs C2SINK_BASE_BIN (a binary to compare with)"
                start "$1" "$ip" "$port" "$SERVER_CPUS" "$C2SINK_BASE_BIN" serve --config "$OUT/conf/c2sink-base.toml" ;;
     c2sink-hickory) start "$1" "$ip" "$port" "$SERVER_CPUS" "$C2SINK_HICKORY_BIN" "$OUT/conf/c2sink-hickory.toml" ;;
+    floor)     start "$1" "$ip" "$port" "$SERVER_CPUS" "$FLOOR_BIN" "$ip:$port" ;;
     unbound)   start "$1" "$ip" "$port" "$SERVER_CPUS" "$(command -v unbound)" -d -c "$OUT/conf/unbound.conf" ;;
     dnsmasq)   start "$1" "$ip" "$port" "$SERVER_CPUS" "$(command -v dnsmasq)" -C "$OUT/conf/dnsmasq.conf" ;;
   esac; }
@@ -149,13 +157,17 @@ for ((round = 1; round <= ROUNDS; round++)); do
   for server in $order; do
     [[ $round -gt 1 && " $ONCE " == *" $server "* ]] && continue
     start_server "$server"
-    warm_server "$server"
+    [[ "$server" == floor ]] || warm_server "$server"
     active="$active $server"
   done
   sleep 0.5
   for wl in $WORKLOADS; do
     for mode in $MODES; do
-      for server in $active; do measure "$server" "$round" "$wl" "$mode"; done
+      for server in $active; do
+        # the floor answers every name alike: only its CPU at the fixed load is a reference
+        [[ "$server" == floor && ( "$mode" != fixed || "$wl" == miss ) ]] && continue
+        measure "$server" "$round" "$wl" "$mode"
+      done
     done
   done
   for server in $active; do stop "$server"; done
