@@ -8,6 +8,7 @@ TTL), with a few examples. Used to check that c2sink relays its upstream's bytes
 to see what a re-encoding front end changes (docs/performance.md).
 """
 import collections
+import ipaddress
 import random
 import socket
 import struct
@@ -20,7 +21,7 @@ TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, 
 def query(name, qtype, qid, edns, do):
     head = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 1 if edns else 0)
     labels = b"".join(bytes([len(l)]) + l.encode() for l in name.rstrip(".").split(".")) + b"\0"
-    body = labels + struct.pack(">HH", TYPES.get(qtype.upper(), 1), 1)
+    body = labels + struct.pack(">HH", TYPES[qtype.upper()], 1)
     if edns:
         body += b"\0" + struct.pack(">HHIH", 41, 1232, 0x8000 if do else 0, 0)
     return head + body
@@ -42,11 +43,25 @@ def main():
     a = (sys.argv[1], int(sys.argv[2]))
     b = (sys.argv[3], int(sys.argv[4]))
     for ip, _ in (a, b):
-        if not (ip.startswith("127.") or ip == "::1"):
-            sys.exit(f"compare.py: {ip} is not loopback (127.0.0.0/8 or ::1); refusing")
+        try:
+            loopback = ipaddress.ip_address(ip).is_loopback  # a literal address: a host name is refused
+        except ValueError:
+            loopback = False
+        if not loopback:
+            sys.exit(f"compare.py: {ip} is not a loopback address (127.0.0.0/8 or ::1); refusing")
     n = int(sys.argv[6]) if len(sys.argv) == 7 else 2000
+    lines = []
     with open(sys.argv[5]) as f:
-        lines = [l.split() for l in f if l.strip()][:n]
+        for number, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 2 or fields[1].upper() not in TYPES:
+                sys.exit(f"compare.py: {sys.argv[5]}:{number}: expected 'name type' with a type of "
+                         f"{', '.join(TYPES)}, got {line.strip()!r}")
+            lines.append(fields)
+            if len(lines) == n:
+                break
     seen = collections.Counter()
     examples = []
     for name, qtype in lines:

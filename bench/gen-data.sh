@@ -24,7 +24,8 @@ UB_THREADS=${UB_THREADS:-1}
 C2_UDP_SOCKETS=${C2_UDP_SOCKETS:-0}
 
 for ip in "$UP_IP" "$UB_IP" "$DM_IP" "$C2_IP"; do
-  [[ "$ip" == 127.* ]] || { echo "gen-data: $ip is not on 127.0.0.0/8; refusing" >&2; exit 2; }
+  # a literal address only: a host name such as 127.example.net would be looked up and could leave the machine
+  [[ "$ip" =~ ^127(\.[0-9]{1,3}){3}$ ]] || { echo "gen-data: $ip is not an address on 127.0.0.0/8; refusing" >&2; exit 2; }
 done
 
 # ---- block list: the 26 3CX domains + 20 generated C2-like names -------------------------------

@@ -17,7 +17,8 @@ set -euo pipefail
 die() { echo "measure: ERROR: $*" >&2; exit 2; }
 [[ $# -eq 4 ]] || die "usage: $0 IP PORT QUERYFILE SECONDS"
 IP=$1 PORT=$2 QF=$3 SECS=$4
-[[ "$IP" == 127.* || "$IP" == "::1" ]] || die "target $IP is not loopback (127.0.0.0/8 or ::1); refusing"
+# a literal address only: a host name such as 127.example.net would be looked up and could leave the machine
+[[ "$IP" =~ ^127(\.[0-9]{1,3}){3}$ || "$IP" == "::1" ]] || die "target $IP is not a loopback address (127.0.0.0/8 or ::1); refusing"
 [[ "$PORT" =~ ^[0-9]+$ && "$PORT" -ge 1 && "$PORT" -le 65535 ]] || die "bad port '$PORT'"
 [[ "$SECS" =~ ^[0-9]+$ && "$SECS" -ge 1 && "$SECS" -le 600 ]] || die "SECONDS must be 1..600"
 [[ -s "$QF" ]] || die "query file '$QF' not found or empty"

@@ -11,7 +11,7 @@
 # WORKLOAD: blocked | cached | mixed | variety | miss.
 # Env: SECS=5 QPS=30000 PERF_CALLGRAPH=1 (perf -g: kernel call chains; user ones need frame pointers)
 #      N=20000 CG_QPS= (unset: saturated) CG_OUTSTANDING=20 (callgrind)  C2SINK_BIN= (default target/release/c2sink, built if absent)
-#      CONFIG=small|1m|hickory (hickory: with C2SINK_BIN=target/release/examples/hickory_frontend)  TARGET=c2sink|unbound (callgrind)  SERVER_CPUS=1 DNSPERF_CPUS=0 UPSTREAM_CPUS=0  OUT=bench/out  TOP=25
+#      CONFIG=small|1m|hickory (hickory: c2sink's pipeline on hickory-server, examples/hickory_frontend.rs)  TARGET=c2sink|unbound (callgrind)  SERVER_CPUS=1 DNSPERF_CPUS=0 UPSTREAM_CPUS=0  OUT=bench/out  TOP=25
 # Output files: $OUT/profile/<tool>-<workload>.*
 set -euo pipefail
 BENCH="$(cd "$(dirname "$0")" && pwd)"
@@ -26,13 +26,21 @@ export UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300} C2_IP=${C2_IP:-127.0.0
 export UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
 # each generated c2sink config listens on its own port (gen-data.sh)
 case "$CONFIG" in 1m) C2_PORT=${C2M_PORT:-5304} ;; base) C2_PORT=${C2B_PORT:-5305} ;; hickory) C2_PORT=${C2H_PORT:-5306} ;; esac
-[[ "$UP_IP" == 127.* && "$C2_IP" == 127.* && "$UB_IP" == 127.* ]] || die "loopback addresses only"
+for ip in "$UP_IP" "$C2_IP" "$UB_IP"; do  # literal 127/8 addresses only (a host name would be looked up)
+  [[ "$ip" =~ ^127(\.[0-9]{1,3}){3}$ ]] || die "loopback addresses only: '$ip'"
+done
 # TARGET=unbound profiles Unbound the same way (callgrind and threads), for a like-for-like comparison
 TARGET=${TARGET:-c2sink}
 [[ "$TARGET" == unbound ]] && C2_IP=$UB_IP C2_PORT=$UB_PORT
 export PATH="$PATH:/usr/sbin:/sbin"
-C2SINK_BIN=${C2SINK_BIN:-$ROOT/target/release/c2sink}
-[[ -x "$C2SINK_BIN" ]] || (cd "$ROOT" && cargo build --release --quiet)
+if [[ "$CONFIG" == hickory ]]; then  # c2sink's pipeline on hickory-server (examples/hickory_frontend.rs)
+  C2SINK_BIN=${C2SINK_BIN:-$ROOT/target/release/examples/hickory_frontend}
+  [[ -x "$C2SINK_BIN" ]] || (cd "$ROOT" && cargo build --release --quiet --example hickory_frontend)
+else
+  C2SINK_BIN=${C2SINK_BIN:-$ROOT/target/release/c2sink}
+  [[ -x "$C2SINK_BIN" ]] || (cd "$ROOT" && cargo build --release --quiet)
+fi
+[[ -x "$C2SINK_BIN" ]] || die "no binary at $C2SINK_BIN"
 case "$WL" in blocked|cached|mixed|variety) QF="$OUT/queries/$WL.txt" ;; miss) QF="$OUT/queries/miss-sat-1.txt" ;;
   *) die "unknown workload $WL" ;; esac
 [[ -s "$QF" && -s "$OUT/conf/c2sink-$CONFIG.toml" ]] || MISS_TRIES=1 "$BENCH/gen-data.sh" >&2

@@ -119,13 +119,11 @@ def main():
                           for m, col in (("sat", "qps"), ("fixed", "cpu_us_per_q"), ("fixed", "p99_ms")))
             # memory is compared where the goal defines it: after the cache-miss runs (a warm, full cache)
             m = ratio(val(other, w, "sat", "rss_kb"), val(base, w, "sat", "rss_kb")) if w == "miss" else None
+            if base == "floor" and val(base, w, "fixed", "cpu_us_per_q") is None:
+                continue  # the floor is not run on this workload (misses), not a missing measurement
             if goals == "floor":
-                if c is None:
-                    continue
                 row = [fmt(q, spread=qs), fmt(c, 1.10, spread=cs), fmt(p, spread=ps), fmt(m)]
             elif goals is None:
-                if c is None and q is None:
-                    continue
                 row = [fmt(q, spread=qs), fmt(c, spread=cs), fmt(p, spread=ps), fmt(m)]
             elif goals:
                 row = [fmt(q, 1.2 if w == "miss" else 1.0, True, qs), fmt(c, 1.0, spread=cs),
@@ -137,7 +135,8 @@ def main():
     print("Ratios: of the medians; in brackets the lowest and highest ratio of one round's runs (the noise band).")
     print("QPS saturated: server pinned to one core, dnsperf -c 1 -q 100 on the other; ~150k is dnsperf's own limit.")
     print("CPU µs/query: server utime+stime from /proc/PID/stat over a fixed-rate dnsperf -Q run / queries answered;")
-    print("in brackets the utime part (user space); the rest is the kernel's UDP, scheduling and wake-up work.")
+    print("in brackets the utime part (user space); the rest is the kernel's network, scheduling and wake-up work.")
+    print("floor: run at the fixed load only (saturation, RSS and misses are not compared with it).")
     print("RSS after the saturation run. Each cell: median over its runs (rounds); lost queries: summed.")
     print(f"'*' = every run of the cell had other processes using more than {a.other_max:.0f} % of a core (noisy).")
 

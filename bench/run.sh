@@ -56,9 +56,14 @@ export C2M_PORT=${C2M_PORT:-5304} C2B_PORT=${C2B_PORT:-5305} C2H_PORT=${C2H_PORT
 export FL_IP=${FL_IP:-127.0.0.6} FL_PORT=${FL_PORT:-5307}
 export PROTO=${PROTO:-udp}
 [[ "$PROTO" == udp || "$PROTO" == tcp ]] || die "PROTO must be udp or tcp"
+if [[ "$PROTO" == tcp && " $SERVERS " == *" floor "* ]]; then
+  log "PROTO=tcp: leaving out the floor (it answers UDP only)"
+  SERVERS=$(tr ' ' '\n' <<< "$SERVERS" | grep -vx floor | tr '\n' ' ')
+fi
 export C2_UDP_SOCKETS=${C2_UDP_SOCKETS:-0}
 for ip in "$UP_IP" "$UB_IP" "$DM_IP" "$C2_IP" "$FL_IP"; do
-  [[ "$ip" == 127.* ]] || die "address $ip is not on 127.0.0.0/8; this bench only runs on loopback"
+  # a literal address only: a host name such as 127.example.net would be looked up and could leave the machine
+  [[ "$ip" =~ ^127(\.[0-9]{1,3}){3}$ ]] || die "address $ip is not on 127.0.0.0/8; this bench only runs on loopback"
 done
 if [[ "$(nproc)" -lt 2 && -n "$SERVER_CPUS$DNSPERF_CPUS" ]]; then
   log "only one CPU: not pinning"; SERVER_CPUS="" DNSPERF_CPUS="" UPSTREAM_CPUS=""
@@ -79,9 +84,12 @@ if [[ " $SERVERS " == *" c2sink-hickory "* && -z "${C2SINK_HICKORY_BIN:-}" ]]; t
   C2SINK_HICKORY_BIN="$ROOT/target/release/examples/hickory_frontend"
 fi
 if [[ " $SERVERS " == *" floor "* && -z "${FLOOR_BIN:-}" ]]; then
+  log "cargo build --release --example floor"
   (cd "$ROOT" && cargo build --release --quiet --example floor) || die "building the floor responder failed"
   FLOOR_BIN="$ROOT/target/release/examples/floor"
 fi
+[[ " $SERVERS " != *" c2sink-hickory "* || -x "${C2SINK_HICKORY_BIN:-}" ]] || die "no hickory_frontend binary at ${C2SINK_HICKORY_BIN:-}"
+[[ " $SERVERS " != *" floor "* || -x "${FLOOR_BIN:-}" ]] || die "no floor binary at ${FLOOR_BIN:-}"
 export MISS_TRIES=1
 export MISS_FIXED=$(( MISS_QPS * (FIXED_SECS + 1) * 11 / 10 )) MISS_SAT=$(( 100000 * (SAT_SECS + 1) ))
 log "generating configs and query files in $OUT"

@@ -2,7 +2,7 @@
 //! with the same A record (0.0.0.0), nothing checked, logged or cached. What it costs per query is the
 //! kernel's share of any UDP DNS server on this machine: the floor c2sink's CPU per query is compared with.
 //!
-//! `cargo run --release --example floor -- 127.0.0.5:5307` (bench/run.sh runs it as server `floor`).
+//! `cargo run --release --example floor -- 127.0.0.6:5307` (bench/run.sh runs it as server `floor`).
 
 use std::net::{SocketAddr, UdpSocket};
 
@@ -35,7 +35,7 @@ fn main() -> std::io::Result<()> {
     let addr: SocketAddr = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
-        .ok_or_else(|| std::io::Error::other("usage: floor ADDRESS:PORT (e.g. 127.0.0.5:5307)"))?;
+        .ok_or_else(|| std::io::Error::other("usage: floor ADDRESS:PORT (e.g. 127.0.0.6:5307)"))?;
     let sock = UdpSocket::bind(addr)?;
     eprintln!("floor: answering every query on {addr}");
     let mut buf = [0u8; 1500];

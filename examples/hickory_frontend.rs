@@ -51,10 +51,13 @@ impl RequestHandler for Frontend {
             Decision::Forward => self.pipeline.forward(raw, &client).await,
             Decision::Drop => None,
         };
-        let parsed = answer.as_deref().map(Message::from_vec);
+        // Where c2sink's own loops send nothing (not a query, or a forward that ends in silence), so does this.
+        let Some(answer) = answer else {
+            return not_sent(request);
+        };
         let builder = MessageResponseBuilder::from_message_request(request);
-        let sent = match &parsed {
-            Some(Ok(msg)) => {
+        let sent = match Message::from_vec(&answer) {
+            Ok(msg) => {
                 let mut builder = builder;
                 if let Some(edns) = &msg.edns {
                     builder.edns(edns);
@@ -68,24 +71,27 @@ impl RequestHandler for Frontend {
                 );
                 response_handle.send_response(response).await
             }
-            _ => {
+            // c2sink built these bytes itself or checked them as the upstream's answer: not expected.
+            Err(_) => {
                 let response = builder.error_msg(&request.metadata, ResponseCode::ServFail);
                 response_handle.send_response(response).await
             }
         };
-        match sent {
-            Ok(info) => info,
-            Err(e) => {
-                tracing::debug!(error = %e, "sending a response failed");
-                let mut metadata = request.metadata;
-                metadata.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(hickory_server::proto::op::Header {
-                    metadata,
-                    counts: Default::default(),
-                })
-            }
-        }
+        sent.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "sending a response failed");
+            not_sent(request)
+        })
     }
+}
+
+/// What the handler reports to hickory-server for a query it sent no answer to.
+fn not_sent(request: &Request) -> ResponseInfo {
+    let mut metadata = request.metadata;
+    metadata.response_code = ResponseCode::ServFail;
+    ResponseInfo::from(hickory_server::proto::op::Header {
+        metadata,
+        counts: Default::default(),
+    })
 }
 
 #[tokio::main]
