@@ -4,32 +4,10 @@
 //!
 //! `cargo run --release --example floor -- 127.0.0.6:5307` (bench/run.sh runs it as server `floor`).
 
-use std::net::{SocketAddr, UdpSocket};
+#[path = "../tests/common/raw.rs"]
+mod raw;
 
-/// The answer record after the question: name = pointer to the question's name, A, IN, TTL 60, 0.0.0.0.
-const ANSWER: [u8; 16] = [
-    0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x3c, 0x00, 0x04, 0, 0, 0, 0,
-];
-
-/// Writes the canned answer to `query` into `out`; `None` for anything too short to echo a question.
-fn answer(query: &[u8], out: &mut Vec<u8>) -> Option<()> {
-    // The end of the question: the name's labels up to the root, then type and class.
-    let mut at = 12;
-    loop {
-        let len = usize::from(*query.get(at)?);
-        at += 1 + len;
-        if len == 0 {
-            break;
-        }
-    }
-    let question = query.get(12..at + 4)?;
-    out.clear();
-    out.extend_from_slice(query.get(..2)?); // ID
-    out.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]); // QR RD RA, 1 question, 1 answer
-    out.extend_from_slice(question);
-    out.extend_from_slice(&ANSWER);
-    Some(())
-}
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 
 fn main() -> std::io::Result<()> {
     let addr: SocketAddr = std::env::args()
@@ -42,7 +20,8 @@ fn main() -> std::io::Result<()> {
     let mut out = Vec::with_capacity(1500);
     loop {
         let (n, from) = sock.recv_from(&mut buf)?;
-        if answer(&buf[..n], &mut out).is_some() {
+        // The question echoed (its end found by walking the name), one A record 0.0.0.0, TTL 60.
+        if raw::fixed_a_into(&buf[..n], Ipv4Addr::UNSPECIFIED, 60, false, &mut out).is_some() {
             // A full send buffer loses this answer, as it would for any UDP server; the bench counts losses.
             let _ = sock.send_to(&out, from);
         }

@@ -22,6 +22,19 @@ pub fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
 /// `addr` (TTL `ttl`) unless `a_only` and the question is not for A (then NODATA, no SOA); no EDNS.
 /// `None` unless `q` is a query with exactly one complete question.
 pub fn fixed_a(q: &[u8], addr: Ipv4Addr, ttl: u32, a_only: bool) -> Option<Vec<u8>> {
+    let mut r = Vec::with_capacity(q.len() + 16);
+    fixed_a_into(q, addr, ttl, a_only, &mut r)?;
+    Some(r)
+}
+
+/// [`fixed_a`] written into `r` (cleared first), for a responder that reuses one buffer per answer.
+pub fn fixed_a_into(
+    q: &[u8],
+    addr: Ipv4Addr,
+    ttl: u32,
+    a_only: bool,
+    r: &mut Vec<u8>,
+) -> Option<()> {
     if q.len() < 12 || q[2] & 0x80 != 0 || q[4..6] != [0, 1] {
         return None;
     }
@@ -39,7 +52,7 @@ pub fn fixed_a(q: &[u8], addr: Ipv4Addr, ttl: u32, a_only: bool) -> Option<Vec<u
     let qend = pos + 5;
     let qtype = q.get(pos + 1..qend)?;
     let answer = !a_only || qtype[..2] == [0, 1];
-    let mut r = Vec::with_capacity(qend + 16);
+    r.clear();
     r.extend_from_slice(&q[..2]);
     r.extend_from_slice(&[
         0x80 | (q[2] & 0x01),
@@ -60,5 +73,5 @@ pub fn fixed_a(q: &[u8], addr: Ipv4Addr, ttl: u32, a_only: bool) -> Option<Vec<u
         r.extend_from_slice(&[0, 4]);
         r.extend_from_slice(&addr.octets());
     }
-    Some(r)
+    Some(())
 }
