@@ -120,8 +120,12 @@ async fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("{path}: server.listen is empty"))?;
     let mut server = Server::new(Frontend { pipeline });
     server.register_socket(tokio::net::UdpSocket::bind(addr).await?);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    // hickory-server leaves Nagle on for the connections it accepts; Linux copies TCP_NODELAY from the
+    // listening socket to each accepted one, so set here it reaches them all (as c2sink's own loop sets it).
+    socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
     server.register_listener(
-        tokio::net::TcpListener::bind(addr).await?,
+        listener,
         Duration::from_millis(cfg.server.tcp_idle_timeout_ms),
         64,
     );
