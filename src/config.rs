@@ -1001,6 +1001,25 @@ impl Config {
                 "at least one address is needed".into(),
             );
         }
+        for (i, a) in self.server.listen.iter().enumerate() {
+            // An address listed twice, or one a wildcard on the same port already covers, fails to bind.
+            let covered = self.server.listen[..i].iter().position(|b| {
+                b.port() == a.port()
+                    && a.port() != 0
+                    && (b.ip() == a.ip()
+                        || (b.is_ipv4() == a.is_ipv4()
+                            && (b.ip().is_unspecified() || a.ip().is_unspecified())))
+            });
+            if let Some(j) = covered {
+                p(
+                    format!("server.listen[{i}]"),
+                    format!(
+                        "{a} overlaps server.listen[{j}] ({}): the same port cannot be bound twice",
+                        self.server.listen[j]
+                    ),
+                );
+            }
+        }
         if self.server.max_inflight == 0 {
             p("server.max_inflight".into(), "must be at least 1".into());
         }
@@ -1038,6 +1057,26 @@ impl Config {
                 p(
                     format!("upstream.servers[{i}]"),
                     format!("{s}: unspecified address"),
+                );
+            }
+            // c2sink as its own upstream: one query would come back to it until max_inflight is full.
+            let own = self.server.listen.iter().position(|l| {
+                let u = s.addr();
+                !s.is_encrypted()
+                    && l.port() == u.port()
+                    && (l.ip() == u.ip()
+                        || (l.ip().is_unspecified()
+                            && l.is_ipv4() == u.is_ipv4()
+                            && u.ip().is_loopback()))
+            });
+            if let Some(j) = own {
+                p(
+                    format!("upstream.servers[{i}]"),
+                    format!(
+                        "{s} is c2sink's own server.listen[{j}] ({}): every forwarded query would come \
+                         back to c2sink",
+                        self.server.listen[j]
+                    ),
                 );
             }
         }

@@ -77,6 +77,38 @@ fn wrong_type_and_bad_address_are_errors() {
 }
 
 #[test]
+fn overlapping_listen_addresses_and_c2sink_as_its_own_upstream_are_errors() {
+    let (code, _, err) = check(
+        "[server]\nlisten = [\"127.0.0.1:5353\", \"127.0.0.1:5353\", \"0.0.0.0:5354\", \"127.0.0.2:5354\", \"[::1]:5354\"]\n\
+         [upstream]\nservers = [\"127.0.0.1:5353\", \"127.0.0.9:5354\", \"127.0.0.1:53\"]\n",
+        &[],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("server.listen[1]") && err.contains("overlaps server.listen[0]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("server.listen[3]") && err.contains("overlaps server.listen[2]"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("server.listen[4]"),
+        "IPv6 is another socket: {err}"
+    );
+    assert!(
+        err.contains("upstream.servers[0]") && err.contains("c2sink's own server.listen[0]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("upstream.servers[1]") && err.contains("c2sink's own server.listen[2]"),
+        "a loopback address on a wildcard listener's port: {err}"
+    );
+    assert!(!err.contains("upstream.servers[2]"), "{err}");
+}
+
+#[test]
 fn every_problem_is_listed_at_once() {
     let (code, _, err) = check(
         "[server]\nlisten = []\n[upstream]\nservers = [\"127.0.0.1:53\"]\ntimeout_ms = 999999\n[sinkhole]\nmode = \"address\"\n[[blocklists]]\nname = \"missing\"\npath = \"nope.txt\"\n[[blocklists]]\nname = \"dir\"\npath = \".\"\n",
@@ -112,6 +144,20 @@ fn bad_list_lines_are_reported_with_file_and_line() {
     assert!(all.contains("c2.txt:7: invalid"), "{all}");
     assert!(all.contains("3 invalid"), "{all}");
     assert!(out.contains("problems: ") && out.contains("c2=2"), "{out}");
+}
+
+#[test]
+fn a_list_with_no_rule_is_a_problem_not_silently_nothing() {
+    for body in ["", "# comments only\n\n"] {
+        let (code, out, err) = check(
+            &format!("{BASE}[[blocklists]]\nname = \"c2\"\npath = \"c2.txt\"\n"),
+            &[("c2.txt", body)],
+            &[],
+        );
+        assert_eq!(code, 1, "{body:?}: {out}{err}");
+        assert!(out.contains("c2.txt: holds no rule"), "{out}");
+        assert!(out.contains("problems: ") && out.contains("c2=0"), "{out}");
+    }
 }
 
 #[test]
