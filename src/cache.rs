@@ -1,6 +1,6 @@
 //! The answer cache: upstream answers kept in wire format and replayed with ID, question case and TTLs patched.
 //!
-//! Keyed by (name, type, class, EDNS, DO, CD) so a DNSSEC-aware client never gets an answer fetched
+//! Keyed by (name, type, class, EDNS, DO, CD, AD) so a DNSSEC-aware client never gets an answer fetched
 //! for a client that was not, and the reverse. When full, the S3-FIFO policy of `quick_cache` picks what
 //! goes, one entry per insert (names asked once leave first; popular ones stay): no scan of the whole
 //! cache, so a full cache answers as fast as an empty one.
@@ -65,7 +65,10 @@ fn key_of(q: &Query<'_>, buf: &mut [u8]) -> usize {
     let e = q.edns;
     let flags = u8::from(e.is_some())
         | (u8::from(e.is_some_and(|e| e.dnssec_ok)) << 1)
-        | (u8::from(q.checking_disabled()) << 2);
+        | (u8::from(q.checking_disabled()) << 2)
+        // A validating upstream sets AD only for queries with AD or DO (RFC 6840 5.7): an answer to a query
+        // with AD must not reach a client that asked without it, nor the other way round.
+        | (u8::from(q.header.flags & 0x0020 != 0) << 3);
     buf[0] = flags;
     buf[1..3].copy_from_slice(&q.qtype.to_be_bytes());
     buf[3..5].copy_from_slice(&q.qclass.to_be_bytes());

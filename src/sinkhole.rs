@@ -6,7 +6,7 @@ use crate::wire::{self, HEADER_LEN, Query};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// UDP payload size c2sink advertises in its own OPT records (the DNS flag day 2020 value).
-pub const OUR_PAYLOAD: u16 = 1232;
+pub const OUR_PAYLOAD: u16 = wire::MAX_UDP_ANSWER;
 
 const RCODE_NOERROR: u8 = 0;
 const RCODE_NXDOMAIN: u8 = 3;

@@ -109,10 +109,10 @@ pub struct Query<'a> {
 }
 
 impl Query<'_> {
-    /// Largest answer the client can take over UDP.
+    /// Largest answer to send the client over UDP: what it offers, at most [`MAX_UDP_ANSWER`].
     pub fn udp_limit(&self) -> usize {
         match self.edns {
-            Some(e) => usize::from(e.payload.max(512)),
+            Some(e) => usize::from(e.payload.clamp(512, MAX_UDP_ANSWER)),
             None => 512,
         }
     }
@@ -121,6 +121,10 @@ impl Query<'_> {
         self.header.flags & 0x0010 != 0
     }
 }
+
+/// Largest UDP answer sent, whatever buffer a client offers: DNS Flag Day 2020's size, which is not
+/// fragmented on common paths (Unbound's `max-udp-size`); a bigger answer gets TC and goes over TCP.
+pub const MAX_UDP_ANSWER: u16 = 1232;
 
 /// Reads a query: header, exactly one question, and its OPT record.
 pub fn parse_query(msg: &[u8]) -> Result<Query<'_>, WireError> {

@@ -504,10 +504,49 @@ fn client_do_bit_cd_bit_and_edns_options_reach_the_upstream() {
 }
 
 #[test]
+fn ad_flag_follows_each_clients_own_question_not_the_cached_one() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    let with_ad = Ask {
+        edns: true,
+        authentic_data: true,
+        ..Ask::default()
+    };
+    let without = Ask {
+        edns: true,
+        ..Ask::default()
+    };
+    // The upstream validates like Quad9: AD only for a query that had AD or DO (RFC 6840 5.7).
+    for (first, second, name) in [
+        (&with_ad, &without, "one.validated.test"),
+        (&without, &with_ad, "two.validated.test"),
+    ] {
+        for opts in [first, second] {
+            for round in 0..2 {
+                let m = ask(srv.addr(), Proto::Udp, name, RecordType::A, opts);
+                assert_eq!(m.answers.len(), 1, "{name}");
+                assert_eq!(
+                    m.metadata.authentic_data, opts.authentic_data,
+                    "{name}: query AD={} (ask {round}) got AD={}",
+                    opts.authentic_data, m.metadata.authentic_data
+                );
+            }
+        }
+        assert_eq!(
+            up.count(name),
+            2,
+            "{name}: each AD variant asked upstream once, then cached"
+        );
+    }
+}
+
+#[test]
 fn truncated_udp_answer_is_retried_over_tcp() {
     let up = Upstream::start();
     let srv = C2sink::start(&config(&[up.addr], ""), &[]);
-    // The client can take 4096 bytes over UDP; the upstream truncates at 1232, so c2sink must use TCP.
+    // The client offers 4096 bytes over UDP; the upstream truncates at 1232, so c2sink must use TCP. The
+    // answer (over 1232 bytes) then goes back over UDP with TC, as Unbound's max-udp-size does: a datagram
+    // that large would be fragmented on a real network. Over TCP the client gets all of it, from the cache.
     let opts = Ask {
         edns: true,
         payload: 4096,
@@ -520,12 +559,22 @@ fn truncated_udp_answer_is_retried_over_tcp() {
         RecordType::TXT,
         &opts,
     );
-    assert!(!m.metadata.truncation);
-    assert_eq!(m.answers.len(), 40, "the whole answer, fetched over TCP");
     assert!(
         up.seen().iter().any(|s| s.name == "txt.big.test" && s.tcp),
         "upstream asked over TCP"
     );
+    assert!(m.metadata.truncation, "no UDP answer above 1232 bytes");
+    assert!(m.answers.is_empty() && m.edns.is_some());
+    let m = ask(
+        srv.addr(),
+        Proto::Tcp,
+        "txt.big.test",
+        RecordType::TXT,
+        &opts,
+    );
+    assert!(!m.metadata.truncation);
+    assert_eq!(m.answers.len(), 40, "the whole answer, fetched over TCP");
+    assert_eq!(up.count("txt.big.test"), 2, "UDP then TCP upstream, once");
     // A client without EDNS (512 bytes) gets TC and retries over TCP itself.
     let m = ask_simple(srv.addr(), Proto::Udp, "txt.big.test", RecordType::TXT);
     assert!(

@@ -59,6 +59,13 @@ pub enum LoadProblem {
     NothingValid { invalid: u64, format: &'static str },
     #[error("more than {MAX_ENTRIES} entries")]
     TooBig,
+    /// An emptied file is far more often a failed write (`> file`, a download cut short) than a wish to
+    /// stop blocking: the list that was loaded stays, and the admin removes the list from the config instead.
+    #[error(
+        "the file now holds no rule where the loaded list has {was}; kept the loaded list (to stop using \
+         a list, remove it from the config)"
+    )]
+    Emptied { was: usize },
 }
 
 /// Identity and version of a file on disk, to notice that it changed (or was replaced) without reading it.
@@ -294,6 +301,13 @@ impl List {
         if c.invalid > 0 {
             tracing::warn!(list = %self.name, invalid = c.invalid, "skipped invalid lines");
         }
+        if self.is_empty() {
+            tracing::warn!(
+                list = %self.name,
+                path = %self.path.display(),
+                "the list holds no rule: it blocks nothing until its file has some"
+            );
+        }
         tracing::info!(
             list = %self.name,
             format = self.format.as_str(),
@@ -504,6 +518,18 @@ impl Lists {
                 Some(list) => lists.push(list.clone()),
                 None => {
                     let list = List::load(l, &path)?;
+                    let was = old
+                        .and_then(|o| o.lists.iter().find(|x| *x.name == *l.name))
+                        .filter(|x| !x.is_empty());
+                    if let Some(was) = was.filter(|_| list.is_empty()) {
+                        return Err(ListError {
+                            name: l.name.clone(),
+                            path,
+                            problem: LoadProblem::Emptied {
+                                was: was.len() + was.allow.len(),
+                            },
+                        });
+                    }
                     loaded(&list);
                     lists.push(Arc::new(list));
                 }

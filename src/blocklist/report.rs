@@ -53,7 +53,14 @@ pub fn summary(lists: &Lists) -> (String, bool) {
                 let _ = writeln!(out, "  ... and {} more {what} lines", total - shown);
             }
         }
-        bad |= c.invalid > 0 || c.conflicts > 0;
+        if l.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {}: holds no rule: this list blocks nothing",
+                l.path.display()
+            );
+        }
+        bad |= c.invalid > 0 || c.conflicts > 0 || l.is_empty();
     }
     (out, bad)
 }

@@ -245,6 +245,7 @@ pub struct Ask {
     pub payload: u16,
     pub options: Vec<(u16, Vec<u8>)>,
     pub checking_disabled: bool,
+    pub authentic_data: bool,
 }
 
 /// Builds a query message.
@@ -252,6 +253,7 @@ pub fn query_msg(name: &str, qtype: RecordType, ask: &Ask) -> Message {
     let mut m = Message::query();
     m.metadata.recursion_desired = true;
     m.metadata.checking_disabled = ask.checking_disabled;
+    m.metadata.authentic_data = ask.authentic_data;
     m.add_query(Query::query(Name::from_str(name).expect("name"), qtype));
     if ask.edns || ask.dnssec_ok || !ask.options.is_empty() {
         let mut e = Edns::new();

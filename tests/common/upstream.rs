@@ -36,6 +36,7 @@ pub enum Zone {
     /// - `*.refused.test` REFUSED, `*.servfail.test` SERVFAIL, `*.nxdomain.test` NXDOMAIN + SOA,
     ///   `*.nodata.test` NODATA + SOA, `*.silent.test` never answered, `*.slow.test` answered after 1.5 s,
     /// - `*.big.test` 40 TXT records (truncated over UDP beyond min(client payload, 1232)),
+    /// - `*.validated.test` sets AD only when the query has AD or DO (as a validating resolver does),
     /// - `*.ad.test` sets AD and adds an Extended DNS Error option when the query has EDNS,
     /// - `*.short-ttl.test` A with TTL 1,
     /// - `*.cname-c2.test` CNAME `hop.cname-ok.test` CNAME `cdn.msstorageazure.com` + A 192.0.2.66 (cloaking),
@@ -482,6 +483,13 @@ fn test_zone(msg: &Message, tcp: bool) -> Option<Vec<u8>> {
             None => {
                 r.add_authority(soa("test."));
             }
+        }
+        // Like a validating resolver (RFC 6840 5.7): AD only when the query asked for it with AD or DO.
+        if ends(".validated.test.")
+            && (msg.metadata.authentic_data
+                || msg.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok))
+        {
+            r.metadata.authentic_data = true;
         }
         if ends(".ad.test.") {
             r.metadata.authentic_data = true;
