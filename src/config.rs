@@ -179,6 +179,10 @@ pub struct UpstreamConfig {
     /// The certificates read from `ca_file` at load time.
     #[serde(skip)]
     pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// Passes a query's MAC (EDNS 65001) and client-subnet (EDNS 8) options on upstream; by default they
+    /// stop at c2sink, which reads them for attribution, so LAN addresses do not reach a public resolver.
+    #[serde(default)]
+    pub send_client_hints: bool,
 }
 
 /// One upstream as written in `[upstream] servers`.
@@ -670,6 +674,10 @@ pub struct ClientsConfig {
     /// Take the MAC (option 65001, dnsmasq --add-mac) and client subnet (option 8) from a query's EDNS.
     #[serde(default = "default_true")]
     pub edns: bool,
+    /// Sources (the routers) whose EDNS hints are believed, as addresses or networks; empty: any source.
+    /// Without it, a machine that queries c2sink directly can name another machine in its own queries.
+    #[serde(default)]
+    pub edns_from: Vec<String>,
     /// How often the files and tables are checked for changes, in milliseconds.
     #[serde(default = "default_refresh_ms")]
     pub refresh_ms: u64,
@@ -693,6 +701,7 @@ impl Default for ClientsConfig {
             leases: Vec::new(),
             names: Default::default(),
             edns: true,
+            edns_from: Vec::new(),
             refresh_ms: default_refresh_ms(),
         }
     }
@@ -1085,6 +1094,11 @@ impl Config {
                 "upstream.timeout_ms".into(),
                 format!("{} is outside 10..=60000", self.upstream.timeout_ms),
             );
+        }
+        for (i, s) in self.clients.edns_from.iter().enumerate() {
+            if let Err(e) = crate::admission::parse_net(s) {
+                p(format!("clients.edns_from[{i}]"), e);
+            }
         }
         if self.cache.min_ttl > self.cache.max_ttl {
             p(

@@ -101,6 +101,8 @@ pub struct Upstreams {
     pub mismatched: AtomicU64,
     /// Milliseconds since `epoch` of the last good answer, plus one; 0 = never.
     last_answer: AtomicU64,
+    /// Take the client hints (MAC, client subnet) out of queries before they leave.
+    strip_hints: bool,
 }
 
 /// Upper bound of an answer over TCP.
@@ -158,6 +160,7 @@ impl Upstreams {
             epoch: Instant::now(),
             mismatched: AtomicU64::new(0),
             last_answer: AtomicU64::new(0),
+            strip_hints: !cfg.send_client_hints,
         }
     }
 
@@ -278,6 +281,12 @@ impl Upstreams {
 
     /// Sends `raw` (a client's query, parsed as `query`) upstream and returns the first good answer.
     pub async fn forward(&self, raw: &[u8], query: &Query<'_>) -> Result<Answer, ForwardError> {
+        let stripped = if self.strip_hints {
+            crate::clients::edns::without_hints(raw)
+        } else {
+            None
+        };
+        let raw = stripped.as_deref().unwrap_or(raw);
         let mut last: Option<(String, TryError)> = None;
         let order = self.order();
         for &i in &order {
@@ -459,6 +468,7 @@ mod tests {
             timeout_ms: 500,
             ca_file: None,
             ca_certs: Vec::new(),
+            send_client_hints: false,
         })
     }
 

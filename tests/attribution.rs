@@ -269,7 +269,8 @@ fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
         &dir,
         C2,
         &format!(
-            "[log]\nevents = \"{}\"\n[clients]\narp = \"\"\nndp = false\nleases = [{{ format = \"dnsmasq\", path = \"dnsmasq.leases\" }}]\n",
+            "[log]\nevents = \"{}\"\n[clients]\narp = \"\"\nndp = false\nedns_from = [\"127.0.0.8\"]\n\
+             leases = [{{ format = \"dnsmasq\", path = \"dnsmasq.leases\" }}]\n",
             events.display()
         ),
     );
@@ -310,9 +311,31 @@ fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
         assert_eq!(u16::from_be_bytes([buf[0], buf[1]]), id);
         assert_eq!(rcode_and_answers(&buf[..n]).0, 0);
     }
+    // A machine that is not a listed router claims to be another one: its hints are not believed.
+    let spoofer = std::net::UdpSocket::bind("127.0.0.9:0").unwrap();
+    spoofer
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let claim = vec![
+        (65001u16, vec![0xaa, 0, 0, 0, 0, 0x51]),
+        (8, vec![0, 1, 32, 0, 192, 168, 50, 6]),
+    ];
+    spoofer
+        .send_to(&query_with_options(4, C2, &claim), c.addr())
+        .unwrap();
+    let n = spoofer.recv(&mut buf).unwrap();
+    assert_eq!(rcode_and_answers(&buf[..n]).0, 0);
     c.stop();
-    let e = json_lines(&events);
-    assert_eq!(e.len(), 3);
+    let mut e = json_lines(&events);
+    assert_eq!(e.len(), 4);
+    let spoofed = e.pop().unwrap();
+    assert_eq!(spoofed["client_ip"], "127.0.0.9");
+    assert!(
+        spoofed["client_mac"].is_null()
+            && spoofed["client_hostname"].is_null()
+            && spoofed.get("client_subnet").is_none(),
+        "hints from outside edns_from are ignored: {spoofed}"
+    );
     assert_eq!(
         (
             e[0]["client_mac"].as_str(),

@@ -479,7 +479,11 @@ fn client_do_bit_cd_bit_and_edns_options_reach_the_upstream() {
         edns: true,
         dnssec_ok: true,
         checking_disabled: true,
-        options: vec![(65001, vec![0, 1, 2, 3, 4, 5])],
+        options: vec![
+            (65001, vec![0, 1, 2, 3, 4, 5]),
+            (65050, vec![7, 7]),
+            (8, vec![0, 1, 32, 0, 192, 168, 50, 23]),
+        ],
         ..Ask::default()
     };
     let m = ask(
@@ -496,11 +500,44 @@ fn client_do_bit_cd_bit_and_edns_options_reach_the_upstream() {
         .find(|s| s.name == "dnssec.example.test")
         .expect("forwarded");
     assert!(s.dnssec_ok, "DO reached the upstream");
+    // The router's hints about the client (MAC, client subnet) stop at c2sink; other options go on.
     assert_eq!(
         s.options,
-        vec![65001],
-        "client's EDNS option reached the upstream"
+        vec![65050],
+        "client's EDNS options reached the upstream, without MAC and client subnet"
     );
+}
+
+#[test]
+fn client_hints_go_upstream_only_when_configured() {
+    let up = Upstream::start();
+    let cfg = config(&[up.addr], "").replace(
+        "timeout_ms = 400\n",
+        "timeout_ms = 400\nsend_client_hints = true\n",
+    );
+    let srv = C2sink::start(&cfg, &[]);
+    let opts = Ask {
+        edns: true,
+        options: vec![
+            (65001, vec![0, 1, 2, 3, 4, 5]),
+            (8, vec![0, 1, 24, 0, 10, 1, 2]),
+        ],
+        ..Ask::default()
+    };
+    let m = ask(
+        srv.addr(),
+        Proto::Udp,
+        "hints.example.test",
+        RecordType::A,
+        &opts,
+    );
+    assert_eq!(m.answers.len(), 1);
+    let seen = up.seen();
+    let s = seen
+        .iter()
+        .find(|s| s.name == "hints.example.test")
+        .expect("forwarded");
+    assert_eq!(s.options, vec![65001, 8], "sent on as the client sent them");
 }
 
 #[test]

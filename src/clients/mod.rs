@@ -147,6 +147,8 @@ impl Snapshot {
 pub struct Clients {
     snapshot: Arc<ArcSwap<Snapshot>>,
     edns: bool,
+    /// Where EDNS hints are believed from (empty: anywhere).
+    edns_from: Vec<ipnet::IpNet>,
 }
 
 impl Default for Clients {
@@ -155,6 +157,7 @@ impl Default for Clients {
         Clients {
             snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
             edns: false,
+            edns_from: Vec::new(),
         }
     }
 }
@@ -193,6 +196,13 @@ impl Clients {
         Clients {
             snapshot,
             edns: cfg.clients.edns,
+            // Checked by the config's validation; an entry that still fails to read is left out.
+            edns_from: cfg
+                .clients
+                .edns_from
+                .iter()
+                .filter_map(|s| crate::admission::parse_net(s).ok())
+                .collect(),
         }
     }
 
@@ -205,7 +215,9 @@ impl Clients {
     /// entry would be the router's; a full-length client subnet names the address behind the router.
     pub fn attribute(&self, ip: IpAddr, query: &[u8]) -> Attribution {
         let snap = self.snapshot.load();
-        let hints = if self.edns {
+        let ip = ip.to_canonical();
+        let believed = self.edns_from.is_empty() || self.edns_from.iter().any(|n| n.contains(&ip));
+        let hints = if self.edns && believed {
             edns::hints(query)
         } else {
             edns::Hints::default()
@@ -583,6 +595,7 @@ mod tests {
                 &HashMap::new(),
             ))),
             edns: true,
+            edns_from: Vec::new(),
         };
         let plain = c.attribute(ip("192.168.0.1"), &[]);
         assert_eq!(plain.mac, Some(mac("ee:00:00:00:00:01")));
