@@ -2,8 +2,8 @@
 //! client asked for one name, find the typical interval and how regular it is.
 //!
 //! Queries closer together than the burst window ([`BURST`] by default) count as one beacon (A and AAAA together,
-//! retries); the window shrinks to half the upper-quartile gap when beacons come faster than it (a replay, or
-//! malware on a seconds timer), so that beacons themselves are never merged. Regularity is
+//! a client retrying a name that got 0.0.0.0): a quick run of lookups is one beacon, never a timer of its own.
+//! A timer faster than the window (a replay of a log, a test) is read with a smaller window. Regularity is
 //! the median absolute deviation of the intervals over their median (a robust coefficient of variation:
 //! one missed beacon or a laptop waking from sleep does not hide a timer): 0 for a perfect timer, about 0.7
 //! for random (Poisson) queries. Below [`PERIODIC`] with at least [`MIN_INTERVALS`] intervals, it is flagged.
@@ -39,14 +39,14 @@ pub struct Cadence {
 pub fn estimate(times: &[f64], burst: f64) -> Option<Cadence> {
     let mut t: Vec<f64> = times.iter().copied().filter(|x| x.is_finite()).collect();
     t.sort_by(f64::total_cmp);
-    let gaps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
-    let burst = burst.min(quantile(&gaps, 0.75) / 2.0);
+    // A beacon is a run of queries each within `burst` of the one before; it is timed by its first query.
     let mut beacons: Vec<f64> = Vec::with_capacity(t.len());
+    let mut prev: Option<f64> = None;
     for x in t {
-        match beacons.last() {
-            Some(&last) if x - last <= burst => {}
-            _ => beacons.push(x),
+        if prev.is_none_or(|p| x - p > burst) {
+            beacons.push(x);
         }
+        prev = Some(x);
     }
     if beacons.len() < 2 {
         return None;
@@ -66,16 +66,6 @@ pub fn estimate(times: &[f64], burst: f64) -> Option<Cadence> {
         cv: if mean > 0.0 { var.sqrt() / mean } else { 0.0 },
         periodic: intervals.len() >= MIN_INTERVALS && regularity <= PERIODIC,
     })
-}
-
-/// The q-quantile (nearest rank) of `v`; 0 for an empty slice.
-fn quantile(v: &[f64], q: f64) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    match s.len() {
-        0 => 0.0,
-        n => s[((n - 1) as f64 * q).round() as usize],
-    }
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -136,14 +126,32 @@ mod tests {
     }
 
     #[test]
-    fn a_fast_replay_is_not_merged_into_one_beacon() {
-        // A and AAAA 1 ms apart every 100 ms: pairs merge, beacons do not, whatever the burst window says.
+    fn a_fast_replay_is_read_with_a_smaller_window() {
+        // A and AAAA 1 ms apart every 100 ms: with a 50 ms window pairs merge and beacons do not.
         let t: Vec<f64> = (0..40)
             .flat_map(|i| [f64::from(i) * 0.1, f64::from(i) * 0.1 + 0.001])
             .collect();
-        let c = estimate(&t, BURST).unwrap();
+        let c = estimate(&t, 0.05).unwrap();
         assert_eq!(c.beacons, 40);
         assert!((c.median_interval_s - 0.1).abs() < 1e-9, "{c:?}");
+        assert!(c.periodic);
+    }
+
+    #[test]
+    fn a_quick_run_of_lookups_is_one_beacon_not_a_timer() {
+        // Ten lookups 100 ms apart (a client retrying a name that got 0.0.0.0): one beacon, no cadence.
+        let t: Vec<f64> = (0..10).map(|i| 500.0 + f64::from(i) * 0.1).collect();
+        assert_eq!(estimate(&t, BURST), None);
+        // A retry loop that goes on for 10 s is still one run, not a 2-second timer.
+        let t: Vec<f64> = (0..100).map(|i| f64::from(i) * 0.1).collect();
+        assert_eq!(estimate(&t, BURST), None);
+        // Such runs every 10 minutes are one beacon each: the timer is the 10 minutes.
+        let t: Vec<f64> = (0..6)
+            .flat_map(|k| (0..10).map(move |i| f64::from(k) * 600.0 + f64::from(i) * 0.1))
+            .collect();
+        let c = estimate(&t, BURST).unwrap();
+        assert_eq!(c.beacons, 6);
+        assert!((c.median_interval_s - 600.0).abs() < 1e-6, "{c:?}");
         assert!(c.periodic);
     }
 
