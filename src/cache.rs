@@ -20,6 +20,8 @@ struct Entry {
     stored: Instant,
     /// Seconds the entry lives, after floor and ceiling.
     ttl: u32,
+    /// Highest TTL a record of it is shown with: `max_ttl`, or `negative_max_ttl` for NXDOMAIN/NODATA.
+    ceiling: u32,
     /// What the answer points at, re-checked against the lists on a hit under a new policy.
     inspect: Option<Arc<Inspect>>,
     /// The policy generation under which this answer (its name, targets and addresses) was last found not
@@ -45,9 +47,24 @@ impl Hit {
     }
 }
 
+/// Bytes of key and answer that count as one of `[cache] size`'s entries; a bigger answer counts as several.
+const UNIT_BYTES: usize = 512;
+
+/// Weighs an entry in units of [`UNIT_BYTES`], so that `size` bounds memory as well as answers: a client
+/// asking for unique names with 64 KB answers fills the cache with 128 units each, not 1.
+#[derive(Clone, Copy)]
+struct Units;
+
+impl quick_cache::Weighter<Box<[u8]>, Arc<Entry>> for Units {
+    fn weight(&self, key: &Box<[u8]>, e: &Arc<Entry>) -> u64 {
+        let bytes = key.len() + e.wire.len() + 4 * e.ttl_offsets.len();
+        bytes.div_ceil(UNIT_BYTES).max(1) as u64
+    }
+}
+
 /// A bounded answer cache.
 pub struct Cache {
-    entries: quick_cache::sync::Cache<Box<[u8]>, Arc<Entry>>,
+    entries: quick_cache::sync::Cache<Box<[u8]>, Arc<Entry>, Units>,
     min_ttl: u32,
     max_ttl: u32,
     negative_max_ttl: u32,
@@ -97,7 +114,7 @@ impl Cache {
             return None;
         }
         Some(Cache {
-            entries: quick_cache::sync::Cache::new(cfg.size),
+            entries: quick_cache::sync::Cache::with_weighter(cfg.size, cfg.size as u64, Units),
             min_ttl: cfg.min_ttl,
             max_ttl: cfg.max_ttl,
             negative_max_ttl: cfg.negative_max_ttl,
@@ -122,7 +139,7 @@ impl Cache {
             let at = at as usize;
             let orig = u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
             let shown = orig
-                .clamp(self.min_ttl, self.max_ttl.max(self.min_ttl))
+                .clamp(self.min_ttl, entry.ceiling.max(self.min_ttl))
                 .saturating_sub(elapsed);
             out[at..at + 4].copy_from_slice(&shown.to_be_bytes());
         }
@@ -157,6 +174,11 @@ impl Cache {
             ttl_offsets: shape.ttl_offsets.clone().into_boxed_slice(),
             stored: Instant::now(),
             ttl,
+            ceiling: if shape.answers > 0 {
+                self.max_ttl
+            } else {
+                self.negative_max_ttl
+            },
             inspect: shape.inspect.clone(),
             cleared: AtomicU64::new(0),
         };
@@ -254,6 +276,46 @@ mod tests {
             cached(&c, "n19999.scan.example"),
             "the newest answer is kept"
         );
+    }
+
+    /// An answer to `name` with `n` TXT records of 250 bytes each (TTL 300).
+    fn big_answer(name: &str, n: u16) -> (Vec<u8>, Vec<u8>) {
+        let q = crate::wire::test_message(1, 0x0100, name, 16);
+        let mut a = q.clone();
+        a[2] |= 0x80;
+        a[6..8].copy_from_slice(&n.to_be_bytes());
+        for _ in 0..n {
+            a.extend_from_slice(&[0xc0, 12, 0, 16, 0, 1, 0, 0, 1, 44, 0, 251, 250]);
+            a.extend(std::iter::repeat_n(b'x', 250));
+        }
+        (q, a)
+    }
+
+    #[test]
+    fn big_answers_count_as_several_entries_so_memory_stays_bounded() {
+        let c = Cache::new(&CacheConfig {
+            size: 20_000,
+            ..CacheConfig::default()
+        })
+        .expect("cache");
+        // 2,000 unique names with 60 KB answers: without weights, 120 MB held for a size of 20,000.
+        for i in 0..2000 {
+            let (q, a) = big_answer(&format!("b{i}.big.example"), 240);
+            let shape = crate::wire::answer_shape(&a).expect("shape");
+            c.put(&parse_query(&q).expect("query"), &a, &shape);
+        }
+        let held: usize = c.entries.iter().map(|(_, e)| e.wire.len()).sum();
+        assert!(
+            held <= 20_000 * UNIT_BYTES,
+            "{held} bytes held for {} answers",
+            c.len()
+        );
+        assert!(c.len() >= 4, "big answers are still cached: {}", c.len());
+        // Ordinary answers still count one each.
+        for i in 0..900 {
+            store(&c, &format!("s{i}.small.example"));
+        }
+        assert!(c.len() >= 800, "{}", c.len());
     }
 
     #[test]

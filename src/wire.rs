@@ -157,7 +157,8 @@ pub fn parse_query(msg: &[u8]) -> Result<Query<'_>, WireError> {
         // pos - qstart < 255 is guaranteed by the length check below, so at most 128 labels.
         label_starts.push((pos - qstart) as u8);
         pos += 1 + len;
-        if pos - qstart > 255 {
+        // 255 octets at most, the root label included (RFC 1035 3.1).
+        if pos - qstart > 254 {
             return Err(WireError::NameTooLong);
         }
     }
@@ -309,7 +310,13 @@ pub fn skip_name(msg: &[u8], mut pos: usize) -> Result<usize, WireError> {
         let len = *msg.get(pos).ok_or(WireError::Truncated)?;
         match len & 0xc0 {
             0xc0 => {
-                msg.get(pos + 1).ok_or(WireError::Truncated)?;
+                let lo = *msg.get(pos + 1).ok_or(WireError::Truncated)?;
+                let target = (usize::from(len & 0x3f) << 8) | usize::from(lo);
+                // Not followed, but it must point back past the header: a pointer to itself or ahead is a
+                // broken (or hostile) message that clients reject, so it is never cached or relayed.
+                if target >= pos || target < HEADER_LEN {
+                    return Err(WireError::BadPointer);
+                }
                 return Ok(pos + 2);
             }
             0x00 => {
@@ -317,7 +324,7 @@ pub fn skip_name(msg: &[u8], mut pos: usize) -> Result<usize, WireError> {
                     return Ok(pos + 1);
                 }
                 pos += 1 + usize::from(len);
-                if pos - start > 255 {
+                if pos - start > 254 {
                     return Err(WireError::NameTooLong);
                 }
             }
@@ -447,7 +454,7 @@ pub fn read_name(msg: &[u8], mut pos: usize) -> Result<String, WireError> {
                 let l = usize::from(len);
                 let label = msg.get(pos + 1..pos + 1 + l).ok_or(WireError::Truncated)?;
                 wire_len += 1 + l;
-                if wire_len > 255 {
+                if wire_len > 254 {
                     return Err(WireError::NameTooLong);
                 }
                 if !name.is_empty() {
@@ -702,6 +709,35 @@ mod tests {
         }
         m.extend_from_slice(&[0, 0, 1, 0, 1]);
         assert_eq!(parse_query(&m).unwrap_err(), WireError::NameTooLong);
+        // 255 octets with the root label is the most a name may have; 256 is one too many.
+        for (last, ok) in [(61u8, true), (62, false)] {
+            let mut m = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+            for len in [63, 63, 63, last] {
+                m.push(len);
+                m.extend(std::iter::repeat_n(b'a', usize::from(len)));
+            }
+            m.extend_from_slice(&[0, 0, 1, 0, 1]);
+            let r = parse_query(&m);
+            assert_eq!(r.is_ok(), ok, "last label {last}: {:?}", r.err());
+            assert_eq!(skip_name(&m, 12).is_ok(), ok);
+            assert_eq!(read_name(&m, 12).is_ok(), ok);
+        }
+    }
+
+    #[test]
+    fn a_skipped_name_may_only_point_back_past_the_header() {
+        // "a.com" at 12, then a name "x" + pointer to 12: fine.
+        let mut m = vec![0u8; 12];
+        m.extend_from_slice(&[1, b'a', 3, b'c', b'o', b'm', 0]);
+        m.extend_from_slice(&[1, b'x', 0xc0, 12]);
+        assert_eq!(skip_name(&m, 19), Ok(23));
+        // To itself, ahead, into the header.
+        for target in [21u8, 22, 30, 4] {
+            let mut bad = m.clone();
+            bad[22] = target;
+            bad.extend_from_slice(&[0; 10]);
+            assert_eq!(skip_name(&bad, 19), Err(WireError::BadPointer), "{target}");
+        }
     }
 
     #[test]

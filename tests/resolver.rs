@@ -578,6 +578,25 @@ fn ad_flag_follows_each_clients_own_question_not_the_cached_one() {
 }
 
 #[test]
+fn a_cached_negative_answer_shows_no_ttl_above_negative_max_ttl() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], "[cache]\nnegative_max_ttl = 60\n"), &[]);
+    let first = ask_simple(srv.addr(), Proto::Udp, "neg.nxdomain.test", RecordType::A);
+    assert_eq!(first.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(
+        first.authorities[0].ttl, 300,
+        "the upstream's answer as it came"
+    );
+    let cached = ask_simple(srv.addr(), Proto::Udp, "neg.nxdomain.test", RecordType::A);
+    assert_eq!(up.count("neg.nxdomain.test"), 1, "from the cache");
+    let ttl = cached.authorities[0].ttl;
+    assert!(
+        (58..=60).contains(&ttl),
+        "the cache keeps it 60 s, so clients must not keep it longer: SOA TTL {ttl}"
+    );
+}
+
+#[test]
 fn truncated_udp_answer_is_retried_over_tcp() {
     let up = Upstream::start();
     let srv = C2sink::start(&config(&[up.addr], ""), &[]);
