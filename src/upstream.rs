@@ -4,8 +4,9 @@
 //! Failover: upstreams are tried healthiest first; one that fails is moved to the back for a while, so a dead
 //! server is not tried first on every query. A server is down after [`DOWN_AFTER`] failures in a row with no
 //! answer at all for twice the timeout (so a server that answers most queries under load, or is slow for one
-//! name, is never taken for dead): no query waits on it until its bench time is over, and then exactly one
-//! query probes it; each failed probe doubles the bench, up to [`MAX_BENCH_MS`]. When every server is down,
+//! name, is never taken for dead): no query waits on it until its bench time is over, and then the one query
+//! that comes first has it probed with c2sink's own question (`. NS`, never a client's name, which anyone can
+//! make fail) before going there itself; each failed probe doubles the bench, up to [`MAX_BENCH_MS`]. When every server is down,
 //! clients get SERVFAIL at once instead of piling up.
 
 use crate::config::{UpstreamConfig, UpstreamSpec};
@@ -105,6 +106,14 @@ pub struct Upstreams {
     strip_hints: bool,
 }
 
+/// c2sink's own question for a down server, `. IN NS` with RD, under a fresh ID.
+fn probe_query() -> Vec<u8> {
+    let mut raw = Vec::with_capacity(17);
+    raw.extend_from_slice(&rand::random::<u16>().to_be_bytes());
+    raw.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1]);
+    raw
+}
+
 /// Upper bound of an answer over TCP.
 const MAX_TCP: usize = 65_535;
 /// Receive buffer for UDP answers (the largest UDP payload).
@@ -172,10 +181,7 @@ impl Upstreams {
 
     /// Asks the upstreams for the root's NS set, so an idle server can learn whether any upstream answers.
     pub async fn probe(&self) -> Result<(), ForwardError> {
-        let mut raw = Vec::with_capacity(17);
-        raw.extend_from_slice(&rand::random::<u16>().to_be_bytes());
-        // RD set, one question: ". IN NS".
-        raw.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1]);
+        let raw = probe_query();
         let query = wire::parse_query(&raw).map_err(|e| ForwardError {
             tried: 0,
             last_server: "(probe)".to_string(),
@@ -184,14 +190,36 @@ impl Upstreams {
         self.forward(&raw, &query).await.map(|_| ())
     }
 
+    /// Asks a down server c2sink's own question (`. NS`), whose answer says whether the server is back. A
+    /// client's question would not: a name that never resolves (a client can ask for many) would fail every
+    /// probe and keep a working upstream benched for everyone.
+    async fn probe_down(&self, server: &Server) -> bool {
+        let raw = probe_query();
+        let Ok(query) = wire::parse_query(&raw) else {
+            return false;
+        };
+        match self.try_one(server, &raw, &query).await {
+            Ok(_) => {
+                self.record_ok(server);
+                true
+            }
+            Err(e) => {
+                server.failures.increment(1);
+                self.record_failure(server, &e);
+                tracing::debug!(upstream = %server.label, error = %e, "probe of a down upstream failed");
+                false
+            }
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Servers in the order to try them: a due probe of a down server, then healthy servers (and one retry of
-    /// a server that failed lately) in config order, then the other servers that failed lately. Down servers
-    /// are left out.
-    fn order(&self) -> Vec<usize> {
+    /// Servers in the order to try them: healthy servers (and one retry of a server that failed lately) in
+    /// config order, then the other servers that failed lately; and apart, the down servers whose bench is
+    /// over and whose probe this query won. Other down servers are left out.
+    fn order(&self) -> (Vec<usize>, Vec<usize>) {
         let now = self.now_ms();
         let mut tiers: [Vec<usize>; 3] = Default::default();
         for (i, s) in self.servers.iter().enumerate() {
@@ -212,8 +240,8 @@ impl Upstreams {
                         .is_ok();
                 tiers[if fails == 0 || retry { 1 } else { 2 }].push(i);
             } else if until <= now {
-                // Down, and its bench is over: the one query that wins this exchange probes it; the others
-                // see it benched for the probe's duration.
+                // Down, and its bench is over: the one query that wins this exchange has it probed; the
+                // others see it benched for the probe's duration.
                 let probe_until = now + self.timeout_ms();
                 if s.benched_until
                     .compare_exchange(until, probe_until, Ordering::Relaxed, Ordering::Relaxed)
@@ -223,7 +251,8 @@ impl Upstreams {
                 }
             }
         }
-        tiers.concat()
+        let [probe, healthy, failing] = tiers;
+        ([healthy, failing].concat(), probe)
     }
 
     fn timeout_ms(&self) -> u64 {
@@ -288,7 +317,13 @@ impl Upstreams {
         };
         let raw = stripped.as_deref().unwrap_or(raw);
         let mut last: Option<(String, TryError)> = None;
-        let order = self.order();
+        let (mut order, probes) = self.order();
+        for &i in probes.iter().rev() {
+            // Back: this query goes to it first, as a query to a server that just answered.
+            if self.probe_down(&self.servers[i]).await {
+                order.insert(0, i);
+            }
+        }
         for &i in &order {
             let server = &self.servers[i];
             let started = Instant::now();
@@ -485,11 +520,11 @@ mod tests {
     #[test]
     fn failed_server_goes_last_and_down_server_is_skipped() {
         let u = ups(3);
-        assert_eq!(u.order(), vec![0, 1, 2]);
+        assert_eq!(u.order().0, vec![0, 1, 2]);
         fail(&u, 0, 1, 10_000);
-        assert_eq!(u.order(), vec![1, 2, 0]);
+        assert_eq!(u.order().0, vec![1, 2, 0]);
         fail(&u, 0, DOWN_AFTER, 10_000);
-        assert_eq!(u.order(), vec![1, 2]);
+        assert_eq!(u.order().0, vec![1, 2]);
         assert!(u.is_down(0));
     }
 
@@ -497,9 +532,10 @@ mod tests {
     fn down_server_is_probed_by_one_query_only() {
         let u = ups(2);
         fail(&u, 0, DOWN_AFTER, 0);
-        // The bench is over: the first caller probes server 0 first, the next one does not see it.
-        assert_eq!(u.order(), vec![0, 1]);
-        assert_eq!(u.order(), vec![1]);
+        // The bench is over: the first caller has server 0 probed (with c2sink's own question), the next one
+        // does not see it.
+        assert_eq!(u.order(), (vec![1], vec![0]));
+        assert_eq!(u.order(), (vec![1], vec![]));
     }
 
     #[test]
@@ -507,7 +543,7 @@ mod tests {
         let u = ups(2);
         fail(&u, 0, DOWN_AFTER, 5_000);
         fail(&u, 1, DOWN_AFTER, 5_000);
-        assert!(u.order().is_empty());
+        assert!(u.order().0.is_empty());
     }
 
     #[test]
@@ -519,7 +555,7 @@ mod tests {
         }
         // It answered less than twice the timeout ago: slow for some names, not dead.
         assert!(!u.is_down(0));
-        assert_eq!(u.order(), vec![0]);
+        assert_eq!(u.order().0, vec![0]);
     }
 
     #[test]
@@ -556,10 +592,10 @@ mod tests {
         let u = ups(2);
         fail(&u, 0, 1, 0);
         // Bench over: one query retries it first, the others keep it last until it answers.
-        assert_eq!(u.order(), vec![0, 1]);
-        assert_eq!(u.order(), vec![1, 0]);
+        assert_eq!(u.order().0, vec![0, 1]);
+        assert_eq!(u.order().0, vec![1, 0]);
         u.record_ok(&u.servers[0]);
-        assert_eq!(u.order(), vec![0, 1]);
+        assert_eq!(u.order().0, vec![0, 1]);
     }
 
     use crate::wire::test_message as message;

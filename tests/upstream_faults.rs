@@ -160,3 +160,51 @@ fn spoofed_answers_are_dropped_and_counted() {
         "{log}"
     );
 }
+
+#[test]
+fn a_client_asking_for_names_that_never_resolve_cannot_take_the_upstream_from_others() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let up = Upstream::start();
+    let mut c = C2sink::start_small(&[up.addr], 300, "", "");
+    // The attacker: 50 unique names a second that the upstream never answers (as names whose own servers
+    // never reply would), from an address of its own.
+    let stop = Arc::new(AtomicBool::new(false));
+    let attacker = {
+        let (stop, to) = (stop.clone(), c.addr());
+        std::thread::spawn(move || {
+            let s = udp_client("127.0.0.9", Duration::from_millis(1));
+            let mut i = 0u16;
+            while !stop.load(Ordering::Relaxed) {
+                i = i.wrapping_add(1);
+                let _ = s.send_to(&query(i, &format!("a{i}.silent.test"), TYPE_A), to);
+                let mut buf = [0u8; 512];
+                while s.recv(&mut buf).is_ok() {}
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    // Alone for 1.5 s: nothing is answered for far more than twice the timeout, so the upstream is down.
+    std::thread::sleep(Duration::from_millis(1500));
+    // A client asks a fresh name every 100 ms while the attack goes on.
+    let mut answered = Vec::new();
+    for i in 0..40u16 {
+        let (rcode, _) = rcode_of(&c, &format!("ok{i}.example.test"), 0x500 + i);
+        answered.push(rcode == NOERROR);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    attacker.join().expect("attacker");
+    let (ok, log) = c.terminate();
+    assert!(ok);
+    assert!(
+        log.contains("upstream is down"),
+        "the attack did bench it: {log}"
+    );
+    // Benched for one bench (1 s) at most: then c2sink's own probe finds it answering, and the client's
+    // answers keep it up. Before, the attacker's names won the probes and every client got SERVFAIL.
+    assert!(
+        answered[20..].iter().all(|&ok| ok),
+        "answered (each 100 ms): {answered:?}"
+    );
+}
