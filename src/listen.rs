@@ -254,10 +254,7 @@ pub async fn serve_tcp(
     shutdown: CancellationToken,
 ) {
     let connections = Arc::new(Semaphore::new(limits.tcp_max_connections));
-    let per_client = Arc::new(PerClient {
-        open: Mutex::new(HashMap::new()),
-        cap: limits.tcp_max_connections_per_client,
-    });
+    let per_client = PerClient::new(limits.tcp_max_connections_per_client);
     loop {
         let (stream, src) = tokio::select! {
             r = listener.accept() => match r {
@@ -314,19 +311,28 @@ pub async fn serve_tcp(
 
 /// Open TCP connections per client address; entries exist only while a connection is open, so the map is
 /// bounded by the total connection cap.
-struct PerClient {
+pub(crate) struct PerClient {
     open: Mutex<HashMap<IpAddr, usize>>,
     cap: usize,
 }
 
 /// One open connection counted against its client; uncounted on drop.
-struct ClientSlot {
+pub(crate) struct ClientSlot {
     table: Arc<PerClient>,
     ip: IpAddr,
 }
 
 impl PerClient {
-    fn enter(table: &Arc<PerClient>, ip: IpAddr) -> Option<ClientSlot> {
+    /// A table allowing each client `cap` open connections.
+    pub(crate) fn new(cap: usize) -> Arc<PerClient> {
+        Arc::new(PerClient {
+            open: Mutex::new(HashMap::new()),
+            cap,
+        })
+    }
+
+    /// A slot for one more connection from `ip`, or `None` when it has `cap` open already.
+    pub(crate) fn enter(table: &Arc<PerClient>, ip: IpAddr) -> Option<ClientSlot> {
         let ip = ip.to_canonical();
         let mut open = table.open.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(ip).or_insert(0);

@@ -122,6 +122,7 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let connections = Arc::new(Semaphore::new(s.limits.tcp_max_connections));
+    let per_client = crate::listen::PerClient::new(s.limits.tcp_max_connections_per_client);
     loop {
         let (tcp, src) = tokio::select! {
             r = listener.accept() => match r {
@@ -134,8 +135,18 @@ where
             },
             _ = s.shutdown.cancelled() => return,
         };
+        if !s.admission.allowed(src.ip()) && s.admission.drops_denied() {
+            // Refused by access control and configured to send nothing: no TLS handshake, no slot held.
+            s.admission.count_denied();
+            continue;
+        }
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             drop(tcp);
+            continue;
+        };
+        // The same per-client cap as plain TCP: one address cannot take every encrypted slot.
+        let Some(client_slot) = crate::listen::PerClient::enter(&per_client, src.ip()) else {
+            tracing::debug!(client = %src, "per-client connection limit reached; closing");
             continue;
         };
         let _ = tcp.set_nodelay(true);
@@ -146,7 +157,7 @@ where
         let fut = handle(tcp, client, s.clone());
         s.tracker.spawn(async move {
             fut.await;
-            drop(permit);
+            drop((permit, client_slot));
         });
     }
 }
@@ -158,7 +169,14 @@ async fn doh_request(
     client: Client,
     s: &Shared,
 ) {
-    let (status, body) = match doh_message(req, path).await {
+    // A body that never ends must not park the stream (and its buffer) for the connection's life.
+    let message = tokio::time::timeout(s.limits.tcp_idle, doh_message(req, path))
+        .await
+        .unwrap_or(Err((
+            http::StatusCode::REQUEST_TIMEOUT,
+            "request not complete in time\n",
+        )));
+    let (status, body) = match message {
         Err((status, why)) => (status, Bytes::from(why)),
         Ok(msg) => match answer(&msg, &client, s).await {
             Some(a) => (http::StatusCode::OK, Bytes::from(a)),

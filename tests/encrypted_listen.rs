@@ -96,6 +96,75 @@ fn dot_and_doh_clients_are_served_by_the_pipeline() {
 }
 
 #[test]
+fn one_client_cannot_take_every_encrypted_connection() {
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
+    let dir = TempDir::new("tls-per-client");
+    let (ca, cert, key) = pki();
+    let ca_path = dir.write("ca.pem", &ca);
+    dir.write("server.pem", &cert);
+    dir.write("server.key", &key);
+    let cfg = config_file(
+        &dir,
+        "127.0.0.1:0",
+        &[up.addr],
+        "\n[tls_listen]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\ndot = [\"127.0.0.1:0\"]\n",
+    );
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(
+        &cfg,
+        text.replacen(
+            "udp_sockets = 1\n",
+            "udp_sockets = 1\ntcp_max_connections_per_client = 2\ntcp_idle_timeout_ms = 5000\n",
+            1,
+        ),
+    )
+    .expect("config");
+    let server = C2sink::start_file(&cfg);
+    let dot = server.listening("dot").expect("dot address logged");
+    let ca_arg = format!("+tls-ca={}", ca_path.display());
+    let port = dot.port().to_string();
+    let ask = |from: &str| {
+        Command::new("kdig")
+            .args([
+                "@127.0.0.1",
+                "-b",
+                from,
+                "-p",
+                &port,
+                &ca_arg,
+                "+tls-hostname=dns.test",
+                "www.example",
+                "A",
+                "+short",
+                "+time=2",
+                "+retry=0",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .expect("kdig missing: run scripts/install-test-tools.sh")
+    };
+    assert_eq!(ask("127.0.0.1"), "192.0.2.1");
+    // Two connections from 127.0.0.1 that never finish their handshake hold its two slots.
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(dot).expect("connect"))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        ask("127.0.0.1"),
+        "",
+        "a third connection from the same address is closed"
+    );
+    assert_eq!(ask("127.0.0.2"), "192.0.2.1", "another client is served");
+    drop(held);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        ask("127.0.0.1"),
+        "192.0.2.1",
+        "its slots are back once it lets go"
+    );
+}
+
+#[test]
 fn key_that_does_not_fit_the_certificate_fails_the_check() {
     let dir = TempDir::new("tls-listen-bad");
     let (_, cert, _) = pki();
