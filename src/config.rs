@@ -183,6 +183,21 @@ pub struct UpstreamConfig {
     /// stop at c2sink, which reads them for attribution, so LAN addresses do not reach a public resolver.
     #[serde(default)]
     pub send_client_hints: bool,
+    /// Whether the reverse zones of private addresses and `home.arpa` are answered here (NXDOMAIN) or sent
+    /// upstream (when the upstream is the LAN's own DNS server).
+    #[serde(default)]
+    pub private_names: PrivateNames,
+}
+
+/// What becomes of queries for private address space and `home.arpa` (see [`crate::special`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrivateNames {
+    /// Answered by c2sink (NXDOMAIN): they never reach a public resolver.
+    #[default]
+    Local,
+    /// Sent upstream like any other name.
+    Forward,
 }
 
 /// One upstream as written in `[upstream] servers`.

@@ -27,6 +27,7 @@ pub mod report;
 pub mod sched;
 pub mod server;
 pub mod sinkhole;
+pub mod special;
 pub mod telemetry;
 pub mod tls_listen;
 pub mod trap;

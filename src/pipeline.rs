@@ -88,6 +88,8 @@ pub struct Pipeline {
     pub clients: Clients,
     /// Metric handles (no-ops unless `[admin]` installed a recorder).
     pub telemetry: Telemetry,
+    /// Whether private reverse zones and `home.arpa` are answered here.
+    private_names: crate::config::PrivateNames,
 }
 
 impl Pipeline {
@@ -101,6 +103,7 @@ impl Pipeline {
             stats: Stats::default(),
             clients: Clients::default(),
             telemetry: Telemetry::new(),
+            private_names: cfg.upstream.private_names,
         }
     }
 
@@ -159,6 +162,10 @@ impl Pipeline {
             let d = self.block(&policy, &query, raw, client, v, None);
             self.done(client, &query, Outcome::Blocked, started);
             return d;
+        }
+        if let Some((zone, local)) = crate::special::zone_of(&query.name, self.private_names) {
+            self.done(client, &query, Outcome::Local, started);
+            return Decision::Reply(policy.sinkhole.special(local, &query, zone));
         }
         if query.qtype == wire::TYPE_ANY {
             self.done(client, &query, Outcome::Local, started);

@@ -111,6 +111,18 @@ impl Sinkhole {
         (answer, mode.as_str())
     }
 
+    /// The answer to a special-use name c2sink answers itself ([`crate::special`]): the loopback addresses
+    /// for `localhost`, else NXDOMAIN, with an SOA owned by `zone` so that clients cache it.
+    pub fn special(&self, local: crate::special::Local, query: &Query<'_>, zone: &str) -> Vec<u8> {
+        const LO4: &[Ipv4Addr] = &[Ipv4Addr::LOCALHOST];
+        const LO6: &[Ipv6Addr] = &[Ipv6Addr::LOCALHOST];
+        let answer = match local {
+            crate::special::Local::Loopback => Answer::Addresses(LO4, LO6),
+            crate::special::Local::Nxdomain => Answer::Nxdomain,
+        };
+        self.build(answer, query, zone)
+    }
+
     /// Writes an answer in wire format.
     fn build(&self, answer: Answer<'_>, query: &Query<'_>, rule: &str) -> Vec<u8> {
         let ttl = self.ttl;

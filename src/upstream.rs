@@ -504,6 +504,7 @@ mod tests {
             ca_file: None,
             ca_certs: Vec::new(),
             send_client_hints: false,
+            private_names: Default::default(),
         })
     }
 

@@ -131,10 +131,13 @@ ipv4 = "192.0.2.55"
 mode = "null"
 "#,
     );
-    // hosts: list action nxdomain; localhost is never blocked.
+    // hosts: list action nxdomain; localhost is never blocked (it is answered locally, RFC 6761).
     assert_eq!(a(&s, "track.example"), reply(ResponseCode::NXDomain, &[]));
     assert_eq!(a(&s, "www.ads.example"), reply(ResponseCode::NXDomain, &[]));
-    assert_eq!(a(&s, "localhost"), forwarded());
+    assert_eq!(
+        a(&s, "localhost"),
+        reply(ResponseCode::NoError, &["127.0.0.1"])
+    );
     // AdBlock: [sinkhole] mode null; the @@ exception is forwarded.
     assert_eq!(
         a(&s, "x.adnet.example"),

@@ -868,3 +868,70 @@ fn blocked_name_with_unsupported_edns_version_gets_badvers_and_is_still_logged()
     assert_eq!(ev[0]["rule"], "msstorageazure.com");
     assert_eq!(up.count("cdn.msstorageazure.com"), 0);
 }
+
+#[test]
+fn special_use_and_private_names_never_reach_the_upstream() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    for proto in [Proto::Udp, Proto::Tcp] {
+        let m = ask_simple(srv.addr(), proto, "localhost", RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(
+            m.answers[0].data,
+            RData::A(std::net::Ipv4Addr::LOCALHOST.into())
+        );
+        let m = ask_simple(srv.addr(), proto, "db.localhost", RecordType::AAAA);
+        assert_eq!(
+            m.answers[0].data,
+            RData::AAAA(std::net::Ipv6Addr::LOCALHOST.into())
+        );
+        for (name, qtype) in [
+            ("3.2.1.10.in-addr.arpa", RecordType::PTR),
+            ("10.1.168.192.in-addr.arpa", RecordType::PTR),
+            ("7.0.20.172.in-addr.arpa", RecordType::PTR),
+            ("wpad.home.arpa", RecordType::A),
+            (
+                "duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion",
+                RecordType::A,
+            ),
+            ("bar.invalid", RecordType::A),
+        ] {
+            let m = ask_simple(srv.addr(), proto, name, qtype);
+            assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
+            assert_eq!(m.authorities.len(), 1, "{name}: SOA for negative caching");
+        }
+    }
+    // A public address's reverse name is forwarded as usual.
+    let m = ask_simple(
+        srv.addr(),
+        Proto::Udp,
+        "1.2.0.192.in-addr.arpa",
+        RecordType::PTR,
+    );
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let names = up.names();
+    assert_eq!(
+        names,
+        vec!["1.2.0.192.in-addr.arpa"],
+        "only the public name went upstream"
+    );
+}
+
+#[test]
+fn private_names_go_to_the_lans_own_server_when_configured() {
+    let up = Upstream::start();
+    let cfg = config(&[up.addr], "").replace(
+        "timeout_ms = 400\n",
+        "timeout_ms = 400\nprivate_names = \"forward\"\n",
+    );
+    let srv = C2sink::start(&cfg, &[]);
+    for name in ["3.2.1.10.in-addr.arpa", "nas.home.arpa"] {
+        let m = ask_simple(srv.addr(), Proto::Udp, name, RecordType::PTR);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+        assert_eq!(up.count(name), 1, "{name} forwarded");
+    }
+    // .onion never is (RFC 7686).
+    let m = ask_simple(srv.addr(), Proto::Udp, "x.onion", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(up.count("x.onion"), 0);
+}
