@@ -6,7 +6,7 @@ use crate::report::read::{self, Skipped};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// What to scan.
 pub struct Options {
@@ -69,6 +69,45 @@ pub enum HuntError {
     },
 }
 
+/// A blocked query is written to the query log and the event log: given both, it is one hit.
+#[derive(Default)]
+struct Blocks {
+    /// Blocked queries read so far by (client address, port, name).
+    seen: std::collections::HashMap<(String, u16, String), Vec<BlockLine>>,
+}
+
+/// One blocked query's line: when, whether from the event log, and whether a line of the other log has
+/// been matched with it.
+type BlockLine = (SystemTime, bool, bool);
+
+impl Blocks {
+    /// True when `e` is a blocked query already counted from the other log (same client, port and name,
+    /// within a second: the two lines are written a few microseconds apart).
+    fn seen_in_other_log(&mut self, e: &read::Entry) -> bool {
+        let from_events = e.kind == "block";
+        let blocked = from_events || e.outcome.as_deref() == Some("blocked");
+        let Some(port) = e.client_port.filter(|_| blocked) else {
+            return false;
+        };
+        let key = (e.client_ip.clone(), port, e.qname.clone());
+        let near = |t: SystemTime| {
+            t.duration_since(e.time)
+                .or_else(|d| Ok::<_, ()>(d.duration()))
+                .is_ok_and(|d| d <= Duration::from_secs(1))
+        };
+        let lines = self.seen.entry(key).or_default();
+        if let Some(twin) = lines
+            .iter_mut()
+            .find(|(t, ev, paired)| *ev != from_events && !*paired && near(*t))
+        {
+            twin.2 = true;
+            return true;
+        }
+        lines.push((e.time, from_events, false));
+        false
+    }
+}
+
 #[derive(Default)]
 struct Acc {
     hostnames: BTreeSet<String>,
@@ -88,6 +127,7 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
     let list = List::load(&cfg, &opts.list)?;
     let mut by_client: BTreeMap<String, Acc> = BTreeMap::new();
     let mut skipped = Skipped::default();
+    let mut blocks = Blocks::default();
     let (mut lines, mut hits) = (0, 0);
     for path in &opts.logs {
         read::for_each_entry(path, opts.since, opts.until, &mut skipped, |e| {
@@ -95,6 +135,9 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
             let Some(rule) = list.block.find_suffix(&e.qname).map(|m| m.text()) else {
                 return;
             };
+            if blocks.seen_in_other_log(&e) {
+                return;
+            }
             hits += 1;
             let mac = e.client_mac.filter(|m| !m.is_empty());
             let host = e.client_hostname.filter(|h| !h.is_empty());

@@ -78,6 +78,20 @@ fn hunt_finds_earlier_queries_for_newly_published_indicators() {
         h["clients"][0]["names"][0]["outcomes"],
         serde_json::json!(["blocked"])
     );
+    // A blocked query is in both logs; hunted in both, it is still one hit.
+    let (code, out, _) = run(&[
+        "hunt",
+        "--list",
+        old.to_str().unwrap(),
+        "--format",
+        "json",
+        queries.to_str().unwrap(),
+        dir.join("events.log").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let h: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(h["hits"], 1, "{out}");
+    assert_eq!(h["clients"][0]["names"][0]["hits"], 1, "{out}");
 
     // Nothing found: exit 1, like grep. Unreadable list: exit 2 naming it.
     std::fs::write(&old, "never-seen.example\n").unwrap();

@@ -13,6 +13,8 @@ pub struct Entry {
     pub kind: String,
     pub client_ip: String,
     #[serde(default)]
+    pub client_port: Option<u16>,
+    #[serde(default)]
     pub client_mac: Option<String>,
     #[serde(default)]
     pub client_hostname: Option<String>,
