@@ -33,7 +33,7 @@ const LATENCY_BUCKETS: [f64; 12] = [
 pub enum AdminError {
     #[error("cannot install the metrics recorder: {0}")]
     Recorder(String),
-    #[error("cannot bind {addr}: {source}")]
+    #[error("cannot bind {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
