@@ -40,20 +40,35 @@ fn kdig(args: &[&str]) -> String {
     text.trim().to_string()
 }
 
-#[test]
-fn dot_and_doh_clients_are_served_by_the_pipeline() {
-    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
-    let dir = TempDir::new("tls-listen");
+/// Writes a certificate, its CA and a config with `[tls_listen]` `listeners` into `dir`: (config, CA file).
+fn tls_config(
+    dir: &TempDir,
+    upstream: std::net::SocketAddr,
+    listeners: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let (ca, cert, key) = pki();
     let ca_path = dir.write("ca.pem", &ca);
     dir.write("server.pem", &cert);
     dir.write("server.key", &key);
     let cfg = config_file(
-        &dir,
+        dir,
         "127.0.0.1:0",
-        &[up.addr],
-        "\n[tls_listen]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n\
-         dot = [\"127.0.0.1:0\"]\ndoh = [\"127.0.0.1:0\"]\n",
+        &[upstream],
+        &format!(
+            "\n[tls_listen]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n{listeners}\n"
+        ),
+    );
+    (cfg, ca_path)
+}
+
+#[test]
+fn dot_and_doh_clients_are_served_by_the_pipeline() {
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
+    let dir = TempDir::new("tls-listen");
+    let (cfg, ca_path) = tls_config(
+        &dir,
+        up.addr,
+        "dot = [\"127.0.0.1:0\"]\ndoh = [\"127.0.0.1:0\"]",
     );
     let server = C2sink::start_file(&cfg);
     let dot = server.listening("dot").expect("dot address logged");
@@ -99,16 +114,7 @@ fn dot_and_doh_clients_are_served_by_the_pipeline() {
 fn one_client_cannot_take_every_encrypted_connection() {
     let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
     let dir = TempDir::new("tls-per-client");
-    let (ca, cert, key) = pki();
-    let ca_path = dir.write("ca.pem", &ca);
-    dir.write("server.pem", &cert);
-    dir.write("server.key", &key);
-    let cfg = config_file(
-        &dir,
-        "127.0.0.1:0",
-        &[up.addr],
-        "\n[tls_listen]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\ndot = [\"127.0.0.1:0\"]\n",
-    );
+    let (cfg, ca_path) = tls_config(&dir, up.addr, "dot = [\"127.0.0.1:0\"]");
     let text = std::fs::read_to_string(&cfg).expect("config");
     std::fs::write(
         &cfg,
