@@ -46,6 +46,9 @@ impl fmt::Display for ConfigError {
 pub struct Config {
     pub server: ServerConfig,
     pub upstream: UpstreamConfig,
+    /// Zones sent to other servers than `[upstream]`'s (the LAN's own domain to its DHCP or AD server).
+    #[serde(default)]
+    pub forward: Vec<ForwardConfig>,
     #[serde(default)]
     pub cache: CacheConfig,
     #[serde(default)]
@@ -187,6 +190,15 @@ pub struct UpstreamConfig {
     /// upstream (when the upstream is the LAN's own DNS server).
     #[serde(default)]
     pub private_names: PrivateNames,
+}
+
+/// One `[[forward]]` zone: names at or below `zone` go to `servers` instead of `[upstream] servers`, with the
+/// same timeout, CA file and failover.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    pub zone: String,
+    pub servers: Vec<UpstreamSpec>,
 }
 
 /// What becomes of queries for private address space and `home.arpa` (see [`crate::special`]).
@@ -1102,6 +1114,41 @@ impl Config {
                         self.server.listen[j]
                     ),
                 );
+            }
+        }
+        let mut zones = std::collections::HashSet::new();
+        for (i, f) in self.forward.iter().enumerate() {
+            match crate::blocklist::normalize_domain(&f.zone) {
+                Err(e) => p(format!("forward[{i}].zone"), format!("{:?}: {e}", f.zone)),
+                Ok(z) if !zones.insert(z.clone()) => {
+                    p(format!("forward[{i}].zone"), format!("{z} is listed twice"))
+                }
+                Ok(z)
+                    if matches!(
+                        z.rsplit('.').next(),
+                        Some("onion" | "localhost" | "invalid")
+                    ) =>
+                {
+                    p(
+                        format!("forward[{i}].zone"),
+                        format!("{z} is answered by c2sink itself (RFC 6761, 7686)"),
+                    )
+                }
+                Ok(_) => {}
+            }
+            if f.servers.is_empty() {
+                p(
+                    format!("forward[{i}].servers"),
+                    "at least one server is needed".into(),
+                );
+            }
+            for (j, s) in f.servers.iter().enumerate() {
+                if s.addr().port() == 0 || s.addr().ip().is_unspecified() {
+                    p(
+                        format!("forward[{i}].servers[{j}]"),
+                        format!("{s}: not an address to send queries to"),
+                    );
+                }
             }
         }
         if !(10..=60_000).contains(&self.upstream.timeout_ms) {

@@ -90,6 +90,8 @@ pub struct Pipeline {
     pub telemetry: Telemetry,
     /// Whether private reverse zones and `home.arpa` are answered here.
     private_names: crate::config::PrivateNames,
+    /// `[[forward]]` zones and their servers, most specific first.
+    zones: Vec<(String, Upstreams)>,
 }
 
 impl Pipeline {
@@ -104,7 +106,16 @@ impl Pipeline {
             clients: Clients::default(),
             telemetry: Telemetry::new(),
             private_names: cfg.upstream.private_names,
+            zones: forward_zones(cfg),
         }
+    }
+
+    /// The `[[forward]]` zone `name` falls in, if any.
+    fn zone_for(&self, name: &str) -> Option<&Upstreams> {
+        self.zones
+            .iter()
+            .find(|(z, _)| crate::special::within(name, z))
+            .map(|(_, u)| u)
     }
 
     /// Everything that can be answered without the network: errors, blocked names, cache hits.
@@ -163,7 +174,12 @@ impl Pipeline {
             self.done(client, &query, Outcome::Blocked, started);
             return d;
         }
-        if let Some((zone, local)) = crate::special::zone_of(&query.name, self.private_names) {
+        // A private zone the admin forwards (a reverse zone to the LAN's DHCP server) goes there.
+        let private = match self.zone_for(&query.name) {
+            Some(_) => crate::config::PrivateNames::Forward,
+            None => self.private_names,
+        };
+        if let Some((zone, local)) = crate::special::zone_of(&query.name, private) {
             self.done(client, &query, Outcome::Local, started);
             return Decision::Reply(policy.sinkhole.special(local, &query, zone));
         }
@@ -206,7 +222,8 @@ impl Pipeline {
     pub async fn forward(&self, raw: &[u8], client: &Client) -> Option<Vec<u8>> {
         let started = self.started();
         let query = wire::parse_query(raw).ok()?;
-        match self.upstreams.forward(raw, &query).await {
+        let upstreams = self.zone_for(&query.name).unwrap_or(&self.upstreams);
+        match upstreams.forward(raw, &query).await {
             Ok(answer) => {
                 if let Some(cache) = &self.cache {
                     cache.put(&query, &answer.wire, &answer.shape);
@@ -396,4 +413,23 @@ impl Pipeline {
             answer
         }
     }
+}
+
+/// The `[[forward]]` zones of `cfg`, most specific first, each with its own servers (and health), sharing
+/// `[upstream]`'s timeout, CA file and options; a zone that does not read (validation reports it) is left out.
+fn forward_zones(cfg: &Config) -> Vec<(String, Upstreams)> {
+    let mut zones: Vec<(String, Upstreams)> = cfg
+        .forward
+        .iter()
+        .filter_map(|f| {
+            let zone = crate::blocklist::normalize_domain(&f.zone).ok()?;
+            let ups = crate::config::UpstreamConfig {
+                servers: f.servers.clone(),
+                ..cfg.upstream.clone()
+            };
+            Some((zone, Upstreams::new(&ups)))
+        })
+        .collect();
+    zones.sort_by_key(|(z, _)| std::cmp::Reverse(z.split('.').count()));
+    zones
 }

@@ -84,7 +84,7 @@ fn private_zone(name: &str) -> Option<&'static str> {
 }
 
 /// True when `name` is `zone` or below it (both lower case, no trailing dot).
-fn within(name: &str, zone: &str) -> bool {
+pub fn within(name: &str, zone: &str) -> bool {
     name == zone
         || (name.len() > zone.len()
             && name.ends_with(zone)

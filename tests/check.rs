@@ -109,6 +109,30 @@ fn overlapping_listen_addresses_and_c2sink_as_its_own_upstream_are_errors() {
 }
 
 #[test]
+fn bad_forward_zones_are_errors() {
+    let (code, _, err) = check(
+        &format!(
+            "{BASE}[[forward]]\nzone = \"corp example\"\nservers = [\"10.0.0.1:53\"]\n\
+             [[forward]]\nzone = \"lan.\"\nservers = []\n\
+             [[forward]]\nzone = \"LAN\"\nservers = [\"10.0.0.1:53\"]\n\
+             [[forward]]\nzone = \"x.onion\"\nservers = [\"10.0.0.1:53\"]\n"
+        ),
+        &[],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    for key in [
+        "forward[0].zone",
+        "forward[1].servers",
+        "forward[2].zone",
+        "forward[3].zone",
+    ] {
+        assert!(err.contains(key), "{key}: {err}");
+    }
+    assert!(err.contains("lan is listed twice"), "{err}");
+}
+
+#[test]
 fn every_problem_is_listed_at_once() {
     let (code, _, err) = check(
         "[server]\nlisten = []\n[upstream]\nservers = [\"127.0.0.1:53\"]\ntimeout_ms = 999999\n[sinkhole]\nmode = \"address\"\n[[blocklists]]\nname = \"missing\"\npath = \"nope.txt\"\n[[blocklists]]\nname = \"dir\"\npath = \".\"\n",

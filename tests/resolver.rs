@@ -935,3 +935,48 @@ fn private_names_go_to_the_lans_own_server_when_configured() {
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     assert_eq!(up.count("x.onion"), 0);
 }
+
+#[test]
+fn forward_zones_go_to_their_own_servers() {
+    let public = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
+    let lan = Upstream::answering_a(std::net::Ipv4Addr::new(10, 0, 0, 9), 300);
+    let cfg = format!(
+        "{}\n[[forward]]\nzone = \"Corp.Example.\"\nservers = [\"{}\"]\n\
+         [[forward]]\nzone = \"168.192.in-addr.arpa\"\nservers = [\"{}\"]\n",
+        config(&[public.addr], ""),
+        lan.addr,
+        lan.addr
+    );
+    let srv = C2sink::start(&cfg, &[]);
+    let a = |name: &str| {
+        let m = ask_simple(srv.addr(), Proto::Udp, name, RecordType::A);
+        match m.answers.first().map(|r| &r.data) {
+            Some(RData::A(a)) => a.0.to_string(),
+            other => format!("{other:?}"),
+        }
+    };
+    assert_eq!(a("pc1.corp.example"), "10.0.0.9");
+    assert_eq!(a("corp.example"), "10.0.0.9");
+    assert_eq!(a("xcorp.example"), "192.0.2.1", "not below the zone");
+    assert_eq!(a("www.example.org"), "192.0.2.1");
+    // A private reverse zone the admin forwards goes to that server instead of NXDOMAIN here.
+    let m = ask_simple(
+        srv.addr(),
+        Proto::Udp,
+        "7.1.168.192.in-addr.arpa",
+        RecordType::PTR,
+    );
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(lan.count("7.1.168.192.in-addr.arpa"), 1);
+    // Other private zones are still answered here; blocked names are sinkholed whatever the zone.
+    let m = ask_simple(
+        srv.addr(),
+        Proto::Udp,
+        "3.2.1.10.in-addr.arpa",
+        RecordType::PTR,
+    );
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(lan.count("pc1.corp.example"), 1);
+    assert_eq!(public.count("pc1.corp.example"), 0);
+    assert_eq!(lan.count("www.example.org"), 0);
+}
