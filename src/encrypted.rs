@@ -123,9 +123,16 @@ impl Dot {
 
     /// Sends one query (ID already set) and returns the raw answer.
     pub async fn exchange(&self, msg: &[u8]) -> Result<Vec<u8>, TryError> {
+        // A connection goes back to the pool only after an answer with this query's ID: one that read a
+        // stray message (an answer that came after its query gave up) is out of step, and kept it would
+        // hand every later query the answer before.
+        let same_id = |answer: &[u8]| answer.get(..2) == msg.get(..2);
         if let Some(mut conn) = self.take_idle() {
-            // A kept connection may have been closed by the server meanwhile: then try a fresh one.
-            if let Ok(answer) = framed_exchange(&mut conn, msg).await {
+            // A kept connection may have been closed by the server meanwhile, or be out of step: then try
+            // a fresh one.
+            if let Ok(answer) = framed_exchange(&mut conn, msg).await
+                && same_id(&answer)
+            {
                 self.put_idle(conn);
                 return Ok(answer);
             }
@@ -137,7 +144,9 @@ impl Dot {
         let name = self.name.as_ref().map_err(|e| TryError::Tls(e.clone()))?;
         let mut conn = connect_on(self.home.as_ref(), connector, self.addr, name).await?;
         let answer = framed_exchange(&mut conn, msg).await?;
-        self.put_idle(conn);
+        if same_id(&answer) {
+            self.put_idle(conn);
+        }
         Ok(answer)
     }
 }

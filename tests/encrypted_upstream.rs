@@ -42,6 +42,9 @@ enum Kind {
     Dot,
     /// DoT that closes every connection after one answer, as servers do with idle connections.
     DotOneShot,
+    /// DoT that follows its first answer on a connection with a stray message (another ID), as an answer
+    /// that arrives after its query gave up would.
+    DotStray,
     Doh,
 }
 
@@ -53,7 +56,7 @@ impl TlsUpstream {
             .build()
             .expect("runtime");
         let alpn: &[u8] = match kind {
-            Kind::Dot | Kind::DotOneShot => b"dot",
+            Kind::Dot | Kind::DotOneShot | Kind::DotStray => b"dot",
             Kind::Doh => b"h2",
         };
         let acceptor = acceptor(chain, key, alpn);
@@ -77,8 +80,9 @@ impl TlsUpstream {
                     };
                     c.fetch_add(1, Ordering::Relaxed);
                     match kind {
-                        Kind::Dot => serve_dot(tls, q, false).await,
-                        Kind::DotOneShot => serve_dot(tls, q, true).await,
+                        Kind::Dot => serve_dot(tls, q, false, false).await,
+                        Kind::DotOneShot => serve_dot(tls, q, true, false).await,
+                        Kind::DotStray => serve_dot(tls, q, false, true).await,
                         Kind::Doh => serve_doh(tls, q).await,
                     }
                 });
@@ -97,6 +101,7 @@ async fn serve_dot(
     mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     q: Arc<AtomicUsize>,
     one_shot: bool,
+    mut stray: bool,
 ) {
     loop {
         let mut l = [0u8; 2];
@@ -111,6 +116,13 @@ async fn serve_dot(
         if let Some(r) = fixed_a(&m, std::net::Ipv4Addr::new(192, 0, 2, 1), 300, true) {
             let mut out = (r.len() as u16).to_be_bytes().to_vec();
             out.extend_from_slice(&r);
+            if stray {
+                stray = false;
+                let mut late = r.clone();
+                late[0] ^= 0xff;
+                out.extend_from_slice(&(late.len() as u16).to_be_bytes());
+                out.extend_from_slice(&late);
+            }
             if tls.write_all(&out).await.is_err() {
                 return;
             }
@@ -224,6 +236,24 @@ fn dot_connection_closed_by_the_server_is_replaced_transparently() {
     }
     assert_eq!(up.queries.load(Ordering::Relaxed), 3);
     assert_eq!(up.connections.load(Ordering::Relaxed), 3);
+}
+
+#[test]
+fn a_stray_message_on_a_kept_dot_connection_does_not_put_it_out_of_step() {
+    let (ca, chain, key) = pki("c2sink test CA", "dns.test");
+    let up = TlsUpstream::start(Kind::DotStray, chain, key);
+    let dir = TempDir::new("dot-stray");
+    let server = c2sink_via(&dir, &format!("tls://{}#dns.test", up.addr), &ca);
+    // The second query finds the stray message first on the kept connection: that connection is dropped
+    // and the query asked again on a fresh one, instead of every later answer being read one query late.
+    for name in ["a.example", "b.example", "c.example", "d.example"] {
+        let r = ask_udp(server.addr(), name, 1);
+        assert_eq!(r.answers.len(), 1, "{name}");
+        assert_eq!(r.answers[0].data.to_string(), "192.0.2.1", "{name}");
+    }
+    // This server sends a stray message after the first answer on every connection, so each connection
+    // serves one query and is dropped when the next one finds the stray.
+    assert_eq!(up.connections.load(Ordering::Relaxed), 4);
 }
 
 #[test]
