@@ -56,10 +56,17 @@ pub enum Peek {
 
 /// Reads the first bytes of a connection: a TLS ClientHello (for SNI) or an HTTP request head.
 pub fn peek(buf: &[u8]) -> Peek {
+    peek_from(buf, 0)
+}
+
+/// [`peek`] for a buffer whose first `seen` bytes an earlier call already looked at and found incomplete:
+/// an HTTP head's end is searched for only in what is new, so a client sending one byte at a time costs
+/// linear work, not a rescan of the whole buffer per byte.
+fn peek_from(buf: &[u8], seen: usize) -> Peek {
     match buf.first() {
         None => Peek::More,
         Some(0x16) => tls_sni(buf),
-        Some(b) if b.is_ascii_uppercase() => http_head(buf),
+        Some(b) if b.is_ascii_uppercase() => http_head(buf, seen),
         Some(_) => Peek::Unknown,
     }
 }
@@ -147,11 +154,17 @@ fn tls_sni(buf: &[u8]) -> Peek {
 }
 
 /// Reads the request line and Host header of an HTTP/1 request head.
-fn http_head(buf: &[u8]) -> Peek {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n").or_else(|| {
-        // Tolerate bare LF clients.
-        buf.windows(2).position(|w| w == b"\n\n")
-    }) else {
+fn http_head(buf: &[u8], seen: usize) -> Peek {
+    // A terminator can straddle the old end: start a terminator's length minus one back.
+    let find = |pat: &[u8]| {
+        let from = seen.saturating_sub(pat.len() - 1).min(buf.len());
+        buf[from..]
+            .windows(pat.len())
+            .position(|w| w == pat)
+            .map(|i| from + i)
+    };
+    // Tolerate bare LF clients.
+    let Some(end) = find(b"\r\n\r\n").or_else(|| find(b"\n\n")) else {
         return if buf.len() >= MAX_READ {
             Peek::Unknown
         } else {
@@ -232,8 +245,9 @@ pub async fn serve(
                 match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
                     Ok(Ok(n)) if n > 0 => {
                         let take = n.min(MAX_READ - buf.len());
+                        let seen = buf.len();
                         buf.extend_from_slice(&chunk[..take]);
-                        result = peek(&buf);
+                        result = peek_from(&buf, seen);
                     }
                     _ => break,
                 }
@@ -331,6 +345,26 @@ mod tests {
         );
         assert_eq!(peek(b"GET / HTTP/1.1\r\nHost: a"), Peek::More);
         assert_eq!(peek(b"\x00\x01garbage"), Peek::Unknown);
+    }
+
+    #[test]
+    fn a_head_read_a_few_bytes_at_a_time_is_found_as_when_read_whole() {
+        for req in [
+            &b"GET /blog/_insert HTTP/1.1\r\nHost: sbmsa.wiki\r\nUser-Agent: x\r\n\r\n"[..],
+            &b"POST /x HTTP/1.0\nHost: a.example\n\n"[..],
+        ] {
+            for step in [1, 2, 3, 5] {
+                let (mut buf, mut got) = (Vec::new(), Peek::More);
+                for piece in req.chunks(step) {
+                    assert_eq!(got, Peek::More, "step {step}: complete before the end");
+                    let seen = buf.len();
+                    buf.extend_from_slice(piece);
+                    got = peek_from(&buf, seen);
+                }
+                assert_eq!(got, peek(req), "step {step}");
+                assert!(matches!(got, Peek::Http { .. }), "{got:?}");
+            }
+        }
     }
 
     #[test]
