@@ -1021,6 +1021,35 @@ impl Config {
         }
     }
 
+    /// What makes `s` no server to forward to: port 0, an unspecified address, or c2sink itself (one query
+    /// would come back to it until max_inflight is full).
+    fn server_problems(&self, s: &UpstreamSpec) -> Vec<String> {
+        let u = s.addr();
+        let mut out = Vec::new();
+        if u.port() == 0 {
+            out.push(format!("{s}: port 0"));
+        }
+        if u.ip().is_unspecified() {
+            out.push(format!("{s}: unspecified address"));
+        }
+        let own = self.server.listen.iter().position(|l| {
+            !s.is_encrypted()
+                && l.port() == u.port()
+                && (l.ip() == u.ip()
+                    || (l.ip().is_unspecified()
+                        && l.is_ipv4() == u.is_ipv4()
+                        && u.ip().is_loopback()))
+        });
+        if let Some(j) = own {
+            out.push(format!(
+                "{s} is c2sink's own server.listen[{j}] ({}): every forwarded query would come back to \
+                 c2sink",
+                self.server.listen[j]
+            ));
+        }
+        out
+    }
+
     /// Semantic checks that serde cannot express.
     fn validate(&self) -> Vec<Problem> {
         let mut out = Vec::new();
@@ -1086,34 +1115,8 @@ impl Config {
             );
         }
         for (i, s) in self.upstream.servers.iter().enumerate() {
-            if s.addr().port() == 0 {
-                p(format!("upstream.servers[{i}]"), format!("{s}: port 0"));
-            }
-            if s.addr().ip().is_unspecified() {
-                p(
-                    format!("upstream.servers[{i}]"),
-                    format!("{s}: unspecified address"),
-                );
-            }
-            // c2sink as its own upstream: one query would come back to it until max_inflight is full.
-            let own = self.server.listen.iter().position(|l| {
-                let u = s.addr();
-                !s.is_encrypted()
-                    && l.port() == u.port()
-                    && (l.ip() == u.ip()
-                        || (l.ip().is_unspecified()
-                            && l.is_ipv4() == u.is_ipv4()
-                            && u.ip().is_loopback()))
-            });
-            if let Some(j) = own {
-                p(
-                    format!("upstream.servers[{i}]"),
-                    format!(
-                        "{s} is c2sink's own server.listen[{j}] ({}): every forwarded query would come \
-                         back to c2sink",
-                        self.server.listen[j]
-                    ),
-                );
+            for problem in self.server_problems(s) {
+                p(format!("upstream.servers[{i}]"), problem);
             }
         }
         let mut zones = std::collections::HashSet::new();
@@ -1123,17 +1126,11 @@ impl Config {
                 Ok(z) if !zones.insert(z.clone()) => {
                     p(format!("forward[{i}].zone"), format!("{z} is listed twice"))
                 }
-                Ok(z)
-                    if matches!(
-                        z.rsplit('.').next(),
-                        Some("onion" | "localhost" | "invalid")
-                    ) =>
-                {
-                    p(
-                        format!("forward[{i}].zone"),
-                        format!("{z} is answered by c2sink itself (RFC 6761, 7686)"),
-                    )
-                }
+                // Zones answered here whatever the config says (private ones may be forwarded).
+                Ok(z) if crate::special::zone_of(&z, PrivateNames::Forward).is_some() => p(
+                    format!("forward[{i}].zone"),
+                    format!("{z} is answered by c2sink itself (RFC 6761, 7686)"),
+                ),
                 Ok(_) => {}
             }
             if f.servers.is_empty() {
@@ -1143,11 +1140,8 @@ impl Config {
                 );
             }
             for (j, s) in f.servers.iter().enumerate() {
-                if s.addr().port() == 0 || s.addr().ip().is_unspecified() {
-                    p(
-                        format!("forward[{i}].servers[{j}]"),
-                        format!("{s}: not an address to send queries to"),
-                    );
+                for problem in self.server_problems(s) {
+                    p(format!("forward[{i}].servers[{j}]"), problem);
                 }
             }
         }

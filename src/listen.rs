@@ -253,8 +253,7 @@ pub async fn serve_tcp(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let connections = Arc::new(Semaphore::new(limits.tcp_max_connections));
-    let per_client = PerClient::new(limits.tcp_max_connections_per_client);
+    let caps = ConnectionCaps::new(&limits);
     loop {
         let (stream, src) = tokio::select! {
             r = listener.accept() => match r {
@@ -267,18 +266,7 @@ pub async fn serve_tcp(
             },
             _ = shutdown.cancelled() => return,
         };
-        if !admission.allowed(src.ip()) && admission.drops_denied() {
-            // Refused by access control and configured to send nothing: do not hold a connection for it.
-            admission.count_denied();
-            continue;
-        }
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::debug!(client = %src, "tcp connection limit reached; closing");
-            drop(stream);
-            continue;
-        };
-        let Some(client_slot) = PerClient::enter(&per_client, src.ip()) else {
-            tracing::debug!(client = %src, "tcp per-client connection limit reached; closing");
+        let Some(admitted) = caps.admit(&admission, src) else {
             drop(stream);
             continue;
         };
@@ -304,35 +292,74 @@ pub async fn serve_tcp(
                 shutdown,
             )
             .await;
-            drop((permit, client_slot));
+            drop(admitted);
         });
+    }
+}
+
+/// The connection limits of one stream listener (TCP, DoT, DoH): access control in drop mode, the total
+/// cap and the per-client cap, checked in that order at accept, the same for every listener.
+pub(crate) struct ConnectionCaps {
+    total: Arc<Semaphore>,
+    per_client: Arc<PerClient>,
+}
+
+/// What an admitted connection holds until it closes (dropping it frees its places).
+pub(crate) struct Admitted {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _slot: ClientSlot,
+}
+
+impl ConnectionCaps {
+    /// Empty caps per `limits`.
+    pub(crate) fn new(limits: &Limits) -> ConnectionCaps {
+        ConnectionCaps {
+            total: Arc::new(Semaphore::new(limits.tcp_max_connections)),
+            per_client: Arc::new(PerClient {
+                open: Mutex::new(HashMap::new()),
+                cap: limits.tcp_max_connections_per_client,
+            }),
+        }
+    }
+
+    /// Admits a new connection from `src`, or `None` when it is to be closed at once: refused by access
+    /// control in drop mode (nothing is held for it, not even a TLS handshake), or over a cap.
+    pub(crate) fn admit(&self, admission: &Admission, src: SocketAddr) -> Option<Admitted> {
+        if !admission.allowed(src.ip()) && admission.drops_denied() {
+            admission.count_denied();
+            return None;
+        }
+        let Ok(permit) = self.total.clone().try_acquire_owned() else {
+            tracing::debug!(client = %src, "connection limit reached; closing");
+            return None;
+        };
+        let Some(slot) = PerClient::enter(&self.per_client, src.ip()) else {
+            tracing::debug!(client = %src, "per-client connection limit reached; closing");
+            return None;
+        };
+        Some(Admitted {
+            _permit: permit,
+            _slot: slot,
+        })
     }
 }
 
 /// Open TCP connections per client address; entries exist only while a connection is open, so the map is
 /// bounded by the total connection cap.
-pub(crate) struct PerClient {
+struct PerClient {
     open: Mutex<HashMap<IpAddr, usize>>,
     cap: usize,
 }
 
 /// One open connection counted against its client; uncounted on drop.
-pub(crate) struct ClientSlot {
+struct ClientSlot {
     table: Arc<PerClient>,
     ip: IpAddr,
 }
 
 impl PerClient {
-    /// A table allowing each client `cap` open connections.
-    pub(crate) fn new(cap: usize) -> Arc<PerClient> {
-        Arc::new(PerClient {
-            open: Mutex::new(HashMap::new()),
-            cap,
-        })
-    }
-
     /// A slot for one more connection from `ip`, or `None` when it has `cap` open already.
-    pub(crate) fn enter(table: &Arc<PerClient>, ip: IpAddr) -> Option<ClientSlot> {
+    fn enter(table: &Arc<PerClient>, ip: IpAddr) -> Option<ClientSlot> {
         let ip = ip.to_canonical();
         let mut open = table.open.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(ip).or_insert(0);

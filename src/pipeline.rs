@@ -114,7 +114,7 @@ impl Pipeline {
     fn zone_for(&self, name: &str) -> Option<&Upstreams> {
         self.zones
             .iter()
-            .find(|(z, _)| crate::special::within(name, z))
+            .find(|(z, _)| wire::within(name, z))
             .map(|(_, u)| u)
     }
 

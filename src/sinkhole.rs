@@ -198,11 +198,7 @@ enum Answer<'a> {
 
 /// Offset of the rule's name inside the echoed question, for a compression pointer.
 fn soa_owner_offset(query: &Query<'_>, rule: &str) -> u16 {
-    let is_suffix = query.name == rule
-        || (query.name.len() > rule.len()
-            && query.name.ends_with(rule)
-            && query.name.as_bytes()[query.name.len() - rule.len() - 1] == b'.');
-    if !is_suffix {
+    if !wire::within(&query.name, rule) {
         // Blocked through a CNAME target: the SOA is owned by the question name.
         return HEADER_LEN as u16;
     }

@@ -8,6 +8,7 @@
 //! `.onion` and `.invalid` are answered here whatever it says.
 
 use crate::config::PrivateNames;
+use crate::wire::within;
 
 /// How c2sink answers a special-use name itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,14 +82,6 @@ fn private_zone(name: &str) -> Option<&'static str> {
         }
     }
     None
-}
-
-/// True when `name` is `zone` or below it (both lower case, no trailing dot).
-pub fn within(name: &str, zone: &str) -> bool {
-    name == zone
-        || (name.len() > zone.len()
-            && name.ends_with(zone)
-            && name.as_bytes()[name.len() - zone.len() - 1] == b'.')
 }
 
 /// The zone `name` falls in and how it is answered, or `None` when it goes upstream.

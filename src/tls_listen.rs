@@ -6,7 +6,7 @@
 
 use crate::admission::{Admission, Admit};
 use crate::events::Protocol;
-use crate::listen::{Limits, serve_stream};
+use crate::listen::{ConnectionCaps, Limits, serve_stream};
 use crate::pipeline::{Client, Decision, Pipeline};
 use bytes::Bytes;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -121,8 +121,8 @@ where
     F: Fn(tokio::net::TcpStream, Client, Shared) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let connections = Arc::new(Semaphore::new(s.limits.tcp_max_connections));
-    let per_client = crate::listen::PerClient::new(s.limits.tcp_max_connections_per_client);
+    // The same caps as plain TCP: one address cannot take every encrypted slot.
+    let caps = ConnectionCaps::new(&s.limits);
     loop {
         let (tcp, src) = tokio::select! {
             r = listener.accept() => match r {
@@ -135,18 +135,8 @@ where
             },
             _ = s.shutdown.cancelled() => return,
         };
-        if !s.admission.allowed(src.ip()) && s.admission.drops_denied() {
-            // Refused by access control and configured to send nothing: no TLS handshake, no slot held.
-            s.admission.count_denied();
-            continue;
-        }
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
+        let Some(admitted) = caps.admit(&s.admission, src) else {
             drop(tcp);
-            continue;
-        };
-        // The same per-client cap as plain TCP: one address cannot take every encrypted slot.
-        let Some(client_slot) = crate::listen::PerClient::enter(&per_client, src.ip()) else {
-            tracing::debug!(client = %src, "per-client connection limit reached; closing");
             continue;
         };
         let _ = tcp.set_nodelay(true);
@@ -157,7 +147,7 @@ where
         let fut = handle(tcp, client, s.clone());
         s.tracker.spawn(async move {
             fut.await;
-            drop((permit, client_slot));
+            drop(admitted);
         });
     }
 }

@@ -6,8 +6,8 @@
 //! answer at all for twice the timeout (so a server that answers most queries under load, or is slow for one
 //! name, is never taken for dead): no query waits on it until its bench time is over, and then the one query
 //! that comes first has it probed with c2sink's own question (`. NS`, never a client's name, which anyone can
-//! make fail) before going there itself; each failed probe doubles the bench, up to [`MAX_BENCH_MS`]. When every server is down,
-//! clients get SERVFAIL at once instead of piling up.
+//! make fail) before going there itself; each failed probe doubles the bench, up to [`MAX_BENCH_MS`]. When
+//! every server is down, clients get SERVFAIL at once instead of piling up.
 
 use crate::config::{UpstreamConfig, UpstreamSpec};
 use crate::encrypted::{Doh, Dot};
@@ -198,16 +198,30 @@ impl Upstreams {
         let Ok(query) = wire::parse_query(&raw) else {
             return false;
         };
-        match self.try_one(server, &raw, &query).await {
-            Ok(_) => {
+        self.try_counted(server, &raw, &query).await.is_ok()
+    }
+
+    /// One try against `server`, with its outcome recorded: latency, health, metrics.
+    async fn try_counted(
+        &self,
+        server: &Server,
+        raw: &[u8],
+        query: &Query<'_>,
+    ) -> Result<Answer, TryError> {
+        let started = Instant::now();
+        match self.try_one(server, raw, query).await {
+            Ok(a) => {
+                server.latency.record(started.elapsed().as_secs_f64());
+                self.last_answer
+                    .store(self.now_ms().saturating_add(1), Ordering::Relaxed);
                 self.record_ok(server);
-                true
+                Ok(a)
             }
             Err(e) => {
                 server.failures.increment(1);
                 self.record_failure(server, &e);
-                tracing::debug!(upstream = %server.label, error = %e, "probe of a down upstream failed");
-                false
+                tracing::debug!(upstream = %server.label, error = %e, qname = %query.name, "upstream try failed");
+                Err(e)
             }
         }
     }
@@ -326,21 +340,9 @@ impl Upstreams {
         }
         for &i in &order {
             let server = &self.servers[i];
-            let started = Instant::now();
-            match self.try_one(server, raw, query).await {
-                Ok(a) => {
-                    server.latency.record(started.elapsed().as_secs_f64());
-                    self.last_answer
-                        .store(self.now_ms().saturating_add(1), Ordering::Relaxed);
-                    self.record_ok(server);
-                    return Ok(a);
-                }
-                Err(e) => {
-                    server.failures.increment(1);
-                    self.record_failure(server, &e);
-                    tracing::debug!(upstream = %server.label, error = %e, qname = %query.name, "upstream try failed");
-                    last = Some((server.label.clone(), e));
-                }
+            match self.try_counted(server, raw, query).await {
+                Ok(a) => return Ok(a),
+                Err(e) => last = Some((server.label.clone(), e)),
             }
         }
         let (last_server, last_error) = last.unwrap_or_else(|| {

@@ -122,6 +122,15 @@ impl Query<'_> {
     }
 }
 
+/// True when the name text `name` is `zone` or below it (both lower case, no trailing dot): the one test of
+/// "in this zone" that the sinkhole's SOA, special-use names and `[[forward]]` zones share.
+pub fn within(name: &str, zone: &str) -> bool {
+    name == zone
+        || (name.len() > zone.len()
+            && name.ends_with(zone)
+            && name.as_bytes()[name.len() - zone.len() - 1] == b'.')
+}
+
 /// Largest UDP answer sent, whatever buffer a client offers: DNS Flag Day 2020's size, which is not
 /// fragmented on common paths (Unbound's `max-udp-size`); a bigger answer gets TC and goes over TCP.
 pub const MAX_UDP_ANSWER: u16 = 1232;

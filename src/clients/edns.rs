@@ -25,6 +25,27 @@ pub fn hints(msg: &[u8]) -> Hints {
 }
 
 fn read(msg: &[u8]) -> Option<Hints> {
+    let mut out = Hints::default();
+    let Some(rr) = opt_record(msg)? else {
+        return Some(out);
+    };
+    let mut opts = msg.get(rr.rdata_at..rr.next)?;
+    while opts.len() >= 4 {
+        let code = u16::from_be_bytes([opts[0], opts[1]]);
+        let len = usize::from(u16::from_be_bytes([opts[2], opts[3]]));
+        let data = opts.get(4..4 + len)?;
+        match code {
+            OPT_DNSMASQ_MAC => out.mac = dnsmasq_mac(data),
+            OPT_ECS => out.subnet = ecs(data),
+            _ => {}
+        }
+        opts = &opts[4 + len..];
+    }
+    Some(out)
+}
+
+/// The message's OPT record: `Some(None)` when it has none, `None` when the message does not read.
+fn opt_record(msg: &[u8]) -> Option<Option<wire::RecordPos>> {
     let h = wire::Header::read(msg).ok()?;
     let mut pos = HEADER_LEN;
     for _ in 0..h.qdcount {
@@ -33,74 +54,45 @@ fn read(msg: &[u8]) -> Option<Hints> {
     for _ in 0..usize::from(h.ancount) + usize::from(h.nscount) {
         pos = wire::skip_record(msg, pos).ok()?.next;
     }
-    let mut out = Hints::default();
     for _ in 0..h.arcount {
         let rr = wire::skip_record(msg, pos).ok()?;
         if rr.rtype == TYPE_OPT {
-            let mut opts = msg.get(rr.rdata_at..rr.next)?;
-            while opts.len() >= 4 {
-                let code = u16::from_be_bytes([opts[0], opts[1]]);
-                let len = usize::from(u16::from_be_bytes([opts[2], opts[3]]));
-                let data = opts.get(4..4 + len)?;
-                match code {
-                    OPT_DNSMASQ_MAC => out.mac = dnsmasq_mac(data),
-                    OPT_ECS => out.subnet = ecs(data),
-                    _ => {}
-                }
-                opts = &opts[4 + len..];
-            }
+            return Some(Some(rr));
         }
         pos = rr.next;
     }
-    Some(out)
+    Some(None)
 }
 
 /// The query to send upstream without the MAC and client-subnet options, so that LAN MAC addresses and
 /// inner client addresses never reach a public resolver (and an answer scoped to one client subnet is not
 /// cached for all); `None` when there is nothing to take out, or the query is not well formed (sent as it is).
 pub fn without_hints(msg: &[u8]) -> Option<Vec<u8>> {
-    let h = wire::Header::read(msg).ok()?;
-    if h.arcount == 0 {
+    let rr = opt_record(msg)??;
+    let opts = msg.get(rr.rdata_at..rr.next)?;
+    let mut kept = Vec::with_capacity(opts.len());
+    let mut rest = opts;
+    while rest.len() >= 4 {
+        let code = u16::from_be_bytes([rest[0], rest[1]]);
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+        let whole = rest.get(..4 + len)?;
+        if code != OPT_ECS && code != OPT_DNSMASQ_MAC {
+            kept.extend_from_slice(whole);
+        }
+        rest = &rest[4 + len..];
+    }
+    if kept.len() + rest.len() == opts.len() {
         return None;
     }
-    let mut pos = HEADER_LEN;
-    for _ in 0..h.qdcount {
-        pos = wire::skip_name(msg, pos).ok()? + 4;
-    }
-    for _ in 0..usize::from(h.ancount) + usize::from(h.nscount) {
-        pos = wire::skip_record(msg, pos).ok()?.next;
-    }
-    for _ in 0..h.arcount {
-        let rr = wire::skip_record(msg, pos).ok()?;
-        if rr.rtype == TYPE_OPT {
-            let opts = msg.get(rr.rdata_at..rr.next)?;
-            let mut kept = Vec::with_capacity(opts.len());
-            let mut rest = opts;
-            while rest.len() >= 4 {
-                let code = u16::from_be_bytes([rest[0], rest[1]]);
-                let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-                let whole = rest.get(..4 + len)?;
-                if code != OPT_ECS && code != OPT_DNSMASQ_MAC {
-                    kept.extend_from_slice(whole);
-                }
-                rest = &rest[4 + len..];
-            }
-            if kept.len() + rest.len() == opts.len() {
-                return None;
-            }
-            kept.extend_from_slice(rest);
-            let len = u16::try_from(kept.len()).ok()?;
-            // Everything up to RDLENGTH, the new RDLENGTH and RDATA, then whatever follows the OPT record.
-            let mut out = Vec::with_capacity(msg.len());
-            out.extend_from_slice(msg.get(..rr.rdata_at.checked_sub(2)?)?);
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(&kept);
-            out.extend_from_slice(msg.get(rr.next..)?);
-            return Some(out);
-        }
-        pos = rr.next;
-    }
-    None
+    kept.extend_from_slice(rest);
+    let len = u16::try_from(kept.len()).ok()?;
+    // Everything up to RDLENGTH, the new RDLENGTH and RDATA, then whatever follows the OPT record.
+    let mut out = Vec::with_capacity(msg.len());
+    out.extend_from_slice(msg.get(..rr.rdata_at.checked_sub(2)?)?);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&kept);
+    out.extend_from_slice(msg.get(rr.next..)?);
+    Some(out)
 }
 
 /// dnsmasq sends the 6 bytes, or with `--add-mac=text` the colon-separated form.
