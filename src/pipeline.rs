@@ -146,15 +146,17 @@ impl Pipeline {
             }
         };
         let policy = self.policy.load();
-        if let Some(r) = protocol::check_edns_version(raw, &query) {
-            // BADVERS is the answer, but a listed name is still evidence of a beacon: log it.
+        if let Some(why) = protocol::Unserved::of(&query) {
+            // An error is the answer, but a listed name is still evidence of a beacon: log it.
             if let Some(v) = policy.lists.check(&query.name) {
                 self.block(&policy, &query, raw, client, v, None);
                 self.done(client, &query, Outcome::Blocked, started);
+            } else if why == protocol::Unserved::ZoneTransfer {
+                count(Outcome::Refused);
             } else {
                 count(Outcome::Malformed);
             }
-            return Decision::Reply(r);
+            return Decision::Reply(why.reply(raw));
         }
         if query.name == crate::health::NAME {
             count(Outcome::Local);
@@ -224,7 +226,8 @@ impl Pipeline {
         let query = wire::parse_query(raw).ok()?;
         let upstreams = self.zone_for(&query.name).unwrap_or(&self.upstreams);
         match upstreams.forward(raw, &query).await {
-            Ok(answer) => {
+            Ok(mut answer) => {
+                wire::as_recursive(&mut answer.wire);
                 if let Some(cache) = &self.cache {
                     cache.put(&query, &answer.wire, &answer.shape);
                 }

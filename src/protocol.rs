@@ -1,6 +1,6 @@
 //! Protocol rules that shape replies c2sink makes itself: error replies that keep EDNS (RFC 6891), BADVERS
-//! for EDNS versions it does not speak, and the minimal answer to ANY (RFC 8482) that keeps c2sink from
-//! being an amplifier.
+//! for EDNS versions it does not speak, REFUSED to zone transfers, FORMERR to meta types asked as questions,
+//! and the minimal answer to ANY (RFC 8482) that keeps c2sink from being an amplifier.
 
 use crate::sinkhole::OUR_PAYLOAD;
 use crate::wire::{self, Edns, HEADER_LEN, Query};
@@ -38,11 +38,46 @@ pub fn error_reply(raw: &[u8], rcode: u16) -> Vec<u8> {
     out
 }
 
-/// BADVERS for a query whose EDNS version c2sink does not speak, else `None`.
-pub fn check_edns_version(raw: &[u8], query: &Query<'_>) -> Option<Vec<u8>> {
-    match query.edns {
-        Some(e) if e.version > EDNS_VERSION => Some(error_reply(raw, RCODE_BADVERS)),
-        _ => None,
+/// Zone transfer QTYPEs (RFC 1995, RFC 5936): a resolver has no zone to hand out.
+const TYPE_IXFR: u16 = 251;
+const TYPE_AXFR: u16 = 252;
+/// The obsolete mailbox QTYPEs (RFC 1035): no resolver answers them.
+const TYPE_MAILB: u16 = 253;
+const TYPE_MAILA: u16 = 254;
+
+/// Why a question is answered with an error before any list, cache or upstream sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unserved {
+    /// An EDNS version c2sink does not speak: BADVERS (RFC 6891 section 6.1.3).
+    EdnsVersion,
+    /// AXFR or IXFR: REFUSED, as Unbound does; a zone transfer through a resolver is reconnaissance.
+    ZoneTransfer,
+    /// A meta type (OPT, TSIG, TKEY, 128-248) or MAILA/MAILB asked as a question: FORMERR, as Unbound does
+    /// (RFC 6895 section 3.1: meta types exist only in messages, never in a question).
+    MetaType,
+}
+
+impl Unserved {
+    /// What is wrong with `query`, if it is one c2sink answers with an error of its own.
+    pub fn of(query: &Query<'_>) -> Option<Unserved> {
+        if query.edns.is_some_and(|e| e.version > EDNS_VERSION) {
+            return Some(Unserved::EdnsVersion);
+        }
+        match query.qtype {
+            TYPE_AXFR | TYPE_IXFR => Some(Unserved::ZoneTransfer),
+            wire::TYPE_OPT | 128..=250 | TYPE_MAILB | TYPE_MAILA => Some(Unserved::MetaType),
+            _ => None,
+        }
+    }
+
+    /// The error reply to `raw` for this reason.
+    pub fn reply(self, raw: &[u8]) -> Vec<u8> {
+        let rcode = match self {
+            Unserved::EdnsVersion => RCODE_BADVERS,
+            Unserved::ZoneTransfer => RCODE_REFUSED,
+            Unserved::MetaType => RCODE_FORMERR,
+        };
+        error_reply(raw, rcode)
     }
 }
 
@@ -136,7 +171,7 @@ mod tests {
     fn unknown_edns_version_gets_badvers_in_opt() {
         let raw = query("a.com", 1, Some((1, false)));
         let q = parse_query(&raw).expect("query");
-        let r = check_edns_version(&raw, &q).expect("badvers");
+        let r = Unserved::of(&q).expect("badvers").reply(&raw);
         let h = Header::read(&r).expect("header");
         assert_eq!((h.rcode(), h.qdcount, h.arcount), (0, 1, 1));
         let opt = find_edns(&r).expect("opt");
@@ -145,7 +180,39 @@ mod tests {
         let n = r.len();
         assert_eq!(r[n - 6], 1);
         let raw0 = query("a.com", 1, Some((0, false)));
-        assert!(check_edns_version(&raw0, &parse_query(&raw0).expect("q")).is_none());
+        assert!(Unserved::of(&parse_query(&raw0).expect("q")).is_none());
+    }
+
+    #[test]
+    fn zone_transfers_are_refused_and_meta_types_are_formerr() {
+        let cases = [
+            (TYPE_AXFR, Some(Unserved::ZoneTransfer), RCODE_REFUSED),
+            (TYPE_IXFR, Some(Unserved::ZoneTransfer), RCODE_REFUSED),
+            (wire::TYPE_OPT, Some(Unserved::MetaType), RCODE_FORMERR),
+            (128, Some(Unserved::MetaType), RCODE_FORMERR),
+            (250, Some(Unserved::MetaType), RCODE_FORMERR),
+            (TYPE_MAILA, Some(Unserved::MetaType), RCODE_FORMERR),
+        ];
+        for (qtype, why, rcode) in cases {
+            let raw = query("a.com", qtype, None);
+            let got = Unserved::of(&parse_query(&raw).expect("q"));
+            assert_eq!(got, why, "type {qtype}");
+            let h = Header::read(&got.expect("unserved").reply(&raw)).expect("header");
+            assert_eq!(
+                (u16::from(h.rcode()), h.qdcount),
+                (rcode, 1),
+                "type {qtype}"
+            );
+        }
+        // Ordinary and unassigned data types, ANY and type 0 are questions like any other.
+        for qtype in [1, 16, 65, 127, 255, 256, 65535, 0] {
+            let raw = query("a.com", qtype, None);
+            assert_eq!(
+                Unserved::of(&parse_query(&raw).expect("q")),
+                None,
+                "type {qtype}"
+            );
+        }
     }
 
     #[test]

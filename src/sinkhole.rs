@@ -166,7 +166,7 @@ impl Sinkhole {
             let owner = soa_owner_offset(query, rule);
             out.extend_from_slice(&(0xc000 | owner).to_be_bytes());
             out.extend_from_slice(&wire::TYPE_SOA.to_be_bytes());
-            out.extend_from_slice(&CLASS_IN.to_be_bytes());
+            out.extend_from_slice(&data_class(query.qclass).to_be_bytes());
             out.extend_from_slice(&ttl.to_be_bytes());
             let rdlen = SOA_MNAME.len() + SOA_RNAME.len() + 20;
             out.extend_from_slice(&(rdlen as u16).to_be_bytes());
@@ -182,6 +182,15 @@ impl Sinkhole {
             wire::bump_count(&mut out, 3);
         }
         out
+    }
+}
+
+/// The class of the SOA in a negative answer: the question's (a CH or HS question gets a CH or HS SOA, as
+/// RFC 2308 has it in the zone's class); IN for the QCLASS-only values ANY (255) and NONE (254).
+fn data_class(qclass: u16) -> u16 {
+    match qclass {
+        254 | 255 => CLASS_IN,
+        c => c,
     }
 }
 
@@ -267,5 +276,26 @@ mod tests {
         let r = sink(SinkholeMode::Address).answer(SinkholeMode::Address, &query, "evil.com");
         let h = Header::read(&r).expect("header");
         assert_eq!((h.rcode(), h.ancount, h.nscount), (0, 0, 1));
+    }
+
+    #[test]
+    fn negative_answer_soa_takes_the_question_class() {
+        // (question class, SOA class): CH and HS keep theirs; ANY and NONE are not classes of data.
+        for (qclass, soa_class) in [(3u16, 3u16), (4, 4), (1, 1), (255, 1), (254, 1)] {
+            let mut raw = q("evil.com", 1);
+            let n = raw.len();
+            raw[n - 2..].copy_from_slice(&qclass.to_be_bytes());
+            let query = parse_query(&raw).expect("query");
+            let r = sink(SinkholeMode::Nxdomain).answer(SinkholeMode::Nxdomain, &query, "evil.com");
+            let h = Header::read(&r).expect("header");
+            assert_eq!(
+                (h.rcode(), h.ancount, h.nscount),
+                (3, 0, 1),
+                "class {qclass}"
+            );
+            // The SOA's owner is a 2-byte pointer right after the question; then type, then class.
+            let at = HEADER_LEN + query.question.len() + 4;
+            assert_eq!(&r[at..at + 2], &soa_class.to_be_bytes(), "class {qclass}");
+        }
     }
 }

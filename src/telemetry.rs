@@ -19,13 +19,13 @@ pub enum Outcome {
     Blocked,
     /// Answered from the cache.
     Cached,
-    /// Not served: unsupported opcode, or turned away by admission rules.
+    /// Not served: unsupported opcode, a zone transfer, or turned away by admission rules.
     Refused,
     /// SERVFAIL because every upstream failed.
     Failed,
     /// Answered by c2sink itself (the health-check name).
     Local,
-    /// Not a parsable query (dropped or FORMERR).
+    /// Not a query c2sink can serve as read: dropped, FORMERR (also a meta type asked) or BADVERS.
     Malformed,
 }
 

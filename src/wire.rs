@@ -565,6 +565,16 @@ pub fn set_id(msg: &mut [u8], id: u16) {
     }
 }
 
+/// Makes an upstream's answer c2sink's own: RA set (c2sink recurses for its clients) and AA cleared (it holds
+/// no zone), as any recursive resolver's answer reads (RFC 1035 section 4.1.1); an authoritative upstream
+/// (a `[[forward]]` zone's DHCP server) would otherwise make clients warn that recursion is not available.
+pub fn as_recursive(msg: &mut [u8]) {
+    if msg.len() >= 4 {
+        msg[2] &= !0x04;
+        msg[3] |= 0x80;
+    }
+}
+
 /// A minimal reply carrying only the header and the question, with the given RCODE and TC bit.
 ///
 /// Used for errors (FORMERR, SERVFAIL, REFUSED, NOTIMP) and for "retry over TCP".

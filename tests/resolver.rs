@@ -980,3 +980,82 @@ fn forward_zones_go_to_their_own_servers() {
     assert_eq!(public.count("pc1.corp.example"), 0);
     assert_eq!(lan.count("www.example.org"), 0);
 }
+
+#[test]
+fn answers_from_an_authoritative_upstream_read_as_a_resolvers() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    let direct = ask_simple(up.addr, Proto::Udp, "host.auth.test", RecordType::A);
+    assert!(
+        direct.metadata.authoritative && !direct.metadata.recursion_available,
+        "the test upstream answers as an authoritative server"
+    );
+    // The first ask is forwarded, the second comes from the cache; TCP too.
+    for (i, proto) in [Proto::Udp, Proto::Udp, Proto::Tcp].into_iter().enumerate() {
+        let via = ask_simple(srv.addr(), proto, "host.auth.test", RecordType::A);
+        assert!(!via.metadata.authoritative, "ask {i}: AA cleared");
+        assert!(via.metadata.recursion_available, "ask {i}: RA set");
+        assert_eq!(via.answers.len(), direct.answers.len(), "ask {i}");
+        assert_eq!(via.answers[0].data, direct.answers[0].data, "ask {i}");
+    }
+    assert_eq!(
+        up.count("host.auth.test"),
+        2,
+        "one UDP forward, then cached"
+    );
+}
+
+#[test]
+fn zone_transfers_are_refused_and_meta_types_get_formerr_without_reaching_the_upstream() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    // AXFR 252, IXFR 251: REFUSED; OPT 41, TSIG 250, TKEY 249, MAILA 254, 200 (meta range): FORMERR.
+    let cases = [
+        (252u16, 5u8),
+        (251, 5),
+        (41, 1),
+        (250, 1),
+        (249, 1),
+        (254, 1),
+        (200, 1),
+    ];
+    for proto in [Proto::Udp, Proto::Tcp] {
+        for (qtype, rcode) in cases {
+            let q = query(next_id(), "www.example.test", qtype);
+            let r = exchange_raw(srv.addr(), proto, &q).expect("an answer");
+            let (got, answers) = rcode_and_answers(&r);
+            assert_eq!((got, answers), (rcode, 0), "type {qtype} over {proto:?}");
+            assert_eq!(&r[..2], &q[..2], "ID echoed");
+        }
+    }
+    // Ordinary types still go upstream; the ones above never did.
+    let m = ask_simple(srv.addr(), Proto::Udp, "www.example.test", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(up.count("www.example.test"), 1);
+    // A zone transfer of a C2 name is still a beacon worth logging.
+    let q = query(next_id(), "cdn.msstorageazure.com", 252);
+    let r = exchange_raw(srv.addr(), Proto::Tcp, &q).expect("an answer");
+    assert_eq!(rcode_and_answers(&r), (5, 0));
+    let ev = srv.events(1);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0]["rule"], "msstorageazure.com");
+}
+
+#[test]
+fn a_blocked_name_asked_in_class_ch_gets_a_negative_answer_in_class_ch() {
+    use hickory_proto::rr::DNSClass;
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    for proto in [Proto::Udp, Proto::Tcp] {
+        let mut q = query(next_id(), "cdn.msstorageazure.com", 16);
+        let n = q.len();
+        q[n - 2..].copy_from_slice(&3u16.to_be_bytes());
+        let r = exchange_raw(srv.addr(), proto, &q).expect("an answer");
+        let m = Message::from_vec(&r).expect("parses");
+        assert!(m.answers.is_empty(), "{proto:?}");
+        assert_eq!(m.authorities.len(), 1, "{proto:?}");
+        assert_eq!(m.authorities[0].dns_class, DNSClass::CH, "{proto:?}");
+    }
+    assert_eq!(srv.events(2).len(), 2);
+    assert_eq!(up.count("cdn.msstorageazure.com"), 0);
+}

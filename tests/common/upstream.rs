@@ -404,6 +404,11 @@ fn test_zone(msg: &Message, tcp: bool) -> Option<Vec<u8>> {
     if ends(".slow.test.") {
         std::thread::sleep(Duration::from_millis(1500));
     }
+    if ends(".auth.test.") {
+        // Answers as an authoritative server does (a LAN's DHCP DNS server): AA set, no recursion offered.
+        r.metadata.authoritative = true;
+        r.metadata.recursion_available = false;
+    }
     if ends(".refused.test.") {
         r.metadata.response_code = ResponseCode::Refused;
     } else if ends(".servfail.test.") {
