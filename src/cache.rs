@@ -4,12 +4,20 @@
 //! for a client that was not, and the reverse. When full, the S3-FIFO policy of `quick_cache` picks what
 //! goes, one entry per insert (names asked once leave first; popular ones stay): no scan of the whole
 //! cache, so a full cache answers as fast as an empty one.
+//!
+//! An expired answer stays (until evicted or `serve_stale` seconds past its TTL) for one use: when no
+//! upstream answers, it is given with a short TTL instead of SERVFAIL (RFC 8767), so a WAN outage does not
+//! take every name the network uses with it.
 
 use crate::config::CacheConfig;
 use crate::wire::{self, AnswerShape, HEADER_LEN, Inspect, Query};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+/// TTL shown on an answer served stale (RFC 8767 section 4 recommends 30 seconds): clients ask again soon,
+/// when the upstream may be back.
+pub const STALE_TTL: u32 = 30;
 
 const RCODE_NOERROR: u8 = 0;
 const RCODE_NXDOMAIN: u8 = 3;
@@ -68,6 +76,16 @@ pub struct Cache {
     min_ttl: u32,
     max_ttl: u32,
     negative_max_ttl: u32,
+    serve_stale: u32,
+}
+
+/// How old a cached answer is.
+#[derive(Clone, Copy)]
+enum Age {
+    /// Within its TTL: this many seconds since it was stored.
+    Fresh(u32),
+    /// Past its TTL, within `serve_stale`.
+    Stale,
 }
 
 /// Room for any key: flags, type, class and the longest name text (255 wire octets, each at most `\DDD`).
@@ -118,29 +136,48 @@ impl Cache {
             min_ttl: cfg.min_ttl,
             max_ttl: cfg.max_ttl,
             negative_max_ttl: cfg.negative_max_ttl,
+            serve_stale: cfg.serve_stale,
         })
     }
 
-    /// A cached answer to `query` (raw bytes `raw`), ready to send, or `None`.
+    /// A cached answer to `query` (raw bytes `raw`) within its TTL, ready to send, or `None`.
     pub fn get(&self, query: &Query<'_>, raw: &[u8]) -> Option<Hit> {
-        let (entry, elapsed) = with_key(query, |key| {
+        self.lookup(query, raw, false, Instant::now())
+    }
+
+    /// For when no upstream answered: the cached answer to `query`, fresh if another query has refreshed
+    /// it meanwhile, else expired at most `serve_stale` seconds ago with every TTL shown as [`STALE_TTL`].
+    pub fn stale(&self, query: &Query<'_>, raw: &[u8]) -> Option<Hit> {
+        self.lookup(query, raw, true, Instant::now())
+    }
+
+    fn lookup(&self, query: &Query<'_>, raw: &[u8], stale_ok: bool, now: Instant) -> Option<Hit> {
+        let (entry, age) = with_key(query, |key| {
             let entry = self.entries.get(key)?;
-            let elapsed = u32::try_from(entry.stored.elapsed().as_secs()).unwrap_or(u32::MAX);
-            if elapsed >= entry.ttl {
+            let age = now.saturating_duration_since(entry.stored).as_secs();
+            let elapsed = u32::try_from(age).unwrap_or(u32::MAX);
+            if elapsed < entry.ttl {
+                return Some((entry, Age::Fresh(elapsed)));
+            }
+            if elapsed - entry.ttl >= self.serve_stale {
                 self.entries.remove(key);
                 return None;
             }
-            Some((entry, elapsed))
+            stale_ok.then_some((entry, Age::Stale))
         })?;
         let mut out = entry.wire.to_vec();
         let inspect = entry.inspect.clone();
         let cleared = entry.cleared.load(Ordering::Relaxed);
         for &at in entry.ttl_offsets.iter() {
             let at = at as usize;
-            let orig = u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
-            let shown = orig
-                .clamp(self.min_ttl, entry.ceiling.max(self.min_ttl))
-                .saturating_sub(elapsed);
+            let shown = match age {
+                Age::Fresh(elapsed) => {
+                    let orig = u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
+                    orig.clamp(self.min_ttl, entry.ceiling.max(self.min_ttl))
+                        .saturating_sub(elapsed)
+                }
+                Age::Stale => STALE_TTL,
+            };
             out[at..at + 4].copy_from_slice(&shown.to_be_bytes());
         }
         wire::set_id(&mut out, query.header.id);
@@ -252,6 +289,45 @@ mod tests {
     fn cached(c: &Cache, name: &str) -> bool {
         let q = crate::wire::test_message(7, 0x0100, name, 1);
         c.get(&parse_query(&q).expect("query"), &q).is_some()
+    }
+
+    #[test]
+    fn an_expired_answer_is_only_given_stale_and_only_within_serve_stale() {
+        let c = Cache::new(&CacheConfig {
+            serve_stale: 100,
+            ..CacheConfig::default()
+        })
+        .expect("cache");
+        store(&c, "old.example");
+        let q = crate::wire::test_message(7, 0x0100, "old.example", 1);
+        let query = parse_query(&q).expect("query");
+        let at = |secs| Instant::now() + std::time::Duration::from_secs(secs);
+        let ttl_of = |h: Hit| {
+            let n = h.wire.len();
+            u32::from_be_bytes([h.wire[n - 10], h.wire[n - 9], h.wire[n - 8], h.wire[n - 7]])
+        };
+        // Within its TTL (300 s): the same answer either way, TTL counted down.
+        let fresh = c.lookup(&query, &q, false, at(10)).expect("fresh");
+        assert_eq!(ttl_of(fresh), 290);
+        let fresh = c.lookup(&query, &q, true, at(10)).expect("fresh");
+        assert_eq!(ttl_of(fresh), 290);
+        // Expired: not a hit, but given stale with TTL 30, and kept for that.
+        assert!(c.lookup(&query, &q, false, at(350)).is_none());
+        let stale = c.lookup(&query, &q, true, at(350)).expect("stale");
+        assert_eq!(ttl_of(stale), STALE_TTL);
+        assert_eq!(c.len(), 1);
+        // More than serve_stale past its TTL: gone.
+        assert!(c.lookup(&query, &q, true, at(401)).is_none());
+        assert_eq!(c.len(), 0);
+        // serve_stale = 0: an expired answer is dropped at the first look.
+        let off = Cache::new(&CacheConfig {
+            serve_stale: 0,
+            ..CacheConfig::default()
+        })
+        .expect("cache");
+        store(&off, "old.example");
+        assert!(off.lookup(&query, &q, true, at(301)).is_none());
+        assert_eq!(off.len(), 0);
     }
 
     #[test]

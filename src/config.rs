@@ -346,6 +346,9 @@ pub struct CacheConfig {
     /// Ceiling for negative answers (NXDOMAIN/NODATA), which are cached by their SOA.
     #[serde(default = "default_negative_max_ttl")]
     pub negative_max_ttl: u32,
+    /// Seconds past its TTL an answer is still given when no upstream answers (RFC 8767); 0 turns it off.
+    #[serde(default = "default_serve_stale")]
+    pub serve_stale: u32,
 }
 
 fn default_cache_size() -> usize {
@@ -357,6 +360,9 @@ fn default_max_ttl() -> u32 {
 fn default_negative_max_ttl() -> u32 {
     3_600
 }
+fn default_serve_stale() -> u32 {
+    86_400
+}
 
 impl Default for CacheConfig {
     fn default() -> Self {
@@ -365,6 +371,7 @@ impl Default for CacheConfig {
             min_ttl: 0,
             max_ttl: default_max_ttl(),
             negative_max_ttl: default_negative_max_ttl(),
+            serve_stale: default_serve_stale(),
         }
     }
 }

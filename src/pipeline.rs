@@ -248,6 +248,13 @@ impl Pipeline {
                 Some(self.fit(out, &query, raw, client))
             }
             Err(e) => {
+                if let Some(d) = self.stale(&query, raw, client, started) {
+                    tracing::debug!(qname = %query.name, error = %e, "no upstream answered: serving stale");
+                    return match d {
+                        Decision::Reply(r) => Some(r),
+                        Decision::Forward | Decision::Drop => None,
+                    };
+                }
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 self.done(client, &query, Outcome::Failed, started);
                 if matches!(e.last_error, crate::upstream::TryError::AllDown) {
@@ -259,6 +266,27 @@ impl Pipeline {
                 Some(self.servfail(raw, &query))
             }
         }
+    }
+
+    /// The cached answer, expired or not, to a query no upstream answered (RFC 8767), checked against the
+    /// lists as any cached answer is; `None` when the cache has none to give.
+    fn stale(
+        &self,
+        query: &Query<'_>,
+        raw: &[u8],
+        client: &Client,
+        started: Option<Instant>,
+    ) -> Option<Decision> {
+        let hit = self.cache.as_ref()?.stale(query, raw)?;
+        let policy = self.policy.load();
+        let inspect = hit.inspect.as_deref();
+        if let Some(blocked) = self.block_by_answer(&policy, query, raw, client, inspect, &hit.wire)
+        {
+            self.done(client, query, Outcome::Blocked, started);
+            return Some(blocked);
+        }
+        self.telemetry.stale_answer();
+        Some(self.cached(query, raw, client, hit.wire, started))
     }
 
     /// Sinkholes a query blocked by `verdict` and records the event; `via` names the answer's matching target.

@@ -73,6 +73,10 @@ pub fn describe() {
     );
     describe_gauge!("c2sink_cache_entries", "Answers held in the cache.");
     describe_counter!(
+        "c2sink_stale_answers_total",
+        "Expired cached answers given because no upstream answered (RFC 8767); also counted as cache hits."
+    );
+    describe_counter!(
         "c2sink_queries_shed_total",
         "Queries given SERVFAIL at once because server.max_inflight were already waiting on upstreams."
     );
@@ -131,6 +135,7 @@ pub struct Telemetry {
     queries: [[Counter; Outcome::ALL.len()]; PROTOCOLS.len()],
     cache_hits: Counter,
     cache_misses: Counter,
+    stale_answers: Counter,
     shed: Counter,
     /// Successful list reloads; the reload code increments it.
     pub reloads: Counter,
@@ -157,6 +162,7 @@ impl Telemetry {
             }),
             cache_hits: counter!("c2sink_cache_hits_total"),
             cache_misses: counter!("c2sink_cache_misses_total"),
+            stale_answers: counter!("c2sink_stale_answers_total"),
             shed: counter!("c2sink_queries_shed_total"),
             reloads: counter!("c2sink_reloads_total"),
             reload_failures: counter!("c2sink_reload_failures_total"),
@@ -178,6 +184,12 @@ impl Telemetry {
     #[inline]
     pub fn cache_miss(&self) {
         self.cache_misses.increment(1);
+    }
+
+    /// Counts an expired answer given because no upstream answered.
+    #[inline]
+    pub fn stale_answer(&self) {
+        self.stale_answers.increment(1);
     }
 
     /// Counts a query given SERVFAIL at once because too many were waiting on upstreams.

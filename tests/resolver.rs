@@ -1059,3 +1059,31 @@ fn a_blocked_name_asked_in_class_ch_gets_a_negative_answer_in_class_ch() {
     assert_eq!(srv.events(2).len(), 2);
     assert_eq!(up.count("cdn.msstorageazure.com"), 0);
 }
+
+#[test]
+fn expired_answers_are_served_stale_while_no_upstream_answers() {
+    let mut up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    let off = C2sink::start(&config(&[up.addr], "[cache]\nserve_stale = 0\n"), &[]);
+    let a = |s: &C2sink, proto| ask_simple(s.addr(), proto, "a.short-ttl.test", RecordType::A);
+    let fresh = a(&srv, Proto::Udp);
+    assert_eq!(fresh.answers.len(), 1);
+    assert_eq!(fresh.answers[0].ttl, 1, "the upstream's TTL");
+    assert_eq!(a(&off, Proto::Udp).answers.len(), 1);
+    up.stop();
+    std::thread::sleep(Duration::from_millis(1200));
+    for proto in [Proto::Udp, Proto::Tcp] {
+        let m = a(&srv, proto);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{proto:?}");
+        assert_eq!(m.answers.len(), 1, "{proto:?}");
+        assert_eq!(m.answers[0].data, fresh.answers[0].data, "{proto:?}");
+        assert_eq!(m.answers[0].ttl, 30, "{proto:?}: RFC 8767's stale TTL");
+    }
+    // Nothing cached, nothing to serve; and serve_stale = 0 turns it off.
+    let m = ask_simple(srv.addr(), Proto::Udp, "b.short-ttl.test", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(
+        a(&off, Proto::Udp).metadata.response_code,
+        ResponseCode::ServFail
+    );
+}
