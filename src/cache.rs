@@ -180,16 +180,12 @@ impl Cache {
             };
             out[at..at + 4].copy_from_slice(&shown.to_be_bytes());
         }
-        wire::set_id(&mut out, query.header.id);
+        wire::reply_to(&mut out, &query.header);
         // Echo the question as this client asked it (same length: same name up to case).
         let qlen = query.question.len();
         if out.len() >= HEADER_LEN + qlen && raw.len() >= HEADER_LEN + qlen {
             out[HEADER_LEN..HEADER_LEN + qlen].copy_from_slice(&raw[HEADER_LEN..HEADER_LEN + qlen]);
         }
-        // Keep the client's RD and CD bits.
-        let rd_cd = query.header.flags & 0x0110;
-        let f = (u16::from_be_bytes([out[2], out[3]]) & !0x0110) | rd_cd;
-        out[2..4].copy_from_slice(&f.to_be_bytes());
         Some(Hit {
             wire: out,
             inspect,

@@ -151,7 +151,7 @@ impl Pipeline {
             if let Some(v) = policy.lists.check(&query.name) {
                 self.block(&policy, &query, raw, client, v, None);
                 self.done(client, &query, Outcome::Blocked, started);
-            } else if why == protocol::Unserved::ZoneTransfer {
+            } else if why == protocol::Unserved::Refused {
                 count(Outcome::Refused);
             } else {
                 count(Outcome::Malformed);
@@ -244,7 +244,7 @@ impl Pipeline {
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 self.done(client, &query, Outcome::Forwarded, started);
                 let mut out = answer.wire;
-                wire::set_id(&mut out, query.header.id);
+                wire::reply_to(&mut out, &query.header);
                 Some(self.fit(out, &query, raw, client))
             }
             Err(e) => {

@@ -41,6 +41,8 @@ pub fn error_reply(raw: &[u8], rcode: u16) -> Vec<u8> {
 /// Zone transfer QTYPEs (RFC 1995, RFC 5936): a resolver has no zone to hand out.
 const TYPE_IXFR: u16 = 251;
 const TYPE_AXFR: u16 = 252;
+/// QCLASS NONE (RFC 2136): meaningful in UPDATE messages only.
+const CLASS_NONE: u16 = 254;
 /// The obsolete mailbox QTYPEs (RFC 1035): no resolver answers them.
 const TYPE_MAILB: u16 = 253;
 const TYPE_MAILA: u16 = 254;
@@ -50,8 +52,9 @@ const TYPE_MAILA: u16 = 254;
 pub enum Unserved {
     /// An EDNS version c2sink does not speak: BADVERS (RFC 6891 section 6.1.3).
     EdnsVersion,
-    /// AXFR or IXFR: REFUSED, as Unbound does; a zone transfer through a resolver is reconnaissance.
-    ZoneTransfer,
+    /// REFUSED, as Unbound answers them: a zone transfer (AXFR, IXFR; through a resolver, it is
+    /// reconnaissance) or class NONE (which only UPDATE uses).
+    Refused,
     /// A meta type (OPT, TSIG, TKEY, 128-248) or MAILA/MAILB asked as a question: FORMERR, as Unbound does
     /// (RFC 6895 section 3.1: meta types exist only in messages, never in a question).
     MetaType,
@@ -63,8 +66,11 @@ impl Unserved {
         if query.edns.is_some_and(|e| e.version > EDNS_VERSION) {
             return Some(Unserved::EdnsVersion);
         }
+        if query.qclass == CLASS_NONE {
+            return Some(Unserved::Refused);
+        }
         match query.qtype {
-            TYPE_AXFR | TYPE_IXFR => Some(Unserved::ZoneTransfer),
+            TYPE_AXFR | TYPE_IXFR => Some(Unserved::Refused),
             wire::TYPE_OPT | 128..=250 | TYPE_MAILB | TYPE_MAILA => Some(Unserved::MetaType),
             _ => None,
         }
@@ -74,7 +80,7 @@ impl Unserved {
     pub fn reply(self, raw: &[u8]) -> Vec<u8> {
         let rcode = match self {
             Unserved::EdnsVersion => RCODE_BADVERS,
-            Unserved::ZoneTransfer => RCODE_REFUSED,
+            Unserved::Refused => RCODE_REFUSED,
             Unserved::MetaType => RCODE_FORMERR,
         };
         error_reply(raw, rcode)
@@ -186,13 +192,20 @@ mod tests {
     #[test]
     fn zone_transfers_are_refused_and_meta_types_are_formerr() {
         let cases = [
-            (TYPE_AXFR, Some(Unserved::ZoneTransfer), RCODE_REFUSED),
-            (TYPE_IXFR, Some(Unserved::ZoneTransfer), RCODE_REFUSED),
+            (TYPE_AXFR, Some(Unserved::Refused), RCODE_REFUSED),
+            (TYPE_IXFR, Some(Unserved::Refused), RCODE_REFUSED),
             (wire::TYPE_OPT, Some(Unserved::MetaType), RCODE_FORMERR),
             (128, Some(Unserved::MetaType), RCODE_FORMERR),
             (250, Some(Unserved::MetaType), RCODE_FORMERR),
             (TYPE_MAILA, Some(Unserved::MetaType), RCODE_FORMERR),
         ];
+        let mut none = query("a.com", 1, None);
+        let n = none.len();
+        none[n - 2..].copy_from_slice(&CLASS_NONE.to_be_bytes());
+        assert_eq!(
+            Unserved::of(&parse_query(&none).expect("q")),
+            Some(Unserved::Refused)
+        );
         for (qtype, why, rcode) in cases {
             let raw = query("a.com", qtype, None);
             let got = Unserved::of(&parse_query(&raw).expect("q"));

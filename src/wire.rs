@@ -575,6 +575,17 @@ pub fn as_recursive(msg: &mut [u8]) {
     }
 }
 
+/// Gives an answer the ID and the RD and CD bits of the query it answers, whatever the upstream (or the
+/// client whose query filled the cache) sent: RD is copied from the query (RFC 1035 section 4.1.1), and so
+/// is CD (RFC 4035 section 3.2.2), which some authoritative upstreams clear.
+pub fn reply_to(msg: &mut [u8], query: &Header) {
+    set_id(msg, query.id);
+    if msg.len() >= 4 {
+        let flags = (u16::from_be_bytes([msg[2], msg[3]]) & !0x0110) | (query.flags & 0x0110);
+        msg[2..4].copy_from_slice(&flags.to_be_bytes());
+    }
+}
+
 /// A minimal reply carrying only the header and the question, with the given RCODE and TC bit.
 ///
 /// Used for errors (FORMERR, SERVFAIL, REFUSED, NOTIMP) and for "retry over TCP".

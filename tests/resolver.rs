@@ -985,16 +985,23 @@ fn forward_zones_go_to_their_own_servers() {
 fn answers_from_an_authoritative_upstream_read_as_a_resolvers() {
     let up = Upstream::start();
     let srv = C2sink::start(&config(&[up.addr], ""), &[]);
-    let direct = ask_simple(up.addr, Proto::Udp, "host.auth.test", RecordType::A);
+    let cd = Ask {
+        checking_disabled: true,
+        ..Ask::default()
+    };
+    let direct = ask(up.addr, Proto::Udp, "host.auth.test", RecordType::A, &cd);
     assert!(
-        direct.metadata.authoritative && !direct.metadata.recursion_available,
+        direct.metadata.authoritative
+            && !direct.metadata.recursion_available
+            && !direct.metadata.checking_disabled,
         "the test upstream answers as an authoritative server"
     );
     // The first ask is forwarded, the second comes from the cache; TCP too.
     for (i, proto) in [Proto::Udp, Proto::Udp, Proto::Tcp].into_iter().enumerate() {
-        let via = ask_simple(srv.addr(), proto, "host.auth.test", RecordType::A);
+        let via = ask(srv.addr(), proto, "host.auth.test", RecordType::A, &cd);
         assert!(!via.metadata.authoritative, "ask {i}: AA cleared");
         assert!(via.metadata.recursion_available, "ask {i}: RA set");
+        assert!(via.metadata.checking_disabled, "ask {i}: CD echoed");
         assert_eq!(via.answers.len(), direct.answers.len(), "ask {i}");
         assert_eq!(via.answers[0].data, direct.answers[0].data, "ask {i}");
     }
@@ -1028,6 +1035,12 @@ fn zone_transfers_are_refused_and_meta_types_get_formerr_without_reaching_the_up
             assert_eq!(&r[..2], &q[..2], "ID echoed");
         }
     }
+    // Class NONE belongs to UPDATE: REFUSED, as Unbound answers it.
+    let mut q = query(next_id(), "www.example.test", 1);
+    let n = q.len();
+    q[n - 2..].copy_from_slice(&254u16.to_be_bytes());
+    let r = exchange_raw(srv.addr(), Proto::Udp, &q).expect("an answer");
+    assert_eq!(rcode_and_answers(&r), (5, 0), "class NONE");
     // Ordinary types still go upstream; the ones above never did.
     let m = ask_simple(srv.addr(), Proto::Udp, "www.example.test", RecordType::A);
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);

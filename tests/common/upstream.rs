@@ -405,9 +405,11 @@ fn test_zone(msg: &Message, tcp: bool) -> Option<Vec<u8>> {
         std::thread::sleep(Duration::from_millis(1500));
     }
     if ends(".auth.test.") {
-        // Answers as an authoritative server does (a LAN's DHCP DNS server): AA set, no recursion offered.
+        // Answers as an authoritative server does (a LAN's DHCP DNS server, nsd): AA set, no recursion
+        // offered, CD not echoed.
         r.metadata.authoritative = true;
         r.metadata.recursion_available = false;
+        r.metadata.checking_disabled = false;
     }
     if ends(".refused.test.") {
         r.metadata.response_code = ResponseCode::Refused;
