@@ -243,6 +243,11 @@ impl Pipeline {
                 }
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 self.done(client, &query, Outcome::Forwarded, started);
+                if answer.shape.header.qdcount == 0 {
+                    // An upstream error without the question: the same error, with this client's question.
+                    let rcode = u16::from(answer.shape.header.rcode());
+                    return Some(protocol::error_reply(raw, rcode));
+                }
                 let mut out = answer.wire;
                 wire::reply_to(&mut out, &query.header);
                 Some(self.fit(out, &query, raw, client))

@@ -41,8 +41,8 @@ pub fn error_reply(raw: &[u8], rcode: u16) -> Vec<u8> {
 /// Zone transfer QTYPEs (RFC 1995, RFC 5936): a resolver has no zone to hand out.
 const TYPE_IXFR: u16 = 251;
 const TYPE_AXFR: u16 = 252;
-/// QCLASS NONE (RFC 2136): meaningful in UPDATE messages only.
-const CLASS_NONE: u16 = 254;
+/// The classes a question may ask for here: IN, CH (answered by whoever the upstream is) and ANY.
+const CLASSES_SERVED: [u16; 3] = [1, 3, 255];
 /// The obsolete mailbox QTYPEs (RFC 1035): no resolver answers them.
 const TYPE_MAILB: u16 = 253;
 const TYPE_MAILA: u16 = 254;
@@ -53,11 +53,13 @@ pub enum Unserved {
     /// An EDNS version c2sink does not speak: BADVERS (RFC 6891 section 6.1.3).
     EdnsVersion,
     /// REFUSED, as Unbound answers them: a zone transfer (AXFR, IXFR; through a resolver, it is
-    /// reconnaissance) or class NONE (which only UPDATE uses).
+    /// reconnaissance), or a class other than IN, CH and ANY (HS, NONE, unassigned ones). Forwarded, these
+    /// met authoritative servers that refuse them without echoing the question.
     Refused,
-    /// A meta type (OPT, TSIG, TKEY, 128-248) or MAILA/MAILB asked as a question: FORMERR, as Unbound does
-    /// (RFC 6895 section 3.1: meta types exist only in messages, never in a question).
-    MetaType,
+    /// A meta type (OPT, TSIG, TKEY, 128-248) or MAILA/MAILB asked as a question, or a query with records in
+    /// its answer or authority section: FORMERR, as Unbound answers them (RFC 6895 section 3.1: meta types
+    /// exist only in messages, never in a question).
+    FormErr,
 }
 
 impl Unserved {
@@ -66,12 +68,15 @@ impl Unserved {
         if query.edns.is_some_and(|e| e.version > EDNS_VERSION) {
             return Some(Unserved::EdnsVersion);
         }
-        if query.qclass == CLASS_NONE {
+        if query.header.ancount > 0 || query.header.nscount > 0 {
+            return Some(Unserved::FormErr);
+        }
+        if !CLASSES_SERVED.contains(&query.qclass) {
             return Some(Unserved::Refused);
         }
         match query.qtype {
             TYPE_AXFR | TYPE_IXFR => Some(Unserved::Refused),
-            wire::TYPE_OPT | 128..=250 | TYPE_MAILB | TYPE_MAILA => Some(Unserved::MetaType),
+            wire::TYPE_OPT | 128..=250 | TYPE_MAILB | TYPE_MAILA => Some(Unserved::FormErr),
             _ => None,
         }
     }
@@ -81,7 +86,7 @@ impl Unserved {
         let rcode = match self {
             Unserved::EdnsVersion => RCODE_BADVERS,
             Unserved::Refused => RCODE_REFUSED,
-            Unserved::MetaType => RCODE_FORMERR,
+            Unserved::FormErr => RCODE_FORMERR,
         };
         error_reply(raw, rcode)
     }
@@ -194,17 +199,43 @@ mod tests {
         let cases = [
             (TYPE_AXFR, Some(Unserved::Refused), RCODE_REFUSED),
             (TYPE_IXFR, Some(Unserved::Refused), RCODE_REFUSED),
-            (wire::TYPE_OPT, Some(Unserved::MetaType), RCODE_FORMERR),
-            (128, Some(Unserved::MetaType), RCODE_FORMERR),
-            (250, Some(Unserved::MetaType), RCODE_FORMERR),
-            (TYPE_MAILA, Some(Unserved::MetaType), RCODE_FORMERR),
+            (wire::TYPE_OPT, Some(Unserved::FormErr), RCODE_FORMERR),
+            (128, Some(Unserved::FormErr), RCODE_FORMERR),
+            (250, Some(Unserved::FormErr), RCODE_FORMERR),
+            (TYPE_MAILA, Some(Unserved::FormErr), RCODE_FORMERR),
         ];
-        let mut none = query("a.com", 1, None);
-        let n = none.len();
-        none[n - 2..].copy_from_slice(&CLASS_NONE.to_be_bytes());
+        // Classes: IN, CH and ANY are served; HS, NONE and unassigned ones refused.
+        for (qclass, why) in [
+            (1u16, None),
+            (3, None),
+            (255, None),
+            (4, Some(Unserved::Refused)),
+            (254, Some(Unserved::Refused)),
+            (2, Some(Unserved::Refused)),
+            (65535, Some(Unserved::Refused)),
+        ] {
+            let mut q = query("a.com", 1, None);
+            let n = q.len();
+            q[n - 2..].copy_from_slice(&qclass.to_be_bytes());
+            assert_eq!(
+                Unserved::of(&parse_query(&q).expect("q")),
+                why,
+                "class {qclass}"
+            );
+        }
+        // A query carrying a record in its answer or authority section.
+        let mut q = query("a.com", 1, None);
+        q.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+        q[7] = 1;
         assert_eq!(
-            Unserved::of(&parse_query(&none).expect("q")),
-            Some(Unserved::Refused)
+            Unserved::of(&parse_query(&q).expect("q")),
+            Some(Unserved::FormErr)
+        );
+        q[7] = 0;
+        q[9] = 1;
+        assert_eq!(
+            Unserved::of(&parse_query(&q).expect("q")),
+            Some(Unserved::FormErr)
         );
         for (qtype, why, rcode) in cases {
             let raw = query("a.com", qtype, None);

@@ -479,6 +479,14 @@ fn check_answer(msg: &[u8], id: u16, query: &Query<'_>) -> Result<AnswerShape, T
     if header.id != id || !header.is_response() {
         return Err(TryError::Mismatch);
     }
+    // An error without the question is still this server's answer: nsd, for one, leaves the question out of
+    // FORMERR, NOTIMP, REFUSED and NOTAUTH (RFC 1035 does not ask for it). Waiting for a "real" answer would
+    // only time out, and count as a failure against a server that answered. Requiring the question buys no
+    // safety a matching ID and port do not already give. The pipeline gives the client the error with its own
+    // question.
+    if header.qdcount == 0 && header.rcode() != 0 {
+        return Ok(wire::answer_shape(msg)?);
+    }
     // The question must come back as asked: the same name up to case (length octets are never letters, so
     // a case-blind compare keeps the label structure), the same type and class.
     let q = query.question;
@@ -634,5 +642,15 @@ mod tests {
         ));
         let short = &ok[..ok.len() - 3];
         assert!(check_answer(short, 7, &query).is_err());
+        // An error reply that leaves the question out (as nsd's REFUSED does) is the server's answer; a
+        // NOERROR one without the question is not.
+        let refused_bare = [0, 7, 0x81, 0x05, 0, 0, 0, 0, 0, 0, 0, 0];
+        let shape = check_answer(&refused_bare, 7, &query).expect("an answer");
+        assert_eq!(shape.header.rcode(), 5);
+        let noerror_bare = [0, 7, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(matches!(
+            check_answer(&noerror_bare, 7, &query),
+            Err(TryError::Mismatch)
+        ));
     }
 }

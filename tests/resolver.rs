@@ -1035,12 +1035,23 @@ fn zone_transfers_are_refused_and_meta_types_get_formerr_without_reaching_the_up
             assert_eq!(&r[..2], &q[..2], "ID echoed");
         }
     }
-    // Class NONE belongs to UPDATE: REFUSED, as Unbound answers it.
-    let mut q = query(next_id(), "www.example.test", 1);
-    let n = q.len();
-    q[n - 2..].copy_from_slice(&254u16.to_be_bytes());
-    let r = exchange_raw(srv.addr(), Proto::Udp, &q).expect("an answer");
-    assert_eq!(rcode_and_answers(&r), (5, 0), "class NONE");
+    // Classes other than IN, CH and ANY (HS; NONE, which belongs to UPDATE): REFUSED, as Unbound answers
+    // them. A query with a record in its answer section: FORMERR.
+    for (qclass, ancount, rcode) in [(4u16, 0u8, 5u8), (254, 0, 5), (1, 1, 1)] {
+        let mut q = query(next_id(), "www.example.test", 1);
+        let n = q.len();
+        q[n - 2..].copy_from_slice(&qclass.to_be_bytes());
+        if ancount > 0 {
+            q.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+            q[7] = ancount;
+        }
+        let r = exchange_raw(srv.addr(), Proto::Udp, &q).expect("an answer");
+        assert_eq!(
+            rcode_and_answers(&r),
+            (rcode, 0),
+            "class {qclass}, {ancount} answers"
+        );
+    }
     // Ordinary types still go upstream; the ones above never did.
     let m = ask_simple(srv.addr(), Proto::Udp, "www.example.test", RecordType::A);
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
@@ -1099,4 +1110,27 @@ fn expired_answers_are_served_stale_while_no_upstream_answers() {
         a(&off, Proto::Udp).metadata.response_code,
         ResponseCode::ServFail
     );
+}
+
+#[test]
+fn an_upstream_error_without_the_question_reaches_the_client_with_its_question() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    for proto in [Proto::Udp, Proto::Tcp] {
+        let name = format!("x-{proto:?}.bare-refused.test").to_lowercase();
+        let (sent, raw) = query_bytes(&name, RecordType::A, &Ask::default());
+        let r = exchange_raw(srv.addr(), proto, &raw).expect("an answer");
+        let m = Message::from_vec(&r).expect("parses");
+        assert_eq!(m.metadata.id, sent.metadata.id, "{proto:?}");
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::Refused,
+            "{proto:?}: the upstream's error, not SERVFAIL"
+        );
+        assert_eq!(m.queries.len(), 1, "{proto:?}: the client's question");
+        assert_eq!(raw_question_name(&r), name, "{proto:?}");
+    }
+    // The upstream answered, so it is not held against it: the next query is forwarded and answered.
+    let m = ask_simple(srv.addr(), Proto::Udp, "www.example.test", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
 }

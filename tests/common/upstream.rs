@@ -398,6 +398,12 @@ fn test_zone(msg: &Message, tcp: bool) -> Option<Vec<u8>> {
         r.set_edns(out);
     }
     let ends = |z: &str| lname.ends_with(z);
+    if ends(".bare-refused.test.") {
+        // As nsd refuses what it does not serve: REFUSED with no question section.
+        let mut bare = response_to(msg);
+        bare.metadata.response_code = ResponseCode::Refused;
+        return bare.to_vec().ok();
+    }
     if ends(".silent.test.") {
         return None;
     }
