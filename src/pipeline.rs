@@ -10,7 +10,7 @@ use crate::clients::Clients;
 use crate::config::Config;
 use crate::events::{BlockView, Events, Protocol, QueryRecord, RuleText};
 use crate::protocol;
-use crate::sinkhole::Sinkhole;
+use crate::sinkhole::{OUR_PAYLOAD, Sinkhole};
 use crate::telemetry::{Outcome, Telemetry};
 use crate::upstream::Upstreams;
 use crate::wire::{self, Inspect, Query};
@@ -228,7 +228,13 @@ impl Pipeline {
         match upstreams.forward(raw, &query).await {
             Ok(mut answer) => {
                 wire::as_recursive(&mut answer.wire);
-                if let Some(cache) = &self.cache {
+                // The answer's OPT becomes c2sink's own before it is cached: the upstream's cookie, NSID and
+                // padding are not for this client, nor for the next one served from the cache.
+                let shaped = !wire::own_opt(&mut answer.wire, OUR_PAYLOAD, |c| c == wire::OPT_EDE)
+                    || wire::answer_shape(&answer.wire)
+                        .map(|shape| answer.shape = shape)
+                        .is_ok();
+                if shaped && let Some(cache) = &self.cache {
                     cache.put(&query, &answer.wire, &answer.shape);
                 }
                 let policy = self.policy.load();

@@ -9,8 +9,10 @@
 //! make fail) before going there itself; each failed probe doubles the bench, up to [`MAX_BENCH_MS`]. When
 //! every server is down, clients get SERVFAIL at once instead of piling up.
 
+use crate::clients::edns;
 use crate::config::{UpstreamConfig, UpstreamSpec};
 use crate::encrypted::{Doh, Dot};
+use crate::sinkhole::OUR_PAYLOAD;
 use crate::wire::{self, AnswerShape, Query};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -324,12 +326,13 @@ impl Upstreams {
 
     /// Sends `raw` (a client's query, parsed as `query`) upstream and returns the first good answer.
     pub async fn forward(&self, raw: &[u8], query: &Query<'_>) -> Result<Answer, ForwardError> {
-        let stripped = if self.strip_hints {
-            crate::clients::edns::without_hints(raw)
-        } else {
-            None
-        };
-        let raw = stripped.as_deref().unwrap_or(raw);
+        // The query goes with c2sink's own OPT record: its payload, the client's DO, and the router's client
+        // hints only if the admin asked for them; the client's other options are for c2sink, not for Quad9.
+        let mut own = raw.to_vec();
+        let hints = !self.strip_hints;
+        let keep = |code| hints && (code == edns::OPT_ECS || code == edns::OPT_DNSMASQ_MAC);
+        wire::own_opt(&mut own, OUR_PAYLOAD, keep);
+        let raw = &own[..];
         let mut last: Option<(String, TryError)> = None;
         let (mut order, probes) = self.order();
         for &i in probes.iter().rev() {

@@ -575,6 +575,71 @@ pub fn as_recursive(msg: &mut [u8]) {
     }
 }
 
+/// Where the OPT record of a message is: `Some(None)` when it has none, `None` when the message does not read.
+pub fn opt_record(msg: &[u8]) -> Option<Option<RecordPos>> {
+    let h = Header::read(msg).ok()?;
+    let mut pos = HEADER_LEN;
+    for _ in 0..h.qdcount {
+        pos = skip_name(msg, pos).ok()? + 4;
+    }
+    for _ in 0..usize::from(h.ancount) + usize::from(h.nscount) {
+        pos = skip_record(msg, pos).ok()?.next;
+    }
+    for _ in 0..h.arcount {
+        let rr = skip_record(msg, pos).ok()?;
+        if rr.rtype == TYPE_OPT {
+            return Some(Some(rr));
+        }
+        pos = rr.next;
+    }
+    Some(None)
+}
+
+/// EDNS option code of Extended DNS Errors (RFC 8914): the one option an upstream's answer keeps.
+pub const OPT_EDE: u16 = 15;
+
+/// Makes the OPT record of `msg` c2sink's own for the next hop, as RFC 6891 section 6.1.1 has it (an OPT is
+/// hop by hop: never forwarded or cached as it came): UDP payload `payload`, every flag but DO cleared, and
+/// only the options `keep` accepts. A client's cookie, padding or NSID request is not the upstream's
+/// business, nor the upstream's cookie or NSID the next client's. Returns whether the message's length
+/// changed (options went); a message without OPT, or one that does not read, is left as it is.
+pub fn own_opt(msg: &mut Vec<u8>, payload: u16, keep: impl Fn(u16) -> bool) -> bool {
+    let Some(Some(rr)) = opt_record(msg) else {
+        return false;
+    };
+    // CLASS is the payload; the TTL holds extended RCODE, version and the flags (DO is the top bit).
+    let class_at = rr.ttl_at - 2;
+    msg[class_at..class_at + 2].copy_from_slice(&payload.to_be_bytes());
+    msg[rr.ttl_at + 2] &= 0x80;
+    msg[rr.ttl_at + 3] = 0;
+    let Some(opts) = msg.get(rr.rdata_at..rr.next) else {
+        return false;
+    };
+    let mut kept = Vec::new();
+    let mut rest = opts;
+    while rest.len() >= 4 {
+        let code = u16::from_be_bytes([rest[0], rest[1]]);
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+        let Some(whole) = rest.get(..4 + len) else {
+            break;
+        };
+        if keep(code) {
+            kept.extend_from_slice(whole);
+        }
+        rest = &rest[4 + len..];
+    }
+    if kept.len() == opts.len() {
+        return false;
+    }
+    // A malformed tail is dropped with the options: it is not passed on either.
+    let Ok(rdlen) = u16::try_from(kept.len()) else {
+        return false;
+    };
+    msg[rr.rdata_at - 2..rr.rdata_at].copy_from_slice(&rdlen.to_be_bytes());
+    msg.splice(rr.rdata_at..rr.next, kept);
+    true
+}
+
 /// Gives an answer the ID and the RD and CD bits of the query it answers, whatever the upstream (or the
 /// client whose query filled the cache) sent: RD is copied from the query (RFC 1035 section 4.1.1), and so
 /// is CD (RFC 4035 section 3.2.2), which some authoritative upstreams clear.
@@ -685,6 +750,52 @@ pub(crate) fn test_message(id: u16, flags: u16, name: &str, qtype: u16) -> Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_opt_sets_payload_keeps_do_and_only_the_options_asked_for() {
+        use crate::clients::edns::tests_support::query_with_options;
+        let cookie = (10, vec![1, 2, 3, 4, 5, 6, 7, 8]);
+        let ecs = (8, vec![0, 1, 32, 0, 10, 1, 2, 3]);
+        let mut q = query_with_options(&[
+            (65001, vec![0xaa, 0, 0, 0, 0, 1]),
+            cookie.clone(),
+            ecs.clone(),
+        ]);
+        // Flags: DO and an undefined bit; payload 4096.
+        let ttl_at = |m: &[u8]| opt_record(m).flatten().expect("opt").ttl_at;
+        let at = ttl_at(&q);
+        q[at + 2] = 0x80 | 0x10;
+        assert!(own_opt(&mut q, 1232, |c| c == 8));
+        let mut want = query_with_options(&[ecs]);
+        let w = ttl_at(&want);
+        want[w + 2] = 0x80;
+        want[w - 2..w].copy_from_slice(&1232u16.to_be_bytes());
+        assert_eq!(q, want);
+        assert!(
+            parse_query(&q).is_ok_and(|p| p.edns.is_some_and(|e| e.dnssec_ok && e.payload == 1232))
+        );
+        // Nothing to take out: the length stays, the payload is still ours.
+        let mut q = query_with_options(std::slice::from_ref(&cookie));
+        assert!(!own_opt(&mut q, 1232, |_| true));
+        assert_eq!(
+            parse_query(&q).expect("q").edns.map(|e| e.payload),
+            Some(1232)
+        );
+        // Every option out: an empty OPT is left.
+        let mut q = query_with_options(&[cookie]);
+        assert!(own_opt(&mut q, 4096, |_| false));
+        assert_eq!(q, query_with_options(&[]));
+        // No OPT, or a message cut anywhere: never a panic, nothing changed.
+        let mut plain = test_message(1, 0x0100, "a.b", 1);
+        let before = plain.clone();
+        assert!(!own_opt(&mut plain, 1232, |_| false));
+        assert_eq!(plain, before);
+        let full = query_with_options(&[(8, vec![0, 1, 24, 0, 10, 1, 2])]);
+        for cut in 0..full.len() {
+            let mut m = full[..cut].to_vec();
+            let _ = own_opt(&mut m, 1232, |_| false);
+        }
+    }
 
     fn query_bytes(name: &str, qtype: u16, edns: bool) -> Vec<u8> {
         let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns)];

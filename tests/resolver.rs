@@ -472,7 +472,7 @@ fn forwarded_answers_match_the_upstream_rcode_flags_sections_and_edns() {
 }
 
 #[test]
-fn client_do_bit_cd_bit_and_edns_options_reach_the_upstream() {
+fn client_do_bit_and_cd_bit_reach_the_upstream_but_not_its_edns_options() {
     let up = Upstream::start();
     let srv = C2sink::start(&config(&[up.addr], ""), &[]);
     let opts = Ask {
@@ -482,6 +482,8 @@ fn client_do_bit_cd_bit_and_edns_options_reach_the_upstream() {
         options: vec![
             (65001, vec![0, 1, 2, 3, 4, 5]),
             (65050, vec![7, 7]),
+            (10, vec![1, 2, 3, 4, 5, 6, 7, 8]),
+            (12, vec![0; 16]),
             (8, vec![0, 1, 32, 0, 192, 168, 50, 23]),
         ],
         ..Ask::default()
@@ -500,11 +502,12 @@ fn client_do_bit_cd_bit_and_edns_options_reach_the_upstream() {
         .find(|s| s.name == "dnssec.example.test")
         .expect("forwarded");
     assert!(s.dnssec_ok, "DO reached the upstream");
-    // The router's hints about the client (MAC, client subnet) stop at c2sink; other options go on.
+    // The OPT record is hop by hop (RFC 6891 6.1.1): the router's hints about the client (MAC, client
+    // subnet), its cookie, padding and unknown options all stop at c2sink.
     assert_eq!(
         s.options,
-        vec![65050],
-        "client's EDNS options reached the upstream, without MAC and client subnet"
+        Vec::<u16>::new(),
+        "no client option reaches the upstream"
     );
 }
 
@@ -520,6 +523,7 @@ fn client_hints_go_upstream_only_when_configured() {
         edns: true,
         options: vec![
             (65001, vec![0, 1, 2, 3, 4, 5]),
+            (10, vec![1, 2, 3, 4, 5, 6, 7, 8]),
             (8, vec![0, 1, 24, 0, 10, 1, 2]),
         ],
         ..Ask::default()
@@ -537,7 +541,11 @@ fn client_hints_go_upstream_only_when_configured() {
         .iter()
         .find(|s| s.name == "hints.example.test")
         .expect("forwarded");
-    assert_eq!(s.options, vec![65001, 8], "sent on as the client sent them");
+    assert_eq!(
+        s.options,
+        vec![65001, 8],
+        "the hints, and only they, sent on"
+    );
 }
 
 #[test]
@@ -1133,4 +1141,68 @@ fn an_upstream_error_without_the_question_reaches_the_client_with_its_question()
     // The upstream answered, so it is not held against it: the next query is forwarded and answered.
     let m = ask_simple(srv.addr(), Proto::Udp, "www.example.test", RecordType::A);
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+}
+
+#[test]
+fn the_upstreams_cookie_and_nsid_reach_no_client_and_its_ede_does() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    let codes = |m: &Message| -> Vec<u16> {
+        m.edns
+            .as_ref()
+            .map(|e| {
+                e.options()
+                    .as_ref()
+                    .iter()
+                    .map(|(c, _)| u16::from(*c))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let client = |cookie: u8| Ask {
+        edns: true,
+        options: vec![(10, vec![cookie; 8])],
+        ..Ask::default()
+    };
+    let direct = ask(
+        up.addr,
+        Proto::Udp,
+        "a.chatty.test",
+        RecordType::A,
+        &client(1),
+    );
+    assert_eq!(
+        codes(&direct),
+        vec![3, 10],
+        "the upstream sends its NSID and a cookie"
+    );
+    // The first client's answer is forwarded, the second's comes from the cache.
+    for (i, cookie) in [1u8, 2].into_iter().enumerate() {
+        let m = ask(
+            srv.addr(),
+            Proto::Udp,
+            "a.chatty.test",
+            RecordType::A,
+            &client(cookie),
+        );
+        assert_eq!(m.answers.len(), 1, "client {i}");
+        assert_eq!(
+            codes(&m),
+            Vec::<u16>::new(),
+            "client {i}: no option of the upstream's"
+        );
+        assert_eq!(
+            m.edns.as_ref().map(|e| e.max_payload()),
+            Some(1232),
+            "client {i}"
+        );
+    }
+    assert_eq!(up.count("a.chatty.test"), 2, "one direct ask, one forward");
+    // Extended DNS Errors are about the answer, and stay with it.
+    let edns = Ask {
+        edns: true,
+        ..Ask::default()
+    };
+    let m = ask(srv.addr(), Proto::Udp, "x.ad.test", RecordType::A, &edns);
+    assert_eq!(codes(&m), vec![15]);
 }

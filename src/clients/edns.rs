@@ -1,15 +1,18 @@
 //! What a forwarding router tells about the real client inside the query: its MAC (EDNS option 65001, as
 //! dnsmasq `--add-mac` sends it) and its subnet (EDNS Client Subnet, option 8, RFC 7871).
 //!
-//! Read only for queries that produce an event, never on the plain forwarding path. Both stop at c2sink:
-//! [`without_hints`] takes them out of a query before it goes upstream.
+//! Read only for queries that produce an event, never on the plain forwarding path. Both stop at c2sink
+//! unless `[upstream] send_client_hints` is on: the query goes upstream with c2sink's own OPT record
+//! (`wire::own_opt`), which keeps them only then.
 
 use super::Mac;
-use crate::wire::{self, HEADER_LEN, TYPE_OPT};
+use crate::wire;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-const OPT_ECS: u16 = 8;
-const OPT_DNSMASQ_MAC: u16 = 65001;
+/// EDNS Client Subnet (RFC 7871).
+pub const OPT_ECS: u16 = 8;
+/// The client's MAC, as dnsmasq `--add-mac` sends it.
+pub const OPT_DNSMASQ_MAC: u16 = 65001;
 
 /// Client facts found in a query's OPT record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,7 +29,7 @@ pub fn hints(msg: &[u8]) -> Hints {
 
 fn read(msg: &[u8]) -> Option<Hints> {
     let mut out = Hints::default();
-    let Some(rr) = opt_record(msg)? else {
+    let Some(rr) = wire::opt_record(msg)? else {
         return Some(out);
     };
     let mut opts = msg.get(rr.rdata_at..rr.next)?;
@@ -41,57 +44,6 @@ fn read(msg: &[u8]) -> Option<Hints> {
         }
         opts = &opts[4 + len..];
     }
-    Some(out)
-}
-
-/// The message's OPT record: `Some(None)` when it has none, `None` when the message does not read.
-fn opt_record(msg: &[u8]) -> Option<Option<wire::RecordPos>> {
-    let h = wire::Header::read(msg).ok()?;
-    let mut pos = HEADER_LEN;
-    for _ in 0..h.qdcount {
-        pos = wire::skip_name(msg, pos).ok()? + 4;
-    }
-    for _ in 0..usize::from(h.ancount) + usize::from(h.nscount) {
-        pos = wire::skip_record(msg, pos).ok()?.next;
-    }
-    for _ in 0..h.arcount {
-        let rr = wire::skip_record(msg, pos).ok()?;
-        if rr.rtype == TYPE_OPT {
-            return Some(Some(rr));
-        }
-        pos = rr.next;
-    }
-    Some(None)
-}
-
-/// The query to send upstream without the MAC and client-subnet options, so that LAN MAC addresses and
-/// inner client addresses never reach a public resolver (and an answer scoped to one client subnet is not
-/// cached for all); `None` when there is nothing to take out, or the query is not well formed (sent as it is).
-pub fn without_hints(msg: &[u8]) -> Option<Vec<u8>> {
-    let rr = opt_record(msg)??;
-    let opts = msg.get(rr.rdata_at..rr.next)?;
-    let mut kept = Vec::with_capacity(opts.len());
-    let mut rest = opts;
-    while rest.len() >= 4 {
-        let code = u16::from_be_bytes([rest[0], rest[1]]);
-        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-        let whole = rest.get(..4 + len)?;
-        if code != OPT_ECS && code != OPT_DNSMASQ_MAC {
-            kept.extend_from_slice(whole);
-        }
-        rest = &rest[4 + len..];
-    }
-    if kept.len() + rest.len() == opts.len() {
-        return None;
-    }
-    kept.extend_from_slice(rest);
-    let len = u16::try_from(kept.len()).ok()?;
-    // Everything up to RDLENGTH, the new RDLENGTH and RDATA, then whatever follows the OPT record.
-    let mut out = Vec::with_capacity(msg.len());
-    out.extend_from_slice(msg.get(..rr.rdata_at.checked_sub(2)?)?);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&kept);
-    out.extend_from_slice(msg.get(rr.next..)?);
     Some(out)
 }
 
@@ -145,30 +97,6 @@ pub(crate) mod tests_support {
 mod tests {
     use super::tests_support::query_with_options;
     use super::*;
-
-    #[test]
-    fn hints_are_taken_out_before_forwarding_and_other_options_kept() {
-        let cookie = (10, vec![1, 2, 3, 4, 5, 6, 7, 8]);
-        let q = query_with_options(&[
-            (65001, vec![0xaa, 0xbb, 0xcc, 0, 0, 1]),
-            cookie.clone(),
-            (8, vec![0, 1, 32, 0, 10, 1, 2, 3]),
-        ]);
-        let out = without_hints(&q).expect("stripped");
-        assert_eq!(out, query_with_options(std::slice::from_ref(&cookie)));
-        assert_eq!(hints(&out), Hints::default());
-        assert!(crate::wire::parse_query(&out).is_ok());
-        // Nothing to take out: the client's bytes go as they are.
-        assert_eq!(without_hints(&query_with_options(&[cookie])), None);
-        assert_eq!(without_hints(&query_with_options(&[])), None);
-        // Only hints: an OPT record with no options is left.
-        let only = query_with_options(&[(8, vec![0, 1, 24, 0, 10, 1, 2])]);
-        assert_eq!(without_hints(&only), Some(query_with_options(&[])));
-        // Malformed: never a panic, nothing changed.
-        for cut in 0..q.len() {
-            let _ = without_hints(&q[..cut]);
-        }
-    }
 
     #[test]
     fn reads_mac_and_client_subnet() {

@@ -504,6 +504,14 @@ fn test_zone(msg: &Message, tcp: bool) -> Option<Vec<u8>> {
         {
             r.metadata.authentic_data = true;
         }
+        if ends(".chatty.test.")
+            && let Some(e) = r.edns.as_mut()
+        {
+            // What a BIND or nsd upstream adds: its NSID (RFC 5001) and a cookie (RFC 7873) for the asker.
+            e.options_mut()
+                .insert(EdnsOption::Unknown(3, b"upstream-nsid".to_vec()));
+            e.options_mut().insert(EdnsOption::Unknown(10, vec![9; 24]));
+        }
         if ends(".ad.test.") {
             r.metadata.authentic_data = true;
             if let Some(e) = r.edns.as_mut() {
