@@ -1136,7 +1136,7 @@ impl Config {
                 // Zones answered here whatever the config says (private ones may be forwarded).
                 Ok(z) if crate::special::zone_of(&z, PrivateNames::Forward).is_some() => p(
                     format!("forward[{i}].zone"),
-                    format!("{z} is answered by c2sink itself (RFC 6761, 7686)"),
+                    format!("{z} is answered by c2sink itself (RFC 6303, 6761, 7686)"),
                 ),
                 Ok(_) => {}
             }

@@ -12,6 +12,7 @@ const RCODE_NOERROR: u8 = 0;
 const RCODE_NXDOMAIN: u8 = 3;
 const RCODE_REFUSED: u8 = 5;
 const TYPE_A: u16 = 1;
+const TYPE_PTR: u16 = 12;
 const TYPE_AAAA: u16 = 28;
 const CLASS_IN: u16 = 1;
 
@@ -118,6 +119,7 @@ impl Sinkhole {
         const LO6: &[Ipv6Addr] = &[Ipv6Addr::LOCALHOST];
         let answer = match local {
             crate::special::Local::Loopback => Answer::Addresses(LO4, LO6),
+            crate::special::Local::LoopbackName => Answer::Ptr(b"\x09localhost\x00"),
             crate::special::Local::Nxdomain => Answer::Nxdomain,
         };
         self.build(answer, query, zone)
@@ -138,7 +140,12 @@ impl Sinkhole {
             (true, TYPE_AAAA) => (&[][..], v6),
             _ => (&[][..], &[][..]),
         };
-        let records = v4.len() + v6.len();
+        // A PTR answer's RDATA (a name in wire form), for a PTR question.
+        let ptr = match answer {
+            Answer::Ptr(name) if query.qclass == CLASS_IN && query.qtype == TYPE_PTR => Some(name),
+            _ => None,
+        };
+        let records = v4.len() + v6.len() + usize::from(ptr.is_some());
         let (rcode, soa) = match answer {
             Answer::Refused => (RCODE_REFUSED, false),
             Answer::Nxdomain => (RCODE_NXDOMAIN, true),
@@ -162,6 +169,7 @@ impl Sinkhole {
         };
         v4.iter().for_each(|a| record(&mut out, &a.octets()));
         v6.iter().for_each(|a| record(&mut out, &a.octets()));
+        ptr.iter().for_each(|name| record(&mut out, name));
         if soa {
             let owner = soa_owner_offset(query, rule);
             out.extend_from_slice(&(0xc000 | owner).to_be_bytes());
@@ -200,6 +208,8 @@ enum Answer<'a> {
     Addresses(&'a [Ipv4Addr], &'a [Ipv6Addr]),
     /// The same with at most one address each (`address` mode).
     Address(Option<Ipv4Addr>, Option<Ipv6Addr>),
+    /// This name (wire form) for PTR questions, NODATA for other types.
+    Ptr(&'static [u8]),
     Nodata,
     Nxdomain,
     Refused,

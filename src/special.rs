@@ -1,5 +1,6 @@
-//! Names that never leave the network: special-use names (RFC 6761, 7686, 8375) and the reverse zones of
-//! private and local addresses (RFC 6303, 7793), answered by c2sink itself as Unbound does by default.
+//! Names that never leave the network: special-use names (RFC 6761, 7686, 8375), the reverse zones no server
+//! can answer (loopback, "this" network, documentation ranges) and those of private and local addresses
+//! (RFC 6303, 7793), answered by c2sink itself as Unbound does by default.
 //!
 //! Forwarding them tells a public resolver which printer or PC a machine on the LAN looked up, and `.onion`
 //! must never be sent at all (RFC 7686). `localhost` gets the loopback addresses; everything else NXDOMAIN
@@ -15,6 +16,8 @@ use crate::wire::within;
 pub enum Local {
     /// 127.0.0.1 / ::1 for A / AAAA, NODATA for other types.
     Loopback,
+    /// `localhost.` for PTR, NODATA for other types: the reverse names of 127.0.0.1 and ::1.
+    LoopbackName,
     Nxdomain,
 }
 
@@ -24,6 +27,37 @@ const ALWAYS: &[(&str, Local)] = &[
     ("onion", Local::Nxdomain),
     ("invalid", Local::Nxdomain),
 ];
+
+/// The reverse zone of ::1 (RFC 6303 4.3), one name.
+const IP6_LOOPBACK: &str =
+    "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa";
+
+/// Reverse zones that no DNS server anywhere can answer (RFC 6303 section 4): "this" network, loopback, the
+/// broadcast address, the IPv6 unspecified and loopback addresses, and the documentation ranges (RFC 5737,
+/// 3849). Answered here whatever `private_names` says: the LAN's own server has them no more than Quad9.
+const NEVER_PUBLIC: &[&str] = &[
+    "0.in-addr.arpa",
+    "127.in-addr.arpa",
+    "255.255.255.255.in-addr.arpa",
+    "2.0.192.in-addr.arpa",
+    "100.51.198.in-addr.arpa",
+    "113.0.203.in-addr.arpa",
+    "8.b.d.0.1.0.0.2.ip6.arpa",
+    "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
+    IP6_LOOPBACK,
+];
+
+/// The zone of a [`NEVER_PUBLIC`] name, with `localhost.` for the reverse names of 127.0.0.1 and ::1 (as
+/// Unbound answers them).
+fn never_public(name: &str) -> Option<(&'static str, Local)> {
+    let zone = NEVER_PUBLIC.iter().find(|z| within(name, z))?;
+    let how = if name == "1.0.0.127.in-addr.arpa" || name == IP6_LOOPBACK {
+        Local::LoopbackName
+    } else {
+        Local::Nxdomain
+    };
+    Some((zone, how))
+}
 
 /// Zones that only the LAN's own DNS server could answer: private and local address space (RFC 1918,
 /// 6598, 3927, 4193, 4291) and the home network's domain (RFC 8375).
@@ -89,9 +123,11 @@ pub fn zone_of(name: &str, private: PrivateNames) -> Option<(&'static str, Local
     // Nearly every name ends in neither: one comparison of the last label, no more.
     let last = name.rsplit('.').next().unwrap_or(name);
     match last {
-        "arpa" if private == PrivateNames::Local => {
-            private_zone(name).map(|z| (z, Local::Nxdomain))
-        }
+        "arpa" => never_public(name).or_else(|| {
+            (private == PrivateNames::Local)
+                .then(|| private_zone(name).map(|z| (z, Local::Nxdomain)))
+                .flatten()
+        }),
         "localhost" | "onion" | "invalid" => ALWAYS
             .iter()
             .find(|(z, _)| *z == last)
@@ -145,6 +181,49 @@ mod tests {
                 Local::Nxdomain,
             ),
             ("0.8.e.f.ip6.arpa", "8.e.f.ip6.arpa", Local::Nxdomain),
+            (
+                "1.0.0.127.in-addr.arpa",
+                "127.in-addr.arpa",
+                Local::LoopbackName,
+            ),
+            (
+                "5.5.5.127.in-addr.arpa",
+                "127.in-addr.arpa",
+                Local::Nxdomain,
+            ),
+            ("127.in-addr.arpa", "127.in-addr.arpa", Local::Nxdomain),
+            ("1.0.0.0.in-addr.arpa", "0.in-addr.arpa", Local::Nxdomain),
+            (
+                "255.255.255.255.in-addr.arpa",
+                "255.255.255.255.in-addr.arpa",
+                Local::Nxdomain,
+            ),
+            (
+                "7.2.0.192.in-addr.arpa",
+                "2.0.192.in-addr.arpa",
+                Local::Nxdomain,
+            ),
+            (
+                "7.100.51.198.in-addr.arpa",
+                "100.51.198.in-addr.arpa",
+                Local::Nxdomain,
+            ),
+            (
+                "7.113.0.203.in-addr.arpa",
+                "113.0.203.in-addr.arpa",
+                Local::Nxdomain,
+            ),
+            (
+                "1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+                "8.b.d.0.1.0.0.2.ip6.arpa",
+                Local::Nxdomain,
+            ),
+            (IP6_LOOPBACK, IP6_LOOPBACK, Local::LoopbackName),
+            (
+                "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
+                "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
+                Local::Nxdomain,
+            ),
         ] {
             assert_eq!(zone_of(name, local), Some((zone, how)), "{name}");
         }
@@ -162,8 +241,11 @@ mod tests {
             "x.100.in-addr.arpa",
             "in-addr.arpa",
             "arpa",
-            "1.0.0.127.in-addr.arpa",
             "xhome.arpa",
+            "1.0.0.128.in-addr.arpa",
+            "7.3.0.192.in-addr.arpa",
+            "254.255.255.255.in-addr.arpa",
+            "2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
         ] {
             assert_eq!(zone_of(name, local), None, "{name}");
         }
@@ -172,6 +254,10 @@ mod tests {
         assert_eq!(zone_of("3.2.1.10.in-addr.arpa", fwd), None);
         assert_eq!(zone_of("wpad.home.arpa", fwd), None);
         assert_eq!(zone_of("x.onion", fwd), Some(("onion", Local::Nxdomain)));
+        assert_eq!(
+            zone_of("1.0.0.127.in-addr.arpa", fwd),
+            Some(("127.in-addr.arpa", Local::LoopbackName))
+        );
         assert_eq!(
             zone_of("localhost", fwd),
             Some(("localhost", Local::Loopback))

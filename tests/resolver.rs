@@ -903,24 +903,38 @@ fn special_use_and_private_names_never_reach_the_upstream() {
                 RecordType::A,
             ),
             ("bar.invalid", RecordType::A),
+            // Reverse zones no server can answer (RFC 6303 4): loopback, "this" network, TEST-NET-1.
+            ("5.5.5.127.in-addr.arpa", RecordType::PTR),
+            ("1.0.0.0.in-addr.arpa", RecordType::PTR),
+            ("7.2.0.192.in-addr.arpa", RecordType::PTR),
         ] {
             let m = ask_simple(srv.addr(), proto, name, qtype);
             assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
             assert_eq!(m.authorities.len(), 1, "{name}: SOA for negative caching");
+        }
+        // 127.0.0.1 and ::1 are localhost, as Unbound answers them.
+        let ip6_loopback = format!("1.{}ip6.arpa", "0.".repeat(31));
+        for name in ["1.0.0.127.in-addr.arpa", ip6_loopback.as_str()] {
+            let m = ask_simple(srv.addr(), proto, name, RecordType::PTR);
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+            match m.answers.first().map(|r| &r.data) {
+                Some(RData::PTR(p)) => assert_eq!(p.0.to_ascii(), "localhost.", "{name}"),
+                other => panic!("{name}: {other:?}"),
+            }
         }
     }
     // A public address's reverse name is forwarded as usual.
     let m = ask_simple(
         srv.addr(),
         Proto::Udp,
-        "1.2.0.192.in-addr.arpa",
+        "4.3.2.1.in-addr.arpa",
         RecordType::PTR,
     );
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     let names = up.names();
     assert_eq!(
         names,
-        vec!["1.2.0.192.in-addr.arpa"],
+        vec!["4.3.2.1.in-addr.arpa"],
         "only the public name went upstream"
     );
 }
