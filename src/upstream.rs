@@ -13,6 +13,9 @@ use crate::clients::edns;
 use crate::config::{UpstreamConfig, UpstreamSpec};
 use crate::encrypted::{Doh, Dot};
 use crate::sinkhole::OUR_PAYLOAD;
+
+/// Block size encrypted queries are padded to (RFC 8467 4.1's recommendation, Unbound's `pad-queries`).
+const QUERY_PAD_BLOCK: usize = 128;
 use crate::wire::{self, AnswerShape, Query};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -374,6 +377,10 @@ impl Upstreams {
         let id: u16 = rand::random();
         let mut out = raw.to_vec();
         wire::set_id(&mut out, id);
+        if !matches!(server.transport, Transport::Plain) {
+            // Over TLS and HTTPS, every query is the same few sizes whatever its name (RFC 8467).
+            wire::pad(&mut out, QUERY_PAD_BLOCK);
+        }
         let exchange = match &server.transport {
             Transport::Plain => None,
             Transport::Tls(dot) => {

@@ -640,6 +640,31 @@ pub fn own_opt(msg: &mut Vec<u8>, payload: u16, keep: impl Fn(u16) -> bool) -> b
     true
 }
 
+/// EDNS Padding (RFC 7830).
+const OPT_PADDING: u16 = 12;
+
+/// Pads a query that has an OPT record to a multiple of `block` octets with the Padding option (RFC 7830),
+/// so that the length of an encrypted query does not give its name away (RFC 8467 4.1 recommends 128).
+/// A query without OPT, one already a whole number of blocks, or one that does not read, is left as it is.
+pub fn pad(msg: &mut Vec<u8>, block: usize) {
+    if msg.len().is_multiple_of(block) {
+        return;
+    }
+    let Some(Some(rr)) = opt_record(msg) else {
+        return;
+    };
+    let fill = (block - (msg.len() + 4) % block) % block;
+    let Ok(rdlen) = u16::try_from(rr.rdlen + 4 + fill) else {
+        return;
+    };
+    let mut option = Vec::with_capacity(4 + fill);
+    option.extend_from_slice(&OPT_PADDING.to_be_bytes());
+    option.extend_from_slice(&(fill as u16).to_be_bytes());
+    option.resize(4 + fill, 0);
+    msg[rr.rdata_at - 2..rr.rdata_at].copy_from_slice(&rdlen.to_be_bytes());
+    msg.splice(rr.next..rr.next, option);
+}
+
 /// Gives an answer the ID and the RD and CD bits of the query it answers, whatever the upstream (or the
 /// client whose query filled the cache) sent: RD is copied from the query (RFC 1035 section 4.1.1), and so
 /// is CD (RFC 4035 section 3.2.2), which some authoritative upstreams clear.
@@ -750,6 +775,31 @@ pub(crate) fn test_message(id: u16, flags: u16, name: &str, qtype: u16) -> Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padded_queries_are_whole_blocks_and_still_read() {
+        use crate::clients::edns::tests_support::query_with_options;
+        for opts in [vec![], vec![(8u16, vec![0, 1, 24, 0, 10, 1, 2])]] {
+            let mut q = query_with_options(&opts);
+            pad(&mut q, 128);
+            assert_eq!(q.len(), 128);
+            let rr = opt_record(&q).flatten().expect("opt");
+            assert_eq!(rr.next, q.len(), "the padding is inside the OPT record");
+            assert!(parse_query(&q).is_ok());
+        }
+        let mut long = test_message(1, 0x0100, &"a".repeat(60), 1);
+        push_opt(&mut long, 1232, false);
+        bump_count(&mut long, 3);
+        for _ in 0..2 {
+            pad(&mut long, 128);
+            assert_eq!(long.len(), 128, "padding a padded query changes nothing");
+        }
+        // No OPT: nothing to pad with.
+        let mut plain = test_message(1, 0x0100, "a.b", 1);
+        let before = plain.clone();
+        pad(&mut plain, 128);
+        assert_eq!(plain, before);
+    }
 
     #[test]
     fn own_opt_sets_payload_keeps_do_and_only_the_options_asked_for() {

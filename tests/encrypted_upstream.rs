@@ -29,12 +29,28 @@ fn acceptor(
     tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
 }
 
-/// A TLS upstream on loopback: counts TLS connections accepted and DNS queries answered.
+/// A TLS upstream on loopback: counts TLS connections accepted, and keeps the size of each DNS query.
 struct TlsUpstream {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
-    queries: Arc<AtomicUsize>,
+    queries: Arc<Queries>,
     _rt: tokio::runtime::Runtime,
+}
+
+/// The sizes of the DNS queries an upstream received, in order.
+#[derive(Default)]
+struct Queries(std::sync::Mutex<Vec<usize>>);
+
+impl Queries {
+    fn record(&self, len: usize) {
+        self.0.lock().expect("lock").push(len);
+    }
+    fn count(&self) -> usize {
+        self.0.lock().expect("lock").len()
+    }
+    fn sizes(&self) -> Vec<usize> {
+        self.0.lock().expect("lock").clone()
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -65,7 +81,7 @@ impl TlsUpstream {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let connections = Arc::new(AtomicUsize::new(0));
-        let queries = Arc::new(AtomicUsize::new(0));
+        let queries = Arc::new(Queries::default());
         let (c, q) = (connections.clone(), queries.clone());
         rt.spawn(async move {
             loop {
@@ -99,7 +115,7 @@ impl TlsUpstream {
 
 async fn serve_dot(
     mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    q: Arc<AtomicUsize>,
+    q: Arc<Queries>,
     one_shot: bool,
     mut stray: bool,
 ) {
@@ -112,7 +128,7 @@ async fn serve_dot(
         if tls.read_exact(&mut m).await.is_err() {
             return;
         }
-        q.fetch_add(1, Ordering::Relaxed);
+        q.record(m.len());
         if let Some(r) = fixed_a(&m, std::net::Ipv4Addr::new(192, 0, 2, 1), 300, true) {
             let mut out = (r.len() as u16).to_be_bytes().to_vec();
             out.extend_from_slice(&r);
@@ -134,10 +150,7 @@ async fn serve_dot(
     }
 }
 
-async fn serve_doh(
-    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    q: Arc<AtomicUsize>,
-) {
+async fn serve_doh(tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>, q: Arc<Queries>) {
     let Ok(mut conn) = h2::server::handshake(tls).await else {
         return;
     };
@@ -154,7 +167,7 @@ async fn serve_doh(
                 let _ = body.flow_control().release_capacity(chunk.len());
                 msg.extend_from_slice(&chunk);
             }
-            q.fetch_add(1, Ordering::Relaxed);
+            q.record(msg.len());
             let answer = if ok_request {
                 fixed_a(&msg, std::net::Ipv4Addr::new(192, 0, 2, 1), 300, true)
             } else {
@@ -210,7 +223,7 @@ fn answers_through(server: &C2sink, up: &TlsUpstream) {
             .to_string(),
         "0.0.0.0"
     );
-    assert_eq!(up.queries.load(Ordering::Relaxed), 3);
+    assert_eq!(up.queries.count(), 3);
     // One kept connection carried all three.
     assert_eq!(up.connections.load(Ordering::Relaxed), 1);
 }
@@ -224,6 +237,45 @@ fn dot_upstream_answers_over_one_kept_connection() {
     answers_through(&server, &up);
 }
 
+/// Queries with EDNS for a short and a long name: each reaches the upstream as one 128-octet block.
+fn queries_are_padded(server: &C2sink, up: &TlsUpstream) {
+    let edns = Ask {
+        edns: true,
+        ..Ask::default()
+    };
+    let long = format!("{}.example", "n".repeat(60));
+    for name in ["p.example", long.as_str()] {
+        let m = ask(
+            server.addr(),
+            Proto::Udp,
+            name,
+            hickory_proto::rr::RecordType::A,
+            &edns,
+        );
+        assert_eq!(m.answers.len(), 1, "{name}");
+    }
+    assert_eq!(
+        up.queries.sizes(),
+        vec![128, 128],
+        "RFC 8467: padded to 128 octets"
+    );
+}
+
+#[test]
+fn dot_and_doh_queries_are_padded_to_a_block() {
+    let (ca, chain, key) = pki("c2sink test CA", "dns.test");
+    for kind in [Kind::Dot, Kind::Doh] {
+        let up = TlsUpstream::start(kind, chain.clone(), key.clone_key());
+        let dir = TempDir::new("pad");
+        let url = match kind {
+            Kind::Doh => format!("https://{}/dns-query#dns.test", up.addr),
+            _ => format!("tls://{}#dns.test", up.addr),
+        };
+        let server = c2sink_via(&dir, &url, &ca);
+        queries_are_padded(&server, &up);
+    }
+}
+
 #[test]
 fn dot_connection_closed_by_the_server_is_replaced_transparently() {
     let (ca, chain, key) = pki("c2sink test CA", "dns.test");
@@ -234,7 +286,7 @@ fn dot_connection_closed_by_the_server_is_replaced_transparently() {
         let r = ask_udp(server.addr(), name, 1);
         assert_eq!(r.answers.len(), 1, "{name}");
     }
-    assert_eq!(up.queries.load(Ordering::Relaxed), 3);
+    assert_eq!(up.queries.count(), 3);
     assert_eq!(up.connections.load(Ordering::Relaxed), 3);
 }
 
@@ -280,11 +332,7 @@ fn refused(kind: Kind, upstream: impl Fn(SocketAddr) -> String, rogue_ca_name: &
     let r = ask_udp(server.addr(), "a.example", 1);
     assert_eq!(r.metadata.response_code.to_string(), "Server Failure");
     assert!(r.answers.is_empty());
-    assert_eq!(
-        up.queries.load(Ordering::Relaxed),
-        0,
-        "no query sent over a refused TLS"
-    );
+    assert_eq!(up.queries.count(), 0, "no query sent over a refused TLS");
     let line = server
         .wait_for("answering SERVFAIL", std::time::Duration::from_secs(5))
         .expect("failure logged");
@@ -329,7 +377,7 @@ fn certificate_for_another_name_is_refused() {
     let server = c2sink_via(&dir, &format!("tls://{}#other.test", up.addr), &ca);
     let r = ask_udp(server.addr(), "a.example", 1);
     assert_eq!(r.metadata.response_code.to_string(), "Server Failure");
-    assert_eq!(up.queries.load(Ordering::Relaxed), 0);
+    assert_eq!(up.queries.count(), 0);
     let line = server
         .wait_for("answering SERVFAIL", std::time::Duration::from_secs(5))
         .expect("failure logged");
