@@ -146,8 +146,12 @@ impl Sinkhole {
             _ => None,
         };
         let records = v4.len() + v6.len() + usize::from(ptr.is_some());
+        // The SOA of the zone a negative answer stands for, asked at that zone's own name: the SOA is the
+        // answer (NOERROR), not a claim that the name has none, or none at all (as Unbound answers it).
+        let soa_asked = query.qtype == wire::TYPE_SOA && query.name == rule;
         let (rcode, soa) = match answer {
             Answer::Refused => (RCODE_REFUSED, false),
+            _ if soa_asked => (RCODE_NOERROR, true),
             Answer::Nxdomain => (RCODE_NXDOMAIN, true),
             _ => (RCODE_NOERROR, records == 0),
         };
@@ -183,7 +187,7 @@ impl Sinkhole {
             for v in [1u32, 3600, 600, 86_400, ttl] {
                 out.extend_from_slice(&v.to_be_bytes());
             }
-            wire::bump_count(&mut out, 2);
+            wire::bump_count(&mut out, if soa_asked { 1 } else { 2 });
         }
         if let Some(e) = query.edns {
             wire::push_opt(&mut out, OUR_PAYLOAD, e.dnssec_ok);
@@ -286,6 +290,25 @@ mod tests {
         let r = sink(SinkholeMode::Address).answer(SinkholeMode::Address, &query, "evil.com");
         let h = Header::read(&r).expect("header");
         assert_eq!((h.rcode(), h.ancount, h.nscount), (0, 0, 1));
+    }
+
+    #[test]
+    fn the_soa_asked_at_the_zone_itself_is_the_answer() {
+        for mode in [SinkholeMode::Null, SinkholeMode::Nxdomain] {
+            let raw = q("Evil.com", 6);
+            let query = parse_query(&raw).expect("query");
+            let r = sink(mode).answer(mode, &query, "evil.com");
+            let h = Header::read(&r).expect("header");
+            assert_eq!((h.rcode(), h.ancount, h.nscount), (0, 1, 0), "{mode:?}");
+            // Below the zone, or another type at it: the negative answer with the SOA in authority.
+            for (name, qtype) in [("a.evil.com", 6), ("evil.com", 16)] {
+                let raw = q(name, qtype);
+                let query = parse_query(&raw).expect("query");
+                let r = sink(mode).answer(mode, &query, "evil.com");
+                let h = Header::read(&r).expect("header");
+                assert_eq!((h.ancount, h.nscount), (0, 1), "{mode:?} {name} {qtype}");
+            }
+        }
     }
 
     #[test]

@@ -912,6 +912,13 @@ fn special_use_and_private_names_never_reach_the_upstream() {
             assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
             assert_eq!(m.authorities.len(), 1, "{name}: SOA for negative caching");
         }
+        // The SOA asked at a local zone's own name, or at a blocked name's rule, is the answer itself.
+        for name in ["10.in-addr.arpa", "msstorageazure.com"] {
+            let m = ask_simple(srv.addr(), proto, name, RecordType::SOA);
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+            assert_eq!((m.answers.len(), m.authorities.len()), (1, 0), "{name}");
+            assert_eq!(m.answers[0].record_type(), RecordType::SOA, "{name}");
+        }
         // 127.0.0.1 and ::1 are localhost, as Unbound answers them.
         let ip6_loopback = format!("1.{}ip6.arpa", "0.".repeat(31));
         for name in ["1.0.0.127.in-addr.arpa", ip6_loopback.as_str()] {
