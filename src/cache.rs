@@ -10,7 +10,7 @@
 //! take every name the network uses with it.
 
 use crate::config::CacheConfig;
-use crate::wire::{self, AnswerShape, HEADER_LEN, Inspect, Query};
+use crate::wire::{self, AnswerShape, Inspect, Query};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -112,6 +112,12 @@ fn key_of(q: &Query<'_>, buf: &mut [u8]) -> usize {
     5 + n
 }
 
+/// The key of `q`'s answers: two questions with the same key get the same answer but for ID, letter case
+/// and RD (what the in-flight merging of identical questions needs too).
+pub fn key(q: &Query<'_>) -> Box<[u8]> {
+    with_key(q, |k| k.into())
+}
+
 /// Calls `f` with the cache key of `q`.
 fn with_key<R>(q: &Query<'_>, f: impl FnOnce(&[u8]) -> R) -> R {
     if 5 + q.name.len() <= KEY_SHORT {
@@ -180,12 +186,7 @@ impl Cache {
             };
             out[at..at + 4].copy_from_slice(&shown.to_be_bytes());
         }
-        wire::reply_to(&mut out, &query.header);
-        // Echo the question as this client asked it (same length: same name up to case).
-        let qlen = query.question.len();
-        if out.len() >= HEADER_LEN + qlen && raw.len() >= HEADER_LEN + qlen {
-            out[HEADER_LEN..HEADER_LEN + qlen].copy_from_slice(&raw[HEADER_LEN..HEADER_LEN + qlen]);
-        }
+        wire::answer_as_asked(&mut out, query, raw);
         Some(Hit {
             wire: out,
             inspect,

@@ -2,8 +2,8 @@
 //!
 //! The query path, in order: [`listen`] (sockets) → [`admission`] (who may ask, how fast) → [`pipeline`]
 //! (assembles the steps) → [`wire`] (read the query) and [`protocol`] (rules for odd queries) → [`blocklist`]
-//! (is the name listed?) → [`sinkhole`] (answer locally) or [`cache`] / [`upstream`] (answer from the
-//! upstream) → [`events`] (log the blocked client). [`config`] describes it all, [`server`]
+//! (is the name listed?) → [`sinkhole`] (answer locally) or [`cache`] / [`inflight`] / [`upstream`] (answer
+//! from the upstream, one query for all who ask the same at once) → [`events`] (log the blocked client). [`config`] describes it all, [`server`]
 //! runs it, [`reload`] swaps in changed lists while it runs, [`feed`] downloads lists.
 
 pub mod admin;
@@ -18,6 +18,7 @@ pub mod events;
 pub mod feed;
 pub mod health;
 pub mod hunt;
+pub mod inflight;
 pub mod listen;
 pub mod pipeline;
 pub mod privilege;

@@ -9,10 +9,11 @@ use crate::cache::Cache;
 use crate::clients::Clients;
 use crate::config::Config;
 use crate::events::{BlockView, Events, Protocol, QueryRecord, RuleText};
+use crate::inflight::Inflight;
 use crate::protocol;
 use crate::sinkhole::{OUR_PAYLOAD, Sinkhole};
 use crate::telemetry::{Outcome, Telemetry};
-use crate::upstream::Upstreams;
+use crate::upstream::{Answer, ForwardError, Upstreams};
 use crate::wire::{self, Inspect, Query};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
@@ -92,7 +93,13 @@ pub struct Pipeline {
     private_names: crate::config::PrivateNames,
     /// `[[forward]]` zones and their servers, most specific first.
     zones: Vec<(String, Upstreams)>,
+    /// Questions being fetched now: the same question asked meanwhile waits for that answer.
+    inflight: Inflight<Fetched>,
 }
+
+/// An upstream's answer made c2sink's own (cached if cacheable), or why there is none; shared by every
+/// client that asked the same question while it was fetched.
+type Fetched = Result<Arc<Answer>, Arc<ForwardError>>;
 
 impl Pipeline {
     /// Assembles the pipeline from a validated config and loaded lists.
@@ -107,6 +114,7 @@ impl Pipeline {
             telemetry: Telemetry::new(),
             private_names: cfg.upstream.private_names,
             zones: forward_zones(cfg),
+            inflight: Inflight::default(),
         }
     }
 
@@ -224,19 +232,9 @@ impl Pipeline {
     pub async fn forward(&self, raw: &[u8], client: &Client) -> Option<Vec<u8>> {
         let started = self.started();
         let query = wire::parse_query(raw).ok()?;
-        let upstreams = self.zone_for(&query.name).unwrap_or(&self.upstreams);
-        match upstreams.forward(raw, &query).await {
-            Ok(mut answer) => {
-                wire::as_recursive(&mut answer.wire);
-                // The answer's OPT becomes c2sink's own before it is cached: the upstream's cookie, NSID and
-                // padding are not for this client, nor for the next one served from the cache.
-                let shaped = !wire::own_opt(&mut answer.wire, OUR_PAYLOAD, |c| c == wire::OPT_EDE)
-                    || wire::answer_shape(&answer.wire)
-                        .map(|shape| answer.shape = shape)
-                        .is_ok();
-                if shaped && let Some(cache) = &self.cache {
-                    cache.put(&query, &answer.wire, &answer.shape);
-                }
+        let key = crate::cache::key(&query);
+        match self.inflight.run(key, || self.fetch(raw, &query)).await {
+            Ok(answer) => {
                 let policy = self.policy.load();
                 let inspect = answer.shape.inspect.as_deref();
                 match self.block_by_answer(&policy, &query, raw, client, inspect, &answer.wire) {
@@ -254,8 +252,8 @@ impl Pipeline {
                     let rcode = u16::from(answer.shape.header.rcode());
                     return Some(protocol::error_reply(raw, rcode));
                 }
-                let mut out = answer.wire;
-                wire::reply_to(&mut out, &query.header);
+                let mut out = answer.wire.clone();
+                wire::answer_as_asked(&mut out, &query, raw);
                 Some(self.fit(out, &query, raw, client))
             }
             Err(e) => {
@@ -277,6 +275,23 @@ impl Pipeline {
                 Some(self.servfail(raw, &query))
             }
         }
+    }
+
+    /// Asks the upstreams (the `[[forward]]` zone's, if the name is in one) and makes the answer c2sink's
+    /// own before it is cached and shared: RA set, AA cleared, its OPT record c2sink's (the upstream's
+    /// cookie, NSID and padding are not for this client, nor for the next one served from the cache).
+    async fn fetch(&self, raw: &[u8], query: &Query<'_>) -> Fetched {
+        let upstreams = self.zone_for(&query.name).unwrap_or(&self.upstreams);
+        let mut answer = upstreams.forward(raw, query).await.map_err(Arc::new)?;
+        wire::as_recursive(&mut answer.wire);
+        let shaped = !wire::own_opt(&mut answer.wire, OUR_PAYLOAD, |c| c == wire::OPT_EDE)
+            || wire::answer_shape(&answer.wire)
+                .map(|shape| answer.shape = shape)
+                .is_ok();
+        if shaped && let Some(cache) = &self.cache {
+            cache.put(query, &answer.wire, &answer.shape);
+        }
+        Ok(Arc::new(answer))
     }
 
     /// The cached answer, expired or not, to a query no upstream answered (RFC 8767), checked against the

@@ -676,6 +676,17 @@ pub fn reply_to(msg: &mut [u8], query: &Header) {
     }
 }
 
+/// Makes an answer (from the cache, or fetched for another client asking the same) the answer to this
+/// client's query `raw`: its ID, RD and CD ([`reply_to`]) and its question as it wrote it (same name up to
+/// letter case, so the same length).
+pub fn answer_as_asked(msg: &mut [u8], query: &Query<'_>, raw: &[u8]) {
+    reply_to(msg, &query.header);
+    let end = HEADER_LEN + query.question.len();
+    if msg.len() >= end && raw.len() >= end {
+        msg[HEADER_LEN..end].copy_from_slice(&raw[HEADER_LEN..end]);
+    }
+}
+
 /// A minimal reply carrying only the header and the question, with the given RCODE and TC bit.
 ///
 /// Used for errors (FORMERR, SERVFAIL, REFUSED, NOTIMP) and for "retry over TCP".

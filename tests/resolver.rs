@@ -1227,3 +1227,47 @@ fn the_upstreams_cookie_and_nsid_reach_no_client_and_its_ede_does() {
     let m = ask(srv.addr(), Proto::Udp, "x.ad.test", RecordType::A, &edns);
     assert_eq!(codes(&m), vec![15]);
 }
+
+#[test]
+fn clients_asking_the_same_question_at_once_share_one_upstream_query() {
+    let up = Upstream::start();
+    // No cache: what is shared is the fetch in flight, not a stored answer.
+    let srv = C2sink::start(&config(&[up.addr], "[cache]\nsize = 0\n"), &[]);
+    up.delay("slow.example.test", Duration::from_millis(250));
+    let asks: Vec<_> = (0..8u16)
+        .map(|i| {
+            let addr = srv.addr();
+            let name = if i % 2 == 0 {
+                "Slow.Example.Test"
+            } else {
+                "slow.example.TEST"
+            };
+            let proto = if i < 6 { Proto::Udp } else { Proto::Tcp };
+            std::thread::spawn(move || {
+                let q = query(0x5100 + i, name, 1);
+                (q.clone(), name, exchange_raw(addr, proto, &q))
+            })
+        })
+        .collect();
+    for h in asks {
+        let (q, name, r) = h.join().expect("thread");
+        let r = r.expect("an answer");
+        assert_eq!(&r[..2], &q[..2], "{name}: its own ID");
+        assert_eq!(rcode_and_answers(&r), (0, 1), "{name}");
+        assert_eq!(raw_question_name(&r), name, "its own letter case");
+    }
+    assert_eq!(
+        up.count("slow.example.test"),
+        1,
+        "one upstream query for all eight"
+    );
+    // Another type is another question.
+    let m = ask_simple(
+        srv.addr(),
+        Proto::Udp,
+        "slow.example.test",
+        RecordType::AAAA,
+    );
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(up.count("slow.example.test"), 2);
+}
