@@ -6,19 +6,21 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
-/// The questions being fetched now, by key, each with the channel its result will come on.
+/// The questions being fetched now, by key, each with whoever waits for its result.
 pub struct Inflight<T> {
     fetching: Mutex<Fetching<T>>,
 }
 
-type Fetching<T> = HashMap<Box<[u8]>, watch::Receiver<Option<T>>>;
+/// Keys are client-chosen names: a seeded hash (as the cache uses), not SipHash, which cost more than the
+/// rest of the merging. An entry's list stays empty (no allocation) until someone else asks the same.
+type Fetching<T> = HashMap<Box<[u8]>, Vec<oneshot::Sender<T>>, foldhash::fast::RandomState>;
 
 impl<T> Default for Inflight<T> {
     fn default() -> Self {
         Inflight {
-            fetching: Mutex::new(HashMap::new()),
+            fetching: Mutex::new(HashMap::default()),
         }
     }
 }
@@ -32,32 +34,36 @@ impl<T: Clone> Inflight<T> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let lead = {
+        let waiting = {
             let mut fetching = self.lock();
-            match fetching.get(&key) {
-                Some(rx) => Err(rx.clone()),
+            match fetching.get_mut(&key) {
+                Some(waiters) => {
+                    let (tx, rx) = oneshot::channel();
+                    waiters.push(tx);
+                    Some(rx)
+                }
                 None => {
-                    let (tx, rx) = watch::channel(None);
-                    fetching.insert(key.clone(), rx);
-                    Ok(tx)
+                    fetching.insert(key.clone(), Vec::new());
+                    None
                 }
             }
         };
-        let tx = match lead {
-            Ok(tx) => tx,
-            Err(mut rx) => {
-                if let Ok(done) = rx.wait_for(Option::is_some).await
-                    && let Some(v) = done.clone()
-                {
-                    return v;
-                }
-                return fetch().await;
-            }
+        if let Some(rx) = waiting {
+            return match rx.await {
+                Ok(v) => v,
+                Err(_) => fetch().await,
+            };
+        }
+        // Taken out of the map however this ends: if this future is dropped while fetching, the waiters'
+        // senders go with the entry and each of them fetches itself.
+        let mut leave = Leave {
+            map: self,
+            key: Some(key),
         };
-        // Taken out of the map however this ends, even if this future is dropped while fetching.
-        let _leave = Leave { map: self, key };
         let v = fetch().await;
-        tx.send_replace(Some(v.clone()));
+        for tx in leave.now() {
+            let _ = tx.send(v.clone());
+        }
         v
     }
 
@@ -80,12 +86,22 @@ impl<T: Clone> Inflight<T> {
 /// Removes a finished (or abandoned) fetch from the map.
 struct Leave<'a, T: Clone> {
     map: &'a Inflight<T>,
-    key: Box<[u8]>,
+    key: Option<Box<[u8]>>,
+}
+
+impl<T: Clone> Leave<'_, T> {
+    /// Takes the entry out; returns those waiting for it.
+    fn now(&mut self) -> Vec<oneshot::Sender<T>> {
+        match self.key.take() {
+            Some(key) => self.map.lock().remove(&key).unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
 }
 
 impl<T: Clone> Drop for Leave<'_, T> {
     fn drop(&mut self) {
-        self.map.lock().remove(&self.key);
+        self.now();
     }
 }
 

@@ -252,7 +252,8 @@ impl Pipeline {
                     let rcode = u16::from(answer.shape.header.rcode());
                     return Some(protocol::error_reply(raw, rcode));
                 }
-                let mut out = answer.wire.clone();
+                // The answer's bytes: taken when no other client shares them (the usual case), else copied.
+                let mut out = Arc::try_unwrap(answer).map_or_else(|a| a.wire.clone(), |a| a.wire);
                 wire::answer_as_asked(&mut out, &query, raw);
                 Some(self.fit(out, &query, raw, client))
             }
@@ -284,10 +285,15 @@ impl Pipeline {
         let upstreams = self.zone_for(&query.name).unwrap_or(&self.upstreams);
         let mut answer = upstreams.forward(raw, query).await.map_err(Arc::new)?;
         wire::as_recursive(&mut answer.wire);
-        let shaped = !wire::own_opt(&mut answer.wire, OUR_PAYLOAD, |c| c == wire::OPT_EDE)
-            || wire::answer_shape(&answer.wire)
-                .map(|shape| answer.shape = shape)
-                .is_ok();
+        let shaped = match answer.shape.opt {
+            Some(rr) => {
+                !wire::own_opt_at(&mut answer.wire, rr, OUR_PAYLOAD, |c| c == wire::OPT_EDE)
+                    || wire::answer_shape(&answer.wire)
+                        .map(|shape| answer.shape = shape)
+                        .is_ok()
+            }
+            None => true,
+        };
         if shaped && let Some(cache) = &self.cache {
             cache.put(query, &answer.wire, &answer.shape);
         }

@@ -329,13 +329,6 @@ impl Upstreams {
 
     /// Sends `raw` (a client's query, parsed as `query`) upstream and returns the first good answer.
     pub async fn forward(&self, raw: &[u8], query: &Query<'_>) -> Result<Answer, ForwardError> {
-        // The query goes with c2sink's own OPT record: its payload, the client's DO, and the router's client
-        // hints only if the admin asked for them; the client's other options are for c2sink, not for Quad9.
-        let mut own = raw.to_vec();
-        let hints = !self.strip_hints;
-        let keep = |code| hints && (code == edns::OPT_ECS || code == edns::OPT_DNSMASQ_MAC);
-        wire::own_opt(&mut own, OUR_PAYLOAD, keep);
-        let raw = &own[..];
         let mut last: Option<(String, TryError)> = None;
         let (mut order, probes) = self.order();
         for &i in probes.iter().rev() {
@@ -377,6 +370,11 @@ impl Upstreams {
         let id: u16 = rand::random();
         let mut out = raw.to_vec();
         wire::set_id(&mut out, id);
+        // The query goes with c2sink's own OPT record: its payload, the client's DO, and the router's client
+        // hints only if the admin asked for them; the client's other options are for c2sink, not for Quad9.
+        let hints = !self.strip_hints;
+        let keep = |code| hints && (code == edns::OPT_ECS || code == edns::OPT_DNSMASQ_MAC);
+        wire::own_opt(&mut out, OUR_PAYLOAD, keep);
         if !matches!(server.transport, Transport::Plain) {
             // Over TLS and HTTPS, every query is the same few sizes whatever its name (RFC 8467).
             wire::pad(&mut out, QUERY_PAD_BLOCK);

@@ -381,6 +381,8 @@ pub struct AnswerShape {
     /// Names and addresses inside the answer that lists must also be checked against; `None` for the common
     /// answer with nothing to inspect (no allocation).
     pub inspect: Option<std::sync::Arc<Inspect>>,
+    /// The OPT record in the additional section, if any ([`own_opt_at`] rewrites it without a second walk).
+    pub opt: Option<RecordPos>,
 }
 
 /// What an answer points at: CNAME/DNAME targets and HTTPS/SVCB targets, in answer order.
@@ -493,6 +495,7 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
     let mut min_ttl: Option<u32> = None;
     let mut negative_ttl = None;
     let mut opts = 0;
+    let mut opt = None;
     let mut inspect: Option<Inspect> = None;
     let sections = [
         (header.ancount, 0u8),
@@ -506,6 +509,9 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
                 opts += 1;
                 if opts > 1 {
                     return Err(WireError::DuplicateOpt);
+                }
+                if section == 2 {
+                    opt = Some(rr);
                 }
             } else {
                 ttl_offsets.push(rr.ttl_at as u32);
@@ -532,6 +538,7 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
         negative_ttl,
         answers: header.ancount,
         inspect: inspect.map(std::sync::Arc::new),
+        opt,
     })
 }
 
@@ -604,9 +611,22 @@ pub const OPT_EDE: u16 = 15;
 /// business, nor the upstream's cookie or NSID the next client's. Returns whether the message's length
 /// changed (options went); a message without OPT, or one that does not read, is left as it is.
 pub fn own_opt(msg: &mut Vec<u8>, payload: u16, keep: impl Fn(u16) -> bool) -> bool {
-    let Some(Some(rr)) = opt_record(msg) else {
+    match opt_record(msg) {
+        Some(Some(rr)) => own_opt_at(msg, rr, payload, keep),
+        _ => false,
+    }
+}
+
+/// [`own_opt`] for an OPT record already found (by [`answer_shape`]) at `rr`.
+pub fn own_opt_at(
+    msg: &mut Vec<u8>,
+    rr: RecordPos,
+    payload: u16,
+    keep: impl Fn(u16) -> bool,
+) -> bool {
+    if rr.next > msg.len() || rr.rdata_at < 10 {
         return false;
-    };
+    }
     // CLASS is the payload; the TTL holds extended RCODE, version and the flags (DO is the top bit).
     let class_at = rr.ttl_at - 2;
     msg[class_at..class_at + 2].copy_from_slice(&payload.to_be_bytes());
