@@ -224,7 +224,8 @@ impl Cache {
 
     /// How long an answer may be kept: positive answers by their smallest TTL, negative ones by their SOA.
     fn ttl_for(&self, shape: &AnswerShape) -> Option<u32> {
-        if shape.header.truncated() {
+        // Only an answer that echoes one question can be replayed with a client's question patched in.
+        if shape.header.truncated() || shape.header.qdcount != 1 {
             return None;
         }
         match shape.header.rcode() {

@@ -1134,9 +1134,9 @@ impl Config {
                     p(format!("forward[{i}].zone"), format!("{z} is listed twice"))
                 }
                 // Zones answered here whatever the config says (private ones may be forwarded).
-                Ok(z) if crate::special::zone_of(&z, PrivateNames::Forward).is_some() => p(
+                Ok(z) if crate::special::always_zone(&z).is_some() => p(
                     format!("forward[{i}].zone"),
-                    format!("{z} is answered by c2sink itself (RFC 6303, 6761, 7686)"),
+                    format!("{z} is answered by c2sink itself (RFC 6761, 7686)"),
                 ),
                 Ok(_) => {}
             }

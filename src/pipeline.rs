@@ -184,12 +184,13 @@ impl Pipeline {
             self.done(client, &query, Outcome::Blocked, started);
             return d;
         }
-        // A private zone the admin forwards (a reverse zone to the LAN's DHCP server) goes there.
-        let private = match self.zone_for(&query.name) {
-            Some(_) => crate::config::PrivateNames::Forward,
-            None => self.private_names,
+        // A zone the admin forwards (a reverse zone to the LAN's DHCP server, even a documentation range in a
+        // lab) goes there; only `localhost`, `.onion` and `.invalid` are answered here whatever the config.
+        let special = match self.zone_for(&query.name) {
+            Some(_) => crate::special::always_zone(&query.name),
+            None => crate::special::zone_of(&query.name, self.private_names),
         };
-        if let Some((zone, local)) = crate::special::zone_of(&query.name, private) {
+        if let Some((zone, local)) = special {
             self.done(client, &query, Outcome::Local, started);
             return Decision::Reply(policy.sinkhole.special(local, &query, zone));
         }

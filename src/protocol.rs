@@ -57,8 +57,9 @@ pub enum Unserved {
     /// met authoritative servers that refuse them without echoing the question.
     Refused,
     /// A meta type (OPT, TSIG, TKEY, 128-248) or MAILA/MAILB asked as a question, or a query with records in
-    /// its answer or authority section: FORMERR, as Unbound answers them (RFC 6895 section 3.1: meta types
-    /// exist only in messages, never in a question).
+    /// its answer or authority section, or in its additional section besides one OPT (a TSIG c2sink cannot
+    /// check): FORMERR, as Unbound answers them (RFC 6895 section 3.1: meta types exist only in messages,
+    /// never in a question).
     FormErr,
 }
 
@@ -68,7 +69,10 @@ impl Unserved {
         if query.edns.is_some_and(|e| e.version > EDNS_VERSION) {
             return Some(Unserved::EdnsVersion);
         }
-        if query.header.ancount > 0 || query.header.nscount > 0 {
+        // Nothing but one OPT belongs in a query's other sections. A TSIG signed for c2sink, or anything
+        // else there, would go upstream with the question and decide the answer every client sharing it gets.
+        let extra = query.header.arcount > u16::from(query.edns.is_some());
+        if query.header.ancount > 0 || query.header.nscount > 0 || extra {
             return Some(Unserved::FormErr);
         }
         if !CLASSES_SERVED.contains(&query.qclass) {
@@ -237,6 +241,15 @@ mod tests {
             Unserved::of(&parse_query(&q).expect("q")),
             Some(Unserved::FormErr)
         );
+        // In the additional section: one OPT is fine, anything else is not.
+        q[9] = 0;
+        q[11] = 1;
+        assert_eq!(
+            Unserved::of(&parse_query(&q).expect("q")),
+            Some(Unserved::FormErr)
+        );
+        let with_opt = query("a.com", 1, Some((0, false)));
+        assert_eq!(Unserved::of(&parse_query(&with_opt).expect("q")), None);
         for (qtype, why, rcode) in cases {
             let raw = query("a.com", qtype, None);
             let got = Unserved::of(&parse_query(&raw).expect("q"));

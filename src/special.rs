@@ -118,7 +118,18 @@ fn private_zone(name: &str) -> Option<&'static str> {
     None
 }
 
-/// The zone `name` falls in and how it is answered, or `None` when it goes upstream.
+/// The zone of a name answered here whatever the config says (`localhost`, `.onion`, `.invalid`: not even a
+/// `[[forward]]` zone sends them on), or `None`.
+pub fn always_zone(name: &str) -> Option<(&'static str, Local)> {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    ALWAYS
+        .iter()
+        .find(|(z, _)| *z == last)
+        .map(|&(z, how)| (z, how))
+}
+
+/// The zone `name` falls in and how it is answered, or `None` when it goes upstream. A name in a
+/// `[[forward]]` zone is asked [`always_zone`] instead: the admin's own server may hold any other zone.
 pub fn zone_of(name: &str, private: PrivateNames) -> Option<(&'static str, Local)> {
     // Nearly every name ends in neither: one comparison of the last label, no more.
     let last = name.rsplit('.').next().unwrap_or(name);
@@ -128,10 +139,7 @@ pub fn zone_of(name: &str, private: PrivateNames) -> Option<(&'static str, Local
                 .then(|| private_zone(name).map(|z| (z, Local::Nxdomain)))
                 .flatten()
         }),
-        "localhost" | "onion" | "invalid" => ALWAYS
-            .iter()
-            .find(|(z, _)| *z == last)
-            .map(|&(z, how)| (z, how)),
+        "localhost" | "onion" | "invalid" => always_zone(name),
         _ => None,
     }
 }

@@ -370,6 +370,11 @@ impl Upstreams {
         let id: u16 = rand::random();
         let mut out = raw.to_vec();
         wire::set_id(&mut out, id);
+        // c2sink recurses for its clients: it asks for recursion whatever the client set (as Unbound asks
+        // its forwarders), so that the answer is the same for every client sharing it (cache, merging).
+        if let Some(flags) = out.get_mut(2) {
+            *flags |= 0x01;
+        }
         // The query goes with c2sink's own OPT record: its payload, the client's DO, and the router's client
         // hints only if the admin asked for them; the client's other options are for c2sink, not for Quad9.
         let hints = !self.strip_hints;
@@ -481,18 +486,22 @@ impl Upstreams {
     }
 }
 
+/// RCODEs a server may send without echoing the question: FORMERR, SERVFAIL, NOTIMP, REFUSED, NOTAUTH.
+const BARE_ERRORS: [u8; 5] = [1, 2, 4, 5, 9];
+
 /// Accepts an answer only if it is a well-formed response to exactly our question under our ID.
 fn check_answer(msg: &[u8], id: u16, query: &Query<'_>) -> Result<AnswerShape, TryError> {
     let header = wire::Header::read(msg)?;
     if header.id != id || !header.is_response() {
         return Err(TryError::Mismatch);
     }
-    // An error without the question is still this server's answer: nsd, for one, leaves the question out of
-    // FORMERR, NOTIMP, REFUSED and NOTAUTH (RFC 1035 does not ask for it). Waiting for a "real" answer would
-    // only time out, and count as a failure against a server that answered. Requiring the question buys no
-    // safety a matching ID and port do not already give. The pipeline gives the client the error with its own
+    // A refusal without the question is still this server's answer: nsd, for one, leaves the question out
+    // of FORMERR, NOTIMP, REFUSED and NOTAUTH (RFC 1035 does not ask for it). Waiting for a "real" answer
+    // would only time out, and count as a failure against a server that answered. These carry no data, so
+    // accepting them without the question gives a spoofer nothing to plant; any other RCODE (NXDOMAIN, which
+    // would be cached) still needs the question. The pipeline gives the client the error with its own
     // question.
-    if header.qdcount == 0 && header.rcode() != 0 {
+    if header.qdcount == 0 && BARE_ERRORS.contains(&header.rcode()) {
         return Ok(wire::answer_shape(msg)?);
     }
     // The question must come back as asked: the same name up to case (length octets are never letters, so
@@ -655,10 +664,13 @@ mod tests {
         let refused_bare = [0, 7, 0x81, 0x05, 0, 0, 0, 0, 0, 0, 0, 0];
         let shape = check_answer(&refused_bare, 7, &query).expect("an answer");
         assert_eq!(shape.header.rcode(), 5);
-        let noerror_bare = [0, 7, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0];
-        assert!(matches!(
-            check_answer(&noerror_bare, 7, &query),
-            Err(TryError::Mismatch)
-        ));
+        // NOERROR or NXDOMAIN without the question would be cached as data: not accepted.
+        for rcode in [0x80, 0x83] {
+            let bare = [0, 7, 0x81, rcode, 0, 0, 0, 0, 0, 0, 0, 0];
+            assert!(matches!(
+                check_answer(&bare, 7, &query),
+                Err(TryError::Mismatch)
+            ));
+        }
     }
 }

@@ -971,8 +971,10 @@ fn forward_zones_go_to_their_own_servers() {
     let lan = Upstream::answering_a(std::net::Ipv4Addr::new(10, 0, 0, 9), 300);
     let cfg = format!(
         "{}\n[[forward]]\nzone = \"Corp.Example.\"\nservers = [\"{}\"]\n\
-         [[forward]]\nzone = \"168.192.in-addr.arpa\"\nservers = [\"{}\"]\n",
+         [[forward]]\nzone = \"168.192.in-addr.arpa\"\nservers = [\"{}\"]\n\
+         [[forward]]\nzone = \"2.0.192.in-addr.arpa\"\nservers = [\"{}\"]\n",
         config(&[public.addr], ""),
+        lan.addr,
         lan.addr,
         lan.addr
     );
@@ -997,6 +999,15 @@ fn forward_zones_go_to_their_own_servers() {
     );
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert_eq!(lan.count("7.1.168.192.in-addr.arpa"), 1);
+    // So does a zone c2sink would otherwise answer itself (a documentation range a lab's server holds).
+    let m = ask_simple(
+        srv.addr(),
+        Proto::Udp,
+        "7.2.0.192.in-addr.arpa",
+        RecordType::PTR,
+    );
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(lan.count("7.2.0.192.in-addr.arpa"), 1);
     // Other private zones are still answered here; blocked names are sinkholed whatever the zone.
     let m = ask_simple(
         srv.addr(),
@@ -1066,19 +1077,20 @@ fn zone_transfers_are_refused_and_meta_types_get_formerr_without_reaching_the_up
     }
     // Classes other than IN, CH and ANY (HS; NONE, which belongs to UPDATE): REFUSED, as Unbound answers
     // them. A query with a record in its answer section: FORMERR.
-    for (qclass, ancount, rcode) in [(4u16, 0u8, 5u8), (254, 0, 5), (1, 1, 1)] {
+    // A record in the answer (byte 7) or additional (byte 11, not an OPT: say a TSIG) section: FORMERR.
+    for (qclass, count_at, rcode) in [(4u16, 0usize, 5u8), (254, 0, 5), (1, 7, 1), (1, 11, 1)] {
         let mut q = query(next_id(), "www.example.test", 1);
         let n = q.len();
         q[n - 2..].copy_from_slice(&qclass.to_be_bytes());
-        if ancount > 0 {
+        if count_at > 0 {
             q.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
-            q[7] = ancount;
+            q[count_at] = 1;
         }
         let r = exchange_raw(srv.addr(), Proto::Udp, &q).expect("an answer");
         assert_eq!(
             rcode_and_answers(&r),
             (rcode, 0),
-            "class {qclass}, {ancount} answers"
+            "class {qclass}, a record counted at byte {count_at}"
         );
     }
     // Ordinary types still go upstream; the ones above never did.
@@ -1270,4 +1282,58 @@ fn clients_asking_the_same_question_at_once_share_one_upstream_query() {
     );
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert_eq!(up.count("slow.example.test"), 2);
+}
+
+#[test]
+fn a_questionless_nxdomain_is_not_taken_for_an_answer_nor_cached() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    // Twice: the second ask would come from the cache, with its question written over the SOA.
+    for i in 0..2 {
+        let q = query(next_id(), "www.bare-nxdomain.test", 1);
+        let r = exchange_raw(srv.addr(), Proto::Udp, &q).expect("an answer");
+        let m = Message::from_vec(&r).expect("a well-formed answer");
+        assert_eq!(m.queries.len(), 1, "ask {i}");
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::ServFail,
+            "ask {i}: no answer to the question came"
+        );
+    }
+    assert_eq!(
+        up.count("www.bare-nxdomain.test"),
+        2,
+        "nothing was cached: both asks went upstream"
+    );
+}
+
+#[test]
+fn a_non_recursive_client_does_not_decide_what_others_asking_the_same_get() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], "[cache]\nsize = 0\n"), &[]);
+    up.delay("x.norec.test", Duration::from_millis(250));
+    let addr = srv.addr();
+    let norec = std::thread::spawn(move || {
+        let mut q = query(0x7001, "x.norec.test", 1);
+        q[2] &= !0x01; // RD = 0
+        exchange_raw(addr, Proto::Udp, &q)
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let r = exchange_raw(addr, Proto::Udp, &query(0x7002, "x.norec.test", 1)).expect("an answer");
+    assert_eq!(
+        rcode_and_answers(&r),
+        (0, 1),
+        "the recursive client's answer"
+    );
+    let r0 = norec.join().expect("thread").expect("an answer");
+    assert_eq!(
+        rcode_and_answers(&r0),
+        (0, 1),
+        "c2sink asks its upstream for recursion"
+    );
+    assert_eq!(r0[2] & 0x01, 0, "the RD=0 client's own RD is echoed");
+    assert!(
+        up.seen().iter().all(|s| s.name != "x.norec.test" || s.rd),
+        "every upstream query had RD"
+    );
 }

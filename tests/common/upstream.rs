@@ -27,6 +27,8 @@ pub struct Seen {
     pub tcp: bool,
     pub dnssec_ok: bool,
     pub options: Vec<u16>,
+    /// The query's RD bit.
+    pub rd: bool,
 }
 
 /// Which answers the upstream gives (before any [`Mode`] fault is applied).
@@ -314,6 +316,7 @@ fn record(st: &State, q: &[u8], tcp: bool) {
         tcp,
         dnssec_ok,
         options,
+        rd: q.get(2).is_some_and(|f| f & 0x01 != 0),
     });
 }
 
@@ -403,6 +406,18 @@ fn test_zone(msg: &Message, tcp: bool) -> Option<Vec<u8>> {
         let mut bare = response_to(msg);
         bare.metadata.response_code = ResponseCode::Refused;
         return bare.to_vec().ok();
+    }
+    if ends(".bare-nxdomain.test.") {
+        // A broken upstream (or a spoofer): NXDOMAIN with an SOA but no question section.
+        let mut bare = response_to(msg);
+        bare.metadata.response_code = ResponseCode::NXDomain;
+        bare.add_authority(soa("bare-nxdomain.test."));
+        return bare.to_vec().ok();
+    }
+    if ends(".norec.test.") && !msg.metadata.recursion_desired {
+        // As a recursive resolver answers a non-recursive query for a name it has not cached.
+        r.metadata.response_code = ResponseCode::Refused;
+        return r.to_vec().ok();
     }
     if ends(".silent.test.") {
         return None;
