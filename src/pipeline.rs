@@ -195,6 +195,23 @@ impl Pipeline {
             return Decision::Reply(policy.sinkhole.special(local, &query, zone));
         }
         if query.qtype == wire::TYPE_ANY {
+            // RFC 8482: a subset of the name's data will do. The cached answer for A says what is known
+            // (its addresses, a CNAME, or that the name does not exist); only without one is the HINFO
+            // made up, which would otherwise claim that a name exists, or hide its CNAME.
+            let as_a = Query {
+                qtype: wire::TYPE_A,
+                ..query.clone()
+            };
+            if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&as_a, raw)) {
+                let inspect = hit.inspect.as_deref();
+                if let Some(blocked) =
+                    self.block_by_answer(&policy, &query, raw, client, inspect, &hit.wire)
+                {
+                    self.done(client, &query, Outcome::Blocked, started);
+                    return blocked;
+                }
+                return self.cached(&query, raw, client, hit.wire, started);
+            }
             self.done(client, &query, Outcome::Local, started);
             return Decision::Reply(protocol::any_answer(&query));
         }

@@ -436,7 +436,8 @@ const TYPE_CNAME: u16 = 5;
 const TYPE_DNAME: u16 = 39;
 const TYPE_SVCB: u16 = 64;
 const TYPE_HTTPS: u16 = 65;
-const TYPE_A: u16 = 1;
+/// RR type A: also the question under which a cached answer for ANY is looked up.
+pub const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
 
 /// Reads a possibly compressed name at `pos` as lower-case dotted text (pointers followed, loops refused).

@@ -1337,3 +1337,43 @@ fn a_non_recursive_client_does_not_decide_what_others_asking_the_same_get() {
         "every upstream query had RD"
     );
 }
+
+#[test]
+fn any_is_answered_from_what_the_cache_knows_of_the_name() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    let first_type = |m: &Message| m.answers.first().map(|r| r.record_type());
+    // Nothing known of the name: the RFC 8482 HINFO.
+    let m = ask_simple(
+        srv.addr(),
+        Proto::Udp,
+        "fresh.example.test",
+        RecordType::ANY,
+    );
+    assert_eq!(first_type(&m), Some(RecordType::HINFO));
+    // A name known not to exist stays so, and a CNAME owner shows its CNAME, not a made-up HINFO.
+    for (name, rcode, want) in [
+        ("x.nxdomain.test", ResponseCode::NXDomain, None),
+        (
+            "a.cname-ok.test",
+            ResponseCode::NoError,
+            Some(RecordType::CNAME),
+        ),
+    ] {
+        ask_simple(srv.addr(), Proto::Udp, name, RecordType::A);
+        for proto in [Proto::Udp, Proto::Tcp] {
+            let m = ask_simple(srv.addr(), proto, name, RecordType::ANY);
+            assert_eq!(m.metadata.response_code, rcode, "{name} {proto:?}");
+            assert_eq!(first_type(&m), want, "{name} {proto:?}");
+            assert_eq!(
+                m.queries[0].query_type(),
+                RecordType::ANY,
+                "{name}: the question as asked"
+            );
+        }
+    }
+    assert!(
+        up.seen().iter().all(|s| s.qtype != RecordType::ANY),
+        "ANY never goes upstream"
+    );
+}
