@@ -72,14 +72,10 @@ impl<T: Clone> Inflight<T> {
         self.fetching.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Questions being fetched now.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// True when nothing is being fetched.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// True when nothing is being fetched (no entry left behind).
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.lock().is_empty()
     }
 }
 

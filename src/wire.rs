@@ -686,22 +686,18 @@ pub fn pad(msg: &mut Vec<u8>, block: usize) {
     msg.splice(rr.next..rr.next, option);
 }
 
-/// Gives an answer the ID and the RD and CD bits of the query it answers, whatever the upstream (or the
-/// client whose query filled the cache) sent: RD is copied from the query (RFC 1035 section 4.1.1), and so
-/// is CD (RFC 4035 section 3.2.2), which some authoritative upstreams clear.
-pub fn reply_to(msg: &mut [u8], query: &Header) {
-    set_id(msg, query.id);
+/// Makes an answer (from the cache, or fetched for another client asking the same) the answer to this
+/// client's query `raw`: its ID, its RD and CD bits whatever the upstream or the client that filled the
+/// cache sent (RD is copied from the query, RFC 1035 section 4.1.1, and so is CD, RFC 4035 section 3.2.2,
+/// which some authoritative upstreams clear), and its question as it wrote it (same name up to letter
+/// case, so the same length).
+pub fn answer_as_asked(msg: &mut [u8], query: &Query<'_>, raw: &[u8]) {
+    set_id(msg, query.header.id);
     if msg.len() >= 4 {
-        let flags = (u16::from_be_bytes([msg[2], msg[3]]) & !0x0110) | (query.flags & 0x0110);
+        let rd_cd = query.header.flags & 0x0110;
+        let flags = (u16::from_be_bytes([msg[2], msg[3]]) & !0x0110) | rd_cd;
         msg[2..4].copy_from_slice(&flags.to_be_bytes());
     }
-}
-
-/// Makes an answer (from the cache, or fetched for another client asking the same) the answer to this
-/// client's query `raw`: its ID, RD and CD ([`reply_to`]) and its question as it wrote it (same name up to
-/// letter case, so the same length).
-pub fn answer_as_asked(msg: &mut [u8], query: &Query<'_>, raw: &[u8]) {
-    reply_to(msg, &query.header);
     let end = HEADER_LEN + query.question.len();
     if msg.len() >= end && raw.len() >= end {
         msg[HEADER_LEN..end].copy_from_slice(&raw[HEADER_LEN..end]);
