@@ -4,7 +4,7 @@
 //! passes or fails on c2sink alone: a slow or dead upstream does not make a container "unhealthy" and get it
 //! restarted for nothing (upstream trouble is what `/readyz` reports).
 
-use crate::wire::{self, HEADER_LEN, Query};
+use crate::wire::Query;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -34,29 +34,8 @@ pub enum HealthError {
 
 /// The local answer to a question for [`NAME`]: TXT "c2sink ok" (TTL 0) for TXT, NODATA for other types.
 pub fn answer(query: &Query<'_>) -> Vec<u8> {
-    let q = query.header.flags;
-    // QR, opcode, RD and CD from the query; AA and RA set; NOERROR.
-    let flags: u16 = 0x8000 | (q & 0x7900) | 0x0400 | 0x0080 | (q & 0x0010);
-    let mut out = Vec::with_capacity(HEADER_LEN + query.question.len() + 40);
-    out.extend_from_slice(&query.header.id.to_be_bytes());
-    out.extend_from_slice(&flags.to_be_bytes());
-    out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
-    out.extend_from_slice(query.question);
-    if query.qtype == TYPE_TXT && query.qclass == CLASS_IN {
-        out.extend_from_slice(&[0xc0, HEADER_LEN as u8]);
-        out.extend_from_slice(&TYPE_TXT.to_be_bytes());
-        out.extend_from_slice(&CLASS_IN.to_be_bytes());
-        out.extend_from_slice(&0u32.to_be_bytes());
-        out.extend_from_slice(&(TEXT.len() as u16 + 1).to_be_bytes());
-        out.push(TEXT.len() as u8);
-        out.extend_from_slice(TEXT.as_bytes());
-        wire::bump_count(&mut out, 1);
-    }
-    if let Some(e) = query.edns {
-        wire::push_opt(&mut out, crate::sinkhole::OUR_PAYLOAD, e.dnssec_ok);
-        wire::bump_count(&mut out, 3);
-    }
-    out
+    let txt = query.qtype == TYPE_TXT && query.qclass == CLASS_IN;
+    crate::protocol::own_txt(query, txt.then_some(TEXT))
 }
 
 /// Where to ask a server listening on `listen`: a wildcard address is reached over its loopback.
@@ -166,6 +145,7 @@ fn verify(msg: &[u8], id: u16) -> Result<(), Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire;
 
     #[test]
     fn wildcard_listen_is_probed_over_loopback() {

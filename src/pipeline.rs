@@ -170,6 +170,10 @@ impl Pipeline {
             count(Outcome::Local);
             return Decision::Reply(crate::health::answer(&query));
         }
+        if let Some(reply) = protocol::chaos_answer(&query, raw) {
+            self.done(client, &query, Outcome::Local, started);
+            return Decision::Reply(reply);
+        }
         // Only answers that passed the lists are cached, and each remembers the policy it last passed: a hit
         // under that policy needs no list lookup. Under a new policy it is checked again, so a list change
         // applies to cached answers at once.

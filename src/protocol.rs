@@ -119,6 +119,59 @@ pub fn any_answer(query: &Query<'_>) -> Vec<u8> {
     out
 }
 
+/// RR type TXT.
+const TYPE_TXT: u16 = 16;
+/// Class CHAOS, where servers answer questions about themselves (RFC 4892).
+const CLASS_CH: u16 = 3;
+/// What `version.bind` and `version.server` get: enough for an admin to see that a client's queries reach
+/// c2sink, and no version number to look up vulnerabilities by.
+pub const CHAOS_VERSION: &str = "c2sink";
+
+/// c2sink's own answer to the CH TXT names that ask a server who it is (RFC 4892), as Unbound answers them:
+/// forwarded, they told the client who the upstream is. `version.bind` and `version.server` get
+/// [`CHAOS_VERSION`]; `id.server` and `hostname.bind` get REFUSED (Unbound's `hide-identity`): the name of
+/// the host or container means nothing to a client and is one more fact for a scan.
+pub fn chaos_answer(query: &Query<'_>, raw: &[u8]) -> Option<Vec<u8>> {
+    if query.qclass != CLASS_CH || !matches!(query.qtype, TYPE_TXT | wire::TYPE_ANY) {
+        return None;
+    }
+    match query.name.as_str() {
+        "version.bind" | "version.server" => Some(own_txt(query, Some(CHAOS_VERSION))),
+        "id.server" | "hostname.bind" => Some(error_reply(raw, RCODE_REFUSED)),
+        _ => None,
+    }
+}
+
+/// An authoritative answer from c2sink's own data: one TXT record `text` (TTL 0, the question's class) for
+/// the question's name, or NODATA when `text` is `None`.
+pub fn own_txt(query: &Query<'_>, text: Option<&str>) -> Vec<u8> {
+    let q = query.header.flags;
+    // QR, opcode, RD and CD from the query; AA and RA set; NOERROR.
+    let flags: u16 = 0x8000 | (q & 0x7900) | 0x0400 | 0x0080 | (q & 0x0010);
+    let mut out = Vec::with_capacity(HEADER_LEN + query.question.len() + 40);
+    out.extend_from_slice(&query.header.id.to_be_bytes());
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(query.question);
+    if let Some(text) = text {
+        // One character-string: at most 255 bytes (the texts here are constants far below that).
+        let text = &text.as_bytes()[..text.len().min(255)];
+        out.extend_from_slice(&[0xc0, HEADER_LEN as u8]);
+        out.extend_from_slice(&TYPE_TXT.to_be_bytes());
+        out.extend_from_slice(&query.qclass.to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+        out.extend_from_slice(&(text.len() as u16 + 1).to_be_bytes());
+        out.push(text.len() as u8);
+        out.extend_from_slice(text);
+        wire::bump_count(&mut out, 1);
+    }
+    if let Some(e) = query.edns {
+        wire::push_opt(&mut out, OUR_PAYLOAD, e.dnssec_ok);
+        wire::bump_count(&mut out, 3);
+    }
+    out
+}
+
 /// Appends our OPT record (echoing DO) with the upper bits of `rcode`, and counts it.
 fn push_opt_rcode(out: &mut Vec<u8>, e: Edns, rcode: u16) {
     let start = out.len();
@@ -168,6 +221,37 @@ mod tests {
             m[11] = 1;
         }
         m
+    }
+
+    #[test]
+    fn only_chaos_identity_questions_are_answered_here() {
+        let ch = |name: &str, qtype: u16, qclass: u16| {
+            let mut m = wire::test_message(9, 0x0100, name, qtype);
+            let n = m.len();
+            m[n - 2..].copy_from_slice(&qclass.to_be_bytes());
+            m
+        };
+        let raw = ch("Version.Bind", TYPE_TXT, CLASS_CH);
+        let r = chaos_answer(&parse_query(&raw).expect("q"), &raw).expect("answered");
+        let shape = answer_shape(&r).expect("well formed");
+        assert_eq!((shape.header.rcode(), shape.header.ancount), (0, 1));
+        assert!(r.ends_with(b"\x06c2sink"));
+        assert_eq!(&r[13..20], b"Version");
+        let raw = ch("hostname.bind", wire::TYPE_ANY, CLASS_CH);
+        let r = chaos_answer(&parse_query(&raw).expect("q"), &raw).expect("answered");
+        assert_eq!(Header::read(&r).expect("h").rcode(), RCODE_REFUSED as u8);
+        // The same names in class IN, other types, and other CH names are not c2sink's to answer.
+        for (name, qtype, qclass) in [
+            ("version.bind", TYPE_TXT, 1),
+            ("version.bind", 1, CLASS_CH),
+            ("authors.bind", TYPE_TXT, CLASS_CH),
+        ] {
+            let raw = ch(name, qtype, qclass);
+            assert!(
+                chaos_answer(&parse_query(&raw).expect("q"), &raw).is_none(),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -1126,6 +1126,56 @@ fn a_blocked_name_asked_in_class_ch_gets_a_negative_answer_in_class_ch() {
 }
 
 #[test]
+fn chaos_identity_questions_are_answered_by_c2sink_not_forwarded() {
+    use hickory_proto::rr::{DNSClass, RData};
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    let ch = |name: &str, qtype: u16| {
+        let mut q = query(next_id(), name, qtype);
+        let n = q.len();
+        q[n - 2..].copy_from_slice(&3u16.to_be_bytes());
+        q
+    };
+    for proto in [Proto::Udp, Proto::Tcp] {
+        for name in ["version.bind", "VERSION.server"] {
+            let r = exchange_raw(srv.addr(), proto, &ch(name, 16)).expect("an answer");
+            let m = Message::from_vec(&r).expect("parses");
+            assert_eq!(
+                m.metadata.response_code,
+                ResponseCode::NoError,
+                "{name} {proto:?}"
+            );
+            assert!(m.metadata.authoritative, "{name} {proto:?}");
+            assert_eq!(m.answers.len(), 1, "{name} {proto:?}");
+            assert_eq!(m.answers[0].dns_class, DNSClass::CH);
+            let RData::TXT(txt) = &m.answers[0].data else {
+                panic!("{name}: not a TXT answer: {:?}", m.answers[0]);
+            };
+            assert_eq!(txt.to_string(), "c2sink", "{name} {proto:?}");
+            // The question comes back as asked, letter case included.
+            assert_eq!(m.queries[0].name().to_ascii(), format!("{name}."));
+        }
+        for name in ["id.server", "hostname.bind"] {
+            let r = exchange_raw(srv.addr(), proto, &ch(name, 16)).expect("an answer");
+            assert_eq!(rcode_and_answers(&r), (5, 0), "{name} {proto:?}");
+        }
+    }
+    for name in [
+        "version.bind",
+        "version.server",
+        "id.server",
+        "hostname.bind",
+    ] {
+        assert_eq!(up.count(name), 0, "{name} went upstream");
+    }
+    // Any other question in class CH is still the upstream's to answer.
+    let q = ch("www.example.test", 16);
+    let r = exchange_raw(srv.addr(), Proto::Udp, &q).expect("an answer");
+    assert_eq!(&r[..2], &q[..2], "ID echoed");
+    assert_eq!(up.count("www.example.test"), 1);
+}
+
+#[test]
 fn expired_answers_are_served_stale_while_no_upstream_answers() {
     let mut up = Upstream::start();
     let srv = C2sink::start(&config(&[up.addr], ""), &[]);
