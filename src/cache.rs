@@ -157,6 +157,16 @@ impl Cache {
         self.lookup(query, raw, true, Instant::now())
     }
 
+    /// Whether the answer under `key` (from [`key`]) is past its TTL but still within `serve_stale`: what
+    /// a query for it may get if the upstream is slow to answer.
+    pub fn has_stale(&self, key: &[u8]) -> bool {
+        self.entries.peek(key).is_some_and(|entry| {
+            let age = entry.stored.elapsed().as_secs();
+            let elapsed = u32::try_from(age).unwrap_or(u32::MAX);
+            elapsed >= entry.ttl && elapsed - entry.ttl < self.serve_stale
+        })
+    }
+
     fn lookup(&self, query: &Query<'_>, raw: &[u8], stale_ok: bool, now: Instant) -> Option<Hit> {
         let (entry, age) = with_key(query, |key| {
             let entry = self.entries.get(key)?;

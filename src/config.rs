@@ -349,6 +349,11 @@ pub struct CacheConfig {
     /// Seconds past its TTL an answer is still given when no upstream answers (RFC 8767); 0 turns it off.
     #[serde(default = "default_serve_stale")]
     pub serve_stale: u32,
+    /// Milliseconds a query for an expired answer waits for the upstream before it gets that answer stale
+    /// (RFC 8767's client response timer); the fetch goes on and refreshes the cache. 0: only once every
+    /// upstream has failed.
+    #[serde(default = "default_serve_stale_after_ms")]
+    pub serve_stale_after_ms: u64,
 }
 
 fn default_cache_size() -> usize {
@@ -363,6 +368,9 @@ fn default_negative_max_ttl() -> u32 {
 fn default_serve_stale() -> u32 {
     86_400
 }
+fn default_serve_stale_after_ms() -> u64 {
+    1_800
+}
 
 impl Default for CacheConfig {
     fn default() -> Self {
@@ -372,6 +380,7 @@ impl Default for CacheConfig {
             max_ttl: default_max_ttl(),
             negative_max_ttl: default_negative_max_ttl(),
             serve_stale: default_serve_stale(),
+            serve_stale_after_ms: default_serve_stale_after_ms(),
         }
     }
 }
@@ -1172,6 +1181,15 @@ impl Config {
                 ),
             );
         }
+        if self.cache.serve_stale_after_ms > 60_000 {
+            p(
+                "cache.serve_stale_after_ms".into(),
+                format!(
+                    "{} is above 60000 (a client has given up long before)",
+                    self.cache.serve_stale_after_ms
+                ),
+            );
+        }
         let mut names = std::collections::HashSet::new();
         for (i, l) in self.blocklists.iter().enumerate() {
             if l.name.trim().is_empty() {
@@ -1656,7 +1674,7 @@ servers = ["127.0.0.1:53"]
     #[test]
     fn every_semantic_problem_is_reported() {
         let e = parse(
-            "[server]\nlisten = []\n[upstream]\nservers = []\ntimeout_ms = 1\n[sinkhole]\nmode = \"address\"\n[[blocklists]]\nname = \"x\"\npath = \"nope.txt\"\n",
+            "[server]\nlisten = []\n[upstream]\nservers = []\ntimeout_ms = 1\n[cache]\nserve_stale_after_ms = 60001\n[sinkhole]\nmode = \"address\"\n[[blocklists]]\nname = \"x\"\npath = \"nope.txt\"\n",
         )
         .unwrap_err();
         let keys: Vec<&str> = e.0.iter().map(|p| p.key.as_str()).collect();
@@ -1666,6 +1684,7 @@ servers = ["127.0.0.1:53"]
                 "server.listen",
                 "upstream.servers",
                 "upstream.timeout_ms",
+                "cache.serve_stale_after_ms",
                 "blocklists[0].path",
                 "sinkhole.mode"
             ]

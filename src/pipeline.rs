@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Why a query was sinkholed, as written in its block event.
 struct Why<'a> {
@@ -95,6 +95,9 @@ pub struct Pipeline {
     zones: Vec<(String, Upstreams)>,
     /// Questions being fetched now: the same question asked meanwhile waits for that answer.
     inflight: Inflight<Fetched>,
+    /// How long a query with an expired answer in the cache waits for the upstream before it gets that
+    /// answer stale; `None` when stale answers come only after every upstream failed (or never).
+    stale_after: Option<Duration>,
 }
 
 /// An upstream's answer made c2sink's own (cached if cacheable), or why there is none; shared by every
@@ -115,6 +118,8 @@ impl Pipeline {
             private_names: cfg.upstream.private_names,
             zones: forward_zones(cfg),
             inflight: Inflight::default(),
+            stale_after: (cfg.cache.serve_stale > 0 && cfg.cache.serve_stale_after_ms > 0)
+                .then(|| Duration::from_millis(cfg.cache.serve_stale_after_ms)),
         }
     }
 
@@ -251,11 +256,21 @@ impl Pipeline {
     }
 
     /// Forwards a query that `decide` could not answer; `None` means send nothing.
-    pub async fn forward(&self, raw: &[u8], client: &Client) -> Option<Vec<u8>> {
+    pub async fn forward(self: &Arc<Self>, raw: &[u8], client: &Client) -> Option<Vec<u8>> {
         let started = self.started();
         let query = wire::parse_query(raw).ok()?;
         let key = crate::cache::key(&query);
-        match self.inflight.run(key, || self.fetch(raw, &query)).await {
+        let stale_after = self
+            .stale_after
+            .filter(|_| self.cache.as_ref().is_some_and(|c| c.has_stale(&key)));
+        let fetched = match stale_after {
+            None => self.inflight.run(key, || self.fetch(raw, &query)).await,
+            Some(after) => match self.fetch_or_stale(raw, &query, key, client, after).await {
+                Ok(fetched) => fetched?,
+                Err(stale) => return stale,
+            },
+        };
+        match fetched {
             Ok(answer) => {
                 let policy = self.policy.load();
                 let inspect = answer.shape.inspect.as_deref();
@@ -298,6 +313,56 @@ impl Pipeline {
                 Some(self.servfail(raw, &query))
             }
         }
+    }
+
+    /// RFC 8767's client response timer: the upstream's answer if it comes within `after`, else
+    /// (`Err`) the cached answer served stale, while the fetch goes on without this client and refreshes the
+    /// cache for the next. `Ok(None)`: the fetch was lost (a panic, or shutdown); send nothing.
+    async fn fetch_or_stale(
+        self: &Arc<Self>,
+        raw: &[u8],
+        query: &Query<'_>,
+        key: Box<[u8]>,
+        client: &Client,
+        after: Duration,
+    ) -> Result<Option<Fetched>, Option<Vec<u8>>> {
+        let started = self.started();
+        let timer = tokio::time::sleep(after);
+        tokio::pin!(timer);
+        let fetched = if self.inflight.is_fetching(&key) {
+            // Someone else's fetch refreshes the cache: wait for it here, and stop waiting at the timer.
+            tokio::select! {
+                f = self.inflight.run(key, || self.fetch(raw, query)) => return Ok(Some(f)),
+                () = &mut timer => None,
+            }
+        } else {
+            // This query's fetch must outlive it: on a task of its own.
+            let (me, owned) = (Arc::clone(self), raw.to_vec());
+            let mut task = tokio::spawn(async move {
+                let query = wire::parse_query(&owned).ok()?;
+                Some(me.inflight.run(key, || me.fetch(&owned, &query)).await)
+            });
+            tokio::select! {
+                f = &mut task => return Ok(f.ok().flatten()),
+                () = &mut timer => Some(task),
+            }
+        };
+        if let Some(d) = self.stale(query, raw, client, started) {
+            tracing::debug!(qname = %query.name, "upstream slow: serving stale");
+            return Err(match d {
+                Decision::Reply(r) => Some(r),
+                Decision::Forward | Decision::Drop => None,
+            });
+        }
+        // The expired answer went meanwhile (evicted, or refreshed and expired again): wait for the fetch.
+        Ok(match fetched {
+            Some(task) => task.await.ok().flatten(),
+            None => Some(
+                self.inflight
+                    .run(crate::cache::key(query), || self.fetch(raw, query))
+                    .await,
+            ),
+        })
     }
 
     /// Asks the upstreams (the `[[forward]]` zone's, if the name is in one) and makes the answer c2sink's

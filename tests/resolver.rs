@@ -1204,6 +1204,47 @@ fn expired_answers_are_served_stale_while_no_upstream_answers() {
 }
 
 #[test]
+fn a_slow_upstream_lets_the_expired_answer_go_at_the_client_timer_and_still_refreshes_it() {
+    use std::net::Ipv4Addr;
+    let (old, new) = (Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(192, 0, 2, 20));
+    let first = Upstream::answering_a(old, 1);
+    let up = first.addr;
+    // A try may take 3 s here, so that only the client timer decides what the slow name gets.
+    let cfg = |extra: &str| config(&[up], extra).replace("timeout_ms = 400", "timeout_ms = 3000");
+    let srv = C2sink::start(&cfg("[cache]\nserve_stale_after_ms = 50\n"), &[]);
+    let off = C2sink::start(&cfg("[cache]\nserve_stale_after_ms = 0\n"), &[]);
+    let ask = |s: &C2sink| ask_simple(s.addr(), Proto::Udp, "slow.example.test", RecordType::A);
+    let a_of = |m: &Message| match m.answers.first().map(|r| &r.data) {
+        Some(RData::A(a)) => Some((a.0, m.answers[0].ttl)),
+        _ => None,
+    };
+    for s in [&srv, &off] {
+        assert_eq!(a_of(&ask(s)), Some((old, 1)));
+    }
+    // The upstream now has a new address for the name, and takes 800 ms to give it.
+    drop(first);
+    let second = Upstream::with_zone(
+        up,
+        Zone::FixedA {
+            addr: new,
+            ttl: 300,
+            a_only: true,
+        },
+    );
+    second.delay("slow.example.test", Duration::from_millis(800));
+    std::thread::sleep(Duration::from_millis(1200));
+    // Past its TTL: with the timer, the expired answer with RFC 8767's TTL, without waiting for the upstream;
+    // without it, the upstream's answer when it comes.
+    assert_eq!(a_of(&ask(&srv)), Some((old, 30)));
+    assert_eq!(a_of(&ask(&off)).map(|(a, _)| a), Some(new));
+    // The fetch the stale answer left behind went on and was cached: the next query gets the new address
+    // from the cache, and the upstream saw one query from each server, no more.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(a_of(&ask(&srv)).map(|(a, _)| a), Some(new));
+    assert_eq!(second.count("slow.example.test"), 2);
+}
+
+#[test]
 fn an_upstream_error_without_the_question_reaches_the_client_with_its_question() {
     let up = Upstream::start();
     let srv = C2sink::start(&config(&[up.addr], ""), &[]);
