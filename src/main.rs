@@ -93,6 +93,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        quiet_sigpipe();
+    }
     match cli.command {
         Command::Serve { config } => serve(&config),
         Command::Check { config, explain } => check(&config, explain.as_deref()),
@@ -115,6 +118,16 @@ fn main() -> ExitCode {
             server,
             timeout,
         } => healthcheck(&config, server, timeout),
+    }
+}
+
+/// A one-shot command piped into `head` or `less` ends as any Unix filter does when the reader goes, not
+/// with a panic: Rust ignores SIGPIPE, which the server needs (a closed socket must be an error, not its
+/// death) but `check`, `report` and `hunt` do not.
+fn quiet_sigpipe() {
+    // SAFETY: called at the start of main, before any other thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -43,6 +43,33 @@ fn shipped_config_checks_clean_with_summary() {
 }
 
 #[test]
+fn output_into_a_closed_pipe_ends_quietly_not_with_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    // As `c2sink check | head -0`: the reader is gone before c2sink writes its summary.
+    let mut child = Command::new(common::bin())
+        .args([
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/c2sink.toml"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn c2sink");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    // Ended by SIGPIPE as `cat` would be, or (had it written before the pipe closed) successfully.
+    assert!(
+        out.status.signal() == Some(13) || out.status.success(),
+        "{:?}: {err}",
+        out.status
+    );
+}
+
+#[test]
 fn unknown_key_is_an_error_naming_file_key_and_line() {
     let (code, _, err) = check(&format!("{BASE}[sinkhole]\nmod = \"null\"\n"), &[], &[]);
     assert_ne!(code, 0);
