@@ -6,14 +6,14 @@
 //! cache, so a full cache answers as fast as an empty one.
 //!
 //! An expired answer stays (until evicted or `serve_stale` seconds past its TTL) for one use: when no
-//! upstream answers, it is given with a short TTL instead of SERVFAIL (RFC 8767), so a WAN outage does not
-//! take every name the network uses with it.
+//! upstream answers in time, or one answers SERVFAIL, it is given with a short TTL instead (RFC 8767), so a
+//! WAN outage does not take every name the network uses with it.
 
 use crate::config::CacheConfig;
 use crate::wire::{self, AnswerShape, Inspect, Query};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// TTL shown on an answer served stale (RFC 8767 section 4 recommends 30 seconds): clients ask again soon,
 /// when the upstream may be back.
@@ -35,6 +35,22 @@ struct Entry {
     /// The policy generation under which this answer (its name, targets and addresses) was last found not
     /// blocked; 0 before the first check. A hit under that same policy needs no list lookup.
     cleared: AtomicU64,
+    /// When a refresh of this answer last failed, in milliseconds after `stored`, plus one; 0 if none has.
+    refresh_failed: AtomicU64,
+}
+
+/// How long after a failed refresh an expired answer is given at once, without asking the upstream again
+/// (RFC 8767 section 5's failure recheck timer, 30 s as it suggests): clients of a name its upstream cannot
+/// resolve do not each wait for the client timer.
+pub const FAILURE_RECHECK: Duration = Duration::from_secs(30);
+
+/// What the cache has for a question whose answer has expired but may still be served stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expired {
+    /// Worth a refresh; served stale if the upstream is slow or fails.
+    Refresh,
+    /// A refresh failed less than [`FAILURE_RECHECK`] ago: served stale at once.
+    Failing,
 }
 
 /// A cached answer ready to send, and what it points at.
@@ -157,14 +173,31 @@ impl Cache {
         self.lookup(query, raw, true, Instant::now())
     }
 
-    /// Whether the answer under `key` (from [`key`]) is past its TTL but still within `serve_stale`: what
-    /// a query for it may get if the upstream is slow to answer.
-    pub fn has_stale(&self, key: &[u8]) -> bool {
-        self.entries.peek(key).is_some_and(|entry| {
-            let age = entry.stored.elapsed().as_secs();
-            let elapsed = u32::try_from(age).unwrap_or(u32::MAX);
-            elapsed >= entry.ttl && elapsed - entry.ttl < self.serve_stale
+    /// Whether the answer under `key` (from [`key`]) is past its TTL but still within `serve_stale`, and
+    /// whether its last refresh failed lately: what a query for it gets if the upstream is slow or failing.
+    pub fn expired(&self, key: &[u8]) -> Option<Expired> {
+        let entry = self.entries.peek(key)?;
+        let age = entry.stored.elapsed();
+        let elapsed = u32::try_from(age.as_secs()).unwrap_or(u32::MAX);
+        if elapsed < entry.ttl || elapsed - entry.ttl >= self.serve_stale {
+            return None;
+        }
+        let failed = entry.refresh_failed.load(Ordering::Relaxed);
+        let recheck = u128::from(failed) + FAILURE_RECHECK.as_millis();
+        Some(if failed != 0 && age.as_millis() < recheck {
+            Expired::Failing
+        } else {
+            Expired::Refresh
         })
+    }
+
+    /// Notes that no upstream gave a usable answer for `key` just now, which starts its failure recheck
+    /// period; nothing happens if the cache has no answer for it.
+    pub fn refresh_failed(&self, key: &[u8]) {
+        if let Some(entry) = self.entries.peek(key) {
+            let at = u64::try_from(entry.stored.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+            entry.refresh_failed.store(at + 1, Ordering::Relaxed);
+        }
     }
 
     fn lookup(&self, query: &Query<'_>, raw: &[u8], stale_ok: bool, now: Instant) -> Option<Hit> {
@@ -225,6 +258,7 @@ impl Cache {
             },
             inspect: shape.inspect.clone(),
             cleared: AtomicU64::new(0),
+            refresh_failed: AtomicU64::new(0),
         };
         with_key(query, |key| {
             self.entries.insert(key.into(), Arc::new(entry))

@@ -67,11 +67,6 @@ impl<T: Clone> Inflight<T> {
         v
     }
 
-    /// Whether a fetch for `key` is under way now.
-    pub fn is_fetching(&self, key: &[u8]) -> bool {
-        self.lock().contains_key(key)
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Fetching<T>> {
         // A panic elsewhere while holding the lock leaves the map as it was: keep using it.
         self.fetching.lock().unwrap_or_else(|e| e.into_inner())

@@ -5,7 +5,7 @@
 //! Listeners call the first, and spawn the second only when needed.
 
 use crate::blocklist::{Lists, Verdict};
-use crate::cache::Cache;
+use crate::cache::{Cache, Expired};
 use crate::clients::Clients;
 use crate::config::Config;
 use crate::events::{BlockView, Events, Protocol, QueryRecord, RuleText};
@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
+use tokio_util::task::TaskTracker;
 
 /// Why a query was sinkholed, as written in its block event.
 struct Why<'a> {
@@ -98,11 +99,31 @@ pub struct Pipeline {
     /// How long a query with an expired answer in the cache waits for the upstream before it gets that
     /// answer stale; `None` when stale answers come only after every upstream failed (or never).
     stale_after: Option<Duration>,
+    /// Fetches that go on after their client got a stale answer: drained at shutdown, and at most
+    /// `max_refreshes` at once (`[server] max_inflight`), past which a client waits for its fetch.
+    pub refreshes: TaskTracker,
+    max_refreshes: usize,
 }
 
 /// An upstream's answer made c2sink's own (cached if cacheable), or why there is none; shared by every
 /// client that asked the same question while it was fetched.
 type Fetched = Result<Arc<Answer>, Arc<ForwardError>>;
+
+/// Whether a fetch gave nothing a client can use: no upstream answered, or one answered SERVFAIL (the
+/// name's own servers failing behind it). Either way an expired answer is better (RFC 8767).
+fn failed(f: &Fetched) -> bool {
+    f.as_ref().map_or(true, |a| {
+        u16::from(a.shape.header.rcode()) == protocol::RCODE_SERVFAIL
+    })
+}
+
+/// The bytes a decision sends, if any.
+fn reply_of(d: Decision) -> Option<Vec<u8>> {
+    match d {
+        Decision::Reply(r) => Some(r),
+        Decision::Forward | Decision::Drop => None,
+    }
+}
 
 impl Pipeline {
     /// Assembles the pipeline from a validated config and loaded lists.
@@ -120,6 +141,8 @@ impl Pipeline {
             inflight: Inflight::default(),
             stale_after: (cfg.cache.serve_stale > 0 && cfg.cache.serve_stale_after_ms > 0)
                 .then(|| Duration::from_millis(cfg.cache.serve_stale_after_ms)),
+            refreshes: TaskTracker::new(),
+            max_refreshes: cfg.server.max_inflight,
         }
     }
 
@@ -260,16 +283,38 @@ impl Pipeline {
         let started = self.started();
         let query = wire::parse_query(raw).ok()?;
         let key = crate::cache::key(&query);
-        let stale_after = self
-            .stale_after
-            .filter(|_| self.cache.as_ref().is_some_and(|c| c.has_stale(&key)));
-        let fetched = match stale_after {
-            None => self.inflight.run(key, || self.fetch(raw, &query)).await,
-            Some(after) => match self.fetch_or_stale(raw, &query, key, client, after).await {
-                Ok(fetched) => fetched?,
-                Err(stale) => return stale,
-            },
+        // RFC 8767: an expired answer in the cache decides how long this client waits for the upstream.
+        let expired = self.cache.as_ref().and_then(|c| c.expired(&key));
+        if expired == Some(Expired::Failing)
+            && let Some(d) = self.stale(&query, raw, client, started)
+        {
+            // Its refresh failed moments ago: the expired answer at once, and no upstream query.
+            return reply_of(d);
+        }
+        let fetched = match self.stale_after {
+            Some(after)
+                if expired == Some(Expired::Refresh)
+                    && self.refreshes.len() < self.max_refreshes =>
+            {
+                match self
+                    .fetch_or_stale(raw, &query, key, client, after, started)
+                    .await
+                {
+                    Ok(fetched) => fetched?,
+                    Err(stale) => return stale,
+                }
+            }
+            _ => self.inflight.run(key, || self.fetch(raw, &query)).await,
         };
+        if expired.is_some() && failed(&fetched) {
+            if let Some(c) = &self.cache {
+                c.refresh_failed(&crate::cache::key(&query));
+            }
+            if let Some(d) = self.stale(&query, raw, client, started) {
+                tracing::debug!(qname = %query.name, "no upstream answer: serving stale");
+                return reply_of(d);
+            }
+        }
         match fetched {
             Ok(answer) => {
                 let policy = self.policy.load();
@@ -295,13 +340,6 @@ impl Pipeline {
                 Some(self.fit(out, &query, raw, client))
             }
             Err(e) => {
-                if let Some(d) = self.stale(&query, raw, client, started) {
-                    tracing::debug!(qname = %query.name, error = %e, "no upstream answered: serving stale");
-                    return match d {
-                        Decision::Reply(r) => Some(r),
-                        Decision::Forward | Decision::Drop => None,
-                    };
-                }
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 self.done(client, &query, Outcome::Failed, started);
                 if matches!(e.last_error, crate::upstream::TryError::AllDown) {
@@ -317,7 +355,8 @@ impl Pipeline {
 
     /// RFC 8767's client response timer: the upstream's answer if it comes within `after`, else
     /// (`Err`) the cached answer served stale, while the fetch goes on without this client and refreshes the
-    /// cache for the next. `Ok(None)`: the fetch was lost (a panic, or shutdown); send nothing.
+    /// cache for the next (or starts the failure recheck period). `Ok(None)`: the fetch was lost (a panic,
+    /// or shutdown); send nothing.
     async fn fetch_or_stale(
         self: &Arc<Self>,
         raw: &[u8],
@@ -325,44 +364,31 @@ impl Pipeline {
         key: Box<[u8]>,
         client: &Client,
         after: Duration,
+        started: Option<Instant>,
     ) -> Result<Option<Fetched>, Option<Vec<u8>>> {
-        let started = self.started();
-        let timer = tokio::time::sleep(after);
-        tokio::pin!(timer);
-        let fetched = if self.inflight.is_fetching(&key) {
-            // Someone else's fetch refreshes the cache: wait for it here, and stop waiting at the timer.
-            tokio::select! {
-                f = self.inflight.run(key, || self.fetch(raw, query)) => return Ok(Some(f)),
-                () = &mut timer => None,
+        // On a task of its own, so that it outlives this query; a fetch of the same question already under
+        // way is joined there, not repeated.
+        let (me, owned) = (Arc::clone(self), raw.to_vec());
+        let mut task = self.refreshes.spawn(async move {
+            let query = wire::parse_query(&owned).ok()?;
+            let fetched = me.inflight.run(key, || me.fetch(&owned, &query)).await;
+            if failed(&fetched)
+                && let Some(c) = &me.cache
+            {
+                c.refresh_failed(&crate::cache::key(&query));
             }
-        } else {
-            // This query's fetch must outlive it: on a task of its own.
-            let (me, owned) = (Arc::clone(self), raw.to_vec());
-            let mut task = tokio::spawn(async move {
-                let query = wire::parse_query(&owned).ok()?;
-                Some(me.inflight.run(key, || me.fetch(&owned, &query)).await)
-            });
-            tokio::select! {
-                f = &mut task => return Ok(f.ok().flatten()),
-                () = &mut timer => Some(task),
-            }
-        };
+            Some(fetched)
+        });
+        tokio::select! {
+            f = &mut task => return Ok(f.ok().flatten()),
+            () = tokio::time::sleep(after) => {}
+        }
         if let Some(d) = self.stale(query, raw, client, started) {
             tracing::debug!(qname = %query.name, "upstream slow: serving stale");
-            return Err(match d {
-                Decision::Reply(r) => Some(r),
-                Decision::Forward | Decision::Drop => None,
-            });
+            return Err(reply_of(d));
         }
-        // The expired answer went meanwhile (evicted, or refreshed and expired again): wait for the fetch.
-        Ok(match fetched {
-            Some(task) => task.await.ok().flatten(),
-            None => Some(
-                self.inflight
-                    .run(crate::cache::key(query), || self.fetch(raw, query))
-                    .await,
-            ),
-        })
+        // The expired answer went meanwhile (evicted): wait for the fetch after all.
+        Ok(task.await.ok().flatten())
     }
 
     /// Asks the upstreams (the `[[forward]]` zone's, if the name is in one) and makes the answer c2sink's

@@ -242,10 +242,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let _ = feed_task.await;
     drop(reloader);
     tracker.close();
-    if tokio::time::timeout_at(drained_by, tracker.wait())
-        .await
-        .is_err()
-    {
+    pipeline.refreshes.close();
+    let drained = async {
+        tracker.wait().await;
+        // Fetches that refresh the cache after a stale answer: their clients are answered already.
+        pipeline.refreshes.wait().await;
+    };
+    if tokio::time::timeout_at(drained_by, drained).await.is_err() {
         tracing::warn!("some queries were still in flight after {DRAIN:?}; stopping anyway");
     }
     match Arc::try_unwrap(pipeline) {

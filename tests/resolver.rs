@@ -1245,6 +1245,62 @@ fn a_slow_upstream_lets_the_expired_answer_go_at_the_client_timer_and_still_refr
 }
 
 #[test]
+fn an_upstream_servfail_for_an_expired_name_gets_the_stale_answer() {
+    use std::net::Ipv4Addr;
+    let first = Upstream::answering_a(Ipv4Addr::new(192, 0, 2, 10), 1);
+    let up = first.addr;
+    let srv = C2sink::start(&config(&[up], ""), &[]);
+    let ask = || ask_simple(srv.addr(), Proto::Udp, "x.servfail.test", RecordType::A);
+    assert_eq!(ask().answers.len(), 1);
+    // The upstream is up, but now fails the name at once (its own servers down, say).
+    drop(first);
+    let second = Upstream::with_zone(up, Zone::Test);
+    std::thread::sleep(Duration::from_millis(1200));
+    let m = ask();
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::NoError,
+        "RFC 8767: stale, not SERVFAIL"
+    );
+    assert_eq!(m.answers.first().map(|r| r.ttl), Some(30));
+    assert_eq!(second.count("x.servfail.test"), 1);
+    // Another name the upstream fails, with nothing cached: the upstream's SERVFAIL.
+    let m = ask_simple(srv.addr(), Proto::Udp, "y.servfail.test", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+}
+
+#[test]
+fn after_a_failed_refresh_the_stale_answer_comes_at_once_without_asking_again() {
+    use std::net::Ipv4Addr;
+    let first = Upstream::answering_a(Ipv4Addr::new(192, 0, 2, 10), 1);
+    let up = first.addr;
+    let srv = C2sink::start(&config(&[up], "[cache]\nserve_stale_after_ms = 50\n"), &[]);
+    let ask = || ask_simple(srv.addr(), Proto::Udp, "x.silent.test", RecordType::A);
+    assert_eq!(ask().answers.len(), 1);
+    // The upstream now never answers the name (and, answering others, is not marked down).
+    drop(first);
+    let second = Upstream::with_zone(up, Zone::Test);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(ask().answers.first().map(|r| r.ttl), Some(30));
+    // The refresh left running times out (400 ms here): for 30 s the name is served stale without a try.
+    std::thread::sleep(Duration::from_millis(1000));
+    for _ in 0..3 {
+        assert_eq!(ask().answers.first().map(|r| r.ttl), Some(30));
+    }
+    assert_eq!(
+        second.count("x.silent.test"),
+        1,
+        "asked again within the recheck period"
+    );
+    let m = ask_simple(srv.addr(), Proto::Udp, "www.example.test", RecordType::A);
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::NoError,
+        "the upstream still serves others"
+    );
+}
+
+#[test]
 fn an_upstream_error_without_the_question_reaches_the_client_with_its_question() {
     let up = Upstream::start();
     let srv = C2sink::start(&config(&[up.addr], ""), &[]);
