@@ -1244,19 +1244,29 @@ fn a_slow_upstream_lets_the_expired_answer_go_at_the_client_timer_and_still_refr
     assert_eq!(second.count("slow.example.test"), 2);
 }
 
-#[test]
-fn an_upstream_servfail_for_an_expired_name_gets_the_stale_answer() {
-    use std::net::Ipv4Addr;
-    let first = Upstream::answering_a(Ipv4Addr::new(192, 0, 2, 10), 1);
+/// A c2sink (its config plus `extra`) that cached `name` with TTL 1 from an upstream since replaced, on the
+/// same address, by one serving the test zone; returned once that cached answer has expired.
+fn with_expired_answer(name: &str, extra: &str) -> (C2sink, Upstream) {
+    let first = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 10), 1);
     let up = first.addr;
-    let srv = C2sink::start(&config(&[up], ""), &[]);
-    let ask = || ask_simple(srv.addr(), Proto::Udp, "x.servfail.test", RecordType::A);
-    assert_eq!(ask().answers.len(), 1);
-    // The upstream is up, but now fails the name at once (its own servers down, say).
+    let srv = C2sink::start(&config(&[up], extra), &[]);
+    let m = ask_simple(srv.addr(), Proto::Udp, name, RecordType::A);
+    assert_eq!(
+        m.answers.first().map(|r| r.ttl),
+        Some(1),
+        "{name} cached with TTL 1"
+    );
     drop(first);
     let second = Upstream::with_zone(up, Zone::Test);
     std::thread::sleep(Duration::from_millis(1200));
-    let m = ask();
+    (srv, second)
+}
+
+#[test]
+fn an_upstream_servfail_for_an_expired_name_gets_the_stale_answer() {
+    // The upstream is up, but now fails the name at once (its own servers down, say).
+    let (srv, second) = with_expired_answer("x.servfail.test", "");
+    let m = ask_simple(srv.addr(), Proto::Udp, "x.servfail.test", RecordType::A);
     assert_eq!(
         m.metadata.response_code,
         ResponseCode::NoError,
@@ -1271,16 +1281,10 @@ fn an_upstream_servfail_for_an_expired_name_gets_the_stale_answer() {
 
 #[test]
 fn after_a_failed_refresh_the_stale_answer_comes_at_once_without_asking_again() {
-    use std::net::Ipv4Addr;
-    let first = Upstream::answering_a(Ipv4Addr::new(192, 0, 2, 10), 1);
-    let up = first.addr;
-    let srv = C2sink::start(&config(&[up], "[cache]\nserve_stale_after_ms = 50\n"), &[]);
-    let ask = || ask_simple(srv.addr(), Proto::Udp, "x.silent.test", RecordType::A);
-    assert_eq!(ask().answers.len(), 1);
     // The upstream now never answers the name (and, answering others, is not marked down).
-    drop(first);
-    let second = Upstream::with_zone(up, Zone::Test);
-    std::thread::sleep(Duration::from_millis(1200));
+    let (srv, second) =
+        with_expired_answer("x.silent.test", "[cache]\nserve_stale_after_ms = 50\n");
+    let ask = || ask_simple(srv.addr(), Proto::Udp, "x.silent.test", RecordType::A);
     assert_eq!(ask().answers.first().map(|r| r.ttl), Some(30));
     // The refresh left running times out (400 ms here): for 30 s the name is served stale without a try.
     std::thread::sleep(Duration::from_millis(1000));
