@@ -41,8 +41,8 @@ pub fn error_reply(raw: &[u8], rcode: u16) -> Vec<u8> {
 /// Zone transfer QTYPEs (RFC 1995, RFC 5936): a resolver has no zone to hand out.
 const TYPE_IXFR: u16 = 251;
 const TYPE_AXFR: u16 = 252;
-/// The classes a question may ask for here: IN, CH (answered by whoever the upstream is) and ANY.
-const CLASSES_SERVED: [u16; 3] = [1, 3, 255];
+/// The classes a question may ask for here: IN and ANY; in CH only the identity names ([`chaos_answer`]).
+const CLASSES_SERVED: [u16; 2] = [1, 255];
 /// The obsolete mailbox QTYPEs (RFC 1035): no resolver answers them.
 const TYPE_MAILB: u16 = 253;
 const TYPE_MAILA: u16 = 254;
@@ -53,8 +53,9 @@ pub enum Unserved {
     /// An EDNS version c2sink does not speak: BADVERS (RFC 6891 section 6.1.3).
     EdnsVersion,
     /// REFUSED, as Unbound answers them: a zone transfer (AXFR, IXFR; through a resolver, it is
-    /// reconnaissance), or a class other than IN, CH and ANY (HS, NONE, unassigned ones). Forwarded, these
-    /// met authoritative servers that refuse them without echoing the question.
+    /// reconnaissance), or a class other than IN and ANY (HS, NONE, unassigned ones, and CH but for the
+    /// identity names). Forwarded, these met authoritative servers that refuse them without echoing the
+    /// question, or told the client about the upstream.
     Refused,
     /// A meta type (OPT, TSIG, TKEY, 128-248) or MAILA/MAILB asked as a question, or a query with records in
     /// its answer or authority section, or in its additional section besides one OPT (a TSIG c2sink cannot
@@ -75,7 +76,7 @@ impl Unserved {
         if query.header.ancount > 0 || query.header.nscount > 0 || extra {
             return Some(Unserved::FormErr);
         }
-        if !CLASSES_SERVED.contains(&query.qclass) {
+        if !CLASSES_SERVED.contains(&query.qclass) && !chaos_identity(query) {
             return Some(Unserved::Refused);
         }
         match query.qtype {
@@ -132,14 +133,23 @@ pub const CHAOS_VERSION: &str = "c2sink";
 /// [`CHAOS_VERSION`]; `id.server` and `hostname.bind` get REFUSED (Unbound's `hide-identity`): the name of
 /// the host or container means nothing to a client and is one more fact for a scan.
 pub fn chaos_answer(query: &Query<'_>, raw: &[u8]) -> Option<Vec<u8>> {
-    if query.qclass != CLASS_CH || !matches!(query.qtype, TYPE_TXT | wire::TYPE_ANY) {
+    if !chaos_identity(query) {
         return None;
     }
     match query.name.as_str() {
         "version.bind" | "version.server" => Some(own_txt(query, Some(CHAOS_VERSION))),
-        "id.server" | "hostname.bind" => Some(error_reply(raw, RCODE_REFUSED)),
-        _ => None,
+        _ => Some(error_reply(raw, RCODE_REFUSED)),
     }
+}
+
+/// Whether `query` is a CH TXT (or ANY) question for one of the names that ask a server who it is.
+fn chaos_identity(query: &Query<'_>) -> bool {
+    query.qclass == CLASS_CH
+        && matches!(query.qtype, TYPE_TXT | wire::TYPE_ANY)
+        && matches!(
+            query.name.as_str(),
+            "version.bind" | "version.server" | "id.server" | "hostname.bind"
+        )
 }
 
 /// An authoritative answer from c2sink's own data: one TXT record `text` (TTL 0, the question's class) for
@@ -240,18 +250,20 @@ mod tests {
         let raw = ch("hostname.bind", wire::TYPE_ANY, CLASS_CH);
         let r = chaos_answer(&parse_query(&raw).expect("q"), &raw).expect("answered");
         assert_eq!(Header::read(&r).expect("h").rcode(), RCODE_REFUSED as u8);
-        // The same names in class IN, other types, and other CH names are not c2sink's to answer.
-        for (name, qtype, qclass) in [
-            ("version.bind", TYPE_TXT, 1),
-            ("version.bind", 1, CLASS_CH),
-            ("authors.bind", TYPE_TXT, CLASS_CH),
+        // The same names in class IN, other types, and other CH names are not answered here: the first goes
+        // on like any IN question, the others are refused before (as Unbound refuses them).
+        for (name, qtype, qclass, why) in [
+            ("version.bind", TYPE_TXT, 1, None),
+            ("version.bind", 1, CLASS_CH, Some(Unserved::Refused)),
+            ("authors.bind", TYPE_TXT, CLASS_CH, Some(Unserved::Refused)),
         ] {
             let raw = ch(name, qtype, qclass);
-            assert!(
-                chaos_answer(&parse_query(&raw).expect("q"), &raw).is_none(),
-                "{name}"
-            );
+            let q = parse_query(&raw).expect("q");
+            assert!(chaos_answer(&q, &raw).is_none(), "{name}");
+            assert_eq!(Unserved::of(&q), why, "{name}");
         }
+        let raw = ch("version.bind", TYPE_TXT, CLASS_CH);
+        assert_eq!(Unserved::of(&parse_query(&raw).expect("q")), None);
     }
 
     #[test]
@@ -292,11 +304,12 @@ mod tests {
             (250, Some(Unserved::FormErr), RCODE_FORMERR),
             (TYPE_MAILA, Some(Unserved::FormErr), RCODE_FORMERR),
         ];
-        // Classes: IN, CH and ANY are served; HS, NONE and unassigned ones refused.
+        // Classes: IN and ANY are served; CH (but for its identity names, below), HS, NONE and unassigned
+        // ones refused.
         for (qclass, why) in [
             (1u16, None),
-            (3, None),
             (255, None),
+            (3, Some(Unserved::Refused)),
             (4, Some(Unserved::Refused)),
             (254, Some(Unserved::Refused)),
             (2, Some(Unserved::Refused)),
