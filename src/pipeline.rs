@@ -184,7 +184,7 @@ impl Pipeline {
         let policy = self.policy.load();
         if let Some(why) = protocol::Unserved::of(&query) {
             // An error is the answer, but a listed name is still evidence of a beacon: log it.
-            if let Some(v) = policy.lists.check(&query.name) {
+            if let Some(v) = policy.lists.check_query(&query) {
                 self.block(&policy, &query, raw, client, v, None);
                 self.done(client, &query, Outcome::Blocked, started);
             } else if why == protocol::Unserved::Refused {
@@ -211,7 +211,7 @@ impl Pipeline {
             }
             other => other,
         };
-        if let Some(v) = policy.lists.check(&query.name) {
+        if let Some(v) = policy.lists.check_query(&query) {
             let d = self.block(&policy, &query, raw, client, v, None);
             self.done(client, &query, Outcome::Blocked, started);
             return d;
@@ -469,7 +469,7 @@ impl Pipeline {
     ) -> Decision {
         self.stats.blocked.fetch_add(1, Ordering::Relaxed);
         self.telemetry.blocked(why.list);
-        let who = self.clients.attribute(client.addr.ip(), raw);
+        let who = self.clients.attribute(client.addr.ip(), query.edns_options);
         self.events.record_block(BlockView {
             time: SystemTime::now(),
             client: client.addr,

@@ -225,6 +225,11 @@ fn soa_owner_offset(query: &Query<'_>, rule: &str) -> u16 {
         // Blocked through a CNAME target: the SOA is owned by the question name.
         return HEADER_LEN as u16;
     }
+    if query.name_is_plain() && !rule.is_empty() {
+        // Without escapes the rule starts at the same offset in the text as in the wire name.
+        let at = query.name.len() - rule.len();
+        return HEADER_LEN as u16 + u16::try_from(at).unwrap_or(0);
+    }
     let rule_labels = if rule.is_empty() {
         0
     } else {
@@ -281,6 +286,13 @@ mod tests {
         let query = parse_query(&raw).expect("query");
         assert_eq!(soa_owner_offset(&query, "evil.com"), 12 + 4);
         assert_eq!(soa_owner_offset(&query, "a.b.evil.com"), 12);
+        // A label holding a dot: the text "a\\.b.evil.com" is longer than the wire name, whose offsets count.
+        let mut m = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'a', b'.', b'b'];
+        m.extend_from_slice(b"\x04evil\x03com\x00\x00\x01\x00\x01");
+        let query = parse_query(&m).unwrap();
+        assert_eq!(query.name, "a\\.b.evil.com");
+        assert_eq!(soa_owner_offset(&query, "evil.com"), 12 + 4);
+        assert_eq!(soa_owner_offset(&query, "com"), 12 + 9);
     }
 
     #[test]

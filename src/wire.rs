@@ -106,6 +106,8 @@ pub struct Query<'a> {
     pub label_starts: LabelStarts,
     /// The query's OPT record, if any.
     pub edns: Option<Edns>,
+    /// The options of that OPT record (empty without one), for the client hints routers add.
+    pub edns_options: &'a [u8],
 }
 
 impl Query<'_> {
@@ -115,6 +117,11 @@ impl Query<'_> {
             Some(e) => usize::from(e.payload.clamp(512, MAX_UDP_ANSWER)),
             None => 512,
         }
+    }
+    /// True when `name` needed no escapes, so that its labels start at the offsets in `label_starts`
+    /// (without escapes, the text is the wire name less its first length octet and the root label).
+    pub fn name_is_plain(&self) -> bool {
+        self.name.len() + 6 == self.question.len()
     }
     /// CD bit, part of the cache key.
     pub fn checking_disabled(&self) -> bool {
@@ -179,6 +186,7 @@ pub fn parse_query(msg: &[u8]) -> Result<Query<'_>, WireError> {
     pos += 4;
 
     let mut edns = None;
+    let mut edns_options: &[u8] = &[];
     let records = usize::from(header.ancount) + usize::from(header.nscount);
     for _ in 0..records {
         pos = skip_record(msg, pos)?.next;
@@ -195,6 +203,7 @@ pub fn parse_query(msg: &[u8]) -> Result<Query<'_>, WireError> {
                 dnssec_ok: ttl & 0x8000 != 0,
                 version: ((ttl >> 16) & 0xff) as u8,
             });
+            edns_options = msg.get(rr.rdata_at..rr.next).unwrap_or_default();
         }
         pos = rr.next;
     }
@@ -206,6 +215,7 @@ pub fn parse_query(msg: &[u8]) -> Result<Query<'_>, WireError> {
         question,
         label_starts,
         edns,
+        edns_options,
     })
 }
 
@@ -259,8 +269,13 @@ fn name_text(wire: &[u8], labels: &[u8]) -> String {
         }
         // One table lookup per byte; a 0 marks a byte that needs escaping, then the label is redone slowly.
         let from = text.len();
-        text.extend(label.iter().map(|&b| FOLD[usize::from(b)]));
-        if text[from..].contains(&0) {
+        let mut escape = false;
+        text.extend(label.iter().map(|&b| {
+            let folded = FOLD[usize::from(b)];
+            escape |= folded == 0;
+            folded
+        }));
+        if escape {
             text.truncate(from);
             for &b in label {
                 push_label_byte(&mut text, b);

@@ -354,68 +354,61 @@ impl DomainSet {
 
     /// The most specific rule matching `name`: the name itself (exact rules) or a parent (rules that cover
     /// names below them).
+    pub fn find_suffix<'a>(&self, name: &'a str) -> Option<Match<'a>> {
+        self.find_in(&mut Suffixes::new(name))
+    }
+
+    /// [`find_suffix`](Self::find_suffix) for a name already split into its suffixes.
     ///
     /// The table lines of all candidate suffixes are prefetched, then the filter is asked about each in a loop
     /// of independent loads that the CPU overlaps: a miss waits for about one cache miss in the small filter,
     /// a hit also for its table line, which is already on the way.
-    pub fn find_suffix<'a>(&self, name: &'a str) -> Option<Match<'a>> {
+    pub fn find_in<'a>(&self, s: &mut Suffixes<'a>) -> Option<Match<'a>> {
         /// Candidate suffixes checked together; deeper names take further batches.
         const BATCH: usize = 8;
         if self.is_empty() {
             return None;
         }
-        let mut labels = suffix_starts(name).count();
-        let mut starts = [0usize; BATCH];
-        let mut keys = [0u64; BATCH];
+        let mut picked = [0usize; BATCH];
         let mut n = 0;
-        for start in suffix_starts(name) {
-            let listed = self.label_counts & label_bit(labels) != 0;
-            labels -= 1;
-            if !listed {
+        for i in 0..s.len() {
+            // Suffix i has len - i labels; parents of lengths no rule has are skipped unhashed.
+            if self.label_counts & label_bit(s.len() - i) == 0 {
                 continue;
             }
             if n == BATCH {
                 // The batch holds the more specific suffixes: it decides first.
-                if let Some(m) = self.first_hit(name, &starts, &keys, n) {
+                if let Some(m) = self.first_hit(s, &picked) {
                     return Some(m);
                 }
                 n = 0;
             }
-            starts[n] = start;
-            keys[n] = fingerprint(&name[start..]) & !RULE_BITS;
+            picked[n] = i;
             n += 1;
         }
-        self.first_hit(name, &starts, &keys, n)
+        self.first_hit(s, &picked[..n])
     }
 
-    /// The first of `n` candidate suffixes (most specific first) that has a matching rule.
+    /// The first of the `picked` suffixes (most specific first) that has a matching rule.
     #[inline]
-    fn first_hit<'a>(
-        &self,
-        name: &'a str,
-        starts: &[usize],
-        keys: &[u64],
-        n: usize,
-    ) -> Option<Match<'a>> {
+    fn first_hit<'a>(&self, s: &mut Suffixes<'a>, picked: &[usize]) -> Option<Match<'a>> {
+        let mut keys = [0u64; 8];
         let mut maybe = [false; 8];
-        for &key in &keys[..n] {
-            prefetch(&self.keys[self.home(key)]);
+        for (k, &i) in keys.iter_mut().zip(picked) {
+            *k = s.key(i) & !RULE_BITS;
+            prefetch(&self.keys[self.home(*k)]);
         }
-        for j in 0..n {
-            maybe[j] = self.filter_may_have(keys[j]);
+        for (m, &k) in maybe.iter_mut().zip(&keys[..picked.len()]) {
+            *m = self.filter_may_have(k);
         }
-        for j in 0..n {
+        for (j, &i) in picked.iter().enumerate() {
             if !maybe[j] {
                 continue;
             }
-            let want = if starts[j] == 0 {
-                scope::EXACT
-            } else {
-                scope::BELOW
-            };
+            let want = if i == 0 { scope::EXACT } else { scope::BELOW };
             if let Some(rule) = self.probe(keys[j], want) {
                 return Some(Match {
-                    name: &name[starts[j]..],
+                    name: s.suffix(i),
                     rule,
                 });
             }
@@ -442,6 +435,99 @@ fn prefetch(slot: &u64) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = slot;
+}
+
+/// Most suffixes a name can have: a 255-octet name has at most 127 labels.
+const MAX_SUFFIXES: usize = 128;
+/// Suffixes whose fingerprints are kept once computed: names rarely have more labels, and a small struct is
+/// cheap to set up for every query.
+const KEPT_KEYS: usize = 16;
+
+/// A name split once into itself and its parents, each hashed at most once: a query checked against several
+/// lists (block and allow) is neither scanned nor hashed again for each.
+pub struct Suffixes<'a> {
+    name: &'a str,
+    len: usize,
+    /// Byte offset in `name` where each suffix starts, most specific first.
+    starts: [u16; MAX_SUFFIXES],
+    /// Fingerprint of each of the first suffixes, valid where the bit of `hashed` is set.
+    keys: [u64; KEPT_KEYS],
+    hashed: u16,
+}
+
+impl<'a> Suffixes<'a> {
+    /// The suffixes of a normalized name (labels separated by unescaped dots).
+    #[inline]
+    pub fn new(name: &'a str) -> Self {
+        let mut s = Suffixes::empty(name);
+        for start in suffix_starts(name) {
+            s.push(start);
+        }
+        s
+    }
+
+    /// The suffixes of a name whose text has no escapes, from where its labels start in wire form: without
+    /// escapes, label i starts at the same offset in the text (a length octet there, a dot here).
+    #[inline]
+    pub fn from_label_starts(name: &'a str, wire_starts: &[u8]) -> Self {
+        let mut s = Suffixes::empty(name);
+        for &start in wire_starts {
+            s.push(usize::from(start));
+        }
+        s
+    }
+
+    #[inline]
+    fn empty(name: &'a str) -> Self {
+        Suffixes {
+            name,
+            len: 0,
+            starts: [0; MAX_SUFFIXES],
+            keys: [0; KEPT_KEYS],
+            hashed: 0,
+        }
+    }
+
+    fn push(&mut self, start: usize) {
+        if let (Some(slot), Ok(start)) = (self.starts.get_mut(self.len), u16::try_from(start)) {
+            *slot = start;
+            self.len += 1;
+        }
+    }
+
+    /// Number of suffixes (the name's labels).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for the root name.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The name these are suffixes of.
+    pub fn name(&self) -> &'a str {
+        self.name
+    }
+
+    /// Suffix `i` (0 = the name itself).
+    pub fn suffix(&self, i: usize) -> &'a str {
+        let name = self.name;
+        name.get(usize::from(self.starts[i])..).unwrap_or("")
+    }
+
+    /// The fingerprint of suffix `i`, computed once for the first [`KEPT_KEYS`] suffixes.
+    #[inline]
+    fn key(&mut self, i: usize) -> u64 {
+        if i >= KEPT_KEYS {
+            return fingerprint(self.suffix(i));
+        }
+        if self.hashed & (1 << i) == 0 {
+            self.keys[i] = fingerprint(self.suffix(i));
+            self.hashed |= 1 << i;
+        }
+        self.keys[i]
+    }
 }
 
 /// Byte offsets where `name` and each of its parent names start, most specific first.

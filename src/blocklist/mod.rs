@@ -17,7 +17,8 @@ pub mod synthetic;
 pub use formats::{Entry, Item, LineParser, detect, parse_ip};
 pub use ipset::{IpHit, IpSet, ip_line};
 pub use matcher::{
-    DomainSet, Inserted, Match, Rule, RuleAction, fingerprint, label_count, scope, suffix_starts,
+    DomainSet, Inserted, Match, Rule, RuleAction, Suffixes, fingerprint, label_count, scope,
+    suffix_starts,
 };
 pub use parse::{LineProblem, MAX_LINE, for_each_line, normalize_domain, short};
 
@@ -550,12 +551,22 @@ impl Lists {
     }
 
     /// The block decision for `name`: `None` when no block list matches or an allow rule exempts it.
-    ///
-    /// Called for every query: no allocation, one hash probe per label per list.
     pub fn check<'a>(&'a self, name: &'a str) -> Option<Verdict<'a>> {
+        self.check_in(&mut Suffixes::new(name))
+    }
+
+    /// The block decision for a query's name, split into suffixes from its wire form when it can be.
+    pub fn check_query<'a>(&'a self, query: &'a crate::wire::Query<'_>) -> Option<Verdict<'a>> {
+        self.check_in(&mut query_suffixes(query))
+    }
+
+    /// [`check`](Self::check) for a name already split.
+    ///
+    /// Called for every query: no allocation, one hash per label at most, one probe per label per list.
+    pub fn check_in<'a>(&'a self, s: &mut Suffixes<'a>) -> Option<Verdict<'a>> {
         for list in &self.lists {
-            if let Some(rule) = list.block.find_suffix(name) {
-                if self.any_allow && self.allowed(name).is_some() {
+            if let Some(rule) = list.block.find_in(s) {
+                if self.any_allow && self.allowed_in(s).is_some() {
                     return None;
                 }
                 let local = if rule.rule.action == RuleAction::LocalData {
@@ -586,9 +597,13 @@ impl Lists {
 
     /// The first allow rule that exempts `name`, if any.
     pub fn allowed<'a>(&'a self, name: &'a str) -> Option<(&'a List, Match<'a>)> {
+        self.allowed_in(&mut Suffixes::new(name))
+    }
+
+    fn allowed_in<'a>(&'a self, s: &mut Suffixes<'a>) -> Option<(&'a List, Match<'a>)> {
         self.lists
             .iter()
-            .find_map(|l| l.allow.find_suffix(name).map(|m| (&**l, m)))
+            .find_map(|l| l.allow.find_in(s).map(|m| (&**l, m)))
     }
 
     /// Every list and rule (block and allow) that matches `name`, most specific first per list.
@@ -621,6 +636,17 @@ impl Lists {
     /// Total block rules over all lists.
     pub fn total(&self) -> usize {
         self.lists.iter().map(|l| l.len()).sum()
+    }
+}
+
+/// The suffixes of a query's name: read off the wire form's label offsets when the text has no escapes
+/// (the common case: no scan), else found by scanning the text.
+#[inline]
+pub fn query_suffixes<'a>(query: &'a crate::wire::Query<'_>) -> Suffixes<'a> {
+    if query.name_is_plain() {
+        Suffixes::from_label_starts(&query.name, &query.label_starts)
+    } else {
+        Suffixes::new(&query.name)
     }
 }
 
@@ -669,6 +695,72 @@ mod tests {
             ex.iter()
                 .any(|e| e.allow && e.rule.name == "good.example.com")
         );
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    /// A query whose name has exactly these labels (a label may hold a dot).
+    fn query_of(labels: &[&[u8]]) -> Vec<u8> {
+        let mut m = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in labels {
+            m.push(l.len() as u8);
+            m.extend_from_slice(l);
+        }
+        m.extend_from_slice(&[0, 0, 1, 0, 1]);
+        m
+    }
+
+    #[test]
+    fn a_query_name_is_split_once_for_every_list() {
+        let d = tmp("split");
+        let one = write(&d, "one.txt", b"other.example\n");
+        let two = write(&d, "two.txt", b"evil.com\n");
+        let allow = write(&d, "allow.txt", b"ok.evil.com\n");
+        let load =
+            |n: &str, p: &Path, k| Arc::new(List::load(&cfg(n, ListFormat::Auto, k), p).unwrap());
+        let lists = Lists::new(vec![
+            load("one", &one, ListKind::Block),
+            load("two", &two, ListKind::Block),
+            load("allow", &allow, ListKind::Allow),
+        ]);
+        // Plain names: suffixes come from the wire offsets; the second list and the allow list see the same.
+        let q = query_of(&[b"X", b"y", b"evil", b"com"]);
+        let q = crate::wire::parse_query(&q).unwrap();
+        assert!(q.name_is_plain());
+        let v = lists.check_query(&q).expect("blocked by the second list");
+        assert_eq!((&*v.list.name, v.rule.name), ("two", "evil.com"));
+        let q = query_of(&[b"a", b"ok", b"evil", b"com"]);
+        assert!(
+            lists
+                .check_query(&crate::wire::parse_query(&q).unwrap())
+                .is_none()
+        );
+        // A label holding a dot is escaped in the text, whose offsets then differ from the wire's: the
+        // text is scanned instead (the wire offsets would find no parent at all here).
+        let q = query_of(&[b"a.b", b"evil", b"com"]);
+        let q = crate::wire::parse_query(&q).unwrap();
+        assert_eq!(q.name, "a\\.b.evil.com");
+        assert!(!q.name_is_plain());
+        let v = lists.check_query(&q).expect("blocked below evil.com");
+        assert_eq!(v.rule.name, "evil.com");
+        let q = query_of(&[b"evil.com"]);
+        assert!(
+            lists
+                .check_query(&crate::wire::parse_query(&q).unwrap())
+                .is_none()
+        );
+        // Past the suffixes whose fingerprints are kept: hashed each time, still found.
+        let deep = "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.evil.com";
+        assert_eq!(lists.check(deep).map(|v| v.rule.name), Some("evil.com"));
+        for name in ["x.y.evil.com", "a\\.b.evil.com", "com", "", deep] {
+            let (mut s, t) = (Suffixes::new(name), Suffixes::new(name));
+            let all: Vec<&str> = (0..s.len()).map(|i| s.suffix(i)).collect();
+            let want: Vec<&str> = suffix_starts(name).map(|i| &name[i..]).collect();
+            assert_eq!(all, want, "{name}");
+            assert_eq!(
+                lists.check_in(&mut s).map(|v| v.rule.name),
+                lists.check(t.name()).map(|v| v.rule.name)
+            );
+        }
         std::fs::remove_dir_all(&d).ok();
     }
 

@@ -211,14 +211,15 @@ impl Clients {
         self.snapshot.load().get(ip).cloned().unwrap_or_default()
     }
 
-    /// Who sent `query` from `ip`: a MAC in the query (router with `--add-mac`) beats the neighbour table, whose
-    /// entry would be the router's; a full-length client subnet names the address behind the router.
-    pub fn attribute(&self, ip: IpAddr, query: &[u8]) -> Attribution {
+    /// Who sent a query from `ip` with these OPT options: a MAC in the query (router with `--add-mac`) beats the
+    /// neighbour table, whose entry would be the router's; a full-length client subnet names the address behind
+    /// the router.
+    pub fn attribute(&self, ip: IpAddr, edns_options: &[u8]) -> Attribution {
         let snap = self.snapshot.load();
         let ip = ip.to_canonical();
         let believed = self.edns_from.is_empty() || self.edns_from.iter().any(|n| n.contains(&ip));
         let hints = if self.edns && believed {
-            edns::hints(query)
+            edns::hints(edns_options)
         } else {
             edns::Hints::default()
         };
@@ -600,11 +601,11 @@ mod tests {
         let plain = c.attribute(ip("192.168.0.1"), &[]);
         assert_eq!(plain.mac, Some(mac("ee:00:00:00:00:01")));
         let q = edns::tests_support::query_with_options(&[(65001, vec![0xaa, 0, 0, 0, 0, 5])]);
-        let a = c.attribute(ip("192.168.0.1"), &q);
+        let a = c.attribute(ip("192.168.0.1"), edns::tests_support::options_of(&q));
         assert_eq!(a.mac, Some(mac("aa:00:00:00:00:05")));
         assert_eq!(a.hostname.as_deref(), Some("behind-router"));
         let q = edns::tests_support::query_with_options(&[(8, vec![0, 1, 32, 0, 10, 0, 0, 5])]);
-        let a = c.attribute(ip("192.168.0.1"), &q);
+        let a = c.attribute(ip("192.168.0.1"), edns::tests_support::options_of(&q));
         assert_eq!(a.hostname.as_deref(), Some("behind-router"));
         assert_eq!(a.subnet, Some((ip("10.0.0.5"), 32)));
     }
