@@ -164,13 +164,13 @@ impl Cache {
 
     /// A cached answer to `query` (raw bytes `raw`) within its TTL, ready to send, or `None`.
     pub fn get(&self, query: &Query<'_>, raw: &[u8]) -> Option<Hit> {
-        self.lookup(query, raw, false, Instant::now())
+        self.lookup(query, raw, false, Instant::now)
     }
 
     /// For when no upstream answered: the cached answer to `query`, fresh if another query has refreshed
     /// it meanwhile, else expired at most `serve_stale` seconds ago with every TTL shown as [`STALE_TTL`].
     pub fn stale(&self, query: &Query<'_>, raw: &[u8]) -> Option<Hit> {
-        self.lookup(query, raw, true, Instant::now())
+        self.lookup(query, raw, true, Instant::now)
     }
 
     /// Whether the answer under `key` (from [`key`]) is past its TTL but still within `serve_stale`, and
@@ -200,10 +200,18 @@ impl Cache {
         }
     }
 
-    fn lookup(&self, query: &Query<'_>, raw: &[u8], stale_ok: bool, now: Instant) -> Option<Hit> {
+    /// The lookup behind [`get`](Self::get) and [`stale`](Self::stale); the clock is read only on a hit (a
+    /// blocked name or a miss does not pay for it).
+    fn lookup(
+        &self,
+        query: &Query<'_>,
+        raw: &[u8],
+        stale_ok: bool,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<Hit> {
         let (entry, age) = with_key(query, |key| {
             let entry = self.entries.get(key)?;
-            let age = now.saturating_duration_since(entry.stored).as_secs();
+            let age = now().saturating_duration_since(entry.stored).as_secs();
             let elapsed = u32::try_from(age).unwrap_or(u32::MAX);
             if elapsed < entry.ttl {
                 return Some((entry, Age::Fresh(elapsed)));
@@ -349,17 +357,17 @@ mod tests {
             u32::from_be_bytes([h.wire[n - 10], h.wire[n - 9], h.wire[n - 8], h.wire[n - 7]])
         };
         // Within its TTL (300 s): the same answer either way, TTL counted down.
-        let fresh = c.lookup(&query, &q, false, at(10)).expect("fresh");
+        let fresh = c.lookup(&query, &q, false, || at(10)).expect("fresh");
         assert_eq!(ttl_of(fresh), 290);
-        let fresh = c.lookup(&query, &q, true, at(10)).expect("fresh");
+        let fresh = c.lookup(&query, &q, true, || at(10)).expect("fresh");
         assert_eq!(ttl_of(fresh), 290);
         // Expired: not a hit, but given stale with TTL 30, and kept for that.
-        assert!(c.lookup(&query, &q, false, at(350)).is_none());
-        let stale = c.lookup(&query, &q, true, at(350)).expect("stale");
+        assert!(c.lookup(&query, &q, false, || at(350)).is_none());
+        let stale = c.lookup(&query, &q, true, || at(350)).expect("stale");
         assert_eq!(ttl_of(stale), STALE_TTL);
         assert_eq!(c.len(), 1);
         // More than serve_stale past its TTL: gone.
-        assert!(c.lookup(&query, &q, true, at(401)).is_none());
+        assert!(c.lookup(&query, &q, true, || at(401)).is_none());
         assert_eq!(c.len(), 0);
         // serve_stale = 0: an expired answer is dropped at the first look.
         let off = Cache::new(&CacheConfig {
@@ -368,7 +376,7 @@ mod tests {
         })
         .expect("cache");
         store(&off, "old.example");
-        assert!(off.lookup(&query, &q, true, at(301)).is_none());
+        assert!(off.lookup(&query, &q, true, || at(301)).is_none());
         assert_eq!(off.len(), 0);
     }
 
