@@ -19,6 +19,8 @@ const CLASS_IN: u16 = 1;
 /// SOA MNAME and RNAME of synthesized negative answers: names under `.invalid` so they lead nowhere.
 const SOA_MNAME: &[u8] = b"\x06c2sink\x07invalid\x00";
 const SOA_RNAME: &[u8] = b"\x0ahostmaster\x06c2sink\x07invalid\x00";
+/// Bytes of the SOA record of a negative answer: the fixed part, both names, five 32-bit fields.
+const SOA_RR_LEN: usize = 12 + SOA_MNAME.len() + SOA_RNAME.len() + 20;
 
 /// Builds sinkhole answers for one configuration.
 #[derive(Debug, Clone)]
@@ -158,16 +160,28 @@ impl Sinkhole {
         let q = query.header.flags;
         // QR, opcode and RD and CD from the query; AA and RA set.
         let flags: u16 = 0x8000 | (q & 0x7900) | 0x0400 | 0x0080 | (q & 0x0010) | u16::from(rcode);
-        out.extend_from_slice(&query.header.id.to_be_bytes());
-        out.extend_from_slice(&flags.to_be_bytes());
-        out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        let ([i0, i1], [f0, f1]) = (query.header.id.to_be_bytes(), flags.to_be_bytes());
+        out.extend_from_slice(&[i0, i1, f0, f1, 0, 1, 0, 0, 0, 0, 0, 0]);
         out.extend_from_slice(query.question);
         let record = |out: &mut Vec<u8>, rdata: &[u8]| {
-            out.extend_from_slice(&[0xc0, HEADER_LEN as u8]);
-            out.extend_from_slice(&query.qtype.to_be_bytes());
-            out.extend_from_slice(&CLASS_IN.to_be_bytes());
-            out.extend_from_slice(&ttl.to_be_bytes());
-            out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            let ([t0, t1], [c0, c1]) = (query.qtype.to_be_bytes(), CLASS_IN.to_be_bytes());
+            let ([l0, l1], [s0, s1, s2, s3]) =
+                ((rdata.len() as u16).to_be_bytes(), ttl.to_be_bytes());
+            // Owner (a pointer to the question name), type, class, TTL, RDLENGTH: one copy, then the data.
+            out.extend_from_slice(&[
+                0xc0,
+                HEADER_LEN as u8,
+                t0,
+                t1,
+                c0,
+                c1,
+                s0,
+                s1,
+                s2,
+                s3,
+                l0,
+                l1,
+            ]);
             out.extend_from_slice(rdata);
             wire::bump_count(out, 1);
         };
@@ -175,18 +189,21 @@ impl Sinkhole {
         v6.iter().for_each(|a| record(&mut out, &a.octets()));
         ptr.iter().for_each(|name| record(&mut out, name));
         if soa {
-            let owner = soa_owner_offset(query, rule);
-            out.extend_from_slice(&(0xc000 | owner).to_be_bytes());
-            out.extend_from_slice(&wire::TYPE_SOA.to_be_bytes());
-            out.extend_from_slice(&data_class(query.qclass).to_be_bytes());
-            out.extend_from_slice(&ttl.to_be_bytes());
-            let rdlen = SOA_MNAME.len() + SOA_RNAME.len() + 20;
-            out.extend_from_slice(&(rdlen as u16).to_be_bytes());
-            out.extend_from_slice(SOA_MNAME);
-            out.extend_from_slice(SOA_RNAME);
-            for v in [1u32, 3600, 600, 86_400, ttl] {
-                out.extend_from_slice(&v.to_be_bytes());
+            // Owner, type, class, TTL, RDLENGTH, then the fixed RDATA: built on the stack, copied once.
+            let mut rr = [0u8; SOA_RR_LEN];
+            rr[..2].copy_from_slice(&(0xc000 | soa_owner_offset(query, rule)).to_be_bytes());
+            rr[2..4].copy_from_slice(&wire::TYPE_SOA.to_be_bytes());
+            rr[4..6].copy_from_slice(&data_class(query.qclass).to_be_bytes());
+            rr[6..10].copy_from_slice(&ttl.to_be_bytes());
+            rr[10..12].copy_from_slice(&((SOA_RR_LEN - 12) as u16).to_be_bytes());
+            let names = 12 + SOA_MNAME.len();
+            rr[12..names].copy_from_slice(SOA_MNAME);
+            rr[names..names + SOA_RNAME.len()].copy_from_slice(SOA_RNAME);
+            let serials = names + SOA_RNAME.len();
+            for (i, v) in [1u32, 3600, 600, 86_400, ttl].into_iter().enumerate() {
+                rr[serials + 4 * i..serials + 4 * i + 4].copy_from_slice(&v.to_be_bytes());
             }
+            out.extend_from_slice(&rr);
             wire::bump_count(&mut out, if soa_asked { 1 } else { 2 });
         }
         if let Some(e) = query.edns {

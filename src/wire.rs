@@ -751,11 +751,22 @@ pub fn short_reply(query: &[u8], question_len: usize, rcode: u8, truncated: bool
 
 /// Appends an OPT record advertising our payload size, echoing the DO bit as RFC 3225 asks.
 pub fn push_opt(out: &mut Vec<u8>, payload: u16, dnssec_ok: bool) {
-    out.push(0);
-    out.extend_from_slice(&TYPE_OPT.to_be_bytes());
-    out.extend_from_slice(&payload.to_be_bytes());
-    out.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0]);
-    out.extend_from_slice(&[0, 0]);
+    let [t0, t1] = TYPE_OPT.to_be_bytes();
+    let [p0, p1] = payload.to_be_bytes();
+    // Root owner, type, payload size, extended RCODE and version 0, flags (DO), no options: one copy.
+    out.extend_from_slice(&[
+        0,
+        t0,
+        t1,
+        p0,
+        p1,
+        0,
+        0,
+        if dnssec_ok { 0x80 } else { 0 },
+        0,
+        0,
+        0,
+    ]);
 }
 
 /// Increments the additional count of a message being built.

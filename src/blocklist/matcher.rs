@@ -447,62 +447,65 @@ const KEPT_KEYS: usize = 16;
 /// lists (block and allow) is neither scanned nor hashed again for each.
 pub struct Suffixes<'a> {
     name: &'a str,
-    len: usize,
-    /// Byte offset in `name` where each suffix starts, most specific first.
-    starts: [u16; MAX_SUFFIXES],
+    starts: Starts<'a>,
     /// Fingerprint of each of the first suffixes, valid where the bit of `hashed` is set.
     keys: [u64; KEPT_KEYS],
     hashed: u16,
 }
 
+/// Byte offset in the name where each suffix starts, most specific first.
+// Only ever on the stack for one lookup, and only the variant in use is written: boxing the large one would
+// put an allocation on every escaped name instead.
+#[allow(clippy::large_enum_variant)]
+enum Starts<'a> {
+    /// A wire name's label offsets, borrowed: the same offsets as in a text without escapes.
+    Wire(&'a [u8]),
+    /// Found by scanning the text.
+    Text { at: [u16; MAX_SUFFIXES], len: usize },
+}
+
 impl<'a> Suffixes<'a> {
     /// The suffixes of a normalized name (labels separated by unescaped dots).
-    #[inline]
     pub fn new(name: &'a str) -> Self {
-        let mut s = Suffixes::empty(name);
+        let mut at = [0u16; MAX_SUFFIXES];
+        let mut len = 0;
         for start in suffix_starts(name) {
-            s.push(start);
+            if let (Some(slot), Ok(start)) = (at.get_mut(len), u16::try_from(start)) {
+                *slot = start;
+                len += 1;
+            }
         }
-        s
+        Suffixes::with(name, Starts::Text { at, len })
     }
 
     /// The suffixes of a name whose text has no escapes, from where its labels start in wire form: without
     /// escapes, label i starts at the same offset in the text (a length octet there, a dot here).
     #[inline]
-    pub fn from_label_starts(name: &'a str, wire_starts: &[u8]) -> Self {
-        let mut s = Suffixes::empty(name);
-        for &start in wire_starts {
-            s.push(usize::from(start));
-        }
-        s
+    pub fn from_label_starts(name: &'a str, wire_starts: &'a [u8]) -> Self {
+        Suffixes::with(name, Starts::Wire(wire_starts))
     }
 
     #[inline]
-    fn empty(name: &'a str) -> Self {
+    fn with(name: &'a str, starts: Starts<'a>) -> Self {
         Suffixes {
             name,
-            len: 0,
-            starts: [0; MAX_SUFFIXES],
+            starts,
             keys: [0; KEPT_KEYS],
             hashed: 0,
         }
     }
 
-    fn push(&mut self, start: usize) {
-        if let (Some(slot), Ok(start)) = (self.starts.get_mut(self.len), u16::try_from(start)) {
-            *slot = start;
-            self.len += 1;
-        }
-    }
-
     /// Number of suffixes (the name's labels).
     pub fn len(&self) -> usize {
-        self.len
+        match &self.starts {
+            Starts::Wire(w) => w.len(),
+            Starts::Text { len, .. } => *len,
+        }
     }
 
     /// True for the root name.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// The name these are suffixes of.
@@ -512,8 +515,12 @@ impl<'a> Suffixes<'a> {
 
     /// Suffix `i` (0 = the name itself).
     pub fn suffix(&self, i: usize) -> &'a str {
+        let start = match &self.starts {
+            Starts::Wire(w) => w.get(i).map(|&s| usize::from(s)),
+            Starts::Text { at, .. } => at.get(i).map(|&s| usize::from(s)),
+        };
         let name = self.name;
-        name.get(usize::from(self.starts[i])..).unwrap_or("")
+        start.and_then(|s| name.get(s..)).unwrap_or("")
     }
 
     /// The fingerprint of suffix `i`, computed once for the first [`KEPT_KEYS`] suffixes.
