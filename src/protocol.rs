@@ -99,14 +99,9 @@ impl Unserved {
 
 /// The minimal RFC 8482 answer to an ANY query: one HINFO "RFC8482" "" record for the name.
 pub fn any_answer(query: &Query<'_>) -> Vec<u8> {
-    let q = query.header.flags;
-    // QR, opcode, RD and CD from the query; RA set; NOERROR.
-    let flags: u16 = 0x8000 | (q & 0x7900) | 0x0080 | (q & 0x0010);
-    let mut out = Vec::with_capacity(HEADER_LEN + query.question.len() + 40);
-    out.extend_from_slice(&query.header.id.to_be_bytes());
-    out.extend_from_slice(&flags.to_be_bytes());
-    out.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]);
-    out.extend_from_slice(query.question);
+    // QR, opcode, RD and CD from the query; RA set, AA not; NOERROR.
+    let mut out = wire::local_answer(query, false, 0, 40);
+    wire::bump_count(&mut out, 1);
     out.extend_from_slice(&[0xc0, HEADER_LEN as u8]);
     out.extend_from_slice(&TYPE_HINFO.to_be_bytes());
     out.extend_from_slice(&query.qclass.to_be_bytes());
@@ -155,14 +150,7 @@ fn chaos_identity(query: &Query<'_>) -> bool {
 /// An authoritative answer from c2sink's own data: one TXT record `text` (TTL 0, the question's class) for
 /// the question's name, or NODATA when `text` is `None`.
 pub fn own_txt(query: &Query<'_>, text: Option<&str>) -> Vec<u8> {
-    let q = query.header.flags;
-    // QR, opcode, RD and CD from the query; AA and RA set; NOERROR.
-    let flags: u16 = 0x8000 | (q & 0x7900) | 0x0400 | 0x0080 | (q & 0x0010);
-    let mut out = Vec::with_capacity(HEADER_LEN + query.question.len() + 40);
-    out.extend_from_slice(&query.header.id.to_be_bytes());
-    out.extend_from_slice(&flags.to_be_bytes());
-    out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
-    out.extend_from_slice(query.question);
+    let mut out = wire::local_answer(query, true, 0, 40);
     if let Some(text) = text {
         // One character-string: at most 255 bytes (the texts here are constants far below that).
         let text = &text.as_bytes()[..text.len().min(255)];

@@ -130,7 +130,6 @@ impl Sinkhole {
     /// Writes an answer in wire format.
     fn build(&self, answer: Answer<'_>, query: &Query<'_>, rule: &str) -> Vec<u8> {
         let ttl = self.ttl;
-        let mut out = Vec::with_capacity(HEADER_LEN + query.question.len() + 96);
         let (v4, v6): (&[Ipv4Addr], &[Ipv6Addr]) = match &answer {
             Answer::Addresses(v4, v6) => (v4, v6),
             Answer::Address(v4, v6) => (v4.as_slice(), v6.as_slice()),
@@ -157,12 +156,7 @@ impl Sinkhole {
             Answer::Nxdomain => (RCODE_NXDOMAIN, true),
             _ => (RCODE_NOERROR, records == 0),
         };
-        let q = query.header.flags;
-        // QR, opcode and RD and CD from the query; AA and RA set.
-        let flags: u16 = 0x8000 | (q & 0x7900) | 0x0400 | 0x0080 | (q & 0x0010) | u16::from(rcode);
-        let ([i0, i1], [f0, f1]) = (query.header.id.to_be_bytes(), flags.to_be_bytes());
-        out.extend_from_slice(&[i0, i1, f0, f1, 0, 1, 0, 0, 0, 0, 0, 0]);
-        out.extend_from_slice(query.question);
+        let mut out = wire::local_answer(query, true, rcode, 96);
         let record = |out: &mut Vec<u8>, rdata: &[u8]| {
             let ([t0, t1], [c0, c1]) = (query.qtype.to_be_bytes(), CLASS_IN.to_be_bytes());
             let ([l0, l1], [s0, s1, s2, s3]) =

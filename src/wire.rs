@@ -749,6 +749,20 @@ pub fn short_reply(query: &[u8], question_len: usize, rcode: u8, truncated: bool
     out
 }
 
+/// The header and echoed question of an answer c2sink makes itself (sinkhole, health, CH and ANY answers):
+/// the query's ID, opcode, RD and CD; RA set, AA when `authoritative`; `rcode`; one question and no records
+/// yet (each added one is counted with [`bump_count`]). `room` is the capacity wanted past the question.
+pub fn local_answer(query: &Query<'_>, authoritative: bool, rcode: u8, room: usize) -> Vec<u8> {
+    let q = query.header.flags;
+    let aa = if authoritative { 0x0400 } else { 0 };
+    let flags: u16 = 0x8000 | (q & 0x7900) | aa | 0x0080 | (q & 0x0010) | u16::from(rcode & 0x0f);
+    let mut out = Vec::with_capacity(HEADER_LEN + query.question.len() + room);
+    let ([i0, i1], [f0, f1]) = (query.header.id.to_be_bytes(), flags.to_be_bytes());
+    out.extend_from_slice(&[i0, i1, f0, f1, 0, 1, 0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(query.question);
+    out
+}
+
 /// Appends an OPT record advertising our payload size, echoing the DO bit as RFC 3225 asks.
 pub fn push_opt(out: &mut Vec<u8>, payload: u16, dnssec_ok: bool) {
     let [t0, t1] = TYPE_OPT.to_be_bytes();
