@@ -3,8 +3,8 @@
 # Deterministic: the same inputs give identical files. Every address is on 127.0.0.0/8.
 #
 # Env (set by run.sh; defaults shown):
-#   OUT=bench/out  UP_IP=127.0.0.2 UP_PORT=5300 (nsd)  UB_IP=127.0.0.3 UB_PORT=5301 (unbound)
-#   DM_IP=127.0.0.4 DM_PORT=5302 (dnsmasq)  C2_IP=127.0.0.5 C2_PORT=5303 (c2sink; C2M_PORT=5304 with the
+#   OUT=bench/out  UP_IP=127.0.0.2 UP_PORT=5300 (nsd)  UB_IP=127.0.0.3 UB_PORT=5301 (unbound; UBL_PORT=5308
+#   for unbound-log)   DM_IP=127.0.0.4 DM_PORT=5302 (dnsmasq)  C2_IP=127.0.0.5 C2_PORT=5303 (c2sink; C2M_PORT=5304 with the
 #   1M list, C2B_PORT=5305 for c2sink-base, C2H_PORT=5306 for c2sink-hickory)
 #   BIG_LIST=1000000 (entries in the large c2sink list)
 #   MISS_FIXED=150000 MISS_SAT=600000 MISS_TRIES=2 (cache-miss names per run, files per mode)
@@ -15,7 +15,7 @@ OUT="${OUT:-$BENCH/out}"
 mkdir -p "$OUT/conf" "$OUT/queries" "$OUT/run"
 OUT="$(cd "$OUT" && pwd)"
 UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300}
-UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
+UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301} UBL_PORT=${UBL_PORT:-5308}
 DM_IP=${DM_IP:-127.0.0.4} DM_PORT=${DM_PORT:-5302}
 C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303} C2M_PORT=${C2M_PORT:-5304} C2B_PORT=${C2B_PORT:-5305}
 C2H_PORT=${C2H_PORT:-5306}
@@ -191,6 +191,12 @@ forward-zone:
     forward-addr: ${UP_IP}@${UP_PORT}
 UB
 } > "$CONF/unbound.conf"
+
+# ---- unbound-log: the same Unbound, also logging every blocked query (like for like with c2sink's events) --
+# log-local-actions writes one line per local-zone answer (zone, action, client, name, type) to its logfile.
+sed -e "s/^    interface: .*/    interface: ${UB_IP}@${UBL_PORT}/" -e "s/^    port: .*/    port: ${UBL_PORT}/" \
+    -e "s#/run/unbound\.#/run/unbound-log.#" -e "s/^    verbosity: 0$/    verbosity: 0\n    log-local-actions: yes/" \
+    "$CONF/unbound.conf" > "$CONF/unbound-log.conf"
 
 # ---- dnsmasq: forwarder, blocked names answered 0.0.0.0 / :: (address=/d/#) ---------------------
 {

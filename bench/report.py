@@ -10,7 +10,7 @@ import csv
 import statistics
 from collections import defaultdict
 
-ORDER = ["c2sink", "c2sink-1m", "c2sink-base", "unbound", "dnsmasq"]
+ORDER = ["c2sink", "c2sink-1m", "c2sink-base", "unbound", "unbound-log", "dnsmasq"]
 WORKLOADS = ["blocked", "cached", "mixed", "variety", "miss"]
 
 
@@ -98,6 +98,7 @@ def main():
 
     for base, other, title, goals in (
         ("unbound", "c2sink", "c2sink / Unbound (goal: QPS >= 1.0, misses >= 1.2; CPU/query, p99, RSS <= 1.0)", True),
+        ("unbound-log", "c2sink", "c2sink / Unbound logging each blocked query too (log-local-actions: yes), like for like with c2sink's block events", None),
         ("c2sink", "c2sink-1m", "c2sink with 1M list / c2sink with 3CX list (goal: within 5 %)", False),
         ("c2sink-base", "c2sink", "c2sink / c2sink-base (this build against the one compared with)", None),
         ("c2sink", "c2sink-hickory", "c2sink's pipeline on hickory-server / on c2sink's own socket loops", None),
@@ -119,8 +120,8 @@ def main():
                           for m, col in (("sat", "qps"), ("fixed", "cpu_us_per_q"), ("fixed", "p99_ms")))
             # memory is compared where the goal defines it: after the cache-miss runs (a warm, full cache)
             m = ratio(val(other, w, "sat", "rss_kb"), val(base, w, "sat", "rss_kb")) if w == "miss" else None
-            if base == "floor" and val(base, w, "fixed", "cpu_us_per_q") is None:
-                continue  # the floor is not run on this workload (misses), not a missing measurement
+            if base in ("floor", "unbound-log") and val(base, w, "fixed", "cpu_us_per_q") is None:
+                continue  # not run on this workload (the floor: misses; unbound-log: all but blocked)
             if goals == "floor":
                 row = [fmt(q, spread=qs), fmt(c, 1.10, spread=cs), fmt(p, spread=ps), fmt(m)]
             elif goals is None:

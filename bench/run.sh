@@ -15,7 +15,9 @@
 #   ROUNDS=3          rounds (QUICK: 1)
 #   FIXED_SECS=3 SAT_SECS=2    seconds per fixed-rate / saturation run (QUICK: 3 / 2)
 #   FIXED_QPS=30000   offered load of fixed-rate runs; MISS_QPS=10000 for the cache-miss workload
-#   SERVERS="c2sink c2sink-1m unbound dnsmasq floor"   c2sink-1m = c2sink with a 1,000,000-domain list;
+#   SERVERS="c2sink c2sink-1m unbound unbound-log dnsmasq floor"   c2sink-1m = c2sink with a 1,000,000-domain list;
+#                     unbound-log = Unbound that also logs each blocked query (log-local-actions), as c2sink
+#                     does: measured on blocked names only, the like-for-like yardstick for c2sink's event log;
 #                     floor = the do-nothing UDP responder of issue 7 (examples/floor.rs: one recv_from and one
 #                     send_to per query, a canned A record), measured at the fixed load only (not misses)
 #   ONCE="dnsmasq"    servers measured in the first round only (for scale, not compared against goals)
@@ -45,13 +47,13 @@ QUICK=${QUICK:-0}
 if [[ "$QUICK" == 1 ]]; then FIXED_SECS=${FIXED_SECS:-3} SAT_SECS=${SAT_SECS:-2} ROUNDS=${ROUNDS:-1}
 else FIXED_SECS=${FIXED_SECS:-3} SAT_SECS=${SAT_SECS:-2} ROUNDS=${ROUNDS:-3}; fi
 FIXED_QPS=${FIXED_QPS:-30000} MISS_QPS=${MISS_QPS:-10000}
-SERVERS=${SERVERS:-"c2sink c2sink-1m unbound dnsmasq floor"}
+SERVERS=${SERVERS:-"c2sink c2sink-1m unbound unbound-log dnsmasq floor"}
 WORKLOADS=${WORKLOADS:-"blocked cached mixed variety miss"}
 MODES=${MODES:-"fixed sat"}
 SERVER_CPUS=${SERVER_CPUS-1} DNSPERF_CPUS=${DNSPERF_CPUS-0} UPSTREAM_CPUS=${UPSTREAM_CPUS-0}
 OTHER_MAX=${OTHER_MAX:-25} ONCE=${ONCE-dnsmasq}
 export UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300} UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
-export DM_IP=${DM_IP:-127.0.0.4} DM_PORT=${DM_PORT:-5302} C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
+export UBL_PORT=${UBL_PORT:-5308} DM_IP=${DM_IP:-127.0.0.4} DM_PORT=${DM_PORT:-5302} C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
 export C2M_PORT=${C2M_PORT:-5304} C2B_PORT=${C2B_PORT:-5305} C2H_PORT=${C2H_PORT:-5306}
 export FL_IP=${FL_IP:-127.0.0.6} FL_PORT=${FL_PORT:-5307}
 export PROTO=${PROTO:-udp}
@@ -110,8 +112,8 @@ trap 'rc=$?; stop_all; exit $rc' EXIT
 trap 'exit 130' INT TERM
 
 addr_of() { case "$1" in
-  c2sink) echo "$C2_IP $C2_PORT" ;; c2sink-1m) echo "$C2_IP $C2M_PORT" ;; c2sink-base) echo "$C2_IP $C2B_PORT" ;; c2sink-hickory) echo "$C2_IP $C2H_PORT" ;; floor) echo "$FL_IP $FL_PORT" ;; unbound) echo "$UB_IP $UB_PORT" ;; dnsmasq) echo "$DM_IP $DM_PORT" ;;
-  *) die "unknown server '$1' (c2sink, c2sink-1m, c2sink-base, c2sink-hickory, unbound, dnsmasq, floor)" ;; esac; }
+  c2sink) echo "$C2_IP $C2_PORT" ;; c2sink-1m) echo "$C2_IP $C2M_PORT" ;; c2sink-base) echo "$C2_IP $C2B_PORT" ;; c2sink-hickory) echo "$C2_IP $C2H_PORT" ;; floor) echo "$FL_IP $FL_PORT" ;; unbound) echo "$UB_IP $UB_PORT" ;; unbound-log) echo "$UB_IP $UBL_PORT" ;; dnsmasq) echo "$DM_IP $DM_PORT" ;;
+  *) die "unknown server '$1' (c2sink, c2sink-1m, c2sink-base, c2sink-hickory, unbound, unbound-log, dnsmasq, floor)" ;; esac; }
 start_server() { local ip port; read -r ip port < <(addr_of "$1")
   case "$1" in
     c2sink)    start "$1" "$ip" "$port" "$SERVER_CPUS" "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-small.toml" ;;
@@ -121,6 +123,7 @@ start_server() { local ip port; read -r ip port < <(addr_of "$1")
     c2sink-hickory) start "$1" "$ip" "$port" "$SERVER_CPUS" "$C2SINK_HICKORY_BIN" "$OUT/conf/c2sink-hickory.toml" ;;
     floor)     start "$1" "$ip" "$port" "$SERVER_CPUS" "$FLOOR_BIN" "$ip:$port" ;;
     unbound)   start "$1" "$ip" "$port" "$SERVER_CPUS" "$(command -v unbound)" -d -c "$OUT/conf/unbound.conf" ;;
+    unbound-log) start "$1" "$ip" "$port" "$SERVER_CPUS" "$(command -v unbound)" -d -c "$OUT/conf/unbound-log.conf" ;;
     dnsmasq)   start "$1" "$ip" "$port" "$SERVER_CPUS" "$(command -v dnsmasq)" -C "$OUT/conf/dnsmasq.conf" ;;
   esac; }
 
@@ -155,7 +158,9 @@ measure() { # server round workload mode
     CSV="$CSV" LABEL="$server,$wl,$mode" "$BENCH/measure.sh" "$ip" "$port" "$(qfile "$wl" "$mode")" "$secs") \
     || die "measurement $server/$wl/$mode failed"
   log "round $round: $server $wl $mode: $line"
+  # the logs grow by about 250 bytes a blocked query: emptied between runs (both are opened for appending)
   [[ -f "$OUT/run/c2sink-events.jsonl" ]] && : > "$OUT/run/c2sink-events.jsonl"
+  [[ -f "$OUT/run/unbound-log.log" ]] && : > "$OUT/run/unbound-log.log"
   return 0
 }
 
@@ -178,6 +183,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
       for server in $active; do
         # the floor answers every name alike: only its CPU at the fixed load is a reference
         [[ "$server" == floor && ( "$mode" != fixed || "$wl" == miss ) ]] && continue
+        # logging differs only where names are blocked
+        [[ "$server" == unbound-log && "$wl" != blocked ]] && continue
         measure "$server" "$round" "$wl" "$mode"
       done
     done
