@@ -4,7 +4,7 @@
 //! `decide` does everything that needs no network and returns at once; only `forward` awaits an upstream.
 //! Listeners call the first, and spawn the second only when needed.
 
-use crate::blocklist::{Lists, Verdict};
+use crate::blocklist::{List, Lists, Verdict};
 use crate::cache::{Cache, Expired};
 use crate::clients::Clients;
 use crate::config::Config;
@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 /// Why a query was sinkholed, as written in its block event.
 struct Why<'a> {
-    list: &'a Arc<str>,
+    list: &'a List,
     rule: RuleText<'a>,
     action: &'static str,
     via: Option<&'a str>,
@@ -54,6 +54,8 @@ pub struct Policy {
     pub sinkhole: Sinkhole,
     /// Unique per policy built, so that a cached answer can remember which lists already passed it.
     generation: u64,
+    /// `c2sink_blocked_total` of each list, in the order of `lists.lists`.
+    blocked: Vec<metrics::Counter>,
 }
 
 impl Policy {
@@ -61,9 +63,23 @@ impl Policy {
     pub fn new(lists: Lists, sinkhole: Sinkhole) -> Policy {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         Policy {
+            blocked: crate::telemetry::blocked_counters(&lists),
             lists,
             sinkhole,
             generation: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a block by `list`, one of this policy's lists (found by address: a name compare per list
+    /// would cost more than the increment).
+    fn count_block(&self, list: &List) {
+        if let Some(i) = self
+            .lists
+            .lists
+            .iter()
+            .position(|l| std::ptr::eq(&**l, list))
+        {
+            self.blocked[i].increment(1);
         }
     }
 }
@@ -446,7 +462,7 @@ impl Pipeline {
     ) -> Decision {
         let (answer, action) = policy.sinkhole.respond(&verdict, query);
         let why = Why {
-            list: &verdict.list.name,
+            list: verdict.list,
             rule: RuleText {
                 wildcard: verdict.rule.rule.is_wildcard(),
                 name: verdict.rule.name,
@@ -455,12 +471,13 @@ impl Pipeline {
             via: via.map(|(t, _)| t),
             chain: via.map_or(&[], |(_, i)| i.targets.as_slice()),
         };
-        self.sinkholed(query, raw, client, why, answer)
+        self.sinkholed(policy, query, raw, client, why, answer)
     }
 
     /// Counts, logs and answers one sinkholed query.
     fn sinkholed(
         &self,
+        policy: &Policy,
         query: &Query<'_>,
         raw: &[u8],
         client: &Client,
@@ -468,7 +485,7 @@ impl Pipeline {
         answer: Option<Vec<u8>>,
     ) -> Decision {
         self.stats.blocked.fetch_add(1, Ordering::Relaxed);
-        self.telemetry.blocked(why.list);
+        policy.count_block(why.list);
         let who = self.clients.attribute(client.addr.ip(), query.edns_options);
         self.events.record_block(BlockView {
             time: SystemTime::now(),
@@ -476,7 +493,7 @@ impl Pipeline {
             protocol: client.protocol,
             qname: &query.name,
             qtype: query.qtype,
-            list: why.list,
+            list: &why.list.name,
             rule: why.rule,
             action: why.action,
             who: &who,
@@ -524,7 +541,7 @@ impl Pipeline {
         let (answer, action) = policy.sinkhole.respond_to_answer(&list.config, query);
         let (net, addr) = (hit.net.to_string(), addr.to_string());
         let why = Why {
-            list: &list.name,
+            list,
             rule: RuleText {
                 wildcard: false,
                 name: &net,
@@ -533,7 +550,7 @@ impl Pipeline {
             via: Some(&addr),
             chain: inspect.map_or(&[], |i| i.targets.as_slice()),
         };
-        Some(self.sinkholed(query, raw, client, why, Some(answer)))
+        Some(self.sinkholed(policy, query, raw, client, why, Some(answer)))
     }
 
     /// SERVFAIL for a query, used when forwarding fails or is shed.

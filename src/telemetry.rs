@@ -4,7 +4,6 @@
 
 use crate::blocklist::Lists;
 use crate::events::Protocol;
-use arc_swap::ArcSwap;
 use metrics::{Counter, counter, gauge};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
@@ -125,11 +124,6 @@ fn protocol_index(p: Protocol) -> usize {
     }
 }
 
-struct ListCounter {
-    name: Box<str>,
-    blocked: Counter,
-}
-
 /// The pipeline's metric handles.
 pub struct Telemetry {
     queries: [[Counter; Outcome::ALL.len()]; PROTOCOLS.len()],
@@ -141,7 +135,6 @@ pub struct Telemetry {
     pub reloads: Counter,
     /// Failed list reloads (the old lists stay in force); the reload code increments it.
     pub reload_failures: Counter,
-    lists: ArcSwap<Vec<ListCounter>>,
     lists_ready: AtomicBool,
 }
 
@@ -166,7 +159,6 @@ impl Telemetry {
             shed: counter!("c2sink_queries_shed_total"),
             reloads: counter!("c2sink_reloads_total"),
             reload_failures: counter!("c2sink_reload_failures_total"),
-            lists: ArcSwap::from_pointee(Vec::new()),
             lists_ready: AtomicBool::new(false),
         }
     }
@@ -198,36 +190,16 @@ impl Telemetry {
         self.shed.increment(1);
     }
 
-    /// Counts a query blocked by the list named `list`.
-    #[inline]
-    pub fn blocked(&self, list: &str) {
-        let lists = self.lists.load();
-        match lists.iter().find(|c| &*c.name == list) {
-            Some(c) => c.blocked.increment(1),
-            // A list loaded without `lists_loaded` being called: still counted, at a registry lookup.
-            None => counter!("c2sink_blocked_total", "list" => list.to_string()).increment(1),
-        }
-    }
-
-    /// Records a (re)loaded set of lists: per-list handles, entry counts, load time; marks lists ready.
+    /// Records a (re)loaded set of lists: entry counts, load time; marks lists ready.
     pub fn lists_loaded(&self, lists: &Lists) {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        let handles = lists
-            .lists
-            .iter()
-            .map(|l| {
-                let name = l.name.to_string();
-                gauge!("c2sink_list_entries", "list" => name.clone()).set(l.len() as f64);
-                gauge!("c2sink_list_loaded_timestamp_seconds", "list" => name.clone()).set(now);
-                ListCounter {
-                    name: name.as_str().into(),
-                    blocked: counter!("c2sink_blocked_total", "list" => name),
-                }
-            })
-            .collect();
-        self.lists.store(std::sync::Arc::new(handles));
+        for l in &lists.lists {
+            let name = l.name.to_string();
+            gauge!("c2sink_list_entries", "list" => name.clone()).set(l.len() as f64);
+            gauge!("c2sink_list_loaded_timestamp_seconds", "list" => name).set(now);
+        }
         self.lists_ready.store(true, Ordering::Release);
     }
 
@@ -235,4 +207,14 @@ impl Telemetry {
     pub fn lists_ready(&self) -> bool {
         self.lists_ready.load(Ordering::Acquire)
     }
+}
+
+/// One `c2sink_blocked_total` handle per list, in the lists' order: looked up once when a policy is built,
+/// so that counting a block is one increment, not a registry lookup.
+pub fn blocked_counters(lists: &Lists) -> Vec<Counter> {
+    lists
+        .lists
+        .iter()
+        .map(|l| counter!("c2sink_blocked_total", "list" => l.name.to_string()))
+        .collect()
 }

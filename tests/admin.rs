@@ -206,10 +206,26 @@ fn reloads_and_failed_reloads_are_counted_and_list_entries_follow() {
     hup();
     let m = wait_metric("c2sink_reloads_total", 1.0);
     assert_eq!(value(&m, "c2sink_list_entries{list=\"c2\"}"), 3.0);
-    // A broken config: the reload fails and the three entries stay.
+    // A second list: blocks after the reload are counted under the list that matched, old and new.
+    dir.write("extra.txt", "beacon.example\n");
+    let text = std::fs::read_to_string(&cfg).expect("read config");
+    std::fs::write(
+        &cfg,
+        format!("{text}\n[[blocklists]]\nname = \"extra\"\npath = \"extra.txt\"\n"),
+    )
+    .expect("write");
+    hup();
+    let m = wait_metric("c2sink_reloads_total", 2.0);
+    assert_eq!(value(&m, "c2sink_list_entries{list=\"extra\"}"), 1.0);
+    for name in ["third.example", "beacon.example", "beacon.example"] {
+        assert_eq!(ask_udp(server.addr(), name, A).answers.len(), 1, "{name}");
+    }
+    let m = wait_metric("c2sink_blocked_total{list=\"extra\"}", 2.0);
+    assert_eq!(value(&m, "c2sink_blocked_total{list=\"c2\"}"), 1.0);
+    // A broken config: the reload fails and the entries stay.
     std::fs::write(&cfg, "[server\nbroken").expect("write");
     hup();
     let m = wait_metric("c2sink_reload_failures_total", 1.0);
-    assert_eq!(value(&m, "c2sink_reloads_total"), 1.0);
+    assert_eq!(value(&m, "c2sink_reloads_total"), 2.0);
     assert_eq!(value(&m, "c2sink_list_entries{list=\"c2\"}"), 3.0);
 }

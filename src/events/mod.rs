@@ -152,9 +152,7 @@ fn write_head(
     out.extend_from_slice(b"{\"ts\":\"");
     f.time(out, time, digits);
     out.extend_from_slice(kind);
-    line::ip(out, client.ip());
-    out.extend_from_slice(b",\"client_port\":");
-    line::decimal(out, u64::from(client.port()));
+    line::client_ip_and_port(out, client);
     out.extend_from_slice(b",\"client_mac\":");
     match mac {
         Some(m) => line::display(out, m),
