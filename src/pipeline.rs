@@ -73,13 +73,9 @@ impl Policy {
     /// Counts a block by `list`, one of this policy's lists (found by address: a name compare per list
     /// would cost more than the increment).
     fn count_block(&self, list: &List) {
-        if let Some(i) = self
-            .lists
-            .lists
-            .iter()
-            .position(|l| std::ptr::eq(&**l, list))
-        {
-            self.blocked[i].increment(1);
+        let mut counters = self.lists.lists.iter().zip(&self.blocked);
+        if let Some((_, c)) = counters.find(|(l, _)| std::ptr::eq(&***l, list)) {
+            c.increment(1);
         }
     }
 }
