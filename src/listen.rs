@@ -174,24 +174,42 @@ async fn serve_udp(sock: udp_batch::Socket, shared: UdpShared, tracker: TaskTrac
                 Decision::Reply(r) => tx.push(src, r),
                 Decision::Drop => {}
                 Decision::Forward => match inflight.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        let raw = raw.to_vec();
-                        let (sock, pipeline) = (sock.clone(), pipeline.clone());
-                        let done = forward_done.clone();
-                        tracker.spawn(async move {
-                            if let Some(r) = pipeline.forward(&raw, &client).await {
-                                let _ = sock.send_to(&r, src).await;
-                            }
-                            drop(permit);
-                            done.notify_one();
-                        });
-                    }
+                    Ok(permit) => spawn_forward(
+                        &tracker,
+                        raw,
+                        client,
+                        (&sock, &pipeline),
+                        permit,
+                        &forward_done,
+                    ),
                     Err(_) => tx.push(src, pipeline.shed(raw)),
                 },
             }
         }
         tx.flush(&sock).await;
     }
+}
+
+/// Starts forwarding one UDP query; its answer is sent on `sock` when the upstream replies. Out of line:
+/// the task's setup is large, and keeping it out of the receive loop keeps that loop's hot code compact.
+#[inline(never)]
+fn spawn_forward(
+    tracker: &TaskTracker,
+    raw: &[u8],
+    client: Client,
+    (sock, pipeline): (&Arc<udp_batch::Socket>, &Arc<Pipeline>),
+    permit: tokio::sync::OwnedSemaphorePermit,
+    done: &Arc<tokio::sync::Notify>,
+) {
+    let raw = raw.to_vec();
+    let (sock, pipeline, done) = (sock.clone(), pipeline.clone(), done.clone());
+    tracker.spawn(async move {
+        if let Some(r) = pipeline.forward(&raw, &client).await {
+            let _ = sock.send_to(&r, client.addr).await;
+        }
+        drop(permit);
+        done.notify_one();
+    });
 }
 
 /// What a UDP listener shares with the rest of the server.

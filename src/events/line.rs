@@ -139,7 +139,9 @@ pub fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-/// Appends any `Display` value as a JSON string (for the rare, short fields: MACs, subnets).
+/// Appends any `Display` value as a JSON string (for the rare, short fields: MACs, subnets); out of line, as
+/// the formatting machinery is large and most lines have neither.
+#[inline(never)]
 pub fn display(out: &mut Vec<u8>, v: impl std::fmt::Display) {
     let start = out.len();
     out.push(b'"');
@@ -189,16 +191,24 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
 /// Appends `prefix` followed by `s` as one JSON string; `prefix` is fixed text that needs no escaping
 /// (`*.` of a wildcard rule), so the two need not be joined first.
 pub fn prefixed_string(out: &mut Vec<u8>, prefix: &'static str, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     debug_assert!(!needs_escape(prefix.as_bytes()));
     out.push(b'"');
     out.extend_from_slice(prefix.as_bytes());
     let bytes = s.as_bytes();
-    if !needs_escape(bytes) {
+    if needs_escape(bytes) {
+        escaped(out, bytes);
+    } else {
         out.extend_from_slice(bytes);
-        out.push(b'"');
-        return;
     }
+    out.push(b'"');
+}
+
+/// Appends `bytes` escaped; out of line, so that the common case (nothing to escape) stays a few
+/// instructions in the hot code of every line.
+#[cold]
+#[inline(never)]
+fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut plain_from = 0;
     for (i, &c) in bytes.iter().enumerate() {
         let short: &[u8] = match c {
@@ -222,7 +232,6 @@ pub fn prefixed_string(out: &mut Vec<u8>, prefix: &'static str, s: &str) {
         plain_from = i + 1;
     }
     out.extend_from_slice(&bytes[plain_from..]);
-    out.push(b'"');
 }
 
 #[cfg(test)]

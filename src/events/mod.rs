@@ -458,13 +458,7 @@ impl<T: Record> Journal<T> {
         let mut p = self.queue.lock();
         if p.closed || p.bytes.len() >= QUEUE_BYTES {
             drop(p);
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            if !self.stats.full_logged.swap(true, Ordering::Relaxed) {
-                tracing::error!(
-                    log = self.what,
-                    "writer behind or gone: records are being dropped (counted)"
-                );
-            }
+            self.dropped();
             return;
         }
         let p = &mut *p;
@@ -476,6 +470,19 @@ impl<T: Record> Journal<T> {
         }
         if std::mem::take(&mut p.waiting) {
             self.queue.ready.notify_one();
+        }
+    }
+
+    /// Counts a record the writer had no room for (and says so once); out of line, off the hot path.
+    #[cold]
+    #[inline(never)]
+    fn dropped(&self) {
+        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        if !self.stats.full_logged.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                log = self.what,
+                "writer behind or gone: records are being dropped (counted)"
+            );
         }
     }
 
