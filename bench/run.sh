@@ -141,6 +141,10 @@ warm_server() { # server: fills its cache with what the fixed runs will ask
   local ip port dp
   read -r ip port < <(addr_of "$1")
   dp=(taskset -c "${DNSPERF_CPUS:-0-$(($(nproc) - 1))}" dnsperf -s "$ip" -p "$port" -q 50 -t 2)
+  if [[ "$1" == unbound-log ]]; then # measured on blocked names only: nothing to cache
+    "${dp[@]}" -d "$OUT/queries/blocked.txt" -n 1 >/dev/null 2>&1 || die "warm-up of $1 failed"
+    return 0
+  fi
   "${dp[@]}" -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1 || die "warm-up of $1 failed"
   "${dp[@]}" -d "$OUT/queries/blocked.txt" -n 1 >/dev/null 2>&1 || true
   [[ " $WORKLOADS " == *" variety "* ]] && { "${dp[@]}" -d "$OUT/queries/variety.txt" -n 2 >/dev/null 2>&1 || die "warm-up of $1 failed"; }
