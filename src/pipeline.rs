@@ -74,7 +74,9 @@ impl Policy {
     /// would cost more than the increment).
     fn count_block(&self, list: &List) {
         let mut counters = self.lists.lists.iter().zip(&self.blocked);
-        if let Some((_, c)) = counters.find(|(l, _)| std::ptr::eq(&***l, list)) {
+        let found = counters.find(|(l, _)| std::ptr::eq(&***l, list));
+        debug_assert!(found.is_some(), "a list of another policy");
+        if let Some((_, c)) = found {
             c.increment(1);
         }
     }
