@@ -92,11 +92,23 @@ fn logs_rotate_gzip_and_reopen_on_sighup_and_report_reads_them_all() {
             events.display()
         ),
     );
-    // About 300 bytes an event: several rotations.
+    // About 300 bytes an event: several rotations. One event at a time, each from its own address: the next
+    // is sent only once the last is in the live file, so each is written alone and the file rotates every
+    // few events however busy the machine is (the writer coalesces events that arrive together, and a
+    // rotation happens between writes).
     for i in 0..20 {
-        c.udp("127.0.0.2", C2, 1);
-        if i % 3 == 0 {
-            std::thread::sleep(Duration::from_millis(20));
+        let from = format!("127.0.0.{}", 10 + i);
+        c.udp(&from, C2, 1);
+        let tag = format!("\"client_ip\":\"{from}\"");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&events)
+            .is_ok_and(|t| t.ends_with('\n') && t.lines().last().is_some_and(|l| l.contains(&tag)))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "event from {from} never written"
+            );
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
     // Wait until the writer has written all 20 (in the log and its rotated, gzipped files), so that what
