@@ -8,6 +8,7 @@
 #   1M list, C2B_PORT=5305 for c2sink-base, C2H_PORT=5306 for c2sink-hickory)
 #   BIG_LIST=1000000 (entries in the large c2sink list)
 #   MISS_FIXED=150000 MISS_SAT=600000 MISS_TRIES=2 (cache-miss names per run, files per mode)
+#   FILL=100000 (names of the file that fills each cache before its memory is read)
 set -euo pipefail
 BENCH="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$BENCH")"
@@ -19,7 +20,7 @@ UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301} UBL_PORT=${UBL_PORT:-5308}
 DM_IP=${DM_IP:-127.0.0.4} DM_PORT=${DM_PORT:-5302}
 C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303} C2M_PORT=${C2M_PORT:-5304} C2B_PORT=${C2B_PORT:-5305}
 C2H_PORT=${C2H_PORT:-5306}
-BIG_LIST=${BIG_LIST:-1000000} MISS_FIXED=${MISS_FIXED:-150000} MISS_SAT=${MISS_SAT:-600000} MISS_TRIES=${MISS_TRIES:-2}
+BIG_LIST=${BIG_LIST:-1000000} MISS_FIXED=${MISS_FIXED:-150000} MISS_SAT=${MISS_SAT:-600000} MISS_TRIES=${MISS_TRIES:-2} FILL=${FILL:-100000}
 UB_THREADS=${UB_THREADS:-1}
 C2_UDP_SOCKETS=${C2_UDP_SOCKETS:-0}
 
@@ -38,7 +39,7 @@ printf '%s\n' akamaicontainer.com msstorage-sync.com adtelemetry-cdn.com pixeltr
   phish-login-portal.com spyware-update.org tracking-pixel.info >> "$CONF/blocked-domains.txt"
 
 # ---- everything else is generated in one python pass --------------------------------------------
-export CONF QDIR="$OUT/queries" BIG_LIST MISS_FIXED MISS_SAT MISS_TRIES UP_IP
+export CONF QDIR="$OUT/queries" BIG_LIST MISS_FIXED MISS_SAT MISS_TRIES FILL UP_IP
 python3 - <<'PY'
 import os, random
 conf, qdir = os.environ["CONF"], os.environ["QDIR"]
@@ -126,6 +127,8 @@ write(f"{qdir}/variety.txt", v)
 for t in range(1, tries + 1):
     write(f"{qdir}/miss-fixed-{t}.txt", [f"f{t}-{i:07d}.wild.bench.test A" for i in range(miss_fixed)])
     write(f"{qdir}/miss-sat-{t}.txt", [f"s{t}-{i:07d}.wild.bench.test A" for i in range(miss_sat)])
+# names no other run asks: sent once after the misses, so that every cache holds its 100k entries when RSS is read
+write(f"{qdir}/miss-fill-1.txt", [f"m-{i:07d}.wild.bench.test A" for i in range(int(os.environ["FILL"]))])
 PY
 
 # ---- nsd: the authoritative upstream -----------------------------------------------------------

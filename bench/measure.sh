@@ -8,6 +8,7 @@
 #   QPS=          dnsperf -Q (fixed offered load); unset = as fast as the server answers (saturation)
 #   LATENCY=1     dnsperf -v and p50/p99 from per-query latencies (costs dnsperf CPU: off for saturation)
 #   CLIENTS=1 OUTSTANDING=100 TIMEOUT=2   dnsperf -c, -q, -t
+#   PASSES=       dnsperf -n: stop after this many passes through the file (or SECONDS, whichever comes first)
 #   PROTO=udp     or tcp (dnsperf -m tcp)
 #   DNSPERF_CPUS= taskset CPU list for dnsperf;  RT_PRIO= / NICE= run dnsperf under chrt -f / nice -n
 #   CSV= file to append to; LABEL= free text (server,workload,mode) put first in the CSV row
@@ -37,6 +38,7 @@ rss_kb() { local t=0 p; for p in $*; do t=$(( t + $(awk '/^VmRSS:/{print $2}' "/
 
 ARGS=(-f "$FAM" -s "$IP" -p "$PORT" -d "$QF" -c "$CLIENTS" -q "$OUTSTANDING" -t "$TIMEOUT" -l "$SECS")
 [[ -n "${QPS:-}" ]] && ARGS+=(-Q "$QPS")
+[[ -n "${PASSES:-}" ]] && ARGS+=(-n "$PASSES")
 case "${PROTO:-udp}" in udp) ;; tcp) ARGS+=(-m tcp) ;; *) die "PROTO must be udp or tcp" ;; esac
 [[ "$LATENCY" == 1 ]] && ARGS+=(-v)
 PIN=(); [[ -n "${DNSPERF_CPUS:-}" ]] && PIN=(taskset -c "$DNSPERF_CPUS")

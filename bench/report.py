@@ -67,6 +67,10 @@ def main():
         r = best.get((s, w, m))
         return None if r is None else r[col]
 
+    def rss(s, w):
+        """Memory after the fill (a full cache) where there was one, else after the saturation run."""
+        return val(s, w, "fill", "rss_kb") or val(s, w, "sat", "rss_kb") or val(s, w, "fixed", "rss_kb")
+
     print()
     print(f"| server | workload | QPS saturated | CPU µs/query (user part) at fixed load | p50 ms | p99 ms "
           f"| lost fixed / sat | RSS MB | other CPU % fixed / sat | runs |")
@@ -77,13 +81,13 @@ def main():
                 continue
             lost = " / ".join(cell(s, w, m, "lost", "{:.0f}") for m in ("fixed", "sat"))
             other = " / ".join(cell(s, w, m, "other_cpu_pct", "{:.0f}") for m in ("fixed", "sat"))
-            rss = val(s, w, "sat", "rss_kb") or val(s, w, "fixed", "rss_kb")
+            mem = rss(s, w)
             n_runs = max(val(s, w, m, "runs") or 0 for m in ("fixed", "sat"))
             load = a.miss_qps if w == "miss" else a.fixed_qps
             print(f"| {s} | {w} | {cell(s, w, 'sat', 'qps', '{:.0f}')} "
                   f"| {cell(s, w, 'fixed', 'cpu_us_per_q')} ({cell(s, w, 'fixed', 'user_us_per_q')}) @{int(load) // 1000}k "
                   f"| {cell(s, w, 'fixed', 'p50_ms', '{:.3f}')} | {cell(s, w, 'fixed', 'p99_ms', '{:.3f}')} "
-                  f"| {lost} | {rss / 1024:.1f} | {other} | {n_runs} |" if rss else
+                  f"| {lost} | {mem / 1024:.1f} | {other} | {n_runs} |" if mem else
                   f"| {s} | {w} | - | - | - | - | {lost} | - | {other} | {n_runs} |")
 
     def ratio(x, y):
@@ -119,7 +123,7 @@ def main():
             qs, cs, ps = (round_ratios(other, base, w, m, col)
                           for m, col in (("sat", "qps"), ("fixed", "cpu_us_per_q"), ("fixed", "p99_ms")))
             # memory is compared where the goal defines it: after the cache-miss runs (a warm, full cache)
-            m = ratio(val(other, w, "sat", "rss_kb"), val(base, w, "sat", "rss_kb")) if w == "miss" else None
+            m = ratio(rss(other, w), rss(base, w)) if w == "miss" else None
             if base in ("floor", "unbound-log") and not any((base, w, m) in best for m in ("fixed", "sat")):
                 continue  # not run on this workload (the floor: misses; unbound-log: all but blocked)
             if goals == "floor":
@@ -138,7 +142,8 @@ def main():
     print("CPU µs/query: server utime+stime from /proc/PID/stat over a fixed-rate dnsperf -Q run / queries answered;")
     print("in brackets the utime part (user space); the rest is the kernel's network, scheduling and wake-up work.")
     print("floor: run at the fixed load only (saturation, RSS and misses are not compared with it).")
-    print("RSS after the saturation run. Each cell: median over its runs (rounds); lost queries: summed.")
+    print("RSS: after the fill (round 1: names no run asked before, so that the 100k-entry cache is full) where it ran,")
+    print("else after the saturation run. Each cell: median over its runs (rounds); lost queries: summed.")
     print(f"'*' = every run of the cell had other processes using more than {a.other_max:.0f} % of a core (noisy).")
 
 

@@ -13,14 +13,18 @@
 # Env (defaults):
 #   QUICK=0           1: one short round (about 2 minutes in all)
 #   ROUNDS=3          rounds (QUICK: 1)
-#   FIXED_SECS=3 SAT_SECS=2    seconds per fixed-rate / saturation run (QUICK: 3 / 2)
+#   FIXED_SECS=2 SAT_SECS=1    seconds per fixed-rate / saturation run (QUICK: the same); the noise between runs
+#                     is the machine's drift over minutes, which longer runs do not narrow: more rounds do
+#   FILL=100000       after the misses of round 1, each server measured on misses (not the floor, dnsmasq or
+#                     unbound-log) is sent this many names no run asked before, as fast as it answers, so that its
+#                     100k-entry cache is full when its memory (RSS) is read; 0 = off (RSS after the misses)
 #   FIXED_QPS=30000   offered load of fixed-rate runs; MISS_QPS=10000 for the cache-miss workload
 #   SERVERS="c2sink c2sink-1m unbound unbound-log dnsmasq floor"   c2sink-1m = c2sink with a 1,000,000-domain list;
 #                     unbound-log = Unbound that also logs each blocked query (log-local-actions), as c2sink
 #                     does: measured on blocked names only, the like-for-like yardstick for c2sink's event log;
 #                     floor = the do-nothing UDP responder of issue 7 (examples/floor.rs: one recv_from and one
 #                     send_to per query, a canned A record), measured at the fixed load only (not misses)
-#   ONCE="dnsmasq"    servers measured in the first round only (for scale, not compared against goals)
+#   ONCE="dnsmasq floor unbound-log"   servers measured in the first round only (references, not goals)
 #   WORKLOADS="blocked cached mixed variety miss"   MODES="fixed sat"
 #   SERVER_CPUS=1 DNSPERF_CPUS=0 UPSTREAM_CPUS=0   taskset CPU lists ("" = not pinned)
 #   NICE=             e.g. -20: run servers, nsd and dnsperf at this nice level, so that other work on a shared
@@ -44,14 +48,15 @@ die() { echo "run.sh: ERROR: $*" >&2; exit 2; }
 log() { echo "run.sh: [$(date +%H:%M:%S) +${SECONDS}s] $*" >&2; }
 
 QUICK=${QUICK:-0}
-if [[ "$QUICK" == 1 ]]; then FIXED_SECS=${FIXED_SECS:-3} SAT_SECS=${SAT_SECS:-2} ROUNDS=${ROUNDS:-1}
-else FIXED_SECS=${FIXED_SECS:-3} SAT_SECS=${SAT_SECS:-2} ROUNDS=${ROUNDS:-3}; fi
+if [[ "$QUICK" == 1 ]]; then FIXED_SECS=${FIXED_SECS:-2} SAT_SECS=${SAT_SECS:-1} ROUNDS=${ROUNDS:-1}
+else FIXED_SECS=${FIXED_SECS:-2} SAT_SECS=${SAT_SECS:-1} ROUNDS=${ROUNDS:-3}; fi
+export FILL=${FILL:-100000}
 FIXED_QPS=${FIXED_QPS:-30000} MISS_QPS=${MISS_QPS:-10000}
 SERVERS=${SERVERS:-"c2sink c2sink-1m unbound unbound-log dnsmasq floor"}
 WORKLOADS=${WORKLOADS:-"blocked cached mixed variety miss"}
 MODES=${MODES:-"fixed sat"}
 SERVER_CPUS=${SERVER_CPUS-1} DNSPERF_CPUS=${DNSPERF_CPUS-0} UPSTREAM_CPUS=${UPSTREAM_CPUS-0}
-OTHER_MAX=${OTHER_MAX:-25} ONCE=${ONCE-dnsmasq}
+OTHER_MAX=${OTHER_MAX:-25} ONCE=${ONCE-dnsmasq floor unbound-log}
 export UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300} UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
 export UBL_PORT=${UBL_PORT:-5308} DM_IP=${DM_IP:-127.0.0.4} DM_PORT=${DM_PORT:-5302} C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
 export C2M_PORT=${C2M_PORT:-5304} C2B_PORT=${C2B_PORT:-5305} C2H_PORT=${C2H_PORT:-5306}
@@ -72,13 +77,22 @@ if [[ "$(nproc)" -lt 2 && -n "$SERVER_CPUS$DNSPERF_CPUS" ]]; then
 fi
 
 # ---- tools, binary, data ------------------------------------------------------------------------
-[[ "${SKIP_INSTALL:-0}" == 1 ]] || "$BENCH/install.sh" >&2
 export PATH="$PATH:/usr/sbin:/sbin"
+export MISS_TRIES=1
+export MISS_FIXED=$(( MISS_QPS * (FIXED_SECS + 1) * 11 / 10 )) MISS_SAT=$(( 100000 * (SAT_SECS + 1) ))
+# The packages and the data are made while cargo builds: on a clean clone the release build is most of the
+# wait, and its last minutes (fat LTO) keep only one core busy.
+mkdir -p "$OUT"
+log "installing what is missing and generating configs and query files in $OUT (log: $OUT/prepare.log), meanwhile:"
+( { [[ "${SKIP_INSTALL:-0}" == 1 ]] || "$BENCH/install.sh"; } && "$BENCH/gen-data.sh" ) > "$OUT/prepare.log" 2>&1 &
+PREPARE=$!
 if [[ -z "${C2SINK_BIN:-}" ]]; then
   log "cargo build --release"
-  (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+  (cd "$ROOT" && cargo build --release --quiet) || { wait "$PREPARE" || true; die "cargo build --release failed"; }
   C2SINK_BIN="$ROOT/target/release/c2sink"
 fi
+wait "$PREPARE" || { tail -n 30 "$OUT/prepare.log" >&2; die "installing the tools or generating the data failed"; }
+cat "$OUT/prepare.log" >&2
 [[ -x "$C2SINK_BIN" ]] || die "no c2sink binary at $C2SINK_BIN"
 if [[ " $SERVERS " == *" c2sink-hickory "* && -z "${C2SINK_HICKORY_BIN:-}" ]]; then
   log "cargo build --release --example hickory_frontend"
@@ -96,10 +110,6 @@ if [[ " $SERVERS " == *" floor "* && -z "${FLOOR_BIN:-}" ]]; then
 fi
 [[ " $SERVERS " != *" c2sink-hickory "* || -x "${C2SINK_HICKORY_BIN:-}" ]] || die "no hickory_frontend binary at ${C2SINK_HICKORY_BIN:-}"
 [[ " $SERVERS " != *" floor "* || -x "${FLOOR_BIN:-}" ]] || die "no floor binary at ${FLOOR_BIN:-}"
-export MISS_TRIES=1
-export MISS_FIXED=$(( MISS_QPS * (FIXED_SECS + 1) * 11 / 10 )) MISS_SAT=$(( 100000 * (SAT_SECS + 1) ))
-log "generating configs and query files in $OUT"
-"$BENCH/gen-data.sh" >&2
 mkdir -p "$OUT/results" "$OUT/run"
 STAMP=$(date +%Y%m%d-%H%M%S)
 CSV="$OUT/results/run-$STAMP.csv"
@@ -134,7 +144,7 @@ start nsd "$UP_IP" "$UP_PORT" "$UPSTREAM_CPUS" "$(command -v nsd)" -d -c "$OUT/c
 NSD_PIDS=$(tree_of "$(pid_of nsd)" nsd)
 
 qfile() { # workload mode: every server starts with an empty cache, so each round can replay the same misses
-  case "$1" in blocked|cached|mixed|variety) echo "$OUT/queries/$1.txt" ;; miss) echo "$OUT/queries/miss-$2-1.txt" ;;
+  case "$1" in blocked|cached|mixed|variety) echo "$OUT/queries/$1.txt" ;; miss) echo "$OUT/queries/miss-$2-1.txt" ;; # $2: fixed, sat, fill
   *) die "unknown workload '$1' (blocked, cached, mixed, variety, miss)" ;; esac; }
 
 warm_server() { # server: fills its cache with what the fixed runs will ask
@@ -151,17 +161,22 @@ warm_server() { # server: fills its cache with what the fixed runs will ask
   return 0
 }
 
-measure() { # server round workload mode
-  local server=$1 round=$2 wl=$3 mode=$4 ip port qps secs=$SAT_SECS lat=0 line
+declare -A ASKED=()  # server -> cache-miss names it was sent in round 1
+measure() { # server round workload mode [query file]
+  local server=$1 round=$2 wl=$3 mode=$4 qf=${5:-} ip port qps secs=$SAT_SECS lat=0 passes="" line
+  [[ -n "$qf" ]] || qf=$(qfile "$wl" "$mode")
   read -r ip port < <(addr_of "$server")
   qps=""
   if [[ "$mode" == fixed ]]; then
     secs=$FIXED_SECS; lat=1; qps=$FIXED_QPS; [[ "$wl" == miss ]] && qps=$MISS_QPS
   fi
-  line=$(SERVER_PIDS="$(pid_of "$server")" UPSTREAM_PIDS="$NSD_PIDS" QPS="$qps" LATENCY=$lat PROTO="$PROTO" DNSPERF_CPUS="$DNSPERF_CPUS" RT_PRIO="${RT_PRIO:-}" NICE="${NICE:-}" \
-    CSV="$CSV" LABEL="$server,$wl,$mode" "$BENCH/measure.sh" "$ip" "$port" "$(qfile "$wl" "$mode")" "$secs") \
+  # the fill: the whole file once, as fast as the server answers (the time is only a bound)
+  [[ "$mode" == fill ]] && { secs=120; passes=1; }
+  line=$(SERVER_PIDS="$(pid_of "$server")" UPSTREAM_PIDS="$NSD_PIDS" QPS="$qps" PASSES="$passes" LATENCY=$lat PROTO="$PROTO" DNSPERF_CPUS="$DNSPERF_CPUS" RT_PRIO="${RT_PRIO:-}" NICE="${NICE:-}" \
+    CSV="$CSV" LABEL="$server,$wl,$mode" "$BENCH/measure.sh" "$ip" "$port" "$qf" "$secs") \
     || die "measurement $server/$wl/$mode failed"
   log "round $round: $server $wl $mode: $line"
+  [[ "$wl" == miss && $round == 1 ]] && ASKED[$server]=$(( ${ASKED[$server]:-0} + $(sed -E 's/.*completed=([0-9]+).*/\1/' <<< "$line") ))
   # the logs grow by about 250 bytes a blocked query: emptied between runs (both are opened for appending)
   [[ -f "$OUT/run/c2sink-events.jsonl" ]] && : > "$OUT/run/c2sink-events.jsonl"
   [[ -f "$OUT/run/unbound-log.log" ]] && : > "$OUT/run/unbound-log.log"
@@ -193,6 +208,17 @@ for ((round = 1; round <= ROUNDS; round++)); do
       done
     done
   done
+  if (( round == 1 && FILL > 0 )) && [[ " $WORKLOADS " == *" miss "* ]]; then
+    for server in $active; do
+      case "$server" in floor|dnsmasq|unbound-log) continue ;; esac
+      # as many new names as make 100k with the misses it already answered: Unbound's cache (sized in MB)
+      # would hold more, c2sink's holds FILL entries, so both hold about as many when their memory is read
+      n=$(( FILL - ${ASKED[$server]:-0} ))
+      (( n > 0 )) || continue
+      head -n "$n" "$(qfile miss fill)" > "$OUT/queries/fill-$server.txt"
+      measure "$server" "$round" miss fill "$OUT/queries/fill-$server.txt"
+    done
+  fi
   for server in $active; do stop "$server"; done
 done
 stop nsd
