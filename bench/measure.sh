@@ -12,7 +12,8 @@
 #   PROTO=udp     or tcp (dnsperf -m tcp)
 #   DNSPERF_CPUS= taskset CPU list for dnsperf;  RT_PRIO= / NICE= run dnsperf under chrt -f / nice -n
 #   CSV= file to append to; LABEL= free text (server,workload,mode) put first in the CSV row
-# Columns: cpu_us_per_q = server utime+stime (from /proc/PID/stat) / queries completed (user_us_per_q: utime);
+# Columns: cpu_us_per_q = server CPU time (utime+stime, read in ns from /proc/PID/task/*/schedstat) / queries
+#   completed (user_us_per_q: utime from /proc/PID/stat, in clock ticks);
 #   other_cpu = busy CPU of the whole machine minus dnsperf, server and upstream, in % of one core.
 set -euo pipefail
 die() { echo "measure: ERROR: $*" >&2; exit 2; }
@@ -33,6 +34,10 @@ ticks() { # pids... -> "user system" clock ticks summed over the processes (all 
     # strip "pid (comm) " first (comm may hold spaces); then utime is field 12, stime 13
     s=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null) || continue
     read -r a b < <(awk '{print $12, $13}' <<< "$s"); u=$((u + a)); k=$((k + b)); done; echo "$u $k"; }
+runtime_ns() { # pids... -> nanoseconds on a CPU, summed over the processes' threads (the kernel's sum_exec_runtime,
+  # which utime+stime are cut from: the same total, without the clock tick's 10 ms steps, which are 1-3 % of a 2 s run)
+  local t=0 p f a; for p in $*; do for f in /proc/"$p"/task/*/schedstat; do
+    { read -r a _ < "$f"; } 2>/dev/null && t=$((t + a)); done; done; echo "$t"; }
 machine() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat; }  # total, idle+iowait
 rss_kb() { local t=0 p; for p in $*; do t=$(( t + $(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0) )); done; echo "$t"; }
 
@@ -47,13 +52,13 @@ PIN=(); [[ -n "${DNSPERF_CPUS:-}" ]] && PIN=(taskset -c "$DNSPERF_CPUS")
 RAW=$(mktemp "${TMPDIR:-/tmp}/c2bench-dnsperf.XXXXXX")
 trap 'rm -f "$RAW" "$RAW.err" "$RAW.lat"' EXIT
 
-read -r m0 i0 < <(machine); read -r su0 sk0 < <(ticks $SERVER_PIDS); read -r uu0 uk0 < <(ticks ${UPSTREAM_PIDS:-}); t0=$(date +%s.%N)
+read -r m0 i0 < <(machine); read -r su0 sk0 < <(ticks $SERVER_PIDS); sn0=$(runtime_ns $SERVER_PIDS); read -r uu0 uk0 < <(ticks ${UPSTREAM_PIDS:-}); t0=$(date +%s.%N)
 set +e
 timeout -k 5 $((SECS + TIMEOUT + 15)) "${PIN[@]}" /usr/bin/time -f 'DNSPERF_RUSAGE %U %S %e' \
   dnsperf "${ARGS[@]}" > "$RAW" 2> "$RAW.err"
 rc=$?
 set -e
-t1=$(date +%s.%N); read -r su1 sk1 < <(ticks $SERVER_PIDS); read -r uu1 uk1 < <(ticks ${UPSTREAM_PIDS:-}); read -r m1 i1 < <(machine)
+t1=$(date +%s.%N); sn1=$(runtime_ns $SERVER_PIDS); read -r su1 sk1 < <(ticks $SERVER_PIDS); read -r uu1 uk1 < <(ticks ${UPSTREAM_PIDS:-}); read -r m1 i1 < <(machine)
 cat "$RAW.err" >> "$RAW"
 [[ $rc -eq 0 ]] || { tail -n 20 "$RAW" >&2; die "dnsperf exited with rc=$rc"; }
 
@@ -71,11 +76,13 @@ if [[ "$LATENCY" == 1 ]]; then
     p50=$(awk -v x="$(pct 0.50)" 'BEGIN{printf "%.3f", x*1000}'); p99=$(awk -v x="$(pct 0.99)" 'BEGIN{printf "%.3f", x*1000}')
   fi
 fi
-s0=$((su0 + sk0)) s1=$((su1 + sk1)) u0=$((uu0 + uk0)) u1=$((uu1 + uk1))
+u0=$((uu0 + uk0)) u1=$((uu1 + uk1))
+# a kernel without /proc/PID/schedstat (no CONFIG_SCHED_INFO): utime+stime in clock ticks
+(( sn1 > sn0 )) || sn0=0 sn1=$(( (su1 + sk1 - su0 - sk0) * 1000000000 / HZ ))
 user_us=$(awk -v a="$su0" -v b="$su1" -v hz="$HZ" -v c="$comp" 'BEGIN{printf "%.2f", (c>0)?1e6*(b-a)/hz/c:0}')
-read -r cpu_us srv_pct up_pct dn_pct mach_pct other_pct < <(awk -v s0="$s0" -v s1="$s1" -v u0="$u0" -v u1="$u1" \
+read -r cpu_us srv_pct up_pct dn_pct mach_pct other_pct < <(awk -v sn="$((sn1 - sn0))" -v u0="$u0" -v u1="$u1" \
   -v hz="$HZ" -v t0="$t0" -v t1="$t1" -v c="$comp" -v du="$du" -v ds="$ds" -v m0="$m0" -v m1="$m1" -v i0="$i0" -v i1="$i1" -v n="$NCPU" 'BEGIN{
-  el=t1-t0; s=(s1-s0)/hz; u=(u1-u0)/hz; d=du+ds; dm=m1-m0;
+  el=t1-t0; s=sn/1e9; u=(u1-u0)/hz; d=du+ds; dm=m1-m0;
   mach=(dm>0)?n*el*(dm-(i1-i0))/dm:0;            # busy CPU-seconds of the machine during the run
   o=mach-s-u-d; if(o<0)o=0;
   printf "%.2f %.0f %.0f %.0f %.0f %.0f\n", (c>0)?1e6*s/c:0, 100*s/el, 100*u/el, 100*d/el, 100*mach/el, 100*o/el}')
