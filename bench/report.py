@@ -67,6 +67,11 @@ def main():
         r = best.get((s, w, m))
         return None if r is None else r[col]
 
+    def dnsperf_bound(s, w):
+        """The saturation run measured dnsperf, not the server: dnsperf had all its core, the server had idle time."""
+        r = best.get((s, w, "sat"))
+        return r is not None and (r["dnsperf_cpu_pct"] or 0) >= 95 and (r["server_cpu_pct"] or 100) < 95
+
     def rss(s, w):
         """Memory after the fill (a full cache) where there was one, else after the saturation run."""
         return val(s, w, "fill", "rss_kb") or val(s, w, "sat", "rss_kb") or val(s, w, "fixed", "rss_kb")
@@ -84,7 +89,8 @@ def main():
             mem = rss(s, w)
             n_runs = max(val(s, w, m, "runs") or 0 for m in ("fixed", "sat"))
             load = a.miss_qps if w == "miss" else a.fixed_qps
-            print(f"| {s} | {w} | {cell(s, w, 'sat', 'qps', '{:.0f}')} "
+            bound = "†" if dnsperf_bound(s, w) else ""
+            print(f"| {s} | {w} | {cell(s, w, 'sat', 'qps', '{:.0f}')}{bound} "
                   f"| {cell(s, w, 'fixed', 'cpu_us_per_q')} ({cell(s, w, 'fixed', 'user_us_per_q')}) @{int(load) // 1000}k "
                   f"| {cell(s, w, 'fixed', 'p50_ms', '{:.3f}')} | {cell(s, w, 'fixed', 'p99_ms', '{:.3f}')} "
                   f"| {lost} | {mem / 1024:.1f} | {other} | {n_runs} |" if mem else
@@ -122,6 +128,10 @@ def main():
             p = ratio(val(other, w, "fixed", "p99_ms"), val(base, w, "fixed", "p99_ms"))
             qs, cs, ps = (round_ratios(other, base, w, m, col)
                           for m, col in (("sat", "qps"), ("fixed", "cpu_us_per_q"), ("fixed", "p99_ms")))
+            per_core = dnsperf_bound(other, w) and dnsperf_bound(base, w)
+            if per_core:  # both QPS figures are dnsperf's limit: compare what each server did per CPU-second
+                q = ratio(val(base, w, "sat", "cpu_us_per_q"), val(other, w, "sat", "cpu_us_per_q"))
+                qs = round_ratios(base, other, w, "sat", "cpu_us_per_q")
             # memory is compared where the goal defines it: after the cache-miss runs (a warm, full cache)
             m = ratio(rss(other, w), rss(base, w)) if w == "miss" else None
             if base in ("floor", "unbound-log") and not any((base, w, m) in best for m in ("fixed", "sat")):
@@ -135,10 +145,15 @@ def main():
                        fmt(p, 1.0, spread=ps), fmt(m, 1.0)]
             else:
                 row = [fmt(q, 0.95, True, qs), fmt(c, 1.05, spread=cs), fmt(p, spread=ps), fmt(m)]
+            if per_core:
+                row[0] += " †"
             print(f"| {w} | " + " | ".join(row) + " |")
     print()
     print("Ratios: of the medians; in brackets the lowest and highest ratio of one round's runs (the noise band).")
     print("QPS saturated: server pinned to one core, dnsperf -c 1 -q 100 on the other; ~150k is dnsperf's own limit.")
+    print("† dnsperf-bound: dnsperf used >= 95 % of its core while the server used < 95 % of its own, so the QPS is")
+    print("the load generator's limit, not the server's. Where both servers of a ratio were, the ratio is per core")
+    print("instead: queries per CPU-second of each server in those runs (the inverse of its CPU per query there).")
     print("CPU µs/query: server utime+stime from /proc/PID/stat over a fixed-rate dnsperf -Q run / queries answered;")
     print("in brackets the utime part (user space); the rest is the kernel's network, scheduling and wake-up work.")
     print("floor: run at the fixed load only (saturation, RSS and misses are not compared with it).")
