@@ -24,7 +24,7 @@
 #                     does: measured on blocked names only, the like-for-like yardstick for c2sink's event log;
 #                     floor = the do-nothing UDP responder of issue 7 (examples/floor.rs: one recv_from and one
 #                     send_to per query, a canned A record), measured at the fixed load only (not misses)
-#   ONCE="dnsmasq floor unbound-log"   servers measured in the first round only (references, not goals)
+#   ONCE="dnsmasq unbound-log"   servers measured in the first round only (references, not goals)
 #   WORKLOADS="blocked cached mixed variety miss"   MODES="fixed sat"
 #   SERVER_CPUS=1 DNSPERF_CPUS=0 UPSTREAM_CPUS=0   taskset CPU lists ("" = not pinned)
 #   NICE=             e.g. -20: run servers, nsd and dnsperf at this nice level, so that other work on a shared
@@ -56,7 +56,7 @@ SERVERS=${SERVERS:-"c2sink c2sink-1m unbound unbound-log dnsmasq floor"}
 WORKLOADS=${WORKLOADS:-"blocked cached mixed variety miss"}
 MODES=${MODES:-"fixed sat"}
 SERVER_CPUS=${SERVER_CPUS-1} DNSPERF_CPUS=${DNSPERF_CPUS-0} UPSTREAM_CPUS=${UPSTREAM_CPUS-0}
-OTHER_MAX=${OTHER_MAX:-25} ONCE=${ONCE-dnsmasq floor unbound-log}
+OTHER_MAX=${OTHER_MAX:-25} ONCE=${ONCE-dnsmasq unbound-log}
 export UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300} UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
 export UBL_PORT=${UBL_PORT:-5308} DM_IP=${DM_IP:-127.0.0.4} DM_PORT=${DM_PORT:-5302} C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
 export C2M_PORT=${C2M_PORT:-5304} C2B_PORT=${C2B_PORT:-5305} C2H_PORT=${C2H_PORT:-5306}
