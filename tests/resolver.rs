@@ -1407,12 +1407,18 @@ fn the_upstreams_cookie_and_nsid_reach_no_client_and_its_ede_does() {
 #[test]
 fn clients_asking_the_same_question_at_once_share_one_upstream_query() {
     let up = Upstream::start();
-    // No cache: what is shared is the fetch in flight, not a stored answer.
-    let srv = C2sink::start(&config(&[up.addr], "[cache]\nsize = 0\n"), &[]);
-    up.delay("slow.example.test", Duration::from_millis(250));
+    // No cache: what is shared is the fetch in flight, not a stored answer. The upstream answers after 1.5 s,
+    // well inside c2sink's timeout and the clients' 3 s, so that all eight are asking before it answers even
+    // on a loaded machine.
+    let cfg =
+        config(&[up.addr], "[cache]\nsize = 0\n").replace("timeout_ms = 400", "timeout_ms = 2500");
+    let srv = C2sink::start(&cfg, &[]);
+    up.delay("slow.example.test", Duration::from_millis(1500));
+    let start = std::sync::Arc::new(std::sync::Barrier::new(8));
     let asks: Vec<_> = (0..8u16)
         .map(|i| {
             let addr = srv.addr();
+            let start = start.clone();
             let name = if i % 2 == 0 {
                 "Slow.Example.Test"
             } else {
@@ -1421,6 +1427,7 @@ fn clients_asking_the_same_question_at_once_share_one_upstream_query() {
             let proto = if i < 6 { Proto::Udp } else { Proto::Tcp };
             std::thread::spawn(move || {
                 let q = query(0x5100 + i, name, 1);
+                start.wait();
                 (q.clone(), name, exchange_raw(addr, proto, &q))
             })
         })
@@ -1474,15 +1481,25 @@ fn a_questionless_nxdomain_is_not_taken_for_an_answer_nor_cached() {
 #[test]
 fn a_non_recursive_client_does_not_decide_what_others_asking_the_same_get() {
     let up = Upstream::start();
-    let srv = C2sink::start(&config(&[up.addr], "[cache]\nsize = 0\n"), &[]);
-    up.delay("x.norec.test", Duration::from_millis(250));
+    let cfg =
+        config(&[up.addr], "[cache]\nsize = 0\n").replace("timeout_ms = 400", "timeout_ms = 2500");
+    let srv = C2sink::start(&cfg, &[]);
+    up.delay("x.norec.test", Duration::from_millis(1500));
     let addr = srv.addr();
     let norec = std::thread::spawn(move || {
         let mut q = query(0x7001, "x.norec.test", 1);
         q[2] &= !0x01; // RD = 0
         exchange_raw(addr, Proto::Udp, &q)
     });
-    std::thread::sleep(Duration::from_millis(50));
+    // The RD=0 query's fetch is in flight before the recursive client asks.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.count("x.norec.test") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the RD=0 query never reached the upstream"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let r = exchange_raw(addr, Proto::Udp, &query(0x7002, "x.norec.test", 1)).expect("an answer");
     assert_eq!(
         rcode_and_answers(&r),
