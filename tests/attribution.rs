@@ -60,7 +60,7 @@ fn events_name_the_machine_across_a_reassignment_and_report_finds_the_beacons() 
         &dir,
         &format!("{C2}\nmsedgepackageinfo.com\n"),
         &format!(
-            "[log]\nevents = \"{}\"\n[clients]\narp = \"arp\"\nndp = false\nrefresh_ms = 100\n\
+            "[log]\nevents = \"{}\"\nqueries = \"queries.log\"\n[clients]\narp = \"arp\"\nndp = false\nrefresh_ms = 100\n\
              leases = [{{ format = \"dnsmasq\", path = \"dnsmasq.leases\" }}, {{ format = \"isc\", path = \"dhcpd.leases\" }}]\n\
              names = {{ \"127.0.0.6\" = \"reception-pc\" }}\n",
             events.display()
@@ -105,7 +105,37 @@ fn events_name_the_machine_across_a_reassignment_and_report_finds_the_beacons() 
             "{far} {MAC_C} 127.0.0.2 laptop-c *\n{far} {MAC_B} 127.0.0.3 laptop-b *\n{far} {MAC_A} 127.0.0.7 laptop-a *\n"
         ),
     );
-    std::thread::sleep(Duration::from_millis(600));
+    // The refresher runs at low priority: wait until a forwarded query (which makes no event) from each
+    // address is logged with its new holder, instead of guessing how long a reload takes on a busy machine.
+    let queries = dir.join("queries.log");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for (ip, mac, host) in [
+        ("127.0.0.2", MAC_C, "laptop-c"),
+        ("127.0.0.7", MAC_A, "laptop-a"),
+    ] {
+        loop {
+            c.udp(ip, "example.org", 1);
+            std::thread::sleep(Duration::from_millis(50));
+            // Read while the server writes: a line still being written is skipped, not a failure.
+            let log = std::fs::read_to_string(&queries).unwrap_or_default();
+            let named = log
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .rev()
+                .find(|q| q["client_ip"] == ip)
+                .is_some_and(|q| {
+                    q["client_mac"].as_str() == Some(mac)
+                        && q["client_hostname"].as_str() == Some(host)
+                });
+            if named {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{ip} was never named {host} after the reassignment"
+            );
+        }
+    }
     let phase2 = SystemTime::now();
     let start2 = Instant::now();
     for i in 0..ROUNDS {
