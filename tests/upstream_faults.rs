@@ -184,27 +184,33 @@ fn a_client_asking_for_names_that_never_resolve_cannot_take_the_upstream_from_ot
             }
         })
     };
-    // Alone for 1.5 s: nothing is answered for far more than twice the timeout, so the upstream is down.
-    std::thread::sleep(Duration::from_millis(1500));
-    // A client asks a fresh name every 100 ms while the attack goes on.
+    // Alone, nothing is answered for more than twice the timeout, so the upstream is benched.
+    let benched = c.wait_for_log("upstream is down", Duration::from_secs(15));
+    // A client asks a fresh name every 100 ms while the attack goes on. Benched for one bench (1 s): then
+    // c2sink's own probe finds the upstream answering, and the client's answers keep it up. Before, the
+    // attacker's names won the probes and every client got SERVFAIL.
     let mut answered = Vec::new();
-    for i in 0..40u16 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for i in 0..400u16 {
         let (rcode, _) = rcode_of(&c, &format!("ok{i}.example.test"), 0x500 + i);
-        answered.push(rcode == NOERROR);
+        let ok = rcode == NOERROR;
+        // Counted from the first answer on (when that comes depends on the machine's speed, not on c2sink).
+        if ok || !answered.is_empty() {
+            answered.push(ok);
+        }
+        if answered.len() == 20 || Instant::now() > deadline {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     stop.store(true, Ordering::Relaxed);
     attacker.join().expect("attacker");
     let (ok, log) = c.terminate();
     assert!(ok);
-    assert!(
-        log.contains("upstream is down"),
-        "the attack did bench it: {log}"
-    );
-    // Benched for one bench (1 s) at most: then c2sink's own probe finds it answering, and the client's
-    // answers keep it up. Before, the attacker's names won the probes and every client got SERVFAIL.
-    assert!(
-        answered[20..].iter().all(|&ok| ok),
-        "answered (each 100 ms): {answered:?}"
+    assert!(benched, "the attack did bench it: {log}");
+    assert_eq!(
+        answered,
+        vec![true; 20],
+        "the client's 20 asks (each 100 ms) after its first answer, within 15 s"
     );
 }
