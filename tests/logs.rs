@@ -31,7 +31,7 @@ fn a_removed_log_folder_keeps_dns_answering_and_the_log_recovers() {
         );
     }
     assert!(
-        c.wait_for_log("cannot write log", Duration::from_secs(3)),
+        c.wait_for_log("cannot write log", Duration::from_secs(15)),
         "{}",
         c.log()
     );
@@ -43,7 +43,7 @@ fn a_removed_log_folder_keeps_dns_answering_and_the_log_recovers() {
     std::fs::create_dir_all(&logs).unwrap();
     c.udp("127.0.0.3", C2, 1);
     assert!(wait_lines(&events, 1), "the log is back once its folder is");
-    assert!(c.wait_for_log("log writable again", Duration::from_secs(3)));
+    assert!(c.wait_for_log("log writable again", Duration::from_secs(15)));
     let stderr = c.stop();
     // Every one of the 20 events sent while the folder was gone is either counted as dropped or (if the writer
     // was still behind when the folder came back) written to the new file: none is lost silently.
@@ -72,7 +72,7 @@ fn a_full_disk_keeps_dns_answering() {
         (0, 1)
     );
     assert!(
-        c.wait_for_log("No space left on device", Duration::from_secs(3)),
+        c.wait_for_log("No space left on device", Duration::from_secs(15)),
         "{}",
         c.log()
     );
@@ -140,7 +140,7 @@ fn logs_rotate_gzip_and_reopen_on_sighup_and_report_reads_them_all() {
     std::fs::rename(&events, &moved).unwrap();
     c.signal("HUP");
     assert!(
-        c.wait_for_log("reopening log", Duration::from_secs(3)),
+        c.wait_for_log("reopening log", Duration::from_secs(15)),
         "{}",
         c.log()
     );
@@ -177,7 +177,7 @@ fn logs_rotate_gzip_and_reopen_on_sighup_and_report_reads_them_all() {
 fn events_go_to_syslog_as_rfc5424() {
     let dir = tempdir("syslog");
     let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    rx.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let c = C2sink::start_in(
         &dir,
         C2,
@@ -249,8 +249,9 @@ fn the_query_log_records_every_query_with_outcome_and_latency() {
     assert_eq!(json_lines(&dir.join("events.log")).len(), 1);
 }
 
+/// Whether `p` reaches `n` lines within 15 s (the event writer runs at low priority).
 fn wait_lines(p: &std::path::Path, n: usize) -> bool {
-    for _ in 0..150 {
+    for _ in 0..750 {
         if std::fs::read_to_string(p).is_ok_and(|t| t.lines().count() >= n) {
             return true;
         }

@@ -31,7 +31,7 @@ fn connections_are_capped_per_client_and_in_total() {
     // A third from the same client is closed at once.
     let mut a3 = tcp_connect_from("127.0.0.10", c.addr());
     assert!(!served(&mut a3, 3));
-    assert!(closed_by_peer(&mut a3, Duration::from_secs(2)));
+    assert!(closed_by_peer(&mut a3, Duration::from_secs(10)));
     // Other clients fill the total cap (6): 2 + 2 + 2.
     let mut others = Vec::new();
     for ip in ["127.0.0.11", "127.0.0.11", "127.0.0.12", "127.0.0.12"] {
@@ -41,16 +41,26 @@ fn connections_are_capped_per_client_and_in_total() {
     }
     let mut over = tcp_connect_from("127.0.0.13", c.addr());
     assert!(
-        closed_by_peer(&mut over, Duration::from_secs(2)),
+        closed_by_peer(&mut over, Duration::from_secs(10)),
         "7th connection must be closed"
     );
     // UDP is not affected by full TCP.
     assert_still_serving_udp(&c);
     // Closing one frees a slot for that client again.
     drop(a1);
-    std::thread::sleep(Duration::from_millis(200));
-    let mut again = tcp_connect_from("127.0.0.10", c.addr());
-    assert!(served(&mut again, 4));
+    // c2sink frees the slot once it reads the close; on a loaded machine that may take a while.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut again = tcp_connect_from("127.0.0.10", c.addr());
+        if served(&mut again, 4) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed connection's slot was never freed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn assert_still_serving_udp(c: &C2sink) {

@@ -211,9 +211,9 @@ impl C2sink {
         self.child.as_ref().expect("running").id()
     }
 
-    /// The block events written so far, parsed (waits up to 5 s for `want` lines).
+    /// The block events written so far, parsed (waits up to 15 s for `want` lines: the writer runs at low priority).
     pub fn events(&self, want: usize) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let lines: Vec<serde_json::Value> = self
                 .event_lines()
