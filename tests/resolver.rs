@@ -673,6 +673,7 @@ fn failover_to_second_upstream_and_dead_one_is_not_tried_first_again() {
     let m = ask_simple(srv.addr(), Proto::Udp, "one.example.test", RecordType::A);
     assert_eq!(m.answers.len(), 1, "answered by the second upstream");
     assert_eq!(dead.received.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let benched = Instant::now();
     for i in 0..5 {
         let m = ask_simple(
             srv.addr(),
@@ -682,10 +683,14 @@ fn failover_to_second_upstream_and_dead_one_is_not_tried_first_again() {
         );
         assert_eq!(m.answers.len(), 1);
     }
-    assert_eq!(
-        dead.received.load(std::sync::atomic::Ordering::Relaxed),
-        1,
-        "the failed upstream is benched, not tried first on every query"
+    // Benched for a second at a time, then tried once again: a slow machine may let a second or two pass.
+    // Tried first on every query, it would have had all 6 (and each would have waited out its timeout).
+    let allowed = 1 + benched.elapsed().as_secs() as usize;
+    let received = dead.received.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        received <= allowed,
+        "the failed upstream is benched, not tried first on every query: {received} queries in {:?}",
+        benched.elapsed()
     );
 }
 
@@ -712,6 +717,7 @@ fn servfail_when_every_upstream_times_out_and_blocked_names_still_answered() {
 fn second_ask_is_answered_from_cache_with_decreasing_ttl_and_client_case() {
     let up = Upstream::start();
     let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    let asked = Instant::now();
     let first = ask_simple(srv.addr(), Proto::Udp, "cached.example.test", RecordType::A);
     assert_eq!(first.answers[0].ttl, 300);
     std::thread::sleep(Duration::from_millis(1100));
@@ -734,10 +740,13 @@ fn second_ask_is_answered_from_cache_with_decreasing_ttl_and_client_case() {
         "second ask not sent upstream"
     );
     assert_eq!(second.answers[0].data, first.answers[0].data);
+    // At least a second has passed; no more than the test's own clock says (a loaded machine may stretch it).
+    let most = u32::try_from(asked.elapsed().as_secs() + 1).expect("seconds");
     assert!(
-        second.answers[0].ttl < 300 && second.answers[0].ttl >= 298,
-        "TTL counts down: {}",
-        second.answers[0].ttl
+        second.answers[0].ttl < 300 && second.answers[0].ttl >= 300 - most,
+        "TTL counts down: {} after {:?}",
+        second.answers[0].ttl,
+        asked.elapsed()
     );
     // Negative answers are cached by their SOA.
     for _ in 0..3 {
@@ -774,12 +783,17 @@ fn second_ask_is_answered_from_cache_with_decreasing_ttl_and_client_case() {
 fn expired_cache_entries_are_fetched_again() {
     let up = Upstream::start();
     let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    let asked = Instant::now();
     ask_simple(srv.addr(), Proto::Udp, "a.short-ttl.test", RecordType::A);
     ask_simple(srv.addr(), Proto::Udp, "a.short-ttl.test", RecordType::A);
-    assert_eq!(up.count("a.short-ttl.test"), 1);
+    // Within the 1 s TTL the second ask is a cache hit (unless a loaded machine took that long for both).
+    if asked.elapsed() < Duration::from_millis(800) {
+        assert_eq!(up.count("a.short-ttl.test"), 1);
+    }
+    let before = up.count("a.short-ttl.test");
     std::thread::sleep(Duration::from_millis(1200));
     ask_simple(srv.addr(), Proto::Udp, "a.short-ttl.test", RecordType::A);
-    assert_eq!(up.count("a.short-ttl.test"), 2, "TTL 1 s honoured");
+    assert_eq!(up.count("a.short-ttl.test"), before + 1, "TTL 1 s honoured");
 }
 
 fn dig_args(tool: &str, server: SocketAddr, name: &str, qtype: &str, tcp: bool) -> Vec<String> {
@@ -1252,8 +1266,15 @@ fn a_slow_upstream_lets_the_expired_answer_go_at_the_client_timer_and_still_refr
     assert_eq!(a_of(&ask(&off)).map(|(a, _)| a), Some(new));
     // The fetch the stale answer left behind went on and was cached: the next query gets the new address
     // from the cache, and the upstream saw one query from each server, no more.
-    std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(a_of(&ask(&srv)).map(|(a, _)| a), Some(new));
+    // (Asks while it is still in flight get the stale answer again and join that fetch.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a_of(&ask(&srv)).map(|(a, _)| a) != Some(new) {
+        assert!(
+            Instant::now() < deadline,
+            "the refreshed answer never reached the cache"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(second.count("slow.example.test"), 2);
 }
 
