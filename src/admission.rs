@@ -413,7 +413,8 @@ mod tests {
 
     #[test]
     fn bucket_allows_burst_then_limits() {
-        let l = RateLimiter::new(10, 5, 64, 64);
+        // One a second: the loop would have to stall for a second to see a refill.
+        let l = RateLimiter::new(1, 5, 64, 64);
         let a = ip("192.168.1.10");
         let passed = (0..20).filter(|_| l.take(a)).count();
         // Five from the burst, plus at most what refilled during the loop.

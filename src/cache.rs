@@ -357,10 +357,11 @@ mod tests {
             u32::from_be_bytes([h.wire[n - 10], h.wire[n - 9], h.wire[n - 8], h.wire[n - 7]])
         };
         // Within its TTL (300 s): the same answer either way, TTL counted down.
+        // (289 if the machine stalled this test for a second after the store.)
         let fresh = c.lookup(&query, &q, false, || at(10)).expect("fresh");
-        assert_eq!(ttl_of(fresh), 290);
+        assert!((289..=290).contains(&ttl_of(fresh)));
         let fresh = c.lookup(&query, &q, true, || at(10)).expect("fresh");
-        assert_eq!(ttl_of(fresh), 290);
+        assert!((289..=290).contains(&ttl_of(fresh)));
         // Expired: not a hit, but given stale with TTL 30, and kept for that.
         assert!(c.lookup(&query, &q, false, || at(350)).is_none());
         let stale = c.lookup(&query, &q, true, || at(350)).expect("stale");
