@@ -192,13 +192,17 @@ fn udp_batch(c: &C2sink, msgs: &[Vec<u8>]) -> Vec<(u16, Vec<u8>)> {
         }
         if take(&s, &mut out, &mut sentinel_seen) {
             quiet_since = Instant::now();
-        } else if sentinel_seen && quiet_since.elapsed() > Duration::from_millis(500) {
+        } else if sentinel_seen && quiet_since.elapsed() > QUIET {
             break;
         }
     }
     assert!(sentinel_seen, "sentinel not answered");
     out
 }
+
+/// How long no reply must come before a batch is taken as answered: well past the 300 ms upstream timeout
+/// after which every forwarded message has its answer or SERVFAIL, even on a loaded machine.
+const QUIET: Duration = Duration::from_millis(1500);
 
 /// Replies by ID, where every ID must have at most one reply.
 fn by_id(replies: Vec<(u16, Vec<u8>)>) -> HashMap<u16, Vec<u8>> {
@@ -231,8 +235,7 @@ fn tcp_batch(c: &C2sink, msgs: &[Vec<u8>]) -> Vec<(u16, Vec<u8>)> {
         }
     }
     // Forwarded messages may still be answered after the sentinel.
-    s.set_read_timeout(Some(Duration::from_millis(800)))
-        .expect("timeout");
+    s.set_read_timeout(Some(QUIET)).expect("timeout");
     while let Ok(r) = tcp_read(&mut s) {
         out.push((u16::from_be_bytes([r[0], r[1]]), r));
     }
