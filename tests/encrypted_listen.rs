@@ -90,7 +90,7 @@ fn dot_and_doh_clients_are_served_by_the_pipeline() {
 
     // Block events name how the client asked.
     let events = dir.path().join("events.jsonl");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + PATIENCE;
     let text = loop {
         let t = std::fs::read_to_string(&events).unwrap_or_default();
         if t.lines().count() >= 3 || std::time::Instant::now() > deadline {

@@ -17,6 +17,7 @@ pub use upstream::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// The name [`C2sink::start_small`]'s list blocks (with its subdomains).
 pub const BLOCKED: &str = "evil-c2.example";
@@ -76,6 +77,19 @@ impl std::ops::Deref for TempDir {
 /// A fresh folder for one test (see [`TempDir`]).
 pub fn tempdir(tag: &str) -> TempDir {
     TempDir::new(tag)
+}
+
+/// How long a test waits for something it is sure to see (an effect of a background thread, a reload): long
+/// enough for a slow, loaded machine, and only ever spent in full by a test that is failing anyway.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+/// Polls `ok` (every 10 ms) until it holds; panics saying what never happened after [`PATIENCE`].
+pub fn poll_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// A loopback port free for both UDP and TCP right now.
