@@ -14,7 +14,7 @@ fn source_outside_allow_gets_refused_and_is_counted() {
     let up = Upstream::answering(UP);
     let mut c = C2sink::start_small(
         &[up.addr],
-        1000,
+        UPSTREAM_TIMEOUT_MS,
         "allow = [\"127.0.0.1\", \"127.0.1.0/24\"]\ndeny = [\"127.0.1.66\"]",
         "",
     );
@@ -58,7 +58,7 @@ fn drop_action_sends_nothing_and_closes_tcp() {
     let up = Upstream::answering(UP);
     let c = C2sink::start_small(
         &[up.addr],
-        1000,
+        UPSTREAM_TIMEOUT_MS,
         "allow = [\"127.0.0.1\"]\nrefuse_action = \"drop\"",
         "",
     );
@@ -73,11 +73,16 @@ fn drop_action_sends_nothing_and_closes_tcp() {
 #[test]
 fn default_acl_allows_loopback_and_open_resolver_is_warned() {
     let up = Upstream::answering(UP);
-    let c = C2sink::start_small(&[up.addr], 1000, "", "");
+    let c = C2sink::start_small(&[up.addr], UPSTREAM_TIMEOUT_MS, "", "");
     assert_still_serving(&c, "default", UP);
     assert!(!c.log().contains("OPEN RESOLVER"));
     drop(c);
-    let mut c = C2sink::start_small(&[up.addr], 1000, "allow = [\"0.0.0.0/0\"]", "");
+    let mut c = C2sink::start_small(
+        &[up.addr],
+        UPSTREAM_TIMEOUT_MS,
+        "allow = [\"0.0.0.0/0\"]",
+        "",
+    );
     assert_still_serving(&c, "open", UP);
     let (_, log) = c.terminate();
     assert!(log.contains("OPEN RESOLVER"), "{log}");
@@ -88,7 +93,7 @@ fn flooding_client_is_limited_while_another_is_served() {
     let up = Upstream::answering(UP);
     let mut c = C2sink::start_small(
         &[up.addr],
-        1000,
+        UPSTREAM_TIMEOUT_MS,
         "rate_limit = 5\nrate_limit_action = \"refuse\"",
         "",
     );
@@ -127,7 +132,12 @@ fn flooding_client_is_limited_while_another_is_served() {
 #[test]
 fn rate_limited_queries_are_dropped_by_default() {
     let up = Upstream::answering(UP);
-    let c = C2sink::start_small(&[up.addr], 1000, "rate_limit = 2\nrate_limit_burst = 2", "");
+    let c = C2sink::start_small(
+        &[up.addr],
+        UPSTREAM_TIMEOUT_MS,
+        "rate_limit = 2\nrate_limit_burst = 2",
+        "",
+    );
     // The wait only ends the loop below; how many are answered depends on how fast the sends go.
     let s = udp_client("127.0.0.7", Duration::from_secs(2));
     for i in 0..10u16 {

@@ -38,7 +38,7 @@ fn start(dir: &TempDir, config: &str) -> C2sink {
     let cfg = dir.write(
         "c2sink.toml",
         &format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets = 1\n[upstream]\nservers = [\"{}\"]\ntimeout_ms = 500\n\
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets = 1\n[upstream]\nservers = [\"{}\"]\ntimeout_ms = {UPSTREAM_TIMEOUT_MS}\n\
              [cache]\nsize = 0\n{config}",
             up.addr
         ),

@@ -21,7 +21,7 @@ fn connections_are_capped_per_client_and_in_total() {
     let up = Upstream::answering(UP);
     let c = C2sink::start_small(
         &[up.addr],
-        1000,
+        UPSTREAM_TIMEOUT_MS,
         "tcp_max_connections = 6\ntcp_max_connections_per_client = 2",
         "",
     );
@@ -75,7 +75,12 @@ fn assert_still_serving_udp(c: &C2sink) {
 #[test]
 fn slow_sender_is_cut_off_before_finishing_a_query() {
     let up = Upstream::answering(UP);
-    let c = C2sink::start_small(&[up.addr], 1000, "tcp_idle_timeout_ms = 500", "");
+    let c = C2sink::start_small(
+        &[up.addr],
+        UPSTREAM_TIMEOUT_MS,
+        "tcp_idle_timeout_ms = 500",
+        "",
+    );
     let mut s = tcp_connect_from("127.0.0.1", c.addr());
     let q = query(0x5151, "slowloris.example", TYPE_A);
     let mut framed = (q.len() as u16).to_be_bytes().to_vec();
@@ -107,7 +112,7 @@ fn many_idle_connections_do_not_stop_udp() {
     let up = Upstream::answering(UP);
     let c = C2sink::start_small(
         &[up.addr],
-        1000,
+        UPSTREAM_TIMEOUT_MS,
         "tcp_max_connections = 100\ntcp_idle_timeout_ms = 5000",
         "",
     );

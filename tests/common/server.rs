@@ -89,8 +89,8 @@ impl C2sink {
         let up = Upstream::answering_a(Ipv4Addr::new(192, 0, 2, 1), 60);
         std::fs::write(dir.join("list.txt"), list).expect("write list");
         let cfg = format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets = 1\n[upstream]\nservers = [\"{}\"]\ntimeout_ms = 500\n\
-             [[blocklists]]\nname = \"3cx\"\npath = \"list.txt\"\n{tail}\n",
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets = 1\n[upstream]\nservers = [\"{}\"]\n\
+             timeout_ms = {UPSTREAM_TIMEOUT_MS}\n[[blocklists]]\nname = \"3cx\"\npath = \"list.txt\"\n{tail}\n",
             up.addr
         );
         let path = dir.join("c2sink.toml");
@@ -377,10 +377,20 @@ impl Drop for C2sink {
     }
 }
 
-/// A config for tests: loopback listeners (IPv4 and IPv6) on free ports, the given upstreams, the shipped
-/// 3CX list (copied in as `3cx.txt` by [`C2sink::start`]), events to `events.jsonl`, level debug; `extra` is
-/// appended (more tables).
+/// The upstream timeout (`timeout_ms`) of the test configs: long enough that an upstream that answers is
+/// never taken for a silent one on a slow, loaded machine. Tests of what a timeout does set a short one
+/// ([`config_timing_out`], [`C2sink::start_small`]).
+pub const UPSTREAM_TIMEOUT_MS: u64 = 2000;
+
+/// A config for tests: loopback listeners (IPv4 and IPv6) on free ports, the given upstreams (timeout
+/// [`UPSTREAM_TIMEOUT_MS`]), the shipped 3CX list (copied in as `3cx.txt` by [`C2sink::start`]), events to
+/// `events.jsonl`, level debug; `extra` is appended (more tables).
 pub fn config(upstreams: &[SocketAddr], extra: &str) -> String {
+    config_timing_out(upstreams, UPSTREAM_TIMEOUT_MS, extra)
+}
+
+/// [`config`] with c2sink giving up on an upstream after `timeout_ms`.
+pub fn config_timing_out(upstreams: &[SocketAddr], timeout_ms: u64, extra: &str) -> String {
     let ups: Vec<String> = upstreams.iter().map(|u| format!("\"{u}\"")).collect();
     format!(
         r#"[server]
@@ -389,7 +399,7 @@ udp_sockets = 2
 
 [upstream]
 servers = [{}]
-timeout_ms = 400
+timeout_ms = {timeout_ms}
 
 [[blocklists]]
 name = "3cx"
@@ -421,13 +431,14 @@ pub fn small_config(
     )
 }
 
-/// Writes a minimal config into `dir`: `listen`, upstreams (timeout 300 ms), the list `c2.txt` blocking
-/// evil.example and c2.test, events to events.jsonl; `extra` is appended verbatim. Returns its path.
+/// Writes a minimal config into `dir`: `listen`, upstreams (timeout [`UPSTREAM_TIMEOUT_MS`]), the list
+/// `c2.txt` blocking evil.example and c2.test, events to events.jsonl; `extra` is appended verbatim. Returns
+/// its path.
 pub fn config_file(dir: &TempDir, listen: &str, upstreams: &[SocketAddr], extra: &str) -> PathBuf {
     dir.write("c2.txt", "evil.example\nc2.test\n");
     let ups: Vec<String> = upstreams.iter().map(|u| format!("\"{u}\"")).collect();
     let text = format!(
-        "[server]\nlisten = [\"{listen}\"]\nudp_sockets = 1\n\n[upstream]\nservers = [{}]\ntimeout_ms = 300\n\n\
+        "[server]\nlisten = [\"{listen}\"]\nudp_sockets = 1\n\n[upstream]\nservers = [{}]\ntimeout_ms = {UPSTREAM_TIMEOUT_MS}\n\n\
          [[blocklists]]\nname = \"c2\"\npath = \"c2.txt\"\n\n[log]\nevents = \"events.jsonl\"\n{extra}",
         ups.join(", ")
     );
