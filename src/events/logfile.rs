@@ -360,18 +360,23 @@ mod tests {
         let p = d.join("events.log");
         let rot = Rotation {
             max_size: None,
-            max_age: Some(Duration::from_millis(300)),
+            max_age: Some(Duration::from_secs(3600)),
             keep: 3,
             gzip: false,
         };
+        // An hour passes between the steps, by moving the file's opening time back an hour: a machine
+        // however slow cannot make the file old enough in between by itself.
+        let hour_ago = || SystemTime::now() - Duration::from_secs(3601);
         let mut f = LogFile::open(&p, rot).unwrap();
         f.write_lines(b"old\n").unwrap();
-        std::thread::sleep(Duration::from_millis(350));
+        f.tick();
+        assert_eq!(rotated_files(&p).len(), 0, "not old yet");
+        f.opened = hour_ago();
         f.tick();
         assert_eq!(rotated_files(&p).len(), 1);
         assert_eq!(std::fs::read(&p).unwrap().len(), 0);
         // An empty file is not rotated.
-        std::thread::sleep(Duration::from_millis(350));
+        f.opened = hour_ago();
         f.tick();
         assert_eq!(rotated_files(&p).len(), 1);
         let _ = std::fs::remove_dir_all(&d);
