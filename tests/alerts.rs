@@ -106,7 +106,7 @@ fn one_alert_per_new_infected_machine() {
         }
         c.tcp("127.0.0.3", C2, 1);
     }
-    wait_count(&bodies, 3, Duration::from_secs(15));
+    wait_count(&bodies, 3, PATIENCE);
     // Give a wrong extra alert time to show up.
     std::thread::sleep(Duration::from_millis(500));
     c.stop();
@@ -139,7 +139,7 @@ fn a_failing_webhook_is_retried_and_a_dead_one_never_affects_dns() {
         ),
     );
     c.udp("127.0.0.2", C2, 1);
-    wait_count(&bodies, 2, Duration::from_secs(15));
+    wait_count(&bodies, 2, PATIENCE);
     c.stop();
     let got = bodies.lock().unwrap().clone();
     assert_eq!(got.len(), 2, "503 then retried once: {got:?}");
@@ -164,7 +164,7 @@ fn a_failing_webhook_is_retried_and_a_dead_one_never_affects_dns() {
         assert_eq!(rcode_and_answers(&c.udp(&from, "example.org", 1)), (0, 1));
     }
     assert!(
-        c.wait_for_log("cannot deliver alerts", Duration::from_secs(15)),
+        c.wait_for_log("cannot deliver alerts", PATIENCE),
         "{}",
         c.log()
     );
@@ -233,7 +233,7 @@ fn https_webhook_gets_the_alert_and_an_untrusted_certificate_is_refused() {
     );
     assert_eq!(rcode_and_answers(&c.udp("127.0.0.2", C2, 1)), (0, 1));
     assert!(
-        c.wait_for_log("cannot deliver alerts", Duration::from_secs(15)),
+        c.wait_for_log("cannot deliver alerts", PATIENCE),
         "{}",
         c.log()
     );

@@ -155,7 +155,7 @@ fn one_client_cannot_take_every_encrypted_connection() {
     // (rightly: that slot was still taken); such a one is replaced, so that two are held.
     let mut held: Vec<std::net::TcpStream> = Vec::new();
     // Once the server has taken both, a third connection from the same address is closed.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         held.retain_mut(|s| !closed_by_peer(s, std::time::Duration::from_millis(1)));
         while held.len() < 2 {
@@ -173,7 +173,7 @@ fn one_client_cannot_take_every_encrypted_connection() {
     assert_eq!(ask("127.0.0.2"), "192.0.2.1", "another client is served");
     drop(held);
     // Its slots come back once the server has seen the two close.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + PATIENCE;
     while ask("127.0.0.1") != "192.0.2.1" {
         assert!(
             std::time::Instant::now() < deadline,

@@ -71,7 +71,7 @@ fn a(s: &C2sink, name: &str) -> Reply {
 
 /// Waits until `name` gets `want` (a reload is asynchronous); panics with the log after 15 s.
 fn wait_answer(s: &C2sink, name: &str, want: &Reply) {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         let got = a(s, name);
         if &got == want {

@@ -30,11 +30,7 @@ fn a_removed_log_folder_keeps_dns_answering_and_the_log_recovers() {
             (0, 1)
         );
     }
-    assert!(
-        c.wait_for_log("cannot write log", Duration::from_secs(15)),
-        "{}",
-        c.log()
-    );
+    assert!(c.wait_for_log("cannot write log", PATIENCE), "{}", c.log());
     assert_eq!(
         c.log().matches("cannot write log").count(),
         1,
@@ -43,7 +39,7 @@ fn a_removed_log_folder_keeps_dns_answering_and_the_log_recovers() {
     std::fs::create_dir_all(&logs).unwrap();
     c.udp("127.0.0.3", C2, 1);
     assert!(wait_lines(&events, 1), "the log is back once its folder is");
-    assert!(c.wait_for_log("log writable again", Duration::from_secs(15)));
+    assert!(c.wait_for_log("log writable again", PATIENCE));
     let stderr = c.stop();
     // Every one of the 20 events sent while the folder was gone is either counted as dropped or (if the writer
     // was still behind when the folder came back) written to the new file: none is lost silently.
@@ -72,7 +68,7 @@ fn a_full_disk_keeps_dns_answering() {
         (0, 1)
     );
     assert!(
-        c.wait_for_log("No space left on device", Duration::from_secs(15)),
+        c.wait_for_log("No space left on device", PATIENCE),
         "{}",
         c.log()
     );
@@ -139,11 +135,7 @@ fn logs_rotate_gzip_and_reopen_on_sighup_and_report_reads_them_all() {
     let moved = dir.join("moved-by-logrotate");
     std::fs::rename(&events, &moved).unwrap();
     c.signal("HUP");
-    assert!(
-        c.wait_for_log("reopening log", Duration::from_secs(15)),
-        "{}",
-        c.log()
-    );
+    assert!(c.wait_for_log("reopening log", PATIENCE), "{}", c.log());
     c.udp("127.0.0.9", C2, 1);
     c.stop();
     assert_eq!(

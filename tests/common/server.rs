@@ -213,7 +213,7 @@ impl C2sink {
 
     /// The block events written so far, parsed (waits up to 15 s for `want` lines: the writer runs at low priority).
     pub fn events(&self, want: usize) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + super::PATIENCE;
         loop {
             let lines: Vec<serde_json::Value> = self
                 .event_lines()
@@ -260,7 +260,7 @@ impl C2sink {
 
     /// Waits until the log has `n` lines containing `needle`; panics with the log after 15 s.
     pub fn wait_log_count(&self, needle: &str, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + super::PATIENCE;
         loop {
             let count = self.stderr().iter().filter(|l| l.contains(needle)).count();
             if count >= n {
@@ -327,7 +327,7 @@ impl C2sink {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + super::PATIENCE;
         let ok = loop {
             if let Ok(Some(st)) = child.try_wait() {
                 break st.success();
