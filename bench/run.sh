@@ -211,8 +211,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
   if (( round == 1 && FILL > 0 )) && [[ " $WORKLOADS " == *" miss "* ]]; then
     for server in $active; do
       case "$server" in floor|dnsmasq|unbound-log) continue ;; esac
-      # as many new names as make 100k with the misses it already answered: Unbound's cache (sized in MB)
-      # would hold more, c2sink's holds FILL entries, so both hold about as many when their memory is read
+      # as many new names as make FILL with the misses it already answered: Unbound's cache (sized in MB)
+      # would hold any number, c2sink's holds its 100k-entry [cache] size, so both hold about as many
       n=$(( FILL - ${ASKED[$server]:-0} ))
       (( n > 0 )) || continue
       head -n "$n" "$(qfile miss fill)" > "$OUT/queries/fill-$server.txt"
