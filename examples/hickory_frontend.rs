@@ -96,11 +96,20 @@ fn not_sent(request: &Request) -> ResponseInfo {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "warn,hickory_server=off",
-        ))
-        .init();
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        let quiet = tracing_subscriber::filter::Targets::new()
+            .with_default(tracing::Level::WARN)
+            .with_target(
+                "hickory_server",
+                tracing_subscriber::filter::LevelFilter::OFF,
+            );
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer())
+            .with(quiet)
+            .init();
+    }
     // `CONFIG` or, like the real binary, `serve --config CONFIG` (so bench/profile.sh can run either).
     let args: Vec<String> = std::env::args().skip(1).collect();
     let path = match args.iter().position(|a| a == "--config") {

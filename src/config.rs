@@ -5,6 +5,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 
 /// One thing wrong with a config file, naming the file, the key and the problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -649,7 +650,7 @@ pub struct LogConfig {
     /// "stdout" or a file path (appended to) for block events as JSON lines.
     #[serde(default = "default_events")]
     pub events: String,
-    /// Operational log level on stderr (error, warn, info, debug, trace); RUST_LOG overrides it.
+    /// Operational log level on stderr: a level for c2sink's lines or a `target=level` list; RUST_LOG overrides it.
     #[serde(default = "default_level")]
     pub level: String,
     /// Rotate a file log once it would grow past this size ("100MB", "1GiB", bytes); none = no size limit.
@@ -681,6 +682,27 @@ fn default_events() -> String {
 }
 fn default_level() -> String {
     "info".to_string()
+}
+
+impl LogConfig {
+    /// The operational log filter, built where `level` is checked so that a config that loads always logs:
+    /// a bare level applies to c2sink (other crates stay at `warn`), anything else is a `target=level` list.
+    pub fn filter(&self) -> Result<Targets, String> {
+        log_filter(&self.level)
+    }
+}
+
+/// `level` as a filter: `info` means c2sink's own lines at info and every other crate's at warn;
+/// `warn,c2sink=debug` is taken as written.
+pub fn log_filter(level: &str) -> Result<Targets, String> {
+    if let Ok(l) = level.trim().parse::<LevelFilter>() {
+        return Ok(Targets::new()
+            .with_default(LevelFilter::WARN)
+            .with_target("c2sink", l));
+    }
+    level
+        .parse::<Targets>()
+        .map_err(|e| format!("\"{level}\" is not a log level or a target=level list: {e}"))
 }
 
 impl Default for LogConfig {
@@ -1381,11 +1403,8 @@ impl Config {
                 );
             }
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            p(
-                "log.level".into(),
-                format!("\"{}\" is not a log level or filter", self.log.level),
-            );
+        if let Err(e) = self.log.filter() {
+            p("log.level".into(), e);
         }
         out
     }
@@ -1540,6 +1559,23 @@ servers = ["127.0.0.1:53"]
         assert!(s.contains("sinkhole.mdoe"), "{s}");
         assert!(s.contains("unknown field"), "{s}");
         assert!(s.contains("line 8"), "{s}");
+    }
+
+    #[test]
+    fn log_level_is_a_level_for_c2sink_or_a_target_list() {
+        use tracing::Level;
+        let f = log_filter("debug").expect("a level");
+        assert!(f.would_enable("c2sink::upstream", &Level::DEBUG));
+        assert!(!f.would_enable("rustls::conn", &Level::INFO));
+        assert!(f.would_enable("rustls::conn", &Level::WARN));
+        let f = log_filter("warn,c2sink=trace,h2=off").expect("a list");
+        assert!(f.would_enable("c2sink::pipeline", &Level::TRACE));
+        assert!(!f.would_enable("h2::proto", &Level::ERROR));
+        assert!(!f.would_enable("rustls::conn", &Level::INFO));
+        let e = parse(&format!("{GOOD}[log]\nlevel = \"c2sink=loud\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("log.level") && e.contains("c2sink=loud"), "{e}");
     }
 
     #[test]

@@ -131,15 +131,28 @@ fn quiet_sigpipe() {
     }
 }
 
-fn init_logging(level: &str) {
-    // hickory's and other crates' per-request chatter stays out of the operational log unless asked for.
-    let default = format!("warn,c2sink={level}");
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+fn init_logging(log: &c2sink::config::LogConfig) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    // RUST_LOG overrides the config; one that does not parse is said, not silently dropped.
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let filter = match from_env.as_deref().map(c2sink::config::log_filter) {
+        Some(Ok(f)) => f,
+        Some(Err(e)) => {
+            eprintln!("c2sink: RUST_LOG ignored: {e}");
+            log.filter().unwrap_or_default()
+        }
+        None => log.filter().unwrap_or_default(),
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
+        .with(filter)
         .init();
 }
 
@@ -151,7 +164,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&cfg.log.level);
+    init_logging(&cfg.log);
     // On one CPU (a small box, or a container limited to one core) a single-threaded runtime does the same
     // work with less scheduling bookkeeping per query (about 5 % fewer instructions, docs/performance.md).
     let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);

@@ -251,3 +251,59 @@ fn wait_lines(p: &std::path::Path, n: usize) -> bool {
     }
     false
 }
+
+/// `[log] level` decides which operational lines reach stderr (a bare level is c2sink's own), and a RUST_LOG
+/// that does not parse is said at start and ignored, so the config's level still applies rather than none.
+#[test]
+fn the_log_level_comes_from_the_config_and_a_bad_rust_log_is_reported() {
+    let up = Upstream::start();
+    up.set_mode(Mode::Silent);
+    // (config level, RUST_LOG, whether the debug line of a failed upstream try is expected)
+    for (level, rust_log, debug_shown) in [
+        ("debug", None, true),
+        ("info", None, false),
+        ("debug", Some("c2sink=loud"), true),
+        ("info", Some("c2sink=debug"), true),
+    ] {
+        let dir = tempdir("level");
+        let cfg = config_file(
+            &dir,
+            "127.0.0.1:0",
+            &[up.addr],
+            &format!("level = \"{level}\"\n"),
+        );
+        let text = std::fs::read_to_string(&cfg).unwrap().replace(
+            &format!("timeout_ms = {UPSTREAM_TIMEOUT_MS}"),
+            "timeout_ms = 200",
+        );
+        std::fs::write(&cfg, text).unwrap();
+        let env: Vec<(&str, &str)> = rust_log.iter().map(|v| ("RUST_LOG", *v)).collect();
+        let c = C2sink::launch(&cfg, &env);
+        let tag = format!("level {level}, RUST_LOG {rust_log:?}");
+        assert_eq!(
+            c.log().contains("RUST_LOG ignored"),
+            rust_log == Some("c2sink=loud"),
+            "{tag}: {}",
+            c.log()
+        );
+        // The silent upstream fails the try (logged at debug before the SERVFAIL is sent) ...
+        assert_eq!(
+            rcode_and_answers(&c.udp("127.0.0.2", "a.test", 1)).0,
+            2,
+            "{tag}"
+        );
+        // ... and an info line after it fences the stderr pipe: a debug line written before is read by now.
+        c.signal("HUP");
+        assert!(
+            c.wait_for_log("reopening log", PATIENCE),
+            "{tag}: {}",
+            c.log()
+        );
+        assert_eq!(
+            c.log().contains("upstream try failed"),
+            debug_shown,
+            "{tag}: {}",
+            c.log()
+        );
+    }
+}
