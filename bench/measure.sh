@@ -34,10 +34,7 @@ ticks() { # pids... -> "user system" clock ticks summed over the processes (all 
     # strip "pid (comm) " first (comm may hold spaces); then utime is field 12, stime 13
     s=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null) || continue
     read -r a b < <(awk '{print $12, $13}' <<< "$s"); u=$((u + a)); k=$((k + b)); done; echo "$u $k"; }
-runtime_ns() { # pids... -> nanoseconds on a CPU, summed over the processes' threads (the kernel's sum_exec_runtime,
-  # which utime+stime are cut from: the same total, without the clock tick's 10 ms steps, which are 1-3 % of a 2 s run)
-  local t=0 p f a; for p in $*; do for f in /proc/"$p"/task/*/schedstat; do
-    { read -r a _ < "$f"; } 2>/dev/null && t=$((t + a)); done; done; echo "$t"; }
+source "$(dirname "$0")/lib.sh"  # runtime_ns
 machine() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat; }  # total, idle+iowait
 rss_kb() { local t=0 p; for p in $*; do t=$(( t + $(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0) )); done; echo "$t"; }
 

@@ -38,6 +38,13 @@
 #                     yardstick for owning the socket loops; built here when asked for (C2SINK_HICKORY_BIN=)
 #   PROTO=udp         tcp: dnsperf -m tcp (each of its clients keeps one connection, -q queries pipelined on it)
 #   C2_UDP_SOCKETS=0  c2sink [server] udp_sockets (0 = one per CPU it may run on)
+#   PAIRED="c2sink-1m unbound"   after the rounds, each of these servers and c2sink run side by side: both pinned to
+#                     SERVER_CPUS at once, each sent PAIRED_QPS by its own dnsperf in the same seconds, so that
+#                     the machine's swings (±15 % from one run to the next here) fall on both alike; their CPU
+#                     per query is compared run by run. "" = off
+#   PAIRED_RUNS=5 PAIRED_QPS=15000   runs per workload (FIXED_SECS each), offered load per server
+#   PAIRED_WORKLOADS="blocked cached mixed"   the goals' CPU workloads (not misses: repeated runs would find
+#                     them cached)
 #   SKIP_INSTALL=0    1: do not check/install packages
 #   OUT=bench/out     generated configs, query files, logs and results
 set -euo pipefail
@@ -48,7 +55,7 @@ die() { echo "run.sh: ERROR: $*" >&2; exit 2; }
 log() { echo "run.sh: [$(date +%H:%M:%S) +${SECONDS}s] $*" >&2; }
 
 QUICK=${QUICK:-0}
-if [[ "$QUICK" == 1 ]]; then FIXED_SECS=${FIXED_SECS:-2} SAT_SECS=${SAT_SECS:-1} ROUNDS=${ROUNDS:-1}
+if [[ "$QUICK" == 1 ]]; then FIXED_SECS=${FIXED_SECS:-2} SAT_SECS=${SAT_SECS:-1} ROUNDS=${ROUNDS:-1} PAIRED_RUNS=${PAIRED_RUNS:-2}
 else FIXED_SECS=${FIXED_SECS:-2} SAT_SECS=${SAT_SECS:-1} ROUNDS=${ROUNDS:-3}; fi
 export FILL=${FILL:-100000}
 FIXED_QPS=${FIXED_QPS:-30000} MISS_QPS=${MISS_QPS:-10000}
@@ -57,6 +64,8 @@ WORKLOADS=${WORKLOADS:-"blocked cached mixed variety miss"}
 MODES=${MODES:-"fixed sat"}
 SERVER_CPUS=${SERVER_CPUS-1} DNSPERF_CPUS=${DNSPERF_CPUS-0} UPSTREAM_CPUS=${UPSTREAM_CPUS-0}
 OTHER_MAX=${OTHER_MAX:-25} ONCE=${ONCE-dnsmasq unbound-log}
+PAIRED=${PAIRED-c2sink-1m unbound} PAIRED_RUNS=${PAIRED_RUNS:-5} PAIRED_QPS=${PAIRED_QPS:-15000}
+PAIRED_WORKLOADS=${PAIRED_WORKLOADS:-"blocked cached mixed"}
 export UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300} UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
 export UBL_PORT=${UBL_PORT:-5308} DM_IP=${DM_IP:-127.0.0.4} DM_PORT=${DM_PORT:-5302} C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
 export C2M_PORT=${C2M_PORT:-5304} C2B_PORT=${C2B_PORT:-5305} C2H_PORT=${C2H_PORT:-5306}
@@ -112,7 +121,7 @@ fi
 [[ " $SERVERS " != *" floor "* || -x "${FLOOR_BIN:-}" ]] || die "no floor binary at ${FLOOR_BIN:-}"
 mkdir -p "$OUT/results" "$OUT/run"
 STAMP=$(date +%Y%m%d-%H%M%S)
-CSV="$OUT/results/run-$STAMP.csv"
+CSV="$OUT/results/run-$STAMP.csv" PCSV="$OUT/results/paired-$STAMP.csv"
 PIDS="$OUT/run/bench.pids"
 : > "$PIDS"
 
@@ -138,7 +147,8 @@ start_server() { local ip port; read -r ip port < <(addr_of "$1")
   esac; }
 
 # ---- the runs -----------------------------------------------------------------------------------
-for s in $SERVERS; do addr_of "$s" >/dev/null; done
+for s in $SERVERS $PAIRED; do addr_of "$s" >/dev/null; done
+[[ " $PAIRED " != *" c2sink "* ]] || die "PAIRED lists the servers run beside c2sink, not c2sink itself"
 log "starting nsd (upstream) on $UP_IP:$UP_PORT"
 start nsd "$UP_IP" "$UP_PORT" "$UPSTREAM_CPUS" "$(command -v nsd)" -d -c "$OUT/conf/nsd.conf"
 NSD_PIDS=$(tree_of "$(pid_of nsd)" nsd)
@@ -221,6 +231,42 @@ for ((round = 1; round <= ROUNDS; round++)); do
   fi
   for server in $active; do stop "$server"; done
 done
+
+paired_run() { # partner workload run: c2sink and partner, one dnsperf each at PAIRED_QPS, in the same seconds
+  local partner=$1 wl=$2 run=$3 qf pa pb a0 b0 a1 b1 qa qb dp first second ipa pta ipb ptb
+  qf=$(qfile "$wl" fixed)
+  read -r ipa pta < <(addr_of c2sink); read -r ipb ptb < <(addr_of "$partner")
+  pa=$(pid_of c2sink); pb=$(pid_of "$partner")
+  local pin=(); [[ -n "$DNSPERF_CPUS" ]] && pin=(taskset -c "$DNSPERF_CPUS")
+  local dp_args=(-q 100 -t 5 -Q "$PAIRED_QPS" -l "$FIXED_SECS" -d "$qf")
+  first=(-s "$ipa" -p "$pta") second=(-s "$ipb" -p "$ptb")
+  # which dnsperf starts first alternates, so that neither server always gets the head start
+  (( run % 2 == 0 )) && { first=(-s "$ipb" -p "$ptb"); second=(-s "$ipa" -p "$pta"); }
+  a0=$(runtime_ns "$pa"); b0=$(runtime_ns "$pb")
+  "${pin[@]}" dnsperf "${first[@]}" "${dp_args[@]}" > "$OUT/run/paired-1.txt" 2>&1 & dp=$!
+  "${pin[@]}" dnsperf "${second[@]}" "${dp_args[@]}" > "$OUT/run/paired-2.txt" 2>&1 || die "paired dnsperf failed"
+  wait "$dp" || die "paired dnsperf failed"
+  a1=$(runtime_ns "$pa"); b1=$(runtime_ns "$pb")
+  qa=$(awk '/Queries completed/{print $3}' "$OUT/run/paired-$(( run % 2 == 0 ? 2 : 1 )).txt")
+  qb=$(awk '/Queries completed/{print $3}' "$OUT/run/paired-$(( run % 2 == 0 ? 1 : 2 )).txt")
+  (( qa > 0 && qb > 0 )) || die "paired run $partner/$wl/$run: no answers"
+  echo "$partner,$wl,$run,$(( (a1 - a0) / qa )),$(( (b1 - b0) / qb )),$qa,$qb" >> "$PCSV"
+  log "paired $run: $wl c2sink $(( (a1 - a0) / qa )) ns/query, $partner $(( (b1 - b0) / qb )) ns/query"
+  [[ -f "$OUT/run/c2sink-events.jsonl" ]] && : > "$OUT/run/c2sink-events.jsonl"
+  return 0
+}
+if [[ -n "$PAIRED" ]]; then
+  echo "partner,workload,run,c2sink_ns_per_q,partner_ns_per_q,c2sink_answered,partner_answered" > "$PCSV"
+  for partner in $PAIRED; do
+    for server in c2sink "$partner"; do start_server "$server"; [[ "$server" == floor ]] || warm_server "$server"; done
+    sleep 0.5
+    for wl in $PAIRED_WORKLOADS; do
+      [[ "$wl" == miss ]] && { log "PAIRED: misses left out (repeated runs would find them cached)"; continue; }
+      for ((run = 1; run <= PAIRED_RUNS; run++)); do paired_run "$partner" "$wl" "$run"; done
+    done
+    stop "$partner"; stop c2sink
+  done
+fi
 stop nsd
 trap - EXIT
 
@@ -230,6 +276,7 @@ trap - EXIT
   echo "server on CPU ${SERVER_CPUS:-any}, dnsperf on CPU ${DNSPERF_CPUS:-any}, nsd on CPU ${UPSTREAM_CPUS:-any};" \
        "${RT_PRIO:+real-time priority $RT_PRIO (chrt -f) for servers and dnsperf, }${NICE:+nice $NICE for servers and dnsperf, }fixed runs ${FIXED_SECS}s at ${FIXED_QPS} qps (miss: ${MISS_QPS} qps), saturation runs ${SAT_SECS}s with -c 1 -q 100; over ${PROTO^^};" \
        "median of $ROUNDS round(s)${ONCE:+ ($ONCE: first round only)}"
-  python3 "$BENCH/report.py" "$CSV" --other-max "$OTHER_MAX" --fixed-qps "$FIXED_QPS" --miss-qps "$MISS_QPS"
+  python3 "$BENCH/report.py" "$CSV" --other-max "$OTHER_MAX" --fixed-qps "$FIXED_QPS" --miss-qps "$MISS_QPS" \
+    ${PAIRED:+--paired "$PCSV" --paired-qps "$PAIRED_QPS"}
 } | tee "$OUT/results/run-$STAMP.md"
 log "done in ${SECONDS}s; raw rows: $CSV"
