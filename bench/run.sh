@@ -42,7 +42,7 @@
 #                     SERVER_CPUS at once, each sent PAIRED_QPS by its own dnsperf in the same seconds, so that
 #                     the machine's swings (±15 % from one run to the next here) fall on both alike; their CPU
 #                     per query is compared run by run. "" = off
-#   PAIRED_RUNS=5 PAIRED_QPS=15000   runs per workload (FIXED_SECS each), offered load per server
+#   PAIRED_RUNS=6 PAIRED_SECS=1 PAIRED_QPS=15000   runs per workload, seconds a run, offered load per server
 #   PAIRED_WORKLOADS="blocked cached mixed"   the goals' CPU workloads (not misses: repeated runs would find
 #                     them cached)
 #   SKIP_INSTALL=0    1: do not check/install packages
@@ -64,7 +64,7 @@ WORKLOADS=${WORKLOADS:-"blocked cached mixed variety miss"}
 MODES=${MODES:-"fixed sat"}
 SERVER_CPUS=${SERVER_CPUS-1} DNSPERF_CPUS=${DNSPERF_CPUS-0} UPSTREAM_CPUS=${UPSTREAM_CPUS-0}
 OTHER_MAX=${OTHER_MAX:-25} ONCE=${ONCE-dnsmasq unbound-log}
-PAIRED=${PAIRED-c2sink-1m unbound} PAIRED_RUNS=${PAIRED_RUNS:-5} PAIRED_QPS=${PAIRED_QPS:-15000}
+PAIRED=${PAIRED-c2sink-1m unbound} PAIRED_RUNS=${PAIRED_RUNS:-6} PAIRED_SECS=${PAIRED_SECS:-1} PAIRED_QPS=${PAIRED_QPS:-15000}
 PAIRED_WORKLOADS=${PAIRED_WORKLOADS:-"blocked cached mixed"}
 export UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300} UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
 export UBL_PORT=${UBL_PORT:-5308} DM_IP=${DM_IP:-127.0.0.4} DM_PORT=${DM_PORT:-5302} C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
@@ -238,7 +238,7 @@ paired_run() { # partner workload run: c2sink and partner, one dnsperf each at P
   read -r ipa pta < <(addr_of c2sink); read -r ipb ptb < <(addr_of "$partner")
   pa=$(pid_of c2sink); pb=$(pid_of "$partner")
   local pin=(); [[ -n "$DNSPERF_CPUS" ]] && pin=(taskset -c "$DNSPERF_CPUS")
-  local dp_args=(-q 100 -t 5 -Q "$PAIRED_QPS" -l "$FIXED_SECS" -d "$qf")
+  local dp_args=(-q 100 -t 5 -Q "$PAIRED_QPS" -l "$PAIRED_SECS" -d "$qf")
   first=(-s "$ipa" -p "$pta") second=(-s "$ipb" -p "$ptb")
   # which dnsperf starts first alternates, so that neither server always gets the head start
   (( run % 2 == 0 )) && { first=(-s "$ipb" -p "$ptb"); second=(-s "$ipa" -p "$pta"); }
