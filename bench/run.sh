@@ -11,7 +11,7 @@
 # Everything is on 127.0.0.0/8; only processes this script started are stopped, by PID.
 #
 # Env (defaults):
-#   QUICK=0           1: one short round (about 2 minutes in all)
+#   QUICK=0           1: one short round and 2 side-by-side runs (about 2 minutes with the binary built)
 #   ROUNDS=3          rounds (QUICK: 1)
 #   FIXED_SECS=2 SAT_SECS=1    seconds per fixed-rate / saturation run (QUICK: the same); the noise between runs
 #                     is the machine's drift over minutes, which longer runs do not narrow: more rounds do
