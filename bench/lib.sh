@@ -11,6 +11,12 @@ runtime_ns() { # pids... -> nanoseconds on a CPU, summed over the processes' thr
   # which utime+stime are cut from: the same total, without the clock tick's 10 ms steps, which are 1-3 % of a 2 s run)
   local t=0 p f a; for p in $*; do for f in /proc/"$p"/task/*/schedstat; do
     { read -r a _ < "$f"; } 2>/dev/null && t=$((t + a)); done; done; echo "$t"; }
+pin_prefix() { # cpus: sets PIN to the command prefix that runs a process on those CPUs ("" = any) at NICE or
+  # RT_PRIO when set; every prefix execs, so the PID of "${PIN[@]}" cmd & is the command's own
+  PIN=(); [[ -n "${1:-}" ]] && PIN=(taskset -c "$1")
+  [[ -n "${RT_PRIO:-}" ]] && PIN=(chrt -f "$RT_PRIO" "${PIN[@]}")
+  [[ -n "${NICE:-}" ]] && PIN=(nice -n "$NICE" "${PIN[@]}")
+  return 0; }
 alive() { local s; s=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) && [[ "${s%% *}" != Z ]]; }
 
 stop() { # name: stops the process this script started under that name (and its same-exe children)
@@ -47,10 +53,8 @@ start() { # name ip port cpus cmd...: starts a server, records "name pid exe", w
   local name=$1 ip=$2 port=$3 cpus=$4 exe; shift 4
   exe=${EXPECT_EXE:-$(basename "$1")}
   port_in_use "$ip" "$port" && die "$ip:$port is already in use: $(ss -Hlnup "sport = :$port")"
-  local pin=(); [[ -n "$cpus" ]] && pin=(taskset -c "$cpus")
-  [[ -n "${RT_PRIO:-}" ]] && pin=(chrt -f "$RT_PRIO" "${pin[@]}")
-  [[ -n "${NICE:-}" ]] && pin=(nice -n "$NICE" "${pin[@]}")
-  "${pin[@]}" "$@" </dev/null >"$OUT/run/$name.out" 2>&1 &
+  pin_prefix "$cpus"
+  "${PIN[@]}" "$@" </dev/null >"$OUT/run/$name.out" 2>&1 &
   local pid=$!
   echo "$name $pid $exe" >> "$PIDS"
   wait_dns "$name" "$pid" "$ip" "$port"

@@ -34,7 +34,7 @@ ticks() { # pids... -> "user system" clock ticks summed over the processes (all 
     # strip "pid (comm) " first (comm may hold spaces); then utime is field 12, stime 13
     s=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null) || continue
     read -r a b < <(awk '{print $12, $13}' <<< "$s"); u=$((u + a)); k=$((k + b)); done; echo "$u $k"; }
-source "$(dirname "$0")/lib.sh"  # runtime_ns
+source "$(dirname "$0")/lib.sh"  # runtime_ns, pin_prefix
 machine() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat; }  # total, idle+iowait
 rss_kb() { local t=0 p; for p in $*; do t=$(( t + $(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0) )); done; echo "$t"; }
 
@@ -43,9 +43,7 @@ ARGS=(-f "$FAM" -s "$IP" -p "$PORT" -d "$QF" -c "$CLIENTS" -q "$OUTSTANDING" -t 
 [[ -n "${PASSES:-}" ]] && ARGS+=(-n "$PASSES")
 case "${PROTO:-udp}" in udp) ;; tcp) ARGS+=(-m tcp) ;; *) die "PROTO must be udp or tcp" ;; esac
 [[ "$LATENCY" == 1 ]] && ARGS+=(-v)
-PIN=(); [[ -n "${DNSPERF_CPUS:-}" ]] && PIN=(taskset -c "$DNSPERF_CPUS")
-[[ -n "${RT_PRIO:-}" ]] && PIN=(chrt -f "$RT_PRIO" "${PIN[@]}")
-[[ -n "${NICE:-}" ]] && PIN=(nice -n "$NICE" "${PIN[@]}")
+pin_prefix "${DNSPERF_CPUS:-}"
 RAW=$(mktemp "${TMPDIR:-/tmp}/c2bench-dnsperf.XXXXXX")
 trap 'rm -f "$RAW" "$RAW.err" "$RAW.lat"' EXIT
 

@@ -233,30 +233,31 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 paired_run() { # partner workload run: c2sink and partner, one dnsperf each at PAIRED_QPS, in the same seconds
-  local partner=$1 wl=$2 run=$3 qf pa pb a0 b0 a1 b1 qa qb dp first second ipa pta ipb ptb
-  qf=$(qfile "$wl" fixed)
-  read -r ipa pta < <(addr_of c2sink); read -r ipb ptb < <(addr_of "$partner")
-  pa=$(pid_of c2sink); pb=$(pid_of "$partner")
-  local pin=(); [[ -n "$DNSPERF_CPUS" ]] && pin=(taskset -c "$DNSPERF_CPUS")
-  local dp_args=(-q 100 -t 5 -Q "$PAIRED_QPS" -l "$PAIRED_SECS" -d "$qf")
-  first=(-s "$ipa" -p "$pta") second=(-s "$ipb" -p "$ptb")
+  local partner=$1 wl=$2 run=$3 server ip port q dps=()
+  local -A pid=() t0=() ns=()
+  local dp_args=(-q 100 -t 5 -Q "$PAIRED_QPS" -l "$PAIRED_SECS" -d "$(qfile "$wl" fixed)")
+  local order=(c2sink "$partner")
   # which dnsperf starts first alternates, so that neither server always gets the head start
-  (( run % 2 == 0 )) && { first=(-s "$ipb" -p "$ptb"); second=(-s "$ipa" -p "$pta"); }
-  a0=$(runtime_ns "$pa"); b0=$(runtime_ns "$pb")
-  "${pin[@]}" dnsperf "${first[@]}" "${dp_args[@]}" > "$OUT/run/paired-1.txt" 2>&1 & dp=$!
-  "${pin[@]}" dnsperf "${second[@]}" "${dp_args[@]}" > "$OUT/run/paired-2.txt" 2>&1 || die "paired dnsperf failed"
-  wait "$dp" || die "paired dnsperf failed"
-  a1=$(runtime_ns "$pa"); b1=$(runtime_ns "$pb")
-  qa=$(awk '/Queries completed/{print $3}' "$OUT/run/paired-$(( run % 2 == 0 ? 2 : 1 )).txt")
-  qb=$(awk '/Queries completed/{print $3}' "$OUT/run/paired-$(( run % 2 == 0 ? 1 : 2 )).txt")
-  (( qa > 0 && qb > 0 )) || die "paired run $partner/$wl/$run: no answers"
-  echo "$partner,$wl,$run,$(( (a1 - a0) / qa )),$(( (b1 - b0) / qb )),$qa,$qb" >> "$PCSV"
-  log "paired $run: $wl c2sink $(( (a1 - a0) / qa )) ns/query, $partner $(( (b1 - b0) / qb )) ns/query"
+  (( run % 2 == 0 )) && order=("$partner" c2sink)
+  for server in "${order[@]}"; do pid[$server]=$(pid_of "$server"); t0[$server]=$(runtime_ns "${pid[$server]}"); done
+  pin_prefix "$DNSPERF_CPUS"
+  for server in "${order[@]}"; do
+    read -r ip port < <(addr_of "$server")
+    "${PIN[@]}" dnsperf -s "$ip" -p "$port" "${dp_args[@]}" > "$OUT/run/paired-$server.txt" 2>&1 & dps+=($!)
+  done
+  wait "${dps[0]}" && wait "${dps[1]}" || die "paired dnsperf failed"
+  for server in "${order[@]}"; do
+    q=$(awk '/Queries completed/{print $3}' "$OUT/run/paired-$server.txt")
+    (( ${q:-0} > 0 )) || die "paired run $partner/$wl/$run: $server answered nothing"
+    ns[$server]=$(( ($(runtime_ns "${pid[$server]}") - t0[$server]) / q ))
+  done
+  echo "$partner,$wl,$run,${ns[c2sink]},${ns[$partner]}" >> "$PCSV"
+  log "paired $run: $wl c2sink ${ns[c2sink]} ns/query, $partner ${ns[$partner]} ns/query"
   [[ -f "$OUT/run/c2sink-events.jsonl" ]] && : > "$OUT/run/c2sink-events.jsonl"
   return 0
 }
 if [[ -n "$PAIRED" ]]; then
-  echo "partner,workload,run,c2sink_ns_per_q,partner_ns_per_q,c2sink_answered,partner_answered" > "$PCSV"
+  echo "partner,workload,run,c2sink_ns_per_q,partner_ns_per_q" > "$PCSV"
   for partner in $PAIRED; do
     for server in c2sink "$partner"; do start_server "$server"; [[ "$server" == floor ]] || warm_server "$server"; done
     sleep 0.5

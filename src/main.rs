@@ -137,15 +137,16 @@ fn init_logging(log: &c2sink::config::LogConfig) {
     // RUST_LOG overrides the config; one that does not parse is said, not silently dropped.
     let from_env = std::env::var("RUST_LOG")
         .ok()
-        .filter(|v| !v.trim().is_empty());
-    let filter = match from_env.as_deref().map(c2sink::config::log_filter) {
-        Some(Ok(f)) => f,
-        Some(Err(e)) => {
-            eprintln!("c2sink: RUST_LOG ignored: {e}");
-            log.filter().unwrap_or_default()
-        }
-        None => log.filter().unwrap_or_default(),
-    };
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| match c2sink::config::log_filter(&v) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("c2sink: RUST_LOG ignored: {e}");
+                None
+            }
+        });
+    // The config's filter was checked when it loaded.
+    let filter = from_env.unwrap_or_else(|| log.filter().unwrap_or_default());
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
