@@ -7,7 +7,7 @@ use common::*;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// GET `path`; returns (status code, body).
 fn get(admin: SocketAddr, path: &str) -> (u16, String) {
@@ -92,16 +92,14 @@ fn metrics_count_a_known_mix_of_queries() {
     assert_eq!(up.seen().len(), 4, "a, b, c, blackhole");
 
     // The event writer thread (low priority) may lag behind the answers.
-    let deadline = Instant::now() + PATIENCE;
-    let m = loop {
+    let metrics = || {
         let (status, body) = get(admin, "/metrics");
         assert_eq!(status, 200);
-        let m = parse_metrics(&body);
-        if m.get("c2sink_events_written_total") == Some(&4.0) || Instant::now() > deadline {
-            break m;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+        parse_metrics(&body)
     };
+    let m = poll(PATIENCE, Duration::from_millis(50), metrics, |m| {
+        m.get("c2sink_events_written_total") == Some(&4.0)
+    });
     let q = |proto: &str, outcome: &str| {
         value(
             &m,
@@ -188,18 +186,12 @@ fn reloads_and_failed_reloads_are_counted_and_list_entries_follow() {
     let admin = server.admin.expect("admin address logged");
     let hup = || server.signal("HUP");
     let wait_metric = |key: &str, want: f64| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let m = parse_metrics(&get(admin, "/metrics").1);
-            if m.get(key) == Some(&want) {
-                return m;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{key} never reached {want}: {m:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let metrics = || parse_metrics(&get(admin, "/metrics").1);
+        let m = poll(PATIENCE, Duration::from_millis(50), metrics, |m| {
+            m.get(key) == Some(&want)
+        });
+        assert_eq!(m.get(key), Some(&want), "{key} never reached {want}: {m:?}");
+        m
     };
     // A good change: three entries now.
     dir.write("c2.txt", "evil.example\nc2.test\nthird.example\n");

@@ -7,7 +7,7 @@ use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const C2: &str = "akamaicontainer.com";
 
@@ -81,10 +81,8 @@ trait ReadWrite: Read + Write + Send {}
 impl<T: Read + Write + Send> ReadWrite for T {}
 
 fn wait_count(v: &Arc<Mutex<Vec<serde_json::Value>>>, n: usize, within: Duration) {
-    let until = Instant::now() + within;
-    while v.lock().unwrap().len() < n && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let count = || v.lock().unwrap().len();
+    poll(within, Duration::from_millis(20), count, |&c| c >= n);
 }
 
 #[test]

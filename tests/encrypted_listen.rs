@@ -10,6 +10,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 use std::process::Command;
+use std::time::Duration;
 
 /// A throwaway CA and a server certificate for `dns.test`: (CA PEM, cert PEM, key PEM).
 fn pki() -> (String, String, String) {
@@ -90,14 +91,10 @@ fn dot_and_doh_clients_are_served_by_the_pipeline() {
 
     // Block events name how the client asked.
     let events = dir.path().join("events.jsonl");
-    let deadline = std::time::Instant::now() + PATIENCE;
-    let text = loop {
-        let t = std::fs::read_to_string(&events).unwrap_or_default();
-        if t.lines().count() >= 3 || std::time::Instant::now() > deadline {
-            break t;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let read = || std::fs::read_to_string(&events).unwrap_or_default();
+    let text = poll(PATIENCE, Duration::from_millis(50), read, |t| {
+        t.lines().count() >= 3
+    });
     let protocols: Vec<&str> = text
         .lines()
         .map(|l| {
@@ -155,32 +152,36 @@ fn one_client_cannot_take_every_encrypted_connection() {
     // (rightly: that slot was still taken); such a one is replaced, so that two are held.
     let mut held: Vec<std::net::TcpStream> = Vec::new();
     // Once the server has taken both, a third connection from the same address is closed.
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        held.retain_mut(|s| !closed_by_peer(s, std::time::Duration::from_millis(1)));
+    let hold_two_and_ask = || {
+        held.retain_mut(|s| !closed_by_peer(s, Duration::from_millis(1)));
         while held.len() < 2 {
             held.push(std::net::TcpStream::connect(dot).expect("connect"));
         }
-        if ask("127.0.0.1").is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a third connection from the same address is still served"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+        ask("127.0.0.1")
+    };
+    let third = poll(
+        PATIENCE,
+        Duration::from_millis(100),
+        hold_two_and_ask,
+        |a| a.is_empty(),
+    );
+    assert_eq!(
+        third, "",
+        "a third connection from the same address is still served"
+    );
     assert_eq!(ask("127.0.0.2"), "192.0.2.1", "another client is served");
     drop(held);
     // Its slots come back once the server has seen the two close.
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while ask("127.0.0.1") != "192.0.2.1" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "its slots did not come back after it let go"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let again = poll(
+        PATIENCE,
+        Duration::from_millis(100),
+        || ask("127.0.0.1"),
+        |a| a == "192.0.2.1",
+    );
+    assert_eq!(
+        again, "192.0.2.1",
+        "its slots did not come back after it let go"
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
+use std::time::Duration;
 
 #[test]
 fn cname_chain_into_blocked_name_is_sinkholed_with_via_and_chain() {
@@ -103,20 +104,21 @@ fn answer_with_listed_address_is_sinkholed_with_address_and_rule() {
     );
 }
 
-/// Asks for `name` until the answer is the sinkhole's 0.0.0.0 (a reload is asynchronous); panics after 10 s.
+/// Asks for `name` until the answer is the sinkhole's 0.0.0.0 (a reload is asynchronous); panics after [`PATIENCE`].
 fn wait_for_sinkhole(srv: &C2sink, proto: Proto, name: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let m = ask_simple(srv.addr(), proto, name, RecordType::A);
-        if m.answers[0].data == RData::A("0.0.0.0".parse().expect("ip")) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{name}: the list change never applied to its cached answer"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let sinkhole = RData::A("0.0.0.0".parse().expect("ip"));
+    let answer = || {
+        ask_simple(srv.addr(), proto, name, RecordType::A).answers[0]
+            .data
+            .clone()
+    };
+    let got = poll(PATIENCE, Duration::from_millis(100), answer, |a| {
+        *a == sinkhole
+    });
+    assert_eq!(
+        got, sinkhole,
+        "{name}: the list change never applied to its cached answer"
+    );
 }
 
 #[test]

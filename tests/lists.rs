@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The address the test upstream gives to every A question.
 const UPSTREAM_A: &str = "203.0.113.9";
@@ -71,17 +71,13 @@ fn a(s: &C2sink, name: &str) -> Reply {
 
 /// Waits until `name` gets `want` (a reload is asynchronous); panics with the log after 15 s.
 fn wait_answer(s: &C2sink, name: &str, want: &Reply) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let got = a(s, name);
-        if &got == want {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!("{name}: still {got:?}, want {want:?}; log:\n{}", s.log());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let got = poll(
+        PATIENCE,
+        Duration::from_millis(100),
+        || a(s, name),
+        |got| got == want,
+    );
+    assert_eq!(&got, want, "{name}: still {got:?}; log:\n{}", s.log());
 }
 
 fn forwarded() -> Reply {
@@ -551,16 +547,11 @@ fn feed_without_copy_or_with_wrong_pin_does_not_start() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(st) = child.try_wait().expect("wait") {
-                break st;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("c2sink kept running without a feed copy");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let exit = || child.try_wait().expect("wait");
+        let within = Duration::from_secs(20);
+        let Some(status) = poll(within, Duration::from_millis(50), exit, Option::is_some) else {
+            let _ = child.kill();
+            panic!("c2sink kept running without a feed copy");
         };
         let mut err = String::new();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();

@@ -96,21 +96,17 @@ fn logs_rotate_gzip_and_reopen_on_sighup_and_report_reads_them_all() {
         let from = format!("127.0.0.{}", 10 + i);
         c.udp(&from, C2, 1);
         let tag = format!("\"client_ip\":\"{from}\"");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(&events)
-            .is_ok_and(|t| t.ends_with('\n') && t.lines().last().is_some_and(|l| l.contains(&tag)))
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "event from {from} never written"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let last_is_it = || {
+            std::fs::read_to_string(&events).is_ok_and(|t| {
+                t.ends_with('\n') && t.lines().last().is_some_and(|l| l.contains(&tag))
+            })
+        };
+        let written = poll(PATIENCE, Duration::from_millis(5), last_is_it, |&w| w);
+        assert!(written, "event from {from} never written");
     }
     // Wait until the writer has written all 20 (in the log and its rotated, gzipped files), so that what
     // logrotate moves below is complete.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let reported = || {
         let files: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .flatten()
@@ -120,17 +116,19 @@ fn logs_rotate_gzip_and_reopen_on_sighup_and_report_reads_them_all() {
         let mut args = vec!["report", "--format", "json"];
         args.extend(files.iter().map(String::as_str));
         let (code, out, _) = run(&args);
-        let done = code == 0
-            && serde_json::from_str::<serde_json::Value>(&out).is_ok_and(|r| r["events"] == 20);
-        if done {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the 20 events were never all written"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        (code == 0)
+            .then(|| serde_json::from_str::<serde_json::Value>(&out).ok())
+            .flatten()
+            .map(|r| r["events"].clone())
+    };
+    let counted = poll(PATIENCE, Duration::from_millis(50), reported, |e| {
+        *e == Some(20.into())
+    });
+    assert_eq!(
+        counted,
+        Some(20.into()),
+        "the 20 events were never all written"
+    );
     // logrotate moves the file away and sends SIGHUP.
     let moved = dir.join("moved-by-logrotate");
     std::fs::rename(&events, &moved).unwrap();

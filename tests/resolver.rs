@@ -212,17 +212,11 @@ fn udp_thread_syscalls(pid: u32) -> Vec<String> {
         .collect()
 }
 
-/// Polls for up to 10 s until `ok` holds for the UDP threads' system calls; returns the last ones seen.
+/// Polls for up to [`PATIENCE`] until `ok` holds for the UDP threads' system calls; returns the last ones seen.
 #[cfg(target_arch = "x86_64")]
 fn wait_for_syscalls(pid: u32, ok: impl Fn(&[String]) -> bool) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = udp_thread_syscalls(pid);
-        if ok(&now) || Instant::now() > deadline {
-            return now;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let syscalls = || udp_thread_syscalls(pid);
+    poll(PATIENCE, Duration::from_millis(5), syscalls, |s| ok(s))
 }
 
 #[test]

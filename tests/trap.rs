@@ -27,18 +27,15 @@ fn start() -> (Upstream, C2sink, SocketAddr) {
 }
 
 fn connection_events(srv: &C2sink, want: usize) -> Vec<serde_json::Value> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let ev: Vec<_> = srv
-            .events(0)
+    let connections = || -> Vec<_> {
+        srv.events(0)
             .into_iter()
             .filter(|e| e["kind"] == "connection")
-            .collect();
-        if ev.len() >= want || std::time::Instant::now() > deadline {
-            return ev;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            .collect()
+    };
+    poll(PATIENCE, Duration::from_millis(50), connections, |ev| {
+        ev.len() >= want
+    })
 }
 
 #[test]

@@ -83,13 +83,29 @@ pub fn tempdir(tag: &str) -> TempDir {
 /// enough for a slow, loaded machine, and only ever spent in full by a test that is failing anyway.
 pub const PATIENCE: Duration = Duration::from_secs(15);
 
-/// Polls `ok` (every 10 ms) until it holds; panics saying what never happened after [`PATIENCE`].
-pub fn poll_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
+/// The one wait loop: what tests wait for (a reload, the event writer, an upstream probe) happens
+/// asynchronously. Calls `get` every `every` until `done` holds of its result or `within` has passed, and
+/// returns the last result either way, so that the caller's assert shows what was seen.
+pub fn poll<T>(
+    within: Duration,
+    every: Duration,
+    mut get: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = get();
+        if done(&got) || Instant::now() >= deadline {
+            return got;
+        }
+        std::thread::sleep(every);
     }
+}
+
+/// Polls `ok` (every 10 ms) until it holds; panics saying what never happened after [`PATIENCE`].
+pub fn poll_until(what: &str, ok: impl FnMut() -> bool) {
+    let held = poll(PATIENCE, Duration::from_millis(10), ok, |&held| held);
+    assert!(held, "timed out waiting for {what}");
 }
 
 /// A loopback port free for both UDP and TCP right now.

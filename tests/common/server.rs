@@ -213,18 +213,15 @@ impl C2sink {
 
     /// The block events written so far, parsed (waits up to 15 s for `want` lines: the writer runs at low priority).
     pub fn events(&self, want: usize) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + super::PATIENCE;
-        loop {
-            let lines: Vec<serde_json::Value> = self
-                .event_lines()
+        let parsed = || -> Vec<serde_json::Value> {
+            self.event_lines()
                 .iter()
                 .map(|l| serde_json::from_str(l).expect("event line is JSON"))
-                .collect();
-            if lines.len() >= want || Instant::now() > deadline {
-                return lines;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+                .collect()
+        };
+        super::poll(super::PATIENCE, Duration::from_millis(20), parsed, |l| {
+            l.len() >= want
+        })
     }
 
     /// The block event lines written so far, as text.
@@ -248,50 +245,33 @@ impl C2sink {
 
     /// Waits until the log contains `needle`.
     pub fn wait_for_log(&self, needle: &str, within: Duration) -> bool {
-        let until = Instant::now() + within;
-        while Instant::now() < until {
-            if self.log().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        let seen = || self.log().contains(needle);
+        super::poll(within, Duration::from_millis(20), seen, |&seen| seen)
     }
 
     /// Waits until the log has `n` lines containing `needle`; panics with the log after 15 s.
     pub fn wait_log_count(&self, needle: &str, n: usize) {
-        let deadline = Instant::now() + super::PATIENCE;
-        loop {
-            let count = self.stderr().iter().filter(|l| l.contains(needle)).count();
-            if count >= n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "log never had {n} x {needle:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let count = || self.stderr().iter().filter(|l| l.contains(needle)).count();
+        let count = super::poll(super::PATIENCE, Duration::from_millis(50), count, |&c| {
+            c >= n
+        });
+        assert!(
+            count >= n,
+            "log never had {n} x {needle:?}:\n{}",
+            self.log()
+        );
     }
 
     /// Waits for a line containing `needle` after the last line a previous call matched (or after startup).
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            {
-                let lines = self.stderr.lock().expect("lock");
-                let mut cursor = self.cursor.lock().expect("lock");
-                if let Some(i) = lines[*cursor..].iter().position(|l| l.contains(needle)) {
-                    *cursor += i + 1;
-                    return Some(lines[*cursor - 1].clone());
-                }
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let next = || {
+            let lines = self.stderr.lock().expect("lock");
+            let mut cursor = self.cursor.lock().expect("lock");
+            let i = lines[*cursor..].iter().position(|l| l.contains(needle))?;
+            *cursor += i + 1;
+            Some(lines[*cursor - 1].clone())
+        };
+        super::poll(timeout, Duration::from_millis(20), next, Option::is_some)
     }
 
     /// Sends a signal ("HUP", "TERM") to the process; panics if `kill` fails.
@@ -327,17 +307,19 @@ impl C2sink {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        let deadline = Instant::now() + super::PATIENCE;
-        let ok = loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                break st.success();
-            }
-            if Instant::now() > deadline {
+        let exit = || child.try_wait().ok().flatten();
+        let ok = match super::poll(
+            super::PATIENCE,
+            Duration::from_millis(20),
+            exit,
+            Option::is_some,
+        ) {
+            Some(st) => st.success(),
+            None => {
                 let _ = child.kill();
                 let _ = child.wait();
-                break false;
+                false
             }
-            std::thread::sleep(Duration::from_millis(20));
         };
         if let Some(r) = self.reader.take() {
             let _ = r.join();
