@@ -50,7 +50,8 @@ trap 'rc=$?; stop_all; exit $rc' EXIT
 trap 'exit 130' INT TERM
 PROF="$OUT/profile/$TOOL-$WL"; [[ "$TARGET" == unbound ]] && PROF="$OUT/profile/$TOOL-$WL-unbound"
 DP=(dnsperf -s "$C2_IP" -p "$C2_PORT" -q 100 -t 5)
-pin() { local c=$1; shift; if [[ -n "$c" ]]; then taskset -c "$c" "$@"; else "$@"; fi; }
+# dnsperf runs as in measure.sh: on DNSPERF_CPUS, at NICE / RT_PRIO when set (start sets PIN too, so ask each time).
+dp() { pin_prefix "$DNSPERF_CPUS"; "${PIN[@]}" "${DP[@]}" "$@"; }
 
 start nsd "$UP_IP" "$UP_PORT" "$UPSTREAM_CPUS" "$(command -v nsd)" -d -c "$OUT/conf/nsd.conf"
 case "$TOOL" in
@@ -58,10 +59,10 @@ perf)
   command -v perf >/dev/null || die "perf is not installed"
   start c2sink "$C2_IP" "$C2_PORT" "$SERVER_CPUS" "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-$CONFIG.toml"
   pid=$(pid_of c2sink)
-  pin "$DNSPERF_CPUS" "${DP[@]}" -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1
+  dp -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1
   perf record -F 4999 -e cpu-clock ${PERF_CALLGRAPH:+-g} -p "$pid" -o "$PROF.data" -- sleep "$SECS" 2>"$PROF.record.log" &
   rec=$!
-  pin "$DNSPERF_CPUS" "${DP[@]}" -d "$QF" -Q "$QPS" -l "$SECS" > "$PROF.dnsperf.txt" 2>&1
+  dp -d "$QF" -Q "$QPS" -l "$SECS" > "$PROF.dnsperf.txt" 2>&1
   wait "$rec" || true
   completed=$(awk '/Queries completed:/{print $3}' "$PROF.dnsperf.txt")
   {
@@ -79,15 +80,15 @@ threads)
     start c2sink "$C2_IP" "$C2_PORT" "$SERVER_CPUS" "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-$CONFIG.toml"
     pid=$(pid_of c2sink)
   fi
-  pin "$DNSPERF_CPUS" "${DP[@]}" -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1
-  [[ "$WL" == variety ]] && pin "$DNSPERF_CPUS" "${DP[@]}" -d "$QF" -n 2 >/dev/null 2>&1
+  dp -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1
+  [[ "$WL" == variety ]] && dp -d "$QF" -n 2 >/dev/null 2>&1
   # "tid name voluntary involuntary utime stime" for every thread (the name may not hold spaces: ours do not)
   snap() { local t; for t in /proc/"$pid"/task/*; do
     printf '%s %s %s %s\n' "${t##*/}" "$(cat "$t/comm")" \
       "$(awk '/^voluntary_ctxt/{v=$2} /^nonvoluntary_ctxt/{n=$2} END{print v, n}' "$t/status")" \
       "$(sed 's/^.*) //' "$t/stat" | awk '{print $12, $13}')"; done; }
   snap > "$PROF.before"
-  pin "$DNSPERF_CPUS" "${DP[@]}" -d "$QF" -Q "$QPS" -l "$SECS" > "$PROF.dnsperf.txt" 2>&1
+  dp -d "$QF" -Q "$QPS" -l "$SECS" > "$PROF.dnsperf.txt" 2>&1
   snap > "$PROF.after"
   completed=$(awk '/Queries completed:/{print $3}' "$PROF.dnsperf.txt")
   hz=$(getconf CLK_TCK)
