@@ -157,7 +157,7 @@ async fn serve_udp(sock: udp_batch::Socket, shared: UdpShared, tracker: TaskTrac
             }
             continue;
         }
-        for (raw, src) in rx.iter() {
+        for (raw, src, local) in rx.iter() {
             let client = Client {
                 addr: src,
                 protocol: Protocol::Udp,
@@ -165,24 +165,24 @@ async fn serve_udp(sock: udp_batch::Socket, shared: UdpShared, tracker: TaskTrac
             match admission.check(src.ip(), raw) {
                 Admit::Pass => {}
                 Admit::Reply(r) => {
-                    tx.push(src, r);
+                    tx.push(src, local, r);
                     continue;
                 }
                 Admit::Drop => continue,
             }
             match pipeline.decide(raw, &client) {
-                Decision::Reply(r) => tx.push(src, r),
+                Decision::Reply(r) => tx.push(src, local, r),
                 Decision::Drop => {}
                 Decision::Forward => match inflight.clone().try_acquire_owned() {
                     Ok(permit) => spawn_forward(
                         &tracker,
                         raw,
-                        client,
+                        (client, local),
                         (&sock, &pipeline),
                         permit,
                         &forward_done,
                     ),
-                    Err(_) => tx.push(src, pipeline.shed(raw)),
+                    Err(_) => tx.push(src, local, pipeline.shed(raw)),
                 },
             }
         }
@@ -196,7 +196,7 @@ async fn serve_udp(sock: udp_batch::Socket, shared: UdpShared, tracker: TaskTrac
 fn spawn_forward(
     tracker: &TaskTracker,
     raw: &[u8],
-    client: Client,
+    (client, local): (Client, Option<udp_batch::Local>),
     (sock, pipeline): (&Arc<udp_batch::Socket>, &Arc<Pipeline>),
     permit: tokio::sync::OwnedSemaphorePermit,
     done: &Arc<tokio::sync::Notify>,
@@ -205,7 +205,7 @@ fn spawn_forward(
     let (sock, pipeline, done) = (sock.clone(), pipeline.clone(), done.clone());
     tracker.spawn(async move {
         if let Some(r) = pipeline.forward(&raw, &client).await {
-            let _ = sock.send_to(&r, client.addr).await;
+            let _ = sock.send_to(&r, client.addr, local).await;
         }
         drop(permit);
         done.notify_one();

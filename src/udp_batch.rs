@@ -5,13 +5,16 @@
 //! loopback benchmark (docs/performance.md). With one datagram waiting it costs what `recv_from` does.
 //! The listening [`Socket`] is watched for reads only, so an answer sent does not wake the loop again.
 //!
+//! A socket bound to a wildcard address (`0.0.0.0`, `[::]`, the shipped default) also learns which of the
+//! host's addresses each query was sent to, and answers from that address ([`Local`]).
+//!
 //! The system calls are made through `libc` here, in this one module: nix's wrappers read uninitialised
 //! address slots when counting what `sendmmsg` sent. Every pointer handed to the kernel points into buffers
 //! owned by the caller's stack frame or by `self` for the length of the call.
 
 use socket2::SockAddr;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -32,22 +35,40 @@ pub const BATCH: usize = 32;
 /// blocking receive waits at most the socket's receive timeout.
 pub struct Socket {
     fd: AsyncFd<UdpSocket>,
+    /// Bound to a wildcard address: every datagram comes with the address it was sent to ([`Local`]).
+    wildcard: bool,
 }
 
 impl Socket {
-    /// Registers `sock` with the current runtime, for reading; the descriptor is left in blocking mode.
+    /// Registers `sock` with the current runtime, for reading; the descriptor is left in blocking mode. On a
+    /// wildcard address it asks the kernel for each datagram's destination address too.
     pub fn new(sock: UdpSocket) -> io::Result<Socket> {
         sock.set_nonblocking(false)?;
+        let local = sock.local_addr()?;
+        let wildcard = local.ip().is_unspecified();
+        if wildcard {
+            report_destination(&sock, local)?;
+        }
         Ok(Socket {
             fd: register(sock, Interest::READABLE)?,
+            wildcard,
         })
     }
 
-    /// Sends one datagram, waiting for room if the send buffer is full.
-    pub async fn send_to(&self, msg: &[u8], to: SocketAddr) -> io::Result<usize> {
+    /// Sends one datagram (from `local`, when the query named it), waiting for room if the send buffer is full.
+    pub async fn send_to(
+        &self,
+        msg: &[u8],
+        to: SocketAddr,
+        local: Option<Local>,
+    ) -> io::Result<usize> {
         let to = SockAddr::from(to);
         loop {
-            match send_one(self.fd.get_ref(), msg, &to) {
+            let sent = match local {
+                None => send_one(self.fd.get_ref(), msg, &to),
+                Some(l) => send_from(self.fd.get_ref(), msg, &to, l),
+            };
+            match sent {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
                 r => return r,
             }
@@ -72,6 +93,139 @@ impl Socket {
     }
 }
 
+/// The host address a datagram was sent to, known on a socket bound to a wildcard address. Its answer must
+/// leave from that address: a client drops an answer that comes from another of the host's addresses (the
+/// one the kernel would pick by route), as BIND, nsd and Unbound's `interface-automatic` know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Local {
+    V4(Ipv4Addr),
+    /// With the interface it came in on, which a link-local address needs to mean anything.
+    V6(Ipv6Addr, u32),
+}
+
+impl Local {
+    /// The address itself.
+    pub fn ip(self) -> std::net::IpAddr {
+        match self {
+            Local::V4(a) => a.into(),
+            Local::V6(a, _) => a.into(),
+        }
+    }
+}
+
+/// Asks the kernel to report each datagram's destination address (`IP_PKTINFO` / `IPV6_RECVPKTINFO`).
+fn report_destination(sock: &UdpSocket, local: SocketAddr) -> io::Result<()> {
+    let (level, name) = match local {
+        SocketAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_PKTINFO),
+        SocketAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
+    };
+    let on: libc::c_int = 1;
+    // SAFETY: the kernel reads an int option from `on`, which lives across the call.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            std::ptr::from_ref(&on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Bytes of ancillary data per datagram: room for one `in6_pktinfo` (the larger kind) and more.
+const CONTROL_WORDS: usize = 8;
+type Control = [u64; CONTROL_WORDS];
+
+/// The destination address among a received datagram's ancillary data, if any.
+fn local_of(h: &libc::msghdr) -> Option<Local> {
+    // SAFETY: `h` is a header the kernel filled: its control pointer and length describe a buffer of ours
+    // that holds what the kernel wrote. Each record's length is checked before its data is read, and the
+    // data is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            let len = (*c).cmsg_len as usize;
+            let data = libc::CMSG_DATA(c);
+            match ((*c).cmsg_level, (*c).cmsg_type) {
+                (libc::IPPROTO_IP, libc::IP_PKTINFO) if len >= cmsg_len::<libc::in_pktinfo>() => {
+                    let i: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
+                    // `ipi_spec_dst` is the address that was asked, or the interface's own for a broadcast.
+                    return Some(Local::V4(u32::from_be(i.ipi_spec_dst.s_addr).into()));
+                }
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
+                    if len >= cmsg_len::<libc::in6_pktinfo>() =>
+                {
+                    let i: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
+                    return Some(Local::V6(i.ipi6_addr.s6_addr.into(), i.ipi6_ifindex));
+                }
+                _ => {}
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
+}
+
+/// `CMSG_LEN` of a record holding one `T`.
+fn cmsg_len<T>() -> usize {
+    // SAFETY: CMSG_LEN only computes a size.
+    unsafe { libc::CMSG_LEN(std::mem::size_of::<T>() as u32) as usize }
+}
+
+/// Points `h`'s ancillary data at `buf`, holding one record that makes the kernel send from `local`.
+fn set_source(h: &mut libc::msghdr, buf: &mut Control, local: Local) {
+    *buf = [0; CONTROL_WORDS];
+    h.msg_control = buf.as_mut_ptr().cast();
+    h.msg_controllen = std::mem::size_of::<Control>() as _;
+    // SAFETY: the control buffer is large enough for one record of either kind (CONTROL_WORDS), so
+    // CMSG_FIRSTHDR is not null and its data has room for the value written (unaligned) into it.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(h);
+        match local {
+            Local::V4(a) => {
+                (*c).cmsg_level = libc::IPPROTO_IP;
+                (*c).cmsg_type = libc::IP_PKTINFO;
+                (*c).cmsg_len = cmsg_len::<libc::in_pktinfo>() as _;
+                let info = libc::in_pktinfo {
+                    // No interface: the reply is routed as any other, only its source is fixed.
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(a).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), info);
+                h.msg_controllen =
+                    libc::CMSG_SPACE(std::mem::size_of::<libc::in_pktinfo>() as u32) as _;
+            }
+            Local::V6(a, ifindex) => {
+                (*c).cmsg_level = libc::IPPROTO_IPV6;
+                (*c).cmsg_type = libc::IPV6_PKTINFO;
+                (*c).cmsg_len = cmsg_len::<libc::in6_pktinfo>() as _;
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: a.octets(),
+                    },
+                    // A link-local source is only meaningful on its interface; others route freely.
+                    ipi6_ifindex: if a.is_unicast_link_local() {
+                        ifindex
+                    } else {
+                        0
+                    },
+                };
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), info);
+                h.msg_controllen =
+                    libc::CMSG_SPACE(std::mem::size_of::<libc::in6_pktinfo>() as u32) as _;
+            }
+        }
+    }
+}
+
 /// Watches `sock` for `interest` on the current runtime.
 fn register(sock: UdpSocket, interest: Interest) -> io::Result<AsyncFd<UdpSocket>> {
     // SAFETY: the socket owns its descriptor, which stays open and the same until the AsyncFd drops it.
@@ -83,8 +237,10 @@ pub struct Receiver {
     /// `BATCH` buffers of `size` bytes, one after another.
     storage: Vec<u8>,
     size: usize,
-    /// Buffer index, length and sender of each answerable datagram of the last batch.
-    got: Vec<(usize, usize, SocketAddr)>,
+    /// Ancillary data of each datagram (only read on a wildcard socket).
+    control: Vec<Control>,
+    /// Buffer index, length, sender and destination of each answerable datagram of the last batch.
+    got: Vec<(usize, usize, SocketAddr, Option<Local>)>,
 }
 
 impl Receiver {
@@ -93,6 +249,7 @@ impl Receiver {
         Receiver {
             storage: vec![0; size * BATCH],
             size,
+            control: vec![[0; CONTROL_WORDS]; BATCH],
             got: Vec::with_capacity(BATCH),
         }
     }
@@ -101,7 +258,7 @@ impl Receiver {
     pub async fn recv(&mut self, sock: &Socket) -> io::Result<usize> {
         loop {
             let mut ready = sock.fd.readable().await?;
-            match self.try_recv(sock.fd.get_ref(), libc::MSG_DONTWAIT) {
+            match self.try_recv(sock, libc::MSG_DONTWAIT) {
                 // A short batch means the queue was empty when the kernel stopped: the socket is marked not
                 // ready now, which saves the call that would only find it empty. A datagram arriving after
                 // this read raises a new readiness event, so none waits unseen.
@@ -121,10 +278,10 @@ impl Receiver {
     /// [`BATCH`]): for a thread whose runtime has nothing else to run. Gives up after the socket's wait limit
     /// with `WouldBlock`.
     pub fn recv_blocking(&mut self, sock: &Socket) -> io::Result<usize> {
-        self.try_recv(sock.fd.get_ref(), libc::MSG_WAITFORONE)
+        self.try_recv(sock, libc::MSG_WAITFORONE)
     }
 
-    fn try_recv(&mut self, sock: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
+    fn try_recv(&mut self, sock: &Socket, flags: libc::c_int) -> io::Result<usize> {
         self.got.clear();
         // Room for either family's address (an IPv4 sockaddr is shorter); a quarter of sockaddr_storage.
         // SAFETY: sockaddr_in6 is plain old data: all-zero is a valid value.
@@ -143,10 +300,17 @@ impl Receiver {
                 .iter_mut()
                 .map(|a| (std::ptr::from_mut(a).cast(), ADDR_LEN)),
         );
-        // SAFETY: `hdrs` holds BATCH valid headers whose buffers and address slots live until the call returns.
+        if sock.wildcard {
+            for (h, c) in hdrs.iter_mut().zip(self.control.iter_mut()) {
+                h.msg_hdr.msg_control = c.as_mut_ptr().cast();
+                h.msg_hdr.msg_controllen = std::mem::size_of::<Control>() as _;
+            }
+        }
+        // SAFETY: `hdrs` holds BATCH valid headers whose buffers, address slots and control buffers live
+        // until the call returns.
         let n = unsafe {
             libc::recvmmsg(
-                sock.as_raw_fd(),
+                sock.fd.get_ref().as_raw_fd(),
                 hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
                 flags as _,
@@ -157,17 +321,27 @@ impl Receiver {
         for (i, (h, a)) in hdrs.iter().zip(&addrs).take(n).enumerate() {
             // A datagram without a usable sender address cannot be answered: skip it.
             if let Some(from) = sender(a, h.msg_hdr.msg_namelen) {
-                self.got.push((i, h.msg_len as usize, from));
+                let local = if sock.wildcard {
+                    local_of(&h.msg_hdr)
+                } else {
+                    None
+                };
+                self.got.push((i, h.msg_len as usize, from, local));
             }
         }
         Ok(n)
     }
 
-    /// The datagrams of the last [`recv`](Self::recv), with their senders.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
-        self.got.iter().filter_map(|&(i, n, from)| {
+    /// The datagrams of the last [`recv`](Self::recv), with their senders and (on a wildcard socket) the
+    /// address each was sent to.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], SocketAddr, Option<Local>)> {
+        self.got.iter().filter_map(|&(i, n, from, local)| {
             let start = i * self.size;
-            Some((self.storage.get(start..start + n.min(self.size))?, from))
+            Some((
+                self.storage.get(start..start + n.min(self.size))?,
+                from,
+                local,
+            ))
         })
     }
 }
@@ -175,13 +349,13 @@ impl Receiver {
 /// Answers gathered while a batch is handled, sent together.
 #[derive(Default)]
 pub struct Sender {
-    queued: Vec<(SockAddr, Vec<u8>)>,
+    queued: Vec<(SockAddr, Option<Local>, Vec<u8>)>,
 }
 
 impl Sender {
-    /// Queues one answer.
-    pub fn push(&mut self, to: SocketAddr, msg: Vec<u8>) {
-        self.queued.push((SockAddr::from(to), msg));
+    /// Queues one answer, to be sent from `local` when the query named it.
+    pub fn push(&mut self, to: SocketAddr, local: Option<Local>, msg: Vec<u8>) {
+        self.queued.push((SockAddr::from(to), local, msg));
     }
 
     /// Sends everything queued; a datagram the kernel refuses (say, no route back) is dropped, as a lone
@@ -224,9 +398,29 @@ fn send_one(sock: &UdpSocket, msg: &[u8], to: &SockAddr) -> io::Result<usize> {
     usize::try_from(sent).map_err(|_| io::Error::last_os_error())
 }
 
+/// Sends one datagram from `local` with `sendmsg` without waiting; returns the bytes sent.
+fn send_from(sock: &UdpSocket, msg: &[u8], to: &SockAddr, local: Local) -> io::Result<usize> {
+    let mut iov = libc::iovec {
+        // The kernel only reads from it.
+        iov_base: msg.as_ptr().cast_mut().cast(),
+        iov_len: msg.len(),
+    };
+    // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+    let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+    h.msg_name = to.as_ptr().cast_mut().cast();
+    h.msg_namelen = to.len();
+    h.msg_iov = &mut iov;
+    h.msg_iovlen = 1;
+    let mut control = [0; CONTROL_WORDS];
+    set_source(&mut h, &mut control, local);
+    // SAFETY: the header points at `msg`, `to` and `control`, all alive for the call.
+    let sent = unsafe { libc::sendmsg(sock.as_raw_fd(), &h, libc::MSG_DONTWAIT) };
+    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
+}
+
 /// Sends up to [`BATCH`] of `msgs` in one call without waiting; returns how many the kernel took.
-fn try_send(sock: &UdpSocket, msgs: &[(SockAddr, Vec<u8>)]) -> io::Result<usize> {
-    if let [(to, msg)] = msgs {
+fn try_send(sock: &UdpSocket, msgs: &[(SockAddr, Option<Local>, Vec<u8>)]) -> io::Result<usize> {
+    if let [(to, None, msg)] = msgs {
         // One answer: `sendto` skips copying and checking a message header, about 170 ns less than a
         // one-message `sendmmsg` on this machine; from two answers on, one `sendmmsg` costs less.
         return send_one(sock, msg, to).map(|_| 1);
@@ -234,7 +428,7 @@ fn try_send(sock: &UdpSocket, msgs: &[(SockAddr, Vec<u8>)]) -> io::Result<usize>
     let n = msgs.len().min(BATCH);
     let mut it = msgs.iter();
     let mut iovs: [libc::iovec; BATCH] = std::array::from_fn(|_| {
-        let b = it.next().map_or(&[][..], |(_, m)| m.as_slice());
+        let b = it.next().map_or(&[][..], |(_, _, m)| m.as_slice());
         libc::iovec {
             // The kernel only reads from it.
             iov_base: b.as_ptr().cast_mut().cast(),
@@ -244,9 +438,20 @@ fn try_send(sock: &UdpSocket, msgs: &[(SockAddr, Vec<u8>)]) -> io::Result<usize>
     let mut hdrs = headers(
         &mut iovs,
         msgs.iter()
-            .map(|(a, _)| (a.as_ptr().cast_mut().cast(), a.len())),
+            .map(|(a, _, _)| (a.as_ptr().cast_mut().cast(), a.len())),
     );
-    // SAFETY: the first `n` headers point at `n` queued messages and their addresses, all alive for the call.
+    // Source addresses, on a wildcard socket only (the buffers are not even zeroed otherwise).
+    let mut control: [Control; BATCH];
+    if msgs[..n].iter().any(|(_, l, _)| l.is_some()) {
+        control = [[0; CONTROL_WORDS]; BATCH];
+        for ((h, c), (_, local, _)) in hdrs.iter_mut().zip(control.iter_mut()).zip(&msgs[..n]) {
+            if let Some(l) = local {
+                set_source(&mut h.msg_hdr, c, *l);
+            }
+        }
+    }
+    // SAFETY: the first `n` headers point at `n` queued messages, their addresses and (when set) their
+    // control buffers, all alive for the call.
     let sent = unsafe {
         libc::sendmmsg(
             sock.as_raw_fd(),
@@ -327,12 +532,14 @@ mod tests {
             let n = rx.recv(&server).await.unwrap();
             calls.push(n);
             let mut tx = Sender::default();
-            for (d, from) in rx.iter() {
+            for (d, from, local) in rx.iter() {
                 assert_eq!(from, client.local_addr().unwrap());
+                // A socket bound to one address needs no destination: answers leave from it.
+                assert_eq!(local, None);
                 // cut to the buffer size
                 assert_eq!(d.len(), 2);
                 seen.push(d[0]);
-                tx.push(from, vec![d[0], 0xAA]);
+                tx.push(from, None, vec![d[0], 0xAA]);
             }
             tx.flush(&server).await;
         }
@@ -401,17 +608,96 @@ mod tests {
         let from = client.local_addr().unwrap();
         // A lone answer leaves through `sendto`, a lone forwarded one through `send_to`.
         let mut tx = Sender::default();
-        tx.push(from, b"a1".to_vec());
+        tx.push(from, None, b"a1".to_vec());
         tx.flush(&server).await;
         // The rare wait for room goes through a second registration that is gone afterwards.
         server.writable().await.unwrap();
         assert_eq!(epoll_masks(fd).len(), 1);
-        server.send_to(b"a2", from).await.unwrap();
+        server.send_to(b"a2", from, None).await.unwrap();
         let mut buf = [0u8; 8];
         for want in [&b"a1"[..], b"a2"] {
             let (n, _) = client.recv_from(&mut buf).await.unwrap();
             assert_eq!(&buf[..n], want);
         }
+    }
+
+    /// A client socket on 127.0.0.1 that only hears from `server`: the reply of a wrong source address is not
+    /// taken for the answer.
+    async fn answers_from(
+        server: &Socket,
+        asked: SocketAddr,
+        queries: &[&[u8]],
+    ) -> Vec<SocketAddr> {
+        let client = tokio::net::UdpSocket::bind(match asked {
+            SocketAddr::V4(_) => "127.0.0.1:0",
+            SocketAddr::V6(_) => "[::1]:0",
+        })
+        .await
+        .unwrap();
+        for q in queries {
+            client.send_to(q, asked).await.unwrap();
+        }
+        let mut rx = Receiver::new(64);
+        let mut got = 0;
+        let mut tx = Sender::default();
+        let mut forwarded = Vec::new();
+        while got < queries.len() {
+            got += rx.recv(server).await.unwrap();
+            for (d, from, local) in rx.iter() {
+                assert_eq!(local.map(|l| l.ip()), Some(asked.ip()), "{d:?}");
+                // One query answered later on its own, as a forwarded one is; the others in one batch.
+                if d == b"later" {
+                    forwarded.push((from, local));
+                } else {
+                    tx.push(from, local, d.to_vec());
+                }
+            }
+        }
+        tx.flush(server).await;
+        for (from, local) in forwarded {
+            server.send_to(b"later", from, local).await.unwrap();
+        }
+        let mut sources = Vec::new();
+        let mut buf = [0u8; 64];
+        for _ in queries {
+            let r = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                client.recv_from(&mut buf),
+            );
+            sources.push(r.await.expect("an answer").unwrap().1);
+        }
+        sources
+    }
+
+    #[tokio::test]
+    async fn a_wildcard_socket_answers_from_the_address_that_was_asked() {
+        let server = Socket::new(UdpSocket::bind("0.0.0.0:0").unwrap()).unwrap();
+        let port = server.local_addr().unwrap().port();
+        // 127.0.0.2 is the host's too, but the route back to 127.0.0.1 would pick 127.0.0.1 as the source.
+        let asked = SocketAddr::from(([127, 0, 0, 2], port));
+        for queries in [
+            &[&b"one"[..]][..],
+            &[b"one", b"two"],
+            &[b"later"],
+            &[b"one", b"later"],
+        ] {
+            let sources = answers_from(&server, asked, queries).await;
+            assert!(
+                sources.iter().all(|s| *s == asked),
+                "{queries:?}: {sources:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wildcard_ipv6_socket_answers_from_the_address_that_was_asked() {
+        let Ok(server) = UdpSocket::bind("[::]:0") else {
+            return; // no IPv6 on this machine
+        };
+        let server = Socket::new(server).unwrap();
+        let asked = SocketAddr::from((Ipv6Addr::LOCALHOST, server.local_addr().unwrap().port()));
+        let sources = answers_from(&server, asked, &[b"one", b"two", b"later"]).await;
+        assert!(sources.iter().all(|s| *s == asked), "{sources:?}");
     }
 
     #[tokio::test]
@@ -428,9 +714,9 @@ mod tests {
         let mut rx = Receiver::new(512);
         assert_eq!(rx.recv(&server).await.unwrap(), 1);
         let mut tx = Sender::default();
-        for (d, from) in rx.iter() {
+        for (d, from, local) in rx.iter() {
             assert_eq!(from, client.local_addr().unwrap());
-            tx.push(from, d.to_vec());
+            tx.push(from, local, d.to_vec());
         }
         tx.flush(&server).await;
         let mut buf = [0u8; 8];

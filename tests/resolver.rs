@@ -1573,3 +1573,73 @@ fn any_is_answered_from_what_the_cache_knows_of_the_name() {
         "ANY never goes upstream"
     );
 }
+
+/// Asks c2sink at `asked` from a client on `from`; returns where the answer came from and its
+/// A addresses.
+fn ask_and_see_source(
+    from: &str,
+    asked: SocketAddr,
+    name: &str,
+) -> (SocketAddr, Vec<std::net::Ipv4Addr>) {
+    let s = udp_client(from, Duration::from_secs(5));
+    let id = 0x5151;
+    s.send_to(&query(id, name, TYPE_A), asked).expect("send");
+    let mut buf = [0u8; 4096];
+    let (n, source) = s
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("no answer for {name} via {asked}: {e}"));
+    let r = parse(&buf[..n]).expect("well formed");
+    assert_eq!((r.id, r.rcode), (id, 0), "{name}");
+    (source, r.addrs())
+}
+
+/// c2sink's shipped listen addresses are wildcards (0.0.0.0:53, [::]:53). On a host with several addresses
+/// (a LAN address and a VIP, or IPv6's many), a client asks one of them and drops an answer from another, so
+/// every answer must leave from the address that was asked. (127.0.0.3 is one of this host's addresses; the
+/// kernel's own choice of source back to 127.0.0.1 would be 127.0.0.1.) The wildcard socket listens on an
+/// ephemeral port only for this test, and all traffic stays on loopback.
+#[test]
+fn a_wildcard_listener_answers_from_the_address_that_was_asked() {
+    let up = Upstream::answering(std::net::Ipv4Addr::new(192, 0, 2, 7));
+    let dir = TempDir::new("wildcard");
+    let c = C2sink::start_file(&config_file(&dir, "0.0.0.0:0", &[up.addr], ""));
+    let port = c.addr().port();
+    let asked = SocketAddr::from(([127, 0, 0, 3], port));
+    let sinkhole = vec![std::net::Ipv4Addr::UNSPECIFIED];
+    let forwarded = vec![std::net::Ipv4Addr::new(192, 0, 2, 7)];
+    // Sinkholed (answered in the receive loop's batch), forwarded (answered later, when the upstream
+    // replies), then the same name from the cache.
+    for (name, want) in [
+        ("evil.example", &sinkhole),
+        ("www.allowed.example", &forwarded),
+        ("www.allowed.example", &forwarded),
+    ] {
+        assert_eq!(
+            ask_and_see_source("127.0.0.1", asked, name),
+            (asked, want.clone()),
+            "{name}"
+        );
+    }
+    assert_eq!(up.seen().len(), 1, "the second ask came from the cache");
+}
+
+#[test]
+fn a_wildcard_ipv6_listener_answers_over_ipv6() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        return; // no IPv6 loopback on this machine
+    }
+    let up = Upstream::answering(std::net::Ipv4Addr::new(192, 0, 2, 7));
+    let dir = TempDir::new("wildcard6");
+    let c = C2sink::start_file(&config_file(&dir, "[::]:0", &[up.addr], ""));
+    let asked = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, c.addr().port()));
+    for (name, want) in [
+        ("evil.example", std::net::Ipv4Addr::UNSPECIFIED),
+        ("www.allowed.example", std::net::Ipv4Addr::new(192, 0, 2, 7)),
+    ] {
+        assert_eq!(
+            ask_and_see_source("::1", asked, name),
+            (asked, vec![want]),
+            "{name}"
+        );
+    }
+}
