@@ -16,6 +16,7 @@ use crate::blocklist::{FileStamp, Lists};
 use crate::config::Config;
 use crate::pipeline::{Pipeline, Policy};
 use crate::sinkhole::Sinkhole;
+use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -148,10 +149,13 @@ impl Reloader {
             Err(e) => {
                 self.pipeline.telemetry.reload_failures.increment(1);
                 let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                // One line, so that a log shipper or `grep "reload failed"` sees the reason with it.
+                let error = format!("{e:#}").replace('\n', "; ");
                 tracing::error!(
                     trigger = why,
                     failures = n,
-                    "reload failed, still serving the previous lists: {e:#}"
+                    error,
+                    "reload failed, still serving the previous lists"
                 );
                 None
             }
@@ -166,7 +170,7 @@ fn build(
     old: &Policy,
 ) -> anyhow::Result<(Config, Policy, Option<FileStamp>)> {
     let stamp = FileStamp::of(path);
-    let cfg = Config::load(path).map_err(|e| anyhow::anyhow!("invalid config\n{e}"))?;
+    let cfg = Config::load(path).context("invalid config")?;
     let lists = Lists::load_reusing(&cfg, Some(&old.lists), |l| l.log_loaded())?;
     let restart = needs_restart(old_cfg, &cfg);
     if !restart.is_empty() {

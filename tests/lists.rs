@@ -295,6 +295,23 @@ fn bad_update_keeps_the_old_lists() {
     let log = s.log();
     assert!(log.contains("no valid entries"), "{log}");
     assert!(log.contains("sinkhole.mdoe"), "{log}");
+    // Each failure says why on its own line (log shippers and `grep` take a line as one event).
+    let failures: Vec<String> = s
+        .stderr()
+        .into_iter()
+        .filter(|l| l.contains("reload failed"))
+        .collect();
+    let reasons = [
+        "no valid entries",
+        "no rule",
+        "no rule",
+        "l.txt",
+        "sinkhole.mdoe",
+    ];
+    assert_eq!(failures.len(), reasons.len(), "{log}");
+    for (line, why) in failures.iter().zip(reasons) {
+        assert!(line.contains(why), "{why:?} not in {line:?}");
+    }
     // Fixed: the next reload applies.
     dir.replace("c2sink.toml", &cfg);
     s.signal("HUP");
