@@ -475,6 +475,12 @@ pub async fn serve_stream<R, W>(
             },
             _ = shutdown.cancelled() => break,
         };
+        // Shorter than a header (an empty frame, say) is no DNS message but a broken stream, and answering
+        // nothing while resetting the idle timer would let a client hold a connection for free: close it,
+        // as Unbound does.
+        if msg.len() < crate::wire::HEADER_LEN {
+            break;
+        }
         match admission.check(src.ip(), &msg) {
             Admit::Pass => {}
             Admit::Reply(r) => {

@@ -99,6 +99,29 @@ fn slow_sender_is_cut_off_before_finishing_a_query() {
 }
 
 #[test]
+fn a_frame_too_short_for_a_dns_message_closes_the_connection() {
+    let up = Upstream::answering(UP);
+    // An idle limit far beyond the wait below: only the empty frame can end the connection in time.
+    let c = C2sink::start_small(
+        &[up.addr],
+        UPSTREAM_TIMEOUT_MS,
+        "tcp_idle_timeout_ms = 60000",
+        "",
+    );
+    for frame in [&[0u8, 0][..], &[0, 3, 1, 2, 3]] {
+        let mut s = tcp_connect_from("127.0.0.1", c.addr());
+        assert!(served(&mut s, 1), "{frame:?}");
+        s.write_all(frame).expect("send");
+        // Before the fix an empty frame every few seconds held the connection open without a query.
+        assert!(
+            closed_by_peer(&mut s, Duration::from_secs(10)),
+            "{frame:?}: connection still open"
+        );
+    }
+    assert_still_serving(&c, "after-short-frames", UP);
+}
+
+#[test]
 fn many_idle_connections_do_not_stop_udp() {
     let up = Upstream::answering(UP);
     let c = C2sink::start_small(
