@@ -225,18 +225,10 @@ impl Cache {
         let mut out = entry.wire.to_vec();
         let inspect = entry.inspect.clone();
         let cleared = entry.cleared.load(Ordering::Relaxed);
-        for &at in entry.ttl_offsets.iter() {
-            let at = at as usize;
-            let shown = match age {
-                Age::Fresh(elapsed) => {
-                    let orig = u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
-                    orig.clamp(self.min_ttl, entry.ceiling.max(self.min_ttl))
-                        .saturating_sub(elapsed)
-                }
-                Age::Stale => STALE_TTL,
-            };
-            out[at..at + 4].copy_from_slice(&shown.to_be_bytes());
-        }
+        wire::set_ttls(&mut out, &entry.ttl_offsets, |orig| match age {
+            Age::Fresh(elapsed) => self.shown_ttl(orig, entry.ceiling).saturating_sub(elapsed),
+            Age::Stale => STALE_TTL,
+        });
         wire::answer_as_asked(&mut out, query, raw);
         Some(Hit {
             wire: out,
@@ -244,6 +236,27 @@ impl Cache {
             cleared,
             entry,
         })
+    }
+
+    /// Gives a fresh upstream answer the TTLs a cache hit on it would show at once, so that its first client
+    /// too sees `min_ttl`..`max_ttl` (`negative_max_ttl` for a negative answer) and RFC 2181's reading.
+    pub fn show_fresh(&self, answer: &mut [u8], shape: &AnswerShape) {
+        let ceiling = self.ceiling(shape);
+        wire::set_ttls(answer, &shape.ttl_offsets, |t| self.shown_ttl(t, ceiling));
+    }
+
+    /// The TTL a record is shown with, before the time it has spent in the cache is taken off.
+    fn shown_ttl(&self, orig: u32, ceiling: u32) -> u32 {
+        orig.clamp(self.min_ttl, ceiling.max(self.min_ttl))
+    }
+
+    /// `max_ttl` for an answer with records in its answer section, else `negative_max_ttl`.
+    fn ceiling(&self, shape: &AnswerShape) -> u32 {
+        if shape.answers > 0 {
+            self.max_ttl
+        } else {
+            self.negative_max_ttl
+        }
     }
 
     /// Stores an upstream answer if it is cacheable; returns whether it was stored.
@@ -259,11 +272,7 @@ impl Cache {
             ttl_offsets: shape.ttl_offsets.clone().into_boxed_slice(),
             stored: Instant::now(),
             ttl,
-            ceiling: if shape.answers > 0 {
-                self.max_ttl
-            } else {
-                self.negative_max_ttl
-            },
+            ceiling: self.ceiling(shape),
             inspect: shape.inspect.clone(),
             cleared: AtomicU64::new(0),
             refresh_failed: AtomicU64::new(0),

@@ -407,7 +407,8 @@ impl Pipeline {
 
     /// Asks the upstreams (the `[[forward]]` zone's, if the name is in one) and makes the answer c2sink's
     /// own before it is cached and shared: RA set, AA cleared, its OPT record c2sink's (the upstream's
-    /// cookie, NSID and padding are not for this client, nor for the next one served from the cache).
+    /// cookie, NSID and padding are not for this client, nor for the next one served from the cache), its
+    /// TTLs within the cache's limits.
     async fn fetch(&self, raw: &[u8], query: &Query<'_>) -> Fetched {
         let upstreams = self.zone_for(&query.name).unwrap_or(&self.upstreams);
         let mut answer = upstreams.forward(raw, query).await.map_err(Arc::new)?;
@@ -421,8 +422,16 @@ impl Pipeline {
             }
             None => true,
         };
-        if shaped && let Some(cache) = &self.cache {
-            cache.put(query, &answer.wire, &answer.shape);
+        if shaped {
+            match &self.cache {
+                // The first client sees the TTLs the next ones will (within the cache's limits), not the
+                // upstream's: a month-long TTL would outlive the name's listing in that client's own cache.
+                Some(cache) => {
+                    cache.show_fresh(&mut answer.wire, &answer.shape);
+                    cache.put(query, &answer.wire, &answer.shape);
+                }
+                None => wire::set_ttls(&mut answer.wire, &answer.shape.ttl_offsets, |t| t),
+            }
         }
         Ok(Arc::new(answer))
     }

@@ -531,8 +531,9 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
                 }
             } else {
                 ttl_offsets.push(rr.ttl_at as u32);
+                let ttl = ttl_value(rr.ttl);
                 if section < 2 {
-                    min_ttl = Some(min_ttl.map_or(rr.ttl, |m| m.min(rr.ttl)));
+                    min_ttl = Some(min_ttl.map_or(ttl, |m| m.min(ttl)));
                 }
                 if section == 0 {
                     inspect_record(msg, &rr, &mut inspect)?;
@@ -541,7 +542,7 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
                     // SOA MINIMUM is the last 4 octets of the RDATA.
                     let m = rr.next - 4;
                     let minimum = u32::from_be_bytes([msg[m], msg[m + 1], msg[m + 2], msg[m + 3]]);
-                    negative_ttl = Some(rr.ttl.min(minimum));
+                    negative_ttl = Some(ttl.min(minimum));
                 }
             }
             pos = rr.next;
@@ -585,6 +586,22 @@ fn inspect_record(
 pub fn set_id(msg: &mut [u8], id: u16) {
     if msg.len() >= 2 {
         msg[..2].copy_from_slice(&id.to_be_bytes());
+    }
+}
+
+/// A TTL as RFC 2181 section 8 reads it: one with the top bit set (above 2^31 - 1) counts as 0.
+pub fn ttl_value(raw: u32) -> u32 {
+    if raw > i32::MAX as u32 { 0 } else { raw }
+}
+
+/// Rewrites each TTL at `offsets` (from [`AnswerShape::ttl_offsets`]) as `f` of its RFC 2181 value.
+pub fn set_ttls(msg: &mut [u8], offsets: &[u32], f: impl Fn(u32) -> u32) {
+    for &at in offsets {
+        let at = at as usize;
+        if let Some(field) = msg.get_mut(at..at + 4) {
+            let raw = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
+            field.copy_from_slice(&f(ttl_value(raw)).to_be_bytes());
+        }
     }
 }
 

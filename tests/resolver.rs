@@ -580,14 +580,14 @@ fn ad_flag_follows_each_clients_own_question_not_the_cached_one() {
 }
 
 #[test]
-fn a_cached_negative_answer_shows_no_ttl_above_negative_max_ttl() {
+fn a_negative_answer_shows_no_ttl_above_negative_max_ttl() {
     let up = Upstream::start();
     let srv = C2sink::start(&config(&[up.addr], "[cache]\nnegative_max_ttl = 60\n"), &[]);
     let first = ask_simple(srv.addr(), Proto::Udp, "neg.nxdomain.test", RecordType::A);
     assert_eq!(first.metadata.response_code, ResponseCode::NXDomain);
     assert_eq!(
-        first.authorities[0].ttl, 300,
-        "the upstream's answer as it came"
+        first.authorities[0].ttl, 60,
+        "the first client too (the upstream's SOA says 300)"
     );
     let cached = ask_simple(srv.addr(), Proto::Udp, "neg.nxdomain.test", RecordType::A);
     assert_eq!(up.count("neg.nxdomain.test"), 1, "from the cache");
@@ -596,6 +596,31 @@ fn a_cached_negative_answer_shows_no_ttl_above_negative_max_ttl() {
         (58..=60).contains(&ttl),
         "the cache keeps it 60 s, so clients must not keep it longer: SOA TTL {ttl}"
     );
+}
+
+/// The TTLs of an A answer to `name` (asked over UDP), the first and then the cached one.
+fn ttls_twice(srv: &C2sink, name: &str) -> [u32; 2] {
+    [0, 1].map(|_| {
+        let m = ask_simple(srv.addr(), Proto::Udp, name, RecordType::A);
+        assert_eq!(m.answers.len(), 1, "{name}");
+        m.answers[0].ttl
+    })
+}
+
+#[test]
+fn every_client_sees_ttls_within_max_ttl_and_a_ttl_with_the_top_bit_as_zero() {
+    // A month: far beyond `max_ttl`, for the first client as for the ones served from the cache.
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 9), 2_592_000);
+    let srv = C2sink::start(&config(&[up.addr], "[cache]\nmax_ttl = 3600\n"), &[]);
+    let [first, cached] = ttls_twice(&srv, "month.example");
+    assert_eq!(first, 3600);
+    assert!((3598..=3600).contains(&cached), "{cached}");
+    assert_eq!(up.count("month.example"), 1, "the second from the cache");
+    // 2^31: RFC 2181 section 8 reads a TTL with the top bit set as 0, so nobody may keep it.
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 9), 1 << 31);
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    assert_eq!(ttls_twice(&srv, "huge.example"), [0, 0]);
+    assert_eq!(up.count("huge.example"), 2, "a TTL of 0 is not cached");
 }
 
 #[test]
