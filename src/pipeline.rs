@@ -31,6 +31,26 @@ struct Why<'a> {
     chain: &'a [String],
 }
 
+impl<'a> Why<'a> {
+    /// The rule `verdict` found, answered as `action` says; `via` names the answer's matching target.
+    fn matched(
+        verdict: &Verdict<'a>,
+        action: &'static str,
+        via: Option<(&'a str, &'a Inspect)>,
+    ) -> Self {
+        Why {
+            list: verdict.list,
+            rule: RuleText {
+                wildcard: verdict.rule.rule.is_wildcard(),
+                name: verdict.rule.name,
+            },
+            action,
+            via: via.map(|(t, _)| t),
+            chain: via.map_or(&[], |(_, i)| i.targets.as_slice()),
+        }
+    }
+}
+
 /// Who sent a query and how.
 #[derive(Debug, Clone, Copy)]
 pub struct Client {
@@ -197,10 +217,13 @@ impl Pipeline {
         };
         let policy = self.policy.load();
         if let Some(why) = protocol::Unserved::of(&query) {
-            // An error is the answer, but a listed name is still evidence of a beacon: log it.
+            // An error is the answer, but a listed name is still evidence of a beacon: log it, with the
+            // answer it got.
             if let Some(v) = policy.lists.check_query(&query) {
-                self.block(&policy, &query, raw, client, v, None);
+                let logged = Why::matched(&v, why.action(), None);
+                let d = self.sinkholed(&policy, &query, raw, client, logged, Some(why.reply(raw)));
                 self.done(client, &query, Outcome::Blocked, started);
+                return d;
             } else if why == protocol::Unserved::Refused {
                 count(Outcome::Refused);
             } else {
@@ -468,16 +491,7 @@ impl Pipeline {
         via: Option<(&str, &Inspect)>,
     ) -> Decision {
         let (answer, action) = policy.sinkhole.respond(&verdict, query);
-        let why = Why {
-            list: verdict.list,
-            rule: RuleText {
-                wildcard: verdict.rule.rule.is_wildcard(),
-                name: verdict.rule.name,
-            },
-            action,
-            via: via.map(|(t, _)| t),
-            chain: via.map_or(&[], |(_, i)| i.targets.as_slice()),
-        };
+        let why = Why::matched(&verdict, action, via);
         self.sinkholed(policy, query, raw, client, why, answer)
     }
 

@@ -86,6 +86,15 @@ impl Unserved {
         }
     }
 
+    /// The answer's name in a block event's `action` (for a listed name asked this way).
+    pub fn action(self) -> &'static str {
+        match self {
+            Unserved::EdnsVersion => "badvers",
+            Unserved::Refused => "refused",
+            Unserved::FormErr => "formerr",
+        }
+    }
+
     /// The error reply to `raw` for this reason.
     pub fn reply(self, raw: &[u8]) -> Vec<u8> {
         let rcode = match self {

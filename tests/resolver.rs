@@ -1136,9 +1136,18 @@ fn zone_transfers_are_refused_and_meta_types_get_formerr_without_reaching_the_up
     let q = query(next_id(), "cdn.msstorageazure.com", 252);
     let r = exchange_raw(srv.addr(), Proto::Tcp, &q).expect("an answer");
     assert_eq!(rcode_and_answers(&r), (5, 0));
-    let ev = srv.events(1);
-    assert_eq!(ev.len(), 1);
+    // And one with an EDNS version c2sink does not speak (BADVERS, extended RCODE 16).
+    let mut q = query(next_id(), "cdn.msstorageazure.com", 1);
+    q[11] = 1;
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 1, 0x80, 0, 0, 0]);
+    let r = parse(&exchange_raw(srv.addr(), Proto::Udp, &q).expect("an answer")).expect("parse");
+    assert_eq!((r.rcode, r.ancount), (16, 0), "BADVERS");
+    let ev = srv.events(2);
+    assert_eq!(ev.len(), 2);
     assert_eq!(ev[0]["rule"], "msstorageazure.com");
+    // The event says the answer the client got, not the sinkhole's it did not get.
+    assert_eq!(ev[0]["action"], "refused");
+    assert_eq!(ev[1]["action"], "badvers");
 }
 
 #[test]
@@ -1159,6 +1168,7 @@ fn a_blocked_name_asked_in_class_ch_is_refused_and_still_logged() {
     let ev = srv.events(2);
     assert_eq!(ev.len(), 2, "the beacon is evidence whatever the class");
     assert_eq!(ev[0]["rule"], "msstorageazure.com");
+    assert_eq!(ev[0]["action"], "refused");
     assert_eq!(up.count("cdn.msstorageazure.com"), 0);
 }
 
