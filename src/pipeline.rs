@@ -436,14 +436,29 @@ impl Pipeline {
         let upstreams = self.zone_for(&query.name).unwrap_or(&self.upstreams);
         let mut answer = upstreams.forward(raw, query).await.map_err(Arc::new)?;
         wire::as_recursive(&mut answer.wire);
-        let shaped = match answer.shape.opt {
-            Some(rr) => {
+        // Bytes after the last record are no part of the answer (and an OPT may be added after it below).
+        answer.wire.truncate(answer.shape.len);
+        let reshape = |a: &mut crate::upstream::Answer| {
+            wire::answer_shape(&a.wire)
+                .map(|shape| a.shape = shape)
+                .is_ok()
+        };
+        let shaped = match (answer.shape.opt, query.edns) {
+            (Some(rr), edns) => {
+                if let Some(e) = edns {
+                    wire::set_dnssec_ok(&mut answer.wire, rr, e.dnssec_ok);
+                }
                 !wire::own_opt_at(&mut answer.wire, rr, OUR_PAYLOAD, |c| c == wire::OPT_EDE)
-                    || wire::answer_shape(&answer.wire)
-                        .map(|shape| answer.shape = shape)
-                        .is_ok()
+                    || reshape(&mut answer)
             }
-            None => true,
+            // The client spoke EDNS and the upstream (an old router, a LAN server) answered without: the
+            // answer still carries c2sink's OPT (RFC 6891 section 7), with the client's DO bit.
+            (None, Some(e)) => {
+                wire::push_opt(&mut answer.wire, OUR_PAYLOAD, e.dnssec_ok);
+                wire::bump_count(&mut answer.wire, 3);
+                reshape(&mut answer)
+            }
+            (None, None) => true,
         };
         if shaped {
             match &self.cache {

@@ -398,6 +398,8 @@ pub struct AnswerShape {
     pub inspect: Option<std::sync::Arc<Inspect>>,
     /// The OPT record in the additional section, if any ([`own_opt_at`] rewrites it without a second walk).
     pub opt: Option<RecordPos>,
+    /// Octets the header, question and records take: whatever follows is not part of the message.
+    pub len: usize,
 }
 
 /// What an answer points at: CNAME/DNAME targets and HTTPS/SVCB targets, in answer order.
@@ -556,6 +558,7 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
         answers: header.ancount,
         inspect: inspect.map(std::sync::Arc::new),
         opt,
+        len: pos,
     })
 }
 
@@ -800,7 +803,14 @@ pub fn push_opt(out: &mut Vec<u8>, payload: u16, dnssec_ok: bool) {
     ]);
 }
 
-/// Increments the additional count of a message being built.
+/// Sets the DO bit of the OPT record at `rr` (RFC 3225: a response's DO is the query's).
+pub fn set_dnssec_ok(msg: &mut [u8], rr: RecordPos, dnssec_ok: bool) {
+    if let Some(flags) = msg.get_mut(rr.ttl_at + 2) {
+        *flags = (*flags & 0x7f) | if dnssec_ok { 0x80 } else { 0 };
+    }
+}
+
+/// Increments a section count (0 question .. 3 additional) of a message being built.
 pub fn bump_count(out: &mut [u8], index: usize) {
     let at = 4 + index * 2;
     let v = u16::from_be_bytes([out[at], out[at + 1]]).saturating_add(1);
@@ -1066,5 +1076,21 @@ mod tests {
         assert_eq!(h.rcode(), 2);
         assert_eq!(h.id, 0x1234);
         assert_eq!(&r[12..], q.question);
+    }
+
+    #[test]
+    fn an_answer_ends_after_its_last_record_and_its_do_bit_can_be_set() {
+        let mut m = test_message(7, 0x8180, "a.example", 1);
+        push_opt(&mut m, 1232, false);
+        bump_count(&mut m, 3);
+        let whole = m.len();
+        m.extend_from_slice(&[0xde, 0xad]);
+        let shape = answer_shape(&m).expect("well formed");
+        assert_eq!(shape.len, whole, "trailing octets are not the answer's");
+        let opt = shape.opt.expect("OPT");
+        set_dnssec_ok(&mut m, opt, true);
+        assert_eq!(m[opt.ttl_at + 2], 0x80);
+        set_dnssec_ok(&mut m, opt, false);
+        assert_eq!(m[opt.ttl_at + 2], 0);
     }
 }

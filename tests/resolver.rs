@@ -391,6 +391,33 @@ fn sinkhole_answer_keeps_edns_and_do_bit() {
     assert!(m.metadata.recursion_available);
 }
 
+#[test]
+fn an_edns_client_gets_an_opt_record_with_its_do_bit_when_the_upstream_sent_none() {
+    // An upstream that answers without EDNS (an old router, a LAN server in a [[forward]] zone).
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 9), 300);
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    for (dnssec_ok, proto) in [(true, Proto::Udp), (false, Proto::Udp), (true, Proto::Tcp)] {
+        let opts = Ask {
+            edns: true,
+            dnssec_ok,
+            ..Ask::default()
+        };
+        // Twice: fetched, then from the cache.
+        for _ in 0..2 {
+            let m = ask(srv.addr(), proto, "plain.example", RecordType::A, &opts);
+            assert_eq!(m.answers.len(), 1);
+            let e = m
+                .edns
+                .expect("OPT in the answer to an EDNS query (RFC 6891 section 7)");
+            assert_eq!(e.flags().dnssec_ok, dnssec_ok, "DO as asked (RFC 3225)");
+            assert_eq!(e.max_payload(), 1232);
+        }
+    }
+    // A client without EDNS still gets none.
+    let m = ask_simple(srv.addr(), Proto::Udp, "plain.example", RecordType::A);
+    assert!(m.edns.is_none());
+}
+
 /// Asks the upstream directly and through c2sink; the answers must be the same but for the ID.
 fn assert_same_as_upstream(
     up: &Upstream,
