@@ -739,6 +739,46 @@ pub fn answer_as_asked(msg: &mut [u8], query: &Query<'_>, raw: &[u8]) {
     }
 }
 
+/// `msg` without what a resolver may leave out to fit `limit` octets (RFC 2181 section 9): first the
+/// additional section (all but its OPT record), then the authority section too unless `keep_authority` (a
+/// DNSSEC client needs its proofs, RFC 4035 section 3.1). `None` when even the answer section does not fit,
+/// or `msg` does not read: then only TC will do.
+pub fn without_extras(msg: &[u8], limit: usize, keep_authority: bool) -> Option<Vec<u8>> {
+    let header = Header::read(msg).ok()?;
+    let mut pos = HEADER_LEN;
+    for _ in 0..header.qdcount {
+        pos = skip_name(msg, pos).ok()? + 4;
+    }
+    for _ in 0..header.ancount {
+        pos = skip_record(msg, pos).ok()?.next;
+    }
+    let answer_end = pos;
+    for _ in 0..header.nscount {
+        pos = skip_record(msg, pos).ok()?.next;
+    }
+    let authority_end = pos;
+    let mut opt: &[u8] = &[];
+    for _ in 0..header.arcount {
+        let rr = skip_record(msg, pos).ok()?;
+        if rr.rtype == TYPE_OPT {
+            opt = msg.get(pos..rr.next)?;
+        }
+        pos = rr.next;
+    }
+    // Records only point back at earlier names, so cutting the later sections leaves every pointer whole.
+    let tries = [(authority_end, header.nscount), (answer_end, 0)];
+    let (end, nscount) = tries
+        .into_iter()
+        .take(if keep_authority { 1 } else { 2 })
+        .find(|&(end, _)| end + opt.len() <= limit)?;
+    let mut out = Vec::with_capacity(end + opt.len());
+    out.extend_from_slice(msg.get(..end)?);
+    out.extend_from_slice(opt);
+    out[8..10].copy_from_slice(&nscount.to_be_bytes());
+    out[10..12].copy_from_slice(&u16::from(!opt.is_empty()).to_be_bytes());
+    Some(out)
+}
+
 /// A minimal reply carrying only the header and the question, with the given RCODE and TC bit.
 ///
 /// Used for errors (FORMERR, SERVFAIL, REFUSED, NOTIMP) and for "retry over TCP".
@@ -1092,5 +1132,38 @@ mod tests {
         assert_eq!(m[opt.ttl_at + 2], 0x80);
         set_dnssec_ok(&mut m, opt, false);
         assert_eq!(m[opt.ttl_at + 2], 0);
+    }
+
+    #[test]
+    fn without_extras_drops_additional_then_authority_and_keeps_the_opt() {
+        // An answer: one A record, then `ns` authority and `ar` additional A records, then an OPT.
+        let build = |ns: u16, ar: u16| {
+            let mut m = test_message(7, 0x8180, "a.example", 1);
+            let rr = [0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1];
+            for _ in 0..1 + ns + ar {
+                m.extend_from_slice(&rr);
+            }
+            push_opt(&mut m, 1232, true);
+            m[6..8].copy_from_slice(&1u16.to_be_bytes());
+            m[8..10].copy_from_slice(&ns.to_be_bytes());
+            m[10..12].copy_from_slice(&(ar + 1).to_be_bytes());
+            m
+        };
+        let counts = |m: &[u8]| {
+            let h = Header::read(m).expect("header");
+            (h.ancount, h.nscount, h.arcount)
+        };
+        let m = build(2, 30);
+        let head = m.len() - 11 - 33 * 16;
+        // Room for the authority: only the additional A records go, the OPT stays (and the message reads).
+        let fit = without_extras(&m, head + 3 * 16 + 11, false).expect("fits");
+        assert_eq!((counts(&fit), fit.len()), ((1, 2, 1), head + 3 * 16 + 11));
+        assert!(answer_shape(&fit).expect("well formed").opt.is_some());
+        // Room for the answer alone: the authority goes too, unless it must stay (DNSSEC).
+        let fit = without_extras(&m, head + 16 + 11, false).expect("fits");
+        assert_eq!(counts(&fit), (1, 0, 1));
+        assert!(without_extras(&m, head + 16 + 11, true).is_none());
+        // Not even the answer: TC is the only way.
+        assert!(without_extras(&m, head + 11, false).is_none());
     }
 }

@@ -651,6 +651,43 @@ fn every_client_sees_ttls_within_max_ttl_and_a_ttl_with_the_top_bit_as_zero() {
 }
 
 #[test]
+fn an_answer_too_big_for_the_client_loses_its_optional_sections_before_it_gets_tc() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    // (payload offered, DO, over TCP) -> (authority records, additional records with the OPT) wanted.
+    let cases = [
+        // The whole answer (about 900 octets) fits 1232, and anything over TCP.
+        ((Some(1232), false, false), (1, 41)),
+        ((None, false, true), (1, 40)),
+        // 512 octets: without the additional glue; the authority section still fits.
+        ((None, false, false), (1, 0)),
+        ((Some(512), false, false), (1, 1)),
+        ((Some(512), true, false), (1, 1)),
+    ];
+    for (i, ((payload, dnssec_ok, tcp), want)) in cases.into_iter().enumerate() {
+        let mut q = query(0x6100 + i as u16, &format!("c{i}.glue.test"), TYPE_A);
+        if let Some(p) = payload {
+            add_opt(&mut q, p, 0, dnssec_ok);
+        }
+        let proto = if tcp { Proto::Tcp } else { Proto::Udp };
+        let raw = exchange_raw(srv.addr(), proto, &q).expect("an answer");
+        let r = parse(&raw).expect("well formed");
+        assert!(!r.truncated(), "case {i}: the asked record fits, so no TC");
+        assert_eq!(
+            r.addrs(),
+            vec![std::net::Ipv4Addr::new(192, 0, 2, 1)],
+            "case {i}"
+        );
+        assert_eq!((r.nscount, r.arcount), want, "case {i}");
+        assert_eq!(r.opt.is_some(), payload.is_some(), "case {i}: OPT as asked");
+        assert!(
+            raw.len() <= payload.map_or(512, usize::from) || tcp,
+            "case {i}"
+        );
+    }
+}
+
+#[test]
 fn truncated_udp_answer_is_retried_over_tcp() {
     let up = Upstream::start();
     let srv = C2sink::start(&config(&[up.addr], ""), &[]);

@@ -4,7 +4,7 @@
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::EdnsOption;
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, HTTPS, MX, SOA, SVCB, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, HTTPS, MX, NS, SOA, SVCB, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -37,6 +37,7 @@ pub enum Zone {
     /// The test zone:
     /// - `*.refused.test` REFUSED, `*.servfail.test` SERVFAIL, `*.nxdomain.test` NXDOMAIN + SOA,
     ///   `*.nodata.test` NODATA + SOA, `*.silent.test` never answered, `*.slow.test` answered after 1.5 s,
+    /// - `*.glue.test` A 192.0.2.1 with an NS in authority and 40 A records in additional, whatever the size,
     /// - `*.big.test` 40 TXT records (truncated over UDP beyond min(client payload, 1232)),
     /// - `*.validated.test` sets AD only when the query has AD or DO (as a validating resolver does),
     /// - `*.ad.test` sets AD and adds an Extended DNS Error option when the query has EDNS,
@@ -474,6 +475,26 @@ fn test_zone(msg: &Message, tcp: bool) -> Option<Vec<u8>> {
             300,
             RData::HTTPS(HTTPS(SVCB::new(1, target, vec![]))),
         ));
+    } else if ends(".glue.test.") && q.query_type() == RecordType::A {
+        // A small answer with a large additional section (as an AD server's answers carry glue): sent whole
+        // whatever the size, for c2sink to fit to its client.
+        r.add_answer(Record::from_rdata(
+            name.clone(),
+            300,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
+        r.add_authority(Record::from_rdata(
+            Name::from_str("glue.test.").expect("name"),
+            300,
+            RData::NS(NS(Name::from_str("ns0.glue.test.").expect("name"))),
+        ));
+        for i in 0..40u8 {
+            r.add_additional(Record::from_rdata(
+                Name::from_str(&format!("ns{i}.glue.test.")).expect("name"),
+                300,
+                RData::A(A::new(192, 0, 2, i)),
+            ));
+        }
     } else if ends(".big.test.") && q.query_type() == RecordType::TXT {
         for i in 0..40 {
             r.add_answer(Record::from_rdata(
