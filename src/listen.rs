@@ -475,10 +475,10 @@ pub async fn serve_stream<R, W>(
             },
             _ = shutdown.cancelled() => break,
         };
-        // Shorter than a header (an empty frame, say) is no DNS message but a broken stream, and answering
-        // nothing while resetting the idle timer would let a client hold a connection for free: close it,
-        // as Unbound does.
-        if msg.len() < crate::wire::HEADER_LEN {
+        // Shorter than a header (an empty frame, say) is no DNS message but a broken stream, and a response
+        // (QR set) is no query: answering nothing while the idle timer starts again would let a client hold
+        // the connection for free. Close it, as Unbound does for the first.
+        if msg.len() < crate::wire::HEADER_LEN || msg[2] & 0x80 != 0 {
             break;
         }
         match admission.check(src.ip(), &msg) {

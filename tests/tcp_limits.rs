@@ -99,7 +99,7 @@ fn slow_sender_is_cut_off_before_finishing_a_query() {
 }
 
 #[test]
-fn a_frame_too_short_for_a_dns_message_closes_the_connection() {
+fn a_frame_that_is_no_query_closes_the_connection() {
     let up = Upstream::answering(UP);
     // An idle limit far beyond the wait below: only the empty frame can end the connection in time.
     let c = C2sink::start_small(
@@ -108,7 +108,9 @@ fn a_frame_too_short_for_a_dns_message_closes_the_connection() {
         "tcp_idle_timeout_ms = 60000",
         "",
     );
-    for frame in [&[0u8, 0][..], &[0, 3, 1, 2, 3]] {
+    // An empty frame, a 3-octet one, and a 12-octet header with QR set (a response, not a query).
+    let response = [0, 12, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    for frame in [&[0u8, 0][..], &[0, 3, 1, 2, 3], &response] {
         let mut s = tcp_connect_from("127.0.0.1", c.addr());
         assert!(served(&mut s, 1), "{frame:?}");
         s.write_all(frame).expect("send");
