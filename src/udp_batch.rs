@@ -691,13 +691,49 @@ mod tests {
 
     #[tokio::test]
     async fn a_wildcard_ipv6_socket_answers_from_the_address_that_was_asked() {
-        let Ok(server) = UdpSocket::bind("[::]:0") else {
-            return; // no IPv6 on this machine
-        };
-        let server = Socket::new(server).unwrap();
+        // A host can bind [::] with IPv6 switched off (Docker's default), but not ::1.
+        if UdpSocket::bind("[::1]:0").is_err() {
+            return; // no IPv6 loopback on this machine
+        }
+        let server = Socket::new(UdpSocket::bind("[::]:0").unwrap()).unwrap();
         let asked = SocketAddr::from((Ipv6Addr::LOCALHOST, server.local_addr().unwrap().port()));
         let sources = answers_from(&server, asked, &[b"one", b"two", b"later"]).await;
         assert!(sources.iter().all(|s| *s == asked), "{sources:?}");
+    }
+
+    /// The IPv6 send path, where it can be told apart on loopback: a dual-stack `[::]` socket (c2sink's own
+    /// are IPv6-only) sees an IPv4 query to 127.0.0.2 as sent to ::ffff:127.0.0.2 and must answer from it.
+    #[tokio::test]
+    async fn an_ipv6_source_is_set_as_the_query_named_it() {
+        let Ok(dual) = UdpSocket::bind("[::]:0") else {
+            return; // no IPv6 on this machine
+        };
+        let server = Socket::new(dual).unwrap();
+        let asked = SocketAddr::from(([127, 0, 0, 2], server.local_addr().unwrap().port()));
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for q in [&b"now"[..], b"later"] {
+            client.send_to(q, asked).await.unwrap();
+            let mut rx = Receiver::new(64);
+            assert_eq!(rx.recv(&server).await.unwrap(), 1);
+            let (d, from, local) = rx.iter().next().expect("one datagram");
+            assert!(matches!(local, Some(Local::V6(..))), "{local:?}");
+            let ip = local.map(|l| l.ip().to_canonical());
+            assert_eq!(ip, Some(std::net::IpAddr::from([127, 0, 0, 2])));
+            if d == b"now" {
+                let mut tx = Sender::default();
+                tx.push(from, local, d.to_vec());
+                tx.flush(&server).await;
+            } else {
+                server.send_to(d, from, local).await.unwrap();
+            }
+            let mut buf = [0u8; 16];
+            let r = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                client.recv_from(&mut buf),
+            );
+            let (_, source) = r.await.expect("an answer").unwrap();
+            assert_eq!(source, asked, "{q:?}");
+        }
     }
 
     #[tokio::test]
