@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 pub const STALE_TTL: u32 = 30;
 
 const RCODE_NOERROR: u8 = 0;
-const RCODE_NXDOMAIN: u8 = 3;
+use crate::wire::RCODE_NXDOMAIN;
 
 struct Entry {
     wire: Box<[u8]>,
@@ -250,9 +250,10 @@ impl Cache {
         orig.clamp(self.min_ttl, ceiling.max(self.min_ttl))
     }
 
-    /// `max_ttl` for an answer with records in its answer section, else `negative_max_ttl`.
+    /// `max_ttl` for a positive answer, `negative_max_ttl` for NXDOMAIN (a CNAME to a name that does not
+    /// exist too) and NODATA, as [`ttl_for`](Self::ttl_for) keeps them.
     fn ceiling(&self, shape: &AnswerShape) -> u32 {
-        if shape.answers > 0 {
+        if shape.header.rcode() == RCODE_NOERROR && shape.answers > 0 {
             self.max_ttl
         } else {
             self.negative_max_ttl
@@ -471,5 +472,31 @@ mod tests {
         assert!(c.put(&qa, &answer(&a), &shape));
         assert!(c.get(&qa, &a).is_some());
         assert!(c.get(&qb, &b).is_none());
+    }
+
+    #[test]
+    fn a_cname_to_a_name_that_does_not_exist_is_shown_within_negative_max_ttl() {
+        let c = Cache::new(&CacheConfig {
+            negative_max_ttl: 60,
+            ..CacheConfig::default()
+        })
+        .expect("cache");
+        // NXDOMAIN for a.example: a CNAME (TTL 300) to gone.example, and the SOA (TTL 300, MINIMUM 300).
+        let mut a = crate::wire::test_message(1, 0x8183, "a.example", 1);
+        a[6..8].copy_from_slice(&1u16.to_be_bytes());
+        a[8..10].copy_from_slice(&1u16.to_be_bytes());
+        a.extend_from_slice(&[
+            0xc0, 12, 0, 5, 0, 1, 0, 0, 1, 44, 0, 7, 4, b'g', b'o', b'n', b'e', 0xc0, 14,
+        ]);
+        a.extend_from_slice(&[0xc0, 14, 0, 6, 0, 1, 0, 0, 1, 44, 0, 22, 0, 0]);
+        a.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 44]);
+        let shape = crate::wire::answer_shape(&a).expect("shape");
+        assert_eq!(shape.ttl_offsets.len(), 2);
+        c.show_fresh(&mut a, &shape);
+        for &at in &shape.ttl_offsets {
+            let at = at as usize;
+            let ttl = u32::from_be_bytes([a[at], a[at + 1], a[at + 2], a[at + 3]]);
+            assert_eq!(ttl, 60, "at {at}");
+        }
     }
 }

@@ -444,12 +444,15 @@ impl Pipeline {
                 .is_ok()
         };
         let shaped = match (answer.shape.opt, query.edns) {
-            (Some(rr), edns) => {
-                if let Some(e) = edns {
-                    wire::set_dnssec_ok(&mut answer.wire, rr, e.dnssec_ok);
-                }
+            (Some(rr), Some(e)) => {
+                wire::set_dnssec_ok(&mut answer.wire, rr, e.dnssec_ok);
                 !wire::own_opt_at(&mut answer.wire, rr, OUR_PAYLOAD, |c| c == wire::OPT_EDE)
                     || reshape(&mut answer)
+            }
+            // An OPT the client did not ask for (a non-compliant upstream) must not reach it (RFC 6891
+            // section 7).
+            (Some(rr), None) => {
+                !wire::remove_last_opt(&mut answer.wire, rr) || reshape(&mut answer)
             }
             // The client spoke EDNS and the upstream (an old router, a LAN server) answered without: the
             // answer still carries c2sink's OPT (RFC 6891 section 7), with the client's DO bit.

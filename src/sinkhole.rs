@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub const OUR_PAYLOAD: u16 = wire::MAX_UDP_ANSWER;
 
 const RCODE_NOERROR: u8 = 0;
-const RCODE_NXDOMAIN: u8 = 3;
+use crate::wire::RCODE_NXDOMAIN;
 const RCODE_REFUSED: u8 = 5;
 const TYPE_A: u16 = 1;
 const TYPE_PTR: u16 = 12;

@@ -142,6 +142,9 @@ pub fn within(name: &str, zone: &str) -> bool {
 /// fragmented on common paths (Unbound's `max-udp-size`); a bigger answer gets TC and goes over TCP.
 pub const MAX_UDP_ANSWER: u16 = 1232;
 
+/// NXDOMAIN: the name does not exist (RFC 1035 section 4.1.1).
+pub const RCODE_NXDOMAIN: u8 = 3;
+
 /// Reads a query: header, exactly one question, and its OPT record.
 pub fn parse_query(msg: &[u8]) -> Result<Query<'_>, WireError> {
     let header = Header::read(msg)?;
@@ -315,6 +318,8 @@ fn push_label_byte(name: &mut Vec<u8>, b: u8) {
 /// Where a record sits in a message.
 #[derive(Debug, Clone, Copy)]
 pub struct RecordPos {
+    /// Offset of the owner name, where the record starts.
+    pub start: usize,
     pub rtype: u16,
     pub class: u16,
     pub ttl: u32,
@@ -371,6 +376,7 @@ pub fn skip_record(msg: &[u8], pos: usize) -> Result<RecordPos, WireError> {
         return Err(WireError::Truncated);
     }
     Ok(RecordPos {
+        start: pos,
         rtype,
         class,
         ttl,
@@ -740,11 +746,13 @@ pub fn answer_as_asked(msg: &mut [u8], query: &Query<'_>, raw: &[u8]) {
 }
 
 /// `msg` without what a resolver may leave out to fit `limit` octets (RFC 2181 section 9): first the
-/// additional section (all but its OPT record), then the authority section too unless `keep_authority` (a
-/// DNSSEC client needs its proofs, RFC 4035 section 3.1). `None` when even the answer section does not fit,
-/// or `msg` does not read: then only TC will do.
+/// additional section (all but its OPT record), then the authority section too, unless `keep_authority`
+/// (a DNSSEC client needs its proofs, RFC 4035 section 3.1) or the answer is negative (its SOA is what lets
+/// the client cache it, RFC 2308 section 5). `None` when even that does not fit, or `msg` does not read:
+/// then only TC will do.
 pub fn without_extras(msg: &[u8], limit: usize, keep_authority: bool) -> Option<Vec<u8>> {
     let header = Header::read(msg).ok()?;
+    let keep_authority = keep_authority || header.ancount == 0 || header.rcode() == RCODE_NXDOMAIN;
     let mut pos = HEADER_LEN;
     for _ in 0..header.qdcount {
         pos = skip_name(msg, pos).ok()? + 4;
@@ -841,6 +849,18 @@ pub fn push_opt(out: &mut Vec<u8>, payload: u16, dnssec_ok: bool) {
         0,
         0,
     ]);
+}
+
+/// Removes the OPT record at `rr` when it is the message's last record (as OPT nearly always is; one further
+/// in is left, as removing it could break a later record's name pointer); returns whether it did.
+pub fn remove_last_opt(msg: &mut Vec<u8>, rr: RecordPos) -> bool {
+    if rr.next != msg.len() || msg.len() < HEADER_LEN {
+        return false;
+    }
+    msg.truncate(rr.start);
+    let ar = u16::from_be_bytes([msg[10], msg[11]]).saturating_sub(1);
+    msg[10..12].copy_from_slice(&ar.to_be_bytes());
+    true
 }
 
 /// Sets the DO bit of the OPT record at `rr` (RFC 3225: a response's DO is the query's).
@@ -1165,5 +1185,33 @@ mod tests {
         assert!(without_extras(&m, head + 16 + 11, true).is_none());
         // Not even the answer: TC is the only way.
         assert!(without_extras(&m, head + 11, false).is_none());
+        // A negative answer keeps its SOA (authority), the client's only way to cache it.
+        let mut nx = m.clone();
+        nx[3] = (nx[3] & 0xf0) | RCODE_NXDOMAIN;
+        assert!(without_extras(&nx, head + 16 + 11, false).is_none());
+        assert_eq!(
+            counts(&without_extras(&nx, head + 3 * 16 + 11, false).expect("fits")),
+            (1, 2, 1)
+        );
+    }
+
+    #[test]
+    fn an_opt_record_is_removed_only_when_it_is_the_last_record() {
+        let mut m = test_message(7, 0x8180, "a.example", 1);
+        push_opt(&mut m, 1232, false);
+        bump_count(&mut m, 3);
+        let plain = test_message(7, 0x8180, "a.example", 1);
+        let opt = answer_shape(&m).expect("shape").opt.expect("OPT");
+        assert!(remove_last_opt(&mut m, opt));
+        assert_eq!(m, plain);
+        // An OPT with a record after it stays.
+        let mut m = test_message(7, 0x8180, "a.example", 1);
+        push_opt(&mut m, 1232, false);
+        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1]);
+        m[10..12].copy_from_slice(&2u16.to_be_bytes());
+        let before = m.clone();
+        let opt = answer_shape(&m).expect("shape").opt.expect("OPT");
+        assert!(!remove_last_opt(&mut m, opt));
+        assert_eq!(m, before);
     }
 }
