@@ -623,7 +623,14 @@ impl Pipeline {
             qtype: query.qtype,
             outcome,
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            who: self.clients.lookup(client.addr.ip()),
+            // As block events name it: a router's EDNS hints name the machine behind it.
+            who: {
+                let a = self.clients.attribute(client.addr.ip(), query.edns_options);
+                crate::clients::Identity {
+                    mac: a.mac,
+                    hostname: a.hostname,
+                }
+            },
         });
     }
 

@@ -355,7 +355,7 @@ fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
         &dir,
         C2,
         &format!(
-            "[log]\nevents = \"{}\"\n[clients]\narp = \"\"\nndp = false\nedns_from = [\"127.0.0.8\"]\n\
+            "[log]\nevents = \"{}\"\nqueries = \"queries.log\"\n[clients]\narp = \"\"\nndp = false\nedns_from = [\"127.0.0.8\"]\n\
              leases = [{{ format = \"dnsmasq\", path = \"dnsmasq.leases\" }}]\n",
             events.display()
         ),
@@ -439,4 +439,25 @@ fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
     for x in &e {
         assert_eq!(x["client_ip"], "127.0.0.8");
     }
+    // The query log names the same machines: `hunt` reads it to find who reached a name before it was listed.
+    let q = json_lines(&dir.join("queries.log"));
+    let who: Vec<(&str, Option<&str>)> = q
+        .iter()
+        .map(|l| {
+            (
+                l["client_ip"].as_str().unwrap_or(""),
+                l["client_hostname"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        who,
+        [
+            ("127.0.0.8", Some("behind-router")),
+            ("127.0.0.8", Some("also-behind")),
+            ("127.0.0.8", None),
+            ("127.0.0.9", None),
+        ]
+    );
+    assert_eq!(q[0]["client_mac"], "aa:00:00:00:00:51");
 }
