@@ -153,6 +153,17 @@ impl Admission {
         self.stats.denied.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// [`check`](Self::check) for a packet sent to this host's address `to`, when known: one the host sends
+    /// itself (`src` is `to`) always passes, so that `c2sink healthcheck` (the container's HEALTHCHECK) and an
+    /// admin's `dig` on the box work when `allow` names only the LAN. Linux drops a packet from outside that
+    /// claims a local source address, so this admits nobody else.
+    pub fn check_to(&self, src: IpAddr, to: Option<IpAddr>, raw: &[u8]) -> Admit {
+        if to.is_some_and(|to| to.to_canonical() == src.to_canonical()) {
+            return Admit::Pass;
+        }
+        self.check(src, raw)
+    }
+
     /// The verdict on one packet from `src`: pass, refuse, or drop.
     pub fn check(&self, src: IpAddr, raw: &[u8]) -> Admit {
         let ip = src.to_canonical();

@@ -56,3 +56,37 @@ fn healthcheck_explains_a_bad_config() {
         "{err}"
     );
 }
+
+/// `allow` replaces the default, which held loopback: an admin who writes `allow = ["10.0.0.0/8"]` (only the
+/// LAN) must still get a healthy container, or Docker restarts it forever. The host's own queries pass;
+/// another loopback address, standing in for a machine outside `allow`, is still refused.
+#[test]
+fn healthcheck_passes_when_allow_names_only_the_lan() {
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
+    for listen in ["127.0.0.1", "0.0.0.0"] {
+        let dir = TempDir::new("health-allow");
+        dir.write("c2.txt", "evil.example\n");
+        let port = free_port();
+        let cfg = dir.write(
+            "c2sink.toml",
+            &format!(
+                "[server]\nlisten = [\"{listen}:{port}\"]\nudp_sockets = 1\nallow = [\"10.0.0.0/8\"]\n\
+                 [upstream]\nservers = [\"{}\"]\n[[blocklists]]\nname = \"c2\"\npath = \"c2.txt\"\n",
+                up.addr
+            ),
+        );
+        let _server = C2sink::start_file(&cfg);
+        let cfg_s = cfg.to_str().expect("utf-8 path");
+        let (code, out, err) = run(&["healthcheck", "--config", cfg_s, "--timeout", "10s"]);
+        assert_eq!(code, 0, "{listen}: stdout: {out}\nstderr: {err}");
+        let asked = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let r = udp_ask_from(
+            "127.0.0.2",
+            asked,
+            &query(0x0a0a, "outside.example", TYPE_A),
+            std::time::Duration::from_secs(5),
+        )
+        .expect("an answer");
+        assert_eq!(rcode_and_answers(&r).0, 5, "{listen}: 127.0.0.2 is REFUSED");
+    }
+}
