@@ -214,11 +214,13 @@ pub async fn run(reloader: Arc<Reloader>, shutdown: CancellationToken) {
                 .map(|d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string());
             match result {
                 Ok(Ok(Fetched::Unchanged)) => {
+                    crate::telemetry::feed_checked(&l.name);
                     state.last_good = Some(SystemTime::now());
                     state.last_error = None;
                     tracing::info!(list = %l.name, "feed unchanged (not modified)");
                 }
                 Ok(Ok(Fetched::Updated { entries })) => {
+                    crate::telemetry::feed_checked(&l.name);
                     state.last_good = Some(SystemTime::now());
                     state.last_error = None;
                     tracing::info!(list = %l.name, entries, "feed updated");

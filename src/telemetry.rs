@@ -92,10 +92,17 @@ pub fn describe() {
         "c2sink_upstream_mismatched_total",
         "Upstream messages ignored because their ID or question did not match."
     );
-    describe_gauge!("c2sink_list_entries", "Domains held by each block list.");
+    describe_gauge!(
+        "c2sink_list_entries",
+        "Rules held by each list (block, allow or address rules)."
+    );
     describe_gauge!(
         "c2sink_list_loaded_timestamp_seconds",
-        "Unix time each list was last loaded; feed age = time() - this."
+        "Unix time each list's file was last read (a reload reuses an unchanged file)."
+    );
+    describe_gauge!(
+        "c2sink_feed_checked_timestamp_seconds",
+        "Unix time each feed was last fetched or found unchanged; feed age = time() - this."
     );
     describe_counter!("c2sink_reloads_total", "Successful list reloads.");
     describe_counter!(
@@ -192,13 +199,10 @@ impl Telemetry {
 
     /// Records a (re)loaded set of lists: entry counts, load time; marks lists ready.
     pub fn lists_loaded(&self, lists: &Lists) {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
         for l in &lists.lists {
             let name = l.name.to_string();
-            gauge!("c2sink_list_entries", "list" => name.clone()).set(l.len() as f64);
-            gauge!("c2sink_list_loaded_timestamp_seconds", "list" => name).set(now);
+            gauge!("c2sink_list_entries", "list" => name.clone()).set(l.rules() as f64);
+            gauge!("c2sink_list_loaded_timestamp_seconds", "list" => name).set(unix(l.loaded_at));
         }
         self.lists_ready.store(true, Ordering::Release);
     }
@@ -207,6 +211,19 @@ impl Telemetry {
     pub fn lists_ready(&self) -> bool {
         self.lists_ready.load(Ordering::Acquire)
     }
+}
+
+/// Seconds since the Unix epoch (0 for a time before it).
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Notes a feed fetched or found unchanged just now: its age is counted from here, not from the last
+/// reload (which logrotate's SIGHUP makes daily) nor the last change (a static feed answers 304 for weeks).
+pub fn feed_checked(list: &str) {
+    gauge!("c2sink_feed_checked_timestamp_seconds", "list" => list.to_string())
+        .set(unix(SystemTime::now()));
 }
 
 /// One `c2sink_blocked_total` handle per list, in the lists' order: looked up once when a policy is built,

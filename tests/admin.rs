@@ -5,47 +5,8 @@ mod common;
 
 use common::*;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
-
-/// GET `path`; returns (status code, body).
-fn get(admin: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(admin).expect("connect admin");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status code");
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_string())
-}
-
-/// Prometheus text as `name{k="v",...}` (labels sorted) -> value.
-fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').expect("series value");
-        let key = match series.split_once('{') {
-            Some((name, labels)) => {
-                let mut l: Vec<&str> = labels.trim_end_matches('}').split(',').collect();
-                l.sort();
-                format!("{name}{{{}}}", l.join(","))
-            }
-            None => series.to_string(),
-        };
-        out.insert(key, value.parse().expect("number"));
-    }
-    out
-}
 
 fn value(m: &BTreeMap<String, f64>, key: &str) -> f64 {
     *m.get(key)
@@ -93,7 +54,7 @@ fn metrics_count_a_known_mix_of_queries() {
 
     // The event writer thread (low priority) may lag behind the answers.
     let metrics = || {
-        let (status, body) = get(admin, "/metrics");
+        let (status, body) = http_get(admin, "/metrics");
         assert_eq!(status, 200);
         parse_metrics(&body)
     };
@@ -156,7 +117,7 @@ fn readyz_follows_the_upstream_and_healthz_does_not() {
     let live = C2sink::start_file(&config_file(&dir, "127.0.0.1:0", &[up.addr], extra));
     let live_admin = live.admin.expect("admin");
     // Idle: no query yet, so /readyz probes the upstream itself.
-    let (status, body) = get(live_admin, "/readyz");
+    let (status, body) = http_get(live_admin, "/readyz");
     assert_eq!((status, body.as_str()), (200, "ready\n"));
     assert!(!up.seen().is_empty(), "readyz probed");
 
@@ -164,11 +125,11 @@ fn readyz_follows_the_upstream_and_healthz_does_not() {
     let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let stuck = C2sink::start_file(&config_file(&dir2, "127.0.0.1:0", &[dead], extra));
     let stuck_admin = stuck.admin.expect("admin");
-    let (status, body) = get(stuck_admin, "/readyz");
+    let (status, body) = http_get(stuck_admin, "/readyz");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("upstream"), "{body}");
-    assert_eq!(get(stuck_admin, "/healthz"), (200, "ok\n".to_string()));
-    assert_eq!(get(stuck_admin, "/nope").0, 404);
+    assert_eq!(http_get(stuck_admin, "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(http_get(stuck_admin, "/nope").0, 404);
 }
 
 #[test]
@@ -186,7 +147,7 @@ fn reloads_and_failed_reloads_are_counted_and_list_entries_follow() {
     let admin = server.admin.expect("admin address logged");
     let hup = || server.signal("HUP");
     let wait_metric = |key: &str, want: f64| {
-        let metrics = || parse_metrics(&get(admin, "/metrics").1);
+        let metrics = || parse_metrics(&http_get(admin, "/metrics").1);
         let m = poll(PATIENCE, Duration::from_millis(50), metrics, |m| {
             m.get(key) == Some(&want)
         });
@@ -198,17 +159,35 @@ fn reloads_and_failed_reloads_are_counted_and_list_entries_follow() {
     hup();
     let m = wait_metric("c2sink_reloads_total", 1.0);
     assert_eq!(value(&m, "c2sink_list_entries{list=\"c2\"}"), 3.0);
-    // A second list: blocks after the reload are counted under the list that matched, old and new.
+    let c2_loaded = value(&m, "c2sink_list_loaded_timestamp_seconds{list=\"c2\"}");
+    // A second list, and an allow list: blocks after the reload are counted under the list that matched,
+    // old and new.
     dir.write("extra.txt", "beacon.example\n");
+    dir.write("ok.txt", "fine.example\n");
     let text = std::fs::read_to_string(&cfg).expect("read config");
     std::fs::write(
         &cfg,
-        format!("{text}\n[[blocklists]]\nname = \"extra\"\npath = \"extra.txt\"\n"),
+        format!(
+            "{text}\n[[blocklists]]\nname = \"extra\"\npath = \"extra.txt\"\n\
+             [[blocklists]]\nname = \"ok\"\npath = \"ok.txt\"\nkind = \"allow\"\n"
+        ),
     )
     .expect("write");
     hup();
     let m = wait_metric("c2sink_reloads_total", 2.0);
     assert_eq!(value(&m, "c2sink_list_entries{list=\"extra\"}"), 1.0);
+    assert_eq!(
+        value(&m, "c2sink_list_entries{list=\"ok\"}"),
+        1.0,
+        "allow rules count"
+    );
+    // c2.txt did not change: it was not read again, and its age says so (a SIGHUP from logrotate must not
+    // make a stale list look fresh).
+    assert_eq!(
+        value(&m, "c2sink_list_loaded_timestamp_seconds{list=\"c2\"}"),
+        c2_loaded
+    );
+    assert!(value(&m, "c2sink_list_loaded_timestamp_seconds{list=\"extra\"}") >= c2_loaded);
     for name in ["third.example", "beacon.example", "beacon.example"] {
         assert_eq!(ask_udp(server.addr(), name, A).answers.len(), 1, "{name}");
     }

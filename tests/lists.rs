@@ -494,8 +494,15 @@ fn feed_is_downloaded_refreshed_and_bad_downloads_keep_the_last_good_copy() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let http = start_feed_server(state.clone(), seen.clone());
     let cfg = format!(
-        "[reload]\nwatch = false\n[[blocklists]]\nname = \"feed\"\npath = \"feed.txt\"\nurl = \"http://{http}/list.txt\"\nrefresh = \"1s\"\n"
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[reload]\nwatch = false\n[[blocklists]]\nname = \"feed\"\npath = \"feed.txt\"\nurl = \"http://{http}/list.txt\"\nrefresh = \"1s\"\n"
     );
+    // When the feed was last fetched or found unchanged: what a feed-age alert reads.
+    let checked = |s: &C2sink| {
+        let (_, body) = http_get(s.admin.expect("admin address logged"), "/metrics");
+        parse_metrics(&body)
+            .get("c2sink_feed_checked_timestamp_seconds{list=\"feed\"}")
+            .copied()
+    };
     // No copy yet: downloaded before serving.
     let s = start(&dir, &cfg);
     let blocked = reply(ResponseCode::NoError, &["0.0.0.0"]);
@@ -504,8 +511,11 @@ fn feed_is_downloaded_refreshed_and_bad_downloads_keep_the_last_good_copy() {
         dir.join("feed.txt").is_file(),
         "last good copy kept on disk"
     );
-    // Refreshes are conditional.
+    // Refreshes are conditional, and one that finds nothing new still counts as a check.
     s.wait_log_count("feed unchanged", 1);
+    let first = checked(&s).expect("checked");
+    s.wait_log_count("feed unchanged", 2);
+    assert!(checked(&s).expect("checked") > first);
     assert!(
         seen.lock().unwrap().iter().any(|h| h == "\"v1\""),
         "{:?}",
@@ -530,6 +540,11 @@ fn feed_is_downloaded_refreshed_and_bad_downloads_keep_the_last_good_copy() {
     *state.lock().unwrap() = Feed::Down;
     s.wait_log_count("download failed", 1);
     assert_eq!(a(&s, "a50.example"), blocked);
+    // The feed's age grows from its last good check: failures and a SIGHUP (logrotate's) do not reset it.
+    let last_good = checked(&s);
+    s.signal("HUP");
+    s.wait_log_count("download failed", 2);
+    assert_eq!(checked(&s), last_good);
     drop(s);
 
     // Restart with the network down: starts from the last good copy.

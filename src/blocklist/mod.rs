@@ -136,6 +136,8 @@ pub struct List {
     pub skips: Vec<LineProblem>,
     /// The file as it was when reading started.
     pub stamp: Option<FileStamp>,
+    /// When the file was read: a reload that reuses the unchanged list keeps it.
+    pub loaded_at: std::time::SystemTime,
 }
 
 /// A block decision and where it came from.
@@ -336,6 +338,7 @@ impl List {
             problems: Vec::new(),
             skips: Vec::new(),
             stamp,
+            loaded_at: std::time::SystemTime::now(),
         }
     }
 
@@ -378,6 +381,11 @@ impl List {
     /// Block rules held (domains, or networks for an address list).
     pub fn len(&self) -> usize {
         self.block.len() + self.addrs.len()
+    }
+
+    /// Rules of every kind held: block, allow and address rules.
+    pub fn rules(&self) -> usize {
+        self.block.len() + self.allow.len() + self.addrs.len()
     }
 
     /// True when the list holds no rule at all.
