@@ -132,6 +132,9 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
     for path in &opts.logs {
         read::for_each_entry(path, opts.since, opts.until, &mut skipped, |e| {
             lines += 1;
+            if e.kind == "connection" {
+                return; // a connection to the sinkhole host asks for no name
+            }
             let Some(rule) = list.block.find_suffix(&e.qname).map(|m| m.text()) else {
                 return;
             };

@@ -45,6 +45,8 @@ pub struct Report {
     pub until: Option<String>,
     pub files: usize,
     pub events: usize,
+    /// Connections to the sinkhole host (`[trap]`) in the same logs.
+    pub connection_events: usize,
     pub skipped_lines: usize,
     /// Clients that asked for at least one blocked name.
     pub infected: usize,
@@ -67,6 +69,10 @@ pub struct ClientSummary {
     pub first_seen: String,
     pub last_seen: String,
     pub blocked: usize,
+    /// Connections it made to the sinkhole host after a block: stronger evidence than a lookup.
+    pub connections: usize,
+    /// What it connected to, each once (`tls officeaddons.com`, `http sbmsa.wiki:80`).
+    pub connected_to: Vec<String>,
     pub lists: Vec<String>,
     pub periodic: bool,
     pub names: Vec<ClientName>,
@@ -110,6 +116,9 @@ struct ClientAcc {
     lists: BTreeSet<String>,
     /// Per name: the times asked and the lists that blocked it for this machine.
     names: BTreeMap<String, (Vec<f64>, BTreeSet<String>)>,
+    /// Times of its connections to the sinkhole host, and their targets.
+    connections: Vec<f64>,
+    connected_to: BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -133,14 +142,15 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
     let mut clients: BTreeMap<String, ClientAcc> = BTreeMap::new();
     let mut names: BTreeMap<String, NameAcc> = BTreeMap::new();
     let mut skipped = read::Skipped::default();
-    let mut events = 0;
+    let (mut events, mut connection_events) = (0, 0);
     for path in &opts.files {
         read::for_each_entry(path, opts.since, opts.until, &mut skipped, |e| {
-            if e.kind != "block" {
+            let connection = e.kind == "connection";
+            if e.kind != "block" && !connection {
                 return;
             }
-            events += 1;
             let t = secs(e.time);
+            let target = connection.then(|| e.connection_target());
             let mac = e.client_mac.filter(|m| !m.is_empty());
             let host = e.client_hostname.filter(|h| !h.is_empty());
             let id = mac
@@ -148,9 +158,16 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
                 .or_else(|| host.clone())
                 .unwrap_or_else(|| e.client_ip.clone());
             let c = clients.entry(id.clone()).or_default();
-            c.ips.insert(e.client_ip);
+            c.ips.insert(e.client_ip.clone());
             c.macs.extend(mac);
             c.hostnames.extend(host);
+            if let Some(target) = target {
+                connection_events += 1;
+                c.connections.push(t);
+                c.connected_to.insert(target);
+                return;
+            }
+            events += 1;
             let cn = c.names.entry(e.qname.clone()).or_default();
             cn.0.push(t);
             let n = names.entry(e.qname).or_default();
@@ -214,6 +231,7 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
         until: opts.until.map(|t| iso(secs(t))),
         files: opts.files.len(),
         events,
+        connection_events,
         skipped_lines: skipped.count,
         infected,
         beaconing,
@@ -245,10 +263,12 @@ fn summarize_client(id: String, c: ClientAcc, burst: f64) -> ClientSummary {
     let first = names
         .iter()
         .map(|n| span(&n.times).0)
+        .chain(c.connections.iter().copied())
         .fold(f64::INFINITY, f64::min);
     let last = names
         .iter()
         .map(|n| span(&n.times).1)
+        .chain(c.connections.iter().copied())
         .fold(f64::NEG_INFINITY, f64::max);
     ClientSummary {
         id,
@@ -258,6 +278,8 @@ fn summarize_client(id: String, c: ClientAcc, burst: f64) -> ClientSummary {
         first_seen: iso(first),
         last_seen: iso(last),
         blocked: names.iter().map(|n| n.blocked).sum(),
+        connections: c.connections.len(),
+        connected_to: c.connected_to.into_iter().collect(),
         lists: c.lists.into_iter().collect(),
         periodic: names.iter().any(|n| n.cadence.is_some_and(|c| c.periodic)),
         names,

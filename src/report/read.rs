@@ -18,6 +18,8 @@ pub struct Entry {
     pub client_mac: Option<String>,
     #[serde(default)]
     pub client_hostname: Option<String>,
+    /// Empty only on a connection line (which has no question).
+    #[serde(default)]
     pub qname: String,
     #[serde(default)]
     pub qtype: Option<String>,
@@ -25,9 +27,31 @@ pub struct Entry {
     pub list: Option<String>,
     #[serde(default)]
     pub outcome: Option<String>,
+    /// Of a connection to the sinkhole host: the port, what was seen (`tls`, `http`, `unknown`) and the
+    /// name the client sent (TLS SNI, HTTP Host).
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub seen: Option<String>,
+    #[serde(default)]
+    pub sni: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
     /// `ts` parsed.
     #[serde(skip, default = "epoch")]
     pub time: SystemTime,
+}
+
+impl Entry {
+    /// A connection line's target as an admin reads it: `tls officeaddons.com`, `http sbmsa.wiki:80`, or
+    /// `unknown :443` when the client sent nothing telling.
+    pub fn connection_target(&self) -> String {
+        let seen = self.seen.as_deref().unwrap_or("unknown");
+        match self.sni.as_deref().or(self.host.as_deref()) {
+            Some(name) => format!("{seen} {name}"),
+            None => format!("{seen} :{}", self.port.unwrap_or(0)),
+        }
+    }
 }
 
 fn epoch() -> SystemTime {
@@ -95,6 +119,10 @@ pub fn for_each_entry(
                 continue;
             }
         };
+        if e.qname.is_empty() && e.kind != "connection" {
+            skipped.note(path, i + 1, "missing field `qname`");
+            continue;
+        }
         let Ok(t) = humantime::parse_rfc3339(&e.ts) else {
             skipped.note(path, i + 1, format!("bad ts \"{}\"", e.ts));
             continue;

@@ -46,6 +46,15 @@ fn label(c: &ClientSummary) -> String {
 }
 
 /// Readable in an 80-column terminal.
+/// ", and N connections" when the logs hold connections to the sinkhole host.
+fn connections_note(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        1 => " and 1 connection".into(),
+        n => format!(" and {n} connections"),
+    }
+}
+
 pub fn table(r: &Report) -> String {
     let mut o = String::new();
     let window = match (&r.since, &r.until) {
@@ -61,8 +70,9 @@ pub fn table(r: &Report) -> String {
         "{}",
         fit(
             &format!(
-                "c2sink report: {} block events in {} file{}{window} (UTC)",
+                "c2sink report: {} block events{} in {} file{}{window} (UTC)",
                 r.events,
+                connections_note(r.connection_events),
                 r.files,
                 if r.files == 1 { "" } else { "s" }
             ),
@@ -105,6 +115,20 @@ pub fn table(r: &Report) -> String {
                 WIDTH
             )
         );
+        if c.connections > 0 {
+            let _ = writeln!(
+                o,
+                "{}",
+                fit(
+                    &format!(
+                        "  CONNECTED to the sinkhole host {}x: {}",
+                        c.connections,
+                        c.connected_to.join(", ")
+                    ),
+                    WIDTH
+                )
+            );
+        }
         let _ = writeln!(
             o,
             "  {:<36} {:>7}  {:<9} {:>6}",
@@ -177,12 +201,34 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// One row per (client, name).
+/// One row per (client, name); `connected_to` is the client's (what it connected to on the sinkhole host),
+/// and a client seen only connecting gets one row with no name.
 pub fn csv(r: &Report) -> String {
     let mut o = String::from(
-        "client,hostname,mac,ips,qname,lists,blocked,first_seen,last_seen,beacons,median_interval_s,regularity,periodic\n",
+        "client,hostname,mac,ips,qname,lists,blocked,first_seen,last_seen,beacons,median_interval_s,regularity,periodic,connected_to\n",
     );
     for c in &r.clients {
+        let connected_to = c.connected_to.join(" ");
+        if c.names.is_empty() {
+            let row = [
+                c.id.clone(),
+                c.hostnames.join(" "),
+                c.macs.join(" "),
+                c.ips.join(" "),
+                String::new(),
+                String::new(),
+                "0".into(),
+                c.first_seen.clone(),
+                c.last_seen.clone(),
+                "0".into(),
+                String::new(),
+                String::new(),
+                "false".into(),
+                connected_to.clone(),
+            ];
+            let row: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
+            let _ = writeln!(o, "{}", row.join(","));
+        }
         for n in &c.names {
             let (beacons, med, reg, per) = match n.cadence {
                 Some(k) => (
@@ -212,6 +258,7 @@ pub fn csv(r: &Report) -> String {
                 med,
                 reg,
                 per,
+                connected_to.clone(),
             ];
             let row: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
             let _ = writeln!(o, "{}", row.join(","));
@@ -238,9 +285,10 @@ pub fn html(r: &Report) -> String {
     let mut o = String::new();
     let _ = write!(
         o,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>c2sink report</title><style>{STYLE}</style></head><body>\n<h1>c2sink report</h1>\n<p class=\"headline\">{}</p>\n<p>{} block events from {} file(s){}{}.</p>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>c2sink report</title><style>{STYLE}</style></head><body>\n<h1>c2sink report</h1>\n<p class=\"headline\">{}</p>\n<p>{} block events{} from {} file(s){}{}.</p>\n",
         esc(&r.headline),
         r.events,
+        connections_note(r.connection_events),
         r.files,
         r.since
             .as_deref()
@@ -251,7 +299,7 @@ pub fn html(r: &Report) -> String {
             .map(|s| format!(", until {}", esc(s)))
             .unwrap_or_default(),
     );
-    o.push_str("<h2>Clients</h2>\n<table><tr><th>Client</th><th>MAC</th><th>IP</th><th>First seen</th><th>Last seen</th><th>Blocked</th><th>C2 names</th><th>Beacon</th></tr>\n");
+    o.push_str("<h2>Clients</h2>\n<table><tr><th>Client</th><th>MAC</th><th>IP</th><th>First seen</th><th>Last seen</th><th>Blocked</th><th>C2 names</th><th>Beacon</th><th>Connected to the sinkhole</th></tr>\n");
     for c in &r.clients {
         let beacon = c
             .names
@@ -262,7 +310,7 @@ pub fn html(r: &Report) -> String {
             .join("<br>");
         let _ = writeln!(
             o,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"periodic\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"periodic\">{}</td><td class=\"periodic\">{}</td></tr>",
             esc(&label(c)),
             esc(&c.macs.join(" ")),
             esc(&c.ips.join(" ")),
@@ -270,7 +318,12 @@ pub fn html(r: &Report) -> String {
             esc(&plain(&c.last_seen)),
             c.blocked,
             c.names.len(),
-            beacon
+            beacon,
+            c.connected_to
+                .iter()
+                .map(|t| esc(t))
+                .collect::<Vec<_>>()
+                .join("<br>")
         );
     }
     o.push_str("</table>\n<h2>Timelines</h2>\n");
@@ -385,6 +438,18 @@ mod tests {
             ));
         }
         text.push_str("{\"ts\":\"2026-11-27T10:05:00Z\",\"kind\":\"block\",\"client_ip\":\"10.0.0.3\",\"qname\":\"<b>.example\",\"list\":\"3cx\"}\n");
+        // The second machine then connected to the sinkhole host, twice: as c2sink's trap logs it.
+        for (ts, tail) in [
+            (
+                "10:05:01",
+                "\"port\":443,\"seen\":\"tls\",\"sni\":\"officeaddons.com\"",
+            ),
+            ("10:05:09", "\"port\":443,\"seen\":\"unknown\""),
+        ] {
+            text.push_str(&format!(
+                "{{\"ts\":\"2026-11-27T{ts}.000Z\",\"kind\":\"connection\",\"client_ip\":\"10.0.0.3\",\"client_port\":5000,\"client_mac\":null,\"client_hostname\":null,\"protocol\":\"tcp\",{tail}}}\n"
+            ));
+        }
         std::fs::write(&p, text).unwrap();
         let r = build(&Options {
             files: vec![p],
@@ -437,6 +502,33 @@ mod tests {
             "{}",
             lines[1]
         );
-        assert!(lines[1].ends_with(",10,600.0,0.000,true"), "{}", lines[1]);
+        assert!(lines[1].ends_with(",10,600.0,0.000,true,"), "{}", lines[1]);
+        assert!(
+            lines[2].starts_with("10.0.0.3,")
+                && lines[2].ends_with(",tls officeaddons.com unknown :443"),
+            "{}",
+            lines[2]
+        );
+    }
+
+    #[test]
+    fn connections_to_the_sinkhole_host_are_evidence_not_unreadable_lines() {
+        let r = sample();
+        assert_eq!((r.events, r.connection_events, r.skipped_lines), (11, 2, 0));
+        let c = r
+            .clients
+            .iter()
+            .find(|c| c.id == "10.0.0.3")
+            .expect("client");
+        assert_eq!(c.connections, 2);
+        assert_eq!(c.last_seen, "2026-11-27T10:05:09.000Z");
+        let t = table(&r);
+        assert!(t.contains("11 block events and 2 connections"), "{t}");
+        assert!(
+            t.contains("CONNECTED to the sinkhole host 2x: tls officeaddons.com, unknown :443"),
+            "{t}"
+        );
+        assert!(!t.contains("unreadable"), "{t}");
+        assert!(html(&r).contains("tls officeaddons.com"));
     }
 }
