@@ -238,12 +238,14 @@ impl Drop for LogFile {
     }
 }
 
+/// `NAME.STAMP`, then `NAME.STAMP_001`... for more in the same second: `_` sorts after the `.` of `.gz`, so
+/// `ls` and a shell glob (`zcat events.jsonl.*`) list the files in time order, compressed or not.
 fn rotated_name(path: &Path, stamp: &str, n: usize) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(".");
     s.push(stamp);
     if n > 0 {
-        s.push(format!("-{n:03}"));
+        s.push(format!("_{n:03}"));
     }
     PathBuf::from(s)
 }
@@ -322,6 +324,30 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn rotated_names_sort_in_time_order_compressed_or_not() {
+        let p = Path::new("/var/log/c2sink/events.jsonl");
+        let names = |gzipped: bool| -> Vec<PathBuf> {
+            [
+                ("2026-11-29T022545Z", 0),
+                ("2026-11-29T022545Z", 1),
+                ("2026-11-29T022545Z", 2),
+                ("2026-11-29T022546Z", 0),
+            ]
+            .into_iter()
+            .map(|(stamp, n)| {
+                let r = rotated_name(p, stamp, n);
+                if gzipped { gz(&r) } else { r }
+            })
+            .collect()
+        };
+        for gzipped in [false, true] {
+            let mut sorted = names(gzipped);
+            sorted.sort();
+            assert_eq!(sorted, names(gzipped), "gzipped: {gzipped}");
+        }
     }
 
     #[test]

@@ -961,7 +961,7 @@ mod tests {
         let lines = batch.iter().filter(|&&b| b == b'\n').count() as u64;
         w.write_chunks(&batch, lines);
         assert_eq!(w.stats.written.load(Ordering::Relaxed), lines);
-        // Rotated files (named by time, then -001...) in order, the live file last.
+        // Rotated files (named by time, then _001...) in order, the live file last.
         let mut files: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
