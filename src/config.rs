@@ -470,6 +470,17 @@ pub enum ListKind {
     Ip,
 }
 
+impl ListKind {
+    /// The name the config uses, for logs and `check`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListKind::Block => "block",
+            ListKind::Allow => "allow",
+            ListKind::Ip => "ip",
+        }
+    }
+}
+
 impl ListConfig {
     /// How often a feed is downloaded.
     pub fn refresh_every(&self) -> std::time::Duration {

@@ -314,7 +314,8 @@ impl List {
         tracing::info!(
             list = %self.name,
             format = self.format.as_str(),
-            entries = self.block.len(),
+            kind = self.config.kind.as_str(),
+            entries = self.len(),
             allow = self.allow.len(),
             skipped = c.skipped,
             duplicates = c.duplicates,

@@ -2,7 +2,7 @@
 //! blocked?".
 
 use super::{Explained, Lists, RuleAction, normalize_domain};
-use crate::config::{ListKind, SinkholeMode};
+use crate::config::SinkholeMode;
 use std::fmt::Write;
 
 /// Per-list counts and the first invalid and skipped lines (file:line); the bool is true when a list has
@@ -12,11 +12,7 @@ pub fn summary(lists: &Lists) -> (String, bool) {
     let mut bad = false;
     for l in &lists.lists {
         let c = &l.counts;
-        let kind = match l.config.kind {
-            ListKind::Block => "block",
-            ListKind::Allow => "allow",
-            ListKind::Ip => "ip",
-        };
+        let kind = l.config.kind.as_str();
         let _ = writeln!(
             out,
             "list \"{}\" ({}, {kind}) {}: {} block rules, {} allow rules, {} lines, {} invalid, {} skipped, {} duplicates{}",
