@@ -326,7 +326,15 @@ fn window(
                 ExitCode::from(2)
             })
     };
-    Ok((when("--since", since)?, when("--until", until)?))
+    let (since, until) = (when("--since", since)?, when("--until", until)?);
+    if let (Some(s), Some(u)) = (since, until)
+        && s >= u
+    {
+        // An empty window is a typo (the dates swapped), not "nothing happened".
+        eprintln!("c2sink {cmd}: --since must be before --until");
+        return Err(ExitCode::from(2));
+    }
+    Ok((since, until))
 }
 
 fn hunt(

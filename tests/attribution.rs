@@ -296,6 +296,19 @@ fn report_rejects_a_missing_file_and_a_bad_date() {
     let (code, _, err) = run(&["report", "--since", "last tuesday", "/dev/null"]);
     assert_eq!(code, 2);
     assert!(err.contains("--since"), "{err}");
+    for cmd in ["report", "hunt"] {
+        let mut args = vec![cmd, "--since", "2026-11-29", "--until", "2026-11-28"];
+        if cmd == "hunt" {
+            args.extend(["--list", "/dev/null"]);
+        }
+        args.push("/dev/null");
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 2, "{cmd}: {err}");
+        assert!(
+            err.contains("--since must be before --until"),
+            "{cmd}: {err}"
+        );
+    }
 }
 
 fn sleep_until(t: Instant) {
