@@ -624,13 +624,10 @@ impl Pipeline {
             outcome,
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             // As block events name it: a router's EDNS hints name the machine behind it.
-            who: {
-                let a = self.clients.attribute(client.addr.ip(), query.edns_options);
-                crate::clients::Identity {
-                    mac: a.mac,
-                    hostname: a.hostname,
-                }
-            },
+            who: self
+                .clients
+                .attribute(client.addr.ip(), query.edns_options)
+                .into(),
         });
     }
 

@@ -854,7 +854,7 @@ pub fn push_opt(out: &mut Vec<u8>, payload: u16, dnssec_ok: bool) {
 /// Removes the OPT record at `rr` when it is the message's last record (as OPT nearly always is; one further
 /// in is left, as removing it could break a later record's name pointer); returns whether it did.
 pub fn remove_last_opt(msg: &mut Vec<u8>, rr: RecordPos) -> bool {
-    if rr.next != msg.len() || msg.len() < HEADER_LEN {
+    if rr.next != msg.len() || rr.start < HEADER_LEN {
         return false;
     }
     msg.truncate(rr.start);

@@ -83,6 +83,16 @@ pub struct Attribution {
     pub subnet: Option<(IpAddr, u8)>,
 }
 
+impl From<Attribution> for Identity {
+    /// The machine an attribution names, without the query's client subnet (which the query log leaves out).
+    fn from(a: Attribution) -> Identity {
+        Identity {
+            mac: a.mac,
+            hostname: a.hostname,
+        }
+    }
+}
+
 /// Every known client at one moment; never changed once published. (hashbrown's default hasher: the
 /// lookup is on the query path, and keys come from the LAN's own tables, not from attackers' choosing.)
 #[derive(Debug, Default)]

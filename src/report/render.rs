@@ -208,13 +208,24 @@ pub fn csv(r: &Report) -> String {
         "client,hostname,mac,ips,qname,lists,blocked,first_seen,last_seen,beacons,median_interval_s,regularity,periodic,connected_to\n",
     );
     for c in &r.clients {
-        let connected_to = c.connected_to.join(" ");
-        if c.names.is_empty() {
-            let row = [
+        // The client's columns around each row's name columns.
+        let mut row = |name: [String; 9]| {
+            let who = [
                 c.id.clone(),
                 c.hostnames.join(" "),
                 c.macs.join(" "),
                 c.ips.join(" "),
+            ];
+            let fields: Vec<String> = who
+                .iter()
+                .chain(&name)
+                .chain([&c.connected_to.join(" ")])
+                .map(|f| csv_field(f))
+                .collect();
+            let _ = writeln!(o, "{}", fields.join(","));
+        };
+        if c.names.is_empty() {
+            row([
                 String::new(),
                 String::new(),
                 "0".into(),
@@ -224,10 +235,7 @@ pub fn csv(r: &Report) -> String {
                 String::new(),
                 String::new(),
                 "false".into(),
-                connected_to.clone(),
-            ];
-            let row: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
-            let _ = writeln!(o, "{}", row.join(","));
+            ]);
         }
         for n in &c.names {
             let (beacons, med, reg, per) = match n.cadence {
@@ -244,11 +252,7 @@ pub fn csv(r: &Report) -> String {
                     "false".into(),
                 ),
             };
-            let row = [
-                c.id.clone(),
-                c.hostnames.join(" "),
-                c.macs.join(" "),
-                c.ips.join(" "),
+            row([
                 n.qname.clone(),
                 n.lists.join(" "),
                 n.blocked.to_string(),
@@ -258,10 +262,7 @@ pub fn csv(r: &Report) -> String {
                 med,
                 reg,
                 per,
-                connected_to.clone(),
-            ];
-            let row: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
-            let _ = writeln!(o, "{}", row.join(","));
+            ]);
         }
     }
     o
