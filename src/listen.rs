@@ -58,6 +58,10 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     }
     s.set_reuse_port(true)?;
     s.set_nonblocking(true)?;
+    if addr.ip().is_unspecified() {
+        // Before binding, so that no query arrives without its destination (answers leave from it).
+        udp_batch::report_destination(&s, addr)?;
+    }
     // A larger receive buffer rides out bursts without drops.
     let _ = s.set_recv_buffer_size(4 << 20);
     s.bind(&addr.into())?;
@@ -529,4 +533,25 @@ pub async fn serve_stream<R, W>(
     }
     drop(tx);
     let _ = writer.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A query that arrives between binding and serving (c2sink logs "listening" before its UDP threads
+    /// take their sockets) still says which address it was sent to, so its answer leaves from that address.
+    #[tokio::test]
+    async fn a_wildcard_socket_knows_the_destination_of_a_query_queued_before_serving() {
+        let sock = udp_socket("0.0.0.0:0".parse().unwrap()).unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.send_to(b"early", ("127.0.0.2", port)).unwrap();
+        let sock = udp_batch::Socket::new(sock).unwrap();
+        let mut rx = udp_batch::Receiver::new(64);
+        assert_eq!(rx.recv(&sock).await.unwrap(), 1);
+        let (d, _, local) = rx.iter().next().unwrap();
+        assert_eq!(d, b"early");
+        assert_eq!(local, Some(udp_batch::Local::V4([127, 0, 0, 2].into())));
+    }
 }

@@ -113,8 +113,10 @@ impl Local {
     }
 }
 
-/// Asks the kernel to report each datagram's destination address (`IP_PKTINFO` / `IPV6_RECVPKTINFO`).
-fn report_destination(sock: &UdpSocket, local: SocketAddr) -> io::Result<()> {
+/// Asks the kernel to report each datagram's destination address (`IP_PKTINFO` / `IPV6_RECVPKTINFO`) on a
+/// socket for `local`'s family. Best set before the socket is bound: the kernel notes the address as a
+/// datagram arrives, so one queued before the option was set comes without it.
+pub fn report_destination(sock: &impl AsRawFd, local: SocketAddr) -> io::Result<()> {
     let (level, name) = match local {
         SocketAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_PKTINFO),
         SocketAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
