@@ -131,6 +131,8 @@ wait "$c2pid" 2>/dev/null && exit_ok=yes || exit_ok=NO
 totals=$(grep 'totals' "$work/c2sink.log" | tail -1)
 field() { echo "$totals" | grep -o "$1=[0-9]*" | head -1 | cut -d= -f2; }
 events=$(wc -l < "$work/events.jsonl")
+# A line with "count":N stands for N blocked queries ([log] coalesce folds a client's repeats of one name).
+in_log=$(grep -o '"count":[0-9]*' "$work/events.jsonl" | awk -F: -v lines="$events" '{ s += $2 - 1 } END { print lines + s }')
 
 perf() { grep -E "$2" "$1" | head -1 | sed 's/^ *//'; }
 echo
@@ -152,5 +154,6 @@ echo "RSS KiB: start $rss0, warm ${rss_warm:-n/a}, end $rss1, max $rss_max" \
 echo "open fds: start $fds0, end $fds1, max $fds_max"
 echo "queries $(field queries), blocked $(field blocked), forwarded $(field forwarded), cached $(field cached), failed(SERVFAIL) $(field failed), malformed $(field malformed)"
 echo "upstream answers dropped as mismatched: $(field upstream_mismatched)"
-echo "block events: written $(field events_written), dropped $(field events_dropped), lines in file $events (blocked answers: $(field blocked))"
+echo "block events: lines written $(field events_written), dropped $(field events_dropped), folded into other lines $(field events_coalesced)"
+echo "blocked queries in the event log: $in_log of $(field blocked) (lines in file: $events)"
 echo "work files: $work (samples.txt has t rss_kb fds per second)"

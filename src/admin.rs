@@ -223,6 +223,8 @@ fn sample(p: &Pipeline) {
         .absolute(ev.written.load(std::sync::atomic::Ordering::Relaxed));
     metrics::counter!("c2sink_events_dropped_total")
         .absolute(ev.dropped.load(std::sync::atomic::Ordering::Relaxed));
+    metrics::counter!("c2sink_events_coalesced_total")
+        .absolute(ev.coalesced.load(std::sync::atomic::Ordering::Relaxed));
     metrics::counter!("c2sink_upstream_mismatched_total").absolute(
         p.upstreams
             .mismatched

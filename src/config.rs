@@ -5,6 +5,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 
 /// One thing wrong with a config file, naming the file, the key and the problem.
@@ -682,7 +683,18 @@ pub struct LogConfig {
     /// Every query as a JSON line to this file (off by default: it records all browsing).
     #[serde(default)]
     pub queries: Option<String>,
+    /// Identical block events within this long after a written one are folded into one line with a
+    /// `count` ("0s": a line for every blocked query), so one looping client cannot flood the log.
+    #[serde(default = "default_coalesce")]
+    pub coalesce: String,
 }
+
+fn default_coalesce() -> String {
+    "1s".to_string()
+}
+
+/// Longest `coalesce` window: a beacon slower than this must keep a line per query.
+const MAX_COALESCE: Duration = Duration::from_secs(60);
 
 fn default_keep() -> usize {
     10
@@ -696,6 +708,20 @@ fn default_level() -> String {
 }
 
 impl LogConfig {
+    /// The window repeated block events are folded over; `None` for "0s" (every query gets its line).
+    pub fn coalesce_window(&self) -> Result<Option<Duration>, String> {
+        match humantime::parse_duration(self.coalesce.trim()) {
+            Ok(d) if d.is_zero() => Ok(None),
+            Ok(d) if d > MAX_COALESCE => Err(format!(
+                "\"{}\" is longer than {}: a beacon's timer would hide in it",
+                self.coalesce,
+                humantime::format_duration(MAX_COALESCE)
+            )),
+            Ok(d) => Ok(Some(d)),
+            Err(e) => Err(format!("\"{}\": {e}", self.coalesce)),
+        }
+    }
+
     /// The operational log filter, built where `level` is checked so that a config that loads always logs:
     /// a bare level applies to c2sink (other crates stay at `warn`), anything else is a `target=level` list.
     pub fn filter(&self) -> Result<Targets, String> {
@@ -727,6 +753,7 @@ impl Default for LogConfig {
             gzip: false,
             syslog: None,
             queries: None,
+            coalesce: default_coalesce(),
         }
     }
 }
@@ -1306,6 +1333,9 @@ impl Config {
                 Err(e) => p("log.rotate_every".into(), format!("\"{every}\": {e}")),
             }
         }
+        if let Err(e) = self.log.coalesce_window() {
+            p("log.coalesce".into(), e);
+        }
         if self.log.keep == 0 && (self.log.rotate_size.is_some() || self.log.rotate_every.is_some())
         {
             p("log.keep".into(), "must be at least 1 when rotating".into());
@@ -1741,7 +1771,7 @@ servers = ["127.0.0.1:53"]
     #[test]
     fn log_clients_and_alerts_keys_are_checked() {
         let e = parse(&format!(
-            "{GOOD}[log]\nrotate_size = \"10 parsecs\"\nrotate_every = \"soon\"\nsyslog = \"tcp://x\"\n\
+            "{GOOD}[log]\nrotate_size = \"10 parsecs\"\nrotate_every = \"soon\"\ncoalesce = \"2h\"\nsyslog = \"tcp://x\"\n\
              [clients]\nnames = {{ \"not-an-address\" = \"x\", \"10.0.0.1\" = \"\" }}\nrefresh_ms = 5\n\
              [alerts]\nwebhook = \"ftp://hooks.example/x\"\nwindow = \"0s\"\nca_file = \"/nonexistent/ca.pem\"\n"
         ))
@@ -1752,6 +1782,7 @@ servers = ["127.0.0.1:53"]
             vec![
                 "log.rotate_size",
                 "log.rotate_every",
+                "log.coalesce",
                 "log.syslog",
                 "alerts.webhook",
                 "alerts.window",

@@ -76,19 +76,18 @@ struct Blocks {
     seen: std::collections::HashMap<(String, u16, String), Vec<BlockLine>>,
 }
 
-/// One blocked query's line: when, whether from the event log, and whether a line of the other log has
-/// been matched with it.
-type BlockLine = (SystemTime, bool, bool);
+/// One blocked query's line: when, whether from the event log, whether a line of the other log has been
+/// matched with it, and the queries it stands for (an event line's `count`).
+type BlockLine = (SystemTime, bool, bool, u64);
 
 impl Blocks {
-    /// True when `e` is a blocked query already counted from the other log (same client, port and name,
-    /// within a second: the two lines are written a few microseconds apart).
-    fn seen_in_other_log(&mut self, e: &read::Entry) -> bool {
+    /// `Some` when `e` is a blocked query already counted from the other log (same client, port and name,
+    /// within a second: the two lines are written a few microseconds apart), with the hits to take back: an
+    /// event line that folded N queries was counted N times, but the query log has a line for each of them.
+    fn seen_in_other_log(&mut self, e: &read::Entry) -> Option<u64> {
         let from_events = e.kind == "block";
         let blocked = from_events || e.outcome.as_deref() == Some("blocked");
-        let Some(port) = e.client_port.filter(|_| blocked) else {
-            return false;
-        };
+        let port = e.client_port.filter(|_| blocked)?;
         let key = (e.client_ip.clone(), port, e.qname.clone());
         let near = |t: SystemTime| {
             t.duration_since(e.time)
@@ -98,13 +97,13 @@ impl Blocks {
         let lines = self.seen.entry(key).or_default();
         if let Some(twin) = lines
             .iter_mut()
-            .find(|(t, ev, paired)| *ev != from_events && !*paired && near(*t))
+            .find(|(t, ev, paired, _)| *ev != from_events && !*paired && near(*t))
         {
             twin.2 = true;
-            return true;
+            return Some(twin.3 - 1);
         }
-        lines.push((e.time, from_events, false));
-        false
+        lines.push((e.time, from_events, false, e.queries()));
+        None
     }
 }
 
@@ -113,7 +112,17 @@ struct Acc {
     hostnames: BTreeSet<String>,
     macs: BTreeSet<String>,
     ips: BTreeSet<String>,
-    names: BTreeMap<String, (String, Vec<String>, BTreeSet<String>)>,
+    /// Per name: the rule, the times of its lines, the hits and the outcomes.
+    names: BTreeMap<String, NameAcc>,
+}
+
+#[derive(Default)]
+struct NameAcc {
+    rule: String,
+    /// RFC 3339, as the lines write them (with a folded line's `first_ts`).
+    ts: Vec<String>,
+    hits: u64,
+    outcomes: BTreeSet<String>,
 }
 
 /// Scans the logs for names on the list. The list's own bad lines are returned for the caller to show.
@@ -128,7 +137,7 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
     let mut by_client: BTreeMap<String, Acc> = BTreeMap::new();
     let mut skipped = Skipped::default();
     let mut blocks = Blocks::default();
-    let (mut lines, mut hits) = (0, 0);
+    let (mut lines, mut hits) = (0, 0u64);
     for path in &opts.logs {
         read::for_each_entry(path, opts.since, opts.until, &mut skipped, |e| {
             lines += 1;
@@ -138,26 +147,38 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
             let Some(rule) = list.block.find_suffix(&e.qname).map(|m| m.text()) else {
                 return;
             };
-            if blocks.seen_in_other_log(&e) {
-                return;
-            }
-            hits += 1;
+            let seen = blocks.seen_in_other_log(&e);
+            let queries = e.queries();
             let mac = e.client_mac.filter(|m| !m.is_empty());
             let host = e.client_hostname.filter(|h| !h.is_empty());
             let id = mac
                 .clone()
                 .or_else(|| host.clone())
                 .unwrap_or_else(|| e.client_ip.clone());
+            if let Some(extra) = seen {
+                // Counted from the other log already; take back what a folded event line added.
+                if let Some(n) = by_client
+                    .get_mut(&id)
+                    .and_then(|a| a.names.get_mut(&e.qname))
+                {
+                    n.hits = n.hits.saturating_sub(extra);
+                }
+                hits = hits.saturating_sub(extra);
+                return;
+            }
+            hits += queries;
             let a = by_client.entry(id).or_default();
             a.ips.insert(e.client_ip);
             a.macs.extend(mac);
             a.hostnames.extend(host);
-            let n = a
-                .names
-                .entry(e.qname)
-                .or_insert_with(|| (rule, Vec::new(), BTreeSet::new()));
-            n.1.push(e.ts);
-            n.2.insert(if e.kind == "block" {
+            let n = a.names.entry(e.qname).or_insert_with(|| NameAcc {
+                rule,
+                ..NameAcc::default()
+            });
+            n.hits += queries;
+            n.ts.extend(e.first_ts);
+            n.ts.push(e.ts);
+            n.outcomes.insert(if e.kind == "block" {
                 "blocked".to_string()
             } else {
                 e.outcome.unwrap_or_default()
@@ -174,16 +195,16 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
             let names: Vec<NameHits> = a
                 .names
                 .into_iter()
-                .map(|(qname, (rule, mut ts, outcomes))| {
+                .map(|(qname, mut n)| {
                     // RFC 3339 UTC strings sort by time.
-                    ts.sort();
+                    n.ts.sort();
                     NameHits {
                         qname,
-                        rule,
-                        hits: ts.len(),
-                        first_seen: ts.first().cloned().unwrap_or_default(),
-                        last_seen: ts.last().cloned().unwrap_or_default(),
-                        outcomes: outcomes.into_iter().collect(),
+                        rule: n.rule,
+                        hits: n.hits as usize,
+                        first_seen: n.ts.first().cloned().unwrap_or_default(),
+                        last_seen: n.ts.last().cloned().unwrap_or_default(),
+                        outcomes: n.outcomes.into_iter().collect(),
                     }
                 })
                 .collect();
@@ -214,7 +235,7 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
             list_entries: list.len(),
             files: opts.logs.len(),
             lines_scanned: lines,
-            hits,
+            hits: hits as usize,
             clients,
             skipped,
         },

@@ -281,6 +281,7 @@ fn log_totals(p: &Pipeline, a: &Admission) {
         upstream_mismatched = p.upstreams.mismatched.load(Relaxed),
         events_written = events.written.load(Relaxed),
         events_dropped = events.dropped.load(Relaxed),
+        events_coalesced = events.coalesced.load(Relaxed),
         "totals"
     );
 }

@@ -111,7 +111,11 @@ pub fn describe() {
     );
     describe_counter!(
         "c2sink_events_written_total",
-        "Block events written to the event log."
+        "Lines written to the event log (a line with `count` N stands for N blocked queries)."
+    );
+    describe_counter!(
+        "c2sink_events_coalesced_total",
+        "Blocked queries folded into another query's line ([log] coalesce): written + coalesced = blocked."
     );
     describe_counter!(
         "c2sink_events_dropped_total",

@@ -61,7 +61,9 @@ fn events_name_the_machine_across_a_reassignment_and_report_finds_the_beacons() 
         &dir,
         &format!("{C2}\nmsedgepackageinfo.com\n"),
         &format!(
-            "[log]\nevents = \"{}\"\nqueries = \"queries.log\"\n[clients]\narp = \"arp\"\nndp = false\nrefresh_ms = 100\n\
+            // Beacons every 250 ms stand for real ones minutes apart: a window shorter than that keeps each
+            // in a line of its own, as the default one second does for real beacons.
+            "[log]\nevents = \"{}\"\nqueries = \"queries.log\"\ncoalesce = \"100ms\"\n[clients]\narp = \"arp\"\nndp = false\nrefresh_ms = 100\n\
              leases = [{{ format = \"dnsmasq\", path = \"dnsmasq.leases\" }}, {{ format = \"isc\", path = \"dhcpd.leases\" }}]\n\
              names = {{ \"127.0.0.6\" = \"reception-pc\" }}\n",
             events.display()

@@ -41,19 +41,113 @@ fn a_removed_log_folder_keeps_dns_answering_and_the_log_recovers() {
     assert!(wait_lines(&events, 1), "the log is back once its folder is");
     assert!(c.wait_for_log("log writable again", PATIENCE));
     let stderr = c.stop();
-    // Every one of the 20 events sent while the folder was gone is either counted as dropped or (if the writer
-    // was still behind when the folder came back) written to the new file: none is lost silently.
+    // Every blocked query while the folder was gone has a line in the new file, or is folded into one
+    // (`[log] coalesce`), or is counted as dropped: none is lost silently.
     let e = json_lines(&events);
     assert!(e.iter().any(|l| l["client_ip"] == "127.0.0.3"), "{e:?}");
-    let late = e.iter().filter(|l| l["client_ip"] == "127.0.0.2").count();
-    let dropped: usize = stderr
-        .split("events_dropped=")
-        .nth(1)
-        .and_then(|t| t.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .expect("events_dropped in the totals line");
+    let n =
+        |key| total(&stderr, key).unwrap_or_else(|| panic!("{key} in the totals line: {stderr}"));
+    let (blocked, written, dropped) = (n("blocked"), n("events_written"), n("events_dropped"));
     assert!(dropped >= 1, "{stderr}");
-    assert_eq!(dropped + late, 20, "{stderr}");
+    assert_eq!(blocked, 22, "{stderr}");
+    assert_eq!(
+        written + dropped + n("events_coalesced"),
+        blocked,
+        "{stderr}"
+    );
+    // The first line went with the old folder; the rest are in the new file.
+    assert_eq!(e.len() as u64, written - 1, "{e:?}");
+}
+
+/// A client asking for a C2 name again and again (a retry loop, a flood) gets its first query written at once
+/// and the repeats of the next second (the shipped `[log] coalesce`) folded into one line with `count` and
+/// `first_ts`; another protocol or type is a line of its own; the totals and the report still count every
+/// blocked query.
+#[test]
+fn repeated_blocked_queries_are_folded_into_one_line_that_counts_them() {
+    let dir = tempdir("coalesce");
+    let events = dir.join("events.log");
+    let c = C2sink::start_in(
+        &dir,
+        C2,
+        &format!("[log]\nevents = \"{}\"\n", events.display()),
+    );
+    let sent = std::time::Instant::now();
+    for _ in 0..10 {
+        assert_eq!(rcode_and_answers(&c.udp("127.0.0.2", C2, 1)).0, 0);
+    }
+    assert_eq!(rcode_and_answers(&c.tcp("127.0.0.2", C2, 1)).0, 0);
+    assert_eq!(rcode_and_answers(&c.udp("127.0.0.2", C2, 28)).0, 0);
+    assert_eq!(rcode_and_answers(&c.udp("127.0.0.3", C2, 1)).0, 0);
+    let inside = sent.elapsed() < Duration::from_millis(900);
+    // The folded line comes when the window ends (the writer looks about every second when idle).
+    let lines = poll(
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        || json_lines(&events),
+        |l| l.iter().any(|e| e.get("count").is_some()) || (!inside && l.len() >= 13),
+    );
+    let stderr = c.stop();
+    let queries = |e: &serde_json::Value| e["count"].as_u64().unwrap_or(1);
+    let of = |proto: &str, qtype: &str, ip: &str| -> Vec<&serde_json::Value> {
+        lines
+            .iter()
+            .filter(|e| e["protocol"] == proto && e["qtype"] == qtype && e["client_ip"] == ip)
+            .collect()
+    };
+    let udp_a = of("udp", "A", "127.0.0.2");
+    assert_eq!(
+        udp_a.iter().map(|e| queries(e)).sum::<u64>(),
+        10,
+        "{lines:?}"
+    );
+    if inside {
+        // Sent within the window (on this machine, always): one line at once, one folded line after.
+        assert_eq!(udp_a.len(), 2, "{udp_a:?}");
+        assert!(udp_a[0].get("count").is_none(), "{udp_a:?}");
+        let folded = udp_a[1];
+        assert_eq!(folded["count"], 9, "{folded}");
+        let (first, last) = (
+            folded["first_ts"].as_str().unwrap(),
+            folded["ts"].as_str().unwrap(),
+        );
+        assert!(
+            udp_a[0]["ts"].as_str().unwrap() <= first && first <= last,
+            "{udp_a:?}"
+        );
+        assert_eq!(folded["rule"], C2, "{folded}");
+        assert_eq!(folded["list"], udp_a[0]["list"], "{folded}");
+    }
+    for (proto, qtype, ip) in [
+        ("tcp", "A", "127.0.0.2"),
+        ("udp", "AAAA", "127.0.0.2"),
+        ("udp", "A", "127.0.0.3"),
+    ] {
+        let l = of(proto, qtype, ip);
+        assert_eq!(l.len(), 1, "{proto} {qtype} {ip}: {lines:?}");
+        assert!(l[0].get("count").is_none(), "{l:?}");
+    }
+    let n =
+        |key| total(&stderr, key).unwrap_or_else(|| panic!("{key} in the totals line: {stderr}"));
+    assert_eq!(n("blocked"), 13, "{stderr}");
+    assert_eq!(n("events_written"), lines.len() as u64, "{stderr}");
+    assert_eq!(
+        n("events_written") + n("events_coalesced"),
+        13,
+        "every blocked query is a line or counted in one: {stderr}"
+    );
+    // The report counts queries, not lines.
+    let (code, out, err) = run(&["report", "--format", "json", events.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["events"], 13, "{out}");
+    let blocked: Vec<u64> = r["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["blocked"].as_u64().unwrap())
+        .collect();
+    assert_eq!(blocked, vec![12, 1], "{out}");
 }
 
 #[test]

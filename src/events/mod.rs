@@ -8,10 +8,12 @@
 
 pub mod line;
 pub mod logfile;
+pub mod repeats;
 pub mod syslog;
 
 pub use line::LineFormat;
 pub use logfile::{LogFile, Rotation};
+pub use repeats::{Admit, Repeated, Repeats};
 pub use syslog::{Syslog, SyslogTarget};
 
 use crate::clients::{Attribution, Identity};
@@ -76,9 +78,11 @@ pub struct BlockEvent {
     pub chain: Vec<String>,
 }
 
-/// A line of the event log: a blocked query, or a connection to the sinkhole host.
+/// A line of the event log: a blocked query, its repeats folded into one line, or a connection to the
+/// sinkhole host.
 pub enum Event {
     Block(BlockEvent),
+    Repeated(Box<Repeated>),
     Connection(ConnectionEvent),
 }
 
@@ -107,6 +111,7 @@ impl Record for Event {
     fn write_json(&self, f: &mut LineFormat, out: &mut Vec<u8>) {
         match self {
             Event::Block(b) => b.write_json(f, out),
+            Event::Repeated(r) => r.write_json(f, out),
             Event::Connection(c) => {
                 // Rare (one per connection to the sinkhole host): serde is fine here.
                 let line = ConnectionLine {
@@ -342,11 +347,17 @@ fn line_ts(line: &[u8]) -> &str {
 /// A callback that sees each record on the writer thread (alerts watch block events this way).
 pub type Tap<T> = Box<dyn FnMut(&T) + Send>;
 
+/// Called by a writer on each round with the time and whether the log is closing: records that are due
+/// although nobody recorded them just now (folded repeats whose window ended).
+type Sweep<T> = Box<dyn FnMut(SystemTime, bool) -> Vec<T> + Send>;
+
 /// Counters of one log, for metrics and logs.
 #[derive(Default)]
 pub struct EventStats {
     pub written: AtomicU64,
     pub dropped: AtomicU64,
+    /// Blocked queries that have no line of their own: a line with `count` N stands for N-1 of them too.
+    pub coalesced: AtomicU64,
     /// Syslog messages that could not be sent.
     pub syslog_failed: AtomicU64,
     full_logged: AtomicBool,
@@ -403,6 +414,7 @@ impl<T: Record> Journal<T> {
         out: Output,
         syslog: Option<Syslog>,
         tap: Option<Tap<T>>,
+        sweep: Option<Sweep<T>>,
     ) -> std::io::Result<Journal<T>> {
         let queue = Arc::new(Queue {
             pending: Mutex::new(Pending {
@@ -422,6 +434,8 @@ impl<T: Record> Journal<T> {
             out,
             syslog,
             tap,
+            sweep,
+            format: LineFormat::default(),
             stats: stats.clone(),
             reopen: reopen.clone(),
             what,
@@ -500,6 +514,9 @@ struct Writer<T> {
     out: Output,
     syslog: Option<Syslog>,
     tap: Option<Tap<T>>,
+    sweep: Option<Sweep<T>>,
+    /// For the records the sweep brings (the recorders' own format sits under the queue's lock).
+    format: LineFormat,
     stats: Arc<EventStats>,
     reopen: Arc<AtomicBool>,
     what: &'static str,
@@ -512,7 +529,7 @@ impl<T: Record> Writer<T> {
         let mut batch = Vec::with_capacity(1 << 16);
         let mut records = Vec::new();
         loop {
-            let (lines, closed) = {
+            let (mut lines, closed) = {
                 let mut p = q.lock();
                 if p.lines == 0 && !p.closed {
                     p.waiting = true;
@@ -528,6 +545,16 @@ impl<T: Record> Writer<T> {
                 (std::mem::take(&mut p.lines), p.closed)
             };
             self.maintain();
+            if let Some(sweep) = self.sweep.as_mut() {
+                for r in sweep(SystemTime::now(), closed) {
+                    r.write_json(&mut self.format, &mut batch);
+                    batch.push(b'\n');
+                    lines += 1;
+                    if q.keep_records {
+                        records.push(r);
+                    }
+                }
+            }
             if lines > 0 {
                 if let Some(tap) = self.tap.as_mut() {
                     records.iter().for_each(tap);
@@ -624,6 +651,8 @@ impl<T: Record> Writer<T> {
 pub struct Events {
     blocks: Journal<Event>,
     queries: Option<Journal<QueryRecord>>,
+    /// Open windows of repeated block events (`[log] coalesce`); `None` writes every blocked query's line.
+    repeats: Option<Arc<Mutex<Repeats>>>,
 }
 
 impl Events {
@@ -634,8 +663,9 @@ impl Events {
             EventSink::File(p) => Output::File(LogFile::open(p, Rotation::default())?),
         };
         Ok(Events {
-            blocks: Journal::start("events", out, None, None)?,
+            blocks: Journal::start("events", out, None, None, None)?,
             queries: None,
+            repeats: None,
         })
     }
 
@@ -675,28 +705,61 @@ impl Events {
         };
         // Alerts see block events only.
         let tap = tap.map(|mut f| -> Tap<Event> {
-            Box::new(move |e: &Event| {
-                if let Event::Block(b) = e {
-                    f(b)
-                }
+            Box::new(move |e: &Event| match e {
+                Event::Block(b) => f(b),
+                Event::Repeated(r) => f(&r.event),
+                Event::Connection(_) => {}
             })
         });
-        let blocks = Journal::start("events", out, syslog, tap)?;
+        let repeats = cfg
+            .log
+            .coalesce_window()
+            .map_err(anyhow::Error::msg)?
+            .map(|w| Arc::new(Mutex::new(Repeats::new(w))));
+        let sweep = repeats.clone().map(|r| -> Sweep<Event> {
+            Box::new(move |now, all| {
+                lock_repeats(&r)
+                    .due(now, all)
+                    .into_iter()
+                    .map(Event::Repeated)
+                    .collect()
+            })
+        });
+        let blocks = Journal::start("events", out, syslog, tap, sweep)?;
         let queries = match cfg.query_log() {
             Some(p) => Some(Journal::start(
                 "queries",
                 Output::File(open(&p)?),
                 None,
                 None,
+                None,
             )?),
             None => None,
         };
-        Ok(Events { blocks, queries })
+        Ok(Events {
+            blocks,
+            queries,
+            repeats,
+        })
     }
 
     /// Queues a block event without waiting, straight from the query's own data (no allocation unless a
-    /// tap wants the record); counts it as dropped when the writer is behind.
+    /// tap wants the record), or folds it into its repeats' line; counts it as dropped when the writer is
+    /// behind.
     pub fn record_block(&self, ev: BlockView<'_>) {
+        if let Some(r) = &self.repeats {
+            let admitted = lock_repeats(r).admit(&ev);
+            match admitted {
+                Admit::Hold { folded } => {
+                    if folded {
+                        self.blocks.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                Admit::Write(Some(held)) => self.blocks.record(Event::Repeated(held)),
+                Admit::Write(None) => {}
+            }
+        }
         self.blocks.push(|f, out, keep| {
             ev.write_json(f, out);
             keep.then(|| Event::Block(ev.to_event()))
@@ -745,6 +808,11 @@ impl Events {
             q.close();
         }
     }
+}
+
+/// The repeats' lock: a panic while it was held leaves at worst one miscounted window.
+fn lock_repeats(r: &Mutex<Repeats>) -> MutexGuard<'_, Repeats> {
+    r.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Drop for Events {
@@ -894,7 +962,7 @@ mod tests {
                 s.lock().unwrap().push(b.qname.clone())
             }
         });
-        let mut j = Journal::start("events", out, None, Some(tap)).unwrap();
+        let mut j = Journal::start("events", out, None, Some(tap), None).unwrap();
         let names: Vec<String> = (0..500).map(|i| format!("n{i}.example.com")).collect();
         for n in &names {
             j.record(Event::Block(block(
@@ -947,6 +1015,8 @@ mod tests {
             out: Output::File(LogFile::open(&path, rotation).unwrap()),
             syslog: None,
             tap: None,
+            sweep: None,
+            format: LineFormat::default(),
             stats: Arc::new(EventStats::default()),
             reopen: Arc::new(AtomicBool::new(false)),
             what: "events",

@@ -115,7 +115,7 @@ struct ClientAcc {
     ips: BTreeSet<String>,
     lists: BTreeSet<String>,
     /// Per name: the times asked and the lists that blocked it for this machine.
-    names: BTreeMap<String, (Vec<f64>, BTreeSet<String>)>,
+    names: BTreeMap<String, NameTimes>,
     /// Times of its connections to the sinkhole host, and their targets.
     connections: Vec<f64>,
     connected_to: BTreeSet<String>,
@@ -126,6 +126,23 @@ struct NameAcc {
     clients: BTreeSet<String>,
     lists: BTreeSet<String>,
     times: Vec<f64>,
+    blocked: usize,
+}
+
+/// One name's queries from one machine.
+#[derive(Default)]
+struct NameTimes {
+    /// When: each line's time, and a folded line's first time too.
+    times: Vec<f64>,
+    lists: BTreeSet<String>,
+    /// Queries, counting each line's `count`.
+    blocked: usize,
+}
+
+/// The times one line tells of: its own, and a folded line's first one.
+fn line_times(e: &read::Entry) -> impl Iterator<Item = f64> + use<> {
+    let first = (e.first_time != e.time).then(|| secs(e.first_time));
+    first.into_iter().chain([secs(e.time)])
 }
 
 /// A log that could not be opened.
@@ -150,6 +167,8 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
                 return;
             }
             let t = secs(e.time);
+            let when: Vec<f64> = line_times(&e).collect();
+            let queries = e.queries() as usize;
             let target = connection.then(|| e.connection_target());
             let mac = e.client_mac.filter(|m| !m.is_empty());
             let host = e.client_hostname.filter(|h| !h.is_empty());
@@ -167,14 +186,16 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
                 c.connected_to.insert(target);
                 return;
             }
-            events += 1;
+            events += queries;
             let cn = c.names.entry(e.qname.clone()).or_default();
-            cn.0.push(t);
+            cn.times.extend_from_slice(&when);
+            cn.blocked += queries;
             let n = names.entry(e.qname).or_default();
             n.clients.insert(id);
-            n.times.push(t);
+            n.times.extend_from_slice(&when);
+            n.blocked += queries;
             if let Some(l) = e.list {
-                cn.1.insert(l.clone());
+                cn.lists.insert(l.clone());
                 c.lists.insert(l.clone());
                 n.lists.insert(l);
             }
@@ -200,7 +221,7 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
             let (first, last) = span(&n.times);
             NameSummary {
                 qname,
-                blocked: n.times.len(),
+                blocked: n.blocked,
                 clients: n.clients.into_iter().collect(),
                 lists: n.lists.into_iter().collect(),
                 first_seen: iso(first),
@@ -245,13 +266,14 @@ fn summarize_client(id: String, c: ClientAcc, burst: f64) -> ClientSummary {
     let mut names: Vec<ClientName> = c
         .names
         .into_iter()
-        .map(|(qname, (mut times, lists))| {
+        .map(|(qname, n)| {
+            let mut times = n.times;
             times.sort_by(f64::total_cmp);
             let (first, last) = span(&times);
             ClientName {
                 qname,
-                lists: lists.into_iter().collect(),
-                blocked: times.len(),
+                lists: n.lists.into_iter().collect(),
+                blocked: n.blocked,
                 first_seen: iso(first),
                 last_seen: iso(last),
                 cadence: cadence::estimate(&times, burst),

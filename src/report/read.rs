@@ -37,12 +37,26 @@ pub struct Entry {
     pub sni: Option<String>,
     #[serde(default)]
     pub host: Option<String>,
+    /// Of a line that folds repeated blocked queries (`[log] coalesce`): how many it stands for, and when
+    /// the first of them came (`ts` is the last one's).
+    #[serde(default)]
+    pub count: Option<u64>,
+    #[serde(default)]
+    pub first_ts: Option<String>,
     /// `ts` parsed.
     #[serde(skip, default = "epoch")]
     pub time: SystemTime,
+    /// `first_ts` parsed, else `time`.
+    #[serde(skip, default = "epoch")]
+    pub first_time: SystemTime,
 }
 
 impl Entry {
+    /// The queries this line stands for: 1, or its `count`.
+    pub fn queries(&self) -> u64 {
+        self.count.unwrap_or(1).max(1)
+    }
+
     /// A connection line's target as an admin reads it: `tls officeaddons.com`, `http sbmsa.wiki:80`, or
     /// `unknown :443` when the client sent nothing telling.
     pub fn connection_target(&self) -> String {
@@ -131,6 +145,14 @@ pub fn for_each_entry(
             continue;
         }
         e.time = t;
+        e.first_time = match e.first_ts.as_deref().map(humantime::parse_rfc3339) {
+            Some(Ok(f)) if f <= t => f,
+            Some(_) => {
+                skipped.note(path, i + 1, "bad first_ts");
+                continue;
+            }
+            None => t,
+        };
         each(e);
     }
     Ok(())

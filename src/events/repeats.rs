@@ -1,0 +1,293 @@
+//! Repeats of one block event folded into one line, so that one noisy machine can neither flood the disk nor
+//! rotate older evidence out of the kept files.
+//!
+//! The first blocked query of a kind (same client address and EDNS identity, protocol, name, type, list, rule
+//! and action) is written at once and opens a window (`[log] coalesce`). Identical queries inside the window are
+//! counted, not written; when it ends, one line stands for them: the last one's fields plus `count` and
+//! `first_ts` (a single repeat is written as its own plain line). Queries further apart than the window are
+//! each written as before, so a beacon's timer stays readable; intrusion detectors threshold alerts the same
+//! way (Suricata's `threshold`, rsyslog's "message repeated N times").
+
+use super::{BlockEvent, BlockView, LineFormat, Record, line};
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::time::{Duration, SystemTime};
+
+/// Most kinds of event tracked at once; past it, new kinds are written line by line (never lost, never held).
+const MAX_SLOTS: usize = 16_384;
+/// Most time between two looks for windows that have ended.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
+/// Identical blocked queries that one line stands for: the last one's fields, how many, and when the first came.
+#[derive(Debug, Clone)]
+pub struct Repeated {
+    pub event: BlockEvent,
+    pub count: u64,
+    pub first: SystemTime,
+}
+
+impl Record for Repeated {
+    fn write_json(&self, f: &mut LineFormat, out: &mut Vec<u8>) {
+        self.event.write_json(f, out);
+        if self.count > 1 && out.last() == Some(&b'}') {
+            out.pop();
+            out.extend_from_slice(b",\"count\":");
+            line::decimal(out, self.count);
+            out.extend_from_slice(b",\"first_ts\":\"");
+            f.time(out, self.first, 3);
+            out.extend_from_slice(b"\"}");
+        }
+    }
+}
+
+/// What to do with a blocked query's event.
+pub enum Admit {
+    /// Write its line now, after the line of the repeats its window held, if any.
+    Write(Option<Box<Repeated>>),
+    /// Held in its window; nothing to write now. `folded`: the query held before it lost its own line (it is
+    /// now counted in the line this one will give), which is what `c2sink_events_coalesced_total` counts.
+    Hold { folded: bool },
+}
+
+/// One kind of event whose window is open.
+struct Slot {
+    opened: SystemTime,
+    until: SystemTime,
+    held: Option<Box<Repeated>>,
+}
+
+/// The open windows, shared by every query thread (under a lock held for one map lookup).
+pub struct Repeats {
+    window: Duration,
+    hasher: foldhash::fast::RandomState,
+    /// By a keyed hash of the event's kind (random per process, so a client cannot aim collisions).
+    slots: HashMap<u64, Slot, foldhash::fast::RandomState>,
+    next_sweep: SystemTime,
+}
+
+impl Repeats {
+    /// Windows of `window` (not zero).
+    pub fn new(window: Duration) -> Repeats {
+        Repeats {
+            window,
+            hasher: foldhash::fast::RandomState::default(),
+            slots: HashMap::default(),
+            next_sweep: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn key(&self, ev: &BlockView<'_>) -> u64 {
+        self.hasher.hash_one((
+            ev.client.ip(),
+            ev.who.mac.map(|m| m.0),
+            ev.who.subnet,
+            ev.protocol.as_str(),
+            ev.qname,
+            ev.qtype,
+            &**ev.list,
+            (ev.rule.wildcard, ev.rule.name),
+            ev.action,
+            ev.via,
+        ))
+    }
+
+    /// Decides whether `ev` gets a line now or is counted into its open window.
+    pub fn admit(&mut self, ev: &BlockView<'_>) -> Admit {
+        let key = self.key(ev);
+        let t = ev.time;
+        if let Some(s) = self.slots.get_mut(&key) {
+            // A clock stepped back ends the window too.
+            if t >= s.opened && t < s.until {
+                return match &mut s.held {
+                    None => {
+                        s.held = Some(Box::new(Repeated {
+                            event: ev.to_event(),
+                            count: 1,
+                            first: t,
+                        }));
+                        Admit::Hold { folded: false }
+                    }
+                    Some(r)
+                        if r.event.qname == ev.qname && r.event.client.ip() == ev.client.ip() =>
+                    {
+                        r.count += 1;
+                        r.event.time = t;
+                        r.event.client = ev.client;
+                        Admit::Hold { folded: true }
+                    }
+                    // Two kinds under one hash: never merged, this one is written on its own.
+                    Some(_) => Admit::Write(None),
+                };
+            }
+            // The window is over: what it held is written before this query, which opens the next one.
+            s.opened = t;
+            s.until = t + self.window;
+            return Admit::Write(s.held.take());
+        }
+        if self.slots.len() < MAX_SLOTS {
+            self.slots.insert(
+                key,
+                Slot {
+                    opened: t,
+                    until: t + self.window,
+                    held: None,
+                },
+            );
+        }
+        Admit::Write(None)
+    }
+
+    /// The held repeats of windows ended by `now` (of every window when `all`, at shutdown), oldest first;
+    /// ended windows are forgotten. Looks at most every [`SWEEP_EVERY`] unless `all`.
+    pub fn due(&mut self, now: SystemTime, all: bool) -> Vec<Box<Repeated>> {
+        let mut out = Vec::new();
+        if !all && now < self.next_sweep {
+            return out;
+        }
+        self.next_sweep = now + SWEEP_EVERY;
+        self.slots.retain(|_, s| {
+            let ended = all || now >= s.until || now < s.opened;
+            if ended {
+                out.extend(s.held.take());
+            }
+            !ended
+        });
+        out.sort_by_key(|r| r.first);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::{Attribution, Mac};
+    use crate::events::{Protocol, RuleText};
+    use std::sync::Arc;
+
+    fn view<'a>(
+        list: &'a Arc<str>,
+        who: &'a Attribution,
+        client: &str,
+        qname: &'a str,
+        at_ms: u64,
+    ) -> BlockView<'a> {
+        BlockView {
+            time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_000 + at_ms),
+            client: client.parse().unwrap(),
+            protocol: Protocol::Udp,
+            qname,
+            qtype: 1,
+            list,
+            rule: RuleText {
+                wildcard: false,
+                name: "msstorageazure.com",
+            },
+            action: "nxdomain",
+            who,
+            via: None,
+            chain: &[],
+        }
+    }
+
+    fn held(a: Admit) -> Option<Option<Box<Repeated>>> {
+        match a {
+            Admit::Hold { .. } => None,
+            Admit::Write(r) => Some(r),
+        }
+    }
+
+    #[test]
+    fn repeats_inside_the_window_are_counted_and_come_out_as_one_line() {
+        let list: Arc<str> = "3cx".into();
+        let who = Attribution::default();
+        let mut r = Repeats::new(Duration::from_secs(1));
+        let q = "cdn.msstorageazure.com";
+        // The first is written; the next three (other source ports) are held.
+        assert!(matches!(
+            held(r.admit(&view(&list, &who, "10.0.0.5:1000", q, 0))),
+            Some(None)
+        ));
+        for (i, at) in [100, 400, 900].into_iter().enumerate() {
+            let port = 2000 + i;
+            assert!(
+                held(r.admit(&view(&list, &who, &format!("10.0.0.5:{port}"), q, at))).is_none()
+            );
+        }
+        // Another client and another name are kinds of their own.
+        assert!(held(r.admit(&view(&list, &who, "10.0.0.6:1000", q, 500))).is_some());
+        assert!(
+            held(r.admit(&view(
+                &list,
+                &who,
+                "10.0.0.5:1000",
+                "x.msstorageazure.com",
+                500
+            )))
+            .is_some()
+        );
+        // Nothing has ended yet.
+        let before = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_999);
+        assert!(r.due(before, false).is_empty());
+        let after = before + SWEEP_EVERY;
+        let mut due = r.due(after, false);
+        assert_eq!(due.len(), 1);
+        let rep = due.remove(0);
+        assert_eq!(rep.count, 3);
+        assert_eq!(rep.event.client.port(), 2002, "the last repeat's fields");
+        let mut f = LineFormat::default();
+        let mut out = Vec::new();
+        rep.write_json(&mut f, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["count"], 3);
+        assert_eq!(v["first_ts"], "2027-01-15T08:00:00.100Z");
+        assert_eq!(v["ts"], "2027-01-15T08:00:00.900Z");
+        assert_eq!(v["qname"], q);
+        // The ended window was forgotten (the two opened at 0.5 s are still open): the next query is written.
+        assert_eq!(r.slots.len(), 2);
+        assert!(held(r.admit(&view(&list, &who, "10.0.0.5:1000", q, 1500))).is_some());
+    }
+
+    #[test]
+    fn a_query_after_the_window_brings_out_the_held_line_first() {
+        let list: Arc<str> = "3cx".into();
+        let who = Attribution::default();
+        let mut r = Repeats::new(Duration::from_secs(1));
+        let q = "sbmsa.wiki";
+        assert!(held(r.admit(&view(&list, &who, "10.0.0.5:1", q, 0))).is_some());
+        assert!(held(r.admit(&view(&list, &who, "10.0.0.5:2", q, 300))).is_none());
+        // Before any sweep: the next query's own line comes after the held one, which alone is a plain line.
+        let Some(Some(rep)) = held(r.admit(&view(&list, &who, "10.0.0.5:3", q, 1200))) else {
+            panic!("the held repeat should come out with the next line");
+        };
+        assert_eq!(rep.count, 1);
+        let mut out = Vec::new();
+        rep.write_json(&mut LineFormat::default(), &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(v.get("count").is_none(), "{v}");
+        assert_eq!(v["client_port"], 2);
+        // The query at 1.2 s opened a new window.
+        assert!(held(r.admit(&view(&list, &who, "10.0.0.5:4", q, 1300))).is_none());
+        // At shutdown every held line comes out, ended or not.
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_001_301);
+        assert!(r.due(at, false).is_empty());
+        assert_eq!(r.due(at, true).len(), 1);
+    }
+
+    #[test]
+    fn machines_behind_one_router_are_not_merged() {
+        let list: Arc<str> = "3cx".into();
+        let a = Attribution {
+            mac: Some(Mac([2, 0, 0, 0, 0, 1])),
+            ..Attribution::default()
+        };
+        let b = Attribution {
+            mac: Some(Mac([2, 0, 0, 0, 0, 2])),
+            ..Attribution::default()
+        };
+        let mut r = Repeats::new(Duration::from_secs(10));
+        let q = "sbmsa.wiki";
+        assert!(held(r.admit(&view(&list, &a, "10.0.0.1:1", q, 0))).is_some());
+        assert!(held(r.admit(&view(&list, &b, "10.0.0.1:2", q, 10))).is_some());
+        assert!(held(r.admit(&view(&list, &a, "10.0.0.1:3", q, 20))).is_none());
+    }
+}
