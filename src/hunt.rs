@@ -72,8 +72,8 @@ pub enum HuntError {
 /// A blocked query is written to the query log and the event log: given both, it is one hit.
 #[derive(Default)]
 struct Blocks {
-    /// Blocked queries read so far by (client address, port, name).
-    seen: std::collections::HashMap<(String, u16, String), Vec<BlockLine>>,
+    /// Blocked queries read so far by (client address, port, name, type).
+    seen: std::collections::HashMap<(String, u16, String, Option<String>), Vec<BlockLine>>,
 }
 
 /// One blocked query's line: when, whether from the event log, whether a line of the other log has been
@@ -81,23 +81,26 @@ struct Blocks {
 type BlockLine = (SystemTime, bool, bool, u64);
 
 impl Blocks {
-    /// `Some` when `e` is a blocked query already counted from the other log (same client, port and name,
-    /// within a second: the two lines are written a few microseconds apart), with the hits to take back: an
+    /// `Some` when `e` is a blocked query already counted from the other log (same client, port, name and
+    /// type, the nearest such line within a second: the two lines are written a few microseconds apart, but a
+    /// folded event line comes when its window ends, after newer lines), with the hits to take back: an
     /// event line that folded N queries was counted N times, but the query log has a line for each of them.
     fn seen_in_other_log(&mut self, e: &read::Entry) -> Option<u64> {
         let from_events = e.kind == "block";
         let blocked = from_events || e.outcome.as_deref() == Some("blocked");
         let port = e.client_port.filter(|_| blocked)?;
-        let key = (e.client_ip.clone(), port, e.qname.clone());
-        let near = |t: SystemTime| {
+        let key = (e.client_ip.clone(), port, e.qname.clone(), e.qtype.clone());
+        let apart = |t: SystemTime| {
             t.duration_since(e.time)
-                .or_else(|d| Ok::<_, ()>(d.duration()))
-                .is_ok_and(|d| d <= Duration::from_secs(1))
+                .unwrap_or_else(|later| later.duration())
         };
         let lines = self.seen.entry(key).or_default();
         if let Some(twin) = lines
             .iter_mut()
-            .find(|(t, ev, paired, _)| *ev != from_events && !*paired && near(*t))
+            .filter(|(t, ev, paired, _)| {
+                *ev != from_events && !*paired && apart(*t) <= Duration::from_secs(1)
+            })
+            .min_by_key(|(t, ..)| apart(*t))
         {
             twin.2 = true;
             return Some(twin.3 - 1);
@@ -293,5 +296,63 @@ impl Hunt {
             let _ = writeln!(o, "\n{} unreadable lines skipped", self.skipped.count);
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One client socket asking A then TXT: the held A line of the event log is written after the TXT one,
+    /// and each query must still pair with its own twin (same type, nearest in time).
+    #[test]
+    fn a_late_event_line_pairs_with_its_own_query() {
+        let dir = std::env::temp_dir().join(format!("c2sink-hunt-pair-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let list = dir.join("list.txt");
+        std::fs::write(&list, "sbmsa.wiki\n").unwrap();
+        let line = |kind: &str, ts: &str, qtype: &str, tail: &str| {
+            format!(
+                "{{\"ts\":\"2026-11-29T04:50:{ts}Z\",\"kind\":\"{kind}\",\"client_ip\":\"127.0.11.11\",\"client_port\":40000,\"qname\":\"sbmsa.wiki\",\"qtype\":\"{qtype}\"{tail}}}\n"
+            )
+        };
+        let events = dir.join("events.log");
+        let block = ",\"list\":\"c2\",\"rule\":\"sbmsa.wiki\",\"action\":\"null\"";
+        std::fs::write(
+            &events,
+            [
+                line("block", "58.041", "A", block),
+                line("block", "59.051", "TXT", block),
+                line("block", "58.051", "A", block),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let queries = dir.join("queries.log");
+        let q = ",\"outcome\":\"blocked\"";
+        std::fs::write(
+            &queries,
+            [
+                line("query", "58.041123", "A", q),
+                line("query", "58.051321", "A", q),
+                line("query", "59.051886", "TXT", q),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        for logs in [
+            vec![events.clone(), queries.clone()],
+            vec![queries.clone(), events.clone()],
+        ] {
+            let (h, _) = run(&Options {
+                list: list.clone(),
+                logs,
+                since: None,
+                until: None,
+            })
+            .unwrap();
+            assert_eq!(h.hits, 3, "{h:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

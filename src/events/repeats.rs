@@ -96,8 +96,10 @@ impl Repeats {
         let key = self.key(ev);
         let t = ev.time;
         if let Some(s) = self.slots.get_mut(&key) {
-            // A clock stepped back ends the window too.
-            if t >= s.opened && t < s.until {
+            // Query threads read the clock before taking the lock, so a query may be stamped a little before
+            // the one that opened the window; only a clock stepped back by more than a window ends it.
+            let stepped_back = t + self.window < s.opened;
+            if !stepped_back && t < s.until {
                 return match &mut s.held {
                     None => {
                         s.held = Some(Box::new(Repeated {
@@ -111,8 +113,12 @@ impl Repeats {
                         if r.event.qname == ev.qname && r.event.client.ip() == ev.client.ip() =>
                     {
                         r.count += 1;
-                        r.event.time = t;
-                        r.event.client = ev.client;
+                        // The line tells the last query's time and port, and the first one's time.
+                        if t >= r.event.time {
+                            r.event.time = t;
+                            r.event.client = ev.client;
+                        }
+                        r.first = r.first.min(t);
                         Admit::Hold { folded: true }
                     }
                     // Two kinds under one hash: never merged, this one is written on its own.
@@ -146,7 +152,7 @@ impl Repeats {
         }
         self.next_sweep = now + SWEEP_EVERY;
         self.slots.retain(|_, s| {
-            let ended = all || now >= s.until || now < s.opened;
+            let ended = all || now >= s.until || now + self.window < s.opened;
             if ended {
                 out.extend(s.held.take());
             }
@@ -271,6 +277,32 @@ mod tests {
         let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_001_301);
         assert!(r.due(at, false).is_empty());
         assert_eq!(r.due(at, true).len(), 1);
+    }
+
+    #[test]
+    fn queries_stamped_out_of_order_by_racing_threads_stay_in_one_window() {
+        let list: Arc<str> = "3cx".into();
+        let who = Attribution::default();
+        let mut r = Repeats::new(Duration::from_secs(1));
+        let q = "sbmsa.wiki";
+        assert!(held(r.admit(&view(&list, &who, "10.0.0.5:1", q, 500))).is_some());
+        // Stamped before the query that opened the window (another thread read the clock first).
+        assert!(held(r.admit(&view(&list, &who, "10.0.0.5:2", q, 499))).is_none());
+        assert!(held(r.admit(&view(&list, &who, "10.0.0.5:3", q, 700))).is_none());
+        assert!(held(r.admit(&view(&list, &who, "10.0.0.5:4", q, 650))).is_none());
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_001_500);
+        let due = r.due(at, false);
+        assert_eq!(due.len(), 1);
+        let rep = &due[0];
+        assert_eq!(rep.count, 3);
+        let ms = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                - 1_800_000_000_000
+        };
+        assert_eq!((ms(rep.first), ms(rep.event.time)), (499, 700));
+        assert_eq!(rep.event.client.port(), 3, "the last query's port");
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub struct Report {
     pub since: Option<String>,
     pub until: Option<String>,
     pub files: usize,
+    /// Blocked queries: one per block line, or its `count` when it folds repeats.
     pub events: usize,
     /// Connections to the sinkhole host (`[trap]`) in the same logs.
     pub connection_events: usize,
@@ -74,8 +75,12 @@ pub struct ClientSummary {
     /// What it connected to, each once (`tls officeaddons.com`, `http sbmsa.wiki:80`).
     pub connected_to: Vec<String>,
     pub lists: Vec<String>,
+    /// A name, or a rule over several names, was queried on a timer.
     pub periodic: bool,
     pub names: Vec<ClientName>,
+    /// Rules that matched two or more of its names, timed as one: malware that varies the name under one C2
+    /// zone (a random label per beacon) keeps the zone's timer, which no single name shows.
+    pub rules: Vec<ClientRule>,
     #[serde(skip)]
     first: f64,
     #[serde(skip)]
@@ -97,6 +102,17 @@ pub struct ClientName {
     times: Vec<f64>,
 }
 
+/// One rule of one list, over the names it matched for one machine.
+#[derive(Debug, Serialize)]
+pub struct ClientRule {
+    pub list: String,
+    pub rule: String,
+    /// Distinct names it matched.
+    pub names: usize,
+    pub blocked: usize,
+    pub cadence: Option<Cadence>,
+}
+
 /// One C2 name over all machines.
 #[derive(Debug, Serialize)]
 pub struct NameSummary {
@@ -116,6 +132,8 @@ struct ClientAcc {
     lists: BTreeSet<String>,
     /// Per name: the times asked and the lists that blocked it for this machine.
     names: BTreeMap<String, NameTimes>,
+    /// Per (list, rule): the times of every name it matched, and those names.
+    rules: BTreeMap<(String, String), (NameTimes, BTreeSet<String>)>,
     /// Times of its connections to the sinkhole host, and their targets.
     connections: Vec<f64>,
     connected_to: BTreeSet<String>,
@@ -190,6 +208,12 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
             let cn = c.names.entry(e.qname.clone()).or_default();
             cn.times.extend_from_slice(&when);
             cn.blocked += queries;
+            if let (Some(l), Some(r)) = (&e.list, &e.rule) {
+                let (under, matched) = c.rules.entry((l.clone(), r.clone())).or_default();
+                under.times.extend_from_slice(&when);
+                under.blocked += queries;
+                matched.insert(e.qname.clone());
+            }
             let n = names.entry(e.qname).or_default();
             n.clients.insert(id);
             n.times.extend_from_slice(&when);
@@ -282,6 +306,20 @@ fn summarize_client(id: String, c: ClientAcc, burst: f64) -> ClientSummary {
         })
         .collect();
     names.sort_by(|a, b| b.blocked.cmp(&a.blocked).then(a.qname.cmp(&b.qname)));
+    // A rule that matched one name says nothing its name does not.
+    let mut rules: Vec<ClientRule> = c
+        .rules
+        .into_iter()
+        .filter(|(_, (_, n))| n.len() > 1)
+        .map(|((list, rule), (t, n))| ClientRule {
+            list,
+            rule,
+            names: n.len(),
+            blocked: t.blocked,
+            cadence: cadence::estimate(&t.times, burst),
+        })
+        .collect();
+    rules.sort_by(|a, b| b.blocked.cmp(&a.blocked).then(a.rule.cmp(&b.rule)));
     let first = names
         .iter()
         .map(|n| span(&n.times).0)
@@ -303,8 +341,10 @@ fn summarize_client(id: String, c: ClientAcc, burst: f64) -> ClientSummary {
         connections: c.connections.len(),
         connected_to: c.connected_to.into_iter().collect(),
         lists: c.lists.into_iter().collect(),
-        periodic: names.iter().any(|n| n.cadence.is_some_and(|c| c.periodic)),
+        periodic: names.iter().any(|n| n.cadence.is_some_and(|c| c.periodic))
+            || rules.iter().any(|r| r.cadence.is_some_and(|c| c.periodic)),
         names,
+        rules,
         first,
         last,
     }
@@ -342,4 +382,126 @@ fn iso(t: f64) -> String {
     }
     let st = UNIX_EPOCH + std::time::Duration::from_secs_f64(t);
     humantime::format_rfc3339_millis(st).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds the report of `lines` (JSON lines) written to a file of their own.
+    fn report_of(lines: &[String]) -> Report {
+        report_since(lines, None)
+    }
+
+    fn report_since(lines: &[String], since: Option<SystemTime>) -> Report {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("c2sink-report-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("events.log");
+        std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+        let r = build(&Options {
+            files: vec![p],
+            since,
+            until: None,
+            burst: cadence::BURST,
+        })
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        r
+    }
+
+    fn line(ip: &str, at_s: u64, qname: &str, rule: &str, extra: &str) -> String {
+        let ts = humantime::format_rfc3339_millis(
+            humantime::parse_rfc3339("2026-11-27T10:00:00Z").unwrap()
+                + std::time::Duration::from_secs(at_s),
+        );
+        format!(
+            "{{\"ts\":\"{ts}\",\"kind\":\"block\",\"client_ip\":\"{ip}\",\"qname\":\"{qname}\",\"list\":\"c2\",\"rule\":\"{rule}\"{extra}}}"
+        )
+    }
+
+    #[test]
+    fn a_new_name_per_beacon_under_one_rule_is_still_a_timer() {
+        // 10.0.0.2 beacons every 10 minutes (±20 s), each time to a fresh random label under one zone: no
+        // name repeats, so only the rule shows the timer. 10.0.0.3 asks names of that zone at random.
+        let mut lines = Vec::new();
+        for i in 0..8u64 {
+            let jitter = [0, 20, 5, 15, 0, 10, 20, 5][i as usize];
+            lines.push(line(
+                "10.0.0.2",
+                600 * i + jitter,
+                &format!("k{i}x7q.c2zone.example"),
+                "*.c2zone.example",
+                "",
+            ));
+        }
+        for (i, at) in [30u64, 200, 2400, 2500, 4100].into_iter().enumerate() {
+            lines.push(line(
+                "10.0.0.3",
+                at,
+                &format!("n{i}.c2zone.example"),
+                "*.c2zone.example",
+                "",
+            ));
+        }
+        let r = report_of(&lines);
+        let client = |ip: &str| r.clients.iter().find(|c| c.id == ip).unwrap();
+        let a = client("10.0.0.2");
+        assert!(a.names.iter().all(|n| n.cadence.is_none()), "{a:?}");
+        assert_eq!(a.rules.len(), 1, "{a:?}");
+        let k = a.rules[0].cadence.expect("eight beacons");
+        assert!(k.periodic, "{k:?}");
+        assert!((k.median_interval_s - 600.0).abs() < 30.0, "{k:?}");
+        assert_eq!((a.rules[0].names, a.rules[0].blocked), (8, 8));
+        assert!(a.periodic);
+        assert!(!client("10.0.0.3").periodic, "{r:?}");
+        assert_eq!(r.beaconing, 1);
+        let t = render::table(&r);
+        assert!(
+            t.lines()
+                .any(|l| l.contains("8 names under *.c2zone.example") && l.ends_with("PERIODIC")),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn a_folded_line_counts_its_queries_and_both_its_times() {
+        let lines = [
+            line("10.0.0.2", 0, "sbmsa.wiki", "sbmsa.wiki", ""),
+            line(
+                "10.0.0.2",
+                1,
+                "sbmsa.wiki",
+                "sbmsa.wiki",
+                ",\"count\":40,\"first_ts\":\"2026-11-27T10:00:00.200Z\"",
+            ),
+            // Not a time: the line cannot be placed.
+            line(
+                "10.0.0.2",
+                5,
+                "sbmsa.wiki",
+                "sbmsa.wiki",
+                ",\"count\":3,\"first_ts\":\"soon\"",
+            ),
+        ];
+        let r = report_of(&lines);
+        assert_eq!(r.events, 41);
+        assert_eq!(r.skipped_lines, 1);
+        let n = &r.clients[0].names[0];
+        assert_eq!(n.blocked, 41);
+        assert_eq!(
+            n.times,
+            [0.0, 0.2, 1.0].map(|d| 1_795_773_600.0 + d).to_vec()
+        );
+        assert_eq!(r.names[0].blocked, 41);
+        assert!(r.clients[0].rules.is_empty(), "one name: no rule row");
+        // A folded line is placed at its ts: from half a second in, it counts whole, but its first time,
+        // before the window, is left out.
+        let since = humantime::parse_rfc3339("2026-11-27T10:00:00.500Z").ok();
+        let r = report_since(&lines, since);
+        assert_eq!(r.events, 40);
+        assert_eq!(r.clients[0].names[0].times, vec![1_795_773_601.0]);
+        assert_eq!(r.clients[0].first_seen, "2026-11-27T10:00:01.000Z");
+    }
 }

@@ -25,6 +25,9 @@ pub struct Entry {
     pub qtype: Option<String>,
     #[serde(default)]
     pub list: Option<String>,
+    /// Of a block line: the list rule that matched (`*.name` for a wildcard).
+    #[serde(default)]
+    pub rule: Option<String>,
     #[serde(default)]
     pub outcome: Option<String>,
     /// Of a connection to the sinkhole host: the port, what was seen (`tls`, `http`, `unknown`) and the
@@ -145,13 +148,15 @@ pub fn for_each_entry(
             continue;
         }
         e.time = t;
+        // A folded line is placed at its `ts` (the window and the counts go by it); its first time is kept
+        // only when it falls inside the window asked for.
         e.first_time = match e.first_ts.as_deref().map(humantime::parse_rfc3339) {
-            Some(Ok(f)) if f <= t => f,
-            Some(_) => {
+            Some(Ok(f)) if since.is_none_or(|s| f >= s) => f.min(t),
+            Some(Ok(_)) | None => t,
+            Some(Err(_)) => {
                 skipped.note(path, i + 1, "bad first_ts");
                 continue;
             }
-            None => t,
         };
         each(e);
     }

@@ -70,7 +70,7 @@ pub fn table(r: &Report) -> String {
         "{}",
         fit(
             &format!(
-                "c2sink report: {} block events{} in {} file{}{window} (UTC)",
+                "c2sink report: {} blocked queries{} in {} file{}{window} (UTC)",
                 r.events,
                 connections_note(r.connection_events),
                 r.files,
@@ -134,8 +134,19 @@ pub fn table(r: &Report) -> String {
             "  {:<36} {:>7}  {:<9} {:>6}",
             "C2 NAME", "QUERIES", "EVERY", "SPREAD"
         );
-        for n in &c.names {
-            let (ev, spread, flag) = match n.cadence {
+        let rows = c
+            .names
+            .iter()
+            .map(|n| (n.qname.clone(), n.blocked, n.cadence))
+            .chain(c.rules.iter().map(|r| {
+                (
+                    format!("{} names under {}", r.names, r.rule),
+                    r.blocked,
+                    r.cadence,
+                )
+            }));
+        for (what, blocked, cadence) in rows {
+            let (ev, spread, flag) = match cadence {
                 Some(k) => (
                     every(k.median_interval_s),
                     format!("{:.0}%", (k.regularity * 100.0).min(999.0)),
@@ -146,8 +157,8 @@ pub fn table(r: &Report) -> String {
             let _ = writeln!(
                 o,
                 "  {:<36} {:>7}  {:<9} {:>6}  {flag}",
-                fit(&n.qname, 36),
-                n.blocked,
+                fit(&what, 36),
+                blocked,
                 fit(&ev, 9),
                 spread
             );
@@ -286,7 +297,7 @@ pub fn html(r: &Report) -> String {
     let mut o = String::new();
     let _ = write!(
         o,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>c2sink report</title><style>{STYLE}</style></head><body>\n<h1>c2sink report</h1>\n<p class=\"headline\">{}</p>\n<p>{} block events{} from {} file(s){}{}.</p>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>c2sink report</title><style>{STYLE}</style></head><body>\n<h1>c2sink report</h1>\n<p class=\"headline\">{}</p>\n<p>{} blocked queries{} from {} file(s){}{}.</p>\n",
         esc(&r.headline),
         r.events,
         connections_note(r.connection_events),
@@ -305,8 +316,17 @@ pub fn html(r: &Report) -> String {
         let beacon = c
             .names
             .iter()
-            .filter_map(|n| n.cadence.filter(|k| k.periodic).map(|k| (n, k)))
-            .map(|(n, k)| format!("{} every {}", esc(&n.qname), every(k.median_interval_s)))
+            .filter_map(|n| {
+                n.cadence
+                    .filter(|k| k.periodic)
+                    .map(|k| (n.qname.clone(), k))
+            })
+            .chain(c.rules.iter().filter_map(|r| {
+                r.cadence
+                    .filter(|k| k.periodic)
+                    .map(|k| (format!("{} names under {}", r.names, r.rule), k))
+            }))
+            .map(|(what, k)| format!("{} every {}", esc(&what), every(k.median_interval_s)))
             .collect::<Vec<_>>()
             .join("<br>");
         let _ = writeln!(
@@ -524,7 +544,7 @@ mod tests {
         assert_eq!(c.connections, 2);
         assert_eq!(c.last_seen, "2026-11-27T10:05:09.000Z");
         let t = table(&r);
-        assert!(t.contains("11 block events and 2 connections"), "{t}");
+        assert!(t.contains("11 blocked queries and 2 connections"), "{t}");
         assert!(
             t.contains("CONNECTED to the sinkhole host 2x: tls officeaddons.com, unknown :443"),
             "{t}"
