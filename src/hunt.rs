@@ -86,7 +86,7 @@ impl Blocks {
     /// folded event line comes when its window ends, after newer lines), with the hits to take back: an
     /// event line that folded N queries was counted N times, but the query log has a line for each of them.
     fn seen_in_other_log(&mut self, e: &read::Entry) -> Option<u64> {
-        let from_events = e.kind == "block";
+        let from_events = e.is_block();
         let blocked = from_events || e.outcome.as_deref() == Some("blocked");
         let port = e.client_port.filter(|_| blocked)?;
         let key = (e.client_ip.clone(), port, e.qname.clone(), e.qtype.clone());
@@ -144,14 +144,15 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
     for path in &opts.logs {
         read::for_each_entry(path, opts.since, opts.until, &mut skipped, |e| {
             lines += 1;
-            if e.kind == "connection" {
-                return; // a connection to the sinkhole host asks for no name
+            if e.is_connection() {
+                return; // asks for no name
             }
             let Some(rule) = list.block.find_suffix(&e.qname).map(|m| m.text()) else {
                 return;
             };
             let seen = blocks.seen_in_other_log(&e);
             let queries = e.queries();
+            let blocked = e.is_block();
             let mac = e.client_mac.filter(|m| !m.is_empty());
             let host = e.client_hostname.filter(|h| !h.is_empty());
             let id = mac
@@ -179,9 +180,10 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
                 ..NameAcc::default()
             });
             n.hits += queries;
-            n.ts.extend(e.first_ts);
+            // A folded line's first time, unless the reader left it out (before --since).
+            n.ts.extend(e.first_ts.filter(|_| e.first_time != e.time));
             n.ts.push(e.ts);
-            n.outcomes.insert(if e.kind == "block" {
+            n.outcomes.insert(if blocked {
                 "blocked".to_string()
             } else {
                 e.outcome.unwrap_or_default()

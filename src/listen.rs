@@ -120,13 +120,6 @@ async fn serve_udp(sock: udp_batch::Socket, shared: UdpShared, tracker: TaskTrac
         shutdown,
         ..
     } = shared;
-    // The address queries come to, for telling the host's own queries apart (a wildcard socket learns it
-    // per datagram).
-    let bound = sock
-        .local_addr()
-        .ok()
-        .map(|a| a.ip())
-        .filter(|ip| !ip.is_unspecified());
     let sock = Arc::new(sock);
     let mut rx = udp_batch::Receiver::new(UDP_BUF);
     let mut tx = udp_batch::Sender::default();
@@ -173,8 +166,8 @@ async fn serve_udp(sock: udp_batch::Socket, shared: UdpShared, tracker: TaskTrac
                 addr: src,
                 protocol: Protocol::Udp,
             };
-            let to = local.map(udp_batch::Local::ip).or(bound);
-            match admission.check_to(src.ip(), to, raw) {
+            // Where it was sent, for telling the host's own queries apart.
+            match admission.check_to(src.ip(), sock.destination(local), raw) {
                 Admit::Pass => {}
                 Admit::Reply(r) => {
                     tx.push(src, local, r);

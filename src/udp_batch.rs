@@ -37,6 +37,8 @@ pub struct Socket {
     fd: AsyncFd<UdpSocket>,
     /// Bound to a wildcard address: every datagram comes with the address it was sent to ([`Local`]).
     wildcard: bool,
+    /// The address bound, unless it is a wildcard.
+    bound: Option<std::net::IpAddr>,
 }
 
 impl Socket {
@@ -52,7 +54,14 @@ impl Socket {
         Ok(Socket {
             fd: register(sock, Interest::READABLE)?,
             wildcard,
+            bound: (!wildcard).then(|| local.ip()),
         })
+    }
+
+    /// The address a datagram read from this socket was sent to: the bound one, or on a wildcard socket the
+    /// one its [`Local`] names (`None` only if the kernel did not say).
+    pub fn destination(&self, local: Option<Local>) -> Option<std::net::IpAddr> {
+        local.map(Local::ip).or(self.bound)
     }
 
     /// Sends one datagram (from `local`, when the query named it), waiting for room if the send buffer is full.

@@ -180,8 +180,8 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
     let (mut events, mut connection_events) = (0, 0);
     for path in &opts.files {
         read::for_each_entry(path, opts.since, opts.until, &mut skipped, |e| {
-            let connection = e.kind == "connection";
-            if e.kind != "block" && !connection {
+            let connection = e.is_connection();
+            if !e.is_block() && !connection {
                 return;
             }
             let t = secs(e.time);

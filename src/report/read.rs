@@ -55,6 +55,16 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A blocked query (of the event log).
+    pub fn is_block(&self) -> bool {
+        self.kind == "block"
+    }
+
+    /// A connection to the sinkhole host: it asks no name (`qname` is empty).
+    pub fn is_connection(&self) -> bool {
+        self.kind == "connection"
+    }
+
     /// The queries this line stands for: 1, or its `count`.
     pub fn queries(&self) -> u64 {
         self.count.unwrap_or(1).max(1)
@@ -136,7 +146,7 @@ pub fn for_each_entry(
                 continue;
             }
         };
-        if e.qname.is_empty() && e.kind != "connection" {
+        if e.qname.is_empty() && !e.is_connection() {
             skipped.note(path, i + 1, "missing field `qname`");
             continue;
         }
