@@ -132,7 +132,7 @@ totals=$(grep 'totals' "$work/c2sink.log" | tail -1)
 field() { echo "$totals" | grep -o "$1=[0-9]*" | head -1 | cut -d= -f2; }
 events=$(wc -l < "$work/events.jsonl")
 # A line with "count":N stands for N blocked queries ([log] coalesce folds a client's repeats of one name).
-in_log=$(grep -o '"count":[0-9]*' "$work/events.jsonl" | awk -F: -v lines="$events" '{ s += $2 - 1 } END { print lines + s }')
+in_log=$({ grep -o '"count":[0-9]*' "$work/events.jsonl" || true; } | awk -F: -v lines="$events" '{ s += $2 - 1 } END { print lines + s }')
 
 perf() { grep -E "$2" "$1" | head -1 | sed 's/^ *//'; }
 echo
