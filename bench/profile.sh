@@ -8,10 +8,10 @@
 #             writer. TARGET=unbound measures Unbound the same way.
 #   callgrind runs c2sink under valgrind --tool=callgrind, zeroes the counters after warm-up, sends exactly
 #             N queries, and prints instructions per query (user space only) with the top functions.
-# WORKLOAD: blocked | cached | mixed | variety | miss.
+# WORKLOAD: blocked | cached | mixed | variety | miss. TARGET=unbound: Unbound instead (perf, threads, callgrind).
 # Env: SECS=5 QPS=30000 PERF_CALLGRAPH=1 (perf -g: kernel call chains; user ones need frame pointers)
 #      N=20000 CG_QPS= (unset: saturated) CG_OUTSTANDING=20 (callgrind)  C2SINK_BIN= (default target/release/c2sink, built if absent)
-#      CONFIG=small|1m|hickory (hickory: c2sink's pipeline on hickory-server, examples/hickory_frontend.rs)  TARGET=c2sink|unbound (callgrind)  SERVER_CPUS=1 DNSPERF_CPUS=0 UPSTREAM_CPUS=0  OUT=bench/out  TOP=25
+#      CONFIG=small|1m|hickory (hickory: c2sink's pipeline on hickory-server, examples/hickory_frontend.rs)  TARGET=c2sink|unbound  SERVER_CPUS=1 DNSPERF_CPUS=0 UPSTREAM_CPUS=0  OUT=bench/out  TOP=25
 # Output files: $OUT/profile/<tool>-<workload>.*
 set -euo pipefail
 BENCH="$(cd "$(dirname "$0")" && pwd)"
@@ -57,8 +57,13 @@ start nsd "$UP_IP" "$UP_PORT" "$UPSTREAM_CPUS" "$(command -v nsd)" -d -c "$OUT/c
 case "$TOOL" in
 perf)
   command -v perf >/dev/null || die "perf is not installed"
-  start c2sink "$C2_IP" "$C2_PORT" "$SERVER_CPUS" "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-$CONFIG.toml"
-  pid=$(pid_of c2sink)
+  if [[ "$TARGET" == unbound ]]; then
+    start unbound "$UB_IP" "$UB_PORT" "$SERVER_CPUS" "$(command -v unbound)" -d -c "$OUT/conf/unbound.conf"
+    pid=$(pid_of unbound)
+  else
+    start c2sink "$C2_IP" "$C2_PORT" "$SERVER_CPUS" "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-$CONFIG.toml"
+    pid=$(pid_of c2sink)
+  fi
   dp -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1
   perf record -F 4999 -e cpu-clock ${PERF_CALLGRAPH:+-g} -p "$pid" -o "$PROF.data" -- sleep "$SECS" 2>"$PROF.record.log" &
   rec=$!
@@ -66,7 +71,7 @@ perf)
   wait "$rec" || true
   completed=$(awk '/Queries completed:/{print $3}' "$PROF.dnsperf.txt")
   {
-    echo "# perf cpu-clock profile of c2sink, workload $WL at $QPS qps for ${SECS}s ($completed queries)"
+    echo "# perf cpu-clock profile of $TARGET, workload $WL at $QPS qps for ${SECS}s ($completed queries)"
     perf report -i "$PROF.data" --stdio --no-children --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
     echo
     perf report -i "$PROF.data" --stdio --no-children --sort sym 2>/dev/null | grep -v '^#' | grep -v '^$' | head -"$TOP"
