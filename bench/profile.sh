@@ -53,10 +53,9 @@ DP=(dnsperf -s "$C2_IP" -p "$C2_PORT" -q 100 -t 5)
 # dnsperf runs as in measure.sh: on DNSPERF_CPUS, at NICE / RT_PRIO when set (start sets PIN too, so ask each time).
 dp() { pin_prefix "$DNSPERF_CPUS"; "${PIN[@]}" "${DP[@]}" "$@"; }
 
-start nsd "$UP_IP" "$UP_PORT" "$UPSTREAM_CPUS" "$(command -v nsd)" -d -c "$OUT/conf/nsd.conf"
-case "$TOOL" in
-perf)
-  command -v perf >/dev/null || die "perf is not installed"
+# Starts the server profiled (TARGET) on SERVER_CPUS and sets `pid` (perf and threads; callgrind runs it
+# under valgrind itself).
+start_target() {
   if [[ "$TARGET" == unbound ]]; then
     start unbound "$UB_IP" "$UB_PORT" "$SERVER_CPUS" "$(command -v unbound)" -d -c "$OUT/conf/unbound.conf"
     pid=$(pid_of unbound)
@@ -64,6 +63,13 @@ perf)
     start c2sink "$C2_IP" "$C2_PORT" "$SERVER_CPUS" "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-$CONFIG.toml"
     pid=$(pid_of c2sink)
   fi
+}
+
+start nsd "$UP_IP" "$UP_PORT" "$UPSTREAM_CPUS" "$(command -v nsd)" -d -c "$OUT/conf/nsd.conf"
+case "$TOOL" in
+perf)
+  command -v perf >/dev/null || die "perf is not installed"
+  start_target
   dp -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1
   perf record -F 4999 -e cpu-clock ${PERF_CALLGRAPH:+-g} -p "$pid" -o "$PROF.data" -- sleep "$SECS" 2>"$PROF.record.log" &
   rec=$!
@@ -78,13 +84,7 @@ perf)
   } | tee "$PROF.txt"
   ;;
 threads)
-  if [[ "$TARGET" == unbound ]]; then
-    start unbound "$UB_IP" "$UB_PORT" "$SERVER_CPUS" "$(command -v unbound)" -d -c "$OUT/conf/unbound.conf"
-    pid=$(pid_of unbound)
-  else
-    start c2sink "$C2_IP" "$C2_PORT" "$SERVER_CPUS" "$C2SINK_BIN" serve --config "$OUT/conf/c2sink-$CONFIG.toml"
-    pid=$(pid_of c2sink)
-  fi
+  start_target
   dp -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1
   [[ "$WL" == variety ]] && dp -d "$QF" -n 2 >/dev/null 2>&1
   # "tid name voluntary involuntary utime stime" for every thread (the name may not hold spaces: ours do not)
