@@ -49,16 +49,62 @@ pub enum Admit {
     Hold { folded: bool },
 }
 
-/// One kind of event whose window is open.
+/// One kind of event whose window is open. A repeat touches only this (times as nanoseconds since the epoch,
+/// so that a slot and its key share one cache line); the kind's fields, boxed, are read when the line is
+/// written.
 struct Slot {
-    opened: SystemTime,
-    until: SystemTime,
-    held: Option<Box<Repeated>>,
+    opened: u64,
+    until: u64,
+    /// Queries held since the window opened, the first and last one's time, and the last one's port.
+    count: u64,
+    first: u64,
+    last: u64,
+    last_port: u16,
+    /// The kind's fields, from its first held query.
+    event: Option<Box<BlockEvent>>,
+}
+
+impl Slot {
+    fn open(t: u64, window: u64) -> Slot {
+        Slot {
+            opened: t,
+            until: t.saturating_add(window),
+            count: 0,
+            first: 0,
+            last: 0,
+            last_port: 0,
+            event: None,
+        }
+    }
+
+    /// What the window held, as one line's record; the slot is left empty.
+    fn take_held(&mut self) -> Option<Box<Repeated>> {
+        let count = std::mem::take(&mut self.count);
+        let mut event = self.event.take().filter(|_| count > 0)?;
+        event.time = at(self.last);
+        event.client.set_port(self.last_port);
+        Some(Box::new(Repeated {
+            event: *event,
+            count,
+            first: at(self.first),
+        }))
+    }
+}
+
+/// Nanoseconds since the epoch (0 before it, saturating far after it).
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn at(nanos: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos)
 }
 
 /// The open windows, shared by every query thread (under a lock held for one map lookup).
 pub struct Repeats {
-    window: Duration,
+    /// In nanoseconds.
+    window: u64,
     hasher: foldhash::fast::RandomState,
     /// By a keyed hash of the event's kind (random per process, so a client cannot aim collisions).
     slots: HashMap<u64, Slot, foldhash::fast::RandomState>,
@@ -69,7 +115,7 @@ impl Repeats {
     /// Windows of `window` (not zero).
     pub fn new(window: Duration) -> Repeats {
         Repeats {
-            window,
+            window: u64::try_from(window.as_nanos()).unwrap_or(u64::MAX),
             hasher: foldhash::fast::RandomState::default(),
             slots: HashMap::default(),
             next_sweep: SystemTime::UNIX_EPOCH,
@@ -94,51 +140,36 @@ impl Repeats {
     /// Decides whether `ev` gets a line now or is counted into its open window.
     pub fn admit(&mut self, ev: &BlockView<'_>) -> Admit {
         let key = self.key(ev);
-        let t = ev.time;
+        let t = nanos(ev.time);
         if let Some(s) = self.slots.get_mut(&key) {
             // Query threads read the clock before taking the lock, so a query may be stamped a little before
             // the one that opened the window; only a clock stepped back by more than a window ends it.
-            let stepped_back = t + self.window < s.opened;
+            let stepped_back = t.saturating_add(self.window) < s.opened;
             if !stepped_back && t < s.until {
-                return match &mut s.held {
-                    None => {
-                        s.held = Some(Box::new(Repeated {
-                            event: ev.to_event(),
-                            count: 1,
-                            first: t,
-                        }));
-                        Admit::Hold { folded: false }
-                    }
-                    Some(r)
-                        if r.event.qname == ev.qname && r.event.client.ip() == ev.client.ip() =>
-                    {
-                        r.count += 1;
-                        // The line tells the last query's time and port, and the first one's time.
-                        if t >= r.event.time {
-                            r.event.time = t;
-                            r.event.client = ev.client;
-                        }
-                        r.first = r.first.min(t);
-                        Admit::Hold { folded: true }
-                    }
-                    // Two kinds under one hash: never merged, this one is written on its own.
-                    Some(_) => Admit::Write(None),
+                // The key is a 64-bit hash keyed at random per process: two kinds under one key are not a
+                // case to pay a comparison for on every repeat.
+                if s.count == 0 {
+                    s.event = Some(Box::new(ev.to_event()));
+                    (s.first, s.last) = (t, t);
+                }
+                s.count += 1;
+                // The line tells the last query's time and port, and the first one's time.
+                if t >= s.last {
+                    s.last = t;
+                    s.last_port = ev.client.port();
+                }
+                s.first = s.first.min(t);
+                return Admit::Hold {
+                    folded: s.count > 1,
                 };
             }
             // The window is over: what it held is written before this query, which opens the next one.
-            s.opened = t;
-            s.until = t + self.window;
-            return Admit::Write(s.held.take());
+            let held = s.take_held();
+            *s = Slot::open(t, self.window);
+            return Admit::Write(held);
         }
         if self.slots.len() < MAX_SLOTS {
-            self.slots.insert(
-                key,
-                Slot {
-                    opened: t,
-                    until: t + self.window,
-                    held: None,
-                },
-            );
+            self.slots.insert(key, Slot::open(t, self.window));
         }
         Admit::Write(None)
     }
@@ -151,10 +182,11 @@ impl Repeats {
             return out;
         }
         self.next_sweep = now + SWEEP_EVERY;
+        let t = nanos(now);
         self.slots.retain(|_, s| {
-            let ended = all || now >= s.until || now + self.window < s.opened;
+            let ended = all || t >= s.until || t.saturating_add(self.window) < s.opened;
             if ended {
-                out.extend(s.held.take());
+                out.extend(s.take_held());
             }
             !ended
         });
