@@ -6,6 +6,7 @@
 //! accident: answering the internet makes it an amplifier for attacks on others.
 
 use crate::config::{RejectAction, ServerConfig};
+use crate::pipeline::Client;
 use crate::protocol;
 use ipnet::IpNet;
 use std::hash::BuildHasher;
@@ -153,15 +154,21 @@ impl Admission {
         self.stats.denied.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// [`check`](Self::check) for a packet sent to this host's address `to`, when known: one the host sends
-    /// itself (`src` is `to`) always passes, so that `c2sink healthcheck` (the container's HEALTHCHECK) and an
-    /// admin's `dig` on the box work when `allow` names only the LAN. Linux drops a packet from outside that
-    /// claims a local source address, so this admits nobody else.
-    pub fn check_to(&self, src: IpAddr, to: Option<IpAddr>, raw: &[u8]) -> Admit {
-        if to.is_some_and(|to| to.to_canonical() == src.to_canonical()) {
+    /// [`check`](Self::check) for `client`'s packet; one the host sends itself (its source is the address
+    /// it was sent to) always passes, so that `c2sink healthcheck` (the container's HEALTHCHECK) and an
+    /// admin's `dig` on the box, over UDP and then TCP when truncated, work when `allow` names only the LAN.
+    /// Linux drops a packet from outside that claims a local source address (and a TCP handshake could not
+    /// complete with one), so this admits nobody else.
+    pub fn check_client(&self, client: &Client, raw: &[u8]) -> Admit {
+        if from_this_host(client) {
             return Admit::Pass;
         }
-        self.check(src, raw)
+        self.check(client.addr.ip(), raw)
+    }
+
+    /// [`allowed`](Self::allowed) for `client`, with the host's own connections allowed.
+    pub fn allows_client(&self, client: &Client) -> bool {
+        from_this_host(client) || self.allowed(client.addr.ip())
     }
 
     /// The verdict on one packet from `src`: pass, refuse, or drop.
@@ -179,6 +186,12 @@ impl Admission {
         }
         Admit::Pass
     }
+}
+
+/// Whether `client` is this host itself: it sent from the very address it asked.
+fn from_this_host(client: &Client) -> bool {
+    let src = client.addr.ip().to_canonical();
+    client.to.is_some_and(|to| to.to_canonical() == src)
 }
 
 /// REFUSED for a query, nothing for anything that is not one (never answer a response: no loops).

@@ -165,9 +165,9 @@ async fn serve_udp(sock: udp_batch::Socket, shared: UdpShared, tracker: TaskTrac
             let client = Client {
                 addr: src,
                 protocol: Protocol::Udp,
+                to: sock.destination(local),
             };
-            // Where it was sent, for telling the host's own queries apart.
-            match admission.check_to(src.ip(), sock.destination(local), raw) {
+            match admission.check_client(&client, raw) {
                 Admit::Pass => {}
                 Admit::Reply(r) => {
                     tx.push(src, local, r);
@@ -289,7 +289,12 @@ pub async fn serve_tcp(
             },
             _ = shutdown.cancelled() => return,
         };
-        let Some(admitted) = caps.admit(&admission, src) else {
+        let client = Client {
+            addr: src,
+            protocol: Protocol::Tcp,
+            to: stream.local_addr().ok().map(|a| a.ip()),
+        };
+        let Some(admitted) = caps.admit(&admission, &client) else {
             drop(stream);
             continue;
         };
@@ -298,10 +303,6 @@ pub async fn serve_tcp(
         let t = tracker.clone();
         tracker.spawn(async move {
             let _ = stream.set_nodelay(true);
-            let client = Client {
-                addr: src,
-                protocol: Protocol::Tcp,
-            };
             let (rd, wr) = stream.into_split();
             serve_stream(
                 rd,
@@ -345,10 +346,11 @@ impl ConnectionCaps {
         }
     }
 
-    /// Admits a new connection from `src`, or `None` when it is to be closed at once: refused by access
+    /// Admits a new connection from `client`, or `None` when it is to be closed at once: refused by access
     /// control in drop mode (nothing is held for it, not even a TLS handshake), or over a cap.
-    pub(crate) fn admit(&self, admission: &Admission, src: SocketAddr) -> Option<Admitted> {
-        if !admission.allowed(src.ip()) && admission.drops_denied() {
+    pub(crate) fn admit(&self, admission: &Admission, client: &Client) -> Option<Admitted> {
+        let src = client.addr;
+        if !admission.allows_client(client) && admission.drops_denied() {
             admission.count_denied();
             return None;
         }
@@ -434,7 +436,6 @@ pub async fn serve_stream<R, W>(
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let src = client.addr;
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_PIPELINE);
     let writer = tracker.spawn(async move {
         let mut out = Vec::with_capacity(1024);
@@ -486,7 +487,7 @@ pub async fn serve_stream<R, W>(
         if msg.len() < crate::wire::HEADER_LEN || msg[2] & 0x80 != 0 {
             break;
         }
-        match admission.check(src.ip(), &msg) {
+        match admission.check_client(&client, &msg) {
             Admit::Pass => {}
             Admit::Reply(r) => {
                 if tx.send(r).await.is_err() {

@@ -51,11 +51,14 @@ impl<'a> Why<'a> {
     }
 }
 
-/// Who sent a query and how.
+/// Who sent a query, how, and to which of this host's addresses.
 #[derive(Debug, Clone, Copy)]
 pub struct Client {
     pub addr: SocketAddr,
     pub protocol: Protocol,
+    /// The address it was sent to, when known: a query whose source is that address comes from this host
+    /// itself (admission lets those through whatever `allow` says).
+    pub to: Option<std::net::IpAddr>,
 }
 
 /// What a listener should do with a query.

@@ -135,15 +135,16 @@ where
             },
             _ = s.shutdown.cancelled() => return,
         };
-        let Some(admitted) = caps.admit(&s.admission, src) else {
+        let client = Client {
+            addr: src,
+            protocol,
+            to: tcp.local_addr().ok().map(|a| a.ip()),
+        };
+        let Some(admitted) = caps.admit(&s.admission, &client) else {
             drop(tcp);
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let client = Client {
-            addr: src,
-            protocol,
-        };
         let fut = handle(tcp, client, s.clone());
         s.tracker.spawn(async move {
             fut.await;
@@ -244,7 +245,7 @@ async fn doh_message(
 
 /// Runs one query through admission and the pipeline, forwarding within the shared in-flight limit.
 async fn answer(msg: &[u8], client: &Client, s: &Shared) -> Option<Vec<u8>> {
-    match s.admission.check(client.addr.ip(), msg) {
+    match s.admission.check_client(client, msg) {
         Admit::Pass => {}
         Admit::Reply(r) => return Some(r),
         Admit::Drop => return None,

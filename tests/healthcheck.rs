@@ -88,5 +88,15 @@ fn healthcheck_passes_when_allow_names_only_the_lan() {
         )
         .expect("an answer");
         assert_eq!(rcode_and_answers(&r).0, 5, "{listen}: 127.0.0.2 is REFUSED");
+        // Over TCP too (a truncated answer's retry, `dig +tcp` on the box): the host's own connection is
+        // answered, another address is still refused.
+        let own = tcp_from(asked, "127.0.0.1", "inside.example", TYPE_A);
+        assert_eq!(rcode_and_answers(&own), (0, 1), "{listen}: own TCP query");
+        let other = tcp_from(asked, "127.0.0.2", "outside.example", TYPE_A);
+        assert_eq!(
+            rcode_and_answers(&other).0,
+            5,
+            "{listen}: 127.0.0.2 over TCP"
+        );
     }
 }

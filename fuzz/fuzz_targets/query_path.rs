@@ -60,6 +60,7 @@ fuzz_target!(|data: &[u8]| {
             &Client {
                 addr: src,
                 protocol,
+                to: None,
             },
         ) {
             Decision::Reply(r) => {
