@@ -72,13 +72,18 @@ pub enum HuntError {
 /// A blocked query is written to the query log and the event log: given both, it is one hit.
 #[derive(Default)]
 struct Blocks {
-    /// Blocked queries read so far by (client address, port, name, type).
-    seen: std::collections::HashMap<(String, u16, String, Option<String>), Vec<BlockLine>>,
+    /// Blocked queries read so far and not yet matched, by (client address, port, name, type): those of
+    /// the query log, then those of the event log. A line is looked for among the other log's only, and a
+    /// matched pair leaves, so a client stuck on one socket (millions of lines of one key in one log) costs
+    /// no more than any other.
+    seen: std::collections::HashMap<BlockKey, [Vec<BlockLine>; 2]>,
 }
 
-/// One blocked query's line: when, whether from the event log, whether a line of the other log has been
-/// matched with it, and the queries it stands for (an event line's `count`).
-type BlockLine = (SystemTime, bool, bool, u64);
+/// The client address, port, name and type a blocked query's two lines share.
+type BlockKey = (String, u16, String, Option<String>);
+
+/// One blocked query's line not yet matched: when, and the queries it stands for (an event line's `count`).
+type BlockLine = (SystemTime, u64);
 
 impl Blocks {
     /// `Some` when `e` is a blocked query already counted from the other log (same client, port, name and
@@ -94,18 +99,18 @@ impl Blocks {
             t.duration_since(e.time)
                 .unwrap_or_else(|later| later.duration())
         };
-        let lines = self.seen.entry(key).or_default();
-        if let Some(twin) = lines
-            .iter_mut()
-            .filter(|(t, ev, paired, _)| {
-                *ev != from_events && !*paired && apart(*t) <= Duration::from_secs(1)
-            })
-            .min_by_key(|(t, ..)| apart(*t))
+        let logs = self.seen.entry(key).or_default();
+        let other = &mut logs[usize::from(!from_events)];
+        if let Some((i, _)) = other
+            .iter()
+            .enumerate()
+            .filter(|(_, (t, _))| apart(*t) <= Duration::from_secs(1))
+            .min_by_key(|(_, (t, _))| apart(*t))
         {
-            twin.2 = true;
-            return Some(twin.3 - 1);
+            let (_, count) = other.swap_remove(i);
+            return Some(count.saturating_sub(1));
         }
-        lines.push((e.time, from_events, false, e.queries()));
+        logs[usize::from(from_events)].push((e.time, e.queries()));
         None
     }
 }
@@ -170,7 +175,7 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
                 hits = hits.saturating_sub(extra);
                 return;
             }
-            hits += queries;
+            hits = hits.saturating_add(queries);
             let a = by_client.entry(id).or_default();
             a.ips.insert(e.client_ip);
             a.macs.extend(mac);
@@ -179,7 +184,7 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
                 rule,
                 ..NameAcc::default()
             });
-            n.hits += queries;
+            n.hits = n.hits.saturating_add(queries);
             // A folded line's first time, unless the reader left it out (before --since).
             n.ts.extend(e.first_ts.filter(|_| e.first_time != e.time));
             n.ts.push(e.ts);
@@ -228,7 +233,9 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
                     .map(|n| n.last_seen.clone())
                     .max()
                     .unwrap_or_default(),
-                hits: names.iter().map(|n| n.hits).sum(),
+                hits: names
+                    .iter()
+                    .fold(0, |s, n: &NameHits| s.saturating_add(n.hits)),
                 names,
             }
         })

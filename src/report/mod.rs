@@ -78,8 +78,9 @@ pub struct ClientSummary {
     /// A name, or a rule over several names, was queried on a timer.
     pub periodic: bool,
     pub names: Vec<ClientName>,
-    /// Rules that matched two or more of its names, timed as one: malware that varies the name under one C2
-    /// zone (a random label per beacon) keeps the zone's timer, which no single name shows.
+    /// Rules over two or more of its names that were each asked only once (in one burst), timed as one:
+    /// malware that asks a new random label under its C2 zone for each beacon keeps the zone's timer, which
+    /// no single name shows.
     pub rules: Vec<ClientRule>,
     #[serde(skip)]
     first: f64,
@@ -102,12 +103,13 @@ pub struct ClientName {
     times: Vec<f64>,
 }
 
-/// One rule of one list, over the names it matched for one machine.
+/// One rule, over the names it matched for one machine that were each asked only once.
 #[derive(Debug, Serialize)]
 pub struct ClientRule {
-    pub list: String,
+    /// The lists whose rule of that text matched.
+    pub lists: Vec<String>,
     pub rule: String,
-    /// Distinct names it matched.
+    /// Distinct names, each asked only once, it matched.
     pub names: usize,
     pub blocked: usize,
     pub cadence: Option<Cadence>,
@@ -132,8 +134,8 @@ struct ClientAcc {
     lists: BTreeSet<String>,
     /// Per name: the times asked and the lists that blocked it for this machine.
     names: BTreeMap<String, NameTimes>,
-    /// Per (list, rule): the times of every name it matched, and those names.
-    rules: BTreeMap<(String, String), (NameTimes, BTreeSet<String>)>,
+    /// Per rule text: the lists it came from and the names it matched.
+    rules: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>,
     /// Times of its connections to the sinkhole host, and their targets.
     connections: Vec<f64>,
     connected_to: BTreeSet<String>,
@@ -177,7 +179,7 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
     let mut clients: BTreeMap<String, ClientAcc> = BTreeMap::new();
     let mut names: BTreeMap<String, NameAcc> = BTreeMap::new();
     let mut skipped = read::Skipped::default();
-    let (mut events, mut connection_events) = (0, 0);
+    let (mut events, mut connection_events) = (0usize, 0);
     for path in &opts.files {
         read::for_each_entry(path, opts.since, opts.until, &mut skipped, |e| {
             let connection = e.is_connection();
@@ -204,20 +206,19 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
                 c.connected_to.insert(target);
                 return;
             }
-            events += queries;
+            events = events.saturating_add(queries);
             let cn = c.names.entry(e.qname.clone()).or_default();
             cn.times.extend_from_slice(&when);
-            cn.blocked += queries;
+            cn.blocked = cn.blocked.saturating_add(queries);
             if let (Some(l), Some(r)) = (&e.list, &e.rule) {
-                let (under, matched) = c.rules.entry((l.clone(), r.clone())).or_default();
-                under.times.extend_from_slice(&when);
-                under.blocked += queries;
+                let (lists, matched) = c.rules.entry(r.clone()).or_default();
+                lists.insert(l.clone());
                 matched.insert(e.qname.clone());
             }
             let n = names.entry(e.qname).or_default();
             n.clients.insert(id);
             n.times.extend_from_slice(&when);
-            n.blocked += queries;
+            n.blocked = n.blocked.saturating_add(queries);
             if let Some(l) = e.list {
                 cn.lists.insert(l.clone());
                 c.lists.insert(l.clone());
@@ -306,17 +307,31 @@ fn summarize_client(id: String, c: ClientAcc, burst: f64) -> ClientSummary {
         })
         .collect();
     names.sort_by(|a, b| b.blocked.cmp(&a.blocked).then(a.qname.cmp(&b.qname)));
-    // A rule that matched one name says nothing its name does not.
+    // A name asked in more than one burst has a cadence of its own; the rule is timed over the others (a
+    // new label per beacon), and only when there are two or more of them.
+    let once: BTreeMap<&str, &ClientName> = names
+        .iter()
+        .filter(|n| n.cadence.is_none())
+        .map(|n| (n.qname.as_str(), n))
+        .collect();
     let mut rules: Vec<ClientRule> = c
         .rules
         .into_iter()
-        .filter(|(_, (_, n))| n.len() > 1)
-        .map(|((list, rule), (t, n))| ClientRule {
-            list,
-            rule,
-            names: n.len(),
-            blocked: t.blocked,
-            cadence: cadence::estimate(&t.times, burst),
+        .filter_map(|(rule, (lists, matched))| {
+            let under: Vec<&ClientName> = matched
+                .iter()
+                .filter_map(|q| once.get(q.as_str()).copied())
+                .collect();
+            (under.len() > 1).then(|| {
+                let times: Vec<f64> = under.iter().flat_map(|n| n.times.iter().copied()).collect();
+                ClientRule {
+                    lists: lists.into_iter().collect(),
+                    rule,
+                    names: under.len(),
+                    blocked: under.iter().fold(0, |s, n| s.saturating_add(n.blocked)),
+                    cadence: cadence::estimate(&times, burst),
+                }
+            })
         })
         .collect();
     rules.sort_by(|a, b| b.blocked.cmp(&a.blocked).then(a.rule.cmp(&b.rule)));
@@ -337,7 +352,7 @@ fn summarize_client(id: String, c: ClientAcc, burst: f64) -> ClientSummary {
         ips: c.ips.into_iter().collect(),
         first_seen: iso(first),
         last_seen: iso(last),
-        blocked: names.iter().map(|n| n.blocked).sum(),
+        blocked: names.iter().fold(0, |s, n| s.saturating_add(n.blocked)),
         connections: c.connections.len(),
         connected_to: c.connected_to.into_iter().collect(),
         lists: c.lists.into_iter().collect(),
@@ -412,12 +427,16 @@ mod tests {
     }
 
     fn line(ip: &str, at_s: u64, qname: &str, rule: &str, extra: &str) -> String {
+        listed(ip, at_s, qname, "c2", rule, extra)
+    }
+
+    fn listed(ip: &str, at_s: u64, qname: &str, list: &str, rule: &str, extra: &str) -> String {
         let ts = humantime::format_rfc3339_millis(
             humantime::parse_rfc3339("2026-11-27T10:00:00Z").unwrap()
                 + std::time::Duration::from_secs(at_s),
         );
         format!(
-            "{{\"ts\":\"{ts}\",\"kind\":\"block\",\"client_ip\":\"{ip}\",\"qname\":\"{qname}\",\"list\":\"c2\",\"rule\":\"{rule}\"{extra}}}"
+            "{{\"ts\":\"{ts}\",\"kind\":\"block\",\"client_ip\":\"{ip}\",\"qname\":\"{qname}\",\"list\":\"{list}\",\"rule\":\"{rule}\"{extra}}}"
         )
     }
 
@@ -436,6 +455,30 @@ mod tests {
                 "",
             ));
         }
+        // The same machine also asks one name of the zone now and then: it has a row of its own and must not
+        // blur the zone's timer.
+        for at in [130u64, 1010, 1500, 2950, 4400] {
+            lines.push(line(
+                "10.0.0.2",
+                at,
+                "update.c2zone.example",
+                "*.c2zone.example",
+                "",
+            ));
+        }
+        // A rule of the same text in two lists is one row.
+        for i in 0..6u64 {
+            for list in ["listA", "listB"] {
+                lines.push(listed(
+                    "10.0.0.4",
+                    300 * i,
+                    &format!("r{i}.same.example"),
+                    list,
+                    "same.example",
+                    "",
+                ));
+            }
+        }
         for (i, at) in [30u64, 200, 2400, 2500, 4100].into_iter().enumerate() {
             lines.push(line(
                 "10.0.0.3",
@@ -448,7 +491,12 @@ mod tests {
         let r = report_of(&lines);
         let client = |ip: &str| r.clients.iter().find(|c| c.id == ip).unwrap();
         let a = client("10.0.0.2");
-        assert!(a.names.iter().all(|n| n.cadence.is_none()), "{a:?}");
+        assert!(
+            a.names
+                .iter()
+                .all(|n| n.cadence.is_none() == (n.qname != "update.c2zone.example")),
+            "{a:?}"
+        );
         assert_eq!(a.rules.len(), 1, "{a:?}");
         let k = a.rules[0].cadence.expect("eight beacons");
         assert!(k.periodic, "{k:?}");
@@ -456,7 +504,12 @@ mod tests {
         assert_eq!((a.rules[0].names, a.rules[0].blocked), (8, 8));
         assert!(a.periodic);
         assert!(!client("10.0.0.3").periodic, "{r:?}");
-        assert_eq!(r.beaconing, 1);
+        let same = &client("10.0.0.4").rules;
+        assert_eq!(same.len(), 1, "{same:?}");
+        assert_eq!(same[0].lists, vec!["listA", "listB"]);
+        assert_eq!((same[0].names, same[0].blocked), (6, 12));
+        assert!(same[0].cadence.is_some_and(|k| k.periodic), "{same:?}");
+        assert_eq!(r.beaconing, 2);
         let t = render::table(&r);
         assert!(
             t.lines()
@@ -503,5 +556,19 @@ mod tests {
         assert_eq!(r.events, 40);
         assert_eq!(r.clients[0].names[0].times, vec![1_795_773_601.0]);
         assert_eq!(r.clients[0].first_seen, "2026-11-27T10:00:01.000Z");
+        // A count no log could hold adds up to the most there can be, not round to nothing.
+        let huge = [
+            line("10.0.0.9", 0, "a.example", "a.example", ",\"count\":1"),
+            line(
+                "10.0.0.9",
+                9,
+                "a.example",
+                "a.example",
+                ",\"count\":18446744073709551615",
+            ),
+        ];
+        let r = report_of(&huge);
+        assert_eq!(r.events, usize::MAX);
+        assert_eq!(r.clients[0].blocked, usize::MAX);
     }
 }
