@@ -29,11 +29,13 @@ fn fit(s: &str, n: usize) -> String {
 }
 
 fn every(seconds: f64) -> String {
-    humantime::format_duration(std::time::Duration::from_secs(
-        seconds.round().max(0.0) as u64
-    ))
-    .to_string()
-    .replace(' ', "")
+    // A timer under a second (a replay read with a small --burst) in milliseconds, not "0s".
+    let d = if seconds < 1.0 {
+        std::time::Duration::from_millis((seconds * 1000.0).round().max(0.0) as u64)
+    } else {
+        std::time::Duration::from_secs(seconds.round() as u64)
+    };
+    humantime::format_duration(d).to_string().replace(' ', "")
 }
 
 /// How a machine is shown: its hostname(s), else its MAC, else its IP.
@@ -481,6 +483,14 @@ mod tests {
         .unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         r
+    }
+
+    #[test]
+    fn intervals_read_as_an_admin_writes_them() {
+        assert_eq!(every(600.4), "10m");
+        assert_eq!(every(90.0), "1m30s");
+        assert_eq!(every(0.25), "250ms");
+        assert_eq!(every(0.0), "0s");
     }
 
     #[test]
