@@ -147,7 +147,7 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
     let mut blocks = Blocks::default();
     let (mut lines, mut hits) = (0, 0u64);
     for path in &opts.logs {
-        read::for_each_entry(path, opts.since, opts.until, &mut skipped, |e| {
+        read::for_each_entry(path, opts.since, opts.until, &mut skipped, |mut e| {
             lines += 1;
             if e.is_connection() {
                 return; // asks for no name
@@ -158,12 +158,7 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
             let seen = blocks.seen_in_other_log(&e);
             let queries = e.queries();
             let blocked = e.is_block();
-            let mac = e.client_mac.filter(|m| !m.is_empty());
-            let host = e.client_hostname.filter(|h| !h.is_empty());
-            let id = mac
-                .clone()
-                .or_else(|| host.clone())
-                .unwrap_or_else(|| e.client_ip.clone());
+            let (id, mac, host) = e.machine();
             if let Some(extra) = seen {
                 // Counted from the other log already; take back what a folded event line added.
                 if let Some(n) = by_client

@@ -13,7 +13,8 @@ pub mod syslog;
 
 pub use line::LineFormat;
 pub use logfile::{LogFile, Rotation};
-pub use repeats::{Admit, Repeated, Repeats};
+pub use repeats::Repeated;
+use repeats::{Admit, Repeats};
 pub use syslog::{Syslog, SyslogTarget};
 
 use crate::clients::{Attribution, Identity};

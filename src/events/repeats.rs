@@ -108,7 +108,8 @@ pub struct Repeats {
     hasher: foldhash::fast::RandomState,
     /// By a keyed hash of the event's kind (random per process, so a client cannot aim collisions).
     slots: HashMap<u64, Slot, foldhash::fast::RandomState>,
-    next_sweep: SystemTime,
+    /// When [`due`](Self::due) looks next (nanoseconds, as the slots' times).
+    next_sweep: u64,
 }
 
 impl Repeats {
@@ -118,7 +119,7 @@ impl Repeats {
             window: u64::try_from(window.as_nanos()).unwrap_or(u64::MAX),
             hasher: foldhash::fast::RandomState::default(),
             slots: HashMap::default(),
-            next_sweep: SystemTime::UNIX_EPOCH,
+            next_sweep: 0,
         }
     }
 
@@ -178,11 +179,11 @@ impl Repeats {
     /// ended windows are forgotten. Looks at most every [`SWEEP_EVERY`] unless `all`.
     pub fn due(&mut self, now: SystemTime, all: bool) -> Vec<Box<Repeated>> {
         let mut out = Vec::new();
-        if !all && now < self.next_sweep {
+        let t = nanos(now);
+        if !all && t < self.next_sweep {
             return out;
         }
-        self.next_sweep = now + SWEEP_EVERY;
-        let t = nanos(now);
+        self.next_sweep = t.saturating_add(SWEEP_EVERY.as_nanos() as u64);
         self.slots.retain(|_, s| {
             let ended = all || t >= s.until || t.saturating_add(self.window) < s.opened;
             if ended {

@@ -141,15 +141,14 @@ struct ClientAcc {
     connected_to: BTreeSet<String>,
 }
 
+/// One name over all machines: who asked, and its queries.
 #[derive(Default)]
 struct NameAcc {
     clients: BTreeSet<String>,
-    lists: BTreeSet<String>,
-    times: Vec<f64>,
-    blocked: usize,
+    queries: NameTimes,
 }
 
-/// One name's queries from one machine.
+/// One name's queries (from one machine, or from all).
 #[derive(Default)]
 struct NameTimes {
     /// When: each line's time, and a folded line's first time too.
@@ -157,6 +156,15 @@ struct NameTimes {
     lists: BTreeSet<String>,
     /// Queries, counting each line's `count`.
     blocked: usize,
+}
+
+impl NameTimes {
+    /// Adds one line: its times, the queries it stands for, the list that blocked them.
+    fn add(&mut self, when: &[f64], queries: usize, list: Option<&String>) {
+        self.times.extend_from_slice(when);
+        self.blocked = self.blocked.saturating_add(queries);
+        self.lists.extend(list.cloned());
+    }
 }
 
 /// The times one line tells of: its own, and a folded line's first one.
@@ -181,7 +189,7 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
     let mut skipped = read::Skipped::default();
     let (mut events, mut connection_events) = (0usize, 0);
     for path in &opts.files {
-        read::for_each_entry(path, opts.since, opts.until, &mut skipped, |e| {
+        read::for_each_entry(path, opts.since, opts.until, &mut skipped, |mut e| {
             let connection = e.is_connection();
             if !e.is_block() && !connection {
                 return;
@@ -190,12 +198,7 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
             let when: Vec<f64> = line_times(&e).collect();
             let queries = e.queries() as usize;
             let target = connection.then(|| e.connection_target());
-            let mac = e.client_mac.filter(|m| !m.is_empty());
-            let host = e.client_hostname.filter(|h| !h.is_empty());
-            let id = mac
-                .clone()
-                .or_else(|| host.clone())
-                .unwrap_or_else(|| e.client_ip.clone());
+            let (id, mac, host) = e.machine();
             let c = clients.entry(id.clone()).or_default();
             c.ips.insert(e.client_ip.clone());
             c.macs.extend(mac);
@@ -207,9 +210,10 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
                 return;
             }
             events = events.saturating_add(queries);
-            let cn = c.names.entry(e.qname.clone()).or_default();
-            cn.times.extend_from_slice(&when);
-            cn.blocked = cn.blocked.saturating_add(queries);
+            c.names
+                .entry(e.qname.clone())
+                .or_default()
+                .add(&when, queries, e.list.as_ref());
             if let (Some(l), Some(r)) = (&e.list, &e.rule) {
                 let (lists, matched) = c.rules.entry(r.clone()).or_default();
                 lists.insert(l.clone());
@@ -217,13 +221,8 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
             }
             let n = names.entry(e.qname).or_default();
             n.clients.insert(id);
-            n.times.extend_from_slice(&when);
-            n.blocked = n.blocked.saturating_add(queries);
-            if let Some(l) = e.list {
-                cn.lists.insert(l.clone());
-                c.lists.insert(l.clone());
-                n.lists.insert(l);
-            }
+            n.queries.add(&when, queries, e.list.as_ref());
+            c.lists.extend(e.list);
         })
         .map_err(|source| ReadError {
             path: path.clone(),
@@ -243,11 +242,12 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
     let mut name_out: Vec<NameSummary> = names
         .into_iter()
         .map(|(qname, n)| {
+            let (n, clients) = (n.queries, n.clients);
             let (first, last) = span(&n.times);
             NameSummary {
                 qname,
                 blocked: n.blocked,
-                clients: n.clients.into_iter().collect(),
+                clients: clients.into_iter().collect(),
                 lists: n.lists.into_iter().collect(),
                 first_seen: iso(first),
                 last_seen: iso(last),

@@ -55,6 +55,18 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The machine the line names, keyed by its MAC, else its hostname, else its IP (so that an address
+    /// DHCP gave to another machine is another machine), with the MAC and hostname it gave (taken out).
+    pub fn machine(&mut self) -> (String, Option<String>, Option<String>) {
+        let mac = self.client_mac.take().filter(|m| !m.is_empty());
+        let host = self.client_hostname.take().filter(|h| !h.is_empty());
+        let id = mac
+            .clone()
+            .or_else(|| host.clone())
+            .unwrap_or_else(|| self.client_ip.clone());
+        (id, mac, host)
+    }
+
     /// A blocked query (of the event log).
     pub fn is_block(&self) -> bool {
         self.kind == "block"
