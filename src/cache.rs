@@ -32,8 +32,8 @@ struct Entry {
     ceiling: u32,
     /// What the answer points at, re-checked against the lists on a hit under a new policy.
     inspect: Option<Arc<Inspect>>,
-    /// The policy generation under which this answer (its name, targets and addresses) was last found not
-    /// blocked; 0 before the first check. A hit under that same policy needs no list lookup.
+    /// The policy generation under which what this answer points at (targets, addresses) was last found not
+    /// blocked; 0 before the first check. A hit under that same policy needs no target check.
     cleared: AtomicU64,
     /// When a refresh of this answer last failed, in milliseconds after `stored`, plus one; 0 if none has.
     refresh_failed: AtomicU64,
@@ -63,9 +63,8 @@ pub struct Hit {
 }
 
 impl Hit {
-    /// Records that the lists of policy `generation` block neither this answer's name nor what it points
-    /// at, so later hits under the same policy skip the lists (with a million-rule list, the lookups are
-    /// cache misses in memory).
+    /// Records that the lists of policy `generation` block nothing this answer points at, so later hits
+    /// under the same policy skip checking its targets and addresses again.
     pub fn clear(&self, generation: u64) {
         self.entry.cleared.store(generation, Ordering::Relaxed);
     }
@@ -106,8 +105,8 @@ enum Age {
 
 /// Room for any key: flags, type, class and the longest name text (255 wire octets, each at most `\DDD`).
 const KEY_MAX: usize = 5 + 255 * 4;
-/// Keys up to this length (nearly all) are built in a small stack buffer: every query, blocked ones
-/// included, looks in the cache first, and zeroing a kilobyte each time showed in its instruction count.
+/// Keys up to this length (nearly all) are built in a small stack buffer: every query not blocked looks in
+/// the cache, and zeroing a kilobyte each time showed in its instruction count.
 const KEY_SHORT: usize = 256;
 
 /// Writes the cache key into `buf` (at least `5 + name length` long): flags, type, class, then the
