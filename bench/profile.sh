@@ -6,6 +6,8 @@
 #   threads   per-thread CPU (utime/stime clock ticks from /proc/PID/task/*/stat) and context switches per query
 #             during a fixed-rate dnsperf run: how much of the cost is the query thread and how much the event
 #             writer. TARGET=unbound measures Unbound the same way.
+#   syscalls  counts the server's system calls per query, by name (perf stat on the syscalls:sys_enter_*
+#             tracepoints), during a fixed-rate dnsperf run: how many calls a query costs, and which.
 #   callgrind runs c2sink under valgrind --tool=callgrind, zeroes the counters after warm-up, sends exactly
 #             N queries, and prints instructions per query (user space only) with the top functions.
 # WORKLOAD: blocked | cached | mixed | variety | miss. TARGET=unbound: Unbound instead (perf, threads, callgrind).
@@ -18,7 +20,7 @@ BENCH="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$BENCH")"
 export OUT="${OUT:-$BENCH/out}"
 source "$BENCH/lib.sh"
-[[ $# -eq 2 ]] || die "usage: $0 perf|threads|callgrind blocked|cached|mixed|variety|miss"
+[[ $# -eq 2 ]] || die "usage: $0 perf|threads|syscalls|callgrind blocked|cached|mixed|variety|miss"
 TOOL=$1 WL=$2
 SECS=${SECS:-5} QPS=${QPS:-30000} N=${N:-20000} CONFIG=${CONFIG:-small} TOP=${TOP:-25}
 SERVER_CPUS=${SERVER_CPUS-1} DNSPERF_CPUS=${DNSPERF_CPUS-0} UPSTREAM_CPUS=${UPSTREAM_CPUS-0}
@@ -83,6 +85,23 @@ perf)
     perf report -i "$PROF.data" --stdio --no-children --sort sym 2>/dev/null | grep -v '^#' | grep -v '^$' | head -"$TOP"
   } | tee "$PROF.txt"
   ;;
+syscalls)
+  command -v perf >/dev/null || die "perf is not installed"
+  start_target
+  dp -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1
+  [[ "$WL" == variety ]] && dp -d "$QF" -n 2 >/dev/null 2>&1
+  perf stat -x, -e 'syscalls:sys_enter_*' -p "$pid" -o "$PROF.stat" -- sleep "$SECS" 2>/dev/null &
+  rec=$!
+  dp -d "$QF" -Q "$QPS" -l "$SECS" > "$PROF.dnsperf.txt" 2>&1
+  wait "$rec" || true
+  completed=$(awk '/Queries completed:/{print $3}' "$PROF.dnsperf.txt")
+  {
+    echo "# system calls of $TARGET per query, workload $WL at $QPS qps for ${SECS}s ($completed queries)"
+    awk -F, -v n="$completed" '$1 ~ /^[0-9]+$/ && $1 > 0 { sub(/^syscalls:sys_enter_/, "", $3)
+        printf "%-22s %10d %8.3f\n", $3, $1, $1 / n; t += $1 }
+      END { printf "%-22s %10d %8.3f\n", "total", t, t / n }' "$PROF.stat" | sort -k2 -nr
+  } | tee "$PROF.txt"
+  ;;
 threads)
   start_target
   dp -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1
@@ -139,5 +158,5 @@ callgrind)
     callgrind_annotate --threshold=100 --auto=no --inclusive=yes "$dump" 2>/dev/null | sed -n '/file:function/,$p' | head -"$TOP"
   } | tee "$PROF.txt"
   ;;
-*) die "unknown tool $TOOL (perf, threads, callgrind)" ;;
+*) die "unknown tool $TOOL (perf, threads, syscalls, callgrind)" ;;
 esac
