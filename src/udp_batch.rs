@@ -309,7 +309,7 @@ impl Receiver {
 
     /// One `recvfrom` per datagram until none is waiting (that last call, as a `recvmmsg` would, finds the
     /// queue empty) or [`BATCH`] are read: on a socket bound to one address, where no ancillary data is
-    /// needed. Side by side on one core this costs 0.95x the CPU per blocked query of one `recvmmsg` per burst
+    /// needed. Side by side on one core this costs 0.96-0.97x the CPU per query of one `recvmmsg` per burst
     /// (docs/performance.md), although it makes more system calls.
     fn recv_each(&mut self, sock: &Socket, flags: libc::c_int) -> io::Result<usize> {
         let fd = sock.fd.get_ref().as_raw_fd();
