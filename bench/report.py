@@ -7,6 +7,7 @@ has none. Lost queries are summed over the runs.
 """
 import argparse
 import csv
+import os
 import statistics
 from collections import defaultdict
 
@@ -29,9 +30,14 @@ def main():
     ap.add_argument("--miss-qps", default="10000")
     ap.add_argument("--paired", help="CSV of run.sh's PAIRED phase (both servers measured in the same seconds)")
     ap.add_argument("--paired-qps", default="15000")
+    ap.add_argument("--paired-slice-us", default="0", help="the slice the partners that are not c2sink were given")
     a = ap.parse_args()
 
     runs = defaultdict(list)
+    if not os.path.exists(a.csv):  # ROUNDS=0: the side-by-side runs only
+        if a.paired:
+            paired(a.paired, a.paired_qps, a.paired_slice_us)
+        return
     with open(a.csv) as f:
         for r in csv.DictReader(f):
             runs[(r["server"], r["workload"], r["mode"])].append(r)
@@ -164,10 +170,10 @@ def main():
     print("else after the saturation run. Each cell: median over its runs (rounds); lost queries: summed.")
     print(f"'*' = every run of the cell had other processes using more than {a.other_max:.0f} % of a core (noisy).")
     if a.paired:
-        paired(a.paired, a.paired_qps)
+        paired(a.paired, a.paired_qps, a.paired_slice_us)
 
 
-def paired(path, qps):
+def paired(path, qps, slice_us):
     """The PAIRED table: per run, the two servers' CPU per query from the same seconds, so one run's ratio
     carries little of the machine's swing; each cell is the median of the runs' ratios."""
     runs = defaultdict(list)
@@ -178,7 +184,12 @@ def paired(path, qps):
         return
     print()
     print(f"Side by side (PAIRED): c2sink and one other server pinned to the same core at once, {qps} qps each,")
-    print("CPU per query compared within each run; median of the runs' ratios (lowest-highest), the µs are medians:")
+    print("CPU per query compared within each run; median of the runs' ratios (lowest-highest), the µs are medians.")
+    if slice_us != "0":
+        print(f"Servers other than c2sink run with a {slice_us} µs scheduler slice, as c2sink's query threads ask for")
+        print("(PAIRED_SLICE_US=0: as they run alone, where c2sink's wake-ups preempt them and it batches less):")
+    else:
+        print("Other servers run as they do alone (PAIRED_SLICE_US=0): c2sink's short-slice query threads preempt them:")
     print()
     print("| ratio | workload | CPU per query | c2sink µs | other µs | runs |")
     print("|---|---|---:|---:|---:|---:|")

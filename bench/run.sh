@@ -45,6 +45,9 @@
 #   PAIRED_RUNS=6 PAIRED_SECS=1 PAIRED_QPS=15000   runs per workload, seconds a run, offered load per server
 #   PAIRED_WORKLOADS="blocked cached mixed"   the goals' CPU workloads (not misses: repeated runs would find
 #                     them cached)
+#   PAIRED_SLICE_US=100   the scheduler slice given to a partner that is not c2sink (bench/slice.py): the one
+#                     c2sink's query threads ask for (src/sched.rs), so that on the shared core neither server
+#                     preempts the other more readily; 0 = leave the partner as it runs alone
 #   SKIP_INSTALL=0    1: do not check/install packages
 #   OUT=bench/out     generated configs, query files, logs and results
 set -euo pipefail
@@ -66,6 +69,8 @@ SERVER_CPUS=${SERVER_CPUS-1} DNSPERF_CPUS=${DNSPERF_CPUS-0} UPSTREAM_CPUS=${UPST
 OTHER_MAX=${OTHER_MAX:-25} ONCE=${ONCE-dnsmasq unbound-log}
 PAIRED=${PAIRED-c2sink-1m unbound} PAIRED_RUNS=${PAIRED_RUNS:-6} PAIRED_SECS=${PAIRED_SECS:-1} PAIRED_QPS=${PAIRED_QPS:-15000}
 PAIRED_WORKLOADS=${PAIRED_WORKLOADS:-"blocked cached mixed"}
+PAIRED_SLICE_US=${PAIRED_SLICE_US-100}
+[[ "$PAIRED_SLICE_US" =~ ^[0-9]+$ ]] || die "PAIRED_SLICE_US must be a number of microseconds, not '$PAIRED_SLICE_US'"
 export UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300} UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
 export UBL_PORT=${UBL_PORT:-5308} DM_IP=${DM_IP:-127.0.0.4} DM_PORT=${DM_PORT:-5302} C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
 export C2M_PORT=${C2M_PORT:-5304} C2B_PORT=${C2B_PORT:-5305} C2H_PORT=${C2H_PORT:-5306}
@@ -260,6 +265,12 @@ if [[ -n "$PAIRED" ]]; then
   echo "partner,workload,run,c2sink_ns_per_q,partner_ns_per_q" > "$PCSV"
   for partner in $PAIRED; do
     for server in c2sink "$partner"; do start_server "$server"; [[ "$server" == floor ]] || warm_server "$server"; done
+    # c2sink's query threads ask for a short slice: a partner without one would be preempted by each of
+    # c2sink's wake-ups and c2sink would batch less than it does alone (docs/performance.md)
+    if [[ "$PAIRED_SLICE_US" != 0 && "$partner" != c2sink* ]]; then
+      python3 "$BENCH/slice.py" "$(pid_of "$partner")" "$PAIRED_SLICE_US" || die "cannot set $partner's slice"
+      log "PAIRED: $partner runs with a ${PAIRED_SLICE_US} µs scheduler slice, as c2sink's query threads"
+    fi
     sleep 0.5
     for wl in $PAIRED_WORKLOADS; do
       [[ "$wl" == miss ]] && { log "PAIRED: misses left out (repeated runs would find them cached)"; continue; }
@@ -278,6 +289,6 @@ trap - EXIT
        "${RT_PRIO:+real-time priority $RT_PRIO (chrt -f) for servers and dnsperf, }${NICE:+nice $NICE for servers and dnsperf, }fixed runs ${FIXED_SECS}s at ${FIXED_QPS} qps (miss: ${MISS_QPS} qps), saturation runs ${SAT_SECS}s with -c 1 -q 100; over ${PROTO^^};" \
        "median of $ROUNDS round(s)${ONCE:+ ($ONCE: first round only)}"
   python3 "$BENCH/report.py" "$CSV" --other-max "$OTHER_MAX" --fixed-qps "$FIXED_QPS" --miss-qps "$MISS_QPS" \
-    ${PAIRED:+--paired "$PCSV" --paired-qps "$PAIRED_QPS"}
+    ${PAIRED:+--paired "$PCSV" --paired-qps "$PAIRED_QPS" --paired-slice-us "$PAIRED_SLICE_US"}
 } | tee "$OUT/results/run-$STAMP.md"
 log "done in ${SECONDS}s; raw rows: $CSV"
