@@ -4,7 +4,7 @@ Linux 6.12+ EEVDF reads for SCHED_OTHER) for every thread of PID, keeping each t
 
 run.sh's side-by-side runs give the other server the slice c2sink's query threads ask for (src/sched.rs), so
 that on the shared core neither preempts the other more readily: a thread with the shorter slice preempts the
-other at once on each wake-up, answers one datagram and sleeps, and so batches less than the one it preempts.
+other at once on each wake-up, and so (measured as a higher CPU cost per query) batches less than it would.
 """
 import ctypes
 import os
