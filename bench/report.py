@@ -177,9 +177,13 @@ def paired(path, qps, slice_us):
     """The PAIRED table: per run, the two servers' CPU per query from the same seconds, so one run's ratio
     carries little of the machine's swing; each cell is the median of the runs' ratios."""
     runs = defaultdict(list)
+    tails = defaultdict(list)
     with open(path) as f:
         for r in csv.DictReader(f):
             runs[(r["partner"], r["workload"])].append((float(r["c2sink_ns_per_q"]), float(r["partner_ns_per_q"])))
+            c99, p99 = num(r.get("c2sink_p99_us") or ""), num(r.get("partner_p99_us") or "")
+            if c99 and p99:
+                tails[(r["partner"], r["workload"])].append((c99, p99))
     if not runs:
         return
     print()
@@ -191,8 +195,8 @@ def paired(path, qps, slice_us):
     else:
         print("Other servers run as they do alone (PAIRED_SLICE_US=0): c2sink's short-slice query threads preempt them:")
     print()
-    print("| ratio | workload | CPU per query | c2sink µs | other µs | runs |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| ratio | workload | CPU per query | c2sink µs | other µs | p99 | c2sink p99 ms | other p99 ms | runs |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for (partner, w), rows in sorted(runs.items(), key=lambda kv: (kv[0][0], WORKLOADS.index(kv[0][1]))):
         variant = partner.startswith("c2sink")  # c2sink with another list or build: it over c2sink
         rs = [(p / c) if variant else (c / p) for c, p in rows if c > 0 and p > 0]
@@ -200,11 +204,23 @@ def paired(path, qps, slice_us):
         goal = 1.05 if partner == "c2sink-1m" else (1.0 if partner == "unbound" else None)
         m = statistics.median(rs)
         mark = "" if goal is None else (" ok" if m <= goal else " MISS")
+        tail = tails.get((partner, w), [])
+        if tail:
+            ts = [(p / c) if variant else (c / p) for c, p in tail]
+            t = statistics.median(ts)
+            tmark = "" if goal is None else (" ok" if t <= goal else " MISS")
+            p99 = (f"{t:.2f}{tmark} ({min(ts):.2f}-{max(ts):.2f}) | {statistics.median(c for c, _ in tail) / 1000:.3f} | "
+                   f"{statistics.median(p for _, p in tail) / 1000:.3f}")
+        else:
+            p99 = "- | - | -"
         print(f"| {name} | {w} | {m:.3f}{mark} ({min(rs):.3f}-{max(rs):.3f}) | "
-              f"{statistics.median(c for c, _ in rows) / 1000:.2f} | {statistics.median(p for _, p in rows) / 1000:.2f} | {len(rows)} |")
+              f"{statistics.median(c for c, _ in rows) / 1000:.2f} | {statistics.median(p for _, p in rows) / 1000:.2f} | "
+              f"{p99} | {len(rows)} |")
     print()
     print("Sharing the core costs each server more per query than running alone (the µs here are higher than in the")
     print("table above), so compare ratios, not µs, with the fixed-load table; goals as above (1M list within 5 %).")
+    print("p99: each server's 99th-percentile latency over the same seconds (dnsperf -v), compared run by run: a stall")
+    print("of the machine delays both. Each waits for the other's work on the shared core, so the ms are higher than alone.")
 
 
 if __name__ == "__main__":

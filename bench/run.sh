@@ -237,10 +237,15 @@ for ((round = 1; round <= ROUNDS; round++)); do
   for server in $active; do stop "$server"; done
 done
 
+p99_us() { # dnsperf -v output file: the 99th percentile of its queries' latencies, in µs
+  awk '$1==">" {print $NF}' "$1" | sort -g | awk '{a[NR]=$1} END{if (NR == 0) {print "NA"; exit}
+    i = int(NR * 0.99 + 0.999999); printf "%.0f", a[i] * 1e6}'
+}
 paired_run() { # partner workload run: c2sink and partner, one dnsperf each at PAIRED_QPS, in the same seconds
   local partner=$1 wl=$2 run=$3 server ip port q dps=()
-  local -A pid=() t0=() ns=()
-  local dp_args=(-q 100 -t 5 -Q "$PAIRED_QPS" -l "$PAIRED_SECS" -d "$(qfile "$wl" fixed)")
+  local -A pid=() t0=() ns=() p99=()
+  # -v: each query's latency, for the p99 of the same seconds (a VM stall then lands on both servers)
+  local dp_args=(-q 100 -t 5 -Q "$PAIRED_QPS" -l "$PAIRED_SECS" -v -d "$(qfile "$wl" fixed)")
   local order=(c2sink "$partner")
   # which dnsperf starts first alternates, so that neither server always gets the head start
   (( run % 2 == 0 )) && order=("$partner" c2sink)
@@ -255,14 +260,15 @@ paired_run() { # partner workload run: c2sink and partner, one dnsperf each at P
     q=$(awk '/Queries completed/{print $3}' "$OUT/run/paired-$server.txt")
     (( ${q:-0} > 0 )) || die "paired run $partner/$wl/$run: $server answered nothing"
     ns[$server]=$(( ($(runtime_ns "${pid[$server]}") - t0[$server]) / q ))
+    p99[$server]=$(p99_us "$OUT/run/paired-$server.txt")
   done
-  echo "$partner,$wl,$run,${ns[c2sink]},${ns[$partner]}" >> "$PCSV"
-  log "paired $run: $wl c2sink ${ns[c2sink]} ns/query, $partner ${ns[$partner]} ns/query"
+  echo "$partner,$wl,$run,${ns[c2sink]},${ns[$partner]},${p99[c2sink]},${p99[$partner]}" >> "$PCSV"
+  log "paired $run: $wl c2sink ${ns[c2sink]} ns/query, $partner ${ns[$partner]} ns/query; p99 ${p99[c2sink]} / ${p99[$partner]} µs"
   [[ -f "$OUT/run/c2sink-events.jsonl" ]] && : > "$OUT/run/c2sink-events.jsonl"
   return 0
 }
 if [[ -n "$PAIRED" ]]; then
-  echo "partner,workload,run,c2sink_ns_per_q,partner_ns_per_q" > "$PCSV"
+  echo "partner,workload,run,c2sink_ns_per_q,partner_ns_per_q,c2sink_p99_us,partner_p99_us" > "$PCSV"
   for partner in $PAIRED; do
     for server in c2sink "$partner"; do start_server "$server"; [[ "$server" == floor ]] || warm_server "$server"; done
     # c2sink's query threads ask for a short slice: a partner without one would be preempted by each of
