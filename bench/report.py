@@ -191,7 +191,7 @@ def paired(path, qps, slice_us):
     print("CPU per query compared within each run; median of the runs' ratios (lowest-highest), the µs are medians.")
     if slice_us != "0":
         print(f"Servers other than c2sink run with a {slice_us} µs scheduler slice, as c2sink's query threads ask for")
-        print("(PAIRED_SLICE_US=0: as they run alone, where c2sink's wake-ups preempt them and it batches less):")
+        print("(PAIRED_SLICE_US=0: as they run alone, where each of c2sink's wake-ups preempts them):")
     else:
         print("Other servers run as they do alone (PAIRED_SLICE_US=0): c2sink's short-slice query threads preempt them:")
     print()
