@@ -62,4 +62,14 @@ start() { # name ip port cpus cmd...: starts a server, records "name pid exe", w
   [[ "$(exe_of "$pid")" == "$exe" ]] || die "$name: pid $pid runs $(exe_of "$pid"), expected $exe"
   log "$name pid $pid answering on $ip:$port${cpus:+ (CPU $cpus)}"
 }
+latency_quantiles() { # file q...: those quantiles (0.5, 0.99, ...) of the latencies in a dnsperf -v output, in
+  # seconds, on one line ("NA" each when it holds none); nearest rank
+  local f=$1; shift
+  awk '$1==">" {print $NF}' "$f" | sort -g | awk -v qs="$*" '{a[NR] = $1} END{
+    n = split(qs, q, " ")
+    for (k = 1; k <= n; k++) {
+      i = int(NR * q[k] + 0.999999); if (i < 1) i = 1
+      printf "%s%s", (NR ? a[i] : "NA"), (k < n ? " " : "\n")
+    }}'
+}
 pid_of() { awk -v n="$1" '$1==n {print $2}' "$PIDS" | tail -n1; }

@@ -34,7 +34,7 @@ ticks() { # pids... -> "user system" clock ticks summed over the processes (all 
     # strip "pid (comm) " first (comm may hold spaces); then utime is field 12, stime 13
     s=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null) || continue
     read -r a b < <(awk '{print $12, $13}' <<< "$s"); u=$((u + a)); k=$((k + b)); done; echo "$u $k"; }
-source "$(dirname "$0")/lib.sh"  # runtime_ns, pin_prefix
+source "$(dirname "$0")/lib.sh"  # runtime_ns, pin_prefix, latency_quantiles
 machine() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat; }  # total, idle+iowait
 rss_kb() { local t=0 p; for p in $*; do t=$(( t + $(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0) )); done; echo "$t"; }
 
@@ -45,7 +45,7 @@ case "${PROTO:-udp}" in udp) ;; tcp) ARGS+=(-m tcp) ;; *) die "PROTO must be udp
 [[ "$LATENCY" == 1 ]] && ARGS+=(-v)
 pin_prefix "${DNSPERF_CPUS:-}"
 RAW=$(mktemp "${TMPDIR:-/tmp}/c2bench-dnsperf.XXXXXX")
-trap 'rm -f "$RAW" "$RAW.err" "$RAW.lat"' EXIT
+trap 'rm -f "$RAW" "$RAW.err"' EXIT
 
 read -r m0 i0 < <(machine); read -r su0 sk0 < <(ticks $SERVER_PIDS); sn0=$(runtime_ns $SERVER_PIDS); read -r uu0 uk0 < <(ticks ${UPSTREAM_PIDS:-}); t0=$(date +%s.%N)
 set +e
@@ -64,11 +64,9 @@ rcodes=$(grep -m1 'Response codes:' "$RAW" | sed -E 's/.*Response codes: *//; s/
 read -r du ds de < <(grep DNSPERF_RUSAGE "$RAW" | awk '{print $2, $3, $4}')
 p50=NA p99=NA
 if [[ "$LATENCY" == 1 ]]; then
-  awk '$1==">" {print $NF}' "$RAW" | sort -g > "$RAW.lat"
-  n=$(wc -l < "$RAW.lat")
-  if [[ "$n" -gt 0 ]]; then
-    pct() { sed -n "$(awk -v n="$n" -v p="$1" 'BEGIN{i=int(n*p+0.999999); if(i<1)i=1; print i}')p" "$RAW.lat"; }
-    p50=$(awk -v x="$(pct 0.50)" 'BEGIN{printf "%.3f", x*1000}'); p99=$(awk -v x="$(pct 0.99)" 'BEGIN{printf "%.3f", x*1000}')
+  read -r s50 s99 < <(latency_quantiles "$RAW" 0.50 0.99)
+  if [[ "$s50" != NA ]]; then
+    p50=$(awk -v x="$s50" 'BEGIN{printf "%.3f", x*1000}'); p99=$(awk -v x="$s99" 'BEGIN{printf "%.3f", x*1000}')
   fi
 fi
 u0=$((uu0 + uk0)) u1=$((uu1 + uk1))

@@ -67,12 +67,18 @@ start_target() {
   fi
 }
 
+# Fills the target's cache as the bench's warm-up does: the cached names, and the variety workload's own.
+warm_target() {
+  dp -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1
+  [[ "$WL" != variety ]] || dp -d "$QF" -n 2 >/dev/null 2>&1
+}
+
 start nsd "$UP_IP" "$UP_PORT" "$UPSTREAM_CPUS" "$(command -v nsd)" -d -c "$OUT/conf/nsd.conf"
 case "$TOOL" in
 perf)
   command -v perf >/dev/null || die "perf is not installed"
   start_target
-  dp -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1
+  warm_target
   perf record -F 4999 -e cpu-clock ${PERF_CALLGRAPH:+-g} -p "$pid" -o "$PROF.data" -- sleep "$SECS" 2>"$PROF.record.log" &
   rec=$!
   dp -d "$QF" -Q "$QPS" -l "$SECS" > "$PROF.dnsperf.txt" 2>&1
@@ -88,8 +94,7 @@ perf)
 syscalls)
   command -v perf >/dev/null || die "perf is not installed"
   start_target
-  dp -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1
-  [[ "$WL" == variety ]] && dp -d "$QF" -n 2 >/dev/null 2>&1
+  warm_target
   perf stat -x, -e 'syscalls:sys_enter_*' -p "$pid" -o "$PROF.stat" -- sleep "$SECS" 2>/dev/null &
   rec=$!
   dp -d "$QF" -Q "$QPS" -l "$SECS" > "$PROF.dnsperf.txt" 2>&1
@@ -104,8 +109,7 @@ syscalls)
   ;;
 threads)
   start_target
-  dp -d "$OUT/queries/cached.txt" -n 3 >/dev/null 2>&1
-  [[ "$WL" == variety ]] && dp -d "$QF" -n 2 >/dev/null 2>&1
+  warm_target
   # "tid name voluntary involuntary utime stime" for every thread (the name may not hold spaces: ours do not)
   snap() { local t; for t in /proc/"$pid"/task/*; do
     printf '%s %s %s %s\n' "${t##*/}" "$(cat "$t/comm")" \

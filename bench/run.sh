@@ -238,8 +238,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 p99_us() { # dnsperf -v output file: the 99th percentile of its queries' latencies, in µs
-  awk '$1==">" {print $NF}' "$1" | sort -g | awk '{a[NR]=$1} END{if (NR == 0) {print "NA"; exit}
-    i = int(NR * 0.99 + 0.999999); printf "%.0f", a[i] * 1e6}'
+  awk -v s="$(latency_quantiles "$1" 0.99)" 'BEGIN{if (s == "NA") print "NA"; else printf "%.0f", s * 1e6}'
 }
 paired_run() { # partner workload run: c2sink and partner, one dnsperf each at PAIRED_QPS, in the same seconds
   local partner=$1 wl=$2 run=$3 server ip port q dps=()
