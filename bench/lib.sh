@@ -32,8 +32,13 @@ stop() { # name: stops the process this script started under that name (and its 
       [[ -z "$left" ]] && break; sleep 0.1
     done
     [[ -n "$left" ]] && { log "$name:$left ignored TERM for 5 s; KILL"; kill -KILL $left 2>/dev/null || true; }
+    wait "$pid" 2>/dev/null || true
+  elif alive "$pid"; then
+    # not the executable recorded: not waited for, which would block until it ends on its own
+    log "$name: pid $pid runs $(exe_of "$pid"), not $exe; left alone"
+  else
+    wait "$pid" 2>/dev/null || true
   fi
-  wait "$pid" 2>/dev/null || true
   awk -v n="$name" '$1!=n' "$PIDS" > "$PIDS.tmp" && mv "$PIDS.tmp" "$PIDS"
 }
 stop_all() { local n; for n in $(awk '{print $1}' "$PIDS" 2>/dev/null | tac); do stop "$n"; done; }
@@ -59,7 +64,10 @@ start() { # name ip port cpus cmd...: starts a server, records "name pid exe", w
   echo "$name $pid $exe" >> "$PIDS"
   wait_dns "$name" "$pid" "$ip" "$port"
   # taskset execs the server, so $pid is the server itself
-  [[ "$(exe_of "$pid")" == "$exe" ]] || die "$name: pid $pid runs $(exe_of "$pid"), expected $exe"
+  # on a mismatch the process is still this shell's unreaped child, so its PID cannot have been reused: end it
+  # here, since stop leaves alone a PID that runs another executable
+  [[ "$(exe_of "$pid")" == "$exe" ]] || { local got; got=$(exe_of "$pid"); kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true; die "$name: pid $pid runs $got, expected $exe"; }
   log "$name pid $pid answering on $ip:$port${cpus:+ (CPU $cpus)}"
 }
 latency_quantiles() { # file q...: those quantiles (0.5, 0.99, ...) of the latencies in a dnsperf -v output, in
