@@ -31,12 +31,14 @@ def main():
     ap.add_argument("--paired", help="CSV of run.sh's PAIRED phase (both servers measured in the same seconds)")
     ap.add_argument("--paired-qps", default="15000")
     ap.add_argument("--paired-slice-us", default="0", help="the slice the partners that are not c2sink were given")
+    ap.add_argument("--turns-qps", default="30000")
+    ap.add_argument("--turns-secs", default="1")
     a = ap.parse_args()
 
     runs = defaultdict(list)
     if not os.path.exists(a.csv):  # ROUNDS=0: the side-by-side runs only
         if a.paired:
-            paired(a.paired, a.paired_qps, a.paired_slice_us)
+            paired(a)
         return
     with open(a.csv) as f:
         for r in csv.DictReader(f):
@@ -170,57 +172,74 @@ def main():
     print("else after the saturation run. Each cell: median over its runs (rounds); lost queries: summed.")
     print(f"'*' = every run of the cell had other processes using more than {a.other_max:.0f} % of a core (noisy).")
     if a.paired:
-        paired(a.paired, a.paired_qps, a.paired_slice_us)
+        paired(a)
 
 
-def paired(path, qps, slice_us):
-    """The PAIRED table: per run, the two servers' CPU per query from the same seconds, so one run's ratio
+def paired(a):
+    """The tables of run.sh's PAIRED and TURNS phases: per run, c2sink's and another server's CPU per query and
+    p99, from the same seconds (side by side) or from two runs a second apart (in turns), so that one run's ratio
     carries little of the machine's swing; each cell is the median of the runs' ratios."""
     runs = defaultdict(list)
     tails = defaultdict(list)
-    with open(path) as f:
+    with open(a.paired) as f:
         for r in csv.DictReader(f):
-            runs[(r["partner"], r["workload"])].append((float(r["c2sink_ns_per_q"]), float(r["partner_ns_per_q"])))
+            key = (r.get("mode") or "side", r["partner"], r["workload"])
+            runs[key].append((float(r["c2sink_ns_per_q"]), float(r["partner_ns_per_q"])))
             c99, p99 = num(r.get("c2sink_p99_us") or ""), num(r.get("partner_p99_us") or "")
             if c99 and p99:
-                tails[(r["partner"], r["workload"])].append((c99, p99))
-    if not runs:
-        return
-    print()
-    print(f"Side by side (PAIRED): c2sink and one other server pinned to the same core at once, {qps} qps each,")
-    print("CPU per query compared within each run; median of the runs' ratios (lowest-highest), the µs are medians.")
-    if slice_us != "0":
-        print(f"Servers other than c2sink run with a {slice_us} µs scheduler slice, as c2sink's query threads ask for")
-        print("(PAIRED_SLICE_US=0: as they run alone, where each of c2sink's wake-ups preempts them):")
-    else:
-        print("Other servers run as they do alone (PAIRED_SLICE_US=0): c2sink's short-slice query threads preempt them:")
-    print()
-    print("| ratio | workload | CPU per query | c2sink µs | other µs | p99 | c2sink p99 ms | other p99 ms | runs |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for (partner, w), rows in sorted(runs.items(), key=lambda kv: (kv[0][0], WORKLOADS.index(kv[0][1]))):
-        variant = partner.startswith("c2sink")  # c2sink with another list or build: it over c2sink
-        rs = [(p / c) if variant else (c / p) for c, p in rows if c > 0 and p > 0]
-        name = f"{partner} / c2sink" if variant else f"c2sink / {partner}"
-        goal = 1.05 if partner == "c2sink-1m" else (1.0 if partner == "unbound" else None)
-        m = statistics.median(rs)
-        mark = "" if goal is None else (" ok" if m <= goal else " MISS")
-        tail = tails.get((partner, w), [])
-        if tail:
-            ts = [(p / c) if variant else (c / p) for c, p in tail]
-            t = statistics.median(ts)
-            tmark = "" if goal is None else (" ok" if t <= goal else " MISS")
-            p99 = (f"{t:.2f}{tmark} ({min(ts):.2f}-{max(ts):.2f}) | {statistics.median(c for c, _ in tail) / 1000:.3f} | "
-                   f"{statistics.median(p for _, p in tail) / 1000:.3f}")
+                tails[key].append((c99, p99))
+    for mode in ("side", "turns"):
+        keys = sorted((k for k in runs if k[0] == mode), key=lambda k: (k[1], WORKLOADS.index(k[2])))
+        if not keys:
+            continue
+        print()
+        if mode == "side":
+            print(f"Side by side (PAIRED): c2sink and one other server pinned to the same core at once, {a.paired_qps} qps each,")
+            print("CPU per query compared within each run; median of the runs' ratios (lowest-highest), the µs and ms are")
+            print("medians.")
+            if a.paired_slice_us != "0":
+                print(f"Servers other than c2sink run with a {a.paired_slice_us} µs scheduler slice, as c2sink's query threads ask for")
+                print("(PAIRED_SLICE_US=0: as they run alone, where each of c2sink's wake-ups preempts them):")
+            else:
+                print("Other servers run as they do alone (PAIRED_SLICE_US=0): c2sink's short-slice query threads preempt them:")
         else:
-            p99 = "- | - | -"
-        print(f"| {name} | {w} | {m:.3f}{mark} ({min(rs):.3f}-{max(rs):.3f}) | "
-              f"{statistics.median(c for c, _ in rows) / 1000:.2f} | {statistics.median(p for _, p in rows) / 1000:.2f} | "
-              f"{p99} | {len(rows)} |")
-    print()
-    print("Sharing the core costs each server more per query than running alone (the µs here are higher than in the")
-    print("table above), so compare ratios, not µs, with the fixed-load table; goals as above (1M list within 5 %).")
-    print("p99: each server's 99th-percentile latency over the same seconds (dnsperf -v), compared run by run: a stall")
-    print("of the machine delays both. Each waits for the other's work on the shared core, so the ms are higher than alone.")
+            print(f"In turns (TURNS): c2sink and one other server pinned to the same core, only one of them sent {a.turns_qps} qps")
+            print(f"at a time for {a.turns_secs} s, which one first alternating; each pair of runs is compared; median of the pairs'")
+            print("ratios (lowest-highest), the µs and ms are medians:")
+        print()
+        print("| ratio | workload | CPU per query | c2sink µs | other µs | p99 | c2sink p99 ms | other p99 ms "
+              "| p99 ratio < 1 | runs |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for key in keys:
+            _, partner, w = key
+            rows = runs[key]
+            variant = partner.startswith("c2sink")  # c2sink with another list or build: it over c2sink
+            rs = [(p / c) if variant else (c / p) for c, p in rows if c > 0 and p > 0]
+            name = f"{partner} / c2sink" if variant else f"c2sink / {partner}"
+            goal = 1.05 if partner == "c2sink-1m" else (1.0 if partner == "unbound" else None)
+            m = statistics.median(rs)
+            mark = "" if goal is None else (" ok" if m <= goal else " MISS")
+            tail = tails.get(key, [])
+            if tail:
+                ts = [(p / c) if variant else (c / p) for c, p in tail]
+                t = statistics.median(ts)
+                tmark = "" if goal is None else (" ok" if t <= goal else " MISS")
+                p99 = (f"{t:.2f}{tmark} ({min(ts):.2f}-{max(ts):.2f}) | {statistics.median(c for c, _ in tail) / 1000:.3f} | "
+                       f"{statistics.median(p for _, p in tail) / 1000:.3f} | {sum(x < 1 for x in ts)} of {len(ts)}")
+            else:
+                p99 = "- | - | - | -"
+            print(f"| {name} | {w} | {m:.3f}{mark} ({min(rs):.3f}-{max(rs):.3f}) | "
+                  f"{statistics.median(c for c, _ in rows) / 1000:.2f} | {statistics.median(p for _, p in rows) / 1000:.2f} | "
+                  f"{p99} | {len(rows)} |")
+        print()
+        if mode == "side":
+            print("Sharing the core costs each server more per query than running alone (the µs here are higher than in the")
+            print("table above), so compare ratios, not µs, with the fixed-load table; goals as above (1M list within 5 %).")
+            print("p99: each server's 99th-percentile latency over the same seconds (dnsperf -v), compared run by run: a stall")
+            print("of the machine delays both. Each waits for the other's work on the shared core, so the ms are higher than alone.")
+        else:
+            print("Each server runs alone, as in the rounds, but the pairs' runs are a second apart, so a slow spell of the")
+            print("machine falls on both of a pair more often than on rounds minutes apart; goals as above.")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,12 @@
 #   PAIRED_SLICE_US=100   the scheduler slice given to a partner that is not c2sink (bench/slice.py): the one
 #                     c2sink's query threads ask for (src/sched.rs), so that on the shared core neither server
 #                     preempts the other more readily; 0 = leave the partner as it runs alone
+#   TURNS="unbound"   after that, each of these servers and c2sink in turns: both pinned to SERVER_CPUS, but only one
+#                     sent load at a time, FIXED_QPS for TURNS_SECS (the goals' own set-up: each server alone on
+#                     its core), which one first alternating; TURNS_RUNS pairs per workload of PAIRED_WORKLOADS.
+#                     Each pair compares CPU per query, p50 and p99 of two runs a second apart: more pairs, closer
+#                     in time, than the rounds give, for the p99 that three rounds cannot settle. "" = off
+#   TURNS_RUNS=8 TURNS_SECS=1
 #   SKIP_INSTALL=0    1: do not check/install packages
 #   OUT=bench/out     generated configs, query files, logs and results
 set -euo pipefail
@@ -58,7 +64,7 @@ die() { echo "run.sh: ERROR: $*" >&2; exit 2; }
 log() { echo "run.sh: [$(date +%H:%M:%S) +${SECONDS}s] $*" >&2; }
 
 QUICK=${QUICK:-0}
-if [[ "$QUICK" == 1 ]]; then FIXED_SECS=${FIXED_SECS:-2} SAT_SECS=${SAT_SECS:-1} ROUNDS=${ROUNDS:-1} PAIRED_RUNS=${PAIRED_RUNS:-2}
+if [[ "$QUICK" == 1 ]]; then FIXED_SECS=${FIXED_SECS:-2} SAT_SECS=${SAT_SECS:-1} ROUNDS=${ROUNDS:-1} PAIRED_RUNS=${PAIRED_RUNS:-2} TURNS_RUNS=${TURNS_RUNS:-2}
 else FIXED_SECS=${FIXED_SECS:-2} SAT_SECS=${SAT_SECS:-1} ROUNDS=${ROUNDS:-3}; fi
 export FILL=${FILL:-100000}
 FIXED_QPS=${FIXED_QPS:-30000} MISS_QPS=${MISS_QPS:-10000}
@@ -70,6 +76,7 @@ OTHER_MAX=${OTHER_MAX:-25} ONCE=${ONCE-dnsmasq unbound-log}
 PAIRED=${PAIRED-c2sink-1m unbound} PAIRED_RUNS=${PAIRED_RUNS:-6} PAIRED_SECS=${PAIRED_SECS:-1} PAIRED_QPS=${PAIRED_QPS:-15000}
 PAIRED_WORKLOADS=${PAIRED_WORKLOADS:-"blocked cached mixed"}
 PAIRED_SLICE_US=${PAIRED_SLICE_US-100}
+TURNS=${TURNS-unbound} TURNS_RUNS=${TURNS_RUNS:-8} TURNS_SECS=${TURNS_SECS:-1}
 [[ "$PAIRED_SLICE_US" =~ ^[0-9]+$ ]] || die "PAIRED_SLICE_US must be a number of microseconds, not '$PAIRED_SLICE_US'"
 export UP_IP=${UP_IP:-127.0.0.2} UP_PORT=${UP_PORT:-5300} UB_IP=${UB_IP:-127.0.0.3} UB_PORT=${UB_PORT:-5301}
 export UBL_PORT=${UBL_PORT:-5308} DM_IP=${DM_IP:-127.0.0.4} DM_PORT=${DM_PORT:-5302} C2_IP=${C2_IP:-127.0.0.5} C2_PORT=${C2_PORT:-5303}
@@ -152,8 +159,8 @@ start_server() { local ip port; read -r ip port < <(addr_of "$1")
   esac; }
 
 # ---- the runs -----------------------------------------------------------------------------------
-for s in $SERVERS $PAIRED; do addr_of "$s" >/dev/null; done
-[[ " $PAIRED " != *" c2sink "* ]] || die "PAIRED lists the servers run beside c2sink, not c2sink itself"
+for s in $SERVERS $PAIRED $TURNS; do addr_of "$s" >/dev/null; done
+[[ " $PAIRED $TURNS " != *" c2sink "* ]] || die "PAIRED and TURNS list the servers compared with c2sink, not c2sink itself"
 log "starting nsd (upstream) on $UP_IP:$UP_PORT"
 start nsd "$UP_IP" "$UP_PORT" "$UPSTREAM_CPUS" "$(command -v nsd)" -d -c "$OUT/conf/nsd.conf"
 NSD_PIDS=$(tree_of "$(pid_of nsd)" nsd)
@@ -237,55 +244,73 @@ for ((round = 1; round <= ROUNDS; round++)); do
   for server in $active; do stop "$server"; done
 done
 
-p99_us() { # dnsperf -v output file: the 99th percentile of its queries' latencies, in µs
-  awk -v s="$(latency_quantiles "$1" 0.99)" 'BEGIN{if (s == "NA") print "NA"; else printf "%.0f", s * 1e6}'
+p50_p99_us() { # dnsperf -v output file: the median and 99th percentile of its queries' latencies, in µs
+  latency_quantiles "$1" 0.50 0.99 | awk '$1 == "NA" {print "NA NA"; next} {printf "%.0f %.0f\n", $1 * 1e6, $2 * 1e6}'
 }
-paired_run() { # partner workload run: c2sink and partner, one dnsperf each at PAIRED_QPS, in the same seconds
-  local partner=$1 wl=$2 run=$3 server ip port q dps=()
-  local -A pid=() t0=() ns=() p99=()
-  # -v: each query's latency, for the p99 of the same seconds (a VM stall then lands on both servers)
-  local dp_args=(-q 100 -t 5 -Q "$PAIRED_QPS" -l "$PAIRED_SECS" -v -d "$(qfile "$wl" fixed)")
+paired_run() { # mode partner workload run: c2sink and partner, one dnsperf each; mode "side": at PAIRED_QPS in
+  # the same seconds; "turns": one after the other at FIXED_QPS, each alone on the core
+  local mode=$1 partner=$2 wl=$3 run=$4 server ip port q secs=$PAIRED_SECS qps=$PAIRED_QPS dps=()
+  local -A pid=() t0=() ns=() p50=() p99=()
+  [[ "$mode" == turns ]] && secs=$TURNS_SECS qps=$FIXED_QPS
+  # -v: each query's latency, for p50 and p99 (side by side from the same seconds: a VM stall lands on both)
+  local dp_args=(-q 100 -t 5 -Q "$qps" -l "$secs" -v -d "$(qfile "$wl" fixed)")
   local order=(c2sink "$partner")
-  # which dnsperf starts first alternates, so that neither server always gets the head start
+  # which one goes first alternates, so that neither server always gets the head start
   (( run % 2 == 0 )) && order=("$partner" c2sink)
-  for server in "${order[@]}"; do pid[$server]=$(pid_of "$server"); t0[$server]=$(runtime_ns "${pid[$server]}"); done
   pin_prefix "$DNSPERF_CPUS"
+  for server in "${order[@]}"; do pid[$server]=$(pid_of "$server"); t0[$server]=$(runtime_ns "${pid[$server]}"); done
   for server in "${order[@]}"; do
     read -r ip port < <(addr_of "$server")
+    [[ "$mode" == turns ]] && t0[$server]=$(runtime_ns "${pid[$server]}")
     "${PIN[@]}" dnsperf -s "$ip" -p "$port" "${dp_args[@]}" > "$OUT/run/paired-$server.txt" 2>&1 & dps+=($!)
+    if [[ "$mode" == turns ]]; then
+      wait $! || die "$mode dnsperf against $server failed"
+      ns[$server]=$(runtime_ns "${pid[$server]}")
+    fi
   done
-  wait "${dps[0]}" && wait "${dps[1]}" || die "paired dnsperf failed"
+  if [[ "$mode" == side ]]; then
+    wait "${dps[0]}" && wait "${dps[1]}" || die "paired dnsperf failed"
+    for server in "${order[@]}"; do ns[$server]=$(runtime_ns "${pid[$server]}"); done
+  fi
   for server in "${order[@]}"; do
     q=$(awk '/Queries completed/{print $3}' "$OUT/run/paired-$server.txt")
-    (( ${q:-0} > 0 )) || die "paired run $partner/$wl/$run: $server answered nothing"
-    ns[$server]=$(( ($(runtime_ns "${pid[$server]}") - t0[$server]) / q ))
-    p99[$server]=$(p99_us "$OUT/run/paired-$server.txt")
+    (( ${q:-0} > 0 )) || die "$mode run $partner/$wl/$run: $server answered nothing"
+    ns[$server]=$(( (ns[$server] - t0[$server]) / q ))
+    read -r "p50[$server]" "p99[$server]" < <(p50_p99_us "$OUT/run/paired-$server.txt")
   done
-  echo "$partner,$wl,$run,${ns[c2sink]},${ns[$partner]},${p99[c2sink]},${p99[$partner]}" >> "$PCSV"
-  log "paired $run: $wl c2sink ${ns[c2sink]} ns/query, $partner ${ns[$partner]} ns/query; p99 ${p99[c2sink]} / ${p99[$partner]} µs"
+  echo "$partner,$wl,$run,${ns[c2sink]},${ns[$partner]},${p99[c2sink]},${p99[$partner]},$mode,${p50[c2sink]},${p50[$partner]}" >> "$PCSV"
+  log "$mode $run: $wl c2sink ${ns[c2sink]} ns/query, $partner ${ns[$partner]} ns/query; p99 ${p99[c2sink]} / ${p99[$partner]} µs"
   [[ -f "$OUT/run/c2sink-events.jsonl" ]] && : > "$OUT/run/c2sink-events.jsonl"
   return 0
 }
-if [[ -n "$PAIRED" ]]; then
-  echo "partner,workload,run,c2sink_ns_per_q,partner_ns_per_q,c2sink_p99_us,partner_p99_us" > "$PCSV"
-  for partner in $PAIRED; do
+pair_phase() { # mode runs partners...: c2sink and each partner started together, warmed, compared run by run
+  local mode=$1 runs=$2 partner server wl run; shift 2
+  for partner in "$@"; do
     for server in c2sink "$partner"; do start_server "$server"; [[ "$server" == floor ]] || warm_server "$server"; done
-    # c2sink's query threads ask for a short slice: a partner without one would be preempted by each of
-    # c2sink's wake-ups and c2sink would batch less than it does alone (docs/performance.md)
-    if [[ "$PAIRED_SLICE_US" != 0 && "$partner" != c2sink* ]]; then
+    # c2sink's query threads ask for a short slice: beside a partner without one, each of c2sink's wake-ups
+    # would preempt it and c2sink would batch less than it does alone (docs/performance.md). In turns each
+    # runs alone, where the slice changes nothing measurable.
+    if [[ "$mode" == side && "$PAIRED_SLICE_US" != 0 && "$partner" != c2sink* ]]; then
       python3 "$BENCH/slice.py" "$(pid_of "$partner")" "$PAIRED_SLICE_US" || die "cannot set $partner's slice"
       log "PAIRED: $partner runs with a ${PAIRED_SLICE_US} µs scheduler slice, as c2sink's query threads"
     fi
     sleep 0.5
     for wl in $PAIRED_WORKLOADS; do
-      [[ "$wl" == miss ]] && { log "PAIRED: misses left out (repeated runs would find them cached)"; continue; }
-      for ((run = 1; run <= PAIRED_RUNS; run++)); do paired_run "$partner" "$wl" "$run"; done
+      [[ "$wl" == miss ]] && { log "$mode: misses left out (repeated runs would find them cached)"; continue; }
+      for ((run = 1; run <= runs; run++)); do paired_run "$mode" "$partner" "$wl" "$run"; done
     done
     stop "$partner"; stop c2sink
   done
-fi
+}
+[[ -n "$PAIRED$TURNS" ]] && echo "partner,workload,run,c2sink_ns_per_q,partner_ns_per_q,c2sink_p99_us,partner_p99_us,mode,c2sink_p50_us,partner_p50_us" > "$PCSV"
+[[ -n "$PAIRED" ]] && pair_phase side "$PAIRED_RUNS" $PAIRED
+[[ -n "$TURNS" ]] && pair_phase turns "$TURNS_RUNS" $TURNS
 stop nsd
 trap - EXIT
+
+PAIRED_ARGS=()
+[[ -n "$PAIRED$TURNS" ]] && PAIRED_ARGS=(--paired "$PCSV" --paired-qps "$PAIRED_QPS" --paired-slice-us "$PAIRED_SLICE_US"
+                                        --turns-qps "$FIXED_QPS" --turns-secs "$TURNS_SECS")
 
 # ---- the table ----------------------------------------------------------------------------------
 {
@@ -294,6 +319,6 @@ trap - EXIT
        "${RT_PRIO:+real-time priority $RT_PRIO (chrt -f) for servers and dnsperf, }${NICE:+nice $NICE for servers and dnsperf, }fixed runs ${FIXED_SECS}s at ${FIXED_QPS} qps (miss: ${MISS_QPS} qps), saturation runs ${SAT_SECS}s with -c 1 -q 100; over ${PROTO^^};" \
        "median of $ROUNDS round(s)${ONCE:+ ($ONCE: first round only)}"
   python3 "$BENCH/report.py" "$CSV" --other-max "$OTHER_MAX" --fixed-qps "$FIXED_QPS" --miss-qps "$MISS_QPS" \
-    ${PAIRED:+--paired "$PCSV" --paired-qps "$PAIRED_QPS" --paired-slice-us "$PAIRED_SLICE_US"}
+    "${PAIRED_ARGS[@]}"
 } | tee "$OUT/results/run-$STAMP.md"
 log "done in ${SECONDS}s; raw rows: $CSV"
