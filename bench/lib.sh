@@ -64,10 +64,11 @@ start() { # name ip port cpus cmd...: starts a server, records "name pid exe", w
   echo "$name $pid $exe" >> "$PIDS"
   wait_dns "$name" "$pid" "$ip" "$port"
   # taskset execs the server, so $pid is the server itself
-  # on a mismatch the process is still this shell's unreaped child, so its PID cannot have been reused: end it
-  # here, since stop leaves alone a PID that runs another executable
-  [[ "$(exe_of "$pid")" == "$exe" ]] || { local got; got=$(exe_of "$pid"); kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null || true; die "$name: pid $pid runs $got, expected $exe"; }
+  # on a mismatch end the process here, which was started a moment ago and has just answered, while it is still
+  # alive (stop leaves alone a PID that runs another executable, and waiting for it would never end)
+  [[ "$(exe_of "$pid")" == "$exe" ]] || { local got; got=$(exe_of "$pid")
+    alive "$pid" && { kill -KILL "$pid" 2>/dev/null || true; }
+    wait "$pid" 2>/dev/null || true; die "$name: pid $pid runs ${got:-nothing}, expected $exe"; }
   log "$name pid $pid answering on $ip:$port${cpus:+ (CPU $cpus)}"
 }
 latency_quantiles() { # file q...: those quantiles (0.5, 0.99, ...) of the latencies in a dnsperf -v output, in

@@ -11,7 +11,7 @@
 # Everything is on 127.0.0.0/8; only processes this script started are stopped, by PID.
 #
 # Env (defaults):
-#   QUICK=0           1: one short round and 2 side-by-side runs (about 2 minutes with the binary built)
+#   QUICK=0           1: one short round, 2 side-by-side runs and 2 pairs in turns (about 2 minutes built)
 #   ROUNDS=3          rounds (QUICK: 1)
 #   FIXED_SECS=2 SAT_SECS=1    seconds per fixed-rate / saturation run (QUICK: the same); the noise between runs
 #                     is the machine's drift over minutes, which longer runs do not narrow: more rounds do
@@ -51,8 +51,9 @@
 #   TURNS="unbound"   after that, each of these servers and c2sink in turns: both pinned to SERVER_CPUS, but only one
 #                     sent load at a time, FIXED_QPS for TURNS_SECS (the goals' own set-up: each server alone on
 #                     its core), which one first alternating; TURNS_RUNS pairs per workload of PAIRED_WORKLOADS.
-#                     Each pair compares CPU per query, p50 and p99 of two runs a second apart: more pairs, closer
-#                     in time, than the rounds give, for the p99 that three rounds cannot settle. "" = off
+#                     Each pair compares CPU per query and p99 of two runs a second apart (p50 goes to the CSV):
+#                     more pairs, closer in time, than the rounds give, for the p99 that three rounds cannot
+#                     settle. "" = off
 #   TURNS_RUNS=8 TURNS_SECS=1
 #   SKIP_INSTALL=0    1: do not check/install packages
 #   OUT=bench/out     generated configs, query files, logs and results
