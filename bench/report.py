@@ -181,6 +181,7 @@ def paired(a):
     carries little of the machine's swing; each cell is the median of the runs' ratios."""
     runs = defaultdict(list)
     tails = defaultdict(list)
+    medians = defaultdict(list)
     with open(a.paired) as f:
         for r in csv.DictReader(f):
             key = (r.get("mode") or "side", r["partner"], r["workload"])
@@ -188,6 +189,9 @@ def paired(a):
             c99, p99 = num(r.get("c2sink_p99_us") or ""), num(r.get("partner_p99_us") or "")
             if c99 and p99:
                 tails[key].append((c99, p99))
+            c50, p50 = num(r.get("c2sink_p50_us") or ""), num(r.get("partner_p50_us") or "")
+            if c50 and p50:
+                medians[key].append((c50, p50))
     for mode in ("side", "turns"):
         keys = sorted((k for k in runs if k[0] == mode), key=lambda k: (k[1], WORKLOADS.index(k[2])))
         if not keys:
@@ -208,8 +212,8 @@ def paired(a):
             print("ratios (lowest-highest), the µs and ms are medians:")
         print()
         print("| ratio | workload | CPU per query | c2sink µs | other µs | p99 | c2sink p99 ms | other p99 ms "
-              "| p99 ratio < 1 | runs |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "| p99 ratio < 1 | p50 | runs |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for key in keys:
             _, partner, w = key
             rows = runs[key]
@@ -228,10 +232,13 @@ def paired(a):
                        f"{statistics.median(p for _, p in tail) / 1000:.3f} | {sum(x < 1 for x in ts)} of {len(ts)}")
             else:
                 p99 = "- | - | - | -"
+            mid = medians.get(key, [])
+            p50 = (f"{statistics.median((p / c) if variant else (c / p) for c, p in mid):.2f}" if mid else "-")
             print(f"| {name} | {w} | {m:.3f}{mark} ({min(rs):.3f}-{max(rs):.3f}) | "
                   f"{statistics.median(c for c, _ in rows) / 1000:.2f} | {statistics.median(p for _, p in rows) / 1000:.2f} | "
-                  f"{p99} | {len(rows)} |")
+                  f"{p99} | {p50} | {len(rows)} |")
         print()
+        print("p50: the median of the runs' ratios of the two servers' median latency, for information (no goal).")
         if mode == "side":
             print("Sharing the core costs each server more per query than running alone (the µs here are higher than in the")
             print("table above), so compare ratios, not µs, with the fixed-load table; goals as above (1M list within 5 %).")

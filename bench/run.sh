@@ -51,7 +51,7 @@
 #   TURNS="unbound"   after that, each of these servers and c2sink in turns: both pinned to SERVER_CPUS, but only one
 #                     sent load at a time, FIXED_QPS for TURNS_SECS (the goals' own set-up: each server alone on
 #                     its core), which one first alternating; TURNS_RUNS pairs per workload of PAIRED_WORKLOADS.
-#                     Each pair compares CPU per query and p99 of two runs a second apart (p50 goes to the CSV):
+#                     Each pair compares CPU per query and p99 (p50 for information) of two runs a second apart:
 #                     more pairs, closer in time, than the rounds give, for the p99 that three rounds cannot
 #                     settle. "" = off
 #   TURNS_RUNS=8 TURNS_SECS=1
