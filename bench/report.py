@@ -218,22 +218,26 @@ def paired(a):
             _, partner, w = key
             rows = runs[key]
             variant = partner.startswith("c2sink")  # c2sink with another list or build: it over c2sink
-            rs = [(p / c) if variant else (c / p) for c, p in rows if c > 0 and p > 0]
+
+            def ratios(pairs):
+                return [(p / c) if variant else (c / p) for c, p in pairs if c > 0 and p > 0]
+
+            rs = ratios(rows)
             name = f"{partner} / c2sink" if variant else f"c2sink / {partner}"
             goal = 1.05 if partner == "c2sink-1m" else (1.0 if partner == "unbound" else None)
             m = statistics.median(rs)
             mark = "" if goal is None else (" ok" if m <= goal else " MISS")
             tail = tails.get(key, [])
             if tail:
-                ts = [(p / c) if variant else (c / p) for c, p in tail]
+                ts = ratios(tail)
                 t = statistics.median(ts)
                 tmark = "" if goal is None else (" ok" if t <= goal else " MISS")
                 p99 = (f"{t:.2f}{tmark} ({min(ts):.2f}-{max(ts):.2f}) | {statistics.median(c for c, _ in tail) / 1000:.3f} | "
                        f"{statistics.median(p for _, p in tail) / 1000:.3f} | {sum(x < 1 for x in ts)} of {len(ts)}")
             else:
                 p99 = "- | - | - | -"
-            mid = medians.get(key, [])
-            p50 = (f"{statistics.median((p / c) if variant else (c / p) for c, p in mid):.2f}" if mid else "-")
+            mid = ratios(medians.get(key, []))
+            p50 = f"{statistics.median(mid):.2f}" if mid else "-"
             print(f"| {name} | {w} | {m:.3f}{mark} ({min(rs):.3f}-{max(rs):.3f}) | "
                   f"{statistics.median(c for c, _ in rows) / 1000:.2f} | {statistics.median(p for _, p in rows) / 1000:.2f} | "
                   f"{p99} | {p50} | {len(rows)} |")
