@@ -55,6 +55,8 @@
 #                     more pairs, closer in time, than the rounds give, for the p99 that three rounds cannot
 #                     settle. "" = off
 #   TURNS_RUNS=8 TURNS_SECS=1
+#   CLIENTS=1         dnsperf -c (client sockets, each with its own source port) in the fixed-rate, side-by-side
+#                     and in-turns runs: many clients, as on a LAN, instead of one socket (saturation: -c 1)
 #   SKIP_INSTALL=0    1: do not check/install packages
 #   OUT=bench/out     generated configs, query files, logs and results
 set -euo pipefail
@@ -186,16 +188,16 @@ warm_server() { # server: fills its cache with what the fixed runs will ask
 
 declare -A ASKED=()  # server -> cache-miss names it was sent in round 1
 measure() { # server round workload mode [query file]
-  local server=$1 round=$2 wl=$3 mode=$4 qf=${5:-} ip port qps secs=$SAT_SECS lat=0 passes="" line
+  local server=$1 round=$2 wl=$3 mode=$4 qf=${5:-} ip port qps secs=$SAT_SECS lat=0 passes="" line clients=1
   [[ -n "$qf" ]] || qf=$(qfile "$wl" "$mode")
   read -r ip port < <(addr_of "$server")
   qps=""
   if [[ "$mode" == fixed ]]; then
-    secs=$FIXED_SECS; lat=1; qps=$FIXED_QPS; [[ "$wl" == miss ]] && qps=$MISS_QPS
+    secs=$FIXED_SECS; lat=1; qps=$FIXED_QPS; clients=${CLIENTS:-1}; [[ "$wl" == miss ]] && qps=$MISS_QPS
   fi
   # the fill: the whole file once, as fast as the server answers (the time is only a bound)
   [[ "$mode" == fill ]] && { secs=120; passes=1; }
-  line=$(SERVER_PIDS="$(pid_of "$server")" UPSTREAM_PIDS="$NSD_PIDS" QPS="$qps" PASSES="$passes" LATENCY=$lat PROTO="$PROTO" DNSPERF_CPUS="$DNSPERF_CPUS" RT_PRIO="${RT_PRIO:-}" NICE="${NICE:-}" \
+  line=$(SERVER_PIDS="$(pid_of "$server")" UPSTREAM_PIDS="$NSD_PIDS" QPS="$qps" CLIENTS="$clients" PASSES="$passes" LATENCY=$lat PROTO="$PROTO" DNSPERF_CPUS="$DNSPERF_CPUS" RT_PRIO="${RT_PRIO:-}" NICE="${NICE:-}" \
     CSV="$CSV" LABEL="$server,$wl,$mode" "$BENCH/measure.sh" "$ip" "$port" "$qf" "$secs") \
     || die "measurement $server/$wl/$mode failed"
   log "round $round: $server $wl $mode: $line"
@@ -254,7 +256,7 @@ paired_run() { # mode partner workload run: c2sink and partner, one dnsperf each
   local -A pid=() t0=() ns=() p50=() p99=()
   [[ "$mode" == turns ]] && secs=$TURNS_SECS qps=$FIXED_QPS
   # -v: each query's latency, for p50 and p99 (side by side from the same seconds: a VM stall lands on both)
-  local dp_args=(-q 100 -t 5 -Q "$qps" -l "$secs" -v -d "$(qfile "$wl" fixed)")
+  local dp_args=(-c "${CLIENTS:-1}" -q 100 -t 5 -Q "$qps" -l "$secs" -v -d "$(qfile "$wl" fixed)")
   local order=(c2sink "$partner")
   # which one goes first alternates, so that neither server always gets the head start
   (( run % 2 == 0 )) && order=("$partner" c2sink)
@@ -317,7 +319,7 @@ PAIRED_ARGS=()
 {
   echo "c2sink bench $STAMP on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), kernel $(uname -r)"
   echo "server on CPU ${SERVER_CPUS:-any}, dnsperf on CPU ${DNSPERF_CPUS:-any}, nsd on CPU ${UPSTREAM_CPUS:-any};" \
-       "${RT_PRIO:+real-time priority $RT_PRIO (chrt -f) for servers and dnsperf, }${NICE:+nice $NICE for servers and dnsperf, }fixed runs ${FIXED_SECS}s at ${FIXED_QPS} qps (miss: ${MISS_QPS} qps), saturation runs ${SAT_SECS}s with -c 1 -q 100; over ${PROTO^^};" \
+       "${RT_PRIO:+real-time priority $RT_PRIO (chrt -f) for servers and dnsperf, }${NICE:+nice $NICE for servers and dnsperf, }fixed runs ${FIXED_SECS}s at ${FIXED_QPS} qps (miss: ${MISS_QPS} qps) from ${CLIENTS:-1} client socket(s), saturation runs ${SAT_SECS}s with -c 1 -q 100; over ${PROTO^^};" \
        "median of $ROUNDS round(s)${ONCE:+ ($ONCE: first round only)}"
   python3 "$BENCH/report.py" "$CSV" --other-max "$OTHER_MAX" --fixed-qps "$FIXED_QPS" --miss-qps "$MISS_QPS" \
     "${PAIRED_ARGS[@]}"
