@@ -651,7 +651,8 @@ pub const OPT_EDE: u16 = 15;
 /// hop by hop: never forwarded or cached as it came): UDP payload `payload`, every flag but DO cleared, and
 /// only the options `keep` accepts. A client's cookie, padding or NSID request is not the upstream's
 /// business, nor the upstream's cookie or NSID the next client's. Returns whether the message's length
-/// changed (options went); a message without OPT, or one that does not read, is left as it is.
+/// changed (options went; an OPT followed by other records keeps its length, below); a message without
+/// OPT, or one that does not read, is left as it is.
 pub fn own_opt(msg: &mut Vec<u8>, payload: u16, keep: impl Fn(u16) -> bool) -> bool {
     match opt_record(msg) {
         Some(Some(rr)) => own_opt_at(msg, rr, payload, keep),
@@ -694,6 +695,21 @@ pub fn own_opt_at(
         return false;
     }
     // A malformed tail is dropped with the options: it is not passed on either.
+    if rr.next != msg.len() {
+        // A record after the OPT (rare: TSIG, or a careless upstream) may point into itself or past it;
+        // cutting bytes would move its target. What must go is overwritten by one Padding option of zeros
+        // (RFC 7830 allows it in answers) of the same length, so no byte after it moves.
+        // A malformed tail shorter than an option header cannot be covered: left as it came.
+        let gone = opts.len() - kept.len();
+        let Some(fill) = gone.checked_sub(4).and_then(|n| u16::try_from(n).ok()) else {
+            return false;
+        };
+        kept.extend_from_slice(&OPT_PADDING.to_be_bytes());
+        kept.extend_from_slice(&fill.to_be_bytes());
+        kept.resize(opts.len(), 0);
+        msg[rr.rdata_at..rr.next].copy_from_slice(&kept);
+        return false;
+    }
     let Ok(rdlen) = u16::try_from(kept.len()) else {
         return false;
     };
@@ -1000,6 +1016,69 @@ mod tests {
             let mut m = full[..cut].to_vec();
             let _ = own_opt(&mut m, 1232, |_| false);
         }
+    }
+
+    #[test]
+    fn own_opt_before_other_records_moves_no_byte_after_it() {
+        use crate::clients::edns::tests_support::query_with_options;
+        use hickory_proto::op::Message;
+        let mut m = query_with_options(&[(10, vec![1, 2, 3, 4, 5, 6, 7, 8]), (15, vec![0, 3])]);
+        // Two A records after the OPT, the second named by a pointer to the first's name.
+        let first = m.len();
+        m.extend_from_slice(&[
+            1, b'x', 1, b'a', 0, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1,
+        ]);
+        m.extend_from_slice(&[
+            0xc0,
+            first as u8,
+            0,
+            1,
+            0,
+            1,
+            0,
+            0,
+            0,
+            60,
+            0,
+            4,
+            192,
+            0,
+            2,
+            2,
+        ]);
+        m[11] = 3;
+        let before = m.clone();
+        let rr = opt_record(&m).flatten().expect("opt");
+        assert!(!own_opt(&mut m, 1232, |c| c == OPT_EDE), "the length stays");
+        assert_eq!(m.len(), before.len());
+        assert_eq!(
+            m[rr.next..],
+            before[rr.next..],
+            "nothing after the OPT moved"
+        );
+        // The extended error stays; the cookie's 12 bytes became one Padding option of zeros.
+        assert_eq!(
+            m[rr.rdata_at..rr.next],
+            [0, 15, 0, 2, 0, 3, 0, 12, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        let parsed = Message::from_vec(&m).expect("still a message");
+        let names: Vec<String> = parsed
+            .additionals
+            .iter()
+            .map(|r| r.name.to_ascii())
+            .collect();
+        assert_eq!(names, ["x.a.", "x.a."]);
+        // A malformed tail shorter than an option header cannot be covered: the options stay as they came.
+        let mut m = query_with_options(&[(15, vec![0, 3])]);
+        let rr = opt_record(&m).flatten().expect("opt");
+        let rdlen_at = rr.rdata_at - 2;
+        m.extend_from_slice(&[0, 9]);
+        m[rdlen_at + 1] += 2;
+        m.extend_from_slice(&[1, b'x', 0, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+        m[11] = 2;
+        let before = m.clone();
+        assert!(!own_opt(&mut m, 1232, |c| c == OPT_EDE));
+        assert_eq!(m[rr.rdata_at..], before[rr.rdata_at..]);
     }
 
     fn query_bytes(name: &str, qtype: u16, edns: bool) -> Vec<u8> {
