@@ -10,6 +10,7 @@ use crate::upstream::TryError;
 use bytes::Bytes;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -73,9 +74,40 @@ async fn connect_on(
         return connect(connector, addr, name).await;
     };
     let (connector, name) = (connector.clone(), name.clone());
-    home.spawn(async move { connect(&connector, addr, &name).await })
+    let mut task = AbortOnDrop(home.spawn(async move { connect(&connector, addr, &name).await }));
+    (&mut task.0)
         .await
         .map_err(|e| TryError::Io(std::io::Error::other(e)))?
+}
+
+/// Ends a spawned task when its waiter is dropped: a connection attempt to an upstream that accepts TCP and
+/// then says nothing must end with the query that timed out, not hold a socket for as long as the peer does.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Marks a DoH connection for replacement unless [`Suspect::clear`]ed: a query dropped while it waited (its
+/// upstream timeout ran out) may have been sent on a connection that died without a reset, which would
+/// otherwise be kept and fail every later query until the kernel gave up on it (minutes). Unbound closes a
+/// stream upstream's connection on a timeout too.
+struct Suspect<'a>(Option<&'a AtomicBool>);
+
+impl Suspect<'_> {
+    fn clear(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Suspect<'_> {
+    fn drop(&mut self) {
+        if let Some(stale) = self.0 {
+            stale.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 fn server_name(name: &str) -> Result<ServerName<'static>, TryError> {
@@ -173,6 +205,8 @@ pub struct Doh {
     uri: String,
     connector: Result<TlsConnector, String>,
     conn: tokio::sync::Mutex<Option<h2::client::SendRequest<Bytes>>>,
+    /// A query on the kept connection timed out: the next one opens a new connection ([`Suspect`]).
+    stale: AtomicBool,
     home: Option<Handle>,
 }
 
@@ -199,6 +233,7 @@ impl Doh {
             uri: format!("https://{authority}{path}"),
             connector,
             conn: tokio::sync::Mutex::new(None),
+            stale: AtomicBool::new(false),
             home: Handle::try_current().ok(),
         }
     }
@@ -206,6 +241,10 @@ impl Doh {
     /// The HTTP/2 connection, opened (once, for all waiting queries) if there is none.
     async fn sender(&self) -> Result<h2::client::SendRequest<Bytes>, TryError> {
         let mut guard = self.conn.lock().await;
+        if self.stale.swap(false, Ordering::Relaxed) {
+            // Streams still open on the old connection finish; it closes when they have.
+            guard.take();
+        }
         if let Some(s) = guard.as_ref() {
             return Ok(s.clone());
         }
@@ -240,17 +279,24 @@ impl Doh {
 
     /// Sends one query (ID already set) as an HTTP/2 POST and returns the raw answer.
     pub async fn exchange(&self, msg: &[u8]) -> Result<Vec<u8>, TryError> {
-        let send = self.sender().await?;
-        match self.post(send, msg).await {
-            Ok(a) => Ok(a),
-            Err(PostError::Connection(_)) => {
-                // The kept connection is gone (GOAWAY, reset, idle close): open a new one, once.
-                self.conn.lock().await.take();
-                let send = self.sender().await?;
-                self.post(send, msg).await.map_err(PostError::into_try)
+        let suspect = Suspect(Some(&self.stale));
+        let answer = async {
+            let send = self.sender().await?;
+            match self.post(send, msg).await {
+                Ok(a) => Ok(a),
+                Err(PostError::Connection(_)) => {
+                    // The kept connection is gone (GOAWAY, reset, idle close): open a new one, once.
+                    self.conn.lock().await.take();
+                    let send = self.sender().await?;
+                    self.post(send, msg).await.map_err(PostError::into_try)
+                }
+                Err(e) => Err(e.into_try()),
             }
-            Err(e) => Err(e.into_try()),
         }
+        .await;
+        // Only a query dropped while it waited leaves the connection suspect.
+        suspect.clear();
+        answer
     }
 
     async fn post(

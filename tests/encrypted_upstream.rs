@@ -33,6 +33,8 @@ fn acceptor(
 struct TlsUpstream {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
+    /// `Mute`: TCP connections the client has closed.
+    closed: Arc<AtomicUsize>,
     queries: Arc<Queries>,
     _rt: tokio::runtime::Runtime,
 }
@@ -62,6 +64,11 @@ enum Kind {
     /// that arrives after its query gave up would.
     DotStray,
     Doh,
+    /// DoH whose first connection answers one query and then takes requests without ever answering, as a
+    /// connection that died without a reset looks from the client; later connections answer.
+    DohGoesQuiet,
+    /// Accepts TCP and never starts TLS: reads until the client closes, counting the closes.
+    Mute,
 }
 
 impl TlsUpstream {
@@ -73,7 +80,7 @@ impl TlsUpstream {
             .expect("runtime");
         let alpn: &[u8] = match kind {
             Kind::Dot | Kind::DotOneShot | Kind::DotStray => b"dot",
-            Kind::Doh => b"h2",
+            Kind::Doh | Kind::DohGoesQuiet | Kind::Mute => b"h2",
         };
         let acceptor = acceptor(chain, key, alpn);
         let listener = rt
@@ -82,24 +89,34 @@ impl TlsUpstream {
         let addr = listener.local_addr().expect("addr");
         let connections = Arc::new(AtomicUsize::new(0));
         let queries = Arc::new(Queries::default());
-        let (c, q) = (connections.clone(), queries.clone());
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (c, q, cl) = (connections.clone(), queries.clone(), closed.clone());
         rt.spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else {
+                let Ok((mut tcp, _)) = listener.accept().await else {
                     continue;
                 };
-                let (acceptor, c, q) = (acceptor.clone(), c.clone(), q.clone());
+                let (acceptor, c, q, cl) = (acceptor.clone(), c.clone(), q.clone(), cl.clone());
                 tokio::spawn(async move {
+                    if let Kind::Mute = kind {
+                        c.fetch_add(1, Ordering::Relaxed);
+                        let mut sink = [0u8; 512];
+                        while tcp.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+                        cl.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
                     // A refused handshake (wrong CA on the client's side) just ends here.
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
-                    c.fetch_add(1, Ordering::Relaxed);
+                    let earlier = c.fetch_add(1, Ordering::Relaxed);
                     match kind {
                         Kind::Dot => serve_dot(tls, q, false, false).await,
                         Kind::DotOneShot => serve_dot(tls, q, true, false).await,
                         Kind::DotStray => serve_dot(tls, q, false, true).await,
-                        Kind::Doh => serve_doh(tls, q).await,
+                        Kind::Doh => serve_doh(tls, q, None).await,
+                        Kind::DohGoesQuiet => serve_doh(tls, q, (earlier == 0).then_some(1)).await,
+                        Kind::Mute => {}
                     }
                 });
             }
@@ -107,6 +124,7 @@ impl TlsUpstream {
         TlsUpstream {
             addr,
             connections,
+            closed,
             queries,
             _rt: rt,
         }
@@ -150,11 +168,22 @@ async fn serve_dot(
     }
 }
 
-async fn serve_doh(tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>, q: Arc<Queries>) {
+/// Serves DoH on one connection; with `answered`, only that many requests get an answer, the rest are held
+/// open unanswered.
+async fn serve_doh(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    q: Arc<Queries>,
+    answered: Option<usize>,
+) {
     let Ok(mut conn) = h2::server::handshake(tls).await else {
         return;
     };
+    let mut held = Vec::new();
     while let Some(Ok((req, mut respond))) = conn.accept().await {
+        if answered.is_some_and(|n| q.count() >= n) {
+            held.push(respond);
+            continue;
+        }
         let q = q.clone();
         tokio::spawn(async move {
             let ok_request = req.method() == http::Method::POST
@@ -385,4 +414,70 @@ fn certificate_for_another_name_is_refused() {
         line.contains("certificate not valid for name \"other.test\""),
         "{line}"
     );
+}
+
+/// c2sink with one encrypted upstream and a short timeout.
+fn c2sink_quick_timeout(dir: &TempDir, upstream: &str, ca_pem: &str) -> C2sink {
+    dir.write("ca.pem", ca_pem);
+    let cfg = dir.write(
+        "c2sink.toml",
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets = 1\n[upstream]\nservers = [\"{upstream}\"]\n\
+             timeout_ms = 300\nca_file = \"ca.pem\"\n"
+        ),
+    );
+    C2sink::start_file(&cfg)
+}
+
+#[test]
+fn doh_connection_that_goes_quiet_is_replaced_after_a_timeout() {
+    let (ca, chain, key) = pki("c2sink test CA", "dns.test");
+    let up = TlsUpstream::start(Kind::DohGoesQuiet, chain, key);
+    let dir = TempDir::new("doh-quiet");
+    let server = c2sink_quick_timeout(
+        &dir,
+        &format!("https://{}/dns-query#dns.test", up.addr),
+        &ca,
+    );
+    assert_eq!(ask_udp(server.addr(), "a.example", 1).answers.len(), 1);
+    // The kept connection now takes requests and never answers: this query times out...
+    let r = ask_udp(server.addr(), "b.example", 1);
+    assert_eq!(r.metadata.response_code.to_string(), "Server Failure");
+    assert_eq!(up.connections.load(Ordering::Relaxed), 1);
+    // ...and the next one goes out on a new connection instead of waiting on the dead one.
+    let r = ask_udp(server.addr(), "c.example", 1);
+    assert_eq!(r.answers.len(), 1, "{r:?}");
+    assert_eq!(up.connections.load(Ordering::Relaxed), 2);
+    assert_eq!(ask_udp(server.addr(), "d.example", 1).answers.len(), 1);
+    assert_eq!(up.connections.load(Ordering::Relaxed), 2, "kept again");
+}
+
+#[test]
+fn a_connection_attempt_that_gets_no_handshake_ends_with_its_query() {
+    let (ca, chain, key) = pki("c2sink test CA", "dns.test");
+    let up = TlsUpstream::start(Kind::Mute, chain, key);
+    for (name, upstream) in [
+        ("dot", format!("tls://{}#dns.test", up.addr)),
+        ("doh", format!("https://{}/dns-query#dns.test", up.addr)),
+    ] {
+        let dir = TempDir::new(&format!("mute-{name}"));
+        let mut server = c2sink_quick_timeout(&dir, &upstream, &ca);
+        let before = up.connections.load(Ordering::Relaxed);
+        let r = ask_udp(server.addr(), "a.example", 1);
+        assert_eq!(
+            r.metadata.response_code.to_string(),
+            "Server Failure",
+            "{name}"
+        );
+        assert!(
+            up.connections.load(Ordering::Relaxed) > before,
+            "{name}: no connection tried"
+        );
+        // c2sink still runs: the attempt is closed because its query gave up, not because c2sink ended.
+        poll_until(
+            &format!("{name}: c2sink closing its abandoned connection"),
+            || up.closed.load(Ordering::Relaxed) == up.connections.load(Ordering::Relaxed),
+        );
+        assert!(server.is_running(), "{name}");
+    }
 }
