@@ -207,6 +207,26 @@ fn reject(action: RejectAction, raw: &[u8]) -> Admit {
     }
 }
 
+/// Who counts as one client for per-client limits: an IPv4 address (as mapped IPv6), or an IPv6 address cut
+/// to its first `v6_prefix` bits, since one host may hold a whole /64 of SLAAC and privacy addresses.
+pub fn client_key(ip: IpAddr, v6_prefix: u8) -> u128 {
+    match ip.to_canonical() {
+        IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let keep = u32::from(v6_prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - keep).unwrap_or(0);
+            // A prefix that happened to look like a mapped IPv4 address stays distinct by its low bit.
+            let k = bits & mask;
+            if Ipv6Addr::from(k).to_ipv4_mapped().is_some() {
+                k | 1
+            } else {
+                k
+            }
+        }
+    }
+}
+
 /// Allow and deny networks as masks per family, most specific first (deny before allow at the same prefix):
 /// the per-packet check is a handful of integer compares.
 struct Acl {
@@ -304,21 +324,7 @@ impl RateLimiter {
     }
 
     fn key(&self, ip: IpAddr) -> u128 {
-        match ip {
-            IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
-            IpAddr::V6(a) => {
-                let bits = u128::from(a);
-                let keep = u32::from(self.v6_prefix.min(128));
-                let mask = u128::MAX.checked_shl(128 - keep).unwrap_or(0);
-                // A prefix that happened to look like a mapped IPv4 address stays distinct by its low bit.
-                let k = bits & mask;
-                if Ipv6Addr::from(k).to_ipv4_mapped().is_some() {
-                    k | 1
-                } else {
-                    k
-                }
-            }
-        }
+        client_key(ip, self.v6_prefix)
     }
 
     /// Takes one token from `ip`'s bucket; false when it is empty.

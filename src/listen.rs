@@ -39,6 +39,8 @@ pub struct Limits {
     pub max_inflight: usize,
     pub tcp_max_connections: usize,
     pub tcp_max_connections_per_client: usize,
+    /// IPv6 clients are one client per prefix of this length (`rate_limit_ipv6_prefix`).
+    pub client_ipv6_prefix: u8,
     pub tcp_idle: Duration,
 }
 
@@ -342,6 +344,7 @@ impl ConnectionCaps {
             per_client: Arc::new(PerClient {
                 open: Mutex::new(HashMap::new()),
                 cap: limits.tcp_max_connections_per_client,
+                v6_prefix: limits.client_ipv6_prefix,
             }),
         }
     }
@@ -369,32 +372,33 @@ impl ConnectionCaps {
     }
 }
 
-/// Open TCP connections per client address; entries exist only while a connection is open, so the map is
-/// bounded by the total connection cap.
+/// Open TCP connections per client ([`client_key`](crate::admission::client_key): an IPv6 client per prefix, as the rate limit
+/// counts it); entries exist only while a connection is open, so the map is bounded by the total cap.
 struct PerClient {
-    open: Mutex<HashMap<IpAddr, usize>>,
+    open: Mutex<HashMap<u128, usize>>,
     cap: usize,
+    v6_prefix: u8,
 }
 
 /// One open connection counted against its client; uncounted on drop.
 struct ClientSlot {
     table: Arc<PerClient>,
-    ip: IpAddr,
+    key: u128,
 }
 
 impl PerClient {
-    /// A slot for one more connection from `ip`, or `None` when it has `cap` open already.
+    /// A slot for one more connection from `ip`, or `None` when its client has `cap` open already.
     fn enter(table: &Arc<PerClient>, ip: IpAddr) -> Option<ClientSlot> {
-        let ip = ip.to_canonical();
+        let key = crate::admission::client_key(ip, table.v6_prefix);
         let mut open = table.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(ip).or_insert(0);
+        let n = open.entry(key).or_insert(0);
         if *n >= table.cap {
             return None;
         }
         *n += 1;
         Some(ClientSlot {
             table: table.clone(),
-            ip,
+            key,
         })
     }
 }
@@ -402,10 +406,10 @@ impl PerClient {
 impl Drop for ClientSlot {
     fn drop(&mut self) {
         let mut open = self.table.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.ip) {
+        if let Some(n) = open.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                open.remove(&self.ip);
+                open.remove(&self.key);
             }
         }
     }
@@ -547,5 +551,39 @@ mod tests {
         let (d, _, local) = rx.iter().next().unwrap();
         assert_eq!(d, b"early");
         assert_eq!(local, Some(udp_batch::Local::V4([127, 0, 0, 2].into())));
+    }
+
+    /// One IPv6 host may hold a whole /64 (SLAAC, privacy addresses): its connections count together, as its
+    /// queries do for the rate limit; IPv4 clients count per address.
+    #[test]
+    fn connections_count_per_client_with_ipv6_per_prefix() {
+        let table = Arc::new(PerClient {
+            open: Mutex::new(HashMap::new()),
+            cap: 2,
+            v6_prefix: 64,
+        });
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let a = PerClient::enter(&table, ip("2001:db8:1:2::a")).unwrap();
+        let _b = PerClient::enter(&table, ip("2001:db8:1:2:ffff::b")).unwrap();
+        assert!(
+            PerClient::enter(&table, ip("2001:db8:1:2::c")).is_none(),
+            "same /64"
+        );
+        assert!(
+            PerClient::enter(&table, ip("2001:db8:1:3::a")).is_some(),
+            "next /64"
+        );
+        let _v4 = PerClient::enter(&table, ip("192.0.2.1")).unwrap();
+        let _v4b = PerClient::enter(&table, ip("::ffff:192.0.2.1")).unwrap();
+        assert!(
+            PerClient::enter(&table, ip("192.0.2.1")).is_none(),
+            "mapped is the same"
+        );
+        assert!(PerClient::enter(&table, ip("192.0.2.2")).is_some());
+        drop(a);
+        assert!(
+            PerClient::enter(&table, ip("2001:db8:1:2::d")).is_some(),
+            "a slot freed"
+        );
     }
 }

@@ -70,6 +70,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         max_inflight: cfg.server.max_inflight,
         tcp_max_connections: cfg.server.tcp_max_connections,
         tcp_max_connections_per_client: cfg.server.tcp_max_connections_per_client,
+        client_ipv6_prefix: cfg.server.rate_limit_ipv6_prefix,
         tcp_idle: Duration::from_millis(cfg.server.tcp_idle_timeout_ms),
     };
     let inflight = Arc::new(Semaphore::new(limits.max_inflight));
