@@ -92,6 +92,8 @@ pub struct Cache {
     max_ttl: u32,
     negative_max_ttl: u32,
     serve_stale: u32,
+    /// The client hints a query carries are part of its key ([`Cache::keyed_by_client_hints`]).
+    hints_in_key: bool,
 }
 
 /// How old a cached answer is.
@@ -128,13 +130,26 @@ fn key_of(q: &Query<'_>, buf: &mut [u8]) -> usize {
 }
 
 /// The key of `q`'s answers: two questions with the same key get the same answer but for ID, letter case
-/// and RD (what the in-flight merging of identical questions needs too).
-pub fn key(q: &Query<'_>) -> Box<[u8]> {
-    with_key(q, |k| k.into())
+/// and RD (what the in-flight merging of identical questions needs too). `hints`: as
+/// [`Cache::keyed_by_client_hints`].
+pub fn key(q: &Query<'_>, hints: bool) -> Box<[u8]> {
+    with_key(q, hints, |k| k.into())
 }
 
-/// Calls `f` with the cache key of `q`.
-fn with_key<R>(q: &Query<'_>, f: impl FnOnce(&[u8]) -> R) -> R {
+/// Calls `f` with the cache key of `q`; with `hints`, a query's MAC and client-subnet options are part of it.
+fn with_key<R>(q: &Query<'_>, hints: bool, f: impl FnOnce(&[u8]) -> R) -> R {
+    if hints && !q.edns_options.is_empty() {
+        let extra = crate::clients::edns::hint_options(q.edns_options);
+        if !extra.is_empty() {
+            // A name's text never holds a zero byte (it is escaped), so the hints cannot pass for a name.
+            let mut k = vec![0u8; 5 + q.name.len()];
+            let n = key_of(q, &mut k);
+            k.truncate(n);
+            k.push(0);
+            k.extend_from_slice(&extra);
+            return f(&k);
+        }
+    }
     if 5 + q.name.len() <= KEY_SHORT {
         let mut kb = [0u8; KEY_SHORT];
         let n = key_of(q, &mut kb);
@@ -158,7 +173,16 @@ impl Cache {
             max_ttl: cfg.max_ttl,
             negative_max_ttl: cfg.negative_max_ttl,
             serve_stale: cfg.serve_stale,
+            hints_in_key: false,
         })
+    }
+
+    /// Keeps answers apart by the client hints (MAC, client subnet) of their queries: for when the hints go
+    /// upstream (`send_client_hints`), where a filtering resolver may answer each device its own way, and one
+    /// device's answer must not be served to another.
+    pub fn keyed_by_client_hints(mut self, on: bool) -> Cache {
+        self.hints_in_key = on;
+        self
     }
 
     /// A cached answer to `query` (raw bytes `raw`) within its TTL, ready to send, or `None`.
@@ -208,7 +232,7 @@ impl Cache {
         stale_ok: bool,
         now: impl FnOnce() -> Instant,
     ) -> Option<Hit> {
-        let (entry, age) = with_key(query, |key| {
+        let (entry, age) = with_key(query, self.hints_in_key, |key| {
             let entry = self.entries.get(key)?;
             let age = now().saturating_duration_since(entry.stored).as_secs();
             let elapsed = u32::try_from(age).unwrap_or(u32::MAX);
@@ -277,7 +301,7 @@ impl Cache {
             cleared: AtomicU64::new(0),
             refresh_failed: AtomicU64::new(0),
         };
-        with_key(query, |key| {
+        with_key(query, self.hints_in_key, |key| {
             self.entries.insert(key.into(), Arc::new(entry))
         });
         true
@@ -464,7 +488,7 @@ mod tests {
         let (la, lb) = (key_of(&qa, &mut ka), key_of(&qb, &mut kb));
         assert_eq!(la, 5 + qa.name.len(), "the whole name is in the key");
         assert_ne!(ka[..la], kb[..lb]);
-        assert_eq!(with_key(&qa, |k| k.to_vec()), ka[..la].to_vec());
+        assert_eq!(with_key(&qa, false, |k| k.to_vec()), ka[..la].to_vec());
         // Through the cache: the long key's answer is found, its neighbour's is not.
         let c = Cache::new(&CacheConfig::default()).expect("cache");
         let shape = crate::wire::answer_shape(&answer(&a)).expect("shape");

@@ -133,6 +133,8 @@ pub struct Pipeline {
     zones: Vec<(String, Upstreams)>,
     /// Questions being fetched now: the same question asked meanwhile waits for that answer.
     inflight: Inflight<Fetched>,
+    /// Client hints go upstream (`send_client_hints`): they are part of the cache and merging key.
+    hints_in_key: bool,
     /// How long a query with an expired answer in the cache waits for the upstream before it gets that
     /// answer stale; `None` when stale answers come only after every upstream failed (or never).
     stale_after: Option<Duration>,
@@ -167,7 +169,9 @@ impl Pipeline {
     pub fn new(cfg: &Config, lists: Lists, events: Events) -> Pipeline {
         Pipeline {
             policy: ArcSwap::from_pointee(Policy::new(lists, Sinkhole::from_config(&cfg.sinkhole))),
-            cache: Cache::new(&cfg.cache),
+            cache: Cache::new(&cfg.cache)
+                .map(|c| c.keyed_by_client_hints(cfg.upstream.send_client_hints)),
+            hints_in_key: cfg.upstream.send_client_hints,
             upstreams: Upstreams::new(&cfg.upstream),
             events,
             stats: Stats::default(),
@@ -326,7 +330,7 @@ impl Pipeline {
     pub async fn forward(self: &Arc<Self>, raw: &[u8], client: &Client) -> Option<Vec<u8>> {
         let started = self.started();
         let query = wire::parse_query(raw).ok()?;
-        let key = crate::cache::key(&query);
+        let key = crate::cache::key(&query, self.hints_in_key);
         // RFC 8767: an expired answer in the cache decides how long this client waits for the upstream.
         let expired = self.cache.as_ref().and_then(|c| c.expired(&key));
         if expired == Some(Expired::Failing)
@@ -352,7 +356,7 @@ impl Pipeline {
         };
         if expired.is_some() && failed(&fetched) {
             if let Some(c) = &self.cache {
-                c.refresh_failed(&crate::cache::key(&query));
+                c.refresh_failed(&crate::cache::key(&query, self.hints_in_key));
             }
             if let Some(d) = self.stale(&query, raw, client, started) {
                 tracing::debug!(qname = %query.name, "no upstream answer: serving stale");
@@ -419,7 +423,7 @@ impl Pipeline {
             if failed(&fetched)
                 && let Some(c) = &me.cache
             {
-                c.refresh_failed(&crate::cache::key(&query));
+                c.refresh_failed(&crate::cache::key(&query, me.hints_in_key));
             }
             Some(fetched)
         });

@@ -569,6 +569,57 @@ fn client_hints_go_upstream_only_when_configured() {
         vec![65001, 8],
         "the hints, and only they, sent on"
     );
+    // The upstream may answer each device its own way: one device's answer is cached for it alone.
+    let device = |mac: u8| Ask {
+        edns: true,
+        options: vec![(65001, vec![0, 1, 2, 3, 4, mac])],
+        ..Ask::default()
+    };
+    let plain = Ask {
+        edns: true,
+        ..Ask::default()
+    };
+    for (opts, asked) in [
+        (&device(1), 1),
+        (&device(1), 1),
+        (&device(2), 2),
+        (&device(2), 2),
+        (&plain, 3),
+        (&plain, 3),
+        (&device(1), 3),
+    ] {
+        let m = ask(
+            srv.addr(),
+            Proto::Udp,
+            "per.device.test",
+            RecordType::A,
+            opts,
+        );
+        assert_eq!(m.answers.len(), 1);
+        assert_eq!(up.count("per.device.test"), asked);
+    }
+}
+
+#[test]
+fn without_client_hints_sent_devices_share_the_cache() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    for mac in [1, 2, 3] {
+        let opts = Ask {
+            edns: true,
+            options: vec![(65001, vec![0, 1, 2, 3, 4, mac])],
+            ..Ask::default()
+        };
+        let m = ask(
+            srv.addr(),
+            Proto::Udp,
+            "shared.device.test",
+            RecordType::A,
+            &opts,
+        );
+        assert_eq!(m.answers.len(), 1);
+    }
+    assert_eq!(up.count("shared.device.test"), 1);
 }
 
 #[test]

@@ -43,6 +43,24 @@ fn read(mut opts: &[u8]) -> Option<Hints> {
     Some(out)
 }
 
+/// The raw MAC and client-subnet options of a query's OPT record, in order (empty when it has none): with
+/// `send_client_hints` on they go upstream, which may answer per device, so they are part of the cache key.
+pub fn hint_options(mut opts: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while opts.len() >= 4 {
+        let code = u16::from_be_bytes([opts[0], opts[1]]);
+        let len = usize::from(u16::from_be_bytes([opts[2], opts[3]]));
+        let Some(whole) = opts.get(..4 + len) else {
+            break;
+        };
+        if code == OPT_ECS || code == OPT_DNSMASQ_MAC {
+            out.extend_from_slice(whole);
+        }
+        opts = &opts[4 + len..];
+    }
+    out
+}
+
 /// dnsmasq sends the 6 bytes, or with `--add-mac=text` the colon-separated form.
 fn dnsmasq_mac(data: &[u8]) -> Option<Mac> {
     match <[u8; 6]>::try_from(data) {
