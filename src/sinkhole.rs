@@ -115,13 +115,15 @@ impl Sinkhole {
     }
 
     /// The answer to a special-use name c2sink answers itself ([`crate::special`]): the loopback addresses
-    /// for `localhost`, else NXDOMAIN, with an SOA owned by `zone` so that clients cache it.
+    /// for `localhost`, else NXDOMAIN, with an SOA owned by `zone` so that clients cache it. The zone's own
+    /// name exists (it holds the SOA): NODATA there, as Unbound answers its local zones.
     pub fn special(&self, local: crate::special::Local, query: &Query<'_>, zone: &str) -> Vec<u8> {
         const LO4: &[Ipv4Addr] = &[Ipv4Addr::LOCALHOST];
         const LO6: &[Ipv6Addr] = &[Ipv6Addr::LOCALHOST];
         let answer = match local {
             crate::special::Local::Loopback => Answer::Addresses(LO4, LO6),
             crate::special::Local::LoopbackName => Answer::Ptr(b"\x09localhost\x00"),
+            crate::special::Local::Nxdomain if query.name == zone => Answer::Nodata,
             crate::special::Local::Nxdomain => Answer::Nxdomain,
         };
         self.build(answer, query, zone)

@@ -1066,6 +1066,29 @@ fn special_use_and_private_names_never_reach_the_upstream() {
             assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
             assert_eq!(m.authorities.len(), 1, "{name}: SOA for negative caching");
         }
+        // A local zone's own name exists (it holds the SOA): NODATA for other types, as from Unbound.
+        for name in [
+            "10.in-addr.arpa",
+            "home.arpa",
+            "onion",
+            "invalid",
+            "0.in-addr.arpa",
+        ] {
+            for qtype in [RecordType::A, RecordType::NS, RecordType::PTR] {
+                let m = ask_simple(srv.addr(), proto, name, qtype);
+                assert_eq!(
+                    m.metadata.response_code,
+                    ResponseCode::NoError,
+                    "{name} {qtype}"
+                );
+                assert_eq!(
+                    (m.answers.len(), m.authorities.len()),
+                    (0, 1),
+                    "{name} {qtype}"
+                );
+                assert_eq!(m.authorities[0].name.to_ascii(), format!("{name}."));
+            }
+        }
         // The SOA asked at a local zone's own name, or at a blocked name's rule, is the answer itself.
         for name in ["10.in-addr.arpa", "msstorageazure.com"] {
             let m = ask_simple(srv.addr(), proto, name, RecordType::SOA);
