@@ -22,14 +22,20 @@ pub const STALE_TTL: u32 = 30;
 const RCODE_NOERROR: u8 = 0;
 use crate::wire::RCODE_NXDOMAIN;
 
+/// The TTL a record is shown with, before the time it has spent in the cache is taken off: `orig` within
+/// `(floor, ceiling)` (a floor above the ceiling wins).
+fn shown_ttl(orig: u32, (floor, ceiling): (u32, u32)) -> u32 {
+    orig.clamp(floor, ceiling.max(floor))
+}
+
 struct Entry {
     wire: Box<[u8]>,
     ttl_offsets: Box<[u32]>,
     stored: Instant,
     /// Seconds the entry lives, after floor and ceiling.
     ttl: u32,
-    /// Highest TTL a record of it is shown with: `max_ttl`, or `negative_max_ttl` for NXDOMAIN/NODATA.
-    ceiling: u32,
+    /// Lowest and highest TTL a record of it is shown with ([`Cache::bounds`]).
+    bounds: (u32, u32),
     /// What the answer points at, re-checked against the lists on a hit under a new policy.
     inspect: Option<Arc<Inspect>>,
     /// The policy generation under which what this answer points at (targets, addresses) was last found not
@@ -249,7 +255,7 @@ impl Cache {
         let inspect = entry.inspect.clone();
         let cleared = entry.cleared.load(Ordering::Relaxed);
         wire::set_ttls(&mut out, &entry.ttl_offsets, |orig| match age {
-            Age::Fresh(elapsed) => self.shown_ttl(orig, entry.ceiling).saturating_sub(elapsed),
+            Age::Fresh(elapsed) => shown_ttl(orig, entry.bounds).saturating_sub(elapsed),
             Age::Stale => STALE_TTL,
         });
         wire::answer_as_asked(&mut out, query, raw);
@@ -262,24 +268,21 @@ impl Cache {
     }
 
     /// Gives a fresh upstream answer the TTLs a cache hit on it would show at once, so that its first client
-    /// too sees `min_ttl`..`max_ttl` (`negative_max_ttl` for a negative answer) and RFC 2181's reading.
+    /// too sees `min_ttl`..`max_ttl` (at most `negative_max_ttl` for a negative answer) and RFC 2181's
+    /// reading.
     pub fn show_fresh(&self, answer: &mut [u8], shape: &AnswerShape) {
-        let ceiling = self.ceiling(shape);
-        wire::set_ttls(answer, &shape.ttl_offsets, |t| self.shown_ttl(t, ceiling));
+        let bounds = self.bounds(shape);
+        wire::set_ttls(answer, &shape.ttl_offsets, |t| shown_ttl(t, bounds));
     }
 
-    /// The TTL a record is shown with, before the time it has spent in the cache is taken off.
-    fn shown_ttl(&self, orig: u32, ceiling: u32) -> u32 {
-        orig.clamp(self.min_ttl, ceiling.max(self.min_ttl))
-    }
-
-    /// `max_ttl` for a positive answer, `negative_max_ttl` for NXDOMAIN (a CNAME to a name that does not
-    /// exist too) and NODATA, as [`ttl_for`](Self::ttl_for) keeps them.
-    fn ceiling(&self, shape: &AnswerShape) -> u32 {
+    /// `min_ttl`..`max_ttl` for a positive answer; 0..`negative_max_ttl` for NXDOMAIN (a CNAME to a name
+    /// that does not exist too) and NODATA, which `min_ttl` does not raise: as [`ttl_for`](Self::ttl_for)
+    /// keeps them, so no client is told to keep a negative answer longer than c2sink does.
+    fn bounds(&self, shape: &AnswerShape) -> (u32, u32) {
         if shape.header.rcode() == RCODE_NOERROR && shape.answers > 0 {
-            self.max_ttl
+            (self.min_ttl, self.max_ttl)
         } else {
-            self.negative_max_ttl
+            (0, self.negative_max_ttl)
         }
     }
 
@@ -296,7 +299,7 @@ impl Cache {
             ttl_offsets: shape.ttl_offsets.clone().into_boxed_slice(),
             stored: Instant::now(),
             ttl,
-            ceiling: self.ceiling(shape),
+            bounds: self.bounds(shape),
             inspect: shape.inspect.clone(),
             cleared: AtomicU64::new(0),
             refresh_failed: AtomicU64::new(0),
@@ -521,5 +524,47 @@ mod tests {
             let ttl = u32::from_be_bytes([a[at], a[at + 1], a[at + 2], a[at + 3]]);
             assert_eq!(ttl, 60, "at {at}");
         }
+    }
+
+    /// `min_ttl` is a floor for positive answers: a negative answer is never shown (or kept) longer than
+    /// `negative_max_ttl`, however high the floor.
+    #[test]
+    fn min_ttl_does_not_raise_a_negative_answer_above_negative_max_ttl() {
+        let c = Cache::new(&CacheConfig {
+            min_ttl: 10,
+            max_ttl: 20,
+            negative_max_ttl: 5,
+            ..CacheConfig::default()
+        })
+        .expect("cache");
+        // NXDOMAIN for a.example with the zone's SOA (TTL 300, MINIMUM 50).
+        let q = crate::wire::test_message(1, 0x0100, "a.example", 1);
+        let mut a = crate::wire::test_message(1, 0x8183, "a.example", 1);
+        a[8..10].copy_from_slice(&1u16.to_be_bytes());
+        a.extend_from_slice(&[0xc0, 14, 0, 6, 0, 1, 0, 0, 1, 44, 0, 22, 0, 0]);
+        a.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 50]);
+        let shape = crate::wire::answer_shape(&a).expect("shape");
+        let ttl_of = |m: &[u8]| {
+            let at = shape.ttl_offsets[0] as usize;
+            u32::from_be_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]])
+        };
+        let mut fresh = a.clone();
+        c.show_fresh(&mut fresh, &shape);
+        assert_eq!(ttl_of(&fresh), 5, "the first client");
+        let query = parse_query(&q).expect("query");
+        assert!(c.put(&query, &a, &shape));
+        let hit = c.get(&query, &q).expect("cached");
+        assert!(ttl_of(&hit.wire) <= 5, "a cache hit: {}", ttl_of(&hit.wire));
+        // A positive answer still gets the floor.
+        let mut pos = crate::wire::test_message(1, 0x8180, "b.example", 1);
+        pos[6..8].copy_from_slice(&1u16.to_be_bytes());
+        pos.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 3, 0, 4, 192, 0, 2, 1]);
+        let pshape = crate::wire::answer_shape(&pos).expect("shape");
+        c.show_fresh(&mut pos, &pshape);
+        let at = pshape.ttl_offsets[0] as usize;
+        assert_eq!(
+            u32::from_be_bytes([pos[at], pos[at + 1], pos[at + 2], pos[at + 3]]),
+            10
+        );
     }
 }
