@@ -54,10 +54,15 @@ pub enum LoadProblem {
     Io(#[from] std::io::Error),
     #[error("not a regular file")]
     NotAFile,
+    /// `first`: the first few bad lines, already as `path:line: message` (see [`first_lines`]).
     #[error(
-        "no valid entries, {invalid} invalid lines (read as format \"{format}\"; is that right?)"
+        "no valid entries, {invalid} invalid lines (read as format \"{format}\"; is that right?){first}"
     )]
-    NothingValid { invalid: u64, format: &'static str },
+    NothingValid {
+        invalid: u64,
+        format: &'static str,
+        first: String,
+    },
     #[error("more than {MAX_ENTRIES} entries")]
     TooBig,
     /// An emptied file is far more often a failed write (`> file`, a download cut short) than a wish to
@@ -67,6 +72,24 @@ pub enum LoadProblem {
          a list, remove it from the config)"
     )]
     Emptied { was: usize },
+}
+
+/// How many bad lines a list refused as a whole names in its error.
+const FIRST_SHOWN: usize = 3;
+
+/// `": path:line: message; ..."` for the first [`FIRST_SHOWN`] of `problems` (empty when there are none), so
+/// that a list refused as a whole still says where to look.
+fn first_lines(path: &Path, problems: &[LineProblem]) -> String {
+    let shown: Vec<String> = problems
+        .iter()
+        .take(FIRST_SHOWN)
+        .map(|p| format!("{}:{}: {}", path.display(), p.line, p.message))
+        .collect();
+    if shown.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", shown.join("; "))
+    }
 }
 
 /// Identity and version of a file on disk, to notice that it changed (or was replaced) without reading it.
@@ -219,6 +242,7 @@ impl List {
             return Err(err(LoadProblem::NothingValid {
                 invalid: list.counts.invalid,
                 format: format.as_str(),
+                first: first_lines(path, &list.problems),
             }));
         }
         list.block.shrink_to_fit();
@@ -374,6 +398,7 @@ impl List {
             return Err(LoadProblem::NothingValid {
                 invalid: list.counts.invalid,
                 format: "ip",
+                first: first_lines(path, &list.problems),
             });
         }
         Ok(list)
@@ -454,9 +479,15 @@ pub fn scan(cfg: &ListConfig, path: &Path) -> Result<Scan, ListError> {
     };
     let mut parser = LineParser::new(format);
     let (mut entries, mut invalid) = (0u64, 0u64);
-    let mut count = |_: u32, item: Item<'_>| match item {
+    let mut problems = Vec::new();
+    let mut count = |line: u32, item: Item<'_>| match item {
         Item::Entry(_) => entries += 1,
-        Item::Invalid(_) => invalid += 1,
+        Item::Invalid(message) => {
+            invalid += 1;
+            if problems.len() < FIRST_SHOWN {
+                problems.push(LineProblem { line, message });
+            }
+        }
         Item::Skipped(_) => {}
     };
     for_each_line(path, |line, text| match text {
@@ -469,6 +500,7 @@ pub fn scan(cfg: &ListConfig, path: &Path) -> Result<Scan, ListError> {
         return Err(err(LoadProblem::NothingValid {
             invalid,
             format: format.as_str(),
+            first: first_lines(path, &problems),
         }));
     }
     Ok(Scan {
@@ -805,6 +837,22 @@ mod tests {
             .err()
             .expect("refused");
         assert!(e.to_string().contains("no valid entries"), "{e}");
+        // It says where: the first bad lines with their numbers.
+        let g_path = g.display().to_string();
+        assert!(e.to_string().contains(&format!("{g_path}:1: ")), "{e}");
+        assert!(e.to_string().contains(&format!("{g_path}:2: ")), "{e}");
+        let e = scan(&cfg("g", ListFormat::Domains, ListKind::Block), &g)
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains(&format!("{g_path}:1: ")), "{e}");
+        let ip = write(&d, "ip.txt", b"# addresses\nnot-an-address\n");
+        let e = List::load(&cfg("ip", ListFormat::Domains, ListKind::Ip), &ip)
+            .err()
+            .expect("refused");
+        assert!(
+            e.to_string().contains(&format!("{}:2: ", ip.display())),
+            "{e}"
+        );
         std::fs::remove_dir_all(&d).ok();
     }
 
