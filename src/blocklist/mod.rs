@@ -841,9 +841,7 @@ mod tests {
         let g_path = g.display().to_string();
         assert!(e.to_string().contains(&format!("{g_path}:1: ")), "{e}");
         assert!(e.to_string().contains(&format!("{g_path}:2: ")), "{e}");
-        let e = scan(&cfg("g", ListFormat::Domains, ListKind::Block), &g)
-            .err()
-            .expect("refused");
+        let e = scan(&cfg("g", ListFormat::Domains, ListKind::Block), &g).expect_err("refused");
         assert!(e.to_string().contains(&format!("{g_path}:1: ")), "{e}");
         let ip = write(&d, "ip.txt", b"# addresses\nnot-an-address\n");
         let e = List::load(&cfg("ip", ListFormat::Domains, ListKind::Ip), &ip)
