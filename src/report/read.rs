@@ -18,9 +18,13 @@ pub struct Entry {
     pub client_mac: Option<String>,
     #[serde(default)]
     pub client_hostname: Option<String>,
-    /// Empty only on a connection line (which has no question).
-    #[serde(default)]
+    /// The question's name: empty on a connection line (which has no question), and for the root (`.`).
+    #[serde(skip)]
     pub qname: String,
+    /// `qname` as read: `None` when the line has none (only a connection line may lack it), `Some("")` for
+    /// a query for the root, which the query log writes as `""`.
+    #[serde(rename = "qname", default)]
+    qname_read: Option<String>,
     #[serde(default)]
     pub qtype: Option<String>,
     #[serde(default)]
@@ -158,9 +162,13 @@ pub fn for_each_entry(
                 continue;
             }
         };
-        if e.qname.is_empty() && !e.is_connection() {
-            skipped.note(path, i + 1, "missing field `qname`");
-            continue;
+        match e.qname_read.take() {
+            Some(q) => e.qname = q,
+            None if e.is_connection() => {}
+            None => {
+                skipped.note(path, i + 1, "missing field `qname`");
+                continue;
+            }
         }
         let Ok(t) = humantime::parse_rfc3339(&e.ts) else {
             skipped.note(path, i + 1, format!("bad ts \"{}\"", e.ts));
@@ -262,6 +270,30 @@ mod tests {
             assert_eq!(sk.count, 1);
             assert!(sk.examples[0].contains(":2:"), "{:?}", sk.examples);
         }
+        // A query for the root is logged with qname "": read, not skipped. A query line without qname is.
+        let q = dir.join("q.log");
+        std::fs::write(
+            &q,
+            "{\"ts\":\"2026-11-27T11:00:00.000Z\",\"kind\":\"query\",\"client_ip\":\"10.0.0.1\",\"qname\":\"\",\"qtype\":\"NS\"}\n\
+             {\"ts\":\"2026-11-27T11:00:01.000Z\",\"kind\":\"query\",\"client_ip\":\"10.0.0.1\",\"qtype\":\"A\"}\n\
+             {\"ts\":\"2026-11-27T11:00:02.000Z\",\"kind\":\"connection\",\"client_ip\":\"10.0.0.1\",\"port\":443}\n",
+        )
+        .unwrap();
+        let (mut kinds, mut sk) = (Vec::new(), Skipped::default());
+        for_each_entry(&q, None, None, &mut sk, |e| kinds.push((e.kind, e.qname))).unwrap();
+        assert_eq!(
+            kinds,
+            vec![
+                ("query".to_string(), String::new()),
+                ("connection".to_string(), String::new())
+            ]
+        );
+        assert_eq!(sk.count, 1);
+        assert!(
+            sk.examples[0].contains(":2: missing field `qname`"),
+            "{:?}",
+            sk.examples
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
