@@ -521,6 +521,8 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
     let mut opts = 0;
     let mut opt = None;
     let mut inspect: Option<Inspect> = None;
+    // Where each CNAME's owner is, and which target it gave: to put a chain listed out of order in order.
+    let mut cnames: Vec<(usize, usize)> = Vec::new();
     let sections = [
         (header.ancount, 0u8),
         (header.nscount, 1),
@@ -544,6 +546,9 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
                     min_ttl = Some(min_ttl.map_or(ttl, |m| m.min(ttl)));
                 }
                 if section == 0 {
+                    if rr.rtype == TYPE_CNAME {
+                        cnames.push((rr.start, inspect.as_ref().map_or(0, |i| i.targets.len())));
+                    }
                     inspect_record(msg, &rr, &mut inspect)?;
                 }
                 if section == 1 && rr.rtype == TYPE_SOA && rr.rdlen >= 22 {
@@ -556,6 +561,11 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
             pos = rr.next;
         }
     }
+    if cnames.len() >= 2
+        && let Some(i) = inspect.as_mut()
+    {
+        in_resolution_order(msg, &cnames, &mut i.targets);
+    }
     Ok(AnswerShape {
         header,
         ttl_offsets,
@@ -566,6 +576,36 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
         opt,
         len: pos,
     })
+}
+
+/// Puts the CNAME targets among `targets` in the order a resolver follows them from the question, which
+/// upstreams nearly always list them in but need not (RFC 1034 does not require it): the chain of a block
+/// event reads from the question to the C2 name. `cnames`: each CNAME's owner offset and its target's index.
+/// Targets off that chain (HTTPS, DNAME, a stray CNAME) follow in answer order.
+fn in_resolution_order(msg: &[u8], cnames: &[(usize, usize)], targets: &mut Vec<String>) {
+    let Ok(mut at) = read_name(msg, HEADER_LEN) else {
+        return;
+    };
+    let owners: Vec<(Option<String>, usize)> = cnames
+        .iter()
+        .map(|&(owner, target)| (read_name(msg, owner).ok(), target))
+        .collect();
+    let mut used = vec![false; targets.len()];
+    let mut ordered = Vec::with_capacity(targets.len());
+    while let Some(&(_, t)) = owners
+        .iter()
+        .find(|(owner, t)| !used.get(*t).copied().unwrap_or(true) && owner.as_deref() == Some(&at))
+    {
+        used[t] = true;
+        at.clone_from(&targets[t]);
+        ordered.push(targets[t].clone());
+    }
+    for (t, name) in targets.iter().enumerate() {
+        if !used[t] {
+            ordered.push(name.clone());
+        }
+    }
+    *targets = ordered;
 }
 
 /// Collects what one answer-section record points at.
@@ -1016,6 +1056,40 @@ mod tests {
             let mut m = full[..cut].to_vec();
             let _ = own_opt(&mut m, 1232, |_| false);
         }
+    }
+
+    #[test]
+    fn a_cname_chain_listed_out_of_order_is_inspected_in_resolution_order() {
+        let wire_name = |n: &str| {
+            let mut out = Vec::new();
+            for l in n.split('.') {
+                out.push(l.len() as u8);
+                out.extend_from_slice(l.as_bytes());
+            }
+            out.push(0);
+            out
+        };
+        let record = |m: &mut Vec<u8>, owner: &str, rtype: u16, rdata: &[u8]| {
+            m.extend_from_slice(&wire_name(owner));
+            m.extend_from_slice(&rtype.to_be_bytes());
+            m.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+            m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            m.extend_from_slice(rdata);
+        };
+        let mut m = test_message(1, 0x8180, "Q.example", 1);
+        m[6..8].copy_from_slice(&4u16.to_be_bytes());
+        record(&mut m, "z.example", TYPE_CNAME, &wire_name("cdn.evil.test"));
+        record(
+            &mut m,
+            "www.other.test",
+            TYPE_CNAME,
+            &wire_name("stray.test"),
+        );
+        record(&mut m, "q.example", TYPE_CNAME, &wire_name("z.example"));
+        record(&mut m, "cdn.evil.test", TYPE_A, &[192, 0, 2, 1]);
+        let shape = answer_shape(&m).expect("shape");
+        let targets = &shape.inspect.as_deref().expect("targets").targets;
+        assert_eq!(targets, &["z.example", "cdn.evil.test", "stray.test"]);
     }
 
     #[test]
