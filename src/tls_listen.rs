@@ -20,8 +20,13 @@ use tokio_util::task::TaskTracker;
 
 /// HTTP/2 streams one DoH client may have open at once.
 const DOH_STREAMS: u32 = 100;
-/// Largest DNS message accepted in a DoH request.
-const MAX_MESSAGE: usize = 65_535;
+/// Largest DNS query accepted in a DoH request (body or `?dns=`). A query is a few hundred octets even
+/// padded (RFC 8467 pads to 468); at 64 KiB, 100 streams on each of 1,024 connections could have made c2sink
+/// buffer gigabytes of request bodies, which a client it refuses (refused after the body is read) could send.
+const MAX_QUERY: usize = 4096;
+/// Largest header block of a DoH request (h2 would take 16 MiB): a GET's `?dns=` of [`MAX_QUERY`] octets in
+/// base64url, with room for the usual headers.
+const MAX_HEADERS: u32 = 16 * 1024;
 
 /// TLS server settings for one ALPN protocol; fails if the key does not match the certificate.
 pub fn server_config(
@@ -87,6 +92,9 @@ pub async fn serve_doh(listener: TcpListener, acceptor: TlsAcceptor, path: Arc<s
                 let tls = acceptor.accept(tcp).await.ok()?;
                 h2::server::Builder::new()
                     .max_concurrent_streams(DOH_STREAMS)
+                    // A client may send no more of a body than a query can hold before c2sink reads it.
+                    .initial_window_size(MAX_QUERY as u32)
+                    .max_header_list_size(MAX_HEADERS)
                     .handshake::<_, Bytes>(tls)
                     .await
                     .ok()
@@ -213,6 +221,9 @@ async fn doh_message(
                 .split('&')
                 .find_map(|kv| kv.strip_prefix("dns="))
                 .ok_or((S::BAD_REQUEST, "missing dns= parameter\n"))?;
+            if dns.len() / 4 * 3 > MAX_QUERY {
+                return Err((S::URI_TOO_LONG, "query too large\n"));
+            }
             base64url_decode(dns).ok_or((S::BAD_REQUEST, "dns= is not base64url\n"))
         }
         http::Method::POST => {
@@ -232,8 +243,8 @@ async fn doh_message(
             while let Some(chunk) = body.data().await {
                 let chunk = chunk.map_err(|_| (S::BAD_REQUEST, "body cut short\n"))?;
                 let _ = body.flow_control().release_capacity(chunk.len());
-                if msg.len() + chunk.len() > MAX_MESSAGE {
-                    return Err((S::PAYLOAD_TOO_LARGE, "message too large\n"));
+                if msg.len() + chunk.len() > MAX_QUERY {
+                    return Err((S::PAYLOAD_TOO_LARGE, "query too large\n"));
                 }
                 msg.extend_from_slice(&chunk);
             }

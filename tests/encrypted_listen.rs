@@ -201,3 +201,89 @@ fn key_that_does_not_fit_the_certificate_fails_the_check() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("tls_listen.key_file"), "{err}");
 }
+
+/// POSTs each body to the DoH listener at `addr` (trusting `ca_pem`) on one HTTP/2 connection: the statuses.
+fn doh_post(addr: std::net::SocketAddr, ca_pem: &std::path::Path, bodies: &[Vec<u8>]) -> Vec<u16> {
+    use rustls::pki_types::pem::PemObject;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(ca_pem).expect("ca") {
+            roots.add(c.expect("ca cert")).expect("add ca");
+        }
+        let mut cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+            .connect("dns.test".try_into().expect("name"), tcp)
+            .await
+            .expect("tls");
+        let (mut send, conn) = h2::client::handshake(tls).await.expect("h2");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut statuses = Vec::new();
+        for body in bodies {
+            send = send.ready().await.expect("ready");
+            let req = http::Request::post(format!("https://dns.test:{}/dns-query", addr.port()))
+                .header("content-type", "application/dns-message")
+                .body(())
+                .expect("request");
+            let (resp, mut out) = send.send_request(req, false).expect("send");
+            // The body in pieces no larger than the server's window lets through before it reads.
+            let mut rest = body.as_slice();
+            while !rest.is_empty() {
+                out.reserve_capacity(rest.len());
+                let n = match std::future::poll_fn(|cx| out.poll_capacity(cx)).await {
+                    Some(Ok(n)) => n.min(rest.len()),
+                    _ => break,
+                };
+                if out
+                    .send_data(bytes::Bytes::copy_from_slice(&rest[..n]), false)
+                    .is_err()
+                {
+                    break;
+                }
+                rest = &rest[n..];
+            }
+            let _ = out.send_data(bytes::Bytes::new(), true);
+            statuses.push(resp.await.expect("response").status().as_u16());
+        }
+        statuses
+    })
+}
+
+#[test]
+fn a_doh_body_larger_than_a_query_is_refused_before_it_is_held() {
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
+    let dir = TempDir::new("doh-size");
+    let (cfg, ca_path) = tls_config(&dir, up.addr, "doh = [\"127.0.0.1:0\"]");
+    let server = C2sink::start_file(&cfg);
+    let doh = server.listening("doh").expect("doh address logged");
+    // A well-formed query whose OPT carries a Padding option of `pad` octets.
+    let padded = |pad: usize| {
+        let mut q = query(1, "www.example", 1);
+        q[11] = 1;
+        q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+        q.extend_from_slice(&((pad + 4) as u16).to_be_bytes());
+        q.extend_from_slice(&12u16.to_be_bytes());
+        q.extend_from_slice(&(pad as u16).to_be_bytes());
+        q.resize(q.len() + pad, 0);
+        q
+    };
+    let statuses = doh_post(doh, &ca_path, &[padded(400), padded(6000), padded(400)]);
+    assert_eq!(
+        statuses,
+        vec![200, 413, 200],
+        "a small query, one too large, and the connection still serves"
+    );
+}
