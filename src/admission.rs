@@ -9,11 +9,13 @@ use crate::config::{RejectAction, ServerConfig};
 use crate::pipeline::Client;
 use crate::protocol;
 use ipnet::IpNet;
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Networks allowed when the config has no `allow`: loopback, RFC 1918, CGNAT, IPv6 ULA and link-local.
 pub const DEFAULT_ALLOW: &[&str] = &[
@@ -204,6 +206,78 @@ fn reject(action: RejectAction, raw: &[u8]) -> Admit {
             }
             _ => Admit::Drop,
         },
+    }
+}
+
+/// Room for queries waiting on upstreams: `max_inflight` in all, and at most `max_inflight_per_client` of
+/// them one client's. Without the second, one machine asking random names under a zone whose servers never
+/// answer holds every slot for a timeout each, and every other client's cache miss gets SERVFAIL. The
+/// host's own queries (a forwarder on the box speaks for many clients) count only against the total.
+pub struct ForwardSlots {
+    total: Arc<Semaphore>,
+    /// Slots held per client ([`client_key`]); an entry lives only while its client has one, so the map is
+    /// bounded by the total.
+    held: Mutex<HashMap<u128, usize>>,
+    per_client: usize,
+    v6_prefix: u8,
+}
+
+/// One query's slot, given back on drop.
+pub struct ForwardSlot {
+    _permit: OwnedSemaphorePermit,
+    client: Option<(Arc<ForwardSlots>, u128)>,
+}
+
+impl ForwardSlots {
+    /// Slots per the `[server]` keys.
+    pub fn new(cfg: &ServerConfig) -> Arc<ForwardSlots> {
+        let total = cfg.max_inflight.max(1);
+        Arc::new(ForwardSlots {
+            total: Arc::new(Semaphore::new(total)),
+            held: Mutex::new(HashMap::new()),
+            per_client: cfg
+                .max_inflight_per_client
+                .unwrap_or(total / 4)
+                .clamp(1, total),
+            v6_prefix: cfg.rate_limit_ipv6_prefix,
+        })
+    }
+
+    /// A slot for one more query of `client` to forward, or `None` (shed it) when all are taken or the
+    /// client holds its share.
+    pub fn take(self: &Arc<Self>, client: &Client) -> Option<ForwardSlot> {
+        let permit = self.total.clone().try_acquire_owned().ok()?;
+        if from_this_host(client) {
+            return Some(ForwardSlot {
+                _permit: permit,
+                client: None,
+            });
+        }
+        let key = client_key(client.addr.ip(), self.v6_prefix);
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(key).or_insert(0);
+        if *n >= self.per_client {
+            return None;
+        }
+        *n += 1;
+        Some(ForwardSlot {
+            _permit: permit,
+            client: Some((self.clone(), key)),
+        })
+    }
+}
+
+impl Drop for ForwardSlot {
+    fn drop(&mut self) {
+        if let Some((slots, key)) = &self.client {
+            let mut held = slots.held.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = held.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(key);
+                }
+            }
+        }
     }
 }
 

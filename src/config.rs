@@ -103,6 +103,9 @@ pub struct ServerConfig {
     /// Open TCP connections from one client address at once.
     #[serde(default = "default_tcp_max_connections_per_client")]
     pub tcp_max_connections_per_client: usize,
+    /// Of `max_inflight`, how many one client may have at once; unset = a quarter of `max_inflight`.
+    #[serde(default)]
+    pub max_inflight_per_client: Option<usize>,
     /// Networks (CIDR or bare address) allowed to query; unset = loopback, RFC 1918, CGNAT, ULA, link-local.
     #[serde(default)]
     pub allow: Option<Vec<String>>,
@@ -1164,6 +1167,17 @@ impl Config {
         if self.server.max_inflight == 0 {
             p("server.max_inflight".into(), "must be at least 1".into());
         }
+        if let Some(n) = self.server.max_inflight_per_client
+            && !(1..=self.server.max_inflight.max(1)).contains(&n)
+        {
+            p(
+                "server.max_inflight_per_client".into(),
+                format!(
+                    "{n} is outside 1..=max_inflight ({})",
+                    self.server.max_inflight
+                ),
+            );
+        }
         if self.server.tcp_max_connections == 0 {
             p(
                 "server.tcp_max_connections".into(),
@@ -1751,7 +1765,7 @@ servers = ["127.0.0.1:53"]
     #[test]
     fn every_semantic_problem_is_reported() {
         let e = parse(
-            "[server]\nlisten = []\n[upstream]\nservers = []\ntimeout_ms = 1\n[cache]\nserve_stale_after_ms = 60001\n[sinkhole]\nmode = \"address\"\n[[blocklists]]\nname = \"x\"\npath = \"nope.txt\"\n",
+            "[server]\nlisten = []\nmax_inflight = 8\nmax_inflight_per_client = 9\n[upstream]\nservers = []\ntimeout_ms = 1\n[cache]\nserve_stale_after_ms = 60001\n[sinkhole]\nmode = \"address\"\n[[blocklists]]\nname = \"x\"\npath = \"nope.txt\"\n",
         )
         .unwrap_err();
         let keys: Vec<&str> = e.0.iter().map(|p| p.key.as_str()).collect();
@@ -1759,6 +1773,7 @@ servers = ["127.0.0.1:53"]
             keys,
             vec![
                 "server.listen",
+                "server.max_inflight_per_client",
                 "upstream.servers",
                 "upstream.timeout_ms",
                 "cache.serve_stale_after_ms",

@@ -6,7 +6,7 @@
 //! a TCP client that does not send a whole query (or read its answers) within the idle time is cut off.
 //! Pipelined TCP queries are answered as each is ready, not one after another.
 
-use crate::admission::{Admission, Admit};
+use crate::admission::{Admission, Admit, ForwardSlot, ForwardSlots};
 use crate::events::Protocol;
 use crate::pipeline::{Client, Decision, Pipeline};
 use crate::udp_batch;
@@ -36,7 +36,6 @@ const STREAM_WRITE_MAX: usize = 16 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub udp_sockets: usize,
-    pub max_inflight: usize,
     pub tcp_max_connections: usize,
     pub tcp_max_connections_per_client: usize,
     /// IPv6 clients are one client per prefix of this length (`rate_limit_ipv6_prefix`).
@@ -118,7 +117,7 @@ async fn serve_udp(sock: udp_batch::Socket, shared: UdpShared, tracker: TaskTrac
     let UdpShared {
         admission,
         pipeline,
-        inflight,
+        forwards,
         shutdown,
         ..
     } = shared;
@@ -180,16 +179,16 @@ async fn serve_udp(sock: udp_batch::Socket, shared: UdpShared, tracker: TaskTrac
             match pipeline.decide(raw, &client) {
                 Decision::Reply(r) => tx.push(src, local, r),
                 Decision::Drop => {}
-                Decision::Forward => match inflight.clone().try_acquire_owned() {
-                    Ok(permit) => spawn_forward(
+                Decision::Forward => match forwards.take(&client) {
+                    Some(slot) => spawn_forward(
                         &tracker,
                         raw,
                         (client, local),
                         (&sock, &pipeline),
-                        permit,
+                        slot,
                         &forward_done,
                     ),
-                    Err(_) => tx.push(src, local, pipeline.shed(raw)),
+                    None => tx.push(src, local, pipeline.shed(raw)),
                 },
             }
         }
@@ -205,7 +204,7 @@ fn spawn_forward(
     raw: &[u8],
     (client, local): (Client, Option<udp_batch::Local>),
     (sock, pipeline): (&Arc<udp_batch::Socket>, &Arc<Pipeline>),
-    permit: tokio::sync::OwnedSemaphorePermit,
+    slot: ForwardSlot,
     done: &Arc<tokio::sync::Notify>,
 ) {
     let raw = raw.to_vec();
@@ -214,7 +213,7 @@ fn spawn_forward(
         if let Some(r) = pipeline.forward(&raw, &client).await {
             let _ = sock.send_to(&r, client.addr, local).await;
         }
-        drop(permit);
+        drop(slot);
         done.notify_one();
     });
 }
@@ -224,7 +223,7 @@ fn spawn_forward(
 pub struct UdpShared {
     pub admission: Arc<Admission>,
     pub pipeline: Arc<Pipeline>,
-    pub inflight: Arc<Semaphore>,
+    pub forwards: Arc<ForwardSlots>,
     pub shutdown: CancellationToken,
     /// Longest wait, after shutdown, for the thread's queries still waiting on an upstream.
     pub drain: Duration,
@@ -273,7 +272,7 @@ pub async fn serve_tcp(
     listener: TcpListener,
     admission: Arc<Admission>,
     pipeline: Arc<Pipeline>,
-    inflight: Arc<Semaphore>,
+    forwards: Arc<ForwardSlots>,
     limits: Limits,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -300,7 +299,7 @@ pub async fn serve_tcp(
             drop(stream);
             continue;
         };
-        let (pipeline, inflight, shutdown) = (pipeline.clone(), inflight.clone(), shutdown.clone());
+        let (pipeline, forwards, shutdown) = (pipeline.clone(), forwards.clone(), shutdown.clone());
         let admission = admission.clone();
         let t = tracker.clone();
         tracker.spawn(async move {
@@ -312,7 +311,7 @@ pub async fn serve_tcp(
                 client,
                 admission,
                 pipeline,
-                inflight,
+                forwards,
                 limits.tcp_idle,
                 t,
                 shutdown,
@@ -432,7 +431,7 @@ pub async fn serve_stream<R, W>(
     client: Client,
     admission: Arc<Admission>,
     pipeline: Arc<Pipeline>,
-    inflight: Arc<Semaphore>,
+    forwards: Arc<ForwardSlots>,
     idle: Duration,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -512,17 +511,17 @@ pub async fn serve_stream<R, W>(
                 let Ok(conn_permit) = per_conn.clone().acquire_owned().await else {
                     break;
                 };
-                match inflight.clone().try_acquire_owned() {
-                    Ok(permit) => {
+                match forwards.take(&client) {
+                    Some(slot) => {
                         let (tx, pipeline) = (tx.clone(), pipeline.clone());
                         tracker.spawn(async move {
                             if let Some(r) = pipeline.forward(&msg, &client).await {
                                 let _ = tx.send(r).await;
                             }
-                            drop((permit, conn_permit));
+                            drop((slot, conn_permit));
                         });
                     }
-                    Err(_) => {
+                    None => {
                         let _ = tx.send(pipeline.shed(&msg)).await;
                     }
                 }

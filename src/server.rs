@@ -13,7 +13,6 @@ use crate::tls_listen;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -67,13 +66,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     let limits = Limits {
         udp_sockets,
-        max_inflight: cfg.server.max_inflight,
         tcp_max_connections: cfg.server.tcp_max_connections,
         tcp_max_connections_per_client: cfg.server.tcp_max_connections_per_client,
         client_ipv6_prefix: cfg.server.rate_limit_ipv6_prefix,
         tcp_idle: Duration::from_millis(cfg.server.tcp_idle_timeout_ms),
     };
-    let inflight = Arc::new(Semaphore::new(limits.max_inflight));
+    let forwards = crate::admission::ForwardSlots::new(&cfg.server);
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     // UDP threads end only when told to: a start that fails after they run must stop them too.
@@ -82,7 +80,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let udp_shared = listen::UdpShared {
         admission: admission.clone(),
         pipeline: pipeline.clone(),
-        inflight: inflight.clone(),
+        forwards: forwards.clone(),
         shutdown: shutdown.clone(),
         drain: DRAIN,
     };
@@ -110,7 +108,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             bound.tcp,
             admission.clone(),
             pipeline.clone(),
-            inflight.clone(),
+            forwards.clone(),
             limits,
             tracker.clone(),
             shutdown.clone(),
@@ -121,7 +119,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let shared = tls_listen::Shared {
             admission: admission.clone(),
             pipeline: pipeline.clone(),
-            inflight: inflight.clone(),
+            forwards: forwards.clone(),
             limits,
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),

@@ -2,9 +2,9 @@
 //! (RFC 8484, HTTP/2, port 443), feeding the same pipeline as UDP and TCP.
 //!
 //! Same limits as TCP: connections at once are capped per listener, a client gets `tcp_idle_timeout_ms` for
-//! its TLS handshake and between queries, and queries waiting on upstreams count against `max_inflight`.
+//! its TLS handshake and between queries, and queries waiting on upstreams count against `max_inflight` (and `max_inflight_per_client`).
 
-use crate::admission::{Admission, Admit};
+use crate::admission::{Admission, Admit, ForwardSlots};
 use crate::events::Protocol;
 use crate::listen::{ConnectionCaps, Limits, serve_stream};
 use crate::pipeline::{Client, Decision, Pipeline};
@@ -13,7 +13,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -49,7 +48,7 @@ pub fn server_config(
 pub struct Shared {
     pub admission: Arc<Admission>,
     pub pipeline: Arc<Pipeline>,
-    pub inflight: Arc<Semaphore>,
+    pub forwards: Arc<ForwardSlots>,
     pub limits: Limits,
     pub tracker: TaskTracker,
     pub shutdown: CancellationToken,
@@ -72,7 +71,7 @@ pub async fn serve_dot(listener: TcpListener, acceptor: TlsAcceptor, s: Shared) 
                 client,
                 s.admission,
                 s.pipeline,
-                s.inflight,
+                s.forwards,
                 s.limits.tcp_idle,
                 s.tracker,
                 s.shutdown,
@@ -264,13 +263,13 @@ async fn answer(msg: &[u8], client: &Client, s: &Shared) -> Option<Vec<u8>> {
     match s.pipeline.decide(msg, client) {
         Decision::Reply(r) => Some(r),
         Decision::Drop => None,
-        Decision::Forward => match s.inflight.clone().try_acquire_owned() {
-            Ok(permit) => {
+        Decision::Forward => match s.forwards.take(client) {
+            Some(slot) => {
                 let r = s.pipeline.forward(msg, client).await;
-                drop(permit);
+                drop(slot);
                 r
             }
-            Err(_) => Some(s.pipeline.shed(msg)),
+            None => Some(s.pipeline.shed(msg)),
         },
     }
 }

@@ -168,3 +168,56 @@ fn bad_acl_entry_fails_config_with_key() {
     );
     assert!(err.contains("server.rate_limit_ipv6_prefix"), "{err}");
 }
+
+#[test]
+fn one_client_cannot_hold_every_forward_slot() {
+    let up = Upstream::answering(UP);
+    let c = C2sink::start_small(
+        &[up.addr],
+        10_000,
+        "max_inflight = 8\nmax_inflight_per_client = 2",
+        "",
+    );
+    let blackholes = || {
+        up.names()
+            .iter()
+            .filter(|n| n.starts_with("blackhole"))
+            .count()
+    };
+    // One machine asks five names whose servers never answer: two wait on the upstream, and the other
+    // three get SERVFAIL at once instead of a slot every other client needs.
+    let a = udp_client("127.0.0.2", Duration::from_secs(5));
+    for i in 0..5u16 {
+        let q = query(0x100 + i, &format!("blackhole-{i}.example"), TYPE_A);
+        a.send_to(&q, c.addr()).expect("send");
+    }
+    let mut buf = [0u8; 512];
+    for _ in 0..3 {
+        let (n, _) = a
+            .recv_from(&mut buf)
+            .expect("a shed query is answered at once");
+        assert_eq!(parse(&buf[..n]).expect("parse").rcode, SERVFAIL);
+    }
+    poll_until("two of its queries reaching the upstream", || {
+        blackholes() == 2
+    });
+    // Another machine's query still goes out, and comes back.
+    let q = query(0x200, "other.example", TYPE_A);
+    let r = udp_ask_from("127.0.0.3", c.addr(), &q, Duration::from_secs(5)).expect("answer");
+    let r = parse(&r).expect("parse");
+    assert_eq!((r.rcode, r.addrs()), (NOERROR, vec![UP]));
+    // The host's own queries (a forwarder on the box speaks for many clients) count only against the total.
+    let own = udp_client("127.0.0.1", Duration::from_secs(5));
+    for i in 0..3u16 {
+        let q = query(0x300 + i, &format!("blackhole-own-{i}.example"), TYPE_A);
+        own.send_to(&q, c.addr()).expect("send");
+    }
+    poll_until("the host's three queries reaching the upstream", || {
+        blackholes() == 5
+    });
+    assert_eq!(
+        blackholes(),
+        5,
+        "the first machine got no more than its two"
+    );
+}
