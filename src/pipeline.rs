@@ -120,7 +120,7 @@ pub struct Stats {
 pub struct Pipeline {
     pub policy: ArcSwap<Policy>,
     pub cache: Option<Cache>,
-    pub upstreams: Upstreams,
+    pub upstreams: Arc<Upstreams>,
     pub events: Events,
     pub stats: Stats,
     /// Who is behind a client address (MAC, hostname), for events.
@@ -130,7 +130,7 @@ pub struct Pipeline {
     /// Whether private reverse zones and `home.arpa` are answered here.
     private_names: crate::config::PrivateNames,
     /// `[[forward]]` zones and their servers, most specific first.
-    zones: Vec<(String, Upstreams)>,
+    zones: Vec<(String, Arc<Upstreams>)>,
     /// Questions being fetched now: the same question asked meanwhile waits for that answer.
     inflight: Inflight<Fetched>,
     /// Client hints go upstream (`send_client_hints`): they are part of the cache and merging key.
@@ -172,7 +172,7 @@ impl Pipeline {
             cache: Cache::new(&cfg.cache)
                 .map(|c| c.keyed_by_client_hints(cfg.upstream.send_client_hints)),
             hints_in_key: cfg.upstream.send_client_hints,
-            upstreams: Upstreams::new(&cfg.upstream),
+            upstreams: Arc::new(Upstreams::new(&cfg.upstream)),
             events,
             stats: Stats::default(),
             clients: Clients::default(),
@@ -188,7 +188,7 @@ impl Pipeline {
     }
 
     /// The `[[forward]]` zone `name` falls in, if any.
-    fn zone_for(&self, name: &str) -> Option<&Upstreams> {
+    fn zone_for(&self, name: &str) -> Option<&Arc<Upstreams>> {
         self.zones
             .iter()
             .find(|(z, _)| wire::within(name, z))
@@ -671,8 +671,8 @@ impl Pipeline {
 
 /// The `[[forward]]` zones of `cfg`, most specific first, each with its own servers (and health), sharing
 /// `[upstream]`'s timeout, CA file and options; a zone that does not read (validation reports it) is left out.
-fn forward_zones(cfg: &Config) -> Vec<(String, Upstreams)> {
-    let mut zones: Vec<(String, Upstreams)> = cfg
+fn forward_zones(cfg: &Config) -> Vec<(String, Arc<Upstreams>)> {
+    let mut zones: Vec<(String, Arc<Upstreams>)> = cfg
         .forward
         .iter()
         .filter_map(|f| {
@@ -681,7 +681,7 @@ fn forward_zones(cfg: &Config) -> Vec<(String, Upstreams)> {
                 servers: f.servers.clone(),
                 ..cfg.upstream.clone()
             };
-            Some((zone, Upstreams::new(&ups)))
+            Some((zone, Arc::new(Upstreams::new(&ups))))
         })
         .collect();
     zones.sort_by_key(|(z, _)| std::cmp::Reverse(z.split('.').count()));

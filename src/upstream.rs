@@ -18,6 +18,7 @@ use crate::sinkhole::OUR_PAYLOAD;
 const QUERY_PAD_BLOCK: usize = 128;
 use crate::wire::{self, AnswerShape, Query};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -109,6 +110,9 @@ pub struct Upstreams {
     last_answer: AtomicU64,
     /// Take the client hints (MAC, client subnet) out of queries before they leave.
     strip_hints: bool,
+    /// The runtime probes of down servers run on (the main one, where the upstreams were made): not a UDP
+    /// thread's, which may be blocked in the kernel while its own queries are answered.
+    home: Option<tokio::runtime::Handle>,
 }
 
 /// c2sink's own question for a down server, `. IN NS` with RD, under a fresh ID.
@@ -175,6 +179,7 @@ impl Upstreams {
             mismatched: AtomicU64::new(0),
             last_answer: AtomicU64::new(0),
             strip_hints: !cfg.send_client_hints,
+            home: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -185,7 +190,7 @@ impl Upstreams {
     }
 
     /// Asks the upstreams for the root's NS set, so an idle server can learn whether any upstream answers.
-    pub async fn probe(&self) -> Result<(), ForwardError> {
+    pub async fn probe(self: &Arc<Self>) -> Result<(), ForwardError> {
         let raw = probe_query();
         let query = wire::parse_query(&raw).map_err(|e| ForwardError {
             tried: 0,
@@ -204,6 +209,20 @@ impl Upstreams {
             return false;
         };
         self.try_counted(server, &raw, &query).await.is_ok()
+    }
+
+    /// [`probe_down`](Self::probe_down) of server `i` as a task of its own, on the main runtime.
+    fn probe_in_background(self: &Arc<Self>, i: usize) {
+        let me = Arc::clone(self);
+        let probe = async move {
+            if let Some(server) = me.servers.get(i) {
+                me.probe_down(server).await;
+            }
+        };
+        match &self.home {
+            Some(home) => drop(home.spawn(probe)),
+            None => drop(tokio::spawn(probe)),
+        }
     }
 
     /// One try against `server`, with its outcome recorded: latency, health, metrics.
@@ -328,13 +347,25 @@ impl Upstreams {
     }
 
     /// Sends `raw` (a client's query, parsed as `query`) upstream and returns the first good answer.
-    pub async fn forward(&self, raw: &[u8], query: &Query<'_>) -> Result<Answer, ForwardError> {
+    pub async fn forward(
+        self: &Arc<Self>,
+        raw: &[u8],
+        query: &Query<'_>,
+    ) -> Result<Answer, ForwardError> {
         let mut last: Option<(String, TryError)> = None;
         let (mut order, probes) = self.order();
-        for &i in probes.iter().rev() {
-            // Back: this query goes to it first, as a query to a server that just answered.
-            if self.probe_down(&self.servers[i]).await {
-                order.insert(0, i);
+        if order.is_empty() {
+            // No server to ask meanwhile: this query waits for the probes, and goes to one that is back.
+            for &i in probes.iter().rev() {
+                if self.probe_down(&self.servers[i]).await {
+                    order.insert(0, i);
+                }
+            }
+        } else {
+            // A probe of a dead server lasts a timeout: it must not hold up a query that a healthy server
+            // can answer now. A server found back gets the next queries in its configured place.
+            for &i in &probes {
+                self.probe_in_background(i);
             }
         }
         for &i in &order {

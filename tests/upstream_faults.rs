@@ -231,3 +231,39 @@ fn a_client_asking_for_names_that_never_resolve_cannot_take_the_upstream_from_ot
         "the client's 20 asks (each 100 ms) after its first answer, within 15 s"
     );
 }
+
+#[test]
+fn a_probe_of_a_down_upstream_does_not_hold_up_the_query_that_starts_it() {
+    let dead = Upstream::answering(A);
+    dead.set_mode(Mode::Silent);
+    let live = Upstream::answering(B);
+    let c = C2sink::start_small(&[dead.addr, live.addr], 2000, "", "");
+    // Queries fail over to the second upstream until the first is marked down.
+    let mut i = 0u16;
+    let marked = poll(
+        PROBED,
+        Duration::from_millis(10),
+        || {
+            i += 1;
+            assert_eq!(rcode_of(&c, &format!("m{i}.example"), i), (NOERROR, vec![B]));
+            c.log().contains("upstream is down")
+        },
+        |down| *down,
+    );
+    assert!(marked, "the silent upstream was never marked down");
+    // Its first bench (1 s) runs out: the next query is the one that has it probed (c2sink's own `. NS`).
+    std::thread::sleep(Duration::from_millis(1300));
+    let probes = || dead.seen().iter().filter(|s| s.name.is_empty()).count();
+    let before = probes();
+    // The probe waits out the 2 s timeout; the query is answered by the healthy upstream meanwhile, long
+    // before that (without this, the client waited for the probe first).
+    let r = udp_ask_from(
+        "127.0.0.1",
+        c.addr(),
+        &query(0x900, "during-probe.example", TYPE_A),
+        Duration::from_millis(1500),
+    )
+    .expect("the query waited for the probe");
+    assert_eq!(parse(&r).expect("parse").addrs(), vec![B]);
+    poll_until("the probe reaching the down upstream", || probes() > before);
+}
