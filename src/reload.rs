@@ -31,6 +31,10 @@ pub struct Reloader {
     path: PathBuf,
     pipeline: Arc<Pipeline>,
     config: Mutex<Config>,
+    /// The config c2sink started with: what is read at start only (`[server]`, `[upstream]`, `[reload]`, ...)
+    /// is in force from it until a restart, and each reload compares with it, so a change that waits for a
+    /// restart is reported on every reload until then, not only on the first.
+    started: Config,
     /// Reloads that swapped in a new policy.
     pub reloads: AtomicU64,
     /// Reloads that failed and kept the old policy.
@@ -50,6 +54,7 @@ impl Reloader {
             path: cfg.source.clone(),
             pipeline,
             config: Mutex::new(cfg.clone()),
+            started: cfg.clone(),
             reloads: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         });
@@ -64,7 +69,7 @@ impl Reloader {
     ) {
         let mut seen = self.loaded_stamps();
         let mut settling: Option<Stamps> = None;
-        let reload_cfg = self.config().reload;
+        let reload_cfg = &self.started.reload;
         let mut tick = tokio::time::interval(Duration::from_millis(reload_cfg.interval_ms.max(50)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -74,7 +79,7 @@ impl Reloader {
                     seen = self.reload("SIGHUP").await.unwrap_or(seen);
                     settling = None;
                 }
-                _ = tick.tick(), if self.config().reload.watch => {
+                _ = tick.tick(), if reload_cfg.watch => {
                     let paths: Vec<PathBuf> = seen.iter().map(|(p, _)| p.clone()).collect();
                     let Ok(now) = tokio::task::spawn_blocking(move || stamps_of(paths)).await else {
                         continue;
@@ -117,9 +122,9 @@ impl Reloader {
     pub async fn reload(&self, why: &str) -> Option<Stamps> {
         let started = Instant::now();
         let path = self.path.clone();
-        let old_cfg = self.config();
+        let started_cfg = self.started.clone();
         let old = self.pipeline.policy.load_full();
-        let built = tokio::task::spawn_blocking(move || build(&path, &old_cfg, &old)).await;
+        let built = tokio::task::spawn_blocking(move || build(&path, &started_cfg, &old)).await;
         let built = match built {
             Ok(b) => b,
             Err(e) => Err(anyhow::anyhow!("reload task failed: {e}")),
@@ -163,16 +168,17 @@ impl Reloader {
     }
 }
 
-/// Reads the config and the lists it names into a new policy, reusing unchanged lists of `old`.
+/// Reads the config and the lists it names into a new policy, reusing unchanged lists of `old`; warns of
+/// changes against `started` (the config in force for what is read at start only).
 fn build(
     path: &Path,
-    old_cfg: &Config,
+    started: &Config,
     old: &Policy,
 ) -> anyhow::Result<(Config, Policy, Option<FileStamp>)> {
     let stamp = FileStamp::of(path);
     let cfg = Config::load(path).context("invalid config")?;
     let lists = Lists::load_reusing(&cfg, Some(&old.lists), |l| l.log_loaded())?;
-    let restart = needs_restart(old_cfg, &cfg);
+    let restart = needs_restart(started, &cfg);
     if !restart.is_empty() {
         tracing::warn!(
             "config changes to {} need a restart to take effect; lists and [sinkhole] were applied",

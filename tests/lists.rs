@@ -595,3 +595,48 @@ fn feed_without_copy_or_with_wrong_pin_does_not_start() {
         );
     }
 }
+
+#[test]
+fn a_change_that_needs_a_restart_is_reported_on_every_reload_until_then() {
+    let dir = tempdir("restart");
+    std::fs::write(dir.join("l.txt"), "one.example\n").unwrap();
+    let s = start(
+        &dir,
+        "[reload]\nwatch = false\ninterval_ms = 100\n[[blocklists]]\nname = \"l\"\npath = \"l.txt\"\n",
+    );
+    let blocked = reply(ResponseCode::NoError, &["0.0.0.0"]);
+    // A [server] key changes: the lists are applied, the new limit waits for a restart.
+    let cfg = std::fs::read_to_string(dir.join("c2sink.toml")).unwrap();
+    dir.replace(
+        "c2sink.toml",
+        &cfg.replacen(
+            "udp_sockets = 1\n",
+            "udp_sockets = 1\nmax_inflight = 64\n",
+            1,
+        ),
+    );
+    s.signal("HUP");
+    s.wait_log_count("reloaded", 1);
+    s.wait_log_count("need a restart", 1);
+    // A later reload for a list change alone still says so: the [server] change is still not in force.
+    dir.replace("l.txt", "two.example\n");
+    s.signal("HUP");
+    s.wait_log_count("reloaded", 2);
+    s.wait_log_count("need a restart", 2);
+    assert_eq!(a(&s, "two.example"), blocked);
+    // Turning watching on waits for a restart too: a list change is not picked up by itself.
+    let cfg = std::fs::read_to_string(dir.join("c2sink.toml")).unwrap();
+    dir.replace(
+        "c2sink.toml",
+        &cfg.replacen("watch = false", "watch = true", 1),
+    );
+    s.signal("HUP");
+    s.wait_log_count("reloaded", 3);
+    dir.replace("l.txt", "three.example\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        a(&s, "three.example"),
+        forwarded(),
+        "watching started without a restart"
+    );
+}

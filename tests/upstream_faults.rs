@@ -245,7 +245,10 @@ fn a_probe_of_a_down_upstream_does_not_hold_up_the_query_that_starts_it() {
         Duration::from_millis(10),
         || {
             i += 1;
-            assert_eq!(rcode_of(&c, &format!("m{i}.example"), i), (NOERROR, vec![B]));
+            assert_eq!(
+                rcode_of(&c, &format!("m{i}.example"), i),
+                (NOERROR, vec![B])
+            );
             c.log().contains("upstream is down")
         },
         |down| *down,
