@@ -10,7 +10,7 @@ use crate::upstream::TryError;
 use bytes::Bytes;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -90,22 +90,49 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Marks a DoH connection for replacement unless [`Suspect::clear`]ed: a query dropped while it waited (its
-/// upstream timeout ran out) may have been sent on a connection that died without a reset, which would
-/// otherwise be kept and fail every later query until the kernel gave up on it (minutes). Unbound closes a
-/// stream upstream's connection on a timeout too.
-struct Suspect<'a>(Option<&'a AtomicBool>);
+/// A kept DoH connection and what says whether it still lives.
+#[derive(Clone)]
+struct H2Conn {
+    send: h2::client::SendRequest<Bytes>,
+    life: Arc<Life>,
+}
 
-impl Suspect<'_> {
+/// Of one DoH connection: responses it brought, and whether it is to be replaced.
+#[derive(Default)]
+struct Life {
+    responses: AtomicU64,
+    stale: AtomicBool,
+}
+
+/// Marks a DoH connection for replacement when dropped uncleared (a query whose upstream timeout ran out
+/// while it waited) and no response at all came on that connection meanwhile: it may have died without a
+/// reset, and kept it would fail every later query until the kernel gave up on it (minutes). One slow name
+/// among answered ones leaves a live connection alone. Unbound closes a stream upstream on a timeout too.
+struct Suspect {
+    life: Option<Arc<Life>>,
+    responses: u64,
+}
+
+impl Suspect {
+    fn of(conn: &H2Conn) -> Suspect {
+        Suspect {
+            life: Some(conn.life.clone()),
+            responses: conn.life.responses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The query ended on its own (answered or failed): whatever it says of the connection is known.
     fn clear(mut self) {
-        self.0 = None;
+        self.life = None;
     }
 }
 
-impl Drop for Suspect<'_> {
+impl Drop for Suspect {
     fn drop(&mut self) {
-        if let Some(stale) = self.0 {
-            stale.store(true, Ordering::Relaxed);
+        if let Some(life) = &self.life
+            && life.responses.load(Ordering::Relaxed) == self.responses
+        {
+            life.stale.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -204,9 +231,7 @@ pub struct Doh {
     name: Result<ServerName<'static>, String>,
     uri: String,
     connector: Result<TlsConnector, String>,
-    conn: tokio::sync::Mutex<Option<h2::client::SendRequest<Bytes>>>,
-    /// A query on the kept connection timed out: the next one opens a new connection ([`Suspect`]).
-    stale: AtomicBool,
+    conn: tokio::sync::Mutex<Option<H2Conn>>,
     home: Option<Handle>,
 }
 
@@ -233,20 +258,22 @@ impl Doh {
             uri: format!("https://{authority}{path}"),
             connector,
             conn: tokio::sync::Mutex::new(None),
-            stale: AtomicBool::new(false),
             home: Handle::try_current().ok(),
         }
     }
 
     /// The HTTP/2 connection, opened (once, for all waiting queries) if there is none.
-    async fn sender(&self) -> Result<h2::client::SendRequest<Bytes>, TryError> {
+    async fn sender(&self) -> Result<H2Conn, TryError> {
         let mut guard = self.conn.lock().await;
-        if self.stale.swap(false, Ordering::Relaxed) {
+        if guard
+            .as_ref()
+            .is_some_and(|c| c.life.stale.load(Ordering::Relaxed))
+        {
             // Streams still open on the old connection finish; it closes when they have.
             guard.take();
         }
-        if let Some(s) = guard.as_ref() {
-            return Ok(s.clone());
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
         }
         let connector = self
             .connector
@@ -273,30 +300,47 @@ impl Doh {
             Some(home) => home.spawn(driver),
             None => tokio::spawn(driver),
         };
-        *guard = Some(send.clone());
-        Ok(send)
+        let conn = H2Conn {
+            send,
+            life: Arc::default(),
+        };
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// One POST on `conn`, counting a response of any kind as a sign that the connection lives.
+    async fn post_on(&self, conn: &H2Conn, msg: &[u8]) -> Result<Vec<u8>, PostError> {
+        let suspect = Suspect::of(conn);
+        let result = self.post(conn.send.clone(), msg).await;
+        if !matches!(result, Err(PostError::Connection(_))) {
+            conn.life.responses.fetch_add(1, Ordering::Relaxed);
+        }
+        suspect.clear();
+        result
     }
 
     /// Sends one query (ID already set) as an HTTP/2 POST and returns the raw answer.
     pub async fn exchange(&self, msg: &[u8]) -> Result<Vec<u8>, TryError> {
-        let suspect = Suspect(Some(&self.stale));
-        let answer = async {
-            let send = self.sender().await?;
-            match self.post(send, msg).await {
-                Ok(a) => Ok(a),
-                Err(PostError::Connection(_)) => {
-                    // The kept connection is gone (GOAWAY, reset, idle close): open a new one, once.
-                    self.conn.lock().await.take();
-                    let send = self.sender().await?;
-                    self.post(send, msg).await.map_err(PostError::into_try)
+        let conn = self.sender().await?;
+        match self.post_on(&conn, msg).await {
+            Ok(a) => Ok(a),
+            Err(PostError::Connection(_)) => {
+                // The kept connection is gone (GOAWAY, reset, idle close): open a new one, once (unless
+                // another query has already).
+                {
+                    let mut kept = self.conn.lock().await;
+                    if kept
+                        .as_ref()
+                        .is_some_and(|k| Arc::ptr_eq(&k.life, &conn.life))
+                    {
+                        kept.take();
+                    }
                 }
-                Err(e) => Err(e.into_try()),
+                let conn = self.sender().await?;
+                self.post_on(&conn, msg).await.map_err(PostError::into_try)
             }
+            Err(e) => Err(e.into_try()),
         }
-        .await;
-        // Only a query dropped while it waited leaves the connection suspect.
-        suspect.clear();
-        answer
     }
 
     async fn post(

@@ -67,6 +67,9 @@ enum Kind {
     /// DoH whose first connection answers one query and then takes requests without ever answering, as a
     /// connection that died without a reset looks from the client; later connections answer.
     DohGoesQuiet,
+    /// DoH that never answers a query whose name holds "slow" (its authoritative servers are dead), and
+    /// answers the others on the same connection.
+    DohSlowName,
     /// Accepts TCP and never starts TLS: reads until the client closes, counting the closes.
     Mute,
 }
@@ -80,7 +83,7 @@ impl TlsUpstream {
             .expect("runtime");
         let alpn: &[u8] = match kind {
             Kind::Dot | Kind::DotOneShot | Kind::DotStray => b"dot",
-            Kind::Doh | Kind::DohGoesQuiet | Kind::Mute => b"h2",
+            Kind::Doh | Kind::DohGoesQuiet | Kind::DohSlowName | Kind::Mute => b"h2",
         };
         let acceptor = acceptor(chain, key, alpn);
         let listener = rt
@@ -116,6 +119,7 @@ impl TlsUpstream {
                         Kind::DotStray => serve_dot(tls, q, false, true).await,
                         Kind::Doh => serve_doh(tls, q, None).await,
                         Kind::DohGoesQuiet => serve_doh(tls, q, (earlier == 0).then_some(1)).await,
+                        Kind::DohSlowName => serve_doh(tls, q, None).await,
                         Kind::Mute => {}
                     }
                 });
@@ -197,6 +201,11 @@ async fn serve_doh(
                 msg.extend_from_slice(&chunk);
             }
             q.record(msg.len());
+            if msg.windows(4).any(|w| w == b"slow") {
+                // Never answered, the stream held open (`DohSlowName`).
+                let _held = &respond;
+                std::future::pending::<()>().await;
+            }
             let answer = if ok_request {
                 fixed_a(&msg, std::net::Ipv4Addr::new(192, 0, 2, 1), 300, true)
             } else {
@@ -423,7 +432,7 @@ fn c2sink_quick_timeout(dir: &TempDir, upstream: &str, ca_pem: &str) -> C2sink {
         "c2sink.toml",
         &format!(
             "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets = 1\n[upstream]\nservers = [\"{upstream}\"]\n\
-             timeout_ms = 300\nca_file = \"ca.pem\"\n"
+             timeout_ms = 1500\nca_file = \"ca.pem\"\n"
         ),
     );
     C2sink::start_file(&cfg)
@@ -480,4 +489,36 @@ fn a_connection_attempt_that_gets_no_handshake_ends_with_its_query() {
         );
         assert!(server.is_running(), "{name}");
     }
+}
+
+#[test]
+fn one_slow_name_does_not_cost_a_live_doh_connection() {
+    let (ca, chain, key) = pki("c2sink test CA", "dns.test");
+    let up = TlsUpstream::start(Kind::DohSlowName, chain, key);
+    let dir = TempDir::new("doh-slow");
+    let server = c2sink_quick_timeout(
+        &dir,
+        &format!("https://{}/dns-query#dns.test", up.addr),
+        &ca,
+    );
+    assert_eq!(ask_udp(server.addr(), "a.example", 1).answers.len(), 1);
+    // A name the upstream never answers waits out its timeout while other names are answered on the
+    // same connection: the connection lives, so it is kept.
+    let slow = udp_client("127.0.0.1", std::time::Duration::from_secs(5));
+    slow.send_to(&query(0x77, "slow.example", 1), server.addr())
+        .expect("send");
+    for name in ["b.example", "c.example"] {
+        assert_eq!(ask_udp(server.addr(), name, 1).answers.len(), 1, "{name}");
+    }
+    let mut buf = [0u8; 512];
+    let (n, _) = slow
+        .recv_from(&mut buf)
+        .expect("SERVFAIL after the timeout");
+    assert_eq!(parse(&buf[..n]).expect("parse").rcode, SERVFAIL);
+    assert_eq!(ask_udp(server.addr(), "d.example", 1).answers.len(), 1);
+    assert_eq!(
+        up.connections.load(Ordering::Relaxed),
+        1,
+        "the live connection was kept"
+    );
 }
