@@ -210,16 +210,18 @@ fn reject(action: RejectAction, raw: &[u8]) -> Admit {
 }
 
 /// Room for queries waiting on upstreams: `max_inflight` in all, and at most `max_inflight_per_client` of
-/// them one client's. Without the second, one machine asking random names under a zone whose servers never
-/// answer holds every slot for a timeout each, and every other client's cache miss gets SERVFAIL. The
-/// host's own queries (a forwarder on the box speaks for many clients) count only against the total.
+/// them one client's (one address: a LAN's IPv6 clients share one /64). Without the second, one machine
+/// asking random names under a zone whose servers never answer holds every slot for a timeout each, and
+/// every other client's cache miss gets SERVFAIL. Sources that speak for many clients count only against
+/// the total: the host itself (a forwarder on the box) and the routers of `[clients] edns_from`.
 pub struct ForwardSlots {
     total: Arc<Semaphore>,
-    /// Slots held per client ([`client_key`]); an entry lives only while its client has one, so the map is
-    /// bounded by the total.
+    /// Slots held per client address; an entry lives only while its client has one, so the map is bounded
+    /// by the total.
     held: Mutex<HashMap<u128, usize>>,
     per_client: usize,
-    v6_prefix: u8,
+    /// `[clients] edns_from`: forwarding routers, each the source of a whole network's queries.
+    routers: Vec<IpNet>,
 }
 
 /// One query's slot, given back on drop.
@@ -229,8 +231,9 @@ pub struct ForwardSlot {
 }
 
 impl ForwardSlots {
-    /// Slots per the `[server]` keys.
-    pub fn new(cfg: &ServerConfig) -> Arc<ForwardSlots> {
+    /// Slots per the `[server]` keys; `routers`: `[clients] edns_from` (entries that do not read are left
+    /// out: the config's validation reports them).
+    pub fn new(cfg: &ServerConfig, routers: &[String]) -> Arc<ForwardSlots> {
         let total = cfg.max_inflight.max(1);
         Arc::new(ForwardSlots {
             total: Arc::new(Semaphore::new(total)),
@@ -239,7 +242,7 @@ impl ForwardSlots {
                 .max_inflight_per_client
                 .unwrap_or(total / 4)
                 .clamp(1, total),
-            v6_prefix: cfg.rate_limit_ipv6_prefix,
+            routers: routers.iter().filter_map(|s| parse_net(s).ok()).collect(),
         })
     }
 
@@ -247,13 +250,14 @@ impl ForwardSlots {
     /// client holds its share.
     pub fn take(self: &Arc<Self>, client: &Client) -> Option<ForwardSlot> {
         let permit = self.total.clone().try_acquire_owned().ok()?;
-        if from_this_host(client) {
+        let ip = client.addr.ip().to_canonical();
+        if from_this_host(client) || self.routers.iter().any(|n| n.contains(&ip)) {
             return Some(ForwardSlot {
                 _permit: permit,
                 client: None,
             });
         }
-        let key = client_key(client.addr.ip(), self.v6_prefix);
+        let key = client_key(ip, 128);
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         let n = held.entry(key).or_insert(0);
         if *n >= self.per_client {

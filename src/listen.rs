@@ -38,8 +38,6 @@ pub struct Limits {
     pub udp_sockets: usize,
     pub tcp_max_connections: usize,
     pub tcp_max_connections_per_client: usize,
-    /// IPv6 clients are one client per prefix of this length (`rate_limit_ipv6_prefix`).
-    pub client_ipv6_prefix: u8,
     pub tcp_idle: Duration,
 }
 
@@ -343,7 +341,6 @@ impl ConnectionCaps {
             per_client: Arc::new(PerClient {
                 open: Mutex::new(HashMap::new()),
                 cap: limits.tcp_max_connections_per_client,
-                v6_prefix: limits.client_ipv6_prefix,
             }),
         }
     }
@@ -371,12 +368,12 @@ impl ConnectionCaps {
     }
 }
 
-/// Open TCP connections per client ([`client_key`](crate::admission::client_key): an IPv6 client per prefix, as the rate limit
-/// counts it); entries exist only while a connection is open, so the map is bounded by the total cap.
+/// Open TCP connections per client address (IPv4 as mapped IPv6: one key per machine either way); entries
+/// exist only while a connection is open, so the map is bounded by the total cap. Per address, not per
+/// IPv6 /64: a LAN's IPv6 clients all share one /64.
 struct PerClient {
     open: Mutex<HashMap<u128, usize>>,
     cap: usize,
-    v6_prefix: u8,
 }
 
 /// One open connection counted against its client; uncounted on drop.
@@ -388,7 +385,7 @@ struct ClientSlot {
 impl PerClient {
     /// A slot for one more connection from `ip`, or `None` when its client has `cap` open already.
     fn enter(table: &Arc<PerClient>, ip: IpAddr) -> Option<ClientSlot> {
-        let key = crate::admission::client_key(ip, table.v6_prefix);
+        let key = crate::admission::client_key(ip, 128);
         let mut open = table.open.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(key).or_insert(0);
         if *n >= table.cap {
@@ -552,25 +549,25 @@ mod tests {
         assert_eq!(local, Some(udp_batch::Local::V4([127, 0, 0, 2].into())));
     }
 
-    /// One IPv6 host may hold a whole /64 (SLAAC, privacy addresses): its connections count together, as its
-    /// queries do for the rate limit; IPv4 clients count per address.
+    /// A LAN's IPv6 clients share one /64: each address is a client of its own; an IPv4 client is the same
+    /// client whether it comes as IPv4 or IPv4-mapped IPv6.
     #[test]
-    fn connections_count_per_client_with_ipv6_per_prefix() {
+    fn connections_count_per_client_address() {
         let table = Arc::new(PerClient {
             open: Mutex::new(HashMap::new()),
             cap: 2,
-            v6_prefix: 64,
         });
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let a = PerClient::enter(&table, ip("2001:db8:1:2::a")).unwrap();
-        let _b = PerClient::enter(&table, ip("2001:db8:1:2:ffff::b")).unwrap();
+        let _a2 = PerClient::enter(&table, ip("2001:db8:1:2::a")).unwrap();
         assert!(
-            PerClient::enter(&table, ip("2001:db8:1:2::c")).is_none(),
-            "same /64"
+            PerClient::enter(&table, ip("2001:db8:1:2::a")).is_none(),
+            "at its cap"
         );
+        let _b = PerClient::enter(&table, ip("2001:db8:1:2::b")).unwrap();
         assert!(
-            PerClient::enter(&table, ip("2001:db8:1:3::a")).is_some(),
-            "next /64"
+            PerClient::enter(&table, ip("2001:db8:1:2::c")).is_some(),
+            "same /64, another machine"
         );
         let _v4 = PerClient::enter(&table, ip("192.0.2.1")).unwrap();
         let _v4b = PerClient::enter(&table, ip("::ffff:192.0.2.1")).unwrap();
@@ -581,7 +578,7 @@ mod tests {
         assert!(PerClient::enter(&table, ip("192.0.2.2")).is_some());
         drop(a);
         assert!(
-            PerClient::enter(&table, ip("2001:db8:1:2::d")).is_some(),
+            PerClient::enter(&table, ip("2001:db8:1:2::a")).is_some(),
             "a slot freed"
         );
     }

@@ -68,10 +68,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         udp_sockets,
         tcp_max_connections: cfg.server.tcp_max_connections,
         tcp_max_connections_per_client: cfg.server.tcp_max_connections_per_client,
-        client_ipv6_prefix: cfg.server.rate_limit_ipv6_prefix,
         tcp_idle: Duration::from_millis(cfg.server.tcp_idle_timeout_ms),
     };
-    let forwards = crate::admission::ForwardSlots::new(&cfg.server);
+    let forwards = crate::admission::ForwardSlots::new(&cfg.server, &cfg.clients.edns_from);
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     // UDP threads end only when told to: a start that fails after they run must stop them too.

@@ -176,7 +176,7 @@ fn one_client_cannot_hold_every_forward_slot() {
         &[up.addr],
         10_000,
         "max_inflight = 8\nmax_inflight_per_client = 2",
-        "",
+        "[clients]\nedns_from = [\"127.0.0.4\"]",
     );
     let blackholes = || {
         up.names()
@@ -188,7 +188,7 @@ fn one_client_cannot_hold_every_forward_slot() {
     // three get SERVFAIL at once instead of a slot every other client needs.
     let a = udp_client("127.0.0.2", Duration::from_secs(5));
     for i in 0..5u16 {
-        let q = query(0x100 + i, &format!("blackhole-{i}.example"), TYPE_A);
+        let q = query(0x100 + i, &format!("blackhole.a{i}.example"), TYPE_A);
         a.send_to(&q, c.addr()).expect("send");
     }
     let mut buf = [0u8; 512];
@@ -209,7 +209,7 @@ fn one_client_cannot_hold_every_forward_slot() {
     // The host's own queries (a forwarder on the box speaks for many clients) count only against the total.
     let own = udp_client("127.0.0.1", Duration::from_secs(5));
     for i in 0..3u16 {
-        let q = query(0x300 + i, &format!("blackhole-own-{i}.example"), TYPE_A);
+        let q = query(0x300 + i, &format!("blackhole.own{i}.example"), TYPE_A);
         own.send_to(&q, c.addr()).expect("send");
     }
     poll_until("the host's three queries reaching the upstream", || {
@@ -220,4 +220,18 @@ fn one_client_cannot_hold_every_forward_slot() {
         5,
         "the first machine got no more than its two"
     );
+    // So do those of a router listed in [clients] edns_from: it speaks for a whole network.
+    let router = udp_client("127.0.0.4", Duration::from_secs(5));
+    for i in 0..3u16 {
+        let q = query(0x400 + i, &format!("blackhole.lan{i}.example"), TYPE_A);
+        router.send_to(&q, c.addr()).expect("send");
+    }
+    poll_until("the router's three queries reaching the upstream", || {
+        blackholes() == 8
+    });
+    // Every slot is taken now: anyone's next query is shed.
+    let q = query(0x500, "blackhole.late.example", TYPE_A);
+    let r = udp_ask_from("127.0.0.5", c.addr(), &q, Duration::from_secs(5)).expect("shed");
+    assert_eq!(parse(&r).expect("parse").rcode, SERVFAIL);
+    assert_eq!(blackholes(), 8);
 }
