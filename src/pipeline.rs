@@ -463,7 +463,14 @@ impl Pipeline {
             // An OPT the client did not ask for (a non-compliant upstream) must not reach it (RFC 6891
             // section 7).
             (Some(rr), None) => {
-                !wire::remove_last_opt(&mut answer.wire, rr) || reshape(&mut answer)
+                if wire::remove_last_opt(&mut answer.wire, rr) {
+                    reshape(&mut answer)
+                } else {
+                    // A record follows it, whose names may point past it: the OPT stays, but without the
+                    // upstream's options (cookie, NSID), which are not this client's nor the next one's.
+                    !wire::own_opt_at(&mut answer.wire, rr, OUR_PAYLOAD, |_| false)
+                        || reshape(&mut answer)
+                }
             }
             // The client spoke EDNS and the upstream (an old router, a LAN server) answered without: the
             // answer still carries c2sink's OPT (RFC 6891 section 7), with the client's DO bit.

@@ -561,8 +561,9 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
             pos = rr.next;
         }
     }
-    if cnames.len() >= 2
-        && let Some(i) = inspect.as_mut()
+    if let Some(i) = inspect.as_mut()
+        && !cnames.is_empty()
+        && i.targets.len() >= 2
     {
         in_resolution_order(msg, &cnames, &mut i.targets);
     }
@@ -1090,6 +1091,14 @@ mod tests {
         let shape = answer_shape(&m).expect("shape");
         let targets = &shape.inspect.as_deref().expect("targets").targets;
         assert_eq!(targets, &["z.example", "cdn.evil.test", "stray.test"]);
+        // A DNAME and the CNAME synthesized from it: the name followed first, then the DNAME's target.
+        let mut m = test_message(1, 0x8180, "q.a.example", 1);
+        m[6..8].copy_from_slice(&2u16.to_be_bytes());
+        record(&mut m, "a.example", TYPE_DNAME, &wire_name("b.test"));
+        record(&mut m, "q.a.example", TYPE_CNAME, &wire_name("q.b.test"));
+        let shape = answer_shape(&m).expect("shape");
+        let targets = &shape.inspect.as_deref().expect("targets").targets;
+        assert_eq!(targets, &["q.b.test", "b.test"]);
     }
 
     #[test]

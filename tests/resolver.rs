@@ -1818,3 +1818,30 @@ fn a_wildcard_ipv6_listener_answers_over_ipv6() {
         );
     }
 }
+
+#[test]
+fn an_upstream_opt_that_is_not_the_last_record_keeps_none_of_its_options() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    for (name, edns) in [
+        ("plain.opt-first.test", false),
+        ("edns.opt-first.test", true),
+    ] {
+        let opts = Ask {
+            edns,
+            ..Ask::default()
+        };
+        let raw = ask_raw(srv.addr(), Proto::Udp, name, RecordType::A, &opts);
+        assert!(
+            !raw.windows(7).any(|w| w == b"up-nsid"),
+            "{name}: the upstream's NSID reached the client"
+        );
+        let m = Message::from_vec(&raw).expect("still a message");
+        assert_eq!(m.answers.len(), 1, "{name}");
+        assert_eq!(
+            m.additionals.first().map(|r| r.name.to_ascii()),
+            Some(format!("{name}.")),
+            "{name}: the record after the OPT still names the question"
+        );
+    }
+}

@@ -37,6 +37,7 @@ pub enum Zone {
     /// The test zone:
     /// - `*.refused.test` REFUSED, `*.servfail.test` SERVFAIL, `*.nxdomain.test` NXDOMAIN + SOA,
     ///   `*.nodata.test` NODATA + SOA, `*.silent.test` never answered, `*.slow.test` answered after 1.5 s,
+    /// - `*.opt-first.test` an OPT with an NSID option before another additional record ([`opt_first`]),
     /// - `*.glue.test` A 192.0.2.1 with an NS in authority and 40 A records in additional, whatever the size,
     /// - `*.big.test` 40 TXT records (truncated over UDP beyond min(client payload, 1232)),
     /// - `*.validated.test` sets AD only when the query has AD or DO (as a validating resolver does),
@@ -334,6 +335,7 @@ fn respond(q: &[u8], tcp: bool, st: &State) -> Vec<Vec<u8>> {
         std::thread::sleep(d);
     }
     let good = match st.zone {
+        Zone::Test if name.ends_with(".opt-first.test") => opt_first(q),
         Zone::Test => Message::from_vec(q).ok().and_then(|m| test_zone(&m, tcp)),
         Zone::FixedA { addr, ttl, a_only } => fixed_a(q, addr, ttl, a_only),
     };
@@ -388,6 +390,18 @@ fn soa(zone: &str) -> Record {
 }
 
 /// The test zone's answer to `msg`, as wire bytes; `None` means stay silent.
+/// `*.opt-first.test` (in [`Zone::Test`]): A 192.0.2.1, then an OPT record carrying an NSID option
+/// ("up-nsid") that is not the last record: an A record (owner: a pointer to the question) follows it, as a
+/// careless upstream may write, whatever EDNS the query had.
+fn opt_first(q: &[u8]) -> Option<Vec<u8>> {
+    let mut m = fixed_a(q, Ipv4Addr::new(192, 0, 2, 1), 300, false)?;
+    m[10..12].copy_from_slice(&2u16.to_be_bytes());
+    m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 11, 0, 3, 0, 7]);
+    m.extend_from_slice(b"up-nsid");
+    m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 9]);
+    Some(m)
+}
+
 fn test_zone(msg: &Message, tcp: bool) -> Option<Vec<u8>> {
     let q = msg.queries.first()?.clone();
     let lname = q.name().to_ascii().to_ascii_lowercase();
