@@ -213,15 +213,16 @@ fn reject(action: RejectAction, raw: &[u8]) -> Admit {
 /// them one client's (one address: a LAN's IPv6 clients share one /64). Without the second, one machine
 /// asking random names under a zone whose servers never answer holds every slot for a timeout each, and
 /// every other client's cache miss gets SERVFAIL. Sources that speak for many clients count only against
-/// the total: the host itself (a forwarder on the box) and the routers of `[clients] edns_from`.
+/// the total: the host itself (a forwarder on the box) and the single router addresses of `[clients] edns_from`.
 pub struct ForwardSlots {
     total: Arc<Semaphore>,
     /// Slots held per client address; an entry lives only while its client has one, so the map is bounded
     /// by the total.
     held: Mutex<HashMap<u128, usize>>,
     per_client: usize,
-    /// `[clients] edns_from`: forwarding routers, each the source of a whole network's queries.
-    routers: Vec<IpNet>,
+    /// The single addresses of `[clients] edns_from`: forwarding routers, each the source of a whole
+    /// network's queries (a network listed there is many machines, each held to its share).
+    routers: Vec<IpAddr>,
 }
 
 /// One query's slot, given back on drop.
@@ -242,7 +243,12 @@ impl ForwardSlots {
                 .max_inflight_per_client
                 .unwrap_or(total / 4)
                 .clamp(1, total),
-            routers: routers.iter().filter_map(|s| parse_net(s).ok()).collect(),
+            routers: routers
+                .iter()
+                .filter_map(|s| parse_net(s).ok())
+                .filter(|n| n.prefix_len() == n.max_prefix_len())
+                .map(|n| n.addr().to_canonical())
+                .collect(),
         })
     }
 
@@ -251,7 +257,7 @@ impl ForwardSlots {
     pub fn take(self: &Arc<Self>, client: &Client) -> Option<ForwardSlot> {
         let permit = self.total.clone().try_acquire_owned().ok()?;
         let ip = client.addr.ip().to_canonical();
-        if from_this_host(client) || self.routers.iter().any(|n| n.contains(&ip)) {
+        if from_this_host(client) || self.routers.contains(&ip) {
             return Some(ForwardSlot {
                 _permit: permit,
                 client: None,

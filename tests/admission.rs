@@ -176,7 +176,7 @@ fn one_client_cannot_hold_every_forward_slot() {
         &[up.addr],
         10_000,
         "max_inflight = 8\nmax_inflight_per_client = 2",
-        "[clients]\nedns_from = [\"127.0.0.4\"]",
+        "[clients]\nedns_from = [\"127.0.0.4\", \"127.0.1.0/24\"]",
     );
     let blackholes = || {
         up.names()
@@ -186,7 +186,8 @@ fn one_client_cannot_hold_every_forward_slot() {
     };
     // One machine asks five names whose servers never answer: two wait on the upstream, and the other
     // three get SERVFAIL at once instead of a slot every other client needs.
-    let a = udp_client("127.0.0.2", Duration::from_secs(5));
+    // (A network in [clients] edns_from is many machines: each is still held to its share.)
+    let a = udp_client("127.0.1.2", Duration::from_secs(5));
     for i in 0..5u16 {
         let q = query(0x100 + i, &format!("blackhole.a{i}.example"), TYPE_A);
         a.send_to(&q, c.addr()).expect("send");
