@@ -213,7 +213,8 @@ fn reject(action: RejectAction, raw: &[u8]) -> Admit {
 /// them one client's (one address: a LAN's IPv6 clients share one /64). Without the second, one machine
 /// asking random names under a zone whose servers never answer holds every slot for a timeout each, and
 /// every other client's cache miss gets SERVFAIL. Sources that speak for many clients count only against
-/// the total: the host itself (a forwarder on the box) and the single router addresses of `[clients] edns_from`.
+/// the total: the host itself (a forwarder on the box) and the single router addresses of
+/// `[clients] edns_from`.
 pub struct ForwardSlots {
     total: Arc<Semaphore>,
     /// Slots held per client address; an entry lives only while its client has one, so the map is bounded
