@@ -65,12 +65,26 @@ pub struct Admission {
 /// Reads one allow/deny entry: a CIDR network, or a bare address meaning that one host.
 pub fn parse_net(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
-    if let Ok(n) = s.parse::<IpNet>() {
-        return Ok(n.trunc());
+    let net = match s.parse::<IpNet>() {
+        Ok(n) => n.trunc(),
+        Err(_) => s
+            .parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| format!("\"{s}\" is not a network (address/prefix) or an address"))?,
+    };
+    Ok(as_ipv4(net))
+}
+
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network it is: clients are compared as
+/// IPv4 (`to_canonical`), which an IPv6 network never contains.
+fn as_ipv4(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(n) if n.prefix_len() >= 96 => match n.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, n.prefix_len() - 96).map_or(net, IpNet::V4),
+            None => net,
+        },
+        _ => net,
     }
-    s.parse::<IpAddr>()
-        .map(IpNet::from)
-        .map_err(|_| format!("\"{s}\" is not a network (address/prefix) or an address"))
 }
 
 /// Problems in the admission keys of `[server]`, as (key, message), for config validation.
@@ -524,6 +538,21 @@ mod tests {
             "10.0.0.0/8"
         );
         assert_eq!(parse_net("::1").expect("net").to_string(), "::1/128");
+        // IPv4-mapped entries are the IPv4 networks they name (clients are compared as IPv4).
+        assert_eq!(
+            parse_net("::ffff:192.168.1.1").expect("net").to_string(),
+            "192.168.1.1/32"
+        );
+        assert_eq!(
+            parse_net("::ffff:10.9.0.0/104").expect("net").to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            parse_net("::ffff:0:0/95").expect("net").to_string(),
+            "::fffe:0:0/95",
+            "wider than the mapped range: left as IPv6"
+        );
+        assert!(acl(&["::ffff:10.0.0.0/104"], &[]).allows("10.1.2.3".parse().expect("ip")));
     }
 
     #[test]
