@@ -35,6 +35,10 @@ pub struct Reloader {
     /// is in force from it until a restart, and each reload compares with it, so a change that waits for a
     /// restart is reported on every reload until then, not only on the first.
     started: Config,
+    /// Held through a reload: one triggered by a feed and one by SIGHUP or the watcher run one after the
+    /// other, so the later one reads the files as the earlier left them and its policy is the one kept
+    /// (run at once, the one that finished last won, even if it had read older files).
+    one_at_a_time: tokio::sync::Mutex<()>,
     /// Reloads that swapped in a new policy.
     pub reloads: AtomicU64,
     /// Reloads that failed and kept the old policy.
@@ -55,6 +59,7 @@ impl Reloader {
             pipeline,
             config: Mutex::new(cfg.clone()),
             started: cfg.clone(),
+            one_at_a_time: tokio::sync::Mutex::new(()),
             reloads: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         });
@@ -120,6 +125,7 @@ impl Reloader {
 
     /// Rebuilds and swaps the policy; returns the stamps it was built from, or `None` (old policy kept).
     pub async fn reload(&self, why: &str) -> Option<Stamps> {
+        let _one_at_a_time = self.one_at_a_time.lock().await;
         let started = Instant::now();
         let path = self.path.clone();
         let started_cfg = self.started.clone();
