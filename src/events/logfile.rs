@@ -72,8 +72,31 @@ impl LogFile {
         self.file = None;
     }
 
-    /// Appends whole lines in one write; on failure nothing partial is left behind.
+    /// Appends whole lines; with `rotate_size`, in pieces that each fit the file they go to (rotating in
+    /// between), so a file passes that size only by a single line longer than it. On failure nothing
+    /// partial is left behind.
     pub fn write_lines(&mut self, batch: &[u8]) -> std::io::Result<()> {
+        let Some(max) = self.rotation.max_size else {
+            return self.write_piece(batch);
+        };
+        let max = usize::try_from(max).unwrap_or(usize::MAX);
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let room = max.saturating_sub(usize::try_from(self.size).unwrap_or(usize::MAX));
+            let mut cut = lines_within(rest, room);
+            if cut > room && self.size > 0 {
+                // Not one line fits what is left of this file: the piece starts the next one, so fill that.
+                cut = lines_within(rest, max);
+            }
+            let (piece, tail) = rest.split_at(cut);
+            self.write_piece(piece)?;
+            rest = tail;
+        }
+        Ok(())
+    }
+
+    /// Appends whole lines in one write, rotating first if they would take the file past `rotate_size`.
+    fn write_piece(&mut self, batch: &[u8]) -> std::io::Result<()> {
         self.follow_file();
         if self.file.is_some()
             && self.due(batch.len() as u64)
@@ -240,6 +263,18 @@ impl Drop for LogFile {
 
 /// `NAME.STAMP`, then `NAME.STAMP_001`... for more in the same second: `_` sorts after the `.` of `.gz`, so
 /// `ls` and a shell glob (`zcat events.jsonl.*`) list the files in time order, compressed or not.
+/// How many bytes of `rest` to write next: all of it if it fits `limit`, else its whole lines that do, else
+/// its first line (a line longer than `limit` goes alone).
+fn lines_within(rest: &[u8], limit: usize) -> usize {
+    if rest.len() <= limit {
+        return rest.len();
+    }
+    rest.get(..limit)
+        .and_then(|head| head.iter().rposition(|&b| b == b'\n'))
+        .or_else(|| rest.iter().position(|&b| b == b'\n'))
+        .map_or(rest.len(), |i| i + 1)
+}
+
 fn rotated_name(path: &Path, stamp: &str, n: usize) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(".");
@@ -377,6 +412,51 @@ mod tests {
         }
         // 12 lines: 2 per file; 4 rotations happened, 2 files pruned, the current holds the last 2.
         assert_eq!(std::fs::read(&p).unwrap().len(), 80);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// One batch much larger than `rotate_size` (a burst the writer took in one go) is spread over files
+    /// that each stay within it; only a single line longer than the limit may pass it.
+    #[test]
+    fn a_batch_larger_than_rotate_size_is_spread_over_files() {
+        let d = tempdir("big-batch");
+        let p = d.join("events.log");
+        let rot = Rotation {
+            max_size: Some(100),
+            max_age: None,
+            keep: 50,
+            gzip: false,
+        };
+        let mut f = LogFile::open(&p, rot).unwrap();
+        let line = |n: usize| format!("{}{n:09}\n", "x".repeat(29)).into_bytes();
+        f.write_lines(&line(0)).unwrap();
+        let batch: Vec<u8> = (1..=20).flat_map(line).collect();
+        f.write_lines(&batch).unwrap();
+        let long: Vec<u8> = [b'y'; 250].iter().chain(b"\n").copied().collect();
+        f.write_lines(&long).unwrap();
+        f.write_lines(&line(21)).unwrap();
+        let mut files = rotated_files(&p);
+        files.push(p.clone());
+        let mut all = Vec::new();
+        for r in &files {
+            let text = std::fs::read(r).unwrap();
+            let alone = text == long;
+            assert!(
+                text.len() <= 100 || alone,
+                "{} holds {} bytes",
+                r.display(),
+                text.len()
+            );
+            assert!(text.ends_with(b"\n"), "whole lines only");
+            all.extend(text);
+        }
+        // Nothing lost, nothing twice, in order.
+        let want: Vec<u8> = (0..=20)
+            .flat_map(line)
+            .chain(long.iter().copied())
+            .chain(line(21))
+            .collect();
+        assert_eq!(all, want);
         let _ = std::fs::remove_dir_all(&d);
     }
 
