@@ -306,9 +306,8 @@ impl Pipeline {
             hit.clear(policy.generation);
             return self.cached(&query, raw, client, hit.wire, started);
         }
-        if self.cache.is_some() {
-            self.telemetry.cache_miss();
-        }
+        // A cache miss is counted when the query goes upstream (`forward`): not when it is shed, nor when
+        // an expired answer is given at once.
         Decision::Forward
     }
 
@@ -338,6 +337,9 @@ impl Pipeline {
         {
             // Its refresh failed moments ago: the expired answer at once, and no upstream query.
             return reply_of(d);
+        }
+        if self.cache.is_some() {
+            self.telemetry.cache_miss();
         }
         let fetched = match self.stale_after {
             Some(after)

@@ -68,7 +68,7 @@ pub fn describe() {
     );
     describe_counter!(
         "c2sink_cache_misses_total",
-        "Cache lookups that found nothing usable."
+        "Queries the cache could not answer that went upstream."
     );
     describe_gauge!("c2sink_cache_entries", "Answers held in the cache.");
     describe_counter!(

@@ -1482,8 +1482,11 @@ fn an_upstream_servfail_for_an_expired_name_gets_the_stale_answer() {
 #[test]
 fn after_a_failed_refresh_the_stale_answer_comes_at_once_without_asking_again() {
     // The upstream now never answers the name (and, answering others, is not marked down).
-    let (srv, second) =
-        with_expired_answer("x.silent.test", "[cache]\nserve_stale_after_ms = 50\n");
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let (srv, second) = with_expired_answer(
+        "x.silent.test",
+        &format!("[cache]\nserve_stale_after_ms = 50\n[admin]\nlisten = \"{admin}\"\n"),
+    );
     let ask = || ask_simple(srv.addr(), Proto::Udp, "x.silent.test", RecordType::A);
     assert_eq!(ask().answers.first().map(|r| r.ttl), Some(30));
     // The refresh left running times out (after 2 s): from then on, for 30 s, the name is served stale
@@ -1501,6 +1504,13 @@ fn after_a_failed_refresh_the_stale_answer_comes_at_once_without_asking_again() 
         1,
         "asked again within the recheck period"
     );
+    // Misses are queries that went upstream: the first (cached) and the refresh, not the stale answers
+    // given at once; each stale answer is a hit.
+    let (status, body) = http_get(admin, "/metrics");
+    assert_eq!(status, 200);
+    let m = parse_metrics(&body);
+    assert_eq!(m.get("c2sink_cache_misses_total"), Some(&2.0), "{body}");
+    assert_eq!(m.get("c2sink_cache_hits_total"), Some(&4.0), "{body}");
     let m = ask_simple(srv.addr(), Proto::Udp, "www.example.test", RecordType::A);
     assert_eq!(
         m.metadata.response_code,
