@@ -114,6 +114,8 @@ pub struct Stats {
     pub forwarded: AtomicU64,
     pub failed: AtomicU64,
     pub malformed: AtomicU64,
+    /// SERVFAIL at once, no forward slot free (`max_inflight`, `max_inflight_per_client`).
+    pub shed: AtomicU64,
 }
 
 /// The assembled query path.
@@ -619,7 +621,7 @@ impl Pipeline {
 
     /// SERVFAIL for raw bytes already known to parse, when work is shed before forwarding.
     pub fn shed(&self, raw: &[u8]) -> Vec<u8> {
-        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        self.stats.shed.fetch_add(1, Ordering::Relaxed);
         self.telemetry.shed();
         protocol::error_reply(raw, protocol::RCODE_SERVFAIL)
     }

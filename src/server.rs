@@ -273,6 +273,7 @@ fn log_totals(p: &Pipeline, a: &Admission) {
         cached = p.stats.cached.load(Relaxed),
         forwarded = p.stats.forwarded.load(Relaxed),
         failed = p.stats.failed.load(Relaxed),
+        shed = p.stats.shed.load(Relaxed),
         malformed = p.stats.malformed.load(Relaxed),
         denied = a.stats.denied.load(Relaxed),
         rate_limited = a.stats.rate_limited.load(Relaxed),

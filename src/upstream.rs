@@ -384,7 +384,12 @@ impl Upstreams {
             )
         });
         Err(ForwardError {
-            tried: order.len(),
+            // None tried because every one is down: all of them failed, before this query.
+            tried: if order.is_empty() {
+                self.servers.len()
+            } else {
+                order.len()
+            },
             last_server,
             last_error,
         })
@@ -604,6 +609,19 @@ mod tests {
         fail(&u, 0, DOWN_AFTER, 5_000);
         fail(&u, 1, DOWN_AFTER, 5_000);
         assert!(u.order().0.is_empty());
+    }
+
+    /// The readiness check shows this error: with every upstream down it names them all, not "all 0".
+    #[tokio::test]
+    async fn all_down_reports_every_upstream_as_failed() {
+        let u = Arc::new(ups(2));
+        fail(&u, 0, DOWN_AFTER, 5_000);
+        fail(&u, 1, DOWN_AFTER, 5_000);
+        let raw = probe_query();
+        let q = wire::parse_query(&raw).unwrap();
+        let e = u.forward(&raw, &q).await.err().unwrap();
+        assert!(matches!(e.last_error, TryError::AllDown));
+        assert!(e.to_string().starts_with("all 2 upstream(s) failed"), "{e}");
     }
 
     #[test]

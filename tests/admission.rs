@@ -172,7 +172,7 @@ fn bad_acl_entry_fails_config_with_key() {
 #[test]
 fn one_client_cannot_hold_every_forward_slot() {
     let up = Upstream::answering(UP);
-    let c = C2sink::start_small(
+    let mut c = C2sink::start_small(
         &[up.addr],
         10_000,
         "max_inflight = 8\nmax_inflight_per_client = 2",
@@ -235,4 +235,7 @@ fn one_client_cannot_hold_every_forward_slot() {
     let r = udp_ask_from("127.0.0.5", c.addr(), &q, Duration::from_secs(5)).expect("shed");
     assert_eq!(parse(&r).expect("parse").rcode, SERVFAIL);
     assert_eq!(blackholes(), 8);
+    // The exit totals count the shed queries apart from upstream failures, as the metrics do.
+    let (_, log) = c.terminate();
+    assert_eq!(total(&log, "shed"), Some(4), "{log}");
 }
