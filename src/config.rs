@@ -668,8 +668,9 @@ pub struct LogConfig {
     /// Operational log level on stderr: a level for c2sink's lines or a `target=level` list; RUST_LOG overrides it.
     #[serde(default = "default_level")]
     pub level: String,
-    /// Rotate a file log once it would grow past this size ("100MB", "1GiB", bytes); none = no size limit.
-    #[serde(default)]
+    /// Rotate a file log once it would grow past this size ("100MB", "1GiB", bytes as a string or a
+    /// number); none = no size limit.
+    #[serde(default, deserialize_with = "size_text")]
     pub rotate_size: Option<String>,
     /// Rotate a file log this long after it was opened ("1d", "12h"); none = no time limit.
     #[serde(default)]
@@ -889,6 +890,28 @@ pub enum LeaseFormat {
     Isc,
     /// Kea's memfile CSV (DHCPv4 or DHCPv6).
     Kea,
+}
+
+/// A size written as text (`"100MB"`) or as a plain number of bytes (`10485760`), kept as text for
+/// [`parse_size`]: an admin writes either.
+fn size_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct Size;
+    impl serde::de::Visitor<'_> for Size {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a size such as \"100MB\", or a number of bytes")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+    }
+    d.deserialize_any(Size)
 }
 
 /// Parses a size such as "100MB", "512k", "1GiB" or "4096" into bytes.
@@ -1820,6 +1843,13 @@ servers = ["127.0.0.1:53"]
         );
         assert_eq!(parse_size("1GiB"), Ok(1 << 30));
         assert!(parse_size("0").is_err());
+        // Bytes may be a plain number too; 0 is refused either way, naming the key.
+        let ok = parse(&format!("{GOOD}[log]\nrotate_size = 4096\n")).expect("a number of bytes");
+        assert_eq!(ok.log.rotate_size.as_deref(), Some("4096"));
+        let e = parse(&format!("{GOOD}[log]\nrotate_size = 0\n")).unwrap_err();
+        assert!(e.to_string().contains("log.rotate_size"), "{e}");
+        let e = parse(&format!("{GOOD}[log]\nrotate_size = true\n")).unwrap_err();
+        assert!(e.to_string().contains("rotate_size"), "{e}");
         let e = parse(&format!(
             "{GOOD}[clients]\nleases = [{{ format = \"dhcpcd\", path = \"x\" }}]\n"
         ))
