@@ -231,10 +231,8 @@ fn reject(action: RejectAction, raw: &[u8]) -> Admit {
 /// `[clients] edns_from`.
 pub struct ForwardSlots {
     total: Arc<Semaphore>,
-    /// Slots held per client address; an entry lives only while its client has one, so the map is bounded
-    /// by the total.
-    held: Mutex<HashMap<u128, usize>>,
-    per_client: usize,
+    /// Slots held per client address.
+    held: Arc<PerClient>,
     /// The single addresses of `[clients] edns_from`: forwarding routers, each the source of a whole
     /// network's queries (a network listed there is many machines, each held to its share).
     routers: Vec<IpAddr>,
@@ -243,7 +241,7 @@ pub struct ForwardSlots {
 /// One query's slot, given back on drop.
 pub struct ForwardSlot {
     _permit: OwnedSemaphorePermit,
-    client: Option<(Arc<ForwardSlots>, u128)>,
+    _client: Option<ClientSlot>,
 }
 
 impl ForwardSlots {
@@ -253,11 +251,11 @@ impl ForwardSlots {
         let total = cfg.max_inflight.max(1);
         Arc::new(ForwardSlots {
             total: Arc::new(Semaphore::new(total)),
-            held: Mutex::new(HashMap::new()),
-            per_client: cfg
-                .max_inflight_per_client
-                .unwrap_or(total / 4)
-                .clamp(1, total),
+            held: PerClient::new(
+                cfg.max_inflight_per_client
+                    .unwrap_or(total / 4)
+                    .clamp(1, total),
+            ),
             routers: routers
                 .iter()
                 .filter_map(|s| parse_net(s).ok())
@@ -269,38 +267,68 @@ impl ForwardSlots {
 
     /// A slot for one more query of `client` to forward, or `None` (shed it) when all are taken or the
     /// client holds its share.
-    pub fn take(self: &Arc<Self>, client: &Client) -> Option<ForwardSlot> {
+    pub fn take(&self, client: &Client) -> Option<ForwardSlot> {
         let permit = self.total.clone().try_acquire_owned().ok()?;
         let ip = client.addr.ip().to_canonical();
-        if from_this_host(client) || self.routers.contains(&ip) {
-            return Some(ForwardSlot {
-                _permit: permit,
-                client: None,
-            });
-        }
-        let key = client_key(ip, 128);
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let n = held.entry(key).or_insert(0);
-        if *n >= self.per_client {
-            return None;
-        }
-        *n += 1;
+        let many = from_this_host(client) || self.routers.contains(&ip);
+        let held = if many {
+            None
+        } else {
+            Some(PerClient::enter(&self.held, ip)?)
+        };
         Some(ForwardSlot {
             _permit: permit,
-            client: Some((self.clone(), key)),
+            _client: held,
         })
     }
 }
 
-impl Drop for ForwardSlot {
+/// How many of something (open connections, forwards) each client address holds, against a cap. An entry
+/// lives only while its client holds one, so the map is bounded by whatever bounds the total. Per address,
+/// IPv6 too: a LAN's IPv6 clients all share one /64.
+pub struct PerClient {
+    held: Mutex<HashMap<u128, usize>>,
+    cap: usize,
+}
+
+/// One thing counted against its client; uncounted on drop.
+pub struct ClientSlot {
+    table: Arc<PerClient>,
+    key: u128,
+}
+
+impl PerClient {
+    /// An empty table allowing `cap` per client.
+    pub fn new(cap: usize) -> Arc<PerClient> {
+        Arc::new(PerClient {
+            held: Mutex::new(HashMap::new()),
+            cap,
+        })
+    }
+
+    /// A slot for one more from `ip`, or `None` when its client holds `cap` already.
+    pub fn enter(table: &Arc<PerClient>, ip: IpAddr) -> Option<ClientSlot> {
+        let key = client_key(ip, 128);
+        let mut held = table.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(key).or_insert(0);
+        if *n >= table.cap {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            table: table.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
     fn drop(&mut self) {
-        if let Some((slots, key)) = &self.client {
-            let mut held = slots.held.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = held.get_mut(key) {
-                *n -= 1;
-                if *n == 0 {
-                    held.remove(key);
-                }
+        let mut held = self.table.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.key);
             }
         }
     }
@@ -553,6 +581,37 @@ mod tests {
             "wider than the mapped range: left as IPv6"
         );
         assert!(acl(&["::ffff:10.0.0.0/104"], &[]).allows("10.1.2.3".parse().expect("ip")));
+    }
+
+    /// A LAN's IPv6 clients share one /64: each address is a client of its own; an IPv4 client is the same
+    /// client whether it comes as IPv4 or IPv4-mapped IPv6.
+    #[test]
+    fn connections_count_per_client_address() {
+        let table = PerClient::new(2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let a = PerClient::enter(&table, ip("2001:db8:1:2::a")).unwrap();
+        let _a2 = PerClient::enter(&table, ip("2001:db8:1:2::a")).unwrap();
+        assert!(
+            PerClient::enter(&table, ip("2001:db8:1:2::a")).is_none(),
+            "at its cap"
+        );
+        let _b = PerClient::enter(&table, ip("2001:db8:1:2::b")).unwrap();
+        assert!(
+            PerClient::enter(&table, ip("2001:db8:1:2::c")).is_some(),
+            "same /64, another machine"
+        );
+        let _v4 = PerClient::enter(&table, ip("192.0.2.1")).unwrap();
+        let _v4b = PerClient::enter(&table, ip("::ffff:192.0.2.1")).unwrap();
+        assert!(
+            PerClient::enter(&table, ip("192.0.2.1")).is_none(),
+            "mapped is the same"
+        );
+        assert!(PerClient::enter(&table, ip("192.0.2.2")).is_some());
+        drop(a);
+        assert!(
+            PerClient::enter(&table, ip("2001:db8:1:2::a")).is_some(),
+            "a slot freed"
+        );
     }
 
     #[test]

@@ -6,14 +6,13 @@
 //! a TCP client that does not send a whole query (or read its answers) within the idle time is cut off.
 //! Pipelined TCP queries are answered as each is ready, not one after another.
 
-use crate::admission::{Admission, Admit, ForwardSlot, ForwardSlots};
+use crate::admission::{Admission, Admit, ClientSlot, ForwardSlot, ForwardSlots, PerClient};
 use crate::events::Protocol;
 use crate::pipeline::{Client, Decision, Pipeline};
 use crate::udp_batch;
 use socket2::{Domain, Socket, Type};
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -338,10 +337,7 @@ impl ConnectionCaps {
     pub(crate) fn new(limits: &Limits) -> ConnectionCaps {
         ConnectionCaps {
             total: Arc::new(Semaphore::new(limits.tcp_max_connections)),
-            per_client: Arc::new(PerClient {
-                open: Mutex::new(HashMap::new()),
-                cap: limits.tcp_max_connections_per_client,
-            }),
+            per_client: PerClient::new(limits.tcp_max_connections_per_client),
         }
     }
 
@@ -365,49 +361,6 @@ impl ConnectionCaps {
             _permit: permit,
             _slot: slot,
         })
-    }
-}
-
-/// Open TCP connections per client address (IPv4 as mapped IPv6: one key per machine either way); entries
-/// exist only while a connection is open, so the map is bounded by the total cap. Per address, not per
-/// IPv6 /64: a LAN's IPv6 clients all share one /64.
-struct PerClient {
-    open: Mutex<HashMap<u128, usize>>,
-    cap: usize,
-}
-
-/// One open connection counted against its client; uncounted on drop.
-struct ClientSlot {
-    table: Arc<PerClient>,
-    key: u128,
-}
-
-impl PerClient {
-    /// A slot for one more connection from `ip`, or `None` when its client has `cap` open already.
-    fn enter(table: &Arc<PerClient>, ip: IpAddr) -> Option<ClientSlot> {
-        let key = crate::admission::client_key(ip, 128);
-        let mut open = table.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(key).or_insert(0);
-        if *n >= table.cap {
-            return None;
-        }
-        *n += 1;
-        Some(ClientSlot {
-            table: table.clone(),
-            key,
-        })
-    }
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        let mut open = self.table.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.key);
-            }
-        }
     }
 }
 
@@ -547,39 +500,5 @@ mod tests {
         let (d, _, local) = rx.iter().next().unwrap();
         assert_eq!(d, b"early");
         assert_eq!(local, Some(udp_batch::Local::V4([127, 0, 0, 2].into())));
-    }
-
-    /// A LAN's IPv6 clients share one /64: each address is a client of its own; an IPv4 client is the same
-    /// client whether it comes as IPv4 or IPv4-mapped IPv6.
-    #[test]
-    fn connections_count_per_client_address() {
-        let table = Arc::new(PerClient {
-            open: Mutex::new(HashMap::new()),
-            cap: 2,
-        });
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let a = PerClient::enter(&table, ip("2001:db8:1:2::a")).unwrap();
-        let _a2 = PerClient::enter(&table, ip("2001:db8:1:2::a")).unwrap();
-        assert!(
-            PerClient::enter(&table, ip("2001:db8:1:2::a")).is_none(),
-            "at its cap"
-        );
-        let _b = PerClient::enter(&table, ip("2001:db8:1:2::b")).unwrap();
-        assert!(
-            PerClient::enter(&table, ip("2001:db8:1:2::c")).is_some(),
-            "same /64, another machine"
-        );
-        let _v4 = PerClient::enter(&table, ip("192.0.2.1")).unwrap();
-        let _v4b = PerClient::enter(&table, ip("::ffff:192.0.2.1")).unwrap();
-        assert!(
-            PerClient::enter(&table, ip("192.0.2.1")).is_none(),
-            "mapped is the same"
-        );
-        assert!(PerClient::enter(&table, ip("192.0.2.2")).is_some());
-        drop(a);
-        assert!(
-            PerClient::enter(&table, ip("2001:db8:1:2::a")).is_some(),
-            "a slot freed"
-        );
     }
 }

@@ -265,7 +265,7 @@ impl Drop for LogFile {
 /// `ls` and a shell glob (`zcat events.jsonl.*`) list the files in time order, compressed or not.
 /// How many bytes of `rest` to write next: all of it if it fits `limit`, else its whole lines that do, else
 /// its first line (a line longer than `limit` goes alone).
-fn lines_within(rest: &[u8], limit: usize) -> usize {
+pub(crate) fn lines_within(rest: &[u8], limit: usize) -> usize {
     if rest.len() <= limit {
         return rest.len();
     }

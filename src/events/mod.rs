@@ -605,16 +605,7 @@ impl<T: Record> Writer<T> {
         }
         let mut rest = batch;
         while !rest.is_empty() {
-            let cut = match rest.get(..WRITE_BYTES) {
-                None => rest.len(),
-                // After the last newline that fits; a single longer line goes alone.
-                Some(head) => head
-                    .iter()
-                    .rposition(|&b| b == b'\n')
-                    .or_else(|| rest.iter().position(|&b| b == b'\n'))
-                    .map_or(rest.len(), |i| i + 1),
-            };
-            let (piece, tail) = rest.split_at(cut);
+            let (piece, tail) = rest.split_at(logfile::lines_within(rest, WRITE_BYTES));
             let n = piece.iter().filter(|&&b| b == b'\n').count() as u64;
             self.write(piece, n);
             rest = tail;
