@@ -2,7 +2,8 @@
 //! (RFC 8484, HTTP/2, port 443), feeding the same pipeline as UDP and TCP.
 //!
 //! Same limits as TCP: connections at once are capped per listener, a client gets `tcp_idle_timeout_ms` for
-//! its TLS handshake and between queries, and queries waiting on upstreams count against `max_inflight` (and `max_inflight_per_client`).
+//! its TLS handshake and between queries (a connection with an answer still due is not idle), and queries
+//! waiting on upstreams count against `max_inflight` (and `max_inflight_per_client`).
 
 use crate::admission::{Admission, Admit, ForwardSlots};
 use crate::events::Protocol;
@@ -103,20 +104,35 @@ pub async fn serve_doh(listener: TcpListener, acceptor: TlsAcceptor, path: Arc<s
                 tracing::debug!(client = %client.addr, "DoH handshake failed or timed out");
                 return;
             };
+            // Each request's task holds a clone: more than one count means answers are still due.
+            let busy = Arc::new(());
+            let serve = |req, respond| {
+                let (s2, path, held) = (s.clone(), path.clone(), busy.clone());
+                s.tracker.spawn(async move {
+                    doh_request(req, respond, &path, client, &s2).await;
+                    drop(held);
+                });
+            };
             loop {
                 let next = tokio::select! {
                     r = tokio::time::timeout(s.limits.tcp_idle, conn.accept()) => r,
                     _ = s.shutdown.cancelled() => break,
                 };
-                let Ok(Some(Ok((req, respond)))) = next else {
-                    break;
-                };
-                let (s2, path) = (s.clone(), path.clone());
-                s.tracker.spawn(async move {
-                    doh_request(req, respond, &path, client, &s2).await;
-                });
+                match next {
+                    Ok(Some(Ok((req, respond)))) => serve(req, respond),
+                    // Not idle while a query is still being forwarded: its answer is yet to leave.
+                    Err(_) if Arc::strong_count(&busy) > 1 => continue,
+                    _ => break,
+                }
             }
+            // Answers leave only while the connection is driven: finish the open streams, then close.
             conn.graceful_shutdown();
+            let drain = async {
+                while let Some(Ok((req, respond))) = conn.accept().await {
+                    serve(req, respond);
+                }
+            };
+            let _ = tokio::time::timeout(s.limits.tcp_idle, drain).await;
         }
     })
     .await;

@@ -202,8 +202,13 @@ fn key_that_does_not_fit_the_certificate_fails_the_check() {
     assert!(err.contains("tls_listen.key_file"), "{err}");
 }
 
-/// POSTs each body to the DoH listener at `addr` (trusting `ca_pem`) on one HTTP/2 connection: the statuses.
-fn doh_post(addr: std::net::SocketAddr, ca_pem: &std::path::Path, bodies: &[Vec<u8>]) -> Vec<u16> {
+/// POSTs each body to the DoH listener at `addr` (trusting `ca_pem`) on one HTTP/2 connection: each
+/// response's status and body, or status 0 and the error if none came.
+fn doh_post(
+    addr: std::net::SocketAddr,
+    ca_pem: &std::path::Path,
+    bodies: &[Vec<u8>],
+) -> Vec<(u16, Vec<u8>)> {
     use rustls::pki_types::pem::PemObject;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -256,7 +261,22 @@ fn doh_post(addr: std::net::SocketAddr, ca_pem: &std::path::Path, bodies: &[Vec<
                 rest = &rest[n..];
             }
             let _ = out.send_data(bytes::Bytes::new(), true);
-            statuses.push(resp.await.expect("response").status().as_u16());
+            let resp = match resp.await {
+                Ok(r) => r,
+                Err(e) => {
+                    statuses.push((0, e.to_string().into_bytes()));
+                    continue;
+                }
+            };
+            let status = resp.status().as_u16();
+            let mut stream = resp.into_body();
+            let mut got = Vec::new();
+            while let Some(chunk) = stream.data().await {
+                let Ok(chunk) = chunk else { break };
+                let _ = stream.flow_control().release_capacity(chunk.len());
+                got.extend_from_slice(&chunk);
+            }
+            statuses.push((status, got));
         }
         statuses
     })
@@ -280,10 +300,41 @@ fn a_doh_body_larger_than_a_query_is_refused_before_it_is_held() {
         q.resize(q.len() + pad, 0);
         q
     };
-    let statuses = doh_post(doh, &ca_path, &[padded(400), padded(6000), padded(400)]);
+    let statuses: Vec<u16> = doh_post(doh, &ca_path, &[padded(400), padded(6000), padded(400)])
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect();
     assert_eq!(
         statuses,
         vec![200, 413, 200],
         "a small query, one too large, and the connection still serves"
     );
+}
+
+#[test]
+fn a_doh_answer_slower_than_the_idle_timeout_still_arrives() {
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 7), 300);
+    up.delay("slow.example", Duration::from_millis(1500));
+    let dir = TempDir::new("doh-slow");
+    let (cfg, ca_path) = tls_config(&dir, up.addr, "doh = [\"127.0.0.1:0\"]");
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(
+        &cfg,
+        text.replacen(
+            "udp_sockets = 1\n",
+            "udp_sockets = 1\ntcp_idle_timeout_ms = 500\n",
+            1,
+        ),
+    )
+    .expect("config");
+    let server = C2sink::start_file(&cfg);
+    let doh = server.listening("doh").expect("doh address logged");
+    // The upstream answers after 1.5 s (within its 2 s timeout), three idle timeouts after the request.
+    let replies = doh_post(doh, &ca_path, &[query(0x5107, "slow.example", 1)]);
+    assert_eq!(replies.len(), 1);
+    let (status, body) = &replies[0];
+    assert_eq!(*status, 200, "{}", String::from_utf8_lossy(body));
+    let reply = parse(body).expect("a DNS answer");
+    assert_eq!(reply.addrs(), vec![std::net::Ipv4Addr::new(192, 0, 2, 7)]);
+    assert_eq!(up.count("slow.example"), 1);
 }
