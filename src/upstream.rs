@@ -41,6 +41,8 @@ pub enum TryError {
     Http(String),
     #[error("every upstream is down; the next probe is due within {MAX_BENCH_MS} ms")]
     AllDown,
+    #[error("answered REFUSED")]
+    Refused,
 }
 
 /// Consecutive failures after which a server is down (skipped except for one probe per bench period).
@@ -208,7 +210,9 @@ impl Upstreams {
         let Ok(query) = wire::parse_query(&raw) else {
             return false;
         };
-        self.try_counted(server, &raw, &query).await.is_ok()
+        self.try_counted(server, &raw, &query)
+            .await
+            .is_ok_and(|a| a.shape.header.rcode() != RCODE_REFUSED)
     }
 
     /// [`probe_down`](Self::probe_down) of server `i` as a task of its own, on the main runtime.
@@ -238,7 +242,14 @@ impl Upstreams {
                 server.latency.record(started.elapsed().as_secs_f64());
                 self.last_answer
                     .store(self.now_ms().saturating_add(1), Ordering::Relaxed);
-                self.record_ok(server);
+                if a.shape.header.rcode() == RCODE_REFUSED {
+                    // It answers, but not for c2sink (an ACL, a rate limit): asked after the others, and
+                    // down if it refuses everything, as a silent server would be.
+                    server.failures.increment(1);
+                    self.record_failure(server, &TryError::Refused);
+                } else {
+                    self.record_ok(server);
+                }
                 Ok(a)
             }
             Err(e) => {
@@ -368,12 +379,21 @@ impl Upstreams {
                 self.probe_in_background(i);
             }
         }
+        // An error answer (SERVFAIL, REFUSED, ...) from one server does not speak for the others, which are
+        // asked in turn as Unbound and dnsmasq do; it reaches the client only if none does better.
+        let mut error_answer: Option<Answer> = None;
         for &i in &order {
             let server = &self.servers[i];
             match self.try_counted(server, raw, query).await {
+                Ok(a) if SOFT_ERRORS.contains(&a.shape.header.rcode()) => {
+                    error_answer.get_or_insert(a);
+                }
                 Ok(a) => return Ok(a),
                 Err(e) => last = Some((server.label.clone(), e)),
             }
+        }
+        if let Some(a) = error_answer {
+            return Ok(a);
         }
         let (last_server, last_error) = last.unwrap_or_else(|| {
             (
@@ -524,6 +544,11 @@ impl Upstreams {
 
 /// RCODEs a server may send without echoing the question: FORMERR, SERVFAIL, NOTIMP, REFUSED, NOTAUTH.
 const BARE_ERRORS: [u8; 5] = [1, 2, 4, 5, 9];
+/// RCODEs after which the next server is asked: FORMERR, SERVFAIL, NOTIMP, REFUSED. Another server may
+/// parse, resolve or serve what this one did not.
+const SOFT_ERRORS: [u8; 4] = [1, 2, 4, RCODE_REFUSED];
+/// A server that refuses c2sink's queries.
+const RCODE_REFUSED: u8 = 5;
 
 /// Accepts an answer only if it is a well-formed response to exactly our question under our ID.
 fn check_answer(msg: &[u8], id: u16, query: &Query<'_>) -> Result<AnswerShape, TryError> {
