@@ -41,6 +41,8 @@ pub enum FeedError {
         "has {new} entries where the last good copy has {old} (shrinks by more than max_shrink = {limit}); kept the copy"
     )]
     Shrunk { old: u64, new: u64, limit: f64 },
+    #[error("the download holds no rule (only comments or blank lines); kept the copy")]
+    Empty,
 }
 
 /// What a fetch did.
@@ -125,6 +127,11 @@ pub fn fetch(cfg: &ListConfig, path: &Path) -> Result<Fetched, FeedError> {
             });
         }
         let new = blocklist::scan(cfg, &tmp)?;
+        // An empty page (a feed between builds, a captive portal's blank 200) would unblock every name of
+        // the list, whatever `max_shrink` says, and at the next start too.
+        if new.entries == 0 {
+            return Err(FeedError::Empty);
+        }
         if have_copy && let Ok(old) = blocklist::scan(cfg, path) {
             let limit = cfg.shrink_limit();
             if (new.entries as f64) < old.entries as f64 * (1.0 - limit) {

@@ -532,6 +532,12 @@ fn feed_is_downloaded_refreshed_and_bad_downloads_keep_the_last_good_copy() {
         Feed::Serve("<html><body>oops</body></html>\n".into(), "\"v3\"".into());
     s.wait_log_count("not a usable list", 1);
     assert_eq!(a(&s, "b-new.example"), blocked);
+    // So is a page with no rule at all: the copy on disk (what the next start reads) keeps its names.
+    *state.lock().unwrap() = Feed::Serve("# nothing today\n".into(), "\"v3b\"".into());
+    s.wait_log_count("the download holds no rule", 1);
+    let copy = std::fs::read_to_string(dir.join("feed.txt")).expect("copy");
+    assert!(copy.contains("b-new.example"), "{copy}");
+    assert_eq!(a(&s, "b-new.example"), blocked);
     // A list shrunk by more than half is rejected.
     *state.lock().unwrap() = Feed::Serve(names("a", 10), "\"v4\"".into());
     s.wait_log_count("shrinks by more than", 1);
