@@ -371,13 +371,12 @@ impl Pipeline {
             Ok(answer) => {
                 let policy = self.policy.load();
                 let inspect = answer.shape.inspect.as_deref();
-                match self.block_by_answer(&policy, &query, raw, client, inspect, &answer.wire) {
-                    Some(Decision::Reply(r)) => {
-                        self.done(client, &query, Outcome::Blocked, started);
-                        return Some(r);
-                    }
-                    Some(_) => return None,
-                    None => {}
+                // Blocked by a name in the answer: counted and logged whether it is answered or dropped.
+                if let Some(d) =
+                    self.block_by_answer(&policy, &query, raw, client, inspect, &answer.wire)
+                {
+                    self.done(client, &query, Outcome::Blocked, started);
+                    return reply_of(d);
                 }
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 self.done(client, &query, Outcome::Forwarded, started);

@@ -192,3 +192,29 @@ fn allowed_question_is_not_blocked_by_its_answer() {
     );
     assert!(srv.events(0).is_empty());
 }
+
+#[test]
+fn an_answer_dropped_by_an_rpz_rule_on_its_cname_target_is_logged_as_blocked() {
+    let up = Upstream::start();
+    let rpz = "$TTL 300\n$ORIGIN rpz.local.\n@ SOA ns.rpz.local. admin.rpz.local. 1 3600 600 86400 300\n\
+               NS ns.rpz.local.\nwww.example.test CNAME rpz-drop.\n";
+    let extra =
+        "queries = \"queries.jsonl\"\n[[blocklists]]\nname = \"rpz\"\npath = \"drop.rpz\"\n";
+    let srv = C2sink::start(&config(&[up.addr], extra), &[("drop.rpz", rpz)]);
+    // `*.cname-ok.test` is a CNAME to www.example.test: the rule drops the answer (no reply at all).
+    let q = query(0x4d01, "x.cname-ok.test", TYPE_A);
+    assert_eq!(udp_ask(srv.addr(), &q), None, "rpz-drop: no answer");
+    assert_eq!(up.count("x.cname-ok.test"), 1);
+    let lines = poll(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || json_lines(&srv.path("queries.jsonl")),
+        |l| !l.is_empty(),
+    );
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["qname"], "x.cname-ok.test");
+    assert_eq!(lines[0]["outcome"], "blocked");
+    let ev = srv.events(1);
+    assert_eq!(ev[0]["list"], "rpz");
+    assert_eq!(ev[0]["via"], "www.example.test");
+}
