@@ -1168,23 +1168,30 @@ impl Config {
                 "at least one address is needed".into(),
             );
         }
-        for (i, a) in self.server.listen.iter().enumerate() {
-            // An address listed twice, or one a wildcard on the same port already covers, fails to bind.
-            let covered = self.server.listen[..i].iter().position(|b| {
-                b.port() == a.port()
-                    && a.port() != 0
-                    && (b.ip() == a.ip()
-                        || (b.is_ipv4() == a.is_ipv4()
-                            && (b.ip().is_unspecified() || a.ip().is_unspecified())))
-            });
-            if let Some(j) = covered {
-                p(
-                    format!("server.listen[{i}]"),
-                    format!(
-                        "{a} overlaps server.listen[{j}] ({}): the same port cannot be bound twice",
-                        self.server.listen[j]
-                    ),
-                );
+        // Every TCP port c2sink binds: an address listed twice, or one a wildcard on the same port already
+        // covers, fails to bind (IPv6 wildcards are IPv6 only, so `0.0.0.0` and `[::]` may share a port).
+        let mut binds: Vec<(String, SocketAddr)> = Vec::new();
+        let tls = self.tls_listen.iter();
+        for (key, addrs) in std::iter::once(("server.listen", &self.server.listen))
+            .chain(tls.clone().map(|t| ("tls_listen.dot", &t.dot)))
+            .chain(tls.map(|t| ("tls_listen.doh", &t.doh)))
+        {
+            for (i, a) in addrs.iter().enumerate() {
+                let here = format!("{key}[{i}]");
+                let covered = binds.iter().find(|(_, b)| {
+                    b.port() == a.port()
+                        && a.port() != 0
+                        && (b.ip() == a.ip()
+                            || (b.is_ipv4() == a.is_ipv4()
+                                && (b.ip().is_unspecified() || a.ip().is_unspecified())))
+                });
+                if let Some((other, b)) = covered {
+                    p(
+                        here.clone(),
+                        format!("{a} overlaps {other} ({b}): the same port cannot be bound twice"),
+                    );
+                }
+                binds.push((here, *a));
             }
         }
         if self.server.max_inflight == 0 {

@@ -66,7 +66,8 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(s.into())
 }
 
-fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+/// A listening TCP socket, IPv6 only on an IPv6 address, so that `0.0.0.0` and `[::]` may share a port.
+pub fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;

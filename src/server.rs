@@ -132,12 +132,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let path: Arc<str> = t.doh_path.as_str().into();
         for (addrs, kind) in [(&t.dot, "dot"), (&t.doh, "doh")] {
             for &addr in addrs {
-                let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-                    format!(
-                        "{}: tls_listen.{kind}: cannot bind {addr}",
-                        cfg.source.display()
-                    )
-                })?;
+                // Bound as `listen`'s TCP sockets are: `[::]` is IPv6 only, so `0.0.0.0` may share its port.
+                let listener = listen::tcp_listener(addr)
+                    .and_then(tokio::net::TcpListener::from_std)
+                    .with_context(|| {
+                        format!(
+                            "{}: tls_listen.{kind}: cannot bind {addr}",
+                            cfg.source.display()
+                        )
+                    })?;
                 let bound = listener
                     .local_addr()
                     .context("encrypted listener address")?;

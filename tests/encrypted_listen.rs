@@ -338,3 +338,47 @@ fn a_doh_answer_slower_than_the_idle_timeout_still_arrives() {
     assert_eq!(reply.addrs(), vec![std::net::Ipv4Addr::new(192, 0, 2, 7)]);
     assert_eq!(up.count("slow.example"), 1);
 }
+
+#[test]
+fn dot_on_an_ipv4_and_an_ipv6_address_may_share_a_port_as_listen_does() {
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
+    let dir = TempDir::new("tls-dual");
+    let port = free_port();
+    // `[::]` is IPv6 only here, as in `listen`: otherwise it would take IPv4 too and the first could not bind.
+    let (cfg, ca_path) = tls_config(
+        &dir,
+        up.addr,
+        &format!("dot = [\"127.0.0.1:{port}\", \"[::]:{port}\"]"),
+    );
+    let server = C2sink::start_file(&cfg);
+    let ca_arg = format!("+tls-ca={}", ca_path.display());
+    let port = port.to_string();
+    for at in ["@127.0.0.1", "@::1"] {
+        let args = [
+            at,
+            "-p",
+            &port,
+            &ca_arg,
+            "+tls-hostname=dns.test",
+            "www.example",
+            "A",
+            "+short",
+            "+time=3",
+            "+retry=0",
+        ];
+        assert_eq!(kdig(&args), "192.0.2.1", "{at}");
+    }
+    drop(server);
+    // Two addresses of one port that do overlap are a config error, named by key, before anything binds.
+    let (cfg, _) = tls_config(
+        &dir,
+        up.addr,
+        &format!("dot = [\"0.0.0.0:{port}\"]\ndoh = [\"127.0.0.1:{port}\"]"),
+    );
+    let (code, out, err) = run(&["check", "--config", cfg.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("tls_listen.doh[0]") && err.contains("overlaps tls_listen.dot[0]"),
+        "{err}"
+    );
+}
