@@ -265,9 +265,11 @@ pub fn spawn_udp_thread(
         })
 }
 
-/// Accepts TCP connections until shutdown.
+/// Accepts TCP connections until shutdown, within `caps` (shared by every stream listener).
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_tcp(
     listener: TcpListener,
+    caps: ConnectionCaps,
     admission: Arc<Admission>,
     pipeline: Arc<Pipeline>,
     forwards: Arc<ForwardSlots>,
@@ -275,7 +277,6 @@ pub async fn serve_tcp(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let caps = ConnectionCaps::new(&limits);
     loop {
         let (stream, src) = tokio::select! {
             r = listener.accept() => match r {
@@ -320,9 +321,11 @@ pub async fn serve_tcp(
     }
 }
 
-/// The connection limits of one stream listener (TCP, DoT, DoH): access control in drop mode, the total
-/// cap and the per-client cap, checked in that order at accept, the same for every listener.
-pub(crate) struct ConnectionCaps {
+/// The connection limits of the stream listeners (TCP, DoT, DoH), one set shared by all of them, so that
+/// `tcp_max_connections` bounds c2sink's sockets however many addresses it listens on: access control in
+/// drop mode, the total cap and the per-client cap, checked in that order at accept.
+#[derive(Clone)]
+pub struct ConnectionCaps {
     total: Arc<Semaphore>,
     per_client: Arc<PerClient>,
 }
@@ -335,7 +338,7 @@ pub(crate) struct Admitted {
 
 impl ConnectionCaps {
     /// Empty caps per `limits`.
-    pub(crate) fn new(limits: &Limits) -> ConnectionCaps {
+    pub fn new(limits: &Limits) -> ConnectionCaps {
         ConnectionCaps {
             total: Arc::new(Semaphore::new(limits.tcp_max_connections)),
             per_client: PerClient::new(limits.tcp_max_connections_per_client),

@@ -71,6 +71,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         tcp_idle: Duration::from_millis(cfg.server.tcp_idle_timeout_ms),
     };
     let forwards = crate::admission::ForwardSlots::new(&cfg.server, &cfg.clients.edns_from);
+    let caps = listen::ConnectionCaps::new(&limits);
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     // UDP threads end only when told to: a start that fails after they run must stop them too.
@@ -105,6 +106,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
         listeners.push(tokio::spawn(listen::serve_tcp(
             bound.tcp,
+            caps.clone(),
             admission.clone(),
             pipeline.clone(),
             forwards.clone(),
@@ -120,6 +122,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             pipeline: pipeline.clone(),
             forwards: forwards.clone(),
             limits,
+            caps: caps.clone(),
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
         };

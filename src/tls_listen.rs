@@ -51,6 +51,7 @@ pub struct Shared {
     pub pipeline: Arc<Pipeline>,
     pub forwards: Arc<ForwardSlots>,
     pub limits: Limits,
+    pub caps: ConnectionCaps,
     pub tracker: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -144,8 +145,8 @@ where
     F: Fn(tokio::net::TcpStream, Client, Shared) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    // The same caps as plain TCP: one address cannot take every encrypted slot.
-    let caps = ConnectionCaps::new(&s.limits);
+    // The same caps as plain TCP, shared with it: one address cannot take every encrypted slot.
+    let caps = s.caps.clone();
     loop {
         let (tcp, src) = tokio::select! {
             r = listener.accept() => match r {

@@ -168,3 +168,29 @@ fn pipelined_slow_query_does_not_delay_a_fast_one() {
     );
     assert!(order.contains(&0x0002) && order.contains(&0x0003));
 }
+
+#[test]
+fn the_connection_cap_counts_every_listener_together() {
+    let up = Upstream::answering(UP);
+    let text = config(&[up.addr], "").replacen(
+        "udp_sockets = 2\n",
+        "udp_sockets = 2\ntcp_max_connections = 3\n",
+        1,
+    );
+    let c = C2sink::start(&text, &[]);
+    // Three on the IPv4 listener fill the cap...
+    let mut held = Vec::new();
+    for i in 0..3u16 {
+        let mut s = tcp_connect_from("127.0.0.1", c.addr());
+        assert!(served(&mut s, 0x30 + i), "connection {i}");
+        held.push(s);
+    }
+    // ...so a fourth on the IPv6 listener is closed at once: the cap is c2sink's, not each address's.
+    let mut over = tcp_connect_from("::1", c.addr6());
+    assert!(!served(&mut over, 0x40));
+    assert!(closed_by_peer(&mut over, Duration::from_secs(10)));
+    drop(held);
+    poll_until("a freed slot to serve the IPv6 listener", || {
+        served(&mut tcp_connect_from("::1", c.addr6()), 0x41)
+    });
+}

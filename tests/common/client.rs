@@ -105,9 +105,13 @@ pub fn udp_ask(server: SocketAddr, msg: &[u8]) -> Option<Vec<u8>> {
 
 /// Opens a TCP connection from `ip` (5 s read timeout, no Nagle).
 pub fn tcp_connect_from(ip: &str, server: SocketAddr) -> TcpStream {
-    let sock =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     let local: SocketAddr = (ip.parse::<IpAddr>().expect("ip"), 0).into();
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(local),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("socket");
     sock.bind(&local.into()).expect("bind");
     sock.connect(&server.into()).expect("connect");
     let s: TcpStream = sock.into();
