@@ -169,6 +169,7 @@ pub fn fetch_missing(cfg: &Config) -> anyhow::Result<()> {
         if path.is_file() {
             continue;
         }
+        tracing::info!(list = %l.name, "no saved copy of the feed: downloading it before serving");
         match fetch(l, &path) {
             Ok(f) => tracing::info!(list = %l.name, result = ?f, "feed downloaded"),
             Err(e) => anyhow::bail!(

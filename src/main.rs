@@ -190,7 +190,11 @@ fn serve(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(c2sink::server::serve(cfg)) {
+    let served = rt.block_on(c2sink::server::serve(cfg));
+    // A feed download still running on a blocking thread (up to its 120 s timeout) must not hold the exit:
+    // everything that matters was drained and flushed inside `serve`.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

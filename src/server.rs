@@ -22,13 +22,20 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// Serves DNS per `cfg` until a termination signal.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     // Signal handlers first: SIGHUP's default action would kill a server whose reloader is not listening yet.
-    let stop = stop_signals()?;
+    let mut stop = stop_signals()?;
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing SIGHUP handler")?;
     let boot = cfg.clone();
-    tokio::task::spawn_blocking(move || crate::feed::fetch_missing(&boot))
-        .await
-        .context("feed download task")??;
+    let first_copies = tokio::task::spawn_blocking(move || crate::feed::fetch_missing(&boot));
+    // A download may take minutes (its timeout is 120 s): a stop meanwhile is honoured at once, as
+    // `docker stop` and systemd expect; the download is abandoned on its thread.
+    tokio::select! {
+        r = first_copies => r.context("feed download task")??,
+        () = next_signal(&mut stop) => {
+            tracing::info!("stopped while downloading the first copy of a feed list");
+            return Ok(());
+        }
+    }
     let lists = Lists::load(&cfg).context("loading block lists")?;
     for l in &lists.lists {
         l.log_loaded();
@@ -307,6 +314,11 @@ fn stop_signals() -> anyhow::Result<StopSignals> {
 }
 
 async fn wait_for_signal(mut s: StopSignals) {
+    next_signal(&mut s).await;
+}
+
+/// The next SIGTERM or SIGINT.
+async fn next_signal(s: &mut StopSignals) {
     tokio::select! {
         _ = s.term.recv() => {}
         _ = s.int.recv() => {}

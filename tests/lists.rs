@@ -439,6 +439,8 @@ enum Feed {
     Serve(String, String),
     /// Close the connection without an answer.
     Down,
+    /// Keep the connection open and never answer.
+    Hang,
 }
 
 /// A loopback HTTP server for feed tests; records the If-None-Match headers it gets.
@@ -447,6 +449,7 @@ fn start_feed_server(state: Arc<Mutex<Feed>>, seen: Arc<Mutex<Vec<String>>>) -> 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind http");
     let addr = listener.local_addr().expect("addr");
     std::thread::spawn(move || {
+        let mut hung = Vec::new();
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
             let mut req = Vec::new();
@@ -469,6 +472,10 @@ fn start_feed_server(state: Arc<Mutex<Feed>>, seen: Arc<Mutex<Vec<String>>>) -> 
             let feed = state.lock().unwrap().clone();
             let resp = match feed {
                 Feed::Down => continue,
+                Feed::Hang => {
+                    hung.push(conn);
+                    continue;
+                }
                 Feed::Serve(_, etag) if inm.as_deref() == Some(etag.as_str()) => format!(
                     "HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                 ),
@@ -559,6 +566,58 @@ fn feed_is_downloaded_refreshed_and_bad_downloads_keep_the_last_good_copy() {
     let s = start(&dir, &cfg);
     assert_eq!(a(&s, "a7.example"), blocked);
     s.wait_log_count("keeping the last good copy", 1);
+}
+
+#[test]
+fn a_stop_signal_is_honoured_while_a_feed_download_hangs() {
+    let state = Arc::new(Mutex::new(Feed::Hang));
+    let http = start_feed_server(state, Arc::new(Mutex::new(Vec::new())));
+    let feed = format!(
+        "[[blocklists]]\nname = \"feed\"\npath = \"feed.txt\"\nurl = \"http://{http}/l.txt\"\n"
+    );
+    // Serving from the saved copy while the refresh hangs (its timeout is 120 s): SIGTERM stops it cleanly.
+    let dir = tempdir("feed-hang");
+    std::fs::write(dir.join("feed.txt"), names("a", 10)).unwrap();
+    let mut s = start(&dir, &feed);
+    assert_eq!(
+        a(&s, "a3.example"),
+        reply(ResponseCode::NoError, &["0.0.0.0"])
+    );
+    let (clean, log) = s.terminate();
+    assert!(clean, "no clean exit within {PATIENCE:?}:\n{log}");
+    // No copy yet: the first download hangs before serving; SIGTERM ends that wait too.
+    let dir = tempdir("feed-hang-boot");
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:5399\"]\n{feed}"
+    );
+    std::fs::write(dir.join("c2sink.toml"), text).unwrap();
+    let mut child = Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(dir.join("c2sink.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("downloading it before serving") {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        assert!(n > 0, "c2sink ended before downloading");
+    }
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let exit = || child.try_wait().expect("wait");
+    let status = poll(PATIENCE, Duration::from_millis(50), exit, Option::is_some);
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("c2sink kept waiting for the download after SIGTERM");
+    };
+    assert!(status.success(), "{status}");
+    assert!(!dir.join("feed.txt").exists());
 }
 
 #[test]
