@@ -59,8 +59,8 @@ pub enum Unserved {
     Refused,
     /// A meta type (OPT, TSIG, TKEY, 128-248) or MAILA/MAILB asked as a question, or a query with records in
     /// its answer or authority section, or in its additional section besides one OPT (a TSIG c2sink cannot
-    /// check): FORMERR, as Unbound answers them (RFC 6895 section 3.1: meta types exist only in messages,
-    /// never in a question).
+    /// check), or one with TC set (a query is never truncated): FORMERR, as Unbound answers them (RFC 6895
+    /// section 3.1: meta types exist only in messages, never in a question).
     FormErr,
 }
 
@@ -73,7 +73,8 @@ impl Unserved {
         // Nothing but one OPT belongs in a query's other sections. A TSIG signed for c2sink, or anything
         // else there, would go upstream with the question and decide the answer every client sharing it gets.
         let extra = query.header.arcount > u16::from(query.edns.is_some());
-        if query.header.ancount > 0 || query.header.nscount > 0 || extra {
+        let truncated = query.header.truncated();
+        if query.header.ancount > 0 || query.header.nscount > 0 || extra || truncated {
             return Some(Unserved::FormErr);
         }
         if !CLASSES_SERVED.contains(&query.qclass) && !chaos_identity(query) {

@@ -427,9 +427,12 @@ impl Upstreams {
         let mut out = raw.to_vec();
         wire::set_id(&mut out, id);
         // c2sink recurses for its clients: it asks for recursion whatever the client set (as Unbound asks
-        // its forwarders), so that the answer is the same for every client sharing it (cache, merging).
-        if let Some(flags) = out.get_mut(2) {
-            *flags |= 0x01;
+        // its forwarders), so that the answer is the same for every client sharing it (cache, merging). Of
+        // the client's other header bits only the opcode, AD and CD mean anything in a query; the rest (AA,
+        // RA, Z, an RCODE) could only make a strict upstream answer FORMERR to every client sharing it.
+        if let Some(flags) = out.get_mut(2..4) {
+            flags[0] = (flags[0] & 0x78) | 0x01;
+            flags[1] &= 0x30;
         }
         // The query goes with c2sink's own OPT record: its payload, the client's DO, and the router's client
         // hints only if the admin asked for them; the client's other options are for c2sink, not for Quad9.

@@ -116,6 +116,13 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
         query(0, BLOCKED, TYPE_ANY),
         Rcode(NOERROR, false),
     ));
+    let mut m = query(0, "tc-set.example", TYPE_A);
+    m[2] |= 0x02;
+    v.push(("TC set in a query", m, Rcode(FORMERR, false)));
+    let mut m = query(0, "stray-bits.example", TYPE_A);
+    m[2] |= 0x04; // AA
+    m[3] = 0xc5; // RA, Z, RCODE 5
+    v.push(("AA, RA, Z and an RCODE set", m, Rcode(NOERROR, false)));
     let mut m = query(0, "trailing.example", TYPE_A);
     m.extend_from_slice(&[0xde, 0xad]);
     v.push(("trailing bytes", m, Anything));
@@ -317,6 +324,18 @@ fn named_malformed_cases_over_udp_and_tcp() {
     assert_eq!(r.answers[0].0, TYPE_HINFO);
     assert_eq!(r.answers[0].1, b"\x07RFC8482\x00");
     assert_eq!(up.count("any.example"), 0);
+    // A query with TC set never goes upstream; one with stray header bits goes with RD alone.
+    assert_eq!(up.count("tc-set.example"), 0);
+    let stray: Vec<u16> = up
+        .seen()
+        .iter()
+        .filter(|q| q.name == "stray-bits.example")
+        .map(|q| q.flags)
+        .collect();
+    assert!(
+        !stray.is_empty() && stray.iter().all(|&f| f == 0x0100),
+        "{stray:x?}"
+    );
     // A blocked name asked with ANY still gets the sinkhole answer (NODATA with the SOA in null mode).
     let blocked = cases
         .iter()

@@ -29,6 +29,8 @@ pub struct Seen {
     pub options: Vec<u16>,
     /// The query's RD bit.
     pub rd: bool,
+    /// The query's header flags (octets 2 and 3).
+    pub flags: u16,
 }
 
 /// Which answers the upstream gives (before any [`Mode`] fault is applied).
@@ -319,6 +321,7 @@ fn record(st: &State, q: &[u8], tcp: bool) {
         dnssec_ok,
         options,
         rd: q.get(2).is_some_and(|f| f & 0x01 != 0),
+        flags: q.get(2..4).map_or(0, |f| u16::from_be_bytes([f[0], f[1]])),
     });
 }
 
