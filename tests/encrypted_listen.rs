@@ -382,3 +382,37 @@ fn dot_on_an_ipv4_and_an_ipv6_address_may_share_a_port_as_listen_does() {
         "{err}"
     );
 }
+
+#[test]
+fn a_doh_post_refused_before_its_body_ends_gets_its_status_not_a_stream_reset() {
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
+    let dir = TempDir::new("doh-415");
+    let (cfg, ca_path) = tls_config(&dir, up.addr, "doh = [\"127.0.0.1:0\"]");
+    let server = C2sink::start_file(&cfg);
+    let doh = server.listening("doh").expect("doh address logged");
+    let body = dir.path().join("q.bin");
+    std::fs::write(&body, query(0x4150, "www.example", 1)).expect("query file");
+    // curl sends the body after the headers, so c2sink refuses the type while the body is still to come.
+    let resolve = format!("dns.test:{}:127.0.0.1", doh.port());
+    let url = format!("https://dns.test:{}/dns-query", doh.port());
+    let data = format!("@{}", body.display());
+    let ca = ca_path.to_str().expect("utf-8");
+    let statuses: Vec<String> = (0..20)
+        .map(|_| {
+            let out = Command::new("curl")
+                .args(["-s", "--http2", "--cacert", ca, "--resolve", &resolve])
+                .args(["-o", "/dev/null", "-w", "%{http_code}"])
+                .args([
+                    "-H",
+                    "content-type: text/plain",
+                    "--data-binary",
+                    &data,
+                    &url,
+                ])
+                .output()
+                .expect("curl missing: run scripts/install-test-tools.sh");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .collect();
+    assert_eq!(statuses, vec!["415"; 20]);
+}
