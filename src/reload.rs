@@ -215,6 +215,11 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if differs(&old.reload, &new.reload) {
         out.push("[reload]");
     }
+    // The trap listens on the sinkhole addresses, bound at start: a new address moves the answers at
+    // once, but the trap only with a restart.
+    if old.trap_addresses() != new.trap_addresses() {
+        out.push("[trap] addresses (the sinkhole's ipv4/ipv6)");
+    }
     // Sections added later are caught here: everything but the live parts must be equal.
     let mut a = old.clone();
     a.blocklists = new.blocklists.clone();
@@ -233,4 +238,28 @@ fn stamps_of(paths: Vec<PathBuf>) -> Stamps {
             (p, s)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(sinkhole_ip: &str) -> Config {
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:5399\"]\n\
+             [sinkhole]\nmode = \"address\"\nipv4 = \"{sinkhole_ip}\"\n[trap]\nports = [8080]\n"
+        );
+        Config::parse(&text, Path::new("c2sink.toml")).unwrap()
+    }
+
+    /// The sinkhole address is live, but the trap listening on it is bound at start.
+    #[test]
+    fn a_new_sinkhole_address_with_a_trap_needs_a_restart() {
+        let (old, new) = (config("127.0.0.98"), config("127.0.0.97"));
+        assert_eq!(needs_restart(&old, &old), Vec::<&str>::new());
+        assert_eq!(
+            needs_restart(&old, &new),
+            vec!["[trap] addresses (the sinkhole's ipv4/ipv6)"]
+        );
+    }
 }
