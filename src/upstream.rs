@@ -492,12 +492,23 @@ impl Upstreams {
         let sock = UdpSocket::bind(local).await?;
         sock.connect(addr).await?;
         sock.send(out).await?;
+        // A datagram lost on the way (either way) must not cost the client the whole timeout and then a
+        // SERVFAIL: the same query (same ID and port, so either answer counts) is sent again after a third
+        // and after two thirds of the timeout, as Unbound resends within its own timeout.
+        let every = self.timeout / 3;
+        let mut resend = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         // Room for the largest datagram, left uninitialized: zeroing 64 KiB per query cost more than the
         // rest of the forward.
         let mut buf = Vec::with_capacity(MAX_UDP);
         loop {
             buf.clear();
-            let n = sock.recv_buf(&mut buf).await?;
+            let n = tokio::select! {
+                r = sock.recv_buf(&mut buf) => r?,
+                _ = resend.tick() => {
+                    sock.send(out).await?;
+                    continue;
+                }
+            };
             match check_answer(&buf[..n], id, query) {
                 Ok(shape) => {
                     buf.truncate(n);

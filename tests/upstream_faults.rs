@@ -314,3 +314,22 @@ fn when_every_upstream_answers_with_an_error_the_client_gets_the_first_error() {
         assert_eq!((first.count(name), second.count(name)), (1, 1), "{name}");
     }
 }
+
+#[test]
+fn a_lost_datagram_to_the_only_upstream_is_sent_again_within_the_try() {
+    // The upstream loses the first query for `lossy.example` (as a congested link would) and answers the next.
+    let up = Upstream::start();
+    let c = C2sink::start_small(&[up.addr], UPSTREAM_TIMEOUT_MS, "", "");
+    assert_eq!(rcode_of(&c, "lossy.example", 0x730), (NOERROR, vec![A]));
+    let asked: Vec<(bool, bool)> = up
+        .datagrams()
+        .iter()
+        .filter(|q| q.name == "lossy.example")
+        .map(|q| (q.tcp, q.resent))
+        .collect();
+    assert_eq!(
+        asked,
+        vec![(false, false), (false, true)],
+        "the same query twice over UDP"
+    );
+}

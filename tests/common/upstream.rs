@@ -31,6 +31,12 @@ pub struct Seen {
     pub rd: bool,
     /// The query's header flags (octets 2 and 3).
     pub flags: u16,
+    /// The query's ID and where it came from.
+    pub id: u16,
+    pub from: Option<SocketAddr>,
+    /// A UDP query sent again (the same ID from the same address as an earlier one): c2sink resends within
+    /// a try, so a lost datagram does not cost the whole timeout.
+    pub resent: bool,
 }
 
 /// Which answers the upstream gives (before any [`Mode`] fault is applied).
@@ -85,7 +91,9 @@ struct State {
 }
 
 /// A real DNS server on loopback (UDP and TCP, same port). Names whose first label is `blackhole` are never
-/// answered in any zone. Each query is answered on its own thread (TCP answers may come out of order).
+/// answered in any zone; for those whose first label is `lossy`, the first query over UDP is lost (not
+/// answered) and later ones are answered. Each query is answered on its own thread (TCP answers may come out
+/// of order).
 pub struct Upstream {
     pub addr: SocketAddr,
     state: Arc<State>,
@@ -207,8 +215,14 @@ impl Upstream {
             .insert(name.to_ascii_lowercase(), d);
     }
 
-    /// Every question received so far, in order.
+    /// Every query received so far, in order; a UDP query sent again counts once.
     pub fn seen(&self) -> Vec<Seen> {
+        let all = self.state.seen.lock().expect("lock").clone();
+        all.into_iter().filter(|s| !s.resent).collect()
+    }
+
+    /// Every query datagram or TCP message received so far, resent ones too, in order.
+    pub fn datagrams(&self) -> Vec<Seen> {
         self.state.seen.lock().expect("lock").clone()
     }
 
@@ -238,7 +252,7 @@ fn udp_loop(sock: UdpSocket, st: Arc<State>) {
             continue;
         };
         let q = buf[..n].to_vec();
-        record(&st, &q, false);
+        record(&st, &q, Some(src));
         let (sock, st) = (sock.clone(), st.clone());
         std::thread::spawn(move || {
             for r in respond(&q, false, &st) {
@@ -269,7 +283,7 @@ fn tcp_loop(listener: TcpListener, st: Arc<State>) {
                 if rd.read_exact(&mut q).is_err() {
                     return;
                 }
-                record(&st, &q, true);
+                record(&st, &q, None);
                 let (w, st) = (writer.clone(), st.clone());
                 std::thread::spawn(move || {
                     for r in respond(&q, true, &st) {
@@ -299,7 +313,10 @@ fn read_question(q: &[u8]) -> Option<(String, u16)> {
     Some((labels.join("."), u16::from_be_bytes([t[0], t[1]])))
 }
 
-fn record(st: &State, q: &[u8], tcp: bool) {
+/// Records a query that came over UDP from `udp_from`, or over TCP.
+fn record(st: &State, q: &[u8], udp_from: Option<SocketAddr>) {
+    let tcp = udp_from.is_none();
+    let id = q.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
     let Some((name, qtype)) = read_question(q) else {
         return;
     };
@@ -314,7 +331,12 @@ fn record(st: &State, q: &[u8], tcp: bool) {
         ),
         None => (false, vec![]),
     };
-    st.seen.lock().expect("lock").push(Seen {
+    let mut seen = st.seen.lock().expect("lock");
+    let resent = udp_from.is_some()
+        && seen
+            .iter()
+            .any(|s| !s.tcp && s.id == id && s.from == udp_from && s.name == name);
+    seen.push(Seen {
         name,
         qtype: RecordType::from(qtype),
         tcp,
@@ -322,6 +344,9 @@ fn record(st: &State, q: &[u8], tcp: bool) {
         options,
         rd: q.get(2).is_some_and(|f| f & 0x01 != 0),
         flags: q.get(2..4).map_or(0, |f| u16::from_be_bytes([f[0], f[1]])),
+        id,
+        from: udp_from,
+        resent,
     });
 }
 
@@ -331,6 +356,14 @@ fn respond(q: &[u8], tcp: bool, st: &State) -> Vec<Vec<u8>> {
         return vec![];
     };
     if name.split('.').next() == Some("blackhole") {
+        return vec![];
+    }
+    // `record` has run: this query is in `seen`.
+    let udp_asks = || {
+        let seen = st.seen.lock().expect("lock");
+        seen.iter().filter(|s| s.name == name && !s.tcp).count()
+    };
+    if !tcp && name.split('.').next() == Some("lossy") && udp_asks() == 1 {
         return vec![];
     }
     let delay = st.delays.lock().expect("lock").get(&name).copied();
@@ -581,6 +614,7 @@ fn test_zone(msg: &Message, tcp: bool) -> Option<Vec<u8>> {
 /// A UDP socket that reads queries and never answers: an upstream that is down without ICMP errors.
 pub struct Blackhole {
     pub addr: SocketAddr,
+    /// Queries received; one sent again (same ID, same source) counts once.
     pub received: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
@@ -597,8 +631,12 @@ impl Blackhole {
         let (r, s) = (received.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
+            let mut queries = std::collections::HashSet::new();
             while !s.load(Ordering::Relaxed) {
-                if sock.recv_from(&mut buf).is_ok() {
+                if let Ok((n, src)) = sock.recv_from(&mut buf)
+                    && n >= 2
+                    && queries.insert((src, buf[0], buf[1]))
+                {
                     r.fetch_add(1, Ordering::Relaxed);
                 }
             }
