@@ -263,3 +263,46 @@ fn feed_without_a_copy_yet_is_noted_not_failed() {
     assert!(out.contains("list \"intel\" (feed): no copy at"), "{out}");
     assert!(out.contains("ok: ") && out.contains("c2=1"), "{out}");
 }
+
+/// A zone as BIND dumps it: `$ORIGIN .`, the SOA owner naming the zone, then owners relative to each
+/// `$ORIGIN`.
+const BIND_DUMP: &str = "$ORIGIN .\n$TTL 300\nrpz.example IN SOA localhost. root.localhost. 1 3600 600 86400 60\n\
+                         \x20           NS localhost.\n$ORIGIN rpz.example.\nc2 CNAME .\n$ORIGIN c2.rpz.example.\n\
+                         * CNAME .\n$ORIGIN evil.rpz.example.\nwww CNAME .\n";
+
+#[test]
+fn rpz_owners_are_relative_to_the_current_origin_as_bind_dumps_them() {
+    let config = format!("{BASE}[[blocklists]]\nname = \"dump\"\npath = \"dump.rpz\"\n");
+    let files = [("dump.rpz", BIND_DUMP)];
+    let (code, out, err) = check(&config, &files, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("(rpz, block)") && out.contains("0 invalid"),
+        "{out}"
+    );
+    for (name, blocked) in [
+        ("c2", true),
+        ("x.c2", true),
+        ("www.evil", true),
+        ("www", false),
+        ("evil", false),
+    ] {
+        let (_, out, _) = check(&config, &files, &["--explain", name]);
+        let want = if blocked {
+            format!("{name}: BLOCKED")
+        } else {
+            format!("{name}: not blocked")
+        };
+        assert!(out.contains(&want), "{name}: {out}");
+    }
+    // The apex is the SOA owner, not the first `$ORIGIN`: an owner outside it is reported where it is.
+    let outside = format!("{BIND_DUMP}$ORIGIN other.example.\nx CNAME .\n");
+    let (code, out, err) = check(&config, &[("dump.rpz", &outside)], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(
+            "dump.rpz:12: invalid: \"x.other.example\" is outside the zone \"rpz.example\""
+        ),
+        "{out}"
+    );
+}
