@@ -306,3 +306,25 @@ fn rpz_owners_are_relative_to_the_current_origin_as_bind_dumps_them() {
         "{out}"
     );
 }
+
+#[test]
+fn auto_format_looks_past_a_long_comment_header() {
+    // 501 comment lines (more than the 500-line sample), and a header over 64 KiB.
+    let short = format!("{}0.0.0.0 hh1.example\n", "# comment\n".repeat(501));
+    let long = format!(
+        "{}0.0.0.0 hh2.example\n",
+        format!("# {}\n", "c".repeat(98)).repeat(1000)
+    );
+    let (code, out, err) = check(
+        &format!(
+            "{BASE}[[blocklists]]\nname = \"short\"\npath = \"short.txt\"\n\
+             [[blocklists]]\nname = \"long\"\npath = \"long.txt\"\n"
+        ),
+        &[("short.txt", &short), ("long.txt", &long)],
+        &["--explain", "hh2.example"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("list \"short\" (hosts, block)"), "{out}");
+    assert!(out.contains("list \"long\" (hosts, block)"), "{out}");
+    assert!(out.contains("hh2.example: BLOCKED"), "{out}");
+}

@@ -275,20 +275,37 @@ fn looks_like_rr(upper: &[String]) -> bool {
     }
 }
 
-/// Guesses a list's format from its first lines (comments and blanks are not evidence).
-pub fn detect(sample: &str) -> ListFormat {
-    // Votes: rpz, adblock, hosts, domains.
-    let mut votes = [0u32; 4];
-    for line in sample.lines().take(500) {
+/// Rule lines (comments and blank lines not counted) that settle a guess of a list's format.
+pub const DETECT_LINES: u32 = 500;
+
+/// Guesses a list's format from its first rule lines, fed one at a time so that the reader decides how
+/// far to read: comments and blank lines do not count toward [`DETECT_LINES`], so a long header cannot use
+/// them up.
+#[derive(Debug, Default)]
+pub struct Detector {
+    /// Votes: rpz, adblock, hosts, domains.
+    votes: [u32; 4],
+    /// Rule lines seen.
+    lines: u32,
+}
+
+impl Detector {
+    /// Takes the next line of the file.
+    pub fn line(&mut self, line: &str) {
         let t = line.trim_start_matches('\u{feff}').trim();
         if t.is_empty() || t.starts_with('#') {
-            continue;
+            return;
+        }
+        // `;` (zone) and `!` (AdBlock) comments hint at a format but are not rules.
+        if !t.starts_with([';', '!']) {
+            self.lines = self.lines.saturating_add(1);
         }
         let upper: Vec<String> = t
             .split_whitespace()
             .take(6)
             .map(str::to_ascii_uppercase)
             .collect();
+        let votes = &mut self.votes;
         if t.starts_with("$ORIGIN") || t.starts_with("$TTL") {
             votes[0] += 10;
         } else if t.starts_with(';') {
@@ -305,19 +322,41 @@ pub fn detect(sample: &str) -> ListFormat {
             votes[3] += 1;
         }
     }
-    let formats = [
-        ListFormat::Rpz,
-        ListFormat::Adblock,
-        ListFormat::Hosts,
-        ListFormat::Domains,
-    ];
-    let mut best = 3;
-    for i in 0..4 {
-        if votes[i] > votes[best] {
-            best = i;
-        }
+
+    /// True once [`DETECT_LINES`] rule lines were seen: reading on would not be worth it.
+    pub fn settled(&self) -> bool {
+        self.lines >= DETECT_LINES
     }
-    formats[best]
+
+    /// The best guess from the lines seen so far (`domains` when nothing says otherwise).
+    pub fn format(&self) -> ListFormat {
+        let formats = [
+            ListFormat::Rpz,
+            ListFormat::Adblock,
+            ListFormat::Hosts,
+            ListFormat::Domains,
+        ];
+        let mut best = 3;
+        for i in 0..4 {
+            if self.votes[i] > self.votes[best] {
+                best = i;
+            }
+        }
+        formats[best]
+    }
+}
+
+/// Guesses a list's format from the first [`DETECT_LINES`] rule lines of `sample` (comments and blanks are
+/// not evidence).
+pub fn detect(sample: &str) -> ListFormat {
+    let mut d = Detector::default();
+    for line in sample.lines() {
+        if d.settled() {
+            break;
+        }
+        d.line(line);
+    }
+    d.format()
 }
 
 #[cfg(test)]
@@ -428,5 +467,20 @@ mod tests {
             ListFormat::Rpz
         );
         assert_eq!(detect(""), ListFormat::Domains);
+    }
+
+    #[test]
+    fn a_long_comment_header_does_not_use_up_the_sample() {
+        let header = "# comment\n\n".repeat(DETECT_LINES as usize + 1);
+        assert_eq!(
+            detect(&format!("{header}0.0.0.0 hh1.example\n")),
+            ListFormat::Hosts
+        );
+        // Rule lines do count: a guess is settled after DETECT_LINES of them.
+        let names = "a.example\n".repeat(DETECT_LINES as usize);
+        assert_eq!(
+            detect(&format!("{names}0.0.0.0 a.example\n0.0.0.0 b.example\n")),
+            ListFormat::Domains
+        );
     }
 }
