@@ -328,3 +328,20 @@ fn auto_format_looks_past_a_long_comment_header() {
     assert!(out.contains("list \"long\" (hosts, block)"), "{out}");
     assert!(out.contains("hh2.example: BLOCKED"), "{out}");
 }
+
+#[test]
+fn adblock_important_block_is_skipped_and_reported_not_overridden() {
+    // `$important` outranks exceptions in AdGuard syntax; c2sink cannot, so it says so instead of letting
+    // the exception win silently.
+    let list = "||imp.example^$important\n@@||imp.example^\n||plain.example^\n";
+    let config =
+        format!("{BASE}[[blocklists]]\nname = \"ads\"\npath = \"ads.txt\"\nformat = \"adblock\"\n");
+    let (code, out, err) = check(&config, &[("ads.txt", list)], &["--explain", "imp.example"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("ads.txt:1: skipped: \"||imp.example^$important\": option $important"),
+        "{out}"
+    );
+    assert!(out.contains("1 block rules, 1 allow rules"), "{out}");
+    assert!(!out.contains("overridden block"), "{out}");
+}

@@ -52,7 +52,12 @@ const LOCAL_NAMES: &[&str] = &[
 ];
 
 /// AdBlock `$` options that do not narrow a rule beyond what DNS sees.
-const HARMLESS_OPTIONS: &[&str] = &["important", "all", "document", "doc", "popup"];
+const HARMLESS_OPTIONS: &[&str] = &["all", "document", "doc", "popup"];
+
+/// `$important` makes a block rule outrank exceptions, which c2sink's precedence (every allow rule beats
+/// every block rule) cannot express: such block rules are skipped. On an exception it only outranks
+/// important block rules, so it changes nothing and is accepted.
+const IMPORTANT: &str = "important";
 
 /// Reads the lines of one list file in one format; keeps the state RPZ zones need.
 pub struct LineParser {
@@ -170,9 +175,14 @@ impl LineParser {
                 && let Some(bad) = o
                     .split(',')
                     .map(str::trim)
-                    .find(|o| !HARMLESS_OPTIONS.contains(o))
+                    .find(|o| !(HARMLESS_OPTIONS.contains(o) || (allow && *o == IMPORTANT)))
             {
-                let why = format!("option ${bad} cannot be enforced by DNS");
+                let why = if bad == IMPORTANT {
+                    "option $important (a block that exceptions cannot override) is not supported"
+                        .to_string()
+                } else {
+                    format!("option ${bad} cannot be enforced by DNS")
+                };
                 return out(lineno, skipped(line, &why));
             }
             let Some(domain) = pattern
@@ -421,7 +431,7 @@ mod tests {
 
     #[test]
     fn adblock_subset_dns_can_enforce() {
-        let text = "[Adblock Plus 2.0]\n! comment\n||ads.example^\n@@||good.ads.example^\n||x.example^$important\n\
+        let text = "[Adblock Plus 2.0]\n! comment\n||ads.example^\n@@||good.ads.example^\n||x.example^$popup\n\
                     ||y.example^$third-party\n||z.example\nexample.org##.banner\n/regex/\n||a.example/path^\n\
                     plain.example\n||*.wild.example^\n||c.example^|\n";
         let (e, s, i) = parse(ListFormat::Adblock, text);
@@ -437,6 +447,34 @@ mod tests {
             ]
         );
         assert_eq!((s, i), (5, 0));
+    }
+
+    #[test]
+    fn important_blocks_are_skipped_but_important_exceptions_kept() {
+        // An important block outranks exceptions, which allow-beats-block cannot honour; an important
+        // exception is what every exception already is here.
+        let text = "||imp.example^$important\n@@||imp.example^\n||b.example^$popup,important\n\
+                    @@||ok.example^$important\n";
+        let mut p = LineParser::new(ListFormat::Adblock);
+        let mut got = Vec::new();
+        for (i, l) in text.lines().enumerate() {
+            p.line(i as u32 + 1, l, &mut |n, item| {
+                got.push(match item {
+                    Item::Entry(e) => (n, format!("{} allow={}", e.name, e.allow)),
+                    Item::Skipped(m) | Item::Invalid(m) => (n, m),
+                })
+            });
+        }
+        let why = "option $important (a block that exceptions cannot override) is not supported";
+        assert_eq!(
+            got,
+            vec![
+                (1, format!("\"||imp.example^$important\": {why}")),
+                (2, "imp.example allow=true".into()),
+                (3, format!("\"||b.example^$popup,important\": {why}")),
+                (4, "ok.example allow=true".into()),
+            ]
+        );
     }
 
     #[test]
