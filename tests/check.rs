@@ -263,3 +263,85 @@ fn feed_without_a_copy_yet_is_noted_not_failed() {
     assert!(out.contains("list \"intel\" (feed): no copy at"), "{out}");
     assert!(out.contains("ok: ") && out.contains("c2=1"), "{out}");
 }
+
+/// A zone as BIND dumps it: `$ORIGIN .`, the SOA owner naming the zone, then owners relative to each
+/// `$ORIGIN`.
+const BIND_DUMP: &str = "$ORIGIN .\n$TTL 300\nrpz.example IN SOA localhost. root.localhost. 1 3600 600 86400 60\n\
+                         \x20           NS localhost.\n$ORIGIN rpz.example.\nc2 CNAME .\n$ORIGIN c2.rpz.example.\n\
+                         * CNAME .\n$ORIGIN evil.rpz.example.\nwww CNAME .\n";
+
+#[test]
+fn rpz_owners_are_relative_to_the_current_origin_as_bind_dumps_them() {
+    let config = format!("{BASE}[[blocklists]]\nname = \"dump\"\npath = \"dump.rpz\"\n");
+    let files = [("dump.rpz", BIND_DUMP)];
+    let (code, out, err) = check(&config, &files, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("(rpz, block)") && out.contains("0 invalid"),
+        "{out}"
+    );
+    for (name, blocked) in [
+        ("c2", true),
+        ("x.c2", true),
+        ("www.evil", true),
+        ("www", false),
+        ("evil", false),
+    ] {
+        let (_, out, _) = check(&config, &files, &["--explain", name]);
+        let want = if blocked {
+            format!("{name}: BLOCKED")
+        } else {
+            format!("{name}: not blocked")
+        };
+        assert!(out.contains(&want), "{name}: {out}");
+    }
+    // The apex is the SOA owner, not the first `$ORIGIN`: an owner outside it is reported where it is.
+    let outside = format!("{BIND_DUMP}$ORIGIN other.example.\nx CNAME .\n");
+    let (code, out, err) = check(&config, &[("dump.rpz", &outside)], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(
+            "dump.rpz:12: invalid: \"x.other.example\" is outside the zone \"rpz.example\""
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn auto_format_looks_past_a_long_comment_header() {
+    // 501 comment lines (more than the 500-line sample), and a header over 64 KiB.
+    let short = format!("{}0.0.0.0 hh1.example\n", "# comment\n".repeat(501));
+    let long = format!(
+        "{}0.0.0.0 hh2.example\n",
+        format!("# {}\n", "c".repeat(98)).repeat(1000)
+    );
+    let (code, out, err) = check(
+        &format!(
+            "{BASE}[[blocklists]]\nname = \"short\"\npath = \"short.txt\"\n\
+             [[blocklists]]\nname = \"long\"\npath = \"long.txt\"\n"
+        ),
+        &[("short.txt", &short), ("long.txt", &long)],
+        &["--explain", "hh2.example"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("list \"short\" (hosts, block)"), "{out}");
+    assert!(out.contains("list \"long\" (hosts, block)"), "{out}");
+    assert!(out.contains("hh2.example: BLOCKED"), "{out}");
+}
+
+#[test]
+fn adblock_important_block_is_skipped_and_reported_not_overridden() {
+    // `$important` outranks exceptions in AdGuard syntax; c2sink cannot, so it says so instead of letting
+    // the exception win silently.
+    let list = "||imp.example^$important\n@@||imp.example^\n||plain.example^\n";
+    let config =
+        format!("{BASE}[[blocklists]]\nname = \"ads\"\npath = \"ads.txt\"\nformat = \"adblock\"\n");
+    let (code, out, err) = check(&config, &[("ads.txt", list)], &["--explain", "imp.example"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("ads.txt:1: skipped: \"||imp.example^$important\": option $important"),
+        "{out}"
+    );
+    assert!(out.contains("1 block rules, 1 allow rules"), "{out}");
+    assert!(!out.contains("overridden block"), "{out}");
+}

@@ -52,7 +52,12 @@ const LOCAL_NAMES: &[&str] = &[
 ];
 
 /// AdBlock `$` options that do not narrow a rule beyond what DNS sees.
-const HARMLESS_OPTIONS: &[&str] = &["important", "all", "document", "doc", "popup"];
+const HARMLESS_OPTIONS: &[&str] = &["all", "document", "doc", "popup"];
+
+/// `$important` makes a block rule outrank exceptions, which c2sink's precedence (every allow rule beats
+/// every block rule) cannot express: such block rules are skipped. On an exception it only outranks
+/// important block rules, so it changes nothing and is accepted.
+const IMPORTANT: &str = "important";
 
 /// Reads the lines of one list file in one format; keeps the state RPZ zones need.
 pub struct LineParser {
@@ -170,9 +175,14 @@ impl LineParser {
                 && let Some(bad) = o
                     .split(',')
                     .map(str::trim)
-                    .find(|o| !HARMLESS_OPTIONS.contains(o))
+                    .find(|o| !(HARMLESS_OPTIONS.contains(o) || (allow && *o == IMPORTANT)))
             {
-                let why = format!("option ${bad} cannot be enforced by DNS");
+                let why = if bad == IMPORTANT {
+                    "option $important (a block that exceptions cannot override) is not supported"
+                        .to_string()
+                } else {
+                    format!("option ${bad} cannot be enforced by DNS")
+                };
                 return out(lineno, skipped(line, &why));
             }
             let Some(domain) = pattern
@@ -275,20 +285,37 @@ fn looks_like_rr(upper: &[String]) -> bool {
     }
 }
 
-/// Guesses a list's format from its first lines (comments and blanks are not evidence).
-pub fn detect(sample: &str) -> ListFormat {
-    // Votes: rpz, adblock, hosts, domains.
-    let mut votes = [0u32; 4];
-    for line in sample.lines().take(500) {
+/// Rule lines (comments and blank lines not counted) that settle a guess of a list's format.
+pub const DETECT_LINES: u32 = 500;
+
+/// Guesses a list's format from its first rule lines, fed one at a time so that the reader decides how
+/// far to read: comments and blank lines do not count toward [`DETECT_LINES`], so a long header cannot use
+/// them up.
+#[derive(Debug, Default)]
+pub struct Detector {
+    /// Votes: rpz, adblock, hosts, domains.
+    votes: [u32; 4],
+    /// Rule lines seen.
+    lines: u32,
+}
+
+impl Detector {
+    /// Takes the next line of the file.
+    pub fn line(&mut self, line: &str) {
         let t = line.trim_start_matches('\u{feff}').trim();
         if t.is_empty() || t.starts_with('#') {
-            continue;
+            return;
+        }
+        // `;` (zone) and `!` (AdBlock) comments hint at a format but are not rules.
+        if !t.starts_with([';', '!']) {
+            self.lines = self.lines.saturating_add(1);
         }
         let upper: Vec<String> = t
             .split_whitespace()
             .take(6)
             .map(str::to_ascii_uppercase)
             .collect();
+        let votes = &mut self.votes;
         if t.starts_with("$ORIGIN") || t.starts_with("$TTL") {
             votes[0] += 10;
         } else if t.starts_with(';') {
@@ -305,19 +332,41 @@ pub fn detect(sample: &str) -> ListFormat {
             votes[3] += 1;
         }
     }
-    let formats = [
-        ListFormat::Rpz,
-        ListFormat::Adblock,
-        ListFormat::Hosts,
-        ListFormat::Domains,
-    ];
-    let mut best = 3;
-    for i in 0..4 {
-        if votes[i] > votes[best] {
-            best = i;
-        }
+
+    /// True once [`DETECT_LINES`] rule lines were seen: reading on would not be worth it.
+    pub fn settled(&self) -> bool {
+        self.lines >= DETECT_LINES
     }
-    formats[best]
+
+    /// The best guess from the lines seen so far (`domains` when nothing says otherwise).
+    pub fn format(&self) -> ListFormat {
+        let formats = [
+            ListFormat::Rpz,
+            ListFormat::Adblock,
+            ListFormat::Hosts,
+            ListFormat::Domains,
+        ];
+        let mut best = 3;
+        for i in 0..4 {
+            if self.votes[i] > self.votes[best] {
+                best = i;
+            }
+        }
+        formats[best]
+    }
+}
+
+/// Guesses a list's format from the first [`DETECT_LINES`] rule lines of `sample` (comments and blanks are
+/// not evidence).
+pub fn detect(sample: &str) -> ListFormat {
+    let mut d = Detector::default();
+    for line in sample.lines() {
+        if d.settled() {
+            break;
+        }
+        d.line(line);
+    }
+    d.format()
 }
 
 #[cfg(test)]
@@ -382,7 +431,7 @@ mod tests {
 
     #[test]
     fn adblock_subset_dns_can_enforce() {
-        let text = "[Adblock Plus 2.0]\n! comment\n||ads.example^\n@@||good.ads.example^\n||x.example^$important\n\
+        let text = "[Adblock Plus 2.0]\n! comment\n||ads.example^\n@@||good.ads.example^\n||x.example^$popup\n\
                     ||y.example^$third-party\n||z.example\nexample.org##.banner\n/regex/\n||a.example/path^\n\
                     plain.example\n||*.wild.example^\n||c.example^|\n";
         let (e, s, i) = parse(ListFormat::Adblock, text);
@@ -398,6 +447,34 @@ mod tests {
             ]
         );
         assert_eq!((s, i), (5, 0));
+    }
+
+    #[test]
+    fn important_blocks_are_skipped_but_important_exceptions_kept() {
+        // An important block outranks exceptions, which allow-beats-block cannot honour; an important
+        // exception is what every exception already is here.
+        let text = "||imp.example^$important\n@@||imp.example^\n||b.example^$popup,important\n\
+                    @@||ok.example^$important\n";
+        let mut p = LineParser::new(ListFormat::Adblock);
+        let mut got = Vec::new();
+        for (i, l) in text.lines().enumerate() {
+            p.line(i as u32 + 1, l, &mut |n, item| {
+                got.push(match item {
+                    Item::Entry(e) => (n, format!("{} allow={}", e.name, e.allow)),
+                    Item::Skipped(m) | Item::Invalid(m) => (n, m),
+                })
+            });
+        }
+        let why = "option $important (a block that exceptions cannot override) is not supported";
+        assert_eq!(
+            got,
+            vec![
+                (1, format!("\"||imp.example^$important\": {why}")),
+                (2, "imp.example allow=true".into()),
+                (3, format!("\"||b.example^$popup,important\": {why}")),
+                (4, "ok.example allow=true".into()),
+            ]
+        );
     }
 
     #[test]
@@ -428,5 +505,20 @@ mod tests {
             ListFormat::Rpz
         );
         assert_eq!(detect(""), ListFormat::Domains);
+    }
+
+    #[test]
+    fn a_long_comment_header_does_not_use_up_the_sample() {
+        let header = "# comment\n\n".repeat(DETECT_LINES as usize + 1);
+        assert_eq!(
+            detect(&format!("{header}0.0.0.0 hh1.example\n")),
+            ListFormat::Hosts
+        );
+        // Rule lines do count: a guess is settled after DETECT_LINES of them.
+        let names = "a.example\n".repeat(DETECT_LINES as usize);
+        assert_eq!(
+            detect(&format!("{names}0.0.0.0 a.example\n0.0.0.0 b.example\n")),
+            ListFormat::Domains
+        );
     }
 }

@@ -510,25 +510,45 @@ pub fn scan(cfg: &ListConfig, path: &Path) -> Result<Scan, ListError> {
     })
 }
 
-/// Reads the head of a file: its detected format and a guess of how many entries it holds.
+/// Bytes at the head of a file whose line lengths size the estimate of its entries.
+const HEAD_BYTES: u64 = 64 * 1024;
+
+/// Most bytes read to guess a format: past a long comment header, but not through a file of nothing else.
+const DETECT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads the head of a file: its detected format (from its first rule lines, however long the comments before
+/// them) and a guess of how many entries it holds.
 fn sample(path: &Path, size: u64) -> std::io::Result<(ListFormat, usize)> {
-    let mut head = Vec::with_capacity(64 * 1024);
-    std::fs::File::open(path)?
-        .take(64 * 1024)
-        .read_to_end(&mut head)?;
-    let text = String::from_utf8_lossy(&head);
-    let lines = head.iter().filter(|&&b| b == b'\n').count().max(1) as u64;
-    let estimate = if head.is_empty() {
-        0
-    } else {
-        size.saturating_mul(lines) / head.len() as u64 + 16
-    };
+    let file = std::fs::File::open(path)?.take(DETECT_BYTES);
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let mut detector = formats::Detector::default();
+    let mut buf = Vec::with_capacity(256);
+    let (mut read, mut head_bytes, mut head_lines) = (0u64, 0u64, 0u64);
+    while read < HEAD_BYTES || !detector.settled() {
+        buf.clear();
+        let n = parse::read_line_capped(&mut reader, &mut buf)? as u64;
+        if n == 0 {
+            break;
+        }
+        if read < HEAD_BYTES {
+            head_bytes += n;
+            head_lines += 1;
+        }
+        read += n;
+        if !detector.settled() {
+            detector.line(&String::from_utf8_lossy(&buf));
+        }
+    }
+    let estimate = size
+        .saturating_mul(head_lines)
+        .checked_div(head_bytes)
+        .map_or(0, |n| n + 16);
     // Pre-sizing spares the table's growth steps; past PRESIZE_CAP it grows as entries come, so that a huge
     // file of comments cannot reserve (and, with random inserts, touch) memory for entries it does not have.
     let estimate = usize::try_from(estimate)
         .unwrap_or(PRESIZE_CAP)
         .min(PRESIZE_CAP);
-    Ok((detect(&text), estimate))
+    Ok((detector.format(), estimate))
 }
 
 impl Lists {
@@ -851,6 +871,26 @@ mod tests {
             e.to_string().contains(&format!("{}:2: ", ip.display())),
             "{e}"
         );
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn format_is_guessed_past_a_comment_header_longer_than_the_head() {
+        let d = tmp("header");
+        let mut body = format!("# {}\n", "c".repeat(98)).repeat(1000).into_bytes();
+        assert!(body.len() as u64 > HEAD_BYTES);
+        body.extend(b"0.0.0.0 hh1.example\n0.0.0.0 hh2.example hh3.example\n");
+        let p = write(&d, "hosts.txt", &body);
+        let l = List::load(&cfg("h", ListFormat::Auto, ListKind::Block), &p).unwrap();
+        assert_eq!(l.format, ListFormat::Hosts);
+        assert_eq!((l.len(), l.counts.invalid), (3, 0));
+        // A file of nothing but comments is not read whole to guess.
+        let big = format!("# {}\n", "c".repeat(1000)).repeat(5000);
+        assert!(big.len() as u64 > DETECT_BYTES);
+        let p = write(&d, "comments.txt", big.as_bytes());
+        let meta_len = std::fs::metadata(&p).unwrap().len();
+        let (format, _) = sample(&p, meta_len).unwrap();
+        assert_eq!(format, ListFormat::Domains);
         std::fs::remove_dir_all(&d).ok();
     }
 

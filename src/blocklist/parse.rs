@@ -120,7 +120,7 @@ pub fn for_each_line(
 }
 
 /// Reads one line but keeps at most MAX_LINE + 1 bytes of it, so a file with no newlines cannot exhaust memory.
-fn read_line_capped(r: &mut impl BufRead, out: &mut Vec<u8>) -> std::io::Result<usize> {
+pub(super) fn read_line_capped(r: &mut impl BufRead, out: &mut Vec<u8>) -> std::io::Result<usize> {
     let mut total = 0;
     loop {
         let available = r.fill_buf()?;

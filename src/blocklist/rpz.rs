@@ -10,10 +10,12 @@
 //! | `name A 192.0.2.1` / `AAAA`    | answer with these addresses (local data)      |
 //! | `*.name ...`                   | the same for names strictly below `name`      |
 //!
-//! Owners are relative to the zone (`$ORIGIN`, or the SOA owner); absolute owners have the zone name stripped.
-//! SOA and NS records at the apex and `$TTL` are read and ignored. Other triggers (`rpz-ip`, `rpz-nsdname`,
-//! `rpz-nsip`, `rpz-client-ip`), CNAME rewrites to other names, `rpz-tcp-only` and other local-data types are
-//! counted as skipped.
+//! Owners are completed with the current `$ORIGIN` as in BIND (`@` is that origin, `$ORIGIN .` the root;
+//! BIND's zone dumps change `$ORIGIN` often), then have the zone name stripped. The zone is named by the SOA
+//! owner, or by the first `$ORIGIN` when the first record is not an SOA; an owner outside it is invalid. With
+//! neither, a relative owner is taken as written. SOA and NS records at the apex and `$TTL` are read and
+//! ignored. Other triggers (`rpz-ip`, `rpz-nsdname`, `rpz-nsip`, `rpz-client-ip`), CNAME rewrites to other
+//! names, `rpz-tcp-only` and other local-data types are counted as skipped.
 
 use super::formats::{Entry, Item};
 use super::matcher::{Rule, RuleAction, scope};
@@ -34,6 +36,14 @@ enum Owner {
 /// Parser state across the lines of one zone file.
 #[derive(Default)]
 pub struct Zone {
+    /// The zone's name (lower case, no trailing dot, "" for the root), stripped from every owner; settled by
+    /// the first record (its owner if it is the SOA, else `first_origin`).
+    zone: Option<String>,
+    /// True once the first record has settled `zone`.
+    zone_settled: bool,
+    /// The first `$ORIGIN`: the zone's name when the zone file starts without an SOA.
+    first_origin: Option<String>,
+    /// The current `$ORIGIN`, which relative owners and `@` stand for ("" for the root).
     origin: Option<String>,
     last_owner: Option<Owner>,
     /// A record spanning lines in parentheses: its first line and text so far.
@@ -102,8 +112,19 @@ impl Zone {
             return match (first.to_ascii_uppercase().as_str(), arg) {
                 ("$TTL", _) => {}
                 ("$ORIGIN", Some(o)) => match self.absolute(o) {
-                    Ok(origin) => self.origin = Some(origin),
-                    Err(e) => out(lineno, invalid(e)),
+                    Some(origin) => {
+                        if self.first_origin.is_none() {
+                            self.first_origin = Some(origin.clone());
+                        }
+                        self.origin = Some(origin);
+                    }
+                    None => out(
+                        lineno,
+                        invalid(format!(
+                            "\"{}\" is relative but no $ORIGIN is known",
+                            short(o)
+                        )),
+                    ),
                 },
                 ("$INCLUDE", _) => out(lineno, invalid("$INCLUDE is not supported".into())),
                 _ => out(
@@ -235,46 +256,46 @@ impl Zone {
         );
     }
 
-    /// A name made absolute against `$ORIGIN` (lower case, no trailing dot).
-    fn absolute(&self, name: &str) -> Result<String, String> {
+    /// A name made absolute against the current `$ORIGIN` (or the zone's name before any): lower case, no
+    /// trailing dot, "" for the root; `None` for a relative name when neither is known.
+    fn absolute(&self, name: &str) -> Option<String> {
         let lower = name.to_ascii_lowercase();
         if let Some(abs) = lower.strip_suffix('.') {
-            return Ok(abs.to_string());
+            return Some(abs.to_string());
         }
-        match &self.origin {
-            Some(o) if lower == "@" => Ok(o.clone()),
-            Some(o) => Ok(format!("{lower}.{o}")),
-            None => Err(format!(
-                "\"{}\" is relative but no $ORIGIN is known",
-                short(name)
-            )),
-        }
+        let origin = self.origin.as_ref().or(self.zone.as_ref())?;
+        Some(match (lower.as_str(), origin.as_str()) {
+            ("@", _) => origin.clone(),
+            (_, "") => lower,
+            _ => format!("{lower}.{origin}"),
+        })
     }
 
     /// Where an owner name falls: the apex, or a trigger relative to the zone.
     fn owner(&mut self, name: &str, rtype: &str) -> Result<Owner, String> {
-        if name == "@" {
-            return Ok(Owner::Apex);
+        let abs = self.absolute(name);
+        if !self.zone_settled {
+            self.zone_settled = true;
+            self.zone = match &abs {
+                Some(a) if rtype == "SOA" => Some(a.clone()),
+                _ => self.first_origin.clone(),
+            };
         }
-        let lower = name.to_ascii_lowercase();
-        let Some(abs) = lower.strip_suffix('.') else {
-            // Relative to the zone: the trigger is the name as written.
-            return Ok(Owner::Name(lower));
+        let Some(abs) = abs else {
+            // No origin and no zone name known: the owner is relative to the zone as written.
+            return Ok(match name {
+                "@" => Owner::Apex,
+                _ => Owner::Name(name.to_ascii_lowercase()),
+            });
         };
-        match &self.origin {
-            None if rtype == "SOA" => {
-                self.origin = Some(abs.to_string());
-                Ok(Owner::Apex)
-            }
+        match self.zone.as_deref() {
             // No zone name known: nothing to strip.
-            None => Ok(Owner::Name(abs.to_string())),
-            Some(o) if abs == o => Ok(Owner::Apex),
-            Some(o) => match abs
-                .strip_suffix(o.as_str())
-                .and_then(|r| r.strip_suffix('.'))
-            {
+            None => Ok(Owner::Name(abs)),
+            Some(z) if abs == z => Ok(Owner::Apex),
+            Some("") => Ok(Owner::Name(abs)),
+            Some(z) => match abs.strip_suffix(z).and_then(|r| r.strip_suffix('.')) {
                 Some(rel) if !rel.is_empty() => Ok(Owner::Name(rel.to_string())),
-                _ => Err(format!("\"{}\" is outside the zone \"{o}\"", short(name))),
+                _ => Err(format!("\"{}\" is outside the zone \"{z}\"", short(&abs))),
             },
         }
     }
@@ -461,5 +482,60 @@ mod tests {
         assert!(invalid.is_empty(), "{invalid:?}");
         let names: Vec<&str> = got.iter().map(|g| g.1.as_str()).collect();
         assert_eq!(names, vec!["x.test", "y.test"]);
+    }
+
+    #[test]
+    fn owners_follow_the_current_origin_as_in_bind_dumps() {
+        let zone = "$ORIGIN .\n$TTL 300\n\
+            rpz.example IN SOA localhost. root.localhost. 1 3600 600 86400 60\n\
+            \t\tNS localhost.\n\
+            $ORIGIN rpz.example.\n\
+            c2 CNAME .\n\
+            $ORIGIN c2.rpz.example.\n\
+            * CNAME .\n\
+            @ A 192.0.2.1\n\
+            $ORIGIN evil\n\
+            www CNAME .\n\
+            abs.test.rpz.example. CNAME .\n\
+            $ORIGIN other.example.\n\
+            x CNAME .\n\
+            @ CNAME .\n\
+            $ORIGIN rpz.example.\n\
+            @ NS localhost.\n";
+        let (got, skipped, invalid) = parse(zone);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let found: Vec<(u32, &str, u8)> =
+            got.iter().map(|g| (g.0, g.1.as_str(), g.2.scope)).collect();
+        assert_eq!(
+            found,
+            vec![
+                (6, "c2", scope::EXACT),
+                (8, "c2", scope::BELOW),
+                (9, "c2", scope::EXACT),
+                (11, "www.evil.c2", scope::EXACT),
+                (12, "abs.test", scope::EXACT),
+            ]
+        );
+        assert_eq!(
+            invalid,
+            vec![
+                (
+                    14,
+                    "\"x.other.example\" is outside the zone \"rpz.example\"".to_string()
+                ),
+                (
+                    15,
+                    "\"other.example\" is outside the zone \"rpz.example\"".to_string()
+                ),
+            ]
+        );
+        // Without an SOA first, the first $ORIGIN names the zone; `@` is the current origin.
+        let (got, _, invalid) = parse(
+            "$ORIGIN rpz.example.\nfoo CNAME .\n$ORIGIN sub.rpz.example.\n@ CNAME .\nx.example. CNAME .\n",
+        );
+        let names: Vec<&str> = got.iter().map(|g| g.1.as_str()).collect();
+        assert_eq!(names, vec!["foo", "sub"]);
+        assert_eq!(invalid.len(), 1, "{invalid:?}");
+        assert_eq!(invalid[0].0, 5);
     }
 }
