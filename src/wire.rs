@@ -399,6 +399,8 @@ pub struct AnswerShape {
     pub negative_ttl: Option<u32>,
     /// Number of answer records.
     pub answers: u16,
+    /// Which of `ttl_offsets` are the authority section's: a negative answer shows them as its negative TTL.
+    pub authority_ttls: std::ops::Range<usize>,
     /// Names and addresses inside the answer that lists must also be checked against; `None` for the common
     /// answer with nothing to inspect (no allocation).
     pub inspect: Option<std::sync::Arc<Inspect>>,
@@ -515,6 +517,7 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
             return Err(WireError::Truncated);
         }
     }
+    let mut authority_ttls = 0..0;
     let mut ttl_offsets = Vec::new();
     let mut min_ttl: Option<u32> = None;
     let mut negative_ttl = None;
@@ -529,6 +532,9 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
         (header.arcount, 2),
     ];
     for (count, section) in sections {
+        if section == 1 {
+            authority_ttls.start = ttl_offsets.len();
+        }
         for _ in 0..count {
             let rr = skip_record(msg, pos)?;
             if rr.rtype == TYPE_OPT {
@@ -560,6 +566,9 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
             }
             pos = rr.next;
         }
+        if section == 1 {
+            authority_ttls.end = ttl_offsets.len();
+        }
     }
     if let Some(i) = inspect.as_mut()
         && !cnames.is_empty()
@@ -573,6 +582,7 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
         min_ttl,
         negative_ttl,
         answers: header.ancount,
+        authority_ttls,
         inspect: inspect.map(std::sync::Arc::new),
         opt,
         len: pos,
