@@ -29,9 +29,12 @@ fn shown_ttl(orig: u32, (floor, ceiling): (u32, u32)) -> u32 {
 }
 
 /// Whether an answer is negative, which `min_ttl` does not raise and its SOA times: anything but NOERROR,
-/// and NOERROR without records.
+/// NOERROR without records, and NODATA behind a CNAME (RFC 2308 section 2.2: no record of the asked type,
+/// an SOA in authority). A CNAME chain with neither (an upstream that did not follow it) stays positive.
 fn negative(shape: &AnswerShape) -> bool {
-    shape.header.rcode() != RCODE_NOERROR || shape.answers == 0
+    shape.header.rcode() != RCODE_NOERROR
+        || shape.answers == 0
+        || (!shape.has_asked_type && shape.negative_ttl.is_some())
 }
 
 struct Entry {
@@ -614,6 +617,60 @@ mod tests {
         let shape = crate::wire::answer_shape(a).expect("shape");
         assert!(c.put(&parse_query(&q).expect("query"), a, &shape), "cached");
         (q, shape)
+    }
+
+    /// A CNAME then SOA and no record of the asked type is NODATA (RFC 2308 section 2.2), not a positive
+    /// answer: kept and shown by its SOA within `negative_max_ttl`, never raised by `min_ttl`.
+    #[test]
+    fn nodata_behind_a_cname_is_a_negative_answer() {
+        let c = Cache::new(&CacheConfig {
+            min_ttl: 60,
+            max_ttl: 100,
+            negative_max_ttl: 30,
+            ..CacheConfig::default()
+        })
+        .expect("cache");
+        let mut a = negative_answer(0, Some(3600), 3600, 5);
+        let shape = crate::wire::answer_shape(&a).expect("shape");
+        assert!(!shape.has_asked_type && shape.answers == 1);
+        let (q, shape) = put_answer(&c, &a);
+        c.show_fresh(&mut a, &shape);
+        assert_eq!(ttls(&a, &shape), [30, 5], "CNAME, SOA: the first client");
+        let query = parse_query(&q).expect("query");
+        let at = |secs| Instant::now() + Duration::from_secs(secs);
+        let hit = c.lookup(&query, &q, false, || at(2)).expect("fresh");
+        let [cname, soa] = ttls(&hit.wire, &shape)[..] else {
+            panic!("two TTLs");
+        };
+        assert!(
+            (27..=28).contains(&cname) && (2..=3).contains(&soa),
+            "{cname} {soa}"
+        );
+        assert!(
+            c.lookup(&query, &q, false, || at(5)).is_none(),
+            "kept for the SOA's MINIMUM"
+        );
+        // The CNAME's own TTL, when lower, bounds how long the NODATA is kept.
+        let d = Cache::new(&CacheConfig::default()).expect("cache");
+        let (q, _) = put_answer(&d, &negative_answer(0, Some(2), 300, 300));
+        let query = parse_query(&q).expect("query");
+        assert!(d.lookup(&query, &q, false, || at(1)).is_some());
+        assert!(d.lookup(&query, &q, false, || at(2)).is_none());
+        // With the asked type it is a positive answer; so is a CNAME alone (no SOA: an upstream that did not
+        // follow it), whose record is data: both get `min_ttl`.
+        let positive = answer(&crate::wire::test_message(1, 0x0100, "a.example", 1));
+        assert!(
+            crate::wire::answer_shape(&positive)
+                .expect("shape")
+                .has_asked_type
+        );
+        let mut alone = negative_answer(0, Some(3600), 3600, 5);
+        alone[8..10].copy_from_slice(&0u16.to_be_bytes());
+        let soa_at = alone.len() - 34;
+        alone.truncate(soa_at);
+        let shape = crate::wire::answer_shape(&alone).expect("shape");
+        c.show_fresh(&mut alone, &shape);
+        assert_eq!(ttls(&alone, &shape), [100]);
     }
 
     /// The SOA of a negative answer is shown with the negative TTL, min(TTL, MINIMUM), which is what c2sink

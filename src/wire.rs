@@ -399,6 +399,9 @@ pub struct AnswerShape {
     pub negative_ttl: Option<u32>,
     /// Number of answer records.
     pub answers: u16,
+    /// Whether the answer section holds a record of the asked type (any record, for ANY): a NOERROR answer
+    /// without one is NODATA (RFC 2308 section 2.2), a CNAME before it or not.
+    pub has_asked_type: bool,
     /// Which of `ttl_offsets` are the authority section's: a negative answer shows them as its negative TTL.
     pub authority_ttls: std::ops::Range<usize>,
     /// Names and addresses inside the answer that lists must also be checked against; `None` for the common
@@ -511,12 +514,15 @@ pub fn read_name(msg: &[u8], mut pos: usize) -> Result<String, WireError> {
 pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
     let header = Header::read(msg)?;
     let mut pos = HEADER_LEN;
+    let mut qtype = None;
     for _ in 0..header.qdcount {
         pos = skip_name(msg, pos)? + 4;
         if pos > msg.len() {
             return Err(WireError::Truncated);
         }
+        qtype.get_or_insert(u16::from_be_bytes([msg[pos - 4], msg[pos - 3]]));
     }
+    let mut has_asked_type = false;
     let mut authority_ttls = 0..0;
     let mut ttl_offsets = Vec::new();
     let mut min_ttl: Option<u32> = None;
@@ -552,6 +558,7 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
                     min_ttl = Some(min_ttl.map_or(ttl, |m| m.min(ttl)));
                 }
                 if section == 0 {
+                    has_asked_type |= qtype == Some(rr.rtype) || qtype == Some(TYPE_ANY);
                     if rr.rtype == TYPE_CNAME {
                         cnames.push((rr.start, inspect.as_ref().map_or(0, |i| i.targets.len())));
                     }
@@ -582,6 +589,7 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
         min_ttl,
         negative_ttl,
         answers: header.ancount,
+        has_asked_type,
         authority_ttls,
         inspect: inspect.map(std::sync::Arc::new),
         opt,

@@ -20,6 +20,31 @@ fn ttls(m: &Message) -> (Ttls, Ttls) {
 }
 
 #[test]
+fn nodata_behind_a_cname_is_kept_and_shown_as_a_negative_answer() {
+    let up = Upstream::start();
+    let cache = "[cache]\nmin_ttl = 60\nmax_ttl = 100\nnegative_max_ttl = 30\n";
+    let srv = C2sink::start(&config(&[up.addr], cache), &[]);
+    let name = "x.nodata-cname.test";
+    // Upstream: CNAME (TTL 3600), SOA (TTL 3600, MINIMUM 5), no A. NODATA: `min_ttl` does not raise it.
+    let first = ask_simple(srv.addr(), Proto::Udp, name, RecordType::A);
+    assert_eq!(first.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        ttls(&first),
+        (vec![(RecordType::CNAME, 30)], vec![(RecordType::SOA, 5)]),
+        "CNAME within negative_max_ttl, SOA by min(TTL, MINIMUM)"
+    );
+    let cached = ask_simple(srv.addr(), Proto::Udp, name, RecordType::A);
+    assert_eq!(up.count(name), 1, "from the cache");
+    let (answer, authority) = ttls(&cached);
+    assert!(answer[0].1 <= 30 && authority[0].1 <= 5, "{cached:?}");
+    // Kept for the SOA's MINIMUM (5 s), not `min_ttl` (60 s).
+    std::thread::sleep(Duration::from_secs(6));
+    let again = ask_simple(srv.addr(), Proto::Udp, name, RecordType::A);
+    assert_eq!(up.count(name), 2, "asked upstream again once expired");
+    assert_eq!(ttls(&again), ttls(&first));
+}
+
+#[test]
 fn a_negative_answers_soa_is_shown_with_its_negative_ttl() {
     let up = Upstream::start();
     let srv = C2sink::start(&config(&[up.addr], ""), &[]);

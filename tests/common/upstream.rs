@@ -38,6 +38,8 @@ pub enum Zone {
     /// - `*.refused.test` REFUSED, `*.servfail.test` SERVFAIL, `*.nxdomain.test` NXDOMAIN + SOA,
     ///   `*.nodata.test` NODATA + SOA, `*.silent.test` never answered, `*.slow.test` answered after 1.5 s
     ///   (every SOA here has TTL 300 and MINIMUM 120 unless said otherwise),
+    /// - `*.nodata-cname.test` NODATA behind a CNAME: CNAME `end.nodata.test` (TTL 3600) and the SOA of
+    ///   `nodata.test` (TTL 3600, MINIMUM 5), no record of the asked type,
     /// - `*.nx-cname.test` NXDOMAIN behind a short CNAME: CNAME `gone.nxdomain.test` (TTL 2) and the SOA of
     ///   `nxdomain.test` (TTL 300, MINIMUM 120),
     /// - `*.opt-first.test` an OPT with an NSID option before another additional record ([`opt_first`]),
@@ -464,11 +466,20 @@ fn test_zone(msg: &Message, tcp: bool) -> Option<Vec<u8>> {
         r.add_authority(soa("nxdomain.test."));
     } else if ends(".nodata.test.") {
         r.add_authority(soa("nodata.test."));
-    } else if ends(".nx-cname.test.") {
-        r.metadata.response_code = ResponseCode::NXDomain;
-        let target = Name::from_str("gone.nxdomain.test.").expect("name");
-        r.add_answer(Record::from_rdata(name, 2, RData::CNAME(CNAME(target))));
-        r.add_authority(soa("nxdomain.test."));
+    } else if ends(".nodata-cname.test.") || ends(".nx-cname.test.") {
+        let (target, cname_ttl, authority) = if ends(".nodata-cname.test.") {
+            ("end.nodata.test.", 3600, soa_timed("nodata.test.", 3600, 5))
+        } else {
+            r.metadata.response_code = ResponseCode::NXDomain;
+            ("gone.nxdomain.test.", 2, soa("nxdomain.test."))
+        };
+        let target = Name::from_str(target).expect("name");
+        r.add_answer(Record::from_rdata(
+            name,
+            cname_ttl,
+            RData::CNAME(CNAME(target)),
+        ));
+        r.add_authority(authority);
     } else if ends(".cname-c2.test.") || ends(".cname-ok.test.") {
         let n = |s: &str| Name::from_str(s).expect("name");
         let (chain, last): (Vec<&str>, &str) = if ends(".cname-c2.test.") {
