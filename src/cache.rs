@@ -22,20 +22,28 @@ pub const STALE_TTL: u32 = 30;
 const RCODE_NOERROR: u8 = 0;
 use crate::wire::RCODE_NXDOMAIN;
 
-/// The TTL a record is shown with, before the time it has spent in the cache is taken off: `orig` within
-/// `(floor, ceiling)` (a floor above the ceiling wins).
+/// The TTL a record of a positive answer is shown with, before the time it has spent in the cache is taken
+/// off: `orig` within `(floor, ceiling)` (a floor above the ceiling wins).
 fn shown_ttl(orig: u32, (floor, ceiling): (u32, u32)) -> u32 {
     orig.clamp(floor, ceiling.max(floor))
 }
 
+/// Whether an answer is negative, which `min_ttl` does not raise and its SOA times: anything but NOERROR,
+/// NOERROR without records, and NODATA behind a CNAME (RFC 2308 section 2.2: no record of the asked type,
+/// an SOA in authority). A CNAME chain with neither (an upstream that did not follow it) stays positive.
+fn negative(shape: &AnswerShape) -> bool {
+    shape.header.rcode() != RCODE_NOERROR
+        || shape.answers == 0
+        || (!shape.has_asked_type && shape.negative_ttl.is_some())
+}
+
 struct Entry {
+    /// The answer with each TTL as [`Cache::show_fresh`] shows it at once: a hit only counts them down.
     wire: Box<[u8]>,
     ttl_offsets: Box<[u32]>,
     stored: Instant,
-    /// Seconds the entry lives, after floor and ceiling.
+    /// Seconds the entry lives, after floor and ceiling: no longer than any record in it is shown with.
     ttl: u32,
-    /// Lowest and highest TTL a record of it is shown with ([`Cache::bounds`]).
-    bounds: (u32, u32),
     /// What the answer points at, re-checked against the lists on a hit under a new policy.
     inspect: Option<Arc<Inspect>>,
     /// The policy generation under which what this answer points at (targets, addresses) was last found not
@@ -254,8 +262,8 @@ impl Cache {
         let mut out = entry.wire.to_vec();
         let inspect = entry.inspect.clone();
         let cleared = entry.cleared.load(Ordering::Relaxed);
-        wire::set_ttls(&mut out, &entry.ttl_offsets, |orig| match age {
-            Age::Fresh(elapsed) => shown_ttl(orig, entry.bounds).saturating_sub(elapsed),
+        wire::set_ttls(&mut out, &entry.ttl_offsets, |shown| match age {
+            Age::Fresh(elapsed) => shown.saturating_sub(elapsed),
             Age::Stale => STALE_TTL,
         });
         wire::answer_as_asked(&mut out, query, raw);
@@ -269,21 +277,23 @@ impl Cache {
 
     /// Gives a fresh upstream answer the TTLs a cache hit on it would show at once, so that its first client
     /// too sees `min_ttl`..`max_ttl` (at most `negative_max_ttl` for a negative answer) and RFC 2181's
-    /// reading.
+    /// reading. A negative answer's authority records (its SOA, the SOA's signature, NSEC proofs) show its
+    /// negative TTL at most, min(SOA TTL, MINIMUM) (RFC 2308 section 5, RFC 9077): what c2sink keeps it for.
     pub fn show_fresh(&self, answer: &mut [u8], shape: &AnswerShape) {
-        let bounds = self.bounds(shape);
-        wire::set_ttls(answer, &shape.ttl_offsets, |t| shown_ttl(t, bounds));
-    }
-
-    /// `min_ttl`..`max_ttl` for a positive answer; 0..`negative_max_ttl` for NXDOMAIN (a CNAME to a name
-    /// that does not exist too) and NODATA, which `min_ttl` does not raise: as [`ttl_for`](Self::ttl_for)
-    /// keeps them, so no client is told to keep a negative answer longer than c2sink does.
-    fn bounds(&self, shape: &AnswerShape) -> (u32, u32) {
-        if shape.header.rcode() == RCODE_NOERROR && shape.answers > 0 {
-            (self.min_ttl, self.max_ttl)
-        } else {
-            (0, self.negative_max_ttl)
+        let offsets = &shape.ttl_offsets;
+        if !negative(shape) {
+            let bounds = (self.min_ttl, self.max_ttl);
+            wire::set_ttls(answer, offsets, |t| shown_ttl(t, bounds));
+            return;
         }
+        // `min_ttl` does not raise a negative answer: no client is told to keep one longer than c2sink does.
+        let cap = self.negative_max_ttl;
+        let neg = shape.negative_ttl.map_or(cap, |t| t.min(cap));
+        let start = shape.authority_ttls.start.min(offsets.len());
+        let end = shape.authority_ttls.end.clamp(start, offsets.len());
+        wire::set_ttls(answer, &offsets[..start], |t| t.min(cap));
+        wire::set_ttls(answer, &offsets[start..end], |t| t.min(neg));
+        wire::set_ttls(answer, &offsets[end..], |t| t.min(cap));
     }
 
     /// Stores an upstream answer if it is cacheable; returns whether it was stored.
@@ -294,12 +304,14 @@ impl Cache {
         if ttl == 0 {
             return false;
         }
+        let mut wire: Box<[u8]> = answer.into();
+        // Once here, not on every hit (a no-op when the caller showed it fresh already).
+        self.show_fresh(&mut wire, shape);
         let entry = Entry {
-            wire: answer.into(),
+            wire,
             ttl_offsets: shape.ttl_offsets.clone().into_boxed_slice(),
             stored: Instant::now(),
             ttl,
-            bounds: self.bounds(shape),
             inspect: shape.inspect.clone(),
             cleared: AtomicU64::new(0),
             refresh_failed: AtomicU64::new(0),
@@ -310,19 +322,25 @@ impl Cache {
         true
     }
 
-    /// How long an answer may be kept: positive answers by their smallest TTL, negative ones by their SOA.
+    /// How long an answer may be kept: positive answers by their smallest TTL; negative ones by their SOA
+    /// (min(TTL, MINIMUM), RFC 2308 section 5) and no longer than any other record in them (a CNAME before
+    /// the NXDOMAIN or NODATA), as Unbound keeps them, so that no record is served past its TTL.
     fn ttl_for(&self, shape: &AnswerShape) -> Option<u32> {
         // Only an answer that echoes one question can be replayed with a client's question patched in.
         if shape.header.truncated() || shape.header.qdcount != 1 {
             return None;
         }
-        match shape.header.rcode() {
-            RCODE_NOERROR if shape.answers > 0 => shape
+        if !negative(shape) {
+            return shape
                 .min_ttl
-                .map(|t| t.clamp(self.min_ttl, self.max_ttl.max(self.min_ttl))),
-            RCODE_NOERROR | RCODE_NXDOMAIN => {
-                shape.negative_ttl.map(|t| t.min(self.negative_max_ttl))
-            }
+                .map(|t| t.clamp(self.min_ttl, self.max_ttl.max(self.min_ttl)));
+        }
+        match shape.header.rcode() {
+            // The SOA's own TTL is never below the negative TTL, so `min_ttl` (the smallest TTL of the
+            // answer and authority records) only counts where another record's is lower.
+            RCODE_NOERROR | RCODE_NXDOMAIN => shape
+                .negative_ttl
+                .map(|t| t.min(shape.min_ttl.unwrap_or(t)).min(self.negative_max_ttl)),
             _ => None,
         }
     }
@@ -565,6 +583,120 @@ mod tests {
         assert_eq!(
             u32::from_be_bytes([pos[at], pos[at + 1], pos[at + 2], pos[at + 3]]),
             10
+        );
+    }
+
+    /// An answer to `a.example` A with `rcode`: a CNAME to `gone.example` with `cname_ttl` (if any), and
+    /// in authority the SOA of `example` with TTL `soa_ttl` and MINIMUM `minimum`.
+    fn negative_answer(rcode: u8, cname_ttl: Option<u32>, soa_ttl: u32, minimum: u32) -> Vec<u8> {
+        let mut a = crate::wire::test_message(1, 0x8180 | u16::from(rcode), "a.example", 1);
+        if let Some(ttl) = cname_ttl {
+            a[6..8].copy_from_slice(&1u16.to_be_bytes());
+            a.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1]);
+            a.extend_from_slice(&ttl.to_be_bytes());
+            a.extend_from_slice(&[0, 7, 4, b'g', b'o', b'n', b'e', 0xc0, 14]);
+        }
+        a[8..10].copy_from_slice(&1u16.to_be_bytes());
+        a.extend_from_slice(&[0xc0, 14, 0, 6, 0, 1]);
+        a.extend_from_slice(&soa_ttl.to_be_bytes());
+        a.extend_from_slice(&[0, 22, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1]);
+        a.extend_from_slice(&minimum.to_be_bytes());
+        a
+    }
+
+    /// Every TTL of `m` at `shape`'s offsets, in order.
+    fn ttls(m: &[u8], shape: &AnswerShape) -> Vec<u32> {
+        let ttl = |i: usize| u32::from_be_bytes([m[i], m[i + 1], m[i + 2], m[i + 3]]);
+        shape.ttl_offsets.iter().map(|&o| ttl(o as usize)).collect()
+    }
+
+    /// Stores `a` (an answer to `a.example` A) in `c`; returns the query, its raw bytes and the answer's
+    /// shape.
+    fn put_answer(c: &Cache, a: &[u8]) -> (Vec<u8>, AnswerShape) {
+        let q = crate::wire::test_message(1, 0x0100, "a.example", 1);
+        let shape = crate::wire::answer_shape(a).expect("shape");
+        assert!(c.put(&parse_query(&q).expect("query"), a, &shape), "cached");
+        (q, shape)
+    }
+
+    /// A CNAME then SOA and no record of the asked type is NODATA (RFC 2308 section 2.2), not a positive
+    /// answer: kept and shown by its SOA within `negative_max_ttl`, never raised by `min_ttl`.
+    #[test]
+    fn nodata_behind_a_cname_is_a_negative_answer() {
+        let c = Cache::new(&CacheConfig {
+            min_ttl: 60,
+            max_ttl: 100,
+            negative_max_ttl: 30,
+            ..CacheConfig::default()
+        })
+        .expect("cache");
+        let mut a = negative_answer(0, Some(3600), 3600, 5);
+        let shape = crate::wire::answer_shape(&a).expect("shape");
+        assert!(!shape.has_asked_type && shape.answers == 1);
+        let (q, shape) = put_answer(&c, &a);
+        c.show_fresh(&mut a, &shape);
+        assert_eq!(ttls(&a, &shape), [30, 5], "CNAME, SOA: the first client");
+        let query = parse_query(&q).expect("query");
+        let at = |secs| Instant::now() + Duration::from_secs(secs);
+        let hit = c.lookup(&query, &q, false, || at(2)).expect("fresh");
+        let [cname, soa] = ttls(&hit.wire, &shape)[..] else {
+            panic!("two TTLs");
+        };
+        assert!(
+            (27..=28).contains(&cname) && (2..=3).contains(&soa),
+            "{cname} {soa}"
+        );
+        assert!(
+            c.lookup(&query, &q, false, || at(5)).is_none(),
+            "kept for the SOA's MINIMUM"
+        );
+        // The CNAME's own TTL, when lower, bounds how long the NODATA is kept.
+        let d = Cache::new(&CacheConfig::default()).expect("cache");
+        let (q, _) = put_answer(&d, &negative_answer(0, Some(2), 300, 300));
+        let query = parse_query(&q).expect("query");
+        assert!(d.lookup(&query, &q, false, || at(1)).is_some());
+        assert!(d.lookup(&query, &q, false, || at(2)).is_none());
+        // With the asked type it is a positive answer; so is a CNAME alone (no SOA: an upstream that did not
+        // follow it), whose record is data: both get `min_ttl`.
+        let positive = answer(&crate::wire::test_message(1, 0x0100, "a.example", 1));
+        assert!(
+            crate::wire::answer_shape(&positive)
+                .expect("shape")
+                .has_asked_type
+        );
+        let mut alone = negative_answer(0, Some(3600), 3600, 5);
+        alone[8..10].copy_from_slice(&0u16.to_be_bytes());
+        let soa_at = alone.len() - 34;
+        alone.truncate(soa_at);
+        let shape = crate::wire::answer_shape(&alone).expect("shape");
+        c.show_fresh(&mut alone, &shape);
+        assert_eq!(ttls(&alone, &shape), [100]);
+    }
+
+    /// The SOA of a negative answer is shown with the negative TTL, min(TTL, MINIMUM), which is what c2sink
+    /// keeps it for; and the entry lives no longer than the CNAME before it.
+    #[test]
+    fn a_negative_answer_lives_and_shows_its_negative_ttl_and_no_longer_than_its_cname() {
+        let c = Cache::new(&CacheConfig::default()).expect("cache");
+        let at = |secs| Instant::now() + Duration::from_secs(secs);
+        let mut a = negative_answer(RCODE_NXDOMAIN, None, 3600, 10);
+        let (q, shape) = put_answer(&c, &a);
+        c.show_fresh(&mut a, &shape);
+        assert_eq!(ttls(&a, &shape), [10], "the first client");
+        let query = parse_query(&q).expect("query");
+        let hit = c.lookup(&query, &q, false, || at(3)).expect("fresh");
+        assert!((6..=7).contains(&ttls(&hit.wire, &shape)[0]), "counts down");
+        assert!(c.lookup(&query, &q, false, || at(10)).is_none());
+        // A CNAME (TTL 2) to a name that does not exist (SOA 300/300): gone with the CNAME.
+        let mut a = negative_answer(RCODE_NXDOMAIN, Some(2), 300, 300);
+        let (q, shape) = put_answer(&c, &a);
+        c.show_fresh(&mut a, &shape);
+        assert_eq!(ttls(&a, &shape), [2, 300]);
+        let query = parse_query(&q).expect("query");
+        assert!(c.lookup(&query, &q, false, || at(1)).is_some());
+        assert!(
+            c.lookup(&query, &q, false, || at(2)).is_none(),
+            "the CNAME is not served past its TTL"
         );
     }
 }

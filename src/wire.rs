@@ -399,6 +399,11 @@ pub struct AnswerShape {
     pub negative_ttl: Option<u32>,
     /// Number of answer records.
     pub answers: u16,
+    /// Whether the answer section holds a record of the asked type (any record, for ANY): a NOERROR answer
+    /// without one is NODATA (RFC 2308 section 2.2), a CNAME before it or not.
+    pub has_asked_type: bool,
+    /// Which of `ttl_offsets` are the authority section's: a negative answer shows them as its negative TTL.
+    pub authority_ttls: std::ops::Range<usize>,
     /// Names and addresses inside the answer that lists must also be checked against; `None` for the common
     /// answer with nothing to inspect (no allocation).
     pub inspect: Option<std::sync::Arc<Inspect>>,
@@ -509,12 +514,16 @@ pub fn read_name(msg: &[u8], mut pos: usize) -> Result<String, WireError> {
 pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
     let header = Header::read(msg)?;
     let mut pos = HEADER_LEN;
+    let mut qtype = None;
     for _ in 0..header.qdcount {
         pos = skip_name(msg, pos)? + 4;
         if pos > msg.len() {
             return Err(WireError::Truncated);
         }
+        qtype.get_or_insert(u16::from_be_bytes([msg[pos - 4], msg[pos - 3]]));
     }
+    let mut has_asked_type = false;
+    let mut authority_ttls = 0..0;
     let mut ttl_offsets = Vec::new();
     let mut min_ttl: Option<u32> = None;
     let mut negative_ttl = None;
@@ -529,6 +538,9 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
         (header.arcount, 2),
     ];
     for (count, section) in sections {
+        if section == 1 {
+            authority_ttls.start = ttl_offsets.len();
+        }
         for _ in 0..count {
             let rr = skip_record(msg, pos)?;
             if rr.rtype == TYPE_OPT {
@@ -546,6 +558,7 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
                     min_ttl = Some(min_ttl.map_or(ttl, |m| m.min(ttl)));
                 }
                 if section == 0 {
+                    has_asked_type |= qtype == Some(rr.rtype) || qtype == Some(TYPE_ANY);
                     if rr.rtype == TYPE_CNAME {
                         cnames.push((rr.start, inspect.as_ref().map_or(0, |i| i.targets.len())));
                     }
@@ -560,6 +573,9 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
             }
             pos = rr.next;
         }
+        if section == 1 {
+            authority_ttls.end = ttl_offsets.len();
+        }
     }
     if let Some(i) = inspect.as_mut()
         && !cnames.is_empty()
@@ -573,6 +589,8 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
         min_ttl,
         negative_ttl,
         answers: header.ancount,
+        has_asked_type,
+        authority_ttls,
         inspect: inspect.map(std::sync::Arc::new),
         opt,
         len: pos,

@@ -44,7 +44,12 @@ pub struct Seen {
 pub enum Zone {
     /// The test zone:
     /// - `*.refused.test` REFUSED, `*.servfail.test` SERVFAIL, `*.nxdomain.test` NXDOMAIN + SOA,
-    ///   `*.nodata.test` NODATA + SOA, `*.silent.test` never answered, `*.slow.test` answered after 1.5 s,
+    ///   `*.nodata.test` NODATA + SOA, `*.silent.test` never answered, `*.slow.test` answered after 1.5 s
+    ///   (every SOA here has TTL 300 and MINIMUM 120 unless said otherwise),
+    /// - `*.nodata-cname.test` NODATA behind a CNAME: CNAME `end.nodata.test` (TTL 3600) and the SOA of
+    ///   `nodata.test` (TTL 3600, MINIMUM 5), no record of the asked type,
+    /// - `*.nx-cname.test` NXDOMAIN behind a short CNAME: CNAME `gone.nxdomain.test` (TTL 2) and the SOA of
+    ///   `nxdomain.test` (TTL 300, MINIMUM 120),
     /// - `*.opt-first.test` an OPT with an NSID option before another additional record ([`opt_first`]),
     /// - `*.glue.test` A 192.0.2.1 with an NS in authority and 40 A records in additional, whatever the size,
     /// - `*.big.test` 40 TXT records (truncated over UDP beyond min(client payload, 1232)),
@@ -409,10 +414,15 @@ fn response_to(msg: &Message) -> Message {
 }
 
 fn soa(zone: &str) -> Record {
+    soa_timed(zone, 300, 120)
+}
+
+/// The SOA of `zone` with TTL `ttl` and MINIMUM `minimum`.
+fn soa_timed(zone: &str, ttl: u32, minimum: u32) -> Record {
     let zone = Name::from_str(zone).expect("zone");
     Record::from_rdata(
         zone,
-        300,
+        ttl,
         RData::SOA(SOA::new(
             Name::from_str("ns.upstream.test.").expect("n"),
             Name::from_str("admin.upstream.test.").expect("n"),
@@ -420,7 +430,7 @@ fn soa(zone: &str) -> Record {
             3600,
             600,
             86400,
-            120,
+            minimum,
         )),
     )
 }
@@ -492,6 +502,20 @@ fn test_zone(msg: &Message, tcp: bool) -> Option<Vec<u8>> {
         r.add_authority(soa("nxdomain.test."));
     } else if ends(".nodata.test.") {
         r.add_authority(soa("nodata.test."));
+    } else if ends(".nodata-cname.test.") || ends(".nx-cname.test.") {
+        let (target, cname_ttl, authority) = if ends(".nodata-cname.test.") {
+            ("end.nodata.test.", 3600, soa_timed("nodata.test.", 3600, 5))
+        } else {
+            r.metadata.response_code = ResponseCode::NXDomain;
+            ("gone.nxdomain.test.", 2, soa("nxdomain.test."))
+        };
+        let target = Name::from_str(target).expect("name");
+        r.add_answer(Record::from_rdata(
+            name,
+            cname_ttl,
+            RData::CNAME(CNAME(target)),
+        ));
+        r.add_authority(authority);
     } else if ends(".cname-c2.test.") || ends(".cname-ok.test.") {
         let n = |s: &str| Name::from_str(s).expect("name");
         let (chain, last): (Vec<&str>, &str) = if ends(".cname-c2.test.") {
