@@ -368,6 +368,14 @@ impl ConnectionCaps {
     }
 }
 
+/// `answer`, padded to a multiple of 468 octets (RFC 8467 section 4.1) when `pad`.
+pub fn padded(mut answer: Vec<u8>, pad: bool) -> Vec<u8> {
+    if pad {
+        crate::wire::pad(&mut answer, crate::wire::ANSWER_PAD_BLOCK);
+    }
+    answer
+}
+
 /// Appends `msg` with its two-octet length (RFC 1035 4.2.2); a message too long to frame is skipped.
 fn frame(out: &mut Vec<u8>, msg: &[u8]) {
     if let Ok(len) = u16::try_from(msg.len()) {
@@ -444,10 +452,12 @@ pub async fn serve_stream<R, W>(
         if msg.len() < crate::wire::HEADER_LEN || msg[2] & 0x80 != 0 {
             break;
         }
+        // Over TLS, the answer to a padded query is padded too (RFC 7830 section 4).
+        let pad = client.protocol == Protocol::Dot && crate::wire::padding_asked(&msg);
         match admission.check_client(&client, &msg) {
             Admit::Pass => {}
             Admit::Reply(r) => {
-                if tx.send(r).await.is_err() {
+                if tx.send(padded(r, pad)).await.is_err() {
                     break;
                 }
                 continue;
@@ -456,7 +466,7 @@ pub async fn serve_stream<R, W>(
         }
         match pipeline.decide(&msg, &client) {
             Decision::Reply(r) => {
-                if tx.send(r).await.is_err() {
+                if tx.send(padded(r, pad)).await.is_err() {
                     break;
                 }
             }
@@ -470,13 +480,13 @@ pub async fn serve_stream<R, W>(
                         let (tx, pipeline) = (tx.clone(), pipeline.clone());
                         tracker.spawn(async move {
                             if let Some(r) = pipeline.forward(&msg, &client).await {
-                                let _ = tx.send(r).await;
+                                let _ = tx.send(padded(r, pad)).await;
                             }
                             drop((slot, conn_permit));
                         });
                     }
                     None => {
-                        let _ = tx.send(pipeline.shed(&msg)).await;
+                        let _ = tx.send(padded(pipeline.shed(&msg), pad)).await;
                     }
                 }
             }

@@ -7,7 +7,7 @@
 
 use crate::admission::{Admission, Admit, ForwardSlots};
 use crate::events::Protocol;
-use crate::listen::{ConnectionCaps, Limits, serve_stream};
+use crate::listen::{ConnectionCaps, Limits, padded, serve_stream};
 use crate::pipeline::{Client, Decision, Pipeline};
 use bytes::Bytes;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -195,7 +195,11 @@ async fn doh_request(
     let (status, body) = match message {
         Err((status, why)) => (status, Bytes::from(why)),
         Ok(msg) => match answer(&msg, &client, s).await {
-            Some(a) => (http::StatusCode::OK, Bytes::from(a)),
+            // The answer to a padded query is padded too (RFC 7830 section 4).
+            Some(a) => (
+                http::StatusCode::OK,
+                Bytes::from(padded(a, crate::wire::padding_asked(&msg))),
+            ),
             None => (
                 http::StatusCode::BAD_REQUEST,
                 Bytes::from_static(b"not a DNS query\n"),

@@ -787,10 +787,14 @@ pub fn pad(msg: &mut Vec<u8>, block: usize) {
     if msg.len().is_multiple_of(block) {
         return;
     }
+    // Only an OPT that ends the message: bytes put inside it would move the names records after it point at.
     let Some(Some(rr)) = opt_record(msg) else {
         return;
     };
     let fill = (block - (msg.len() + 4) % block) % block;
+    if rr.next != msg.len() || msg.len() + 4 + fill > usize::from(u16::MAX) {
+        return;
+    }
     let Ok(rdlen) = u16::try_from(rr.rdlen + 4 + fill) else {
         return;
     };
@@ -801,6 +805,27 @@ pub fn pad(msg: &mut Vec<u8>, block: usize) {
     msg[rr.rdata_at - 2..rr.rdata_at].copy_from_slice(&rdlen.to_be_bytes());
     msg.splice(rr.next..rr.next, option);
 }
+
+/// Whether the query `raw` carries an EDNS Padding option: its answer over TLS or HTTPS must then be padded
+/// too (RFC 7830 section 4), or the answer's length would give away the name the query hid.
+pub fn padding_asked(raw: &[u8]) -> bool {
+    let Some(Some(rr)) = opt_record(raw) else {
+        return false;
+    };
+    let mut options = raw.get(rr.rdata_at..rr.next).unwrap_or_default();
+    while let [c0, c1, l0, l1, rest @ ..] = options {
+        if u16::from_be_bytes([*c0, *c1]) == OPT_PADDING {
+            return true;
+        }
+        options = rest
+            .get(usize::from(u16::from_be_bytes([*l0, *l1]))..)
+            .unwrap_or_default();
+    }
+    false
+}
+
+/// Block length for answers to padded queries over TLS and HTTPS (RFC 8467 section 4.1).
+pub const ANSWER_PAD_BLOCK: usize = 468;
 
 /// Makes an answer (from the cache, or fetched for another client asking the same) the answer to this
 /// client's query `raw`: its ID, its RD and CD bits whatever the upstream or the client that filled the
@@ -1029,6 +1054,29 @@ mod tests {
         let before = plain.clone();
         pad(&mut plain, 128);
         assert_eq!(plain, before);
+        // An OPT with a record after it: growing it would move what that record's names point at.
+        let mut inner = test_message(1, 0x0100, "a.b", 1);
+        push_opt(&mut inner, 1232, false);
+        inner.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+        inner[10..12].copy_from_slice(&2u16.to_be_bytes());
+        let before = inner.clone();
+        pad(&mut inner, 128);
+        assert_eq!(inner, before);
+    }
+
+    #[test]
+    fn a_padding_option_in_a_query_is_found_among_others() {
+        use crate::clients::edns::tests_support::query_with_options;
+        let cookie = (10u16, vec![1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(!padding_asked(&query_with_options(&[])));
+        assert!(!padding_asked(&query_with_options(std::slice::from_ref(
+            &cookie
+        ))));
+        assert!(padding_asked(&query_with_options(&[
+            cookie,
+            (12, vec![0; 20])
+        ])));
+        assert!(!padding_asked(&test_message(1, 0x0100, "a.b", 1)), "no OPT");
     }
 
     #[test]

@@ -416,3 +416,45 @@ fn a_doh_post_refused_before_its_body_ends_gets_its_status_not_a_stream_reset() 
         .collect();
     assert_eq!(statuses, vec!["415"; 20]);
 }
+
+#[test]
+fn answers_to_padded_queries_over_dot_and_doh_are_padded() {
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
+    let dir = TempDir::new("tls-pad");
+    let (cfg, ca_path) = tls_config(
+        &dir,
+        up.addr,
+        "dot = [\"127.0.0.1:0\"]\ndoh = [\"127.0.0.1:0\"]",
+    );
+    let server = C2sink::start_file(&cfg);
+    let dot = server.listening("dot").expect("dot address logged");
+    let doh = server.listening("doh").expect("doh address logged");
+    let ca_arg = format!("+tls-ca={}", ca_path.display());
+    // The size of kdig's answer ("Received N B"), asked with or without padding.
+    let received = |addr: std::net::SocketAddr, extra: &[&str], name: &str| -> usize {
+        let port = addr.port().to_string();
+        let mut args = vec!["@127.0.0.1", "-p", &port, &ca_arg, "+tls-hostname=dns.test"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[name, "A", "+time=3", "+retry=0"]);
+        let out = kdig(&args);
+        out.split("Received ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no size in {out}"))
+    };
+    for (addr, how) in [(dot, "+tls"), (doh, "+https")] {
+        for name in ["www.example", "a-much-longer-name.example", "evil.example"] {
+            assert_eq!(
+                received(addr, &[how, "+padding"], name),
+                468,
+                "{how} {name}"
+            );
+            let plain = received(addr, &[how, "+nopadding"], name);
+            assert!(
+                plain < 468,
+                "{how} {name}: not padded unless asked ({plain})"
+            );
+        }
+    }
+}
