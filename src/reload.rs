@@ -39,6 +39,10 @@ pub struct Reloader {
     /// other, so the later one reads the files as the earlier left them and its policy is the one kept
     /// (run at once, the one that finished last won, even if it had read older files).
     one_at_a_time: tokio::sync::Mutex<()>,
+    /// The files the watcher compares with: those the policy in force was built from, as every reload
+    /// (a feed's too) leaves them, so that a reload is not followed by a second one for the same change;
+    /// after a failed reload, also the lists the new config names, so that creating a missing one retries.
+    watched: Mutex<Stamps>,
     /// Reloads that swapped in a new policy.
     pub reloads: AtomicU64,
     /// Reloads that failed and kept the old policy.
@@ -60,9 +64,13 @@ impl Reloader {
             config: Mutex::new(cfg.clone()),
             started: cfg.clone(),
             one_at_a_time: tokio::sync::Mutex::new(()),
+            watched: Mutex::new(Vec::new()),
             reloads: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         });
+        // The files as the policy in force was read from them, taken before c2sink says it is ready: a
+        // change right after that is a change, not the starting point.
+        r.set_watched(r.loaded_stamps());
         let task = tokio::spawn(r.clone().run(hup, shutdown));
         Ok((r, task))
     }
@@ -72,7 +80,6 @@ impl Reloader {
         mut hup: tokio::signal::unix::Signal,
         shutdown: CancellationToken,
     ) {
-        let mut seen = self.loaded_stamps();
         let mut settling: Option<Stamps> = None;
         let reload_cfg = &self.started.reload;
         let mut tick = tokio::time::interval(Duration::from_millis(reload_cfg.interval_ms.max(50)));
@@ -81,10 +88,11 @@ impl Reloader {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = hup.recv() => {
-                    seen = self.reload("SIGHUP").await.unwrap_or(seen);
+                    self.reload("SIGHUP").await;
                     settling = None;
                 }
                 _ = tick.tick(), if reload_cfg.watch => {
+                    let seen = self.watched.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     let paths: Vec<PathBuf> = seen.iter().map(|(p, _)| p.clone()).collect();
                     let Ok(now) = tokio::task::spawn_blocking(move || stamps_of(paths)).await else {
                         continue;
@@ -94,13 +102,17 @@ impl Reloader {
                     } else if settling.as_ref() == Some(&now) {
                         // Unchanged since the last look: the writer is done.
                         settling = None;
-                        seen = self.reload("file changed").await.unwrap_or(now);
+                        self.reload("file changed").await;
                     } else {
                         settling = Some(now);
                     }
                 }
             }
         }
+    }
+
+    fn set_watched(&self, stamps: Stamps) {
+        *self.watched.lock().unwrap_or_else(|p| p.into_inner()) = stamps;
     }
 
     /// The config in force (the last one that loaded).
@@ -123,8 +135,8 @@ impl Reloader {
         out
     }
 
-    /// Rebuilds and swaps the policy; returns the stamps it was built from, or `None` (old policy kept).
-    pub async fn reload(&self, why: &str) -> Option<Stamps> {
+    /// Rebuilds and swaps the policy; false when it failed and the old policy was kept.
+    pub async fn reload(&self, why: &str) -> bool {
         let _one_at_a_time = self.one_at_a_time.lock().await;
         let started = Instant::now();
         let path = self.path.clone();
@@ -143,6 +155,7 @@ impl Reloader {
                 stamps.extend(policy.lists.lists.iter().map(|l| (l.path.clone(), l.stamp)));
                 self.pipeline.policy.store(Arc::new(policy));
                 *self.config.lock().unwrap_or_else(|p| p.into_inner()) = cfg;
+                self.set_watched(stamps);
                 let t = &self.pipeline.telemetry;
                 t.lists_loaded(&self.pipeline.policy.load().lists);
                 t.reloads.increment(1);
@@ -155,7 +168,7 @@ impl Reloader {
                     reloads = n,
                     "reloaded"
                 );
-                Some(stamps)
+                true
             }
             Err(e) => {
                 self.pipeline.telemetry.reload_failures.increment(1);
@@ -168,7 +181,19 @@ impl Reloader {
                     error,
                     "reload failed, still serving the previous lists"
                 );
-                None
+                let paths = self
+                    .watched
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                let paths = paths.into_iter().map(|(p, _)| p).collect();
+                let config = self.path.clone();
+                let watch =
+                    tokio::task::spawn_blocking(move || stamps_after_failure(&config, paths));
+                if let Ok(stamps) = watch.await {
+                    self.set_watched(stamps);
+                }
+                false
             }
         }
     }
@@ -228,6 +253,33 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         out.push("settings outside [[blocklists]] and [sinkhole]");
     }
     out
+}
+
+/// What to watch after a failed reload: every file watched before and every list the config on disk names
+/// (if it reads), as they are now. The same files fail the same way, so they wait for their next change; a
+/// list that did not exist yet is retried when it appears.
+fn stamps_after_failure(config: &Path, mut paths: Vec<PathBuf>) -> Stamps {
+    // Only the list paths are read: the config as a whole does not load while a list it names is missing.
+    #[derive(serde::Deserialize)]
+    struct Named {
+        #[serde(default)]
+        blocklists: Vec<ListPath>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ListPath {
+        path: PathBuf,
+    }
+    let named = std::fs::read_to_string(config)
+        .ok()
+        .and_then(|text| toml::from_str::<Named>(&text).ok());
+    let base = config.parent().filter(|d| !d.as_os_str().is_empty());
+    for l in named.map(|n| n.blocklists).unwrap_or_default() {
+        let path = base.map_or_else(|| l.path.clone(), |d| d.join(&l.path));
+        if !paths.contains(&path) {
+            paths.push(path);
+        }
+    }
+    stamps_of(paths)
 }
 
 fn stamps_of(paths: Vec<PathBuf>) -> Stamps {

@@ -705,3 +705,56 @@ fn a_change_that_needs_a_restart_is_reported_on_every_reload_until_then() {
         "watching started without a restart"
     );
 }
+
+#[test]
+fn a_list_missing_at_a_failed_reload_is_picked_up_when_it_appears() {
+    let dir = tempdir("later-list");
+    std::fs::write(dir.join("l.txt"), "one.example\n").unwrap();
+    let lists = "[reload]\nwatch = true\ninterval_ms = 100\n[[blocklists]]\nname = \"l\"\npath = \"l.txt\"\n";
+    let s = start(&dir, lists);
+    // A new list whose file is not there yet: the reload fails and the old lists stay.
+    let cfg = std::fs::read_to_string(dir.join("c2sink.toml")).unwrap();
+    dir.replace(
+        "c2sink.toml",
+        &format!("{cfg}[[blocklists]]\nname = \"later\"\npath = \"later.txt\"\n"),
+    );
+    s.wait_log_count("reload failed", 1);
+    assert_eq!(a(&s, "later-c2.example"), forwarded());
+    // The file appears: the watcher notices it, as it would a change to a list in force.
+    std::fs::write(dir.join("later.txt"), "later-c2.example\n").unwrap();
+    wait_answer(
+        &s,
+        "later-c2.example",
+        &reply(ResponseCode::NoError, &["0.0.0.0"]),
+    );
+    assert_eq!(
+        a(&s, "one.example"),
+        reply(ResponseCode::NoError, &["0.0.0.0"])
+    );
+}
+
+#[test]
+fn a_feed_update_reloads_once_with_the_watcher_on() {
+    let dir = tempdir("feed-once");
+    let state = Arc::new(Mutex::new(Feed::Serve(names("a", 20), "\"v1\"".into())));
+    let http = start_feed_server(state.clone(), Arc::new(Mutex::new(Vec::new())));
+    std::fs::write(dir.join("feed.txt"), names("a", 10)).unwrap();
+    let cfg = format!(
+        "[reload]\nwatch = true\ninterval_ms = 100\n[[blocklists]]\nname = \"feed\"\npath = \"feed.txt\"\n\
+         url = \"http://{http}/list.txt\"\nrefresh = \"1h\"\n"
+    );
+    let s = start(&dir, &cfg);
+    // The first look at the feed (at start) finds 20 names where the copy has 10: one reload.
+    s.wait_log_count("trigger=\"feed feed updated\"", 1);
+    wait_answer(
+        &s,
+        "a15.example",
+        &reply(ResponseCode::NoError, &["0.0.0.0"]),
+    );
+    // The watcher sees the copy the feed wrote, but as the reload left it: no second reload. Time for
+    // several of its looks (100 ms each, two to settle) before the log is read.
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = s.log();
+    assert_eq!(log.matches("reloaded").count(), 1, "{log}");
+    assert!(!log.contains("file changed"), "{log}");
+}
