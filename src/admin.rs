@@ -72,13 +72,13 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, AdminError> {
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut upkeep = tokio::time::interval(UPKEEP);
+    let mut errors = crate::listen::AcceptErrors::default();
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(v) => v,
                 Err(e) => {
-                    tracing::warn!(error = %e, "admin accept error");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    errors.pause(&e, "admin", Duration::from_millis(50)).await;
                     continue;
                 }
             },

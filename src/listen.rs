@@ -265,6 +265,31 @@ pub fn spawn_udp_thread(
         })
 }
 
+/// The accept errors of one listener, logged at most once a second. Out of file descriptors, `accept` fails
+/// at once every time, and a loop retrying each 10 ms would log a hundred lines a second.
+#[derive(Default)]
+pub struct AcceptErrors {
+    last_logged: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl AcceptErrors {
+    /// Counts `e` and logs it (with how many came since the last line) unless a line went out less than a
+    /// second ago; then waits a moment before the listener accepts again.
+    pub async fn pause(&mut self, e: &std::io::Error, listener: &'static str, wait: Duration) {
+        self.unlogged += 1;
+        if self
+            .last_logged
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            tracing::warn!(error = %e, listener, errors = self.unlogged, "accept error");
+            self.last_logged = Some(std::time::Instant::now());
+            self.unlogged = 0;
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
 /// Accepts TCP connections until shutdown, within `caps` (shared by every stream listener).
 #[allow(clippy::too_many_arguments)]
 pub async fn serve_tcp(
@@ -277,13 +302,13 @@ pub async fn serve_tcp(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
+    let mut errors = AcceptErrors::default();
     loop {
         let (stream, src) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(v) => v,
                 Err(e) => {
-                    tracing::warn!(error = %e, "tcp accept error");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    errors.pause(&e, "tcp", Duration::from_millis(10)).await;
                     continue;
                 }
             },

@@ -147,13 +147,13 @@ where
 {
     // The same caps as plain TCP, shared with it: one address cannot take every encrypted slot.
     let caps = s.caps.clone();
+    let mut errors = crate::listen::AcceptErrors::default();
     loop {
         let (tcp, src) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(v) => v,
                 Err(e) => {
-                    tracing::warn!(error = %e, "encrypted listener accept error");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    errors.pause(&e, protocol.as_str(), Duration::from_millis(10)).await;
                     continue;
                 }
             },

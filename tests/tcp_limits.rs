@@ -194,3 +194,70 @@ fn the_connection_cap_counts_every_listener_together() {
         served(&mut tcp_connect_from("::1", c.addr6()), 0x41)
     });
 }
+
+#[test]
+fn running_out_of_file_descriptors_is_logged_once_a_second_not_per_retry() {
+    use std::io::BufRead;
+    let up = Upstream::answering(UP);
+    let dir = TempDir::new("fd-limit");
+    let cfg = dir.write(
+        "c2sink.toml",
+        &small_config(
+            &[up.addr],
+            UPSTREAM_TIMEOUT_MS,
+            "tcp_max_connections = 500",
+            "",
+        ),
+    );
+    dir.write("list.txt", &format!("{BLOCKED}\n"));
+    // A low descriptor limit: the connections below use up what is left after start.
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "ulimit -n 64 && exec \"$0\" serve --config \"$1\""])
+        .arg(bin())
+        .arg(&cfg)
+        .env("RUST_LOG", "c2sink=info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let addr = loop {
+        let line = rx.recv_timeout(PATIENCE).expect("c2sink ready");
+        log.push(line.clone());
+        if let Some(at) = line.find("listening on ") {
+            let rest = &line[at + "listening on ".len()..];
+            break rest
+                .split(' ')
+                .next()
+                .expect("addr")
+                .parse::<std::net::SocketAddr>()
+                .expect("addr");
+        }
+    };
+    // More connections than descriptors left: accept fails over and over while they stay open.
+    let held: Vec<_> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(held);
+    log.extend(rx.try_iter());
+    let errors = log.iter().filter(|l| l.contains("accept error")).count();
+    assert!(errors >= 1, "the listener ran out of descriptors: {log:#?}");
+    assert!(
+        errors <= 4,
+        "{errors} lines in 2.5 s: {:#?}",
+        &log[log.len().saturating_sub(5)..]
+    );
+}
