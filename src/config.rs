@@ -1197,6 +1197,14 @@ impl Config {
         if self.server.max_inflight == 0 {
             p("server.max_inflight".into(), "must be at least 1".into());
         }
+        // 0 would time out every TCP read that is not already waiting, and a TLS handshake never fits.
+        let idle = self.server.tcp_idle_timeout_ms;
+        if !(100..=3_600_000).contains(&idle) {
+            p(
+                "server.tcp_idle_timeout_ms".into(),
+                format!("{idle} is outside 100..=3600000"),
+            );
+        }
         if let Some(n) = self.server.max_inflight_per_client
             && !(1..=self.server.max_inflight.max(1)).contains(&n)
         {
@@ -1795,7 +1803,7 @@ servers = ["127.0.0.1:53"]
     #[test]
     fn every_semantic_problem_is_reported() {
         let e = parse(
-            "[server]\nlisten = []\nmax_inflight = 8\nmax_inflight_per_client = 9\n[upstream]\nservers = []\ntimeout_ms = 1\n[cache]\nserve_stale_after_ms = 60001\n[sinkhole]\nmode = \"address\"\n[[blocklists]]\nname = \"x\"\npath = \"nope.txt\"\n",
+            "[server]\nlisten = []\nmax_inflight = 8\nmax_inflight_per_client = 9\ntcp_idle_timeout_ms = 0\n[upstream]\nservers = []\ntimeout_ms = 1\n[cache]\nserve_stale_after_ms = 60001\n[sinkhole]\nmode = \"address\"\n[[blocklists]]\nname = \"x\"\npath = \"nope.txt\"\n",
         )
         .unwrap_err();
         let keys: Vec<&str> = e.0.iter().map(|p| p.key.as_str()).collect();
@@ -1803,6 +1811,7 @@ servers = ["127.0.0.1:53"]
             keys,
             vec![
                 "server.listen",
+                "server.tcp_idle_timeout_ms",
                 "server.max_inflight_per_client",
                 "upstream.servers",
                 "upstream.timeout_ms",
