@@ -463,18 +463,38 @@ impl Upstreams {
                 server: addr,
             });
         }
+        let answer = self.plain(addr, &out, id, query).await?;
+        // A server that predates EDNS (an old router, a LAN appliance) answers a query with OPT FORMERR or
+        // NOTIMP, itself without OPT (RFC 6891 section 7): asked again without OPT, as Unbound falls back.
+        let no_edns = matches!(answer.shape.header.rcode(), RCODE_FORMERR | RCODE_NOTIMP)
+            && answer.shape.opt.is_none();
+        if no_edns
+            && let Some(Some(rr)) = wire::opt_record(&out)
+            && wire::remove_last_opt(&mut out, rr)
+        {
+            return self.plain(addr, &out, id, query).await;
+        }
+        Ok(answer)
+    }
+
+    /// One exchange over plain DNS: UDP, then TCP if the UDP answer is truncated.
+    async fn plain(
+        &self,
+        addr: SocketAddr,
+        out: &[u8],
+        id: u16,
+        query: &Query<'_>,
+    ) -> Result<Answer, TryError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let answer = tokio::time::timeout_at(deadline, self.udp(addr, &out, id, query))
+        let answer = tokio::time::timeout_at(deadline, self.udp(addr, out, id, query))
             .await
             .map_err(|_| TryError::Timeout(self.timeout))??;
-        let answer = if answer.shape.header.truncated() {
-            tokio::time::timeout(self.timeout, self.tcp(addr, &out, id, query))
-                .await
-                .map_err(|_| TryError::Timeout(self.timeout))??
-        } else {
-            answer
-        };
-        Ok(answer)
+        if !answer.shape.header.truncated() {
+            return Ok(answer);
+        }
+        tokio::time::timeout(self.timeout, self.tcp(addr, out, id, query))
+            .await
+            .map_err(|_| TryError::Timeout(self.timeout))?
     }
 
     async fn udp(
@@ -560,9 +580,12 @@ impl Upstreams {
 const BARE_ERRORS: [u8; 5] = [1, 2, 4, 5, 9];
 /// RCODEs after which the next server is asked: FORMERR, SERVFAIL, NOTIMP, REFUSED. Another server may
 /// parse, resolve or serve what this one did not.
-const SOFT_ERRORS: [u8; 4] = [1, 2, 4, RCODE_REFUSED];
+const SOFT_ERRORS: [u8; 4] = [RCODE_FORMERR, 2, RCODE_NOTIMP, RCODE_REFUSED];
 /// A server that refuses c2sink's queries.
 const RCODE_REFUSED: u8 = 5;
+/// A query the server could not read, or does not implement: from a server without EDNS, the OPT's fault.
+const RCODE_FORMERR: u8 = 1;
+const RCODE_NOTIMP: u8 = 4;
 
 /// Accepts an answer only if it is a well-formed response to exactly our question under our ID.
 fn check_answer(msg: &[u8], id: u16, query: &Query<'_>) -> Result<AnswerShape, TryError> {

@@ -333,3 +333,28 @@ fn a_lost_datagram_to_the_only_upstream_is_sent_again_within_the_try() {
         "the same query twice over UDP"
     );
 }
+
+#[test]
+fn an_upstream_without_edns_is_asked_again_without_opt() {
+    // `*.no-edns.test` answers FORMERR (no OPT, no question) to a query with OPT, as a server older than
+    // EDNS does, and the name's A record to one without.
+    let up = Upstream::start();
+    let c = C2sink::start_small(&[up.addr], UPSTREAM_TIMEOUT_MS, "", "");
+    let mut q = query(0x740, "old.no-edns.test", TYPE_A);
+    add_opt(&mut q, 1232, 0, true);
+    let r = udp_ask(c.addr(), &q).expect("an answer");
+    let r = parse(&r).expect("well formed");
+    assert_eq!((r.rcode, r.addrs()), (NOERROR, vec![A]));
+    assert_eq!(
+        r.opt,
+        Some((1232, 0)),
+        "the EDNS client still gets c2sink's OPT"
+    );
+    let asked: Vec<bool> = up
+        .seen()
+        .iter()
+        .filter(|s| s.name == "old.no-edns.test")
+        .map(|s| s.edns)
+        .collect();
+    assert_eq!(asked, vec![true, false]);
+}

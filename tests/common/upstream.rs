@@ -29,6 +29,8 @@ pub struct Seen {
     pub options: Vec<u16>,
     /// The query's RD bit.
     pub rd: bool,
+    /// Whether the query had an OPT record.
+    pub edns: bool,
     /// The query's header flags (octets 2 and 3).
     pub flags: u16,
     /// The query's ID and where it came from.
@@ -51,6 +53,8 @@ pub enum Zone {
     /// - `*.nx-cname.test` NXDOMAIN behind a short CNAME: CNAME `gone.nxdomain.test` (TTL 2) and the SOA of
     ///   `nxdomain.test` (TTL 300, MINIMUM 120),
     /// - `*.opt-first.test` an OPT with an NSID option before another additional record ([`opt_first`]),
+    /// - `*.no-edns.test` FORMERR without OPT or question to a query with EDNS (a server that predates EDNS),
+    ///   else as the names below,
     /// - `*.glue.test` A 192.0.2.1 with an NS in authority and 40 A records in additional, whatever the size,
     /// - `*.big.test` 40 TXT records (truncated over UDP beyond min(client payload, 1232)),
     /// - `*.validated.test` sets AD only when the query has AD or DO (as a validating resolver does),
@@ -325,6 +329,7 @@ fn record(st: &State, q: &[u8], udp_from: Option<SocketAddr>) {
     let Some((name, qtype)) = read_question(q) else {
         return;
     };
+    let edns = Message::from_vec(q).is_ok_and(|m| m.edns.is_some());
     let (dnssec_ok, options) = match Message::from_vec(q).ok().and_then(|m| m.edns) {
         Some(e) => (
             e.flags().dnssec_ok,
@@ -348,6 +353,7 @@ fn record(st: &State, q: &[u8], udp_from: Option<SocketAddr>) {
         dnssec_ok,
         options,
         rd: q.get(2).is_some_and(|f| f & 0x01 != 0),
+        edns,
         flags: q.get(2..4).map_or(0, |f| u16::from_be_bytes([f[0], f[1]])),
         id,
         from: udp_from,
@@ -462,6 +468,12 @@ fn test_zone(msg: &Message, tcp: bool) -> Option<Vec<u8>> {
         r.set_edns(out);
     }
     let ends = |z: &str| lname.ends_with(z);
+    if ends(".no-edns.test.") && msg.edns.is_some() {
+        // As an old server that does not know EDNS answers a query with OPT: FORMERR, no OPT, no question.
+        let mut bare = response_to(msg);
+        bare.metadata.response_code = ResponseCode::FormErr;
+        return bare.to_vec().ok();
+    }
     if ends(".bare-refused.test.") {
         // As nsd refuses what it does not serve: REFUSED with no question section.
         let mut bare = response_to(msg);
