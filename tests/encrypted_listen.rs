@@ -62,6 +62,17 @@ fn tls_config(
     (cfg, ca_path)
 }
 
+/// Adds `keys` (lines) to the `[server]` table of the config at `cfg`.
+fn set_server_keys(cfg: &std::path::Path, keys: &str) {
+    let text = std::fs::read_to_string(cfg).expect("config");
+    let text = text.replacen(
+        "udp_sockets = 1\n",
+        &format!("udp_sockets = 1\n{keys}\n"),
+        1,
+    );
+    std::fs::write(cfg, text).expect("config");
+}
+
 #[test]
 fn dot_and_doh_clients_are_served_by_the_pipeline() {
     let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
@@ -112,16 +123,10 @@ fn one_client_cannot_take_every_encrypted_connection() {
     let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
     let dir = TempDir::new("tls-per-client");
     let (cfg, ca_path) = tls_config(&dir, up.addr, "dot = [\"127.0.0.1:0\"]");
-    let text = std::fs::read_to_string(&cfg).expect("config");
-    std::fs::write(
+    set_server_keys(
         &cfg,
-        text.replacen(
-            "udp_sockets = 1\n",
-            "udp_sockets = 1\ntcp_max_connections_per_client = 2\ntcp_idle_timeout_ms = 5000\n",
-            1,
-        ),
-    )
-    .expect("config");
+        "tcp_max_connections_per_client = 2\ntcp_idle_timeout_ms = 5000",
+    );
     let server = C2sink::start_file(&cfg);
     let dot = server.listening("dot").expect("dot address logged");
     let ca_arg = format!("+tls-ca={}", ca_path.display());
@@ -317,16 +322,7 @@ fn a_doh_answer_slower_than_the_idle_timeout_still_arrives() {
     up.delay("slow.example", Duration::from_millis(1500));
     let dir = TempDir::new("doh-slow");
     let (cfg, ca_path) = tls_config(&dir, up.addr, "doh = [\"127.0.0.1:0\"]");
-    let text = std::fs::read_to_string(&cfg).expect("config");
-    std::fs::write(
-        &cfg,
-        text.replacen(
-            "udp_sockets = 1\n",
-            "udp_sockets = 1\ntcp_idle_timeout_ms = 500\n",
-            1,
-        ),
-    )
-    .expect("config");
+    set_server_keys(&cfg, "tcp_idle_timeout_ms = 500");
     let server = C2sink::start_file(&cfg);
     let doh = server.listening("doh").expect("doh address logged");
     // The upstream answers after 1.5 s (within its 2 s timeout), three idle timeouts after the request.
