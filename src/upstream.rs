@@ -41,8 +41,6 @@ pub enum TryError {
     Http(String),
     #[error("every upstream is down; the next probe is due within {MAX_BENCH_MS} ms")]
     AllDown,
-    #[error("answered REFUSED")]
-    Refused,
 }
 
 /// Consecutive failures after which a server is down (skipped except for one probe per bench period).
@@ -210,9 +208,7 @@ impl Upstreams {
         let Ok(query) = wire::parse_query(&raw) else {
             return false;
         };
-        self.try_counted(server, &raw, &query)
-            .await
-            .is_ok_and(|a| a.shape.header.rcode() != RCODE_REFUSED)
+        self.try_counted(server, &raw, &query).await.is_ok()
     }
 
     /// [`probe_down`](Self::probe_down) of server `i` as a task of its own, on the main runtime.
@@ -242,14 +238,9 @@ impl Upstreams {
                 server.latency.record(started.elapsed().as_secs_f64());
                 self.last_answer
                     .store(self.now_ms().saturating_add(1), Ordering::Relaxed);
-                if a.shape.header.rcode() == RCODE_REFUSED {
-                    // It answers, but not for c2sink (an ACL, a rate limit): asked after the others, and
-                    // down if it refuses everything, as a silent server would be.
-                    server.failures.increment(1);
-                    self.record_failure(server, &TryError::Refused);
-                } else {
-                    self.record_ok(server);
-                }
+                // Any answer, REFUSED too, says the server is up: an authoritative server refuses names
+                // outside its zones (and the `. NS` probe), a filtering one the names it blocks.
+                self.record_ok(server);
                 Ok(a)
             }
             Err(e) => {
