@@ -508,6 +508,8 @@ impl Upstreams {
         // and after two thirds of the timeout, as Unbound resends within its own timeout.
         let every = self.timeout / 3;
         let mut resend = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        // Two resends: a third tick would fall on the deadline itself.
+        let mut resent = 0;
         // Room for the largest datagram, left uninitialized: zeroing 64 KiB per query cost more than the
         // rest of the forward.
         let mut buf = Vec::with_capacity(MAX_UDP);
@@ -515,7 +517,8 @@ impl Upstreams {
             buf.clear();
             let n = tokio::select! {
                 r = sock.recv_buf(&mut buf) => r?,
-                _ = resend.tick() => {
+                _ = resend.tick(), if resent < 2 => {
+                    resent += 1;
                     sock.send(out).await?;
                     continue;
                 }

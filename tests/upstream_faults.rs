@@ -347,3 +347,18 @@ fn an_upstream_without_edns_is_asked_again_without_opt() {
         .collect();
     assert_eq!(asked, vec![true, false]);
 }
+
+#[test]
+fn a_query_to_a_silent_upstream_is_sent_three_times_in_all() {
+    let up = Upstream::start();
+    let c = C2sink::start_small(&[up.addr], 300, "", "");
+    assert_eq!(rcode_of(&c, "x.silent.test", 0x750).0, SERVFAIL);
+    // Time for a datagram sent at the deadline to arrive too.
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = up
+        .datagrams()
+        .iter()
+        .filter(|q| q.name == "x.silent.test")
+        .count();
+    assert_eq!(sent, 3, "the query and two resends within the timeout");
+}
