@@ -9,7 +9,7 @@
 //! reload, which rebuilds only that list. One failing feed affects no other list.
 
 use crate::blocklist::{self, ListError};
-use crate::config::{Config, ListConfig};
+use crate::config::{Config, ListConfig, ListKind};
 use crate::reload::Reloader;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -41,7 +41,7 @@ pub enum FeedError {
         "has {new} entries where the last good copy has {old} (shrinks by more than max_shrink = {limit}); kept the copy"
     )]
     Shrunk { old: u64, new: u64, limit: f64 },
-    #[error("the download holds no rule (only comments or blank lines); kept the copy")]
+    #[error("the download holds no rule (only comments or blank lines); kept the last good copy")]
     Empty,
 }
 
@@ -127,9 +127,11 @@ pub fn fetch(cfg: &ListConfig, path: &Path) -> Result<Fetched, FeedError> {
             });
         }
         let new = blocklist::scan(cfg, &tmp)?;
-        // An empty page (a feed between builds, a captive portal's blank 200) would unblock every name of
-        // the list, whatever `max_shrink` says, and at the next start too.
-        if new.entries == 0 {
+        // An empty page (a feed between builds, a captive portal's blank 200) would unblock every name of a
+        // block list, at the next start too. An allow list may well be empty, `max_shrink = 1` turns the
+        // guard off, and a first download has nothing better to keep.
+        let guarded = !matches!(cfg.kind, ListKind::Allow) && cfg.shrink_limit() < 1.0;
+        if new.entries == 0 && guarded && have_copy {
             return Err(FeedError::Empty);
         }
         if have_copy && let Ok(old) = blocklist::scan(cfg, path) {

@@ -758,3 +758,26 @@ fn a_feed_update_reloads_once_with_the_watcher_on() {
     assert_eq!(log.matches("reloaded").count(), 1, "{log}");
     assert!(!log.contains("file changed"), "{log}");
 }
+
+#[test]
+fn an_empty_allow_feed_and_a_first_empty_download_are_served() {
+    let dir = tempdir("feed-empty");
+    let state = Arc::new(Mutex::new(Feed::Serve(
+        "# exceptions: none at the moment\n".into(),
+        "\"v1\"".into(),
+    )));
+    let http = start_feed_server(state, Arc::new(Mutex::new(Vec::new())));
+    std::fs::write(dir.join("block.txt"), "blocked-here.example\n").unwrap();
+    let cfg = format!(
+        "[[blocklists]]\nname = \"block\"\npath = \"block.txt\"\n\
+         [[blocklists]]\nname = \"exceptions\"\nkind = \"allow\"\npath = \"allow.txt\"\n\
+         url = \"http://{http}/allow.txt\"\n"
+    );
+    // No copy of the allow list yet, and its feed has no rule: nothing to keep, nothing wrong; it serves.
+    let s = start(&dir, &cfg);
+    assert_eq!(
+        a(&s, "blocked-here.example"),
+        reply(ResponseCode::NoError, &["0.0.0.0"])
+    );
+    assert!(dir.join("allow.txt").is_file(), "the empty copy is kept");
+}
