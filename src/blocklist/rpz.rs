@@ -11,11 +11,13 @@
 //! | `*.name ...`                   | the same for names strictly below `name`      |
 //!
 //! Owners are completed with the current `$ORIGIN` as in BIND (`@` is that origin, `$ORIGIN .` the root;
-//! BIND's zone dumps change `$ORIGIN` often), then have the zone name stripped. The zone is named by the SOA
-//! owner, or by the first `$ORIGIN` when the first record is not an SOA; an owner outside it is invalid. With
-//! neither, a relative owner is taken as written. SOA and NS records at the apex and `$TTL` are read and
-//! ignored. Other triggers (`rpz-ip`, `rpz-nsdname`, `rpz-nsip`, `rpz-client-ip`), CNAME rewrites to other
-//! names, `rpz-tcp-only` and other local-data types are counted as skipped.
+//! BIND's zone dumps change `$ORIGIN` often), then have the zone name stripped. The zone is named by the
+//! first SOA's owner, and until an SOA by the first `$ORIGIN`. An absolute owner outside it is invalid; a
+//! relative one that the current `$ORIGIN` puts outside it is taken relative to the zone as written (as
+//! c2sink always read hand-written files). With neither, a relative owner is taken as written. SOA and NS
+//! records at the apex and `$TTL` are read and ignored. Other triggers (`rpz-ip`, `rpz-nsdname`, `rpz-nsip`,
+//! `rpz-client-ip`), CNAME rewrites to other names, `rpz-tcp-only` and other local-data types are counted as
+//! skipped.
 
 use super::formats::{Entry, Item};
 use super::matcher::{Rule, RuleAction, scope};
@@ -36,11 +38,13 @@ enum Owner {
 /// Parser state across the lines of one zone file.
 #[derive(Default)]
 pub struct Zone {
-    /// The zone's name (lower case, no trailing dot, "" for the root), stripped from every owner; settled by
-    /// the first record (its owner if it is the SOA, else `first_origin`).
+    /// The zone's name (lower case, no trailing dot, "" for the root), stripped from every owner: the first
+    /// SOA's owner; before any SOA, `first_origin`.
     zone: Option<String>,
-    /// True once the first record has settled `zone`.
+    /// True once the first record has settled `zone` (for now: the first SOA names it in any case).
     zone_settled: bool,
+    /// True once an SOA has named the zone.
+    soa_seen: bool,
     /// The first `$ORIGIN`: the zone's name when the zone file starts without an SOA.
     first_origin: Option<String>,
     /// The current `$ORIGIN`, which relative owners and `@` stand for ("" for the root).
@@ -115,6 +119,11 @@ impl Zone {
                     Some(origin) => {
                         if self.first_origin.is_none() {
                             self.first_origin = Some(origin.clone());
+                        }
+                        // Records came before any name for the zone (`@ SOA` with no origin known): the
+                        // first `$ORIGIN` names it after all.
+                        if self.zone_settled && self.zone.is_none() {
+                            self.zone = Some(origin.clone());
                         }
                         self.origin = Some(origin);
                     }
@@ -276,10 +285,15 @@ impl Zone {
         let abs = self.absolute(name);
         if !self.zone_settled {
             self.zone_settled = true;
-            self.zone = match &abs {
-                Some(a) if rtype == "SOA" => Some(a.clone()),
-                _ => self.first_origin.clone(),
-            };
+            self.zone = self.first_origin.clone();
+        }
+        // The first SOA names the zone, whatever came before it (`$ORIGIN .`, an NS record).
+        if rtype == "SOA"
+            && !self.soa_seen
+            && let Some(a) = &abs
+        {
+            self.soa_seen = true;
+            self.zone = Some(a.clone());
         }
         let Some(abs) = abs else {
             // No origin and no zone name known: the owner is relative to the zone as written.
@@ -295,6 +309,12 @@ impl Zone {
             Some("") => Ok(Owner::Name(abs)),
             Some(z) => match abs.strip_suffix(z).and_then(|r| r.strip_suffix('.')) {
                 Some(rel) if !rel.is_empty() => Ok(Owner::Name(rel.to_string())),
+                // A relative owner that the current `$ORIGIN` puts outside the zone (hand-written files with
+                // `$ORIGIN .` or a stray `$ORIGIN`, which c2sink always read as relative to the zone):
+                // still relative to the zone, as written, rather than the whole list refused.
+                _ if name != "@" && !name.ends_with('.') => {
+                    Ok(Owner::Name(name.to_ascii_lowercase()))
+                }
                 _ => Err(format!("\"{}\" is outside the zone \"{z}\"", short(&abs))),
             },
         }
@@ -514,20 +534,15 @@ mod tests {
                 (9, "c2", scope::EXACT),
                 (11, "www.evil.c2", scope::EXACT),
                 (12, "abs.test", scope::EXACT),
+                (14, "x", scope::EXACT),
             ]
         );
         assert_eq!(
             invalid,
-            vec![
-                (
-                    14,
-                    "\"x.other.example\" is outside the zone \"rpz.example\"".to_string()
-                ),
-                (
-                    15,
-                    "\"other.example\" is outside the zone \"rpz.example\"".to_string()
-                ),
-            ]
+            vec![(
+                15,
+                "\"other.example\" is outside the zone \"rpz.example\"".to_string()
+            )]
         );
         // Without an SOA first, the first $ORIGIN names the zone; `@` is the current origin.
         let (got, _, invalid) = parse(
@@ -537,5 +552,39 @@ mod tests {
         assert_eq!(names, vec!["foo", "sub"]);
         assert_eq!(invalid.len(), 1, "{invalid:?}");
         assert_eq!(invalid[0].0, 5);
+    }
+
+    /// Layouts that loaded before owners followed `$ORIGIN` still block the same names.
+    #[test]
+    fn zone_files_written_by_hand_keep_their_triggers() {
+        let soa = "SOA ns.rpz.local. host.rpz.local. ( 1 3600 600 86400 60 )";
+        for (what, zone) in [
+            (
+                "@ SOA before any $ORIGIN",
+                format!(
+                    "$TTL 300\n@ {soa}\n  NS localhost.\n$ORIGIN rpz.local.\nbad.com CNAME .\n"
+                ),
+            ),
+            (
+                "NS before the SOA",
+                format!("@ NS localhost.\n$ORIGIN rpz.local.\n@ {soa}\nbad.com CNAME .\n"),
+            ),
+            (
+                "$ORIGIN . then relative owners",
+                format!("$ORIGIN .\nrpz.local {soa}\nbad.com CNAME .\n"),
+            ),
+            (
+                "a stray $ORIGIN after an absolute SOA",
+                format!("rpz.local. {soa}\n$ORIGIN evil.\nbad.com CNAME .\n"),
+            ),
+        ] {
+            let (got, skipped, invalid) = parse(&zone);
+            let names: Vec<&str> = got.iter().map(|g| g.1.as_str()).collect();
+            assert_eq!(names, vec!["bad.com"], "{what}");
+            assert!(
+                skipped.is_empty() && invalid.is_empty(),
+                "{what}: {invalid:?}"
+            );
+        }
     }
 }
