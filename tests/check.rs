@@ -295,13 +295,14 @@ fn rpz_owners_are_relative_to_the_current_origin_as_bind_dumps_them() {
         };
         assert!(out.contains(&want), "{name}: {out}");
     }
-    // The apex is the SOA owner, not the first `$ORIGIN`: an owner outside it is reported where it is.
-    let outside = format!("{BIND_DUMP}$ORIGIN other.example.\nx CNAME .\n");
+    // The apex is the SOA owner, not the first `$ORIGIN`: an absolute owner outside it is reported where
+    // it is.
+    let outside = format!("{BIND_DUMP}x.other.example. CNAME .\n");
     let (code, out, err) = check(&config, &[("dump.rpz", &outside)], &[]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
         out.contains(
-            "dump.rpz:12: invalid: \"x.other.example\" is outside the zone \"rpz.example\""
+            "dump.rpz:11: invalid: \"x.other.example\" is outside the zone \"rpz.example\""
         ),
         "{out}"
     );
