@@ -346,13 +346,14 @@ pub async fn serve_tcp(
     }
 }
 
-/// The connection limits of the stream listeners (TCP, DoT, DoH), one set shared by all of them, so that
-/// `tcp_max_connections` bounds c2sink's sockets however many addresses it listens on: access control in
-/// drop mode, the total cap and the per-client cap, checked in that order at accept.
-#[derive(Clone)]
+/// The connection limits of a stream listener (TCP, DoT, DoH): access control in drop mode, the total cap
+/// and the per-client cap, checked in that order at accept. The total is shared by every listener
+/// ([`for_listener`](Self::for_listener)), so that `tcp_max_connections` bounds c2sink's sockets however
+/// many addresses it listens on; the per-client cap is each listener's own, as documented.
 pub struct ConnectionCaps {
     total: Arc<Semaphore>,
     per_client: Arc<PerClient>,
+    per_client_max: usize,
 }
 
 /// What an admitted connection holds until it closes (dropping it frees its places).
@@ -367,6 +368,16 @@ impl ConnectionCaps {
         ConnectionCaps {
             total: Arc::new(Semaphore::new(limits.tcp_max_connections)),
             per_client: PerClient::new(limits.tcp_max_connections_per_client),
+            per_client_max: limits.tcp_max_connections_per_client,
+        }
+    }
+
+    /// Caps for one more listener: the same total, a per-client count of its own.
+    pub fn for_listener(&self) -> ConnectionCaps {
+        ConnectionCaps {
+            total: self.total.clone(),
+            per_client: PerClient::new(self.per_client_max),
+            per_client_max: self.per_client_max,
         }
     }
 

@@ -113,7 +113,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
         listeners.push(tokio::spawn(listen::serve_tcp(
             bound.tcp,
-            caps.clone(),
+            caps.for_listener(),
             admission.clone(),
             pipeline.clone(),
             forwards.clone(),
@@ -129,7 +129,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             pipeline: pipeline.clone(),
             forwards: forwards.clone(),
             limits,
-            caps: caps.clone(),
+            caps: Arc::new(caps),
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
         };

@@ -51,7 +51,8 @@ pub struct Shared {
     pub pipeline: Arc<Pipeline>,
     pub forwards: Arc<ForwardSlots>,
     pub limits: Limits,
-    pub caps: ConnectionCaps,
+    /// Each encrypted listener takes its own caps from these ([`ConnectionCaps::for_listener`]).
+    pub caps: Arc<ConnectionCaps>,
     pub tracker: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -145,8 +146,8 @@ where
     F: Fn(tokio::net::TcpStream, Client, Shared) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    // The same caps as plain TCP, shared with it: one address cannot take every encrypted slot.
-    let caps = s.caps.clone();
+    // The same caps as plain TCP (the total shared with it): one address cannot take every encrypted slot.
+    let caps = s.caps.for_listener();
     let mut errors = crate::listen::AcceptErrors::default();
     loop {
         let (tcp, src) = tokio::select! {

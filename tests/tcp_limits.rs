@@ -261,3 +261,33 @@ fn running_out_of_file_descriptors_is_logged_once_a_second_not_per_retry() {
         &log[log.len().saturating_sub(5)..]
     );
 }
+
+#[test]
+fn the_per_client_cap_is_each_listeners_own() {
+    let up = Upstream::answering(UP);
+    let text = config(&[up.addr], "")
+        .replacen(
+            "listen = [\"127.0.0.1:0\", \"[::1]:0\"]",
+            "listen = [\"127.0.0.1:0\", \"127.0.0.2:0\"]",
+            1,
+        )
+        .replacen(
+            "udp_sockets = 2\n",
+            "udp_sockets = 2\ntcp_max_connections_per_client = 1\n",
+            1,
+        );
+    let c = C2sink::start(&text, &[]);
+    let second = *c
+        .addrs
+        .iter()
+        .find(|a| a.ip() == std::net::IpAddr::from([127, 0, 0, 2]))
+        .expect("second listener");
+    // One connection to each listener from the same client: both served, as the README says.
+    let mut first = tcp_connect_from("127.0.0.5", c.addr());
+    assert!(served(&mut first, 0x50));
+    let mut other = tcp_connect_from("127.0.0.5", second);
+    assert!(served(&mut other, 0x51), "the cap is per listener");
+    // A second on the same listener is over its cap.
+    let mut over = tcp_connect_from("127.0.0.5", c.addr());
+    assert!(!served(&mut over, 0x52));
+}
