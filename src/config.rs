@@ -975,6 +975,33 @@ fn default_trap_read_timeout_ms() -> u64 {
 }
 
 impl Config {
+    /// Listen addresses on `[::]` without `0.0.0.0` on the same port beside them: IPv6 only (c2sink's
+    /// sockets are, so the pair can share a port), which an admin used to dual-stack sockets may not expect.
+    pub fn ipv6_only_wildcards(&self) -> Vec<String> {
+        let tls = self.tls_listen.iter();
+        let lists = std::iter::once(("server.listen", &self.server.listen))
+            .chain(tls.clone().map(|t| ("tls_listen.dot", &t.dot)))
+            .chain(tls.map(|t| ("tls_listen.doh", &t.doh)));
+        let mut out = Vec::new();
+        for (key, addrs) in lists {
+            for a in addrs
+                .iter()
+                .filter(|a| a.is_ipv6() && a.ip().is_unspecified())
+            {
+                let v4 = addrs
+                    .iter()
+                    .any(|b| b.is_ipv4() && b.ip().is_unspecified() && b.port() == a.port());
+                if !v4 && a.port() != 0 {
+                    out.push(format!(
+                        "{key}: {a} takes IPv6 clients only; add 0.0.0.0:{} for IPv4 clients",
+                        a.port()
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// The sinkhole host's listen addresses: `[trap] listen`, else the sinkhole addresses.
     pub fn trap_addresses(&self) -> Vec<SocketAddr> {
         let Some(t) = &self.trap else {
@@ -1797,6 +1824,20 @@ servers = ["127.0.0.1:53"]
         assert!(
             e.contains("upstream.ca_file") && e.contains("/nonexistent/ca.pem"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_wildcard_without_its_ipv4_twin_is_pointed_out() {
+        let cfg = parse(
+            "[server]\nlisten = [\"0.0.0.0:53\", \"[::]:53\", \"[::]:5353\"]\n[upstream]\nservers = [\"127.0.0.1:5399\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.ipv6_only_wildcards(),
+            vec![
+                "server.listen: [::]:5353 takes IPv6 clients only; add 0.0.0.0:5353 for IPv4 clients"
+            ]
         );
     }
 

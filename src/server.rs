@@ -60,6 +60,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("{}: server.allow/deny", cfg.source.display()))?,
     );
+    for note in cfg.ipv6_only_wildcards() {
+        tracing::warn!("{note}");
+    }
     if admission.is_open() {
         tracing::warn!(
             "server.allow lets every address query: this is an OPEN RESOLVER; make sure a firewall \
