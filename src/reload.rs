@@ -243,7 +243,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     // The trap listens on the sinkhole addresses, bound at start: a new address moves the answers at
     // once, but the trap only with a restart.
     if old.trap_addresses() != new.trap_addresses() {
-        out.push("[trap] addresses (the sinkhole's ipv4/ipv6)");
+        out.push("[trap] listening addresses (its ports, or the sinkhole's ipv4/ipv6)");
     }
     // Sections added later are caught here: everything but the live parts must be equal.
     let mut a = old.clone();
@@ -311,7 +311,7 @@ mod tests {
         assert_eq!(needs_restart(&old, &old), Vec::<&str>::new());
         assert_eq!(
             needs_restart(&old, &new),
-            vec!["[trap] addresses (the sinkhole's ipv4/ipv6)"]
+            vec!["[trap] listening addresses (its ports, or the sinkhole's ipv4/ipv6)"]
         );
     }
 }
