@@ -41,6 +41,16 @@ fn kdig(args: &[&str]) -> String {
     text.trim().to_string()
 }
 
+/// kdig's output for `name A` asked of the encrypted listener at `addr` (trusting `ca`), with `extra` options
+/// (`+tls`, `+https`, ...).
+fn kdig_at(addr: std::net::SocketAddr, ca: &std::path::Path, extra: &[&str], name: &str) -> String {
+    let (port, ca_arg) = (addr.port().to_string(), format!("+tls-ca={}", ca.display()));
+    let mut args = vec!["@127.0.0.1", "-p", &port, &ca_arg, "+tls-hostname=dns.test"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[name, "A", "+time=3", "+retry=0"]);
+    kdig(&args)
+}
+
 /// Writes a certificate, its CA and a config with `[tls_listen]` `listeners` into `dir`: (config, CA file).
 fn tls_config(
     dir: &TempDir,
@@ -85,13 +95,9 @@ fn dot_and_doh_clients_are_served_by_the_pipeline() {
     let server = C2sink::start_file(&cfg);
     let dot = server.listening("dot").expect("dot address logged");
     let doh = server.listening("doh").expect("doh address logged");
-    let ca_arg = format!("+tls-ca={}", ca_path.display());
     let ask = |addr: std::net::SocketAddr, extra: &[&str], name: &str| {
-        let port = addr.port().to_string();
-        let mut args = vec!["@127.0.0.1", "-p", &port, &ca_arg, "+tls-hostname=dns.test"];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(&[name, "A", "+short", "+time=3", "+retry=0"]);
-        kdig(&args)
+        let short: Vec<&str> = extra.iter().copied().chain(["+short"]).collect();
+        kdig_at(addr, &ca_path, &short, name)
     };
     assert_eq!(ask(dot, &[], "evil.example"), "0.0.0.0");
     assert_eq!(ask(dot, &[], "www.example"), "192.0.2.1");
@@ -425,14 +431,9 @@ fn answers_to_padded_queries_over_dot_and_doh_are_padded() {
     let server = C2sink::start_file(&cfg);
     let dot = server.listening("dot").expect("dot address logged");
     let doh = server.listening("doh").expect("doh address logged");
-    let ca_arg = format!("+tls-ca={}", ca_path.display());
     // The size of kdig's answer ("Received N B"), asked with or without padding.
     let received = |addr: std::net::SocketAddr, extra: &[&str], name: &str| -> usize {
-        let port = addr.port().to_string();
-        let mut args = vec!["@127.0.0.1", "-p", &port, &ca_arg, "+tls-hostname=dns.test"];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(&[name, "A", "+time=3", "+retry=0"]);
-        let out = kdig(&args);
+        let out = kdig_at(addr, &ca_path, extra, name);
         out.split("Received ")
             .nth(1)
             .and_then(|r| r.split(' ').next())
