@@ -290,7 +290,7 @@ impl AcceptErrors {
     }
 }
 
-/// Accepts TCP connections until shutdown, within `caps` (shared by every stream listener).
+/// Accepts TCP connections until shutdown, within `caps` (a per-client count of its own, the total shared).
 #[allow(clippy::too_many_arguments)]
 pub async fn serve_tcp(
     listener: TcpListener,
