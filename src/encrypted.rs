@@ -2,9 +2,9 @@
 //! be neither read nor changed on the way, and an answer comes only from a server whose certificate is valid
 //! for the configured name (webpki roots, plus the CAs of `[upstream] ca_file`).
 //!
-//! Connections are kept and reused: DoT keeps a few idle connections per upstream, one query at a time on
-//! each; DoH keeps one HTTP/2 connection per upstream and sends every query on it as its own stream. A reused
-//! connection that turns out closed is replaced once, transparently.
+//! Connections are kept and reused: DoT uses at most 64 connections per upstream at once, one query at a
+//! time on each, and keeps as many idle; DoH keeps one HTTP/2 connection per upstream and sends every query
+//! on it as its own stream. A reused connection that turns out closed is replaced once, transparently.
 
 use crate::upstream::TryError;
 use bytes::Bytes;
@@ -19,8 +19,13 @@ use tokio::runtime::Handle;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-/// Idle DoT connections kept per upstream.
-const DOT_IDLE_MAX: usize = 8;
+/// DoT connections carrying a query at once, per upstream (one query at a time on each): past it a query
+/// waits, within its timeout, for one to be free. Without a cap, a burst of N distinct names opened N TLS
+/// connections at once (774 for 800 names), a burst of handshakes a provider may well limit. Unbound keeps
+/// at most 10 outgoing TCP connections per thread.
+const DOT_BUSY_MAX: usize = 64;
+/// Idle DoT connections kept per upstream: as many as may be busy, so that a second burst reuses the first's.
+const DOT_IDLE_MAX: usize = DOT_BUSY_MAX;
 /// A DoT connection idle longer than this is not reused (servers close idle ones after some seconds).
 const DOT_IDLE_FOR: Duration = Duration::from_secs(10);
 /// Largest DNS message (TCP framing and DoH bodies alike).
@@ -148,6 +153,8 @@ pub struct Dot {
     name: Result<ServerName<'static>, String>,
     connector: Result<TlsConnector, String>,
     idle: Mutex<Vec<(TlsStream<TcpStream>, Instant)>>,
+    /// [`DOT_BUSY_MAX`] permits, one held by each query on a connection.
+    busy: tokio::sync::Semaphore,
     home: Option<Handle>,
 }
 
@@ -159,6 +166,7 @@ impl Dot {
             name: server_name(name).map_err(|e| e.to_string()),
             connector,
             idle: Mutex::new(Vec::new()),
+            busy: tokio::sync::Semaphore::new(DOT_BUSY_MAX),
             home: Handle::try_current().ok(),
         }
     }
@@ -186,6 +194,11 @@ impl Dot {
         // stray message (an answer that came after its query gave up) is out of step, and kept it would
         // hand every later query the answer before.
         let same_id = |answer: &[u8]| answer.get(..2) == msg.get(..2);
+        let _busy = self
+            .busy
+            .acquire()
+            .await
+            .map_err(|e| TryError::Io(std::io::Error::other(e)))?;
         if let Some(mut conn) = self.take_idle() {
             // A kept connection may have been closed by the server meanwhile, or be out of step: then try
             // a fresh one.

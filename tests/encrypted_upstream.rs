@@ -522,3 +522,37 @@ fn one_slow_name_does_not_cost_a_live_doh_connection() {
         "the live connection was kept"
     );
 }
+
+#[test]
+fn a_burst_of_distinct_names_opens_a_bounded_number_of_dot_connections() {
+    let (ca, chain, key) = pki("c2sink test CA", "dns.test");
+    let up = TlsUpstream::start(Kind::Dot, chain, key);
+    let dir = TempDir::new("dot-burst");
+    let server = c2sink_via(&dir, &format!("tls://{}#dns.test", up.addr), &ca);
+    // 200 names at once from one client socket: every one answered, over at most 64 TLS connections.
+    let sock = udp_client("127.0.0.1", std::time::Duration::from_secs(10));
+    for i in 0..200u16 {
+        let q = query(0x3000 + i, &format!("burst{i}.example"), TYPE_A);
+        sock.send_to(&q, server.addr()).expect("send");
+    }
+    let mut answered = std::collections::HashSet::new();
+    let mut buf = [0u8; 512];
+    while answered.len() < 200 {
+        let n = sock.recv(&mut buf).expect("every name answered");
+        let r = parse(&buf[..n]).expect("well formed");
+        assert_eq!(r.rcode, NOERROR, "{:#06x}", r.id);
+        answered.insert(r.id);
+    }
+    let opened = up.connections.load(Ordering::Relaxed);
+    assert!(opened <= 64, "{opened} TLS connections for one burst");
+    // A second burst reuses the kept connections: still no more than 64 in all.
+    for i in 0..100u16 {
+        let q = query(0x4000 + i, &format!("again{i}.example"), TYPE_A);
+        sock.send_to(&q, server.addr()).expect("send");
+    }
+    for _ in 0..100 {
+        sock.recv(&mut buf).expect("every name answered");
+    }
+    let opened = up.connections.load(Ordering::Relaxed);
+    assert!(opened <= 64, "{opened} TLS connections after two bursts");
+}
