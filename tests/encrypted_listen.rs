@@ -83,21 +83,44 @@ fn set_server_keys(cfg: &std::path::Path, keys: &str) {
     std::fs::write(cfg, text).expect("config");
 }
 
+/// A c2sink with a DoT and a DoH listener on loopback, its upstream answering A 192.0.2.1.
+struct Encrypted {
+    _up: Upstream,
+    _server: C2sink,
+    dir: TempDir,
+    dot: std::net::SocketAddr,
+    doh: std::net::SocketAddr,
+    ca_path: std::path::PathBuf,
+}
+
+impl Encrypted {
+    fn start(tag: &str) -> Encrypted {
+        let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
+        let dir = TempDir::new(tag);
+        let listeners = "dot = [\"127.0.0.1:0\"]\ndoh = [\"127.0.0.1:0\"]";
+        let (cfg, ca_path) = tls_config(&dir, up.addr, listeners);
+        let server = C2sink::start_file(&cfg);
+        let dot = server.listening("dot").expect("dot address logged");
+        let doh = server.listening("doh").expect("doh address logged");
+        Encrypted {
+            _up: up,
+            _server: server,
+            dir,
+            dot,
+            doh,
+            ca_path,
+        }
+    }
+}
+
 #[test]
 fn dot_and_doh_clients_are_served_by_the_pipeline() {
-    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
-    let dir = TempDir::new("tls-listen");
-    let (cfg, ca_path) = tls_config(
-        &dir,
-        up.addr,
-        "dot = [\"127.0.0.1:0\"]\ndoh = [\"127.0.0.1:0\"]",
-    );
-    let server = C2sink::start_file(&cfg);
-    let dot = server.listening("dot").expect("dot address logged");
-    let doh = server.listening("doh").expect("doh address logged");
+    // Bound whole: its upstream and server live to the end of the test.
+    let tls = Encrypted::start("tls-listen");
+    let (dir, dot, doh, ca_path) = (&tls.dir, tls.dot, tls.doh, &tls.ca_path);
     let ask = |addr: std::net::SocketAddr, extra: &[&str], name: &str| {
         let short: Vec<&str> = extra.iter().copied().chain(["+short"]).collect();
-        kdig_at(addr, &ca_path, &short, name)
+        kdig_at(addr, ca_path, &short, name)
     };
     assert_eq!(ask(dot, &[], "evil.example"), "0.0.0.0");
     assert_eq!(ask(dot, &[], "www.example"), "192.0.2.1");
@@ -421,19 +444,11 @@ fn a_doh_post_refused_before_its_body_ends_gets_its_status_not_a_stream_reset() 
 
 #[test]
 fn answers_to_padded_queries_over_dot_and_doh_are_padded() {
-    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
-    let dir = TempDir::new("tls-pad");
-    let (cfg, ca_path) = tls_config(
-        &dir,
-        up.addr,
-        "dot = [\"127.0.0.1:0\"]\ndoh = [\"127.0.0.1:0\"]",
-    );
-    let server = C2sink::start_file(&cfg);
-    let dot = server.listening("dot").expect("dot address logged");
-    let doh = server.listening("doh").expect("doh address logged");
+    let tls = Encrypted::start("tls-pad");
+    let (dot, doh, ca_path) = (tls.dot, tls.doh, &tls.ca_path);
     // The size of kdig's answer ("Received N B"), asked with or without padding.
     let received = |addr: std::net::SocketAddr, extra: &[&str], name: &str| -> usize {
-        let out = kdig_at(addr, &ca_path, extra, name);
+        let out = kdig_at(addr, ca_path, extra, name);
         out.split("Received ")
             .nth(1)
             .and_then(|r| r.split(' ').next())
