@@ -1,9 +1,10 @@
 //! Encrypted listeners for clients that support them: DNS over TLS (RFC 7858, port 853) and DNS over HTTPS
 //! (RFC 8484, HTTP/2, port 443), feeding the same pipeline as UDP and TCP.
 //!
-//! Same limits as TCP: connections at once are capped per listener, a client gets `tcp_idle_timeout_ms` for
-//! its TLS handshake and between queries (a connection with an answer still due is not idle), and queries
-//! waiting on upstreams count against `max_inflight` (and `max_inflight_per_client`).
+//! Same limits as TCP: connections at once count against `tcp_max_connections` with TCP's, and against
+//! `tcp_max_connections_per_client` on each listener; a client gets `tcp_idle_timeout_ms` for its TLS
+//! handshake and between queries (a connection with an answer still due is not idle), and queries waiting
+//! on upstreams count against `max_inflight` (and `max_inflight_per_client`).
 
 use crate::admission::{Admission, Admit, ForwardSlots};
 use crate::events::Protocol;
