@@ -45,7 +45,7 @@ impl RequestHandler for Frontend {
                 HickoryProtocol::Tcp => Protocol::Tcp,
                 _ => Protocol::Udp,
             },
-            to: None,
+            from_host: false,
         };
         let answer = match self.pipeline.decide(raw, &client) {
             Decision::Reply(bytes) => Some(bytes),

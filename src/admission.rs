@@ -173,8 +173,8 @@ impl Admission {
     /// [`check`](Self::check) for `client`'s packet; one the host sends itself (its source is the address
     /// it was sent to) always passes, so that `c2sink healthcheck` (the container's HEALTHCHECK) and an
     /// admin's `dig` on the box, over UDP and then TCP when truncated, work when `allow` names only the LAN.
-    /// Linux drops a packet from outside that claims a local source address (and a TCP handshake could not
-    /// complete with one), so this admits nobody else.
+    /// The listener only says so when nobody else could have sent it (a TCP handshake completed with that
+    /// source; for UDP see `udp_batch::sent_by_host`).
     pub fn check_client(&self, client: &Client, raw: &[u8]) -> Admit {
         if from_this_host(client) {
             return Admit::Pass;
@@ -204,10 +204,9 @@ impl Admission {
     }
 }
 
-/// Whether `client` is this host itself: it sent from the very address it asked.
+/// Whether `client` is this host itself (the listener decided, knowing what its transport proves).
 fn from_this_host(client: &Client) -> bool {
-    let src = client.addr.ip().to_canonical();
-    client.to.is_some_and(|to| to.to_canonical() == src)
+    client.from_host
 }
 
 /// REFUSED for a query, nothing for anything that is not one (never answer a response: no loops).

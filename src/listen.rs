@@ -164,7 +164,7 @@ async fn serve_udp(sock: udp_batch::Socket, shared: UdpShared, tracker: TaskTrac
             let client = Client {
                 addr: src,
                 protocol: Protocol::Udp,
-                to: sock.destination(local),
+                from_host: sock.sent_by_host(src, local),
             };
             match admission.check_client(&client, raw) {
                 Admit::Pass => {}
@@ -317,7 +317,7 @@ pub async fn serve_tcp(
         let client = Client {
             addr: src,
             protocol: Protocol::Tcp,
-            to: stream.local_addr().ok().map(|a| a.ip()),
+            from_host: connected_from_host(src, stream.local_addr()),
         };
         let Some(admitted) = caps.admit(&admission, &client) else {
             drop(stream);
@@ -402,6 +402,12 @@ impl ConnectionCaps {
             _slot: slot,
         })
     }
+}
+
+/// Whether a TCP connection from `src` to `local` was opened by this host itself: its source is the address
+/// it reached, which a handshake from outside could not complete with.
+pub fn connected_from_host(src: SocketAddr, local: std::io::Result<SocketAddr>) -> bool {
+    local.is_ok_and(|l| l.ip().to_canonical() == src.ip().to_canonical())
 }
 
 /// `answer`, padded to a multiple of 468 octets (RFC 8467 section 4.1) when `pad`.

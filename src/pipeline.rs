@@ -56,9 +56,10 @@ impl<'a> Why<'a> {
 pub struct Client {
     pub addr: SocketAddr,
     pub protocol: Protocol,
-    /// The address it was sent to, when known: a query whose source is that address comes from this host
-    /// itself (admission lets those through whatever `allow` says).
-    pub to: Option<std::net::IpAddr>,
+    /// Sent by this host itself, as far as the transport proves it (an admin's `dig` on the box, the
+    /// container's healthcheck, a forwarder beside c2sink): admission lets those through whatever `allow`
+    /// says, and counts them as many clients.
+    pub from_host: bool,
 }
 
 /// What a listener should do with a query.

@@ -164,7 +164,7 @@ where
         let client = Client {
             addr: src,
             protocol,
-            to: tcp.local_addr().ok().map(|a| a.ip()),
+            from_host: crate::listen::connected_from_host(src, tcp.local_addr()),
         };
         let Some(admitted) = caps.admit(&s.admission, &client) else {
             drop(tcp);

@@ -68,6 +68,12 @@ impl Socket {
         local.map(Local::ip).or(self.bound)
     }
 
+    /// Whether a datagram from `src` read from this socket was sent by this host itself, which admission
+    /// trusts whatever `allow` says ([`sent_by_host`]).
+    pub fn sent_by_host(&self, src: SocketAddr, local: Option<Local>) -> bool {
+        sent_by_host(src.ip(), self.destination(local), local)
+    }
+
     /// Sends one datagram (from `local`, when the query named it), waiting for room if the send buffer is full.
     pub async fn send_to(
         &self,
@@ -122,6 +128,28 @@ impl Local {
         match self {
             Local::V4(a) => a.into(),
             Local::V6(a, _) => a.into(),
+        }
+    }
+}
+
+/// The kernel's index of the loopback interface, the same in every network namespace (`LOOPBACK_IFINDEX`).
+const LOOPBACK_IFINDEX: u32 = 1;
+
+/// Whether a datagram from `src` to `dest` (arrived as `local` says) can only have come from this host: its
+/// source is the address it was sent to, and the kernel would have dropped such a datagram from outside.
+/// Linux drops an IPv4 packet from the wire whose source is one of the host's addresses, and an IPv6 one
+/// from `::1`, but not an IPv6 one that claims another of the host's addresses: a LAN host could send that.
+/// So an IPv6 datagram counts only from `::1` or when it came in on the loopback interface, as the host's
+/// own traffic does; on a socket bound to one IPv6 address the interface is not known, and it does not.
+fn sent_by_host(src: std::net::IpAddr, dest: Option<std::net::IpAddr>, local: Option<Local>) -> bool {
+    let src = src.to_canonical();
+    if dest.map(|d| d.to_canonical()) != Some(src) {
+        return false;
+    }
+    match src {
+        std::net::IpAddr::V4(_) => true,
+        std::net::IpAddr::V6(a) => {
+            a.is_loopback() || matches!(local, Some(Local::V6(_, LOOPBACK_IFINDEX)))
         }
     }
 }
@@ -617,6 +645,54 @@ mod tests {
         for i in 0..40u8 {
             let (n, from) = client.recv_from(&mut buf).await.unwrap();
             assert_eq!((&buf[..n], from), (&[i, 0xAA][..], to));
+        }
+    }
+
+    /// A LAN host can send an IPv6 datagram whose source is one of the host's own global addresses (Linux
+    /// drops only the IPv4 kind): only one that came in on the loopback interface is the host's own.
+    #[test]
+    fn only_the_host_itself_is_taken_for_the_host() {
+        let global: std::net::IpAddr = "2001:db8::53".parse().unwrap();
+        let Some(std::net::IpAddr::V6(g6)) = Some(global) else {
+            unreachable!()
+        };
+        let on = |ifindex| Some(Local::V6(g6, ifindex));
+        assert!(sent_by_host(global, Some(global), on(LOOPBACK_IFINDEX)));
+        assert!(!sent_by_host(global, Some(global), on(2)), "spoofed from the LAN");
+        assert!(!sent_by_host(global, Some(global), None), "bound socket: unknown");
+        let lo6: std::net::IpAddr = "::1".parse().unwrap();
+        assert!(sent_by_host(lo6, Some(lo6), None));
+        let v4: std::net::IpAddr = "192.0.2.53".parse().unwrap();
+        assert!(sent_by_host(v4, Some(v4), None));
+        assert!(!sent_by_host(v4, Some("192.0.2.54".parse().unwrap()), None));
+        assert!(!sent_by_host(v4, None, None));
+        assert!(!sent_by_host(lo6, Some(global), on(LOOPBACK_IFINDEX)));
+    }
+
+    /// Datagrams the host sends to a wildcard socket, from `::1` and from 127.0.0.1, are found to be its own.
+    #[test]
+    fn a_wildcard_socket_knows_the_hosts_own_datagrams() {
+        for (bind, from) in [("[::]:0", "[::1]:0"), ("0.0.0.0:0", "127.0.0.1:0")] {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _runtime = rt.enter();
+            let Ok(std) = UdpSocket::bind(bind) else {
+                continue; // no IPv6 here
+            };
+            let server = Socket::new(std).unwrap();
+            let client = UdpSocket::bind(from).unwrap();
+            let to = SocketAddr::new(
+                client.local_addr().unwrap().ip(),
+                server.local_addr().unwrap().port(),
+            );
+            client.send_to(b"q", to).unwrap();
+            let mut rx = Receiver::new(16);
+            rx.recv_blocking(&server).unwrap();
+            let (_, src, local) = rx.iter().next().unwrap();
+            assert!(local.is_some(), "{bind}");
+            assert!(server.sent_by_host(src, local), "{bind}");
         }
     }
 
