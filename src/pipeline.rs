@@ -653,14 +653,19 @@ impl Pipeline {
         });
     }
 
-    /// Makes an answer fit the client's UDP buffer: without its optional sections if that does, else header
-    /// and question with TC set.
+    /// Makes an answer fit the client's UDP buffer, or a stream's 65,535-octet frame (an upstream's largest
+    /// answer plus the OPT c2sink adds): without its optional sections if that does, else header and
+    /// question with TC set.
     fn fit(&self, answer: Vec<u8>, query: &Query<'_>, raw: &[u8], client: &Client) -> Vec<u8> {
-        if client.protocol == Protocol::Udp && answer.len() > query.udp_limit() {
+        let limit = match client.protocol {
+            Protocol::Udp => query.udp_limit(),
+            _ => usize::from(u16::MAX),
+        };
+        if answer.len() > limit {
             // Without the optional sections it may fit, as Unbound and nsd answer (RFC 2181 section 9):
             // TC only when the records asked for themselves do not, which costs the client a TCP round trip.
             let dnssec = query.edns.is_some_and(|e| e.dnssec_ok);
-            if let Some(fits) = wire::without_extras(&answer, query.udp_limit(), dnssec) {
+            if let Some(fits) = wire::without_extras(&answer, limit, dnssec) {
                 return fits;
             }
             let mut r = wire::short_reply(raw, query.question.len(), 0, true);

@@ -740,6 +740,33 @@ fn an_answer_too_big_for_the_client_loses_its_optional_sections_before_it_gets_t
     }
 }
 
+/// An answer a stream cannot frame (an upstream's near-64 KiB answer plus the OPT c2sink adds for an EDNS
+/// client) comes back with TC set, where it used to be dropped and the client waited for the idle timeout.
+#[test]
+fn an_answer_too_long_for_a_stream_comes_back_truncated() {
+    let up = Upstream::start();
+    let srv = C2sink::start(&config(&[up.addr], ""), &[]);
+    let opts = Ask {
+        edns: true,
+        payload: 4096,
+        ..Ask::default()
+    };
+    let m = ask(srv.addr(), Proto::Tcp, "a.huge.test", RecordType::TXT, &opts);
+    assert!(m.metadata.truncation, "TC: the records do not fit");
+    assert!(m.answers.is_empty() && m.edns.is_some());
+    assert_eq!(m.queries.len(), 1, "question echoed");
+    // Without EDNS nothing is added: the upstream's answer comes whole.
+    let raw = exchange_raw(
+        srv.addr(),
+        Proto::Tcp,
+        &query_bytes("b.huge.test", RecordType::TXT, &Ask::default()).1,
+    )
+    .expect("an answer");
+    assert_eq!(raw.len(), HUGE_ANSWER);
+    let r = parse(&raw).expect("well formed");
+    assert!(!r.truncated() && r.ancount > 200, "{}", r.ancount);
+}
+
 #[test]
 fn truncated_udp_answer_is_retried_over_tcp() {
     let up = Upstream::start();

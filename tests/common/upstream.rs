@@ -53,6 +53,7 @@ pub enum Zone {
     /// - `*.nx-cname.test` NXDOMAIN behind a short CNAME: CNAME `gone.nxdomain.test` (TTL 2) and the SOA of
     ///   `nxdomain.test` (TTL 300, MINIMUM 120),
     /// - `*.opt-first.test` an OPT with an NSID option before another additional record ([`opt_first`]),
+    /// - `*.huge.test` TXT records filling a TCP answer to [`HUGE_ANSWER`] octets, no OPT ([`huge`]),
     /// - `*.no-edns.test` FORMERR without OPT or question to a query with EDNS (a server that predates EDNS),
     ///   else as the names below,
     /// - `*.glue.test` A 192.0.2.1 with an NS in authority and 40 A records in additional, whatever the size,
@@ -383,6 +384,7 @@ fn respond(q: &[u8], tcp: bool, st: &State) -> Vec<Vec<u8>> {
     }
     let good = match st.zone {
         Zone::Test if name.ends_with(".opt-first.test") => opt_first(q),
+        Zone::Test if name.ends_with(".huge.test") => huge(q, tcp),
         Zone::Test => Message::from_vec(q).ok().and_then(|m| test_zone(&m, tcp)),
         Zone::FixedA { addr, ttl, a_only } => fixed_a(q, addr, ttl, a_only),
     };
@@ -441,7 +443,6 @@ fn soa_timed(zone: &str, ttl: u32, minimum: u32) -> Record {
     )
 }
 
-/// The test zone's answer to `msg`, as wire bytes; `None` means stay silent.
 /// `*.opt-first.test` (in [`Zone::Test`]): A 192.0.2.1, then an OPT record carrying an NSID option
 /// ("up-nsid") that is not the last record: an A record (owner: a pointer to the question) follows it, as a
 /// careless upstream may write, whatever EDNS the query had.
@@ -451,6 +452,39 @@ fn opt_first(q: &[u8]) -> Option<Vec<u8>> {
     m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 11, 0, 3, 0, 7]);
     m.extend_from_slice(b"up-nsid");
     m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 9]);
+    Some(m)
+}
+
+/// Octets of a `*.huge.test` answer over TCP: an OPT record (11 octets) added to it passes 65,535.
+pub const HUGE_ANSWER: usize = 65_530;
+
+/// `*.huge.test` (in [`Zone::Test`]): over TCP, TXT records (owner: a pointer to the question) filling the
+/// answer to [`HUGE_ANSWER`] octets, with no OPT whatever the query had; over UDP, TC and no record.
+fn huge(q: &[u8], tcp: bool) -> Option<Vec<u8>> {
+    let qend = 12 + q.get(12..)?.iter().position(|&b| b == 0)? + 5;
+    let mut m = q.get(..qend)?.to_vec();
+    m[2] = 0x80 | (q[2] & 0x01) | if tcp { 0 } else { 0x02 };
+    m[3] = 0x80;
+    m[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    if !tcp {
+        return Some(m);
+    }
+    // A TXT record of `size` octets: pointer, type, class, TTL, RDLENGTH, then one string.
+    let push = |m: &mut Vec<u8>, size: usize| {
+        m.extend_from_slice(&[0xc0, 12, 0, 16, 0, 1, 0, 0, 1, 44]);
+        m.extend_from_slice(&((size - 12) as u16).to_be_bytes());
+        m.push((size - 13) as u8);
+        m.resize(m.len() + size - 13, b'x');
+    };
+    let mut count = 0u16;
+    while HUGE_ANSWER - m.len() > 268 {
+        let left = HUGE_ANSWER - m.len();
+        push(&mut m, if left > 268 + 13 { 268 } else { left - 140 });
+        count += 1;
+    }
+    let left = HUGE_ANSWER - m.len();
+    push(&mut m, left);
+    m[6..8].copy_from_slice(&(count + 1).to_be_bytes());
     Some(m)
 }
 
