@@ -98,9 +98,7 @@ pub fn fetch(cfg: &ListConfig, path: &Path) -> Result<Fetched, FeedError> {
             .map(str::to_string)
     };
     let (etag, modified) = (header("etag"), header("last-modified"));
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".download");
-    let tmp = PathBuf::from(tmp_name);
+    let tmp = download_path(path);
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         let mut reader = resp.body_mut().with_config().limit(MAX_BYTES).reader();
@@ -163,6 +161,21 @@ pub fn fetch(cfg: &ListConfig, path: &Path) -> Result<Fetched, FeedError> {
     result
 }
 
+/// Where a download of the list at `path` is written until it is vetted.
+fn download_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".download");
+    PathBuf::from(p)
+}
+
+/// Removes the part-written download of every feed of `cfg`: called when c2sink stops with a download still
+/// running on its thread, which ends with the process and would leave the file behind.
+pub fn abandon_downloads(cfg: &Config) {
+    for l in cfg.blocklists.iter().filter(|l| l.url.is_some()) {
+        let _ = std::fs::remove_file(download_path(&cfg.resolve(&l.path)));
+    }
+}
+
 /// Downloads every feed that has no copy yet; fails naming the first that cannot be fetched (c2sink never
 /// serves a feed list without a copy).
 pub fn fetch_missing(cfg: &Config) -> anyhow::Result<()> {
@@ -215,8 +228,12 @@ pub async fn run(reloader: Arc<Reloader>, shutdown: CancellationToken) {
             let task = tokio::task::spawn_blocking(move || fetch(&list, &path));
             let result = tokio::select! {
                 r = task => r,
-                // The download is left to finish on its thread; its result is not applied.
-                _ = shutdown.cancelled() => return,
+                // The download is left on its thread, which ends with the process; its result is not
+                // applied, and what it wrote so far is removed.
+                _ = shutdown.cancelled() => {
+                    abandon_downloads(&cfg);
+                    return;
+                }
             };
             let age = state
                 .last_good

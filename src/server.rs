@@ -33,6 +33,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         r = first_copies => r.context("feed download task")??,
         () = next_signal(&mut stop) => {
             tracing::info!("stopped while downloading the first copy of a feed list");
+            crate::feed::abandon_downloads(&cfg);
             return Ok(());
         }
     }

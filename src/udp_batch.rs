@@ -141,7 +141,11 @@ const LOOPBACK_IFINDEX: u32 = 1;
 /// from `::1`, but not an IPv6 one that claims another of the host's addresses: a LAN host could send that.
 /// So an IPv6 datagram counts only from `::1` or when it came in on the loopback interface, as the host's
 /// own traffic does; on a socket bound to one IPv6 address the interface is not known, and it does not.
-fn sent_by_host(src: std::net::IpAddr, dest: Option<std::net::IpAddr>, local: Option<Local>) -> bool {
+fn sent_by_host(
+    src: std::net::IpAddr,
+    dest: Option<std::net::IpAddr>,
+    local: Option<Local>,
+) -> bool {
     let src = src.to_canonical();
     if dest.map(|d| d.to_canonical()) != Some(src) {
         return false;
@@ -658,8 +662,14 @@ mod tests {
         };
         let on = |ifindex| Some(Local::V6(g6, ifindex));
         assert!(sent_by_host(global, Some(global), on(LOOPBACK_IFINDEX)));
-        assert!(!sent_by_host(global, Some(global), on(2)), "spoofed from the LAN");
-        assert!(!sent_by_host(global, Some(global), None), "bound socket: unknown");
+        assert!(
+            !sent_by_host(global, Some(global), on(2)),
+            "spoofed from the LAN"
+        );
+        assert!(
+            !sent_by_host(global, Some(global), None),
+            "bound socket: unknown"
+        );
         let lo6: std::net::IpAddr = "::1".parse().unwrap();
         assert!(sent_by_host(lo6, Some(lo6), None));
         let v4: std::net::IpAddr = "192.0.2.53".parse().unwrap();

@@ -441,6 +441,8 @@ enum Feed {
     Down,
     /// Keep the connection open and never answer.
     Hang,
+    /// Answer 200 with this much of a longer body, then keep the connection open.
+    HangInBody(String),
 }
 
 /// A loopback HTTP server for feed tests; records the If-None-Match headers it gets.
@@ -473,6 +475,15 @@ fn start_feed_server(state: Arc<Mutex<Feed>>, seen: Arc<Mutex<Vec<String>>>) -> 
             let resp = match feed {
                 Feed::Down => continue,
                 Feed::Hang => {
+                    hung.push(conn);
+                    continue;
+                }
+                Feed::HangInBody(part) => {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{part}",
+                        part.len() * 2
+                    );
+                    let _ = conn.write_all(head.as_bytes());
                     hung.push(conn);
                     continue;
                 }
@@ -570,7 +581,15 @@ fn feed_is_downloaded_refreshed_and_bad_downloads_keep_the_last_good_copy() {
 
 #[test]
 fn a_stop_signal_is_honoured_while_a_feed_download_hangs() {
-    let state = Arc::new(Mutex::new(Feed::Hang));
+    for hang in [Feed::Hang, Feed::HangInBody(names("part", 50))] {
+        stop_while_a_download_hangs(hang);
+    }
+}
+
+/// SIGTERM while the feed server does `hang`: c2sink stops at once and leaves no part-written download.
+fn stop_while_a_download_hangs(hang: Feed) {
+    let in_body = matches!(hang, Feed::HangInBody(_));
+    let state = Arc::new(Mutex::new(hang));
     let http = start_feed_server(state, Arc::new(Mutex::new(Vec::new())));
     let feed = format!(
         "[[blocklists]]\nname = \"feed\"\npath = \"feed.txt\"\nurl = \"http://{http}/l.txt\"\n"
@@ -583,8 +602,15 @@ fn a_stop_signal_is_honoured_while_a_feed_download_hangs() {
         a(&s, "a3.example"),
         reply(ResponseCode::NoError, &["0.0.0.0"])
     );
+    let part = dir.join("feed.txt.download");
+    if in_body {
+        poll_until("the refresh to write part of its download", || {
+            part.exists()
+        });
+    }
     let (clean, log) = s.terminate();
     assert!(clean, "no clean exit within {PATIENCE:?}:\n{log}");
+    assert!(!part.exists(), "a part-written download left behind");
     // No copy yet: the first download hangs before serving; SIGTERM ends that wait too.
     let dir = tempdir("feed-hang-boot");
     let text = format!(
@@ -605,6 +631,12 @@ fn a_stop_signal_is_honoured_while_a_feed_download_hangs() {
         let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
         assert!(n > 0, "c2sink ended before downloading");
     }
+    let part = dir.join("feed.txt.download");
+    if in_body {
+        poll_until("the first download to write part of the list", || {
+            part.exists()
+        });
+    }
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -618,6 +650,7 @@ fn a_stop_signal_is_honoured_while_a_feed_download_hangs() {
     };
     assert!(status.success(), "{status}");
     assert!(!dir.join("feed.txt").exists());
+    assert!(!part.exists(), "a part-written first download left behind");
 }
 
 #[test]

@@ -751,7 +751,13 @@ fn an_answer_too_long_for_a_stream_comes_back_truncated() {
         payload: 4096,
         ..Ask::default()
     };
-    let m = ask(srv.addr(), Proto::Tcp, "a.huge.test", RecordType::TXT, &opts);
+    let m = ask(
+        srv.addr(),
+        Proto::Tcp,
+        "a.huge.test",
+        RecordType::TXT,
+        &opts,
+    );
     assert!(m.metadata.truncation, "TC: the records do not fit");
     assert!(m.answers.is_empty() && m.edns.is_some());
     assert_eq!(m.queries.len(), 1, "question echoed");
