@@ -425,7 +425,9 @@ pub struct Inspect {
     pub targets: Vec<String>,
 }
 
-/// The A and AAAA addresses in an answer's answer section (for address lists); empty if it does not parse.
+/// The addresses in an answer's answer section (for address lists): A and AAAA records, and the `ipv4hint`
+/// and `ipv6hint` of SVCB/HTTPS records, which a browser may connect to without asking for A or AAAA
+/// (RFC 9460 section 7.3); empty if it does not parse.
 pub fn answer_addresses(msg: &[u8]) -> Vec<std::net::IpAddr> {
     let mut out = Vec::new();
     let Ok(header) = Header::read(msg) else {
@@ -452,11 +454,46 @@ pub fn answer_addresses(msg: &[u8]) -> Vec<std::net::IpAddr> {
                 a.copy_from_slice(rdata);
                 out.push(std::net::IpAddr::from(a));
             }
+            (TYPE_SVCB | TYPE_HTTPS, _) => svcb_hints(msg, &rr, &mut out),
             _ => {}
         }
         pos = rr.next;
     }
     out
+}
+
+/// SvcParamKeys whose values are addresses (RFC 9460 section 14.3.2).
+const SVC_IPV4HINT: u16 = 4;
+const SVC_IPV6HINT: u16 = 6;
+
+/// Appends the `ipv4hint` and `ipv6hint` addresses of the SVCB/HTTPS record `rr` to `out`; a record that
+/// does not read adds what it held up to there.
+fn svcb_hints(msg: &[u8], rr: &RecordPos, out: &mut Vec<std::net::IpAddr>) {
+    // SvcPriority (2 octets), TargetName, then SvcParams: key, length, value.
+    let Ok(params_at) = skip_name(msg, rr.rdata_at + 2) else {
+        return;
+    };
+    let mut params = msg.get(params_at..rr.next).unwrap_or_default();
+    while let [k0, k1, l0, l1, rest @ ..] = params {
+        let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+        let Some(value) = rest.get(..len) else {
+            return;
+        };
+        match u16::from_be_bytes([*k0, *k1]) {
+            SVC_IPV4HINT => out.extend(
+                value
+                    .chunks_exact(4)
+                    .map(|a| std::net::IpAddr::from([a[0], a[1], a[2], a[3]])),
+            ),
+            SVC_IPV6HINT => out.extend(value.chunks_exact(16).map(|a| {
+                let mut b = [0u8; 16];
+                b.copy_from_slice(a);
+                std::net::IpAddr::from(b)
+            })),
+            _ => {}
+        }
+        params = &rest[len..];
+    }
 }
 
 /// RR types whose RDATA names another name that the client will go on to use.

@@ -104,6 +104,58 @@ fn answer_with_listed_address_is_sinkholed_with_address_and_rule() {
     );
 }
 
+/// An HTTPS record's `ipv4hint`/`ipv6hint` (RFC 9460) lets a browser connect without asking for A or AAAA:
+/// a listed address there is sinkholed like one in an A record.
+#[test]
+fn a_listed_address_in_an_https_hint_is_sinkholed() {
+    let up = Upstream::start();
+    let direct = ask_simple(
+        up.addr,
+        Proto::Udp,
+        "www.https-hint.test",
+        RecordType::HTTPS,
+    );
+    assert_eq!(direct.answers.len(), 1, "the upstream gives the hints");
+    for (nets, rule, via) in [
+        ("198.51.100.0/24\n", "198.51.100.0/24", "198.51.100.7"),
+        (
+            "2001:db8:bad::/48\n",
+            "2001:db8:bad::/48",
+            "2001:db8:bad::7",
+        ),
+    ] {
+        let srv = with_ip_list(&up, nets, "");
+        let m = ask_simple(
+            srv.addr(),
+            Proto::Udp,
+            "www.https-hint.test",
+            RecordType::HTTPS,
+        );
+        assert!(
+            !m.answers
+                .iter()
+                .any(|r| r.record_type() == RecordType::HTTPS),
+            "{rule}: the hints reached the client: {m:?}"
+        );
+        let ev = srv.events(1);
+        assert_eq!(ev[0]["qname"], "www.https-hint.test");
+        assert_eq!(ev[0]["list"], "c2-ips");
+        assert_eq!(ev[0]["rule"], rule);
+        assert_eq!(ev[0]["via"], via);
+    }
+    // Hints outside the lists pass, whole.
+    let srv = with_ip_list(&up, "203.0.113.0/24\n", "");
+    let mut m = ask_simple(
+        srv.addr(),
+        Proto::Udp,
+        "www.https-hint.test",
+        RecordType::HTTPS,
+    );
+    m.metadata.id = direct.metadata.id;
+    assert_eq!(m.answers, direct.answers);
+    assert!(srv.events(0).is_empty());
+}
+
 /// Asks for `name` until the answer is the sinkhole's 0.0.0.0 (a reload is asynchronous); panics after [`PATIENCE`].
 fn wait_for_sinkhole(srv: &C2sink, proto: Proto, name: &str) {
     let sinkhole = RData::A("0.0.0.0".parse().expect("ip"));

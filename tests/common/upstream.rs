@@ -65,6 +65,8 @@ pub enum Zone {
     /// - `*.cname-ok.test` CNAME `www.example.test` + A 192.0.2.1 (an innocent chain),
     /// - `*.https-c2.test` HTTPS 1 `msstorageazure.com.` (an HTTPS record whose target is a C2 name),
     /// - `*.c2addr.test` A 198.51.100.7, AAAA 2001:db8:bad::7 (addresses for address lists),
+    /// - `*.https-hint.test` HTTPS 1 `.` alpn h2, ipv4hint 192.0.2.1 and 198.51.100.7, ipv6hint
+    ///   2001:db8:bad::7 (addresses a browser may connect to without asking for A or AAAA),
     /// - anything else: A 192.0.2.1, AAAA 2001:db8::1, TXT "from upstream", MX 10 mail.example.test,
     ///   else NODATA; answers echo EDNS (payload 1232, DO).
     Test,
@@ -594,6 +596,32 @@ fn test_zone(msg: &Message, tcp: bool) -> Option<Vec<u8>> {
             name,
             300,
             RData::HTTPS(HTTPS(SVCB::new(1, target, vec![]))),
+        ));
+    } else if ends(".https-hint.test.") && q.query_type() == RecordType::HTTPS {
+        use hickory_proto::rr::rdata::svcb::{Alpn, IpHint, SvcParamKey, SvcParamValue};
+        let params = vec![
+            (
+                SvcParamKey::Alpn,
+                SvcParamValue::Alpn(Alpn(vec!["h2".to_string()])),
+            ),
+            (
+                SvcParamKey::Ipv4Hint,
+                SvcParamValue::Ipv4Hint(IpHint(vec![
+                    A::new(192, 0, 2, 1),
+                    A::new(198, 51, 100, 7),
+                ])),
+            ),
+            (
+                SvcParamKey::Ipv6Hint,
+                SvcParamValue::Ipv6Hint(IpHint(vec![AAAA::new(
+                    0x2001, 0xdb8, 0xbad, 0, 0, 0, 0, 7,
+                )])),
+            ),
+        ];
+        r.add_answer(Record::from_rdata(
+            name,
+            300,
+            RData::HTTPS(HTTPS(SVCB::new(1, Name::root(), params))),
         ));
     } else if ends(".glue.test.") && q.query_type() == RecordType::A {
         // A small answer with a large additional section (as an AD server's answers carry glue): sent whole
