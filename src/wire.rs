@@ -1282,6 +1282,41 @@ mod tests {
         m
     }
 
+    /// An HTTPS answer's hints are read whatever params come first, and a record cut anywhere reads
+    /// without a panic, giving at most the addresses it held whole.
+    #[test]
+    fn svcb_hints_are_read_and_a_cut_record_is_safe() {
+        let mut m = query_bytes("h.example", TYPE_HTTPS, false);
+        m[2] |= 0x80;
+        m[7] = 1;
+        let mut rdata = vec![0, 1, 0]; // priority 1, target "."
+        rdata.extend_from_slice(&[0, 1, 0, 3, 2, b'h', b'2']); // alpn h2
+        rdata.extend_from_slice(&[0, 4, 0, 8, 192, 0, 2, 1, 198, 51, 100, 7]);
+        rdata.extend_from_slice(&[0, 6, 0, 16]);
+        rdata.extend_from_slice(
+            &"2001:db8:bad::7"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        m.extend_from_slice(&[0xc0, 12, 0, 65, 0, 1, 0, 0, 1, 44]);
+        m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        m.extend_from_slice(&rdata);
+        let want: Vec<std::net::IpAddr> = ["192.0.2.1", "198.51.100.7", "2001:db8:bad::7"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(answer_addresses(&m), want);
+        for cut in 0..m.len() {
+            let got = answer_addresses(&m[..cut]);
+            assert!(got.len() <= want.len(), "{cut}");
+        }
+        // A hint value that is not a whole number of addresses yields the whole ones only.
+        let at = m.len() - 16 - 4 - 12 + 2;
+        m[at + 1] = 7;
+        assert_eq!(answer_addresses(&m), want[..1]);
+    }
+
     #[test]
     fn query_name_is_lowercased_and_question_kept_as_sent() {
         let m = query_bytes("CDN.MsStorageAzure.com", 16, true);

@@ -17,6 +17,8 @@ fuzz_target!(|data: &[u8]| {
             assert!((off as usize) + 4 <= data.len());
         }
     }
+    // The addresses address lists check, SVCB/HTTPS hints among them.
+    let _ = wire::answer_addresses(data);
     let _ = protocol::find_edns(data);
     if data.len() >= 12 {
         for rcode in [
