@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
             &Client {
                 addr: src,
                 protocol,
-                to: None,
+                from_host: false,
             },
         ) {
             Decision::Reply(r) => {
