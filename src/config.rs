@@ -734,16 +734,36 @@ impl LogConfig {
 }
 
 /// `level` as a filter: `info` means c2sink's own lines at info and every other crate's at warn;
-/// `warn,c2sink=debug` is taken as written.
+/// `warn,c2sink=debug` is taken as written, and a list without a bare level keeps `warn` for the rest.
+///
+/// Every word of a list must be a level or `target=level`: the filter syntax reads a bare word as a target
+/// to show alone, so a typo (`inof`) would silence every line c2sink writes, reload failures included.
 pub fn log_filter(level: &str) -> Result<Targets, String> {
     if let Ok(l) = level.trim().parse::<LevelFilter>() {
         return Ok(Targets::new()
             .with_default(LevelFilter::WARN)
             .with_target("c2sink", l));
     }
-    level
+    let mut has_default = false;
+    for word in level.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        if word.contains('=') {
+            continue;
+        }
+        if word.parse::<LevelFilter>().is_err() {
+            return Err(format!(
+                "\"{word}\" is not a log level (error, warn, info, debug, trace, off) nor a target=level pair"
+            ));
+        }
+        has_default = true;
+    }
+    let targets = level
         .parse::<Targets>()
-        .map_err(|e| format!("\"{level}\" is not a log level or a target=level list: {e}"))
+        .map_err(|e| format!("\"{level}\" is not a log level or a target=level list: {e}"))?;
+    Ok(if has_default {
+        targets
+    } else {
+        targets.with_default(LevelFilter::WARN)
+    })
 }
 
 impl Default for LogConfig {
@@ -1696,6 +1716,15 @@ servers = ["127.0.0.1:53"]
             .unwrap_err()
             .to_string();
         assert!(e.contains("log.level") && e.contains("c2sink=loud"), "{e}");
+        // A typo is no target to show alone, which would silence c2sink.
+        for typo in ["inof", "warn,c2snk", "c2sink=debug,verbose"] {
+            let e = log_filter(typo).unwrap_err();
+            assert!(e.contains("not a log level"), "{typo}: {e}");
+        }
+        // A list without a bare level keeps warnings from every other target.
+        let f = log_filter("h2=debug").expect("a list");
+        assert!(f.would_enable("c2sink::reload", &Level::WARN));
+        assert!(f.would_enable("h2::proto", &Level::DEBUG));
     }
 
     #[test]
