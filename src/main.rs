@@ -36,6 +36,10 @@ enum Command {
         /// Explain whether and why NAME would be blocked.
         #[arg(long, value_name = "NAME")]
         explain: Option<String>,
+        /// Exit 0 whenever serve would start (invalid list lines are still shown): for start-up gates such
+        /// as systemd's ExecStartPre, which must not keep a network without DNS over one bad line.
+        #[arg(long)]
+        errors_only: bool,
     },
     /// Summarize event logs: infected clients, first/last seen, C2 names, beacon cadence.
     Report {
@@ -98,7 +102,11 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Serve { config } => serve(&config),
-        Command::Check { config, explain } => check(&config, explain.as_deref()),
+        Command::Check {
+            config,
+            explain,
+            errors_only,
+        } => check(&config, explain.as_deref(), errors_only),
         Command::Report {
             since,
             until,
@@ -244,7 +252,7 @@ fn healthcheck(
     }
 }
 
-fn check(path: &std::path::Path, explain: Option<&str>) -> ExitCode {
+fn check(path: &std::path::Path, explain: Option<&str>, errors_only: bool) -> ExitCode {
     let cfg = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -309,7 +317,7 @@ fn check(path: &std::path::Path, explain: Option<&str>) -> ExitCode {
             c2sink::blocklist::report::explain(&lists, name, cfg.sinkhole.mode)
         );
     }
-    if bad {
+    if bad && !errors_only {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

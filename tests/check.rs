@@ -195,6 +195,30 @@ fn bad_list_lines_are_reported_with_file_and_line() {
     assert!(all.contains("c2.txt:7: invalid"), "{all}");
     assert!(all.contains("3 invalid"), "{all}");
     assert!(out.contains("problems: ") && out.contains("c2=2"), "{out}");
+    // As a start-up gate (systemd's ExecStartPre): shown, but serve would start, so exit 0; a config
+    // serve cannot use still fails.
+    let (code, out, err) = check(
+        &format!("{BASE}[[blocklists]]\nname = \"c2\"\npath = \"c2.txt\"\n"),
+        &[("c2.txt", list)],
+        &["--errors-only"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(format!("{out}{err}").contains("3 invalid"), "{out}{err}");
+    let (code, _, err) = check("[server]\nlisten = 5\n", &[], &["--errors-only"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+/// The shipped systemd unit gates its start on `check --errors-only`: one bad line in a feed must not keep
+/// a network without DNS at the next reboot.
+#[test]
+fn the_systemd_unit_gates_on_errors_only() {
+    let unit = include_str!("../deploy/c2sink.service");
+    let pre: Vec<&str> = unit
+        .lines()
+        .filter(|l| l.starts_with("ExecStartPre="))
+        .collect();
+    assert_eq!(pre.len(), 1, "{pre:?}");
+    assert!(pre[0].contains(" check --errors-only "), "{}", pre[0]);
 }
 
 #[test]
