@@ -1181,9 +1181,15 @@ impl Config {
         if u.ip().is_unspecified() {
             out.push(format!("{s}: unspecified address"));
         }
-        let own = self.server.listen.iter().position(|l| {
-            !s.is_encrypted()
-                && l.port() == u.port()
+        // The listeners of the same protocol as `s`: plain DNS, DoT or DoH.
+        let tls = self.tls_listen.as_ref();
+        let (key, listeners): (&str, &[SocketAddr]) = match s {
+            UpstreamSpec::Plain(_) => ("server.listen", &self.server.listen),
+            UpstreamSpec::Tls { .. } => ("tls_listen.dot", tls.map_or(&[], |t| &t.dot)),
+            UpstreamSpec::Https { .. } => ("tls_listen.doh", tls.map_or(&[], |t| &t.doh)),
+        };
+        let own = listeners.iter().position(|l| {
+            l.port() == u.port()
                 && (l.ip() == u.ip()
                     || (l.ip().is_unspecified()
                         && l.is_ipv4() == u.is_ipv4()
@@ -1191,9 +1197,8 @@ impl Config {
         });
         if let Some(j) = own {
             out.push(format!(
-                "{s} is c2sink's own server.listen[{j}] ({}): every forwarded query would come back to \
-                 c2sink",
-                self.server.listen[j]
+                "{s} is c2sink's own {key}[{j}] ({}): every forwarded query would come back to c2sink",
+                listeners[j]
             ));
         }
         out

@@ -103,6 +103,34 @@ fn wrong_type_and_bad_address_are_errors() {
     );
 }
 
+/// An encrypted upstream that is c2sink's own DoT or DoH listener loops every forwarded query back, as a
+/// plain one on `listen` does: each would wait out the timeout and end in SERVFAIL.
+#[test]
+fn c2sink_as_its_own_encrypted_upstream_is_an_error() {
+    let (code, _, err) = check(
+        "[server]\nlisten = [\"127.0.0.1:5353\"]\n\
+         [upstream]\nservers = [\"tls://127.0.0.1:8853#dns.test\", \"https://127.0.0.1:8443/dns-query#dns.test\", \
+         \"tls://127.0.0.1:8443#dns.test\"]\n\
+         [tls_listen]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\ndot = [\"0.0.0.0:8853\"]\n\
+         doh = [\"127.0.0.1:8443\"]\n",
+        &[],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("upstream.servers[0]") && err.contains("c2sink's own tls_listen.dot[0]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("upstream.servers[1]") && err.contains("c2sink's own tls_listen.doh[0]"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("upstream.servers[2]"),
+        "DoT to the DoH port is no loop: {err}"
+    );
+}
+
 #[test]
 fn overlapping_listen_addresses_and_c2sink_as_its_own_upstream_are_errors() {
     let (code, _, err) = check(
