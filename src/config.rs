@@ -1220,16 +1220,27 @@ impl Config {
                 "at least one address is needed".into(),
             );
         }
-        // Every TCP port c2sink binds: an address listed twice, or one a wildcard on the same port already
-        // covers, fails to bind (IPv6 wildcards are IPv6 only, so `0.0.0.0` and `[::]` may share a port).
+        // Every TCP port c2sink binds (DNS, DoT, DoH, the admin endpoint, the trap): an address listed
+        // twice, or one a wildcard on the same port already covers, fails to bind (IPv6 wildcards are IPv6
+        // only, so `0.0.0.0` and `[::]` may share a port).
         let mut binds: Vec<(String, SocketAddr)> = Vec::new();
-        let tls = self.tls_listen.iter();
-        for (key, addrs) in std::iter::once(("server.listen", &self.server.listen))
-            .chain(tls.clone().map(|t| ("tls_listen.dot", &t.dot)))
-            .chain(tls.map(|t| ("tls_listen.doh", &t.doh)))
-        {
+        let mut groups: Vec<(&str, Vec<SocketAddr>)> =
+            vec![("server.listen", self.server.listen.clone())];
+        if let Some(t) = &self.tls_listen {
+            groups.push(("tls_listen.dot", t.dot.clone()));
+            groups.push(("tls_listen.doh", t.doh.clone()));
+        }
+        if let Some(a) = &self.admin {
+            groups.push(("admin.listen", vec![a.listen]));
+        }
+        groups.push(("trap.ports", self.trap_addresses()));
+        for (key, addrs) in &groups {
             for (i, a) in addrs.iter().enumerate() {
-                let here = format!("{key}[{i}]");
+                let here = match *key {
+                    "admin.listen" => key.to_string(),
+                    "trap.ports" => format!("{key} ({a})"),
+                    _ => format!("{key}[{i}]"),
+                };
                 let covered = binds.iter().find(|(_, b)| {
                     b.port() == a.port()
                         && a.port() != 0
@@ -1283,8 +1294,9 @@ impl Config {
         for (key, problem) in crate::admission::config_problems(&self.server) {
             p(format!("server.{key}"), problem);
         }
+        // A user name must exist here, or serve (as root) stops at start.
         if let Some(u) = &self.server.user
-            && let Err(e) = crate::privilege::RunAs::parse(u)
+            && let Err(e) = crate::privilege::RunAs::parse(u).and_then(|r| r.resolve())
         {
             p("server.user".into(), e.to_string());
         }
@@ -1409,6 +1421,11 @@ impl Config {
                     "log.events".into(),
                     format!("folder {} does not exist", dir.display()),
                 );
+            } else if f.is_dir() {
+                p(
+                    "log.events".into(),
+                    format!("{} is a folder, not a file", f.display()),
+                );
             }
         }
         if let Some(t) = &self.tls_listen {
@@ -1454,10 +1471,30 @@ impl Config {
             let dir = f.parent().unwrap_or(Path::new("."));
             if q.trim().is_empty() {
                 p("log.queries".into(), "must be a file path".into());
+            } else if q == "stdout" || q == "-" {
+                // Not a file called "stdout": every query there would bury the block events.
+                p(
+                    "log.queries".into(),
+                    format!("\"{q}\": the query log must be a file path"),
+                );
             } else if !dir.as_os_str().is_empty() && !dir.is_dir() {
                 p(
                     "log.queries".into(),
                     format!("folder {} does not exist", dir.display()),
+                );
+            } else if f.is_dir() {
+                p(
+                    "log.queries".into(),
+                    format!("{} is a folder, not a file", f.display()),
+                );
+            } else if matches!(self.event_sink(), EventSink::File(e) if e == f) {
+                // Two writers rotating one file would each move the other's lines away.
+                p(
+                    "log.queries".into(),
+                    format!(
+                        "{} is also log.events: give each log its own file",
+                        f.display()
+                    ),
                 );
             }
         }
@@ -1539,12 +1576,6 @@ impl Config {
                 p(
                     "admin.ready_upstream_age_s".into(),
                     "must be at least 1".into(),
-                );
-            }
-            if admin.listen.port() != 0 && self.server.listen.contains(&admin.listen) {
-                p(
-                    "admin.listen".into(),
-                    format!("{} is also a DNS listen address", admin.listen),
                 );
             }
         }

@@ -103,6 +103,63 @@ fn wrong_type_and_bad_address_are_errors() {
     );
 }
 
+/// What check passed but serve then failed on (exit 1 at start, or a log that went nowhere useful): each is
+/// now a config error naming its key.
+#[test]
+fn what_serve_cannot_start_with_check_refuses_too() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("[log]\nevents = \".\"\n", "log.events", "is a folder"),
+        (
+            "[log]\nqueries = \"stdout\"\n",
+            "log.queries",
+            "must be a file path",
+        ),
+        ("[log]\nqueries = \".\"\n", "log.queries", "is a folder"),
+        (
+            "[log]\nevents = \"ev.jsonl\"\nqueries = \"ev.jsonl\"\n",
+            "log.queries",
+            "is also log.events",
+        ),
+        (
+            "[admin]\nlisten = \"127.0.0.1:5353\"\n",
+            "admin.listen",
+            "overlaps server.listen[0]",
+        ),
+        (
+            "[trap]\nlisten = [\"127.0.0.1\"]\nports = [5353]\n",
+            "trap.ports (127.0.0.1:5353)",
+            "overlaps server.listen[0]",
+        ),
+        (
+            "[server]\nuser = \"no-such-user-c2sink\"\n",
+            "server.user",
+            "no-such-user-c2sink",
+        ),
+    ];
+    for (extra, key, what) in cases {
+        let base = if extra.starts_with("[server]") {
+            BASE.replacen("[server]\n", extra, 1)
+        } else {
+            format!("{BASE}{extra}")
+        };
+        let (code, out, err) = check(&base, &[], &[]);
+        assert_eq!(code, 2, "{extra}: {out}{err}");
+        assert!(err.contains(key) && err.contains(what), "{extra}: {err}");
+    }
+    // A wildcard DNS listener covers the admin port on every address.
+    let (code, _, err) = check(
+        "[server]\nlisten = [\"0.0.0.0:5353\"]\n[upstream]\nservers = [\"127.0.0.1:53\"]\n\
+         [admin]\nlisten = \"127.0.0.1:5353\"\n",
+        &[],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("admin.listen") && err.contains("overlaps"),
+        "{err}"
+    );
+}
+
 /// An encrypted upstream that is c2sink's own DoT or DoH listener loops every forwarded query back, as a
 /// plain one on `listen` does: each would wait out the timeout and end in SERVFAIL.
 #[test]
