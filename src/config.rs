@@ -1662,12 +1662,64 @@ impl Problem {
     }
 }
 
-/// Names the dotted key whose value sits at byte offset `at`, by reading the TOML around it.
+/// Names the dotted key (with array indexes: `server.listen[1]`, `blocklists[0].kind`) whose key or value
+/// sits at byte offset `at`, from the parsed document's spans; by the lines around it if it does not parse.
 fn key_at(text: &str, at: usize) -> String {
     if at == 0 {
         // Errors about the document as a whole (a missing top-level table).
         return String::new();
     }
+    match toml::de::DeTable::parse(text) {
+        Ok(doc) => {
+            let mut best = String::new();
+            key_in_table(doc.get_ref(), at, "", &mut best);
+            best
+        }
+        Err(_) => key_at_by_lines(text, at),
+    }
+}
+
+/// The deepest path below `t` (whose own path is `here`) whose key or value spans `at`, into `best`.
+fn key_in_table(t: &toml::de::DeTable<'_>, at: usize, here: &str, best: &mut String) {
+    for (k, v) in t {
+        let path = if here.is_empty() {
+            k.get_ref().to_string()
+        } else {
+            format!("{here}.{}", k.get_ref())
+        };
+        if k.span().contains(&at) || v.span().contains(&at) {
+            best.clone_from(&path);
+        }
+        key_in_value(v, at, &path, best);
+    }
+}
+
+/// [`key_in_table`] for a value: tables and arrays are searched whatever their own span (a `[table]`
+/// header's span need not cover its keys).
+fn key_in_value(
+    v: &toml::Spanned<toml::de::DeValue<'_>>,
+    at: usize,
+    here: &str,
+    best: &mut String,
+) {
+    match v.get_ref() {
+        toml::de::DeValue::Table(t) => key_in_table(t, at, here, best),
+        toml::de::DeValue::Array(a) => {
+            for (i, item) in a.iter().enumerate() {
+                let path = format!("{here}[{i}]");
+                if item.span().contains(&at) {
+                    best.clone_from(&path);
+                }
+                key_in_value(item, at, &path, best);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The key at `at` guessed from the nearest `[table]` header and `key =` before it, for text that does not
+/// parse as TOML at all.
+fn key_at_by_lines(text: &str, at: usize) -> String {
     let at = at.min(text.len());
     let mut table = String::new();
     let mut key = String::new();
@@ -1771,6 +1823,40 @@ servers = ["127.0.0.1:53"]
         let s = e.to_string();
         assert!(s.contains("server.listen"), "{s}");
         assert!(s.contains("socket address"), "{s}");
+    }
+
+    /// The key named is the one whose value is wrong, wherever its line is: an array item on a later line,
+    /// an inline table continued on the next line, a table in an array of tables.
+    #[test]
+    fn a_parse_error_names_the_exact_key() {
+        let cases = [
+            (
+                "[server]\nlisten = [\n  \"127.0.0.1:53\",\n  \"bad=addr\",\n]\n",
+                "server.listen[1]",
+                "line 4",
+            ),
+            (
+                "[clients]\nleases = [{ format = \"dnsmasq\", path = \"a\" },\n  { format = \"nope\", path = \"b\" }]\n",
+                "clients.leases[1].format",
+                "line 3",
+            ),
+            (
+                "[[blocklists]]\nname = \"a\"\npath = \"a.txt\"\n[[blocklists]]\nname = \"b\"\npath = \"b.txt\"\n\
+                 kind = \"maybe\"\n",
+                "blocklists[1].kind",
+                "line 7",
+            ),
+            ("[server]\ncolour = \"blue\"\n", "server.colour", "line 2"),
+        ];
+        for (text, key, line) in cases {
+            let s = parse(text).unwrap_err().to_string();
+            assert!(s.contains(&format!("{key}: {line}")), "{key}: {s}");
+        }
+        // Text that is no TOML still gets a key from the lines around the error.
+        let s = parse("[server]\nlisten = [\"a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("server.listen"), "{s}");
     }
 
     #[test]
