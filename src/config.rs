@@ -1571,13 +1571,13 @@ impl Config {
                 );
             }
         }
-        if let Some(admin) = &self.admin {
-            if admin.ready_upstream_age_s == 0 {
-                p(
-                    "admin.ready_upstream_age_s".into(),
-                    "must be at least 1".into(),
-                );
-            }
+        if let Some(admin) = &self.admin
+            && admin.ready_upstream_age_s == 0
+        {
+            p(
+                "admin.ready_upstream_age_s".into(),
+                "must be at least 1".into(),
+            );
         }
         if let Err(e) = self.log.filter() {
             p("log.level".into(), e);
