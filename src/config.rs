@@ -643,6 +643,9 @@ pub struct SinkholeConfig {
 fn default_mode() -> SinkholeMode {
     SinkholeMode::Null
 }
+/// Longest TTL a sinkhole answer may carry (a day).
+const MAX_SINKHOLE_TTL: u32 = 86_400;
+
 fn default_sinkhole_ttl() -> u32 {
     60
 }
@@ -1407,6 +1410,14 @@ impl Config {
             p(
                 "sinkhole.mode".into(),
                 "mode \"address\" needs sinkhole.ipv4 and/or sinkhole.ipv6".into(),
+            );
+        }
+        // Past 2^31 - 1 clients read a TTL as 0 (RFC 2181 section 8); past a day a sinkholed name stays in
+        // clients' caches long after a false positive is taken off the list.
+        if self.sinkhole.ttl > MAX_SINKHOLE_TTL {
+            p(
+                "sinkhole.ttl".into(),
+                format!("{} is outside 0..={MAX_SINKHOLE_TTL}", self.sinkhole.ttl),
             );
         }
         if self.log.events.trim().is_empty() {

@@ -131,6 +131,11 @@ fn what_serve_cannot_start_with_check_refuses_too() {
             "overlaps server.listen[0]",
         ),
         (
+            "[sinkhole]\nttl = 4294967295\n",
+            "sinkhole.ttl",
+            "outside 0..=86400",
+        ),
+        (
             "[server]\nuser = \"no-such-user-c2sink\"\n",
             "server.user",
             "no-such-user-c2sink",
