@@ -643,6 +643,9 @@ pub struct SinkholeConfig {
 fn default_mode() -> SinkholeMode {
     SinkholeMode::Null
 }
+/// Most UDP sockets (and threads) per listen address.
+const MAX_UDP_SOCKETS: usize = 256;
+
 /// Longest TTL a sinkhole answer may carry (a day).
 const MAX_SINKHOLE_TTL: u32 = 86_400;
 
@@ -1262,6 +1265,16 @@ impl Config {
         }
         if self.server.max_inflight == 0 {
             p("server.max_inflight".into(), "must be at least 1".into());
+        }
+        // Each socket is a thread and a descriptor per listen address; more than cores gains nothing.
+        if self.server.udp_sockets > MAX_UDP_SOCKETS {
+            p(
+                "server.udp_sockets".into(),
+                format!(
+                    "{} is outside 0..={MAX_UDP_SOCKETS} (0: one per CPU core)",
+                    self.server.udp_sockets
+                ),
+            );
         }
         // 0 would time out every TCP read that is not already waiting, and a TLS handshake never fits.
         let idle = self.server.tcp_idle_timeout_ms;

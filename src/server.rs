@@ -64,6 +64,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     for note in cfg.ipv6_only_wildcards() {
         tracing::warn!("{note}");
     }
+    if cfg.server.allow.as_ref().is_some_and(Vec::is_empty) {
+        tracing::warn!(
+            "server.allow is empty: every client is refused (only this host's own queries are answered)"
+        );
+    }
     if admission.is_open() {
         tracing::warn!(
             "server.allow lets every address query: this is an OPEN RESOLVER; make sure a firewall \

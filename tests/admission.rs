@@ -86,6 +86,19 @@ fn default_acl_allows_loopback_and_open_resolver_is_warned() {
     assert_still_serving(&c, "open", UP);
     let (_, log) = c.terminate();
     assert!(log.contains("OPEN RESOLVER"), "{log}");
+    // An empty allow refuses every client but the host itself: said at start, and so it does.
+    let mut c = C2sink::start_small(&[up.addr], UPSTREAM_TIMEOUT_MS, "allow = []", "");
+    assert_still_serving(&c, "host itself", UP);
+    let r = udp_ask_from(
+        "127.0.0.3",
+        c.addr(),
+        &query(0x4545, "x.example", TYPE_A),
+        SHORT,
+    )
+    .expect("an answer");
+    assert_eq!(parse(&r).expect("parse").rcode, 5, "REFUSED");
+    let (_, log) = c.terminate();
+    assert!(log.contains("server.allow is empty"), "{log}");
 }
 
 #[test]

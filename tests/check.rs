@@ -136,6 +136,11 @@ fn what_serve_cannot_start_with_check_refuses_too() {
             "outside 0..=86400",
         ),
         (
+            "[server]\nudp_sockets = 100000\n",
+            "server.udp_sockets",
+            "outside 0..=256",
+        ),
+        (
             "[server]\nuser = \"no-such-user-c2sink\"\n",
             "server.user",
             "no-such-user-c2sink",
