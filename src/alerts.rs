@@ -84,6 +84,10 @@ pub struct Alert {
     pub client_ip: String,
     pub client_mac: Option<String>,
     pub client_hostname: Option<String>,
+    /// The query's EDNS Client Subnet, as in its block event: behind a router, a full-length one is the
+    /// machine's address (`client_ip` is the router's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_subnet: Option<String>,
     pub qname: String,
     pub list: String,
 }
@@ -111,11 +115,15 @@ impl Alerter {
     /// Turns the first block of a (client, list) pair per window into an alert, within the per-minute budget.
     pub fn on_block(&mut self, ev: &BlockEvent) {
         let ip = ev.client.ip().to_canonical().to_string();
+        // Behind a router, the machine's address is the one of a full-length client subnet: keyed by the
+        // router's, every machine behind it would be one, alerted about once.
+        let behind = ev.who.behind().map(|a| a.to_string());
         let key = ev
             .who
             .mac
             .map(|m| m.to_string())
             .or_else(|| ev.who.hostname.as_deref().map(String::from))
+            .or_else(|| behind.clone())
             .unwrap_or_else(|| ip.clone());
         let now = Instant::now();
         let pair = (key, ev.list.clone());
@@ -140,11 +148,15 @@ impl Alerter {
             self.seen.retain(|_, t| now.duration_since(*t) < window);
         }
         self.seen.insert(pair, now);
+        let addr = match &behind {
+            Some(b) => format!("{b} via {ip}"),
+            None => ip.clone(),
+        };
         let who = match (&ev.who.hostname, ev.who.mac) {
-            (Some(h), Some(m)) => format!("{h} ({m}, {ip})"),
-            (Some(h), None) => format!("{h} ({ip})"),
-            (None, Some(m)) => format!("{m} ({ip})"),
-            (None, None) => ip.clone(),
+            (Some(h), Some(m)) => format!("{h} ({m}, {addr})"),
+            (Some(h), None) => format!("{h} ({addr})"),
+            (None, Some(m)) => format!("{m} ({addr})"),
+            (None, None) => addr,
         };
         let ts = humantime::format_rfc3339_seconds(ev.time).to_string();
         let alert = Alert {
@@ -157,6 +169,7 @@ impl Alerter {
             client_ip: ip,
             client_mac: ev.who.mac.map(|m| m.to_string()),
             client_hostname: ev.who.hostname.as_deref().map(String::from),
+            client_subnet: ev.who.subnet.map(|(a, p)| format!("{a}/{p}")),
             qname: ev.qname.clone(),
             list: ev.list.to_string(),
         };

@@ -158,7 +158,12 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
             let seen = blocks.seen_in_other_log(&e);
             let queries = e.queries();
             let blocked = e.is_block();
-            let (id, mac, host) = e.machine();
+            let read::Machine {
+                id,
+                mac,
+                hostname,
+                ip,
+            } = e.machine();
             if let Some(extra) = seen {
                 // Counted from the other log already; take back what a folded event line added.
                 if let Some(n) = by_client
@@ -172,9 +177,9 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
             }
             hits = hits.saturating_add(queries);
             let a = by_client.entry(id).or_default();
-            a.ips.insert(e.client_ip);
+            a.ips.insert(ip);
             a.macs.extend(mac);
-            a.hostnames.extend(host);
+            a.hostnames.extend(hostname);
             let n = a.names.entry(e.qname).or_insert_with(|| NameAcc {
                 rule,
                 ..NameAcc::default()

@@ -476,3 +476,170 @@ fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
     );
     assert_eq!(q[0]["client_mac"], "aa:00:00:00:00:51");
 }
+
+/// A router (listed in `edns_from`, with an ARP entry of its own) forwards the queries of two machines it
+/// knows nothing of, each with a full-length client subnet: they must stay two machines in the events, the
+/// query log, `report`, `hunt` and the alerts, never both become the router. A machine outside `edns_from`
+/// that sends a subnet is not believed and stays itself.
+#[test]
+fn machines_behind_a_router_stay_apart_by_a_full_length_client_subnet() {
+    const ROUTER_MAC: &str = "ee:ee:ee:00:00:09";
+    const OTHER_MAC: &str = "ee:ee:ee:00:00:0a";
+    let dir = tempdir("ecs-apart");
+    std::fs::write(
+        dir.join("arp"),
+        format!(
+            "{ARP_HEADER}{}{}",
+            arp_line("127.0.0.9", ROUTER_MAC),
+            arp_line("127.0.0.10", OTHER_MAC)
+        ),
+    )
+    .unwrap();
+    let alerts = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // The sender is a low-priority thread: a generous wait, spent only when the test fails.
+    alerts.set_read_timeout(Some(PATIENCE)).unwrap();
+    let events = dir.join("events.log");
+    let queries = dir.join("queries.log");
+    let c = C2sink::start_in(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\nqueries = \"{}\"\n[clients]\narp = \"arp\"\nndp = false\nedns_from = [\"127.0.0.9\"]\n\
+             [alerts]\nsyslog = \"udp://{}\"\n",
+            events.display(),
+            queries.display(),
+            alerts.local_addr().unwrap()
+        ),
+    );
+    let ecs = |last: u8| vec![(8u16, vec![0, 1, 32, 0, 10, 9, 9, last])];
+    let mut buf = [0u8; 1500];
+    for (from, id, last) in [
+        ("127.0.0.9", 1u16, 9u8),
+        ("127.0.0.9", 2, 10),
+        ("127.0.0.10", 3, 11),
+    ] {
+        let s = std::net::UdpSocket::bind((from, 0)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.send_to(&query_with_options(id, C2, &ecs(last)), c.addr())
+            .unwrap();
+        let n = s.recv(&mut buf).unwrap();
+        assert_eq!(u16::from_be_bytes([buf[0], buf[1]]), id);
+        assert_eq!(rcode_and_answers(&buf[..n]).0, 0);
+    }
+    let mut alerted = Vec::new();
+    for _ in 0..3 {
+        let n = alerts.recv(&mut buf).expect("one alert per machine: three");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let body = &m[m.find(" alert - ").expect("MSGID alert") + 9..];
+        let a: serde_json::Value = serde_json::from_str(body).unwrap();
+        alerted.push((
+            a["client_mac"].as_str().map(String::from),
+            a["client_subnet"].as_str().map(String::from),
+            a["text"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    c.stop();
+    alerted.sort();
+    assert_eq!(
+        alerted
+            .iter()
+            .map(|(m, s, _)| (m.as_deref(), s.as_deref()))
+            .collect::<Vec<_>>(),
+        [
+            (None, Some("10.9.9.10/32")),
+            (None, Some("10.9.9.9/32")),
+            (Some(OTHER_MAC), None)
+        ],
+        "{alerted:?}"
+    );
+    assert!(
+        alerted[1].2.contains("10.9.9.9 via 127.0.0.9"),
+        "{alerted:?}"
+    );
+
+    let e = json_lines(&events);
+    let who = |l: &serde_json::Value| {
+        (
+            l["client_ip"].as_str().unwrap_or("").to_string(),
+            l["client_mac"].as_str().map(String::from),
+            l["client_hostname"].as_str().map(String::from),
+            l["client_subnet"].as_str().map(String::from),
+        )
+    };
+    let want = [
+        ("127.0.0.9", None, Some("10.9.9.9/32")),
+        ("127.0.0.9", None, Some("10.9.9.10/32")),
+        ("127.0.0.10", Some(OTHER_MAC), None),
+    ]
+    .map(|(ip, mac, subnet)| {
+        (
+            ip.to_string(),
+            mac.map(String::from),
+            None,
+            subnet.map(String::from),
+        )
+    });
+    assert_eq!(e.iter().map(who).collect::<Vec<_>>(), want, "{e:?}");
+    let q = json_lines(&queries);
+    assert_eq!(
+        q.iter().map(who).collect::<Vec<_>>(),
+        want,
+        "the query log names them the same way: {q:?}"
+    );
+
+    let (code, out, err) = run(&["report", "--format", "json", events.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut machines: Vec<(String, Vec<serde_json::Value>)> = r["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_string(),
+                c["ips"].as_array().unwrap().clone(),
+            )
+        })
+        .collect();
+    machines.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        machines,
+        [
+            (
+                "10.9.9.10".to_string(),
+                vec![serde_json::json!("10.9.9.10")]
+            ),
+            ("10.9.9.9".to_string(), vec![serde_json::json!("10.9.9.9")]),
+            (OTHER_MAC.to_string(), vec![serde_json::json!("127.0.0.10")]),
+        ],
+        "{out}"
+    );
+    assert_eq!(r["infected"], 3, "{out}");
+
+    let list = dir.join("ioc.txt");
+    std::fs::write(&list, format!("{C2}\n")).unwrap();
+    let (code, out, err) = run(&[
+        "hunt",
+        "--format",
+        "json",
+        "--list",
+        list.to_str().unwrap(),
+        queries.to_str().unwrap(),
+        events.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let h: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut ids: Vec<(&str, u64)> = h["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["id"].as_str().unwrap(), c["hits"].as_u64().unwrap()))
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [("10.9.9.10", 1), ("10.9.9.9", 1), (OTHER_MAC, 1)],
+        "{out}"
+    );
+    assert_eq!(h["hits"], 3, "{out}");
+}

@@ -1,8 +1,9 @@
 //! `c2sink report`: reads event logs and answers the incident responder's questions: which machines asked
 //! for C2 names, since when, how often, and which of them beacon on a timer.
 //!
-//! A machine is told apart by its MAC when the event has one, else by its hostname, else by its IP, so that
-//! an IP address reassigned by DHCP half-way does not merge two machines into one.
+//! A machine is told apart by its MAC when the event has one, else by its hostname, else by its IP (behind a
+//! router, the one of a full-length client subnet), so that an IP address reassigned by DHCP half-way does
+//! not merge two machines into one, nor a router all the machines behind it.
 
 pub mod cadence;
 pub mod read;
@@ -66,6 +67,7 @@ pub struct ClientSummary {
     pub id: String,
     pub hostnames: Vec<String>,
     pub macs: Vec<String>,
+    /// Its addresses: behind a router, those of full-length client subnets, not the router's.
     pub ips: Vec<String>,
     pub first_seen: String,
     pub last_seen: String,
@@ -198,11 +200,16 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
             let when: Vec<f64> = line_times(&e).collect();
             let queries = e.queries() as usize;
             let target = connection.then(|| e.connection_target());
-            let (id, mac, host) = e.machine();
+            let read::Machine {
+                id,
+                mac,
+                hostname,
+                ip,
+            } = e.machine();
             let c = clients.entry(id.clone()).or_default();
-            c.ips.insert(e.client_ip.clone());
+            c.ips.insert(ip);
             c.macs.extend(mac);
-            c.hostnames.extend(host);
+            c.hostnames.extend(hostname);
             if let Some(target) = target {
                 connection_events += 1;
                 c.connections.push(t);

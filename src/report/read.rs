@@ -18,6 +18,10 @@ pub struct Entry {
     pub client_mac: Option<String>,
     #[serde(default)]
     pub client_hostname: Option<String>,
+    /// EDNS Client Subnet the query carried (`"10.9.9.9/32"`): a full-length one names the machine behind
+    /// the router that sent it.
+    #[serde(default)]
+    pub client_subnet: Option<String>,
     /// The question's name: empty on a connection line (which has no question), and for the root (`.`).
     #[serde(skip)]
     pub qname: String,
@@ -58,17 +62,44 @@ pub struct Entry {
     pub first_time: SystemTime,
 }
 
+/// Who a line names: the key a machine is told apart by, and what the line says of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// MAC, else hostname, else address.
+    pub id: String,
+    pub mac: Option<String>,
+    pub hostname: Option<String>,
+    /// The machine's address: the one of a full-length client subnet behind a router, else `client_ip`.
+    pub ip: String,
+}
+
 impl Entry {
-    /// The machine the line names, keyed by its MAC, else its hostname, else its IP (so that an address
+    /// The machine the line names, keyed by its MAC, else its hostname, else its address (so that an address
     /// DHCP gave to another machine is another machine), with the MAC and hostname it gave (taken out).
-    pub fn machine(&mut self) -> (String, Option<String>, Option<String>) {
+    /// Behind a router, a full-length client subnet is the machine's address: `client_ip` is the router's,
+    /// shared by every machine behind it.
+    pub fn machine(&mut self) -> Machine {
         let mac = self.client_mac.take().filter(|m| !m.is_empty());
-        let host = self.client_hostname.take().filter(|h| !h.is_empty());
+        let hostname = self.client_hostname.take().filter(|h| !h.is_empty());
+        let ip = self
+            .behind()
+            .map_or_else(|| self.client_ip.clone(), |a| a.to_string());
         let id = mac
             .clone()
-            .or_else(|| host.clone())
-            .unwrap_or_else(|| self.client_ip.clone());
-        (id, mac, host)
+            .or_else(|| hostname.clone())
+            .unwrap_or_else(|| ip.clone());
+        Machine {
+            id,
+            mac,
+            hostname,
+            ip,
+        }
+    }
+
+    /// The address of a full-length client subnet (/32, /128), if the line has one.
+    fn behind(&self) -> Option<std::net::IpAddr> {
+        let (a, p) = self.client_subnet.as_deref()?.split_once('/')?;
+        crate::clients::edns::full_length(Some((a.parse().ok()?, p.parse().ok()?)))
     }
 
     /// A blocked query (of the event log).
