@@ -146,8 +146,9 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
     let mut skipped = Skipped::default();
     let mut blocks = Blocks::default();
     let (mut lines, mut hits) = (0, 0u64);
+    let mut vanished = read::Vanished::default();
     for path in &opts.logs {
-        read::for_each_entry(path, opts.since, opts.until, &mut skipped, |mut e| {
+        let done = read::for_each_entry(path, opts.since, opts.until, &mut skipped, |mut e| {
             lines += 1;
             if e.is_connection() {
                 return; // asks for no name
@@ -193,12 +194,14 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
             } else {
                 e.outcome.unwrap_or_default()
             });
-        })
-        .map_err(|source| HuntError::Log {
-            path: path.clone(),
-            source,
-        })?;
+        });
+        vanished
+            .note(path, done)
+            .map_err(|(path, source)| HuntError::Log { path, source })?;
     }
+    let files = vanished
+        .finish("hunt", opts.logs.len())
+        .map_err(|(path, source)| HuntError::Log { path, source })?;
     let mut clients: Vec<ClientHits> = by_client
         .into_iter()
         .map(|(id, a)| {
@@ -245,7 +248,7 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
         Hunt {
             list: opts.list.display().to_string(),
             list_entries: list.len(),
-            files: opts.logs.len(),
+            files,
             lines_scanned: lines,
             hits: hits as usize,
             clients,

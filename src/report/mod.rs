@@ -190,8 +190,9 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
     let mut names: BTreeMap<String, NameAcc> = BTreeMap::new();
     let mut skipped = read::Skipped::default();
     let (mut events, mut connection_events) = (0usize, 0);
+    let mut vanished = read::Vanished::default();
     for path in &opts.files {
-        read::for_each_entry(path, opts.since, opts.until, &mut skipped, |mut e| {
+        let done = read::for_each_entry(path, opts.since, opts.until, &mut skipped, |mut e| {
             let connection = e.is_connection();
             if !e.is_block() && !connection {
                 return;
@@ -230,12 +231,14 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
             n.clients.insert(id);
             n.queries.add(&when, queries, e.list.as_ref());
             c.lists.extend(e.list);
-        })
-        .map_err(|source| ReadError {
-            path: path.clone(),
-            source,
-        })?;
+        });
+        vanished
+            .note(path, done)
+            .map_err(|(path, source)| ReadError { path, source })?;
     }
+    let files = vanished
+        .finish("report", opts.files.len())
+        .map_err(|(path, source)| ReadError { path, source })?;
     let mut out: Vec<ClientSummary> = clients
         .into_iter()
         .map(|(id, c)| summarize_client(id, c, opts.burst))
@@ -282,7 +285,7 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
         headline,
         since: opts.since.map(|t| iso(secs(t))),
         until: opts.until.map(|t| iso(secs(t))),
-        files: opts.files.len(),
+        files,
         events,
         connection_events,
         skipped_lines: skipped.count,

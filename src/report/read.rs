@@ -224,6 +224,48 @@ pub fn for_each_entry(
     Ok(())
 }
 
+/// Files of a `report` or `hunt` run that were gone by the time they were opened.
+#[derive(Debug, Default)]
+pub struct Vanished(Vec<(std::path::PathBuf, std::io::Error)>);
+
+impl Vanished {
+    /// Takes the result of reading one file: a file that no longer exists is noted and `Ok`, for a list the
+    /// shell expanded from `events.jsonl*` may name a rotated file that was compressed or pruned since.
+    pub fn note(
+        &mut self,
+        path: &Path,
+        read: std::io::Result<()>,
+    ) -> Result<(), (std::path::PathBuf, std::io::Error)> {
+        match read {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.0.push((path.to_path_buf(), e));
+                Ok(())
+            }
+            Err(e) => Err((path.to_path_buf(), e)),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// After every file was tried: an error when none of `listed` could be read (a mistyped name, not a
+    /// rotation), else a note on stderr for each that vanished (a tool's output, not an operational log).
+    pub fn finish(
+        mut self,
+        cmd: &str,
+        listed: usize,
+    ) -> Result<usize, (std::path::PathBuf, std::io::Error)> {
+        if listed > 0 && self.0.len() == listed {
+            return Err(self.0.swap_remove(0));
+        }
+        for (p, e) in &self.0 {
+            eprintln!(
+                "c2sink {cmd}: {}: {e} (gone since it was listed: rotated away?); skipped",
+                p.display()
+            );
+        }
+        Ok(listed - self.0.len())
+    }
+}
+
 /// Reads `--since` / `--until`: RFC 3339 ("2026-11-27T10:00:00Z"), "2026-11-27 10:00[:00]", a date
 /// "2026-11-27" (midnight UTC), or a duration back from now ("24h", "7d").
 pub fn parse_when(s: &str, now: SystemTime) -> Result<SystemTime, String> {
