@@ -489,6 +489,51 @@ fn retention_keeps_the_newest_files_when_many_rotate_in_one_second() {
     );
 }
 
+/// After a quiet spell longer than `rotate_every`, the next event goes into the (empty) live file: an empty
+/// file is never rotated, so it never takes one of the `keep` places from a file with events.
+#[test]
+fn rotate_every_never_rotates_an_empty_file() {
+    let dir = tempdir("rotate-every");
+    let events = dir.join("events.log");
+    let c = C2sink::start_in(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\nrotate_every = \"1s\"\nkeep = 5\n",
+            events.display()
+        ),
+    );
+    let rotated = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("events.log."))
+            })
+            .collect()
+    };
+    c.udp("127.0.0.2", C2, 1);
+    poll_until("the first file to rotate by age", || rotated().len() == 1);
+    // Quiet for longer than rotate_every: the live file stays empty all that time.
+    std::thread::sleep(Duration::from_millis(1500));
+    c.udp("127.0.0.3", C2, 1);
+    assert!(wait_lines(&events, 1) || rotated().len() > 1);
+    c.stop();
+    let files = rotated();
+    for f in &files {
+        assert!(
+            std::fs::metadata(f).unwrap().len() > 0,
+            "{} was rotated empty: {files:?}",
+            f.display()
+        );
+    }
+    let mut all: Vec<serde_json::Value> = files.iter().flat_map(|f| json_lines(f)).collect();
+    all.extend(json_lines(&events));
+    assert_eq!(all.len(), 2, "{all:?}");
+}
+
 /// `report` and `hunt` are given a file list the shell expanded (`events.log*`); a file gone by the time
 /// they open it (a rotated file compressed or pruned meanwhile) is skipped with a note, not fatal. When no
 /// file at all can be read, it stays an error.

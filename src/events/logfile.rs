@@ -111,6 +111,10 @@ impl LogFile {
         let Some(file) = self.file.as_mut() else {
             return Err(std::io::Error::other("log file not open"));
         };
+        if self.size == 0 {
+            // A file's age counts from its first line, not from a quiet hour before it.
+            self.opened = SystemTime::now();
+        }
         if let Err(e) = file.write_all(batch) {
             // Cut a partial write back to the last whole line (fails harmlessly on devices).
             let _ = file.set_len(self.size);
@@ -154,10 +158,12 @@ impl LogFile {
             .rotation
             .max_size
             .is_some_and(|max| self.size > 0 && self.size + incoming > max);
-        let by_age = self
-            .rotation
-            .max_age
-            .is_some_and(|age| self.opened.elapsed().is_ok_and(|e| e >= age));
+        // An empty file is never rotated by age: it would hold nothing and use up one of the `keep` files.
+        let by_age = self.size > 0
+            && self
+                .rotation
+                .max_age
+                .is_some_and(|age| self.opened.elapsed().is_ok_and(|e| e >= age));
         by_size || by_age
     }
 
@@ -586,6 +592,32 @@ mod tests {
         .map(|(s, n)| (s.to_string(), n))
         .to_vec();
         assert_eq!(keys, want);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A quiet spell longer than `rotate_every` must not rotate the empty file when the next line comes, and
+    /// that line starts the file's age.
+    #[test]
+    fn a_line_after_a_quiet_spell_starts_the_age_of_an_empty_file() {
+        let d = tempdir("quiet");
+        let p = d.join("events.log");
+        let rot = Rotation {
+            max_size: None,
+            max_age: Some(Duration::from_secs(3600)),
+            keep: 3,
+            gzip: false,
+        };
+        let mut f = LogFile::open(&p, rot).unwrap();
+        // Opened (empty) more than an hour ago, nothing written since.
+        f.opened = SystemTime::now() - Duration::from_secs(7200);
+        f.write_lines(b"after the quiet\n").unwrap();
+        assert!(rotated_files(&p).is_empty(), "an empty file rotated");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "after the quiet\n");
+        f.tick();
+        assert!(
+            rotated_files(&p).is_empty(),
+            "the file's hour starts with its first line"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
