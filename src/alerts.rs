@@ -152,7 +152,8 @@ impl Alerter {
             Some(b) => format!("{b} via {ip}"),
             None => ip.clone(),
         };
-        let who = match (&ev.who.hostname, ev.who.mac) {
+        let host = ev.who.hostname.as_deref().map(markup_safe);
+        let who = match (&host, ev.who.mac) {
             (Some(h), Some(m)) => format!("{h} ({m}, {addr})"),
             (Some(h), None) => format!("{h} ({addr})"),
             (None, Some(m)) => format!("{m} ({addr})"),
@@ -162,7 +163,8 @@ impl Alerter {
         let alert = Alert {
             text: format!(
                 "c2sink: {who} asked for {} (list {}) at {ts}: likely infected",
-                ev.qname, ev.list
+                markup_safe(&ev.qname),
+                markup_safe(&ev.list)
             ),
             kind: "alert",
             ts,
@@ -179,6 +181,25 @@ impl Alerter {
             tracing::error!("alert queue full: alerts are being dropped (counted)");
         }
     }
+}
+
+/// A name the client chose (the query name, a DHCP hostname) made plain text in `text`, which Slack and Teams
+/// read as markup: `&`, `<`, `>` as the entities Slack requires (else `<!channel>` pings everyone and
+/// `<https://x|label>` is a link), and `[`, `]` escaped for Teams' Markdown (else `[label](https://x)` is a
+/// link). The alert's own fields (`qname`, `client_hostname`) keep the names as they were.
+pub fn markup_safe(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '[' => out.push_str("\\["),
+            ']' => out.push_str("\\]"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Starts the sender when the config asks for alerts; returns the hook for the event writer.
