@@ -715,3 +715,45 @@ fn report_csv_cannot_carry_a_formula() {
     want.sort();
     assert_eq!(qnames, want, "{out}");
 }
+
+/// `report` shows each time to the millisecond the event has, whatever that millisecond (an f64 of
+/// seconds cut to milliseconds turned `.287` into `.286`).
+#[test]
+fn report_times_keep_the_events_milliseconds() {
+    let dir = tempdir("report-ms");
+    let mut text = String::new();
+    let mut want = Vec::new();
+    for ms in 0..1000 {
+        let ts = format!("2026-11-29T18:45:25.{ms:03}Z");
+        text.push_str(&format!(
+            "{{\"ts\":\"{ts}\",\"kind\":\"block\",\"client_ip\":\"127.0.0.2\",\"client_port\":5353,\"client_mac\":null,\"client_hostname\":null,\"protocol\":\"udp\",\"qname\":\"n{ms:03}.{C2}\",\"qtype\":\"A\",\"list\":\"3cx\",\"rule\":\"{C2}\",\"action\":\"null\"}}\n"
+        ));
+        want.push((format!("n{ms:03}.{C2}"), ts));
+    }
+    let events = dir.write("events.log", &text);
+    let (code, out, err) = run(&["report", "--format", "json", events.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut got: Vec<(String, String)> = r["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            assert_eq!(n["first_seen"], n["last_seen"]);
+            (
+                n["qname"].as_str().unwrap().to_string(),
+                n["first_seen"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let wrong: Vec<_> = got.iter().zip(&want).filter(|(g, w)| g != w).collect();
+    assert!(
+        wrong.is_empty(),
+        "{} wrong, e.g. {:?}",
+        wrong.len(),
+        wrong.first()
+    );
+    assert_eq!(r["clients"][0]["first_seen"], "2026-11-29T18:45:25.000Z");
+    assert_eq!(r["clients"][0]["last_seen"], "2026-11-29T18:45:25.999Z");
+}
