@@ -266,7 +266,7 @@ impl Sender {
             if let Some(s) = self.syslog.as_mut()
                 && let Err(e) = s.send(&alert.ts, "alert", &body)
             {
-                tracing::warn!(error = %e, "cannot send alert to syslog");
+                tracing::warn!(syslog = %s.target(), error = %e, "cannot send alert to syslog");
             }
             if let Some(url) = self.webhook.clone() {
                 self.deliver(&url, &body);

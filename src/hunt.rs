@@ -61,6 +61,9 @@ pub struct NameHits {
 pub enum HuntError {
     #[error(transparent)]
     List(#[from] crate::blocklist::ListError),
+    /// A list with no indicator finds nothing whatever the logs hold: a wrong file, not a clean network.
+    #[error("{}: no domain indicators in the list: nothing to hunt for", .0.display())]
+    EmptyList(PathBuf),
     #[error("{}: {source}", path.display())]
     Log {
         path: PathBuf,
@@ -142,6 +145,10 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
         .unwrap_or_else(|| "hunt".into());
     let cfg = crate::config::ListConfig::local(name, opts.list.clone());
     let list = List::load(&cfg, &opts.list)?;
+    // Names are what logs are searched for: a list of none (or only addresses) can find nothing.
+    if list.block.is_empty() {
+        return Err(HuntError::EmptyList(opts.list.clone()));
+    }
     let mut by_client: BTreeMap<String, Acc> = BTreeMap::new();
     let mut skipped = Skipped::default();
     let mut blocks = Blocks::default();

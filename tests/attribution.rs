@@ -757,3 +757,26 @@ fn report_times_keep_the_events_milliseconds() {
     assert_eq!(r["clients"][0]["first_seen"], "2026-11-29T18:45:25.000Z");
     assert_eq!(r["clients"][0]["last_seen"], "2026-11-29T18:45:25.999Z");
 }
+
+/// A `--burst` that is no length of time is a usage error, not a silent 0; an indicator list with no
+/// names is a usage error naming the file, not "nothing found" (exit 1), which would read as all clear.
+#[test]
+fn report_and_hunt_reject_a_bad_burst_and_an_empty_list() {
+    let dir = tempdir("usage");
+    let events = dir.write("events.log", "");
+    let e = events.to_str().unwrap();
+    for bad in ["-1", "nan", "inf", "soon"] {
+        let (code, _, err) = run(&["report", &format!("--burst={bad}"), e]);
+        assert_eq!(code, 2, "--burst {bad}: {err}");
+        assert!(err.contains("--burst"), "{err}");
+    }
+    let (code, _, err) = run(&["report", "--burst", "0.5", e]);
+    assert_eq!(code, 0, "{err}");
+    let empty = dir.write("empty.txt", "# nothing yet\n\n");
+    let (code, _, err) = run(&["hunt", "--list", empty.to_str().unwrap(), e]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(empty.to_str().unwrap()) && err.contains("no domain indicators"),
+        "{err}"
+    );
+}

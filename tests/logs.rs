@@ -568,3 +568,33 @@ fn report_and_hunt_skip_a_file_that_vanished_after_listing() {
         assert!(err.contains(g), "{err}");
     }
 }
+
+/// A syslog target that cannot be reached is named in the error, with the OS's reason, once (not per event).
+#[test]
+fn a_failing_syslog_is_named_with_its_error_once() {
+    let dir = tempdir("syslog-fail");
+    let sock = dir.join("no-such-socket");
+    let c = C2sink::start_in(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\nsyslog = \"unix://{}\"\n",
+            dir.join("events.log").display(),
+            sock.display()
+        ),
+    );
+    c.udp("127.0.0.2", C2, 1);
+    c.udp("127.0.0.3", C2, 1);
+    assert!(wait_lines(&dir.join("events.log"), 2));
+    let log = c.stop();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("cannot send events to syslog"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains(&format!("unix://{}", sock.display())) && lines[0].contains("os error"),
+        "{}",
+        lines[0]
+    );
+}

@@ -571,10 +571,11 @@ impl<T: Record> Writer<T> {
                 records.clear();
                 if let Some(s) = self.syslog.as_mut() {
                     for line in batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                        if s.send(line_ts(line), "block", line).is_err()
+                        if let Err(e) = s.send(line_ts(line), "block", line)
                             && self.stats.syslog_failed.fetch_add(1, Ordering::Relaxed) == 0
                         {
-                            tracing::error!("cannot send events to syslog (counting failures)");
+                            // Once: the admin needs to know where and why, not every event.
+                            tracing::error!(syslog = %s.target(), error = %e, "cannot send events to syslog (counting failures)");
                         }
                     }
                 }

@@ -29,6 +29,16 @@ pub enum Format {
     Html,
 }
 
+/// Reads `--burst`: seconds, a finite number not below zero (a negative or NaN window would silently
+/// make every query its own beacon, or none).
+pub fn parse_burst(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err(format!("\"{s}\": must be a number of seconds, 0 or more")),
+        Err(e) => Err(format!("\"{s}\": {e}")),
+    }
+}
+
 /// What to read and which time window to keep.
 pub struct Options {
     pub files: Vec<PathBuf>,
