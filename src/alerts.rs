@@ -84,6 +84,10 @@ pub struct Alert {
     pub client_ip: String,
     pub client_mac: Option<String>,
     pub client_hostname: Option<String>,
+    /// The query's EDNS Client Subnet, as in its block event: behind a router, a full-length one is the
+    /// machine's address (`client_ip` is the router's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_subnet: Option<String>,
     pub qname: String,
     pub list: String,
 }
@@ -111,11 +115,15 @@ impl Alerter {
     /// Turns the first block of a (client, list) pair per window into an alert, within the per-minute budget.
     pub fn on_block(&mut self, ev: &BlockEvent) {
         let ip = ev.client.ip().to_canonical().to_string();
+        // Behind a router, the machine's address is the one of a full-length client subnet: keyed by the
+        // router's, every machine behind it would be one, alerted about once.
+        let behind = ev.who.behind().map(|a| a.to_string());
         let key = ev
             .who
             .mac
             .map(|m| m.to_string())
             .or_else(|| ev.who.hostname.as_deref().map(String::from))
+            .or_else(|| behind.clone())
             .unwrap_or_else(|| ip.clone());
         let now = Instant::now();
         let pair = (key, ev.list.clone());
@@ -140,23 +148,30 @@ impl Alerter {
             self.seen.retain(|_, t| now.duration_since(*t) < window);
         }
         self.seen.insert(pair, now);
-        let who = match (&ev.who.hostname, ev.who.mac) {
-            (Some(h), Some(m)) => format!("{h} ({m}, {ip})"),
-            (Some(h), None) => format!("{h} ({ip})"),
-            (None, Some(m)) => format!("{m} ({ip})"),
-            (None, None) => ip.clone(),
+        let addr = match &behind {
+            Some(b) => format!("{b} via {ip}"),
+            None => ip.clone(),
+        };
+        let host = ev.who.hostname.as_deref().map(markup_safe);
+        let who = match (&host, ev.who.mac) {
+            (Some(h), Some(m)) => format!("{h} ({m}, {addr})"),
+            (Some(h), None) => format!("{h} ({addr})"),
+            (None, Some(m)) => format!("{m} ({addr})"),
+            (None, None) => addr,
         };
         let ts = humantime::format_rfc3339_seconds(ev.time).to_string();
         let alert = Alert {
             text: format!(
                 "c2sink: {who} asked for {} (list {}) at {ts}: likely infected",
-                ev.qname, ev.list
+                markup_safe(&ev.qname),
+                markup_safe(&ev.list)
             ),
             kind: "alert",
             ts,
             client_ip: ip,
             client_mac: ev.who.mac.map(|m| m.to_string()),
             client_hostname: ev.who.hostname.as_deref().map(String::from),
+            client_subnet: ev.who.subnet.map(|(a, p)| format!("{a}/{p}")),
             qname: ev.qname.clone(),
             list: ev.list.to_string(),
         };
@@ -166,6 +181,25 @@ impl Alerter {
             tracing::error!("alert queue full: alerts are being dropped (counted)");
         }
     }
+}
+
+/// A name the client chose (the query name, a DHCP hostname) made plain text in `text`, which Slack and Teams
+/// read as markup: `&`, `<`, `>` as the entities Slack requires (else `<!channel>` pings everyone and
+/// `<https://x|label>` is a link), and `[`, `]` escaped for Teams' Markdown (else `[label](https://x)` is a
+/// link). The alert's own fields (`qname`, `client_hostname`) keep the names as they were.
+pub fn markup_safe(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '[' => out.push_str("\\["),
+            ']' => out.push_str("\\]"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Starts the sender when the config asks for alerts; returns the hook for the event writer.
@@ -232,7 +266,7 @@ impl Sender {
             if let Some(s) = self.syslog.as_mut()
                 && let Err(e) = s.send(&alert.ts, "alert", &body)
             {
-                tracing::warn!(error = %e, "cannot send alert to syslog");
+                tracing::warn!(syslog = %s.target(), error = %e, "cannot send alert to syslog");
             }
             if let Some(url) = self.webhook.clone() {
                 self.deliver(&url, &body);

@@ -61,6 +61,9 @@ pub struct NameHits {
 pub enum HuntError {
     #[error(transparent)]
     List(#[from] crate::blocklist::ListError),
+    /// A list with no indicator finds nothing whatever the logs hold: a wrong file, not a clean network.
+    #[error("{}: no domain indicators in the list: nothing to hunt for", .0.display())]
+    EmptyList(PathBuf),
     #[error("{}: {source}", path.display())]
     Log {
         path: PathBuf,
@@ -142,12 +145,17 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
         .unwrap_or_else(|| "hunt".into());
     let cfg = crate::config::ListConfig::local(name, opts.list.clone());
     let list = List::load(&cfg, &opts.list)?;
+    // Names are what logs are searched for: a list of none (or only addresses) can find nothing.
+    if list.block.is_empty() {
+        return Err(HuntError::EmptyList(opts.list.clone()));
+    }
     let mut by_client: BTreeMap<String, Acc> = BTreeMap::new();
     let mut skipped = Skipped::default();
     let mut blocks = Blocks::default();
     let (mut lines, mut hits) = (0, 0u64);
+    let mut vanished = read::Vanished::default();
     for path in &opts.logs {
-        read::for_each_entry(path, opts.since, opts.until, &mut skipped, |mut e| {
+        let done = read::for_each_entry(path, opts.since, opts.until, &mut skipped, |mut e| {
             lines += 1;
             if e.is_connection() {
                 return; // asks for no name
@@ -158,7 +166,12 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
             let seen = blocks.seen_in_other_log(&e);
             let queries = e.queries();
             let blocked = e.is_block();
-            let (id, mac, host) = e.machine();
+            let read::Machine {
+                id,
+                mac,
+                hostname,
+                ip,
+            } = e.machine();
             if let Some(extra) = seen {
                 // Counted from the other log already; take back what a folded event line added.
                 if let Some(n) = by_client
@@ -172,9 +185,9 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
             }
             hits = hits.saturating_add(queries);
             let a = by_client.entry(id).or_default();
-            a.ips.insert(e.client_ip);
+            a.ips.insert(ip);
             a.macs.extend(mac);
-            a.hostnames.extend(host);
+            a.hostnames.extend(hostname);
             let n = a.names.entry(e.qname).or_insert_with(|| NameAcc {
                 rule,
                 ..NameAcc::default()
@@ -188,12 +201,14 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
             } else {
                 e.outcome.unwrap_or_default()
             });
-        })
-        .map_err(|source| HuntError::Log {
-            path: path.clone(),
-            source,
-        })?;
+        });
+        vanished
+            .note(path, done)
+            .map_err(|(path, source)| HuntError::Log { path, source })?;
     }
+    let files = vanished
+        .finish("hunt", opts.logs.len())
+        .map_err(|(path, source)| HuntError::Log { path, source })?;
     let mut clients: Vec<ClientHits> = by_client
         .into_iter()
         .map(|(id, a)| {
@@ -240,7 +255,7 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
         Hunt {
             list: opts.list.display().to_string(),
             list_entries: list.len(),
-            files: opts.logs.len(),
+            files,
             lines_scanned: lines,
             hits: hits as usize,
             clients,

@@ -53,7 +53,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: c2sink::report::Format,
         /// Queries of one client for one name closer than this many seconds count as one beacon.
-        #[arg(long, default_value_t = c2sink::report::cadence::BURST, value_name = "SECONDS")]
+        #[arg(long, default_value_t = c2sink::report::cadence::BURST, value_name = "SECONDS",
+              value_parser = c2sink::report::parse_burst)]
         burst: f64,
         /// Event logs (rotated and .gz files too).
         #[arg(required = true, value_name = "FILE")]
@@ -408,7 +409,7 @@ fn report(
         files,
         since,
         until,
-        burst: burst.max(0.0),
+        burst,
     }) {
         Ok(r) => {
             print!("{}", r.render(format));

@@ -646,10 +646,7 @@ impl Pipeline {
             outcome,
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             // As block events name it: a router's EDNS hints name the machine behind it.
-            who: self
-                .clients
-                .attribute(client.addr.ip(), query.edns_options)
-                .into(),
+            who: self.clients.attribute(client.addr.ip(), query.edns_options),
         });
     }
 

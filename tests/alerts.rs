@@ -241,3 +241,77 @@ fn https_webhook_gets_the_alert_and_an_untrusted_certificate_is_refused() {
         "no alert over an untrusted TLS connection"
     );
 }
+
+/// Names a client chooses (the query name, the hostname it gives DHCP) go into `text`, which Slack and Teams
+/// read as markup: a `<!channel>` must not ping everyone, nor `<https://..|label>` or `[label](https://..)`
+/// become a link. The alert's own fields keep the names as they were.
+#[test]
+fn names_in_the_alert_text_cannot_ping_or_link() {
+    let dir = tempdir("alerts-markup");
+    let (url, bodies) = receiver(0);
+    std::fs::write(
+        dir.join("dnsmasq.leases"),
+        "4000000000 aa:00:00:00:00:03 127.0.0.3 <!here>&co *\n",
+    )
+    .unwrap();
+    let c = C2sink::start_in(
+        &dir,
+        &format!("{C2}\n"),
+        &format!(
+            "[log]\nevents = \"{}\"\n[clients]\narp = \"\"\nndp = false\n\
+             leases = [{{ format = \"dnsmasq\", path = \"dnsmasq.leases\" }}]\n[alerts]\nwebhook = \"{url}\"\n",
+            dir.join("events.log").display()
+        ),
+    );
+    let names = [
+        ("127.0.0.2", format!("<!channel>.{C2}")),
+        ("127.0.0.3", format!("<https://evil.example/x|update>.{C2}")),
+        (
+            "127.0.0.4",
+            format!("[update](https://evil.example/x).{C2}"),
+        ),
+    ];
+    for (from, name) in &names {
+        assert_eq!(rcode_and_answers(&c.udp(from, name, 1)).0, 0);
+    }
+    wait_count(&bodies, 3, PATIENCE);
+    c.stop();
+    let got = bodies.lock().unwrap().clone();
+    let by = |ip: &str| {
+        got.iter()
+            .find(|b| b["client_ip"] == ip)
+            .unwrap_or_else(|| panic!("no alert for {ip}: {got:?}"))
+    };
+    for (from, name) in &names {
+        let a = by(from);
+        assert_eq!(a["qname"].as_str(), Some(name.as_str()), "{a}");
+        let text = a["text"].as_str().unwrap();
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
+        assert!(
+            !text
+                .replace("\\[", "")
+                .replace("\\]", "")
+                .contains(['[', ']']),
+            "a bracket left for a Markdown link: {text}"
+        );
+    }
+    assert!(
+        by("127.0.0.2")["text"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("&lt;!channel&gt;.{C2}"))
+    );
+    let t3 = by("127.0.0.3")["text"].as_str().unwrap().to_string();
+    assert!(t3.contains("&lt;!here&gt;&amp;co"), "{t3}");
+    assert!(
+        t3.contains(&format!("&lt;https://evil.example/x|update&gt;.{C2}")),
+        "{t3}"
+    );
+    assert_eq!(by("127.0.0.3")["client_hostname"], "<!here>&co");
+    assert!(
+        by("127.0.0.4")["text"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("\\[update\\](https://evil.example/x).{C2}"))
+    );
+}

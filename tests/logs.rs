@@ -399,3 +399,202 @@ fn the_log_level_comes_from_the_config_and_a_bad_rust_log_is_reported() {
         );
     }
 }
+
+/// The names in every file of the event log (the live one, rotated and gzipped ones), read through
+/// `c2sink report` as an admin would, with the shell glob `events.log*`.
+fn names_in_all_files(dir: &std::path::Path) -> (Vec<String>, Vec<String>) {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("events.log"))
+        .collect();
+    files.sort();
+    let paths: Vec<String> = files
+        .iter()
+        .map(|f| dir.join(f).display().to_string())
+        .collect();
+    let mut args = vec!["report", "--format", "json"];
+    args.extend(paths.iter().map(String::as_str));
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names = r["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["qname"].as_str().unwrap().to_string())
+        .collect();
+    (files, names)
+}
+
+/// A burst of distinct blocked names against a small `rotate_size`: many rotations in each second. The
+/// files retention keeps must be the newest: the names left are the last ones asked, none missing in
+/// between. Meanwhile no file the log's glob matches is a gzip still being written.
+#[test]
+fn retention_keeps_the_newest_files_when_many_rotate_in_one_second() {
+    let dir = tempdir("retention");
+    let events = dir.join("events.log");
+    let c = C2sink::start_in(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\nrotate_size = \"20KB\"\nkeep = 3\ngzip = true\n",
+            events.display()
+        ),
+    );
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (dir, done) = (dir.to_path_buf(), done.clone());
+        std::thread::spawn(move || {
+            let mut seen = std::collections::BTreeSet::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                for e in std::fs::read_dir(&dir).unwrap().flatten() {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    if n.starts_with("events.log") && n.ends_with(".tmp") {
+                        seen.insert(n);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            seen
+        })
+    };
+    const N: usize = 2000;
+    let name = |i: usize| format!("n{i:04}.{C2}");
+    for i in 0..N {
+        c.udp("127.0.0.2", &name(i), 1);
+    }
+    // Stopping waits for the gzip threads: every file is complete and pruned.
+    c.stop();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let temps = watcher.join().unwrap();
+    assert!(
+        temps.is_empty(),
+        "half-written gzip files matched events.log*: {temps:?}"
+    );
+    let (files, mut names) = names_in_all_files(&dir);
+    assert_eq!(files.len(), 4, "the live file and 3 rotated: {files:?}");
+    names.sort();
+    let first: usize = names[0][1..5].parse().unwrap();
+    let want: Vec<String> = (first..N).map(name).collect();
+    assert!(
+        names.last() == Some(&name(N - 1)),
+        "the newest events were deleted: {files:?}, last kept {:?}",
+        names.last()
+    );
+    assert_eq!(
+        names, want,
+        "kept events are the newest, none missing: {files:?}"
+    );
+}
+
+/// After a quiet spell longer than `rotate_every`, the next event goes into the (empty) live file: an empty
+/// file is never rotated, so it never takes one of the `keep` places from a file with events.
+#[test]
+fn rotate_every_never_rotates_an_empty_file() {
+    let dir = tempdir("rotate-every");
+    let events = dir.join("events.log");
+    let c = C2sink::start_in(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\nrotate_every = \"1s\"\nkeep = 5\n",
+            events.display()
+        ),
+    );
+    let rotated = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("events.log."))
+            })
+            .collect()
+    };
+    c.udp("127.0.0.2", C2, 1);
+    poll_until("the first file to rotate by age", || rotated().len() == 1);
+    // Quiet for longer than rotate_every: the live file stays empty all that time.
+    std::thread::sleep(Duration::from_millis(1500));
+    c.udp("127.0.0.3", C2, 1);
+    assert!(wait_lines(&events, 1) || rotated().len() > 1);
+    c.stop();
+    let files = rotated();
+    for f in &files {
+        assert!(
+            std::fs::metadata(f).unwrap().len() > 0,
+            "{} was rotated empty: {files:?}",
+            f.display()
+        );
+    }
+    let mut all: Vec<serde_json::Value> = files.iter().flat_map(|f| json_lines(f)).collect();
+    all.extend(json_lines(&events));
+    assert_eq!(all.len(), 2, "{all:?}");
+}
+
+/// `report` and `hunt` are given a file list the shell expanded (`events.log*`); a file gone by the time
+/// they open it (a rotated file compressed or pruned meanwhile) is skipped with a note, not fatal. When no
+/// file at all can be read, it stays an error.
+#[test]
+fn report_and_hunt_skip_a_file_that_vanished_after_listing() {
+    let dir = tempdir("vanished");
+    let events = dir.write(
+        "events.log",
+        &format!(
+            "{{\"ts\":\"2026-11-29T10:00:00.000Z\",\"kind\":\"block\",\"client_ip\":\"127.0.0.2\",\"client_port\":5353,\"client_mac\":null,\"client_hostname\":null,\"protocol\":\"udp\",\"qname\":\"{C2}\",\"qtype\":\"A\",\"list\":\"3cx\",\"rule\":\"{C2}\",\"action\":\"null\"}}\n"
+        ),
+    );
+    let gone = dir.join("events.log.2026-11-29T100000Z.gz");
+    let list = dir.write("ioc.txt", &format!("{C2}\n"));
+    let (e, g, l) = (
+        events.to_str().unwrap(),
+        gone.to_str().unwrap(),
+        list.to_str().unwrap(),
+    );
+    let (code, out, err) = run(&["report", "--format", "json", g, e]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(g) && err.contains("skipped"), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["events"], 1, "{out}");
+    let (code, out, err) = run(&["hunt", "--list", l, g, e]);
+    assert_eq!(code, 0, "found: {err}");
+    assert!(err.contains(g) && err.contains("skipped"), "{err}");
+    assert!(out.starts_with("hunt: 1 hit from 1 client"), "{out}");
+    for cmd in [vec!["report", g], vec!["hunt", "--list", l, g]] {
+        let (code, _, err) = run(&cmd);
+        assert_eq!(code, 2, "{cmd:?}: nothing readable: {err}");
+        assert!(err.contains(g), "{err}");
+    }
+}
+
+/// A syslog target that cannot be reached is named in the error, with the OS's reason, once (not per event).
+#[test]
+fn a_failing_syslog_is_named_with_its_error_once() {
+    let dir = tempdir("syslog-fail");
+    let sock = dir.join("no-such-socket");
+    let c = C2sink::start_in(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\nsyslog = \"unix://{}\"\n",
+            dir.join("events.log").display(),
+            sock.display()
+        ),
+    );
+    c.udp("127.0.0.2", C2, 1);
+    c.udp("127.0.0.3", C2, 1);
+    assert!(wait_lines(&dir.join("events.log"), 2));
+    let log = c.stop();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("cannot send events to syslog"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains(&format!("unix://{}", sock.display())) && lines[0].contains("os error"),
+        "{}",
+        lines[0]
+    );
+}

@@ -43,6 +43,12 @@ fn read(mut opts: &[u8]) -> Option<Hints> {
     Some(out)
 }
 
+/// The address of a full-length client subnet (/32, /128): one machine behind the router, not a network.
+pub fn full_length(subnet: Option<(IpAddr, u8)>) -> Option<IpAddr> {
+    let (a, p) = subnet?;
+    (p == if a.is_ipv4() { 32 } else { 128 }).then_some(a.to_canonical())
+}
+
 /// The raw MAC and client-subnet options of a query's OPT record, in order (empty when it has none): with
 /// `send_client_hints` on they go upstream, which may answer per device, so they are part of the cache key.
 pub fn hint_options(mut opts: &[u8]) -> Vec<u8> {

@@ -83,6 +83,14 @@ pub struct Attribution {
     pub subnet: Option<(IpAddr, u8)>,
 }
 
+impl Attribution {
+    /// The address of the machine behind a router, from a full-length client subnet (/32, /128): what
+    /// `report`, `hunt` and alerts tell machines apart by when there is no MAC or hostname for it.
+    pub fn behind(&self) -> Option<IpAddr> {
+        edns::full_length(self.subnet)
+    }
+}
+
 impl From<Attribution> for Identity {
     /// The machine an attribution names, without the query's client subnet (which the query log leaves out).
     fn from(a: Attribution) -> Identity {
@@ -223,7 +231,7 @@ impl Clients {
 
     /// Who sent a query from `ip` with these OPT options: a MAC in the query (router with `--add-mac`) beats the
     /// neighbour table, whose entry would be the router's; a full-length client subnet names the address behind
-    /// the router.
+    /// the router, so the router's own MAC and name are never used for it.
     pub fn attribute(&self, ip: IpAddr, edns_options: &[u8]) -> Attribution {
         let snap = self.snapshot.load();
         let ip = ip.to_canonical();
@@ -233,11 +241,12 @@ impl Clients {
         } else {
             edns::Hints::default()
         };
-        let behind = hints
-            .subnet
-            .filter(|(a, p)| u32::from(*p) == if a.is_ipv4() { 32 } else { 128 })
-            .and_then(|(a, _)| snap.get(a));
-        let id = behind.or_else(|| snap.get(ip));
+        // A full-length subnet names the machine behind the router: what is known of that address, or
+        // nothing; never the router's own entry, which would make every machine behind it one.
+        let id = match edns::full_length(hints.subnet) {
+            Some(behind) => snap.get(behind),
+            None => snap.get(ip),
+        };
         match hints.mac {
             Some(mac) => Attribution {
                 mac: Some(mac),
@@ -618,5 +627,14 @@ mod tests {
         let a = c.attribute(ip("192.168.0.1"), edns::tests_support::options_of(&q));
         assert_eq!(a.hostname.as_deref(), Some("behind-router"));
         assert_eq!(a.subnet, Some((ip("10.0.0.5"), 32)));
+        // A full-length subnet of an address nothing is known about names no one: not the router.
+        let q = edns::tests_support::query_with_options(&[(8, vec![0, 1, 32, 0, 10, 0, 0, 77])]);
+        let a = c.attribute(ip("192.168.0.1"), edns::tests_support::options_of(&q));
+        assert_eq!((a.mac, a.hostname.as_deref()), (None, None));
+        assert_eq!(a.behind(), Some(ip("10.0.0.77")));
+        // A shorter subnet names a network, not a machine: the router it came from is all that is known.
+        let q = edns::tests_support::query_with_options(&[(8, vec![0, 1, 24, 0, 10, 0, 0])]);
+        let a = c.attribute(ip("192.168.0.1"), edns::tests_support::options_of(&q));
+        assert_eq!((a.mac, a.behind()), (Some(mac("ee:00:00:00:00:01")), None));
     }
 }

@@ -36,6 +36,8 @@ pub struct LogFile {
     path_checked: Instant,
     /// Background gzip jobs, waited for on drop so that no half-compressed file is left at exit.
     tidying: Vec<std::thread::JoinHandle<()>>,
+    /// Stamp and number of the last rotated name, so that a second's numbers only go up.
+    last_rotated: Option<(String, u64)>,
 }
 
 const SYNC_EVERY: Duration = Duration::from_secs(1);
@@ -56,6 +58,7 @@ impl LogFile {
             last_sync: Instant::now(),
             path_checked: Instant::now(),
             tidying: Vec::new(),
+            last_rotated: None,
         };
         f.ensure_open()?;
         Ok(f)
@@ -108,6 +111,10 @@ impl LogFile {
         let Some(file) = self.file.as_mut() else {
             return Err(std::io::Error::other("log file not open"));
         };
+        if self.size == 0 {
+            // A file's age counts from its first line, not from a quiet hour before it.
+            self.opened = SystemTime::now();
+        }
         if let Err(e) = file.write_all(batch) {
             // Cut a partial write back to the last whole line (fails harmlessly on devices).
             let _ = file.set_len(self.size);
@@ -151,10 +158,12 @@ impl LogFile {
             .rotation
             .max_size
             .is_some_and(|max| self.size > 0 && self.size + incoming > max);
-        let by_age = self
-            .rotation
-            .max_age
-            .is_some_and(|age| self.opened.elapsed().is_ok_and(|e| e >= age));
+        // An empty file is never rotated by age: it would hold nothing and use up one of the `keep` files.
+        let by_age = self.size > 0
+            && self
+                .rotation
+                .max_age
+                .is_some_and(|age| self.opened.elapsed().is_ok_and(|e| e >= age));
         by_size || by_age
     }
 
@@ -215,13 +224,27 @@ impl LogFile {
         let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
             .to_string()
             .replace(':', "");
-        let mut target = rotated_name(&self.path, &stamp, 0);
-        let mut n = 0;
+        // After the newest file of this second: the first free number could be one retention just freed,
+        // whose name sorts oldest, so the newest file would be the next one pruned.
+        let mut n = rotated_files(&self.path)
+            .iter()
+            .filter_map(|p| rotated_key(&self.path, p))
+            .filter(|(s, _)| *s == stamp)
+            .map(|(_, n)| n + 1)
+            .max()
+            .unwrap_or(0);
+        if let Some((s, last)) = &self.last_rotated
+            && *s == stamp
+        {
+            n = n.max(last + 1);
+        }
+        let mut target = rotated_name(&self.path, &stamp, n);
         while target.exists() || gz(&target).exists() {
             n += 1;
             target = rotated_name(&self.path, &stamp, n);
         }
         std::fs::rename(&self.path, &target)?;
+        self.last_rotated = Some((stamp, n));
         self.file = None;
         self.ensure_open()?;
         self.opened = SystemTime::now();
@@ -261,8 +284,6 @@ impl Drop for LogFile {
     }
 }
 
-/// `NAME.STAMP`, then `NAME.STAMP_001`... for more in the same second: `_` sorts after the `.` of `.gz`, so
-/// `ls` and a shell glob (`zcat events.jsonl.*`) list the files in time order, compressed or not.
 /// How many bytes of `rest` to write next: all of it if it fits `limit`, else its whole lines that do, else
 /// its first line (a line longer than `limit` goes alone).
 pub(crate) fn lines_within(rest: &[u8], limit: usize) -> usize {
@@ -275,7 +296,10 @@ pub(crate) fn lines_within(rest: &[u8], limit: usize) -> usize {
         .map_or(rest.len(), |i| i + 1)
 }
 
-fn rotated_name(path: &Path, stamp: &str, n: usize) -> PathBuf {
+/// `NAME.STAMP`, then `NAME.STAMP_001`... for more in the same second: `_` sorts after the `.` of `.gz`, so
+/// `ls` and a shell glob (`zcat events.jsonl.*`) list the files in time order, compressed or not (up to 999
+/// in one second; retention sorts by number, so it keeps the newest whatever the count).
+fn rotated_name(path: &Path, stamp: &str, n: u64) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(".");
     s.push(stamp);
@@ -291,12 +315,20 @@ fn gz(p: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Where `p.gz` is written before it is complete: a hidden name in the same folder (the rename stays on one
+/// file system) that neither the log's glob (`events.jsonl*`) nor [`rotated_files`] matches, so `report` and
+/// `hunt` never read half a gzip, nor fail on a file gone by the time they open it.
+fn gz_temp(p: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(p.file_name().unwrap_or_default());
+    name.push(".gz.tmp");
+    p.with_file_name(name)
+}
+
 /// Writes `p.gz` next to `p` (via a temporary name, so no half file is ever seen) and removes `p`.
 fn compress(p: &Path) -> std::io::Result<()> {
     let out = gz(p);
-    let mut tmp = out.as_os_str().to_os_string();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
+    let tmp = gz_temp(p);
     let mut input = File::open(p)?;
     let mut enc =
         flate2::write::GzEncoder::new(File::create(&tmp)?, flate2::Compression::default());
@@ -308,7 +340,7 @@ fn compress(p: &Path) -> std::io::Result<()> {
 
 /// The rotated files of `path`, oldest first.
 pub fn rotated_files(path: &Path) -> Vec<PathBuf> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+    let Some(dir) = path.parent() else {
         return Vec::new();
     };
     let dir = if dir.as_os_str().is_empty() {
@@ -316,27 +348,41 @@ pub fn rotated_files(path: &Path) -> Vec<PathBuf> {
     } else {
         dir
     };
-    let prefix = format!("{}.", name.to_string_lossy());
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut out: Vec<(String, PathBuf)> = rd
+    let mut out: Vec<((String, u64), PathBuf)> = rd
         .flatten()
         .filter_map(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            let rest = n.strip_prefix(&prefix)?;
-            // Only our own names (YYYY-MM-DDTHHMMSSZ...), never a .tmp in progress nor logrotate's NAME.1.
-            let b = rest.as_bytes();
-            let ours = b.len() >= 18
-                && b[..4].iter().all(u8::is_ascii_digit)
-                && b[4] == b'-'
-                && b[10] == b'T';
-            (ours && !rest.ends_with(".tmp"))
-                .then(|| (rest.trim_end_matches(".gz").to_string(), e.path()))
+            let p = e.path();
+            Some((rotated_key(path, &p)?, p))
         })
         .collect();
     out.sort();
     out.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Stamp and number of one of `path`'s rotated files (`NAME.STAMP[_NNN][.gz]`), which order them by age;
+/// `None` for any other name (a temporary file, logrotate's `NAME.1`).
+fn rotated_key(path: &Path, rotated: &Path) -> Option<(String, u64)> {
+    let name = path.file_name()?.to_str()?;
+    let rest = rotated.file_name()?.to_str()?.strip_prefix(name)?;
+    let rest = rest.strip_prefix('.')?;
+    let rest = rest.strip_suffix(".gz").unwrap_or(rest);
+    let (stamp, n) = match rest.split_once('_') {
+        Some((stamp, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            (stamp, n.parse().ok()?)
+        }
+        Some(_) => return None,
+        None => (rest, 0),
+    };
+    let b = stamp.as_bytes();
+    let ours = b.len() == 18
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[10] == b'T'
+        && b[17] == b'Z';
+    ours.then(|| (stamp.to_string(), n))
 }
 
 fn prune(path: &Path, keep: usize) {
@@ -486,6 +532,111 @@ mod tests {
         f.tick();
         assert_eq!(rotated_files(&p).len(), 1);
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Many rotations in one second (a burst against a small `rotate_size`): whatever retention deletes, the
+    /// files kept are the newest, so the lines left are the last ones written, none missing in between.
+    #[test]
+    fn many_rotations_in_one_second_keep_the_newest_files() {
+        let d = tempdir("same-second");
+        let p = d.join("events.log");
+        let rot = Rotation {
+            max_size: Some(20),
+            max_age: None,
+            keep: 3,
+            gzip: false,
+        };
+        let mut f = LogFile::open(&p, rot).unwrap();
+        for i in 0..200 {
+            f.write_lines(format!("line {i:04}\n").as_bytes()).unwrap();
+        }
+        let mut files = rotated_files(&p);
+        assert_eq!(files.len(), 3, "{files:?}");
+        files.push(p.clone());
+        let text: String = files
+            .iter()
+            .map(|r| std::fs::read_to_string(r).unwrap())
+            .collect();
+        let want: String = (192..200).map(|i| format!("line {i:04}\n")).collect();
+        assert_eq!(text, want, "{files:?}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn rotated_files_sort_by_number_past_999() {
+        let d = tempdir("numbers");
+        let p = d.join("events.log");
+        for n in [0, 1, 999, 1000, 1001] {
+            std::fs::write(rotated_name(&p, "2026-11-29T022545Z", n), "x\n").unwrap();
+        }
+        std::fs::write(gz(&rotated_name(&p, "2026-11-29T022544Z", 7)), "x\n").unwrap();
+        for other in [
+            "events.log.1",
+            "events.log.2026-11-29T022545Z_x",
+            ".events.log.gz.tmp",
+        ] {
+            std::fs::write(d.join(other), "x\n").unwrap();
+        }
+        let keys: Vec<(String, u64)> = rotated_files(&p)
+            .iter()
+            .map(|r| rotated_key(&p, r).unwrap())
+            .collect();
+        let want: Vec<(String, u64)> = [
+            ("2026-11-29T022544Z", 7),
+            ("2026-11-29T022545Z", 0),
+            ("2026-11-29T022545Z", 1),
+            ("2026-11-29T022545Z", 999),
+            ("2026-11-29T022545Z", 1000),
+            ("2026-11-29T022545Z", 1001),
+        ]
+        .map(|(s, n)| (s.to_string(), n))
+        .to_vec();
+        assert_eq!(keys, want);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A quiet spell longer than `rotate_every` must not rotate the empty file when the next line comes, and
+    /// that line starts the file's age.
+    #[test]
+    fn a_line_after_a_quiet_spell_starts_the_age_of_an_empty_file() {
+        let d = tempdir("quiet");
+        let p = d.join("events.log");
+        let rot = Rotation {
+            max_size: None,
+            max_age: Some(Duration::from_secs(3600)),
+            keep: 3,
+            gzip: false,
+        };
+        let mut f = LogFile::open(&p, rot).unwrap();
+        // Opened (empty) more than an hour ago, nothing written since.
+        f.opened = SystemTime::now() - Duration::from_secs(7200);
+        f.write_lines(b"after the quiet\n").unwrap();
+        assert!(rotated_files(&p).is_empty(), "an empty file rotated");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "after the quiet\n");
+        f.tick();
+        assert!(
+            rotated_files(&p).is_empty(),
+            "the file's hour starts with its first line"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_gzip_temporary_file_is_hidden_from_the_logs_glob() {
+        let p = Path::new("/var/log/c2sink/events.jsonl.2026-11-29T022545Z_001");
+        let tmp = gz_temp(p);
+        assert_eq!(
+            tmp.parent(),
+            p.parent(),
+            "same folder: the rename stays atomic"
+        );
+        let name = tmp.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name, ".events.jsonl.2026-11-29T022545Z_001.gz.tmp");
+        assert!(
+            !name.starts_with("events.jsonl"),
+            "matched by events.jsonl*"
+        );
+        assert!(rotated_key(Path::new("/var/log/c2sink/events.jsonl"), &tmp).is_none());
     }
 
     #[test]

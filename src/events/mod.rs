@@ -168,6 +168,14 @@ fn write_head(
     line::opt_str(out, hostname);
 }
 
+/// `client_subnet`, only when the query carried EDNS Client Subnet.
+fn write_subnet(out: &mut Vec<u8>, subnet: Option<(std::net::IpAddr, u8)>) {
+    if let Some((a, p)) = subnet {
+        out.extend_from_slice(b",\"client_subnet\":");
+        line::display(out, format_args!("{a}/{p}"));
+    }
+}
+
 /// `protocol`, `qname` and `qtype`, up to the closing quote of the type name.
 fn write_question(out: &mut Vec<u8>, protocol: Protocol, qname: &str, qtype: u16) {
     out.extend_from_slice(b",\"protocol\":\"");
@@ -237,10 +245,7 @@ impl BlockView<'_> {
             self.who.mac,
             self.who.hostname.as_deref(),
         );
-        if let Some((a, p)) = self.who.subnet {
-            out.extend_from_slice(b",\"client_subnet\":");
-            line::display(out, format_args!("{a}/{p}"));
-        }
+        write_subnet(out, self.who.subnet);
         write_question(out, self.protocol, self.qname, self.qtype);
         out.extend_from_slice(b"\",\"list\":");
         line::string(out, self.list);
@@ -313,7 +318,9 @@ pub struct QueryRecord {
     pub qtype: u16,
     pub outcome: Outcome,
     pub latency_us: u64,
-    pub who: Identity,
+    /// As block events name it, client subnet included: `hunt` pairs a query's two lines and tells machines
+    /// behind one router apart by it.
+    pub who: Attribution,
 }
 
 impl Record for QueryRecord {
@@ -328,6 +335,7 @@ impl Record for QueryRecord {
             self.who.mac,
             self.who.hostname.as_deref(),
         );
+        write_subnet(out, self.who.subnet);
         write_question(out, self.protocol, &self.qname, self.qtype);
         out.extend_from_slice(b"\",\"outcome\":\"");
         out.extend_from_slice(self.outcome.as_str().as_bytes());
@@ -563,10 +571,11 @@ impl<T: Record> Writer<T> {
                 records.clear();
                 if let Some(s) = self.syslog.as_mut() {
                     for line in batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                        if s.send(line_ts(line), "block", line).is_err()
+                        if let Err(e) = s.send(line_ts(line), "block", line)
                             && self.stats.syslog_failed.fetch_add(1, Ordering::Relaxed) == 0
                         {
-                            tracing::error!("cannot send events to syslog (counting failures)");
+                            // Once: the admin needs to know where and why, not every event.
+                            tracing::error!(syslog = %s.target(), error = %e, "cannot send events to syslog (counting failures)");
                         }
                     }
                 }
@@ -850,6 +859,8 @@ mod tests {
         client_port: u16,
         client_mac: Option<String>,
         client_hostname: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_subnet: Option<String>,
         protocol: Protocol,
         qname: &'a str,
         qtype: std::borrow::Cow<'static, str>,
@@ -1062,12 +1073,20 @@ mod tests {
     #[test]
     fn query_lines_are_byte_identical_to_serde_json() {
         for (client, who) in [
-            ("10.0.0.1:5353", Identity::default()),
+            ("10.0.0.1:5353", Attribution::default()),
             (
                 "[fe80::1]:40000",
-                Identity {
+                Attribution {
                     mac: Some(Mac([1, 2, 3, 4, 5, 6])),
                     hostname: Some("printer".into()),
+                    subnet: None,
+                },
+            ),
+            (
+                "127.0.0.9:53000",
+                Attribution {
+                    subnet: Some(("10.9.9.9".parse().unwrap(), 32)),
+                    ..Attribution::default()
                 },
             ),
         ] {
@@ -1088,6 +1107,7 @@ mod tests {
                 client_port: q.client.port(),
                 client_mac: q.who.mac.map(|m| m.to_string()),
                 client_hostname: q.who.hostname.as_deref(),
+                client_subnet: q.who.subnet.map(|(a, p)| format!("{a}/{p}")),
                 protocol: q.protocol,
                 qname: &q.qname,
                 qtype: crate::wire::type_name(q.qtype),

@@ -34,6 +34,16 @@ impl SyslogTarget {
     }
 }
 
+impl std::fmt::Display for SyslogTarget {
+    /// As the config writes it, so that a failure names the target the admin configured.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyslogTarget::Unix(p) => write!(f, "unix://{}", p.display()),
+            SyslogTarget::Udp(a) => write!(f, "udp://{a}"),
+        }
+    }
+}
+
 enum Sock {
     Unix(UnixDatagram),
     Udp(UdpSocket),
@@ -61,6 +71,11 @@ impl Syslog {
             hostname,
             pid: std::process::id(),
         }
+    }
+
+    /// Where messages go, for log lines about failures.
+    pub fn target(&self) -> &SyslogTarget {
+        &self.target
     }
 
     /// Sends one message: `<PRI>1 TIMESTAMP HOST c2sink PID MSGID - MSG`.

@@ -1,8 +1,9 @@
 //! `c2sink report`: reads event logs and answers the incident responder's questions: which machines asked
 //! for C2 names, since when, how often, and which of them beacon on a timer.
 //!
-//! A machine is told apart by its MAC when the event has one, else by its hostname, else by its IP, so that
-//! an IP address reassigned by DHCP half-way does not merge two machines into one.
+//! A machine is told apart by its MAC when the event has one, else by its hostname, else by its IP (behind a
+//! router, the one of a full-length client subnet), so that an IP address reassigned by DHCP half-way does
+//! not merge two machines into one, nor a router all the machines behind it.
 
 pub mod cadence;
 pub mod read;
@@ -26,6 +27,16 @@ pub enum Format {
     Csv,
     /// One self-contained page with a timeline per client, for the incident team.
     Html,
+}
+
+/// Reads `--burst`: seconds, a finite number not below zero (a negative or NaN window would silently
+/// make every query its own beacon, or none).
+pub fn parse_burst(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err(format!("\"{s}\": must be a number of seconds, 0 or more")),
+        Err(e) => Err(format!("\"{s}\": {e}")),
+    }
 }
 
 /// What to read and which time window to keep.
@@ -66,6 +77,7 @@ pub struct ClientSummary {
     pub id: String,
     pub hostnames: Vec<String>,
     pub macs: Vec<String>,
+    /// Its addresses: behind a router, those of full-length client subnets, not the router's.
     pub ips: Vec<String>,
     pub first_seen: String,
     pub last_seen: String,
@@ -188,8 +200,9 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
     let mut names: BTreeMap<String, NameAcc> = BTreeMap::new();
     let mut skipped = read::Skipped::default();
     let (mut events, mut connection_events) = (0usize, 0);
+    let mut vanished = read::Vanished::default();
     for path in &opts.files {
-        read::for_each_entry(path, opts.since, opts.until, &mut skipped, |mut e| {
+        let done = read::for_each_entry(path, opts.since, opts.until, &mut skipped, |mut e| {
             let connection = e.is_connection();
             if !e.is_block() && !connection {
                 return;
@@ -198,11 +211,16 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
             let when: Vec<f64> = line_times(&e).collect();
             let queries = e.queries() as usize;
             let target = connection.then(|| e.connection_target());
-            let (id, mac, host) = e.machine();
+            let read::Machine {
+                id,
+                mac,
+                hostname,
+                ip,
+            } = e.machine();
             let c = clients.entry(id.clone()).or_default();
-            c.ips.insert(e.client_ip.clone());
+            c.ips.insert(ip);
             c.macs.extend(mac);
-            c.hostnames.extend(host);
+            c.hostnames.extend(hostname);
             if let Some(target) = target {
                 connection_events += 1;
                 c.connections.push(t);
@@ -223,12 +241,14 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
             n.clients.insert(id);
             n.queries.add(&when, queries, e.list.as_ref());
             c.lists.extend(e.list);
-        })
-        .map_err(|source| ReadError {
-            path: path.clone(),
-            source,
-        })?;
+        });
+        vanished
+            .note(path, done)
+            .map_err(|(path, source)| ReadError { path, source })?;
     }
+    let files = vanished
+        .finish("report", opts.files.len())
+        .map_err(|(path, source)| ReadError { path, source })?;
     let mut out: Vec<ClientSummary> = clients
         .into_iter()
         .map(|(id, c)| summarize_client(id, c, opts.burst))
@@ -275,7 +295,7 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
         headline,
         since: opts.since.map(|t| iso(secs(t))),
         until: opts.until.map(|t| iso(secs(t))),
-        files: opts.files.len(),
+        files,
         events,
         connection_events,
         skipped_lines: skipped.count,
@@ -390,12 +410,17 @@ fn span(times: &[f64]) -> (f64, f64) {
         })
 }
 
-/// RFC 3339 to the millisecond (as events are written), UTC.
+/// RFC 3339 to the millisecond (as events are written), UTC. Through whole microseconds: an event's
+/// `.287` is 0.28699... as an f64, which cut to the millisecond would show as `.286`.
 fn iso(t: f64) -> String {
     if !t.is_finite() || t < 0.0 {
         return String::new();
     }
-    let st = UNIX_EPOCH + std::time::Duration::from_secs_f64(t);
+    let micros = (t * 1e6).round();
+    if micros >= u64::MAX as f64 {
+        return String::new();
+    }
+    let st = UNIX_EPOCH + std::time::Duration::from_micros(micros as u64);
     humantime::format_rfc3339_millis(st).to_string()
 }
 

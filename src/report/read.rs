@@ -18,6 +18,10 @@ pub struct Entry {
     pub client_mac: Option<String>,
     #[serde(default)]
     pub client_hostname: Option<String>,
+    /// EDNS Client Subnet the query carried (`"10.9.9.9/32"`): a full-length one names the machine behind
+    /// the router that sent it.
+    #[serde(default)]
+    pub client_subnet: Option<String>,
     /// The question's name: empty on a connection line (which has no question), and for the root (`.`).
     #[serde(skip)]
     pub qname: String,
@@ -58,17 +62,44 @@ pub struct Entry {
     pub first_time: SystemTime,
 }
 
+/// Who a line names: the key a machine is told apart by, and what the line says of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// MAC, else hostname, else address.
+    pub id: String,
+    pub mac: Option<String>,
+    pub hostname: Option<String>,
+    /// The machine's address: the one of a full-length client subnet behind a router, else `client_ip`.
+    pub ip: String,
+}
+
 impl Entry {
-    /// The machine the line names, keyed by its MAC, else its hostname, else its IP (so that an address
+    /// The machine the line names, keyed by its MAC, else its hostname, else its address (so that an address
     /// DHCP gave to another machine is another machine), with the MAC and hostname it gave (taken out).
-    pub fn machine(&mut self) -> (String, Option<String>, Option<String>) {
+    /// Behind a router, a full-length client subnet is the machine's address: `client_ip` is the router's,
+    /// shared by every machine behind it.
+    pub fn machine(&mut self) -> Machine {
         let mac = self.client_mac.take().filter(|m| !m.is_empty());
-        let host = self.client_hostname.take().filter(|h| !h.is_empty());
+        let hostname = self.client_hostname.take().filter(|h| !h.is_empty());
+        let ip = self
+            .behind()
+            .map_or_else(|| self.client_ip.clone(), |a| a.to_string());
         let id = mac
             .clone()
-            .or_else(|| host.clone())
-            .unwrap_or_else(|| self.client_ip.clone());
-        (id, mac, host)
+            .or_else(|| hostname.clone())
+            .unwrap_or_else(|| ip.clone());
+        Machine {
+            id,
+            mac,
+            hostname,
+            ip,
+        }
+    }
+
+    /// The address of a full-length client subnet (/32, /128), if the line has one.
+    fn behind(&self) -> Option<std::net::IpAddr> {
+        let (a, p) = self.client_subnet.as_deref()?.split_once('/')?;
+        crate::clients::edns::full_length(Some((a.parse().ok()?, p.parse().ok()?)))
     }
 
     /// A blocked query (of the event log).
@@ -191,6 +222,48 @@ pub fn for_each_entry(
         each(e);
     }
     Ok(())
+}
+
+/// Files of a `report` or `hunt` run that were gone by the time they were opened.
+#[derive(Debug, Default)]
+pub struct Vanished(Vec<(std::path::PathBuf, std::io::Error)>);
+
+impl Vanished {
+    /// Takes the result of reading one file: a file that no longer exists is noted and `Ok`, for a list the
+    /// shell expanded from `events.jsonl*` may name a rotated file that was compressed or pruned since.
+    pub fn note(
+        &mut self,
+        path: &Path,
+        read: std::io::Result<()>,
+    ) -> Result<(), (std::path::PathBuf, std::io::Error)> {
+        match read {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.0.push((path.to_path_buf(), e));
+                Ok(())
+            }
+            Err(e) => Err((path.to_path_buf(), e)),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// After every file was tried: an error when none of `listed` could be read (a mistyped name, not a
+    /// rotation), else a note on stderr for each that vanished (a tool's output, not an operational log).
+    pub fn finish(
+        mut self,
+        cmd: &str,
+        listed: usize,
+    ) -> Result<usize, (std::path::PathBuf, std::io::Error)> {
+        if listed > 0 && self.0.len() == listed {
+            return Err(self.0.swap_remove(0));
+        }
+        for (p, e) in &self.0 {
+            eprintln!(
+                "c2sink {cmd}: {}: {e} (gone since it was listed: rotated away?); skipped",
+                p.display()
+            );
+        }
+        Ok(listed - self.0.len())
+    }
 }
 
 /// Reads `--since` / `--until`: RFC 3339 ("2026-11-27T10:00:00Z"), "2026-11-27 10:00[:00]", a date

@@ -206,11 +206,19 @@ pub fn table(r: &Report) -> String {
     o.lines().map(|l| format!("{}\n", l.trim_end())).collect()
 }
 
+/// One CSV field. A field a spreadsheet would take for a formula (starting with `=`, `+`, `-`, `@`, tab or
+/// CR: a query name or hostname the client chose) is made text with a leading `'`, as OWASP advises, so
+/// opening the report cannot run `=HYPERLINK(...)` or worse.
 fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{s}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s.into_owned()
     }
 }
 
