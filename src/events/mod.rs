@@ -353,6 +353,18 @@ fn line_ts(line: &[u8]) -> &str {
         .unwrap_or("-")
 }
 
+/// The `kind` value of a line (`block`, `connection`, `query`), the syslog MSGID a collector filters on.
+fn line_kind(line: &[u8]) -> &str {
+    const KEY: &[u8] = b"\"kind\":\"";
+    line.windows(KEY.len())
+        .position(|w| w == KEY)
+        .map(|at| &line[at + KEY.len()..])
+        .and_then(|r| r.iter().position(|&b| b == b'"').map(|n| &r[..n]))
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .filter(|k| !k.is_empty() && k.len() <= 32 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("event")
+}
+
 /// A callback that sees each record on the writer thread (alerts watch block events this way).
 pub type Tap<T> = Box<dyn FnMut(&T) + Send>;
 
@@ -571,7 +583,7 @@ impl<T: Record> Writer<T> {
                 records.clear();
                 if let Some(s) = self.syslog.as_mut() {
                     for line in batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                        if let Err(e) = s.send(line_ts(line), "block", line)
+                        if let Err(e) = s.send(line_ts(line), line_kind(line), line)
                             && self.stats.syslog_failed.fetch_add(1, Ordering::Relaxed) == 0
                         {
                             // Once: the admin needs to know where and why, not every event.
@@ -1068,6 +1080,19 @@ mod tests {
         let line = e.to_json();
         assert_eq!(line_ts(line.as_bytes()), "2025-11-27T14:23:15.695Z");
         assert_eq!(line_ts(b"not json"), "-");
+    }
+
+    /// A collector filters on the MSGID: a trap connection is not a block.
+    #[test]
+    fn syslog_msgid_is_the_lines_kind() {
+        let e = block("10.0.0.1:1", "a.example.com", Attribution::default(), None);
+        assert_eq!(line_kind(e.to_json().as_bytes()), "block");
+        let conn =
+            br#"{"ts":"2026-01-01T00:00:00.000Z","kind":"connection","client_ip":"10.0.0.1"}"#;
+        assert_eq!(line_kind(conn), "connection");
+        for odd in [&b"not json"[..], br#"{"kind":""}"#, br#"{"kind":"a b"}"#] {
+            assert_eq!(line_kind(odd), "event");
+        }
     }
 
     #[test]
