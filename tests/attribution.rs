@@ -290,6 +290,55 @@ fn events_name_the_machine_across_a_reassignment_and_report_finds_the_beacons() 
     assert_eq!(html.matches("<svg").count(), 6);
 }
 
+/// The kernel drops neighbour entries it has not used lately (once a LAN has more than 128 neighbours), so a
+/// machine beaconing every few minutes often has none at its query: it is still named by the MAC last seen
+/// at its address, and `report` keeps it one machine instead of a MAC and a bare IP.
+#[test]
+fn a_machine_whose_neighbour_entry_lapsed_is_still_named() {
+    let dir = tempdir("neigh-memory");
+    let arp = dir.join("arp");
+    std::fs::write(
+        &arp,
+        format!("{ARP_HEADER}{}", arp_line("127.0.0.11", MAC_A)),
+    )
+    .unwrap();
+    let events = dir.join("events.log");
+    let c = C2sink::start_in(
+        &dir,
+        &format!("{C2}\n"),
+        &format!(
+            "[log]\nevents = \"{}\"\nqueries = \"queries.log\"\ncoalesce = \"0s\"\n\
+             [clients]\narp = \"arp\"\nndp = false\nrefresh_ms = 100\n",
+            events.display()
+        ),
+    );
+    assert_eq!(rcode_and_answers(&c.udp("127.0.0.11", C2, 1)).0, 0);
+    // The entry lapses; another machine's appears, which shows when the refresher has read the new table.
+    replace(
+        &arp,
+        &format!("{ARP_HEADER}{}", arp_line("127.0.0.12", MAC_B)),
+    );
+    let queries = dir.join("queries.log");
+    poll_until("the new neighbour table to be read", || {
+        c.udp("127.0.0.12", "example.org", 1);
+        std::fs::read_to_string(&queries)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|q| q["client_ip"] == "127.0.0.12" && q["client_mac"] == MAC_B)
+    });
+    assert_eq!(rcode_and_answers(&c.udp("127.0.0.11", C2, 1)).0, 0);
+    poll_until("both block events to be written", || {
+        json_lines(&events).len() >= 2
+    });
+    let ev = json_lines(&events);
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    for e in &ev {
+        assert_eq!(e["client_ip"], "127.0.0.11");
+        assert_eq!(e["client_mac"], MAC_A, "{e}");
+    }
+}
+
 #[test]
 fn report_rejects_a_missing_file_and_a_bad_date() {
     let (code, _, err) = run(&["report", "/nonexistent/events.log"]);

@@ -3,7 +3,10 @@
 //! Under DHCP an IP address belongs to another machine next week, so an event must name the machine when the
 //! query arrives. A background thread reads the neighbour tables ([`arp`], [`ndp`]), the DHCP [`leases`] and
 //! the static names every `refresh_ms`, and publishes an immutable [`Snapshot`] through `arc-swap`; the query
-//! path does one hash lookup in it. The router hints in the query itself ([`edns`]) are read only for queries
+//! path does one hash lookup in it. A neighbour entry the kernel drops (it ages entries out once a LAN has
+//! more than 128 neighbours) still names its address for an hour, unless another MAC or a lease claims it:
+//! a beacon every few minutes would otherwise find no MAC at each first query, and one machine would show
+//! up in `report` as a MAC and as a bare IP. The router hints in the query itself ([`edns`]) are read only for queries
 //! that produce an event.
 
 pub mod arp;
@@ -24,6 +27,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const REPARSE: Duration = Duration::from_secs(60);
 /// Bad lines of one lease file logged per change (the rest are counted).
 const LOGGED_PROBLEMS: usize = 5;
+/// How long a neighbour entry gone from the kernel's table still names its address.
+const NEIGHBOUR_MEMORY: Duration = Duration::from_secs(3600);
+/// Addresses remembered at most (a LAN's IPv6 privacy addresses come and go): past it the oldest are dropped.
+const REMEMBERED_MAX: usize = 65_536;
 
 /// An Ethernet MAC address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -115,10 +122,12 @@ impl Snapshot {
         self.by_ip.get(&ip.to_canonical())
     }
 
-    /// Merges the sources: neighbour tables say which MAC holds an IP now; static names beat lease names;
-    /// a lease's hostname is used for its IP only while that IP's MAC (if known) is the lease's.
+    /// Merges the sources: neighbour tables say which MAC holds an IP now, then a lease, then a neighbour
+    /// entry gone from the table within the last hour (`recalled`); static names beat lease names; a lease's
+    /// hostname is used for its IP only while that IP's MAC (if known) is the lease's.
     fn build(
         neighbours: &[(IpAddr, Mac)],
+        recalled: &[(IpAddr, Mac)],
         leases: &[&leases::Lease],
         names_ip: &HashMap<IpAddr, Arc<str>>,
         names_mac: &HashMap<Mac, Arc<str>>,
@@ -138,13 +147,22 @@ impl Snapshot {
             .iter()
             .map(|(ip, m)| (ip.to_canonical(), *m))
             .collect();
+        let recalled: HashMap<IpAddr, Mac> = recalled
+            .iter()
+            .map(|(ip, m)| (ip.to_canonical(), *m))
+            .collect();
         let mut ips: Vec<IpAddr> = neigh.keys().copied().collect();
         ips.extend(lease_by_ip.keys().copied());
         ips.extend(names_ip.keys().copied());
+        ips.extend(recalled.keys().copied());
         let mut by_ip = hashbrown::HashMap::with_capacity(ips.len());
         for ip in ips {
             let lease = lease_by_ip.get(&ip);
-            let mac = neigh.get(&ip).copied().or(lease.and_then(|l| l.mac));
+            let mac = neigh
+                .get(&ip)
+                .copied()
+                .or(lease.and_then(|l| l.mac))
+                .or_else(|| recalled.get(&ip).copied());
             let lease_host = lease
                 .filter(|l| l.mac.is_none() || mac.is_none() || l.mac == mac)
                 .and_then(|l| l.hostname.as_deref())
@@ -351,6 +369,10 @@ struct Sources {
     ndp: bool,
     ndp_failing: bool,
     neighbours: Vec<(IpAddr, Mac)>,
+    /// Every neighbour entry seen, with when it was last in the table.
+    remembered: HashMap<IpAddr, (Mac, std::time::Instant)>,
+    /// Those gone from the table now but seen within [`NEIGHBOUR_MEMORY`], sorted.
+    recalled: Vec<(IpAddr, Mac)>,
     leases: Vec<LeaseFile>,
     names_ip: HashMap<IpAddr, Arc<str>>,
     names_mac: HashMap<Mac, Arc<str>>,
@@ -374,6 +396,8 @@ impl Sources {
             ndp: c.ndp,
             ndp_failing: false,
             neighbours: Vec::new(),
+            remembered: HashMap::new(),
+            recalled: Vec::new(),
             leases: c
                 .leases
                 .iter()
@@ -424,6 +448,7 @@ impl Sources {
         }
         let mut changed = neighbours != self.neighbours;
         self.neighbours = neighbours;
+        changed |= self.remember(std::time::Instant::now());
         let now = SystemTime::now();
         let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         for lf in &mut self.leases {
@@ -432,9 +457,46 @@ impl Sources {
         changed
     }
 
+    /// Notes the neighbours in the table at `now` and works out which gone ones still count; true when
+    /// those changed.
+    fn remember(&mut self, now: std::time::Instant) -> bool {
+        for (ip, m) in &self.neighbours {
+            self.remembered.insert(ip.to_canonical(), (*m, now));
+        }
+        self.remembered
+            .retain(|_, (_, seen)| now.saturating_duration_since(*seen) < NEIGHBOUR_MEMORY);
+        if self.remembered.len() > REMEMBERED_MAX {
+            let mut by_age: Vec<(std::time::Instant, IpAddr)> = self
+                .remembered
+                .iter()
+                .map(|(ip, (_, t))| (*t, *ip))
+                .collect();
+            by_age.sort_unstable();
+            for (_, ip) in &by_age[..by_age.len() - REMEMBERED_MAX] {
+                self.remembered.remove(ip);
+            }
+        }
+        let mut recalled: Vec<(IpAddr, Mac)> = self
+            .remembered
+            .iter()
+            .filter(|(_, (_, seen))| *seen != now)
+            .map(|(ip, (m, _))| (*ip, *m))
+            .collect();
+        recalled.sort_unstable();
+        let changed = recalled != self.recalled;
+        self.recalled = recalled;
+        changed
+    }
+
     fn build(&self) -> Snapshot {
         let leases: Vec<&leases::Lease> = self.leases.iter().flat_map(|l| &l.leases).collect();
-        Snapshot::build(&self.neighbours, &leases, &self.names_ip, &self.names_mac)
+        Snapshot::build(
+            &self.neighbours,
+            &self.recalled,
+            &leases,
+            &self.names_ip,
+            &self.names_mac,
+        )
     }
 }
 
@@ -577,7 +639,7 @@ mod tests {
         ];
         let names_ip = HashMap::from([(ip("10.0.0.23"), Arc::from("reception-pc"))]);
         let names_mac = HashMap::from([(mac("aa:00:00:00:00:04"), Arc::from("printer"))]);
-        let s = Snapshot::build(&neigh, &refs, &names_ip, &names_mac);
+        let s = Snapshot::build(&neigh, &[], &refs, &names_ip, &names_mac);
         let host = |a: &str| {
             s.get(ip(a))
                 .and_then(|i| i.hostname.as_deref().map(String::from))
@@ -598,6 +660,41 @@ mod tests {
         assert!(s.get(ip("10.0.0.99")).is_none());
     }
 
+    /// A neighbour entry gone from the table names its address for an hour after it was last there, unless
+    /// another MAC takes the address; then it is forgotten.
+    #[test]
+    fn a_lapsed_neighbour_is_remembered_for_an_hour() {
+        use std::time::Instant;
+        let mut s = Sources {
+            arp: None,
+            arp_failing: false,
+            ndp: false,
+            ndp_failing: false,
+            neighbours: vec![(ip("10.0.0.7"), mac("aa:00:00:00:00:07"))],
+            remembered: HashMap::new(),
+            recalled: Vec::new(),
+            leases: Vec::new(),
+            names_ip: HashMap::new(),
+            names_mac: HashMap::new(),
+        };
+        let mac_at = |s: &Sources| s.build().get(ip("10.0.0.7")).and_then(|i| i.mac);
+        let t0 = Instant::now();
+        assert!(!s.remember(t0), "in the table: nothing recalled");
+        s.neighbours.clear();
+        assert!(s.remember(t0 + Duration::from_secs(60)));
+        assert_eq!(mac_at(&s), Some(mac("aa:00:00:00:00:07")));
+        // Another machine takes the address: its MAC, at once and after its entry lapses too.
+        s.neighbours = vec![(ip("10.0.0.7"), mac("aa:00:00:00:00:08"))];
+        s.remember(t0 + Duration::from_secs(120));
+        assert_eq!(mac_at(&s), Some(mac("aa:00:00:00:00:08")));
+        s.neighbours.clear();
+        s.remember(t0 + Duration::from_secs(180));
+        assert_eq!(mac_at(&s), Some(mac("aa:00:00:00:00:08")));
+        // An hour after it was last seen, forgotten.
+        assert!(s.remember(t0 + Duration::from_secs(120) + NEIGHBOUR_MEMORY));
+        assert_eq!(mac_at(&s), None);
+    }
+
     #[test]
     fn edns_mac_beats_the_routers_neighbour_entry() {
         let leases = [Lease {
@@ -610,6 +707,7 @@ mod tests {
         let c = Clients {
             snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::build(
                 &neigh,
+                &[],
                 &refs,
                 &HashMap::new(),
                 &HashMap::new(),
