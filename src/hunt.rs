@@ -47,8 +47,11 @@ pub struct ClientHits {
 #[derive(Debug, Serialize)]
 pub struct NameHits {
     pub qname: String,
-    /// The list entry it matched (the name or a parent of it).
+    /// The list entry it matched (the name or a parent of it, or of a name its answer pointed at).
     pub rule: String,
+    /// The names in its answers that matched, when the name itself did not (a C2 name behind a CNAME).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<String>,
     pub hits: usize,
     pub first_seen: String,
     pub last_seen: String,
@@ -130,6 +133,7 @@ struct Acc {
 #[derive(Default)]
 struct NameAcc {
     rule: String,
+    via: BTreeSet<String>,
     /// RFC 3339, as the lines write them (with a folded line's `first_ts`).
     ts: Vec<String>,
     hits: u64,
@@ -160,8 +164,18 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
             if e.is_connection() {
                 return; // asks for no name
             }
-            let Some(rule) = list.block.find_suffix(&e.qname).map(|m| m.text()) else {
-                return;
+            // The name, else a name its answer pointed at: a C2 name published later is found behind the
+            // innocent one a machine asked for.
+            let (rule, via) = match list.block.find_suffix(&e.qname) {
+                Some(m) => (m.text(), None),
+                None => match e
+                    .chain
+                    .iter()
+                    .find_map(|t| list.block.find_suffix(t).map(|m| (m.text(), t)))
+                {
+                    Some((rule, t)) => (rule, Some(t.clone())),
+                    None => return,
+                },
             };
             let seen = blocks.seen_in_other_log(&e);
             let queries = e.queries();
@@ -193,6 +207,7 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
                 ..NameAcc::default()
             });
             n.hits = n.hits.saturating_add(queries);
+            n.via.extend(via);
             // A folded line's first time, unless the reader left it out (before --since).
             n.ts.extend(e.first_ts.filter(|_| e.first_time != e.time));
             n.ts.push(e.ts);
@@ -221,6 +236,7 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
                     NameHits {
                         qname,
                         rule: n.rule,
+                        via: n.via.into_iter().collect(),
                         hits: n.hits as usize,
                         first_seen: n.ts.first().cloned().unwrap_or_default(),
                         last_seen: n.ts.last().cloned().unwrap_or_default(),
@@ -300,9 +316,14 @@ impl Hunt {
                 c.hits
             );
             for n in &c.names {
+                let via = if n.via.is_empty() {
+                    String::new()
+                } else {
+                    format!(" via {}", n.via.join(","))
+                };
                 let _ = writeln!(
                     o,
-                    "  {}  {} hit{} ({})",
+                    "  {}{via}  {} hit{} ({})",
                     n.qname,
                     n.hits,
                     if n.hits == 1 { "" } else { "s" },

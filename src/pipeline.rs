@@ -263,7 +263,7 @@ impl Pipeline {
         // list change applies to cached answers at once.
         let hit = match self.cache.as_ref().and_then(|c| c.get(&query, raw)) {
             Some(h) if h.cleared == policy.generation => {
-                return self.cached(&query, raw, client, h.wire, started);
+                return self.cached(&query, raw, client, (h.wire, h.inspect), started);
             }
             other => other,
         };
@@ -293,7 +293,7 @@ impl Pipeline {
                     self.done(client, &query, Outcome::Blocked, started);
                     return blocked;
                 }
-                return self.cached(&query, raw, client, hit.wire, started);
+                return self.cached(&query, raw, client, (hit.wire, hit.inspect), started);
             }
             self.done(client, &query, Outcome::Local, started);
             return Decision::Reply(protocol::any_answer(&query));
@@ -307,24 +307,24 @@ impl Pipeline {
                 return blocked;
             }
             hit.clear(policy.generation);
-            return self.cached(&query, raw, client, hit.wire, started);
+            return self.cached(&query, raw, client, (hit.wire, hit.inspect), started);
         }
         // A cache miss is counted when the query goes upstream (`forward`): not when it is shed, nor when
         // an expired answer is given at once.
         Decision::Forward
     }
 
-    /// Answers from the cache (an answer already known not to be blocked).
+    /// Answers from the cache (an answer already known not to be blocked), given with what it points at.
     fn cached(
         &self,
         query: &Query<'_>,
         raw: &[u8],
         client: &Client,
-        wire: Vec<u8>,
+        (wire, chain): (Vec<u8>, Option<Arc<Inspect>>),
         started: Option<Instant>,
     ) -> Decision {
         self.stats.cached.fetch_add(1, Ordering::Relaxed);
-        self.done(client, query, Outcome::Cached, started);
+        self.done_pointing(client, query, Outcome::Cached, started, chain);
         Decision::Reply(self.fit(wire, query, raw, client))
     }
 
@@ -380,7 +380,8 @@ impl Pipeline {
                     return reply_of(d);
                 }
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                self.done(client, &query, Outcome::Forwarded, started);
+                let chain = answer.shape.inspect.clone();
+                self.done_pointing(client, &query, Outcome::Forwarded, started, chain);
                 if answer.shape.header.qdcount == 0 {
                     // An upstream error without the question: the same error, with this client's question.
                     let rcode = u16::from(answer.shape.header.rcode());
@@ -517,7 +518,7 @@ impl Pipeline {
             return Some(blocked);
         }
         self.telemetry.stale_answer();
-        Some(self.cached(query, raw, client, hit.wire, started))
+        Some(self.cached(query, raw, client, (hit.wire, hit.inspect), started))
     }
 
     /// Sinkholes a query blocked by `verdict` and records the event; `via` names the answer's matching target.
@@ -633,6 +634,20 @@ impl Pipeline {
 
     /// Records what became of a query: the metric, and the query-log line when that log is on.
     fn done(&self, client: &Client, query: &Query<'_>, outcome: Outcome, started: Option<Instant>) {
+        self.done_pointing(client, query, outcome, started, None);
+    }
+
+    /// [`done`](Self::done) for an answer that points at other names (CNAME, DNAME, HTTPS/SVCB targets):
+    /// the query log keeps them, so a `hunt` for a C2 name published later finds the machines that reached
+    /// it behind an innocent name.
+    fn done_pointing(
+        &self,
+        client: &Client,
+        query: &Query<'_>,
+        outcome: Outcome,
+        started: Option<Instant>,
+        chain: Option<Arc<Inspect>>,
+    ) {
         self.telemetry.query(client.protocol, outcome);
         let Some(started) = started else {
             return;
@@ -647,6 +662,7 @@ impl Pipeline {
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             // As block events name it: a router's EDNS hints name the machine behind it.
             who: self.clients.attribute(client.addr.ip(), query.edns_options),
+            chain,
         });
     }
 

@@ -113,3 +113,64 @@ fn hunt_finds_earlier_queries_for_newly_published_indicators() {
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/list.txt"), "{err}");
 }
+
+/// A C2 name published later may have been reached behind an innocent one (`app.example CNAME c2.example`,
+/// CDN cloaking): the query log keeps what each answer pointed at, and `hunt` finds the machine through it.
+#[test]
+fn hunt_finds_a_c2_name_reached_behind_a_cname() {
+    let dir = tempdir("hunt-chain");
+    let up = Upstream::start();
+    let queries = dir.join("queries.log");
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets = 1\n[upstream]\nservers = [\"{}\"]\n\
+         [log]\nqueries = \"{}\"\n",
+        up.addr,
+        queries.display()
+    );
+    let c = C2sink::start(&cfg, &[]);
+    // Forwarded, then answered from the cache: both lines keep the chain.
+    for _ in 0..2 {
+        assert_eq!(
+            rcode_and_answers(&c.udp("127.0.0.2", "app.cname-ok.test", 1)),
+            (0, 2)
+        );
+    }
+    c.udp("127.0.0.3", "www.other.test", 1);
+    c.stop();
+    let lines = json_lines(&queries);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["chain"], serde_json::json!(["www.example.test"]));
+    assert!(lines[2].get("chain").is_none(), "{}", lines[2]);
+
+    let list = dir.join("published-later.txt");
+    std::fs::write(&list, "www.example.test\n").unwrap();
+    let (code, out, err) = run(&[
+        "hunt",
+        "--list",
+        list.to_str().unwrap(),
+        "--format",
+        "json",
+        queries.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let h: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(h["hits"], 2, "{h}");
+    let clients = h["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 1, "{h}");
+    assert_eq!(clients[0]["ips"], serde_json::json!(["127.0.0.2"]));
+    let name = &clients[0]["names"][0];
+    assert_eq!(name["qname"], "app.cname-ok.test");
+    assert_eq!(name["via"], serde_json::json!(["www.example.test"]));
+    assert_eq!(name["rule"], "www.example.test");
+    assert_eq!(name["outcomes"], serde_json::json!(["cached", "forwarded"]));
+    let (_, table, _) = run(&[
+        "hunt",
+        "--list",
+        list.to_str().unwrap(),
+        queries.to_str().unwrap(),
+    ]);
+    assert!(
+        table.contains("app.cname-ok.test via www.example.test"),
+        "{table}"
+    );
+}

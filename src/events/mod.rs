@@ -321,6 +321,8 @@ pub struct QueryRecord {
     /// As block events name it, client subnet included: `hunt` pairs a query's two lines and tells machines
     /// behind one router apart by it.
     pub who: Attribution,
+    /// What the answer pointed at (CNAME, DNAME, HTTPS/SVCB targets), written as `chain` when there is any.
+    pub chain: Option<std::sync::Arc<crate::wire::Inspect>>,
 }
 
 impl Record for QueryRecord {
@@ -341,6 +343,16 @@ impl Record for QueryRecord {
         out.extend_from_slice(self.outcome.as_str().as_bytes());
         out.extend_from_slice(b"\",\"latency_us\":");
         line::decimal(out, self.latency_us);
+        if let Some(chain) = self.chain.as_ref().filter(|c| !c.targets.is_empty()) {
+            out.extend_from_slice(b",\"chain\":[");
+            for (i, t) in chain.targets.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                line::string(out, t);
+            }
+            out.push(b']');
+        }
         out.push(b'}');
     }
 }
@@ -878,6 +890,8 @@ mod tests {
         qtype: std::borrow::Cow<'static, str>,
         outcome: Outcome,
         latency_us: u64,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        chain: Vec<String>,
     }
 
     fn block(client: &str, qname: &str, who: Attribution, via: Option<&str>) -> BlockEvent {
@@ -1097,8 +1111,11 @@ mod tests {
 
     #[test]
     fn query_lines_are_byte_identical_to_serde_json() {
-        for (client, who) in [
-            ("10.0.0.1:5353", Attribution::default()),
+        let chain = |t: &[&str]| crate::wire::Inspect {
+            targets: t.iter().map(|s| s.to_string()).collect(),
+        };
+        for (client, who, chain) in [
+            ("10.0.0.1:5353", Attribution::default(), None),
             (
                 "[fe80::1]:40000",
                 Attribution {
@@ -1106,6 +1123,7 @@ mod tests {
                     hostname: Some("printer".into()),
                     subnet: None,
                 },
+                Some(chain(&["cdn.example.net", "edge\"quoted.example"])),
             ),
             (
                 "127.0.0.9:53000",
@@ -1113,6 +1131,7 @@ mod tests {
                     subnet: Some(("10.9.9.9".parse().unwrap(), 32)),
                     ..Attribution::default()
                 },
+                Some(chain(&[])),
             ),
         ] {
             let q = QueryRecord {
@@ -1124,6 +1143,7 @@ mod tests {
                 outcome: Outcome::Cached,
                 latency_us: 1234,
                 who: who.clone(),
+                chain: chain.map(std::sync::Arc::new),
             };
             let serde = SerdeQuery {
                 ts: humantime::format_rfc3339_micros(q.time).to_string(),
@@ -1138,6 +1158,7 @@ mod tests {
                 qtype: crate::wire::type_name(q.qtype),
                 outcome: q.outcome,
                 latency_us: q.latency_us,
+                chain: q.chain.as_ref().map_or(vec![], |c| c.targets.clone()),
             };
             let mut out = Vec::new();
             q.write_json(&mut LineFormat::default(), &mut out);

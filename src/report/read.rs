@@ -52,6 +52,10 @@ pub struct Entry {
     /// the first of them came (`ts` is the last one's).
     #[serde(default)]
     pub count: Option<u64>,
+    /// What the answer pointed at (CNAME, DNAME, HTTPS/SVCB targets): on a query line, and on a block line
+    /// blocked by one of them (with `via`, the one that matched).
+    #[serde(default)]
+    pub chain: Vec<String>,
     #[serde(default)]
     pub first_ts: Option<String>,
     /// `ts` parsed.
