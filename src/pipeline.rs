@@ -380,7 +380,8 @@ impl Pipeline {
                     return reply_of(d);
                 }
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                let chain = answer.shape.inspect.clone();
+                // Only the query log needs it: no reference count touched when it is off.
+                let chain = started.and_then(|_| answer.shape.inspect.clone());
                 self.done_pointing(client, &query, Outcome::Forwarded, started, chain);
                 if answer.shape.header.qdcount == 0 {
                     // An upstream error without the question: the same error, with this client's question.
