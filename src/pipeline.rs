@@ -263,7 +263,7 @@ impl Pipeline {
         // list change applies to cached answers at once.
         let hit = match self.cache.as_ref().and_then(|c| c.get(&query, raw)) {
             Some(h) if h.cleared == policy.generation => {
-                return self.cached(&query, raw, client, (h.wire, h.inspect), started);
+                return self.cached(&query, raw, client, (h.wire, &h.inspect), started);
             }
             other => other,
         };
@@ -293,7 +293,7 @@ impl Pipeline {
                     self.done(client, &query, Outcome::Blocked, started);
                     return blocked;
                 }
-                return self.cached(&query, raw, client, (hit.wire, hit.inspect), started);
+                return self.cached(&query, raw, client, (hit.wire, &hit.inspect), started);
             }
             self.done(client, &query, Outcome::Local, started);
             return Decision::Reply(protocol::any_answer(&query));
@@ -307,7 +307,7 @@ impl Pipeline {
                 return blocked;
             }
             hit.clear(policy.generation);
-            return self.cached(&query, raw, client, (hit.wire, hit.inspect), started);
+            return self.cached(&query, raw, client, (hit.wire, &hit.inspect), started);
         }
         // A cache miss is counted when the query goes upstream (`forward`): not when it is shed, nor when
         // an expired answer is given at once.
@@ -320,7 +320,7 @@ impl Pipeline {
         query: &Query<'_>,
         raw: &[u8],
         client: &Client,
-        (wire, chain): (Vec<u8>, Option<Arc<Inspect>>),
+        (wire, chain): (Vec<u8>, &Option<Arc<Inspect>>),
         started: Option<Instant>,
     ) -> Decision {
         self.stats.cached.fetch_add(1, Ordering::Relaxed);
@@ -380,8 +380,7 @@ impl Pipeline {
                     return reply_of(d);
                 }
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                // Only the query log needs it: no reference count touched when it is off.
-                let chain = started.and_then(|_| answer.shape.inspect.clone());
+                let chain = &answer.shape.inspect;
                 self.done_pointing(client, &query, Outcome::Forwarded, started, chain);
                 if answer.shape.header.qdcount == 0 {
                     // An upstream error without the question: the same error, with this client's question.
@@ -519,7 +518,7 @@ impl Pipeline {
             return Some(blocked);
         }
         self.telemetry.stale_answer();
-        Some(self.cached(query, raw, client, (hit.wire, hit.inspect), started))
+        Some(self.cached(query, raw, client, (hit.wire, &hit.inspect), started))
     }
 
     /// Sinkholes a query blocked by `verdict` and records the event; `via` names the answer's matching target.
@@ -635,7 +634,10 @@ impl Pipeline {
 
     /// Records what became of a query: the metric, and the query-log line when that log is on.
     fn done(&self, client: &Client, query: &Query<'_>, outcome: Outcome, started: Option<Instant>) {
-        self.done_pointing(client, query, outcome, started, None);
+        self.telemetry.query(client.protocol, outcome);
+        if let Some(started) = started {
+            self.log_query(client, query, outcome, started, None);
+        }
     }
 
     /// [`done`](Self::done) for an answer that points at other names (CNAME, DNAME, HTTPS/SVCB targets):
@@ -647,12 +649,24 @@ impl Pipeline {
         query: &Query<'_>,
         outcome: Outcome,
         started: Option<Instant>,
-        chain: Option<Arc<Inspect>>,
+        chain: &Option<Arc<Inspect>>,
     ) {
         self.telemetry.query(client.protocol, outcome);
-        let Some(started) = started else {
-            return;
-        };
+        if let Some(started) = started {
+            self.log_query(client, query, outcome, started, chain.clone());
+        }
+    }
+
+    /// The query-log line: out of line, so that a server without that log pays only the check for it.
+    #[inline(never)]
+    fn log_query(
+        &self,
+        client: &Client,
+        query: &Query<'_>,
+        outcome: Outcome,
+        started: Instant,
+        chain: Option<Arc<Inspect>>,
+    ) {
         self.events.record_query(QueryRecord {
             time: SystemTime::now(),
             client: client.addr,
