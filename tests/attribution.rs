@@ -405,6 +405,54 @@ fn query_with_options(id: u16, name: &str, opts: &[(u16, Vec<u8>)]) -> Vec<u8> {
     q
 }
 
+/// With `edns_from` empty (the default) every sender's client subnet is believed, but a machine that makes
+/// one up must not hide: it keeps its own identity, and `report` still shows the address it sent from.
+#[test]
+fn a_made_up_client_subnet_does_not_hide_the_sender() {
+    let dir = tempdir("ecs-made-up");
+    let events = dir.join("events.log");
+    let c = C2sink::start_in(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\ncoalesce = \"0s\"\n[clients]\narp = \"\"\nndp = false\n\
+             names = {{ \"127.0.0.21\" = \"admin-box\" }}\n",
+            events.display()
+        ),
+    );
+    let sender = std::net::UdpSocket::bind("127.0.0.21:0").unwrap();
+    sender
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    for (id, opts) in [
+        (1u16, vec![(8u16, vec![0, 1, 32, 0, 10, 77, 77, 77])]),
+        (2, vec![]),
+    ] {
+        sender
+            .send_to(&query_with_options(id, C2, &opts), c.addr())
+            .unwrap();
+        let n = sender.recv(&mut buf).unwrap();
+        assert_eq!(rcode_and_answers(&buf[..n]).0, 0);
+    }
+    poll_until("both events", || json_lines(&events).len() >= 2);
+    let e = json_lines(&events);
+    assert_eq!(e[0]["client_subnet"], "10.77.77.77/32");
+    for x in &e {
+        assert_eq!(x["client_hostname"], "admin-box", "{x}");
+    }
+    let (code, out, err) = run(&["report", "--format", "json", events.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let clients = r["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 1, "{out}");
+    assert_eq!(clients[0]["id"], "admin-box");
+    assert_eq!(
+        clients[0]["ips"],
+        serde_json::json!(["10.77.77.77 via 127.0.0.21", "127.0.0.21"])
+    );
+}
+
 #[test]
 fn clients_behind_a_forwarding_router_are_told_apart_by_edns() {
     let dir = tempdir("edns");
@@ -656,9 +704,12 @@ fn machines_behind_a_router_stay_apart_by_a_full_length_client_subnet() {
         [
             (
                 "10.9.9.10".to_string(),
-                vec![serde_json::json!("10.9.9.10")]
+                vec![serde_json::json!("10.9.9.10 via 127.0.0.9")]
             ),
-            ("10.9.9.9".to_string(), vec![serde_json::json!("10.9.9.9")]),
+            (
+                "10.9.9.9".to_string(),
+                vec![serde_json::json!("10.9.9.9 via 127.0.0.9")]
+            ),
             (OTHER_MAC.to_string(), vec![serde_json::json!("127.0.0.10")]),
         ],
         "{out}"

@@ -249,20 +249,22 @@ impl Clients {
 
     /// Who sent a query from `ip` with these OPT options: a MAC in the query (router with `--add-mac`) beats the
     /// neighbour table, whose entry would be the router's; a full-length client subnet names the address behind
-    /// the router, so the router's own MAC and name are never used for it.
+    /// the router. From a router listed in `edns_from` that address is all there is (the router's own MAC and
+    /// name are never used for it, or every machine behind it would be one); from any other sender (believed
+    /// only because `edns_from` is empty) the sender's own identity stays when nothing is known of the
+    /// address, so a LAN machine cannot hide behind a made-up subnet.
     pub fn attribute(&self, ip: IpAddr, edns_options: &[u8]) -> Attribution {
         let snap = self.snapshot.load();
         let ip = ip.to_canonical();
-        let believed = self.edns_from.is_empty() || self.edns_from.iter().any(|n| n.contains(&ip));
-        let hints = if self.edns && believed {
+        let listed = self.edns_from.iter().any(|n| n.contains(&ip));
+        let hints = if self.edns && (listed || self.edns_from.is_empty()) {
             edns::hints(edns_options)
         } else {
             edns::Hints::default()
         };
-        // A full-length subnet names the machine behind the router: what is known of that address, or
-        // nothing; never the router's own entry, which would make every machine behind it one.
         let id = match edns::full_length(hints.subnet) {
-            Some(behind) => snap.get(behind),
+            Some(behind) if listed => snap.get(behind),
+            Some(behind) => snap.get(behind).or_else(|| snap.get(ip)),
             None => snap.get(ip),
         };
         match hints.mac {
@@ -725,10 +727,20 @@ mod tests {
         let a = c.attribute(ip("192.168.0.1"), edns::tests_support::options_of(&q));
         assert_eq!(a.hostname.as_deref(), Some("behind-router"));
         assert_eq!(a.subnet, Some((ip("10.0.0.5"), 32)));
-        // A full-length subnet of an address nothing is known about names no one: not the router.
+        // From a router listed in edns_from, a full-length subnet of an address nothing is known about
+        // names no one: not the router.
         let q = edns::tests_support::query_with_options(&[(8, vec![0, 1, 32, 0, 10, 0, 0, 77])]);
-        let a = c.attribute(ip("192.168.0.1"), edns::tests_support::options_of(&q));
+        let listed = Clients {
+            snapshot: c.snapshot.clone(),
+            edns: true,
+            edns_from: vec![crate::admission::parse_net("192.168.0.1").expect("net")],
+        };
+        let a = listed.attribute(ip("192.168.0.1"), edns::tests_support::options_of(&q));
         assert_eq!((a.mac, a.hostname.as_deref()), (None, None));
+        assert_eq!(a.behind(), Some(ip("10.0.0.77")));
+        // From a sender believed only because edns_from is empty, a made-up subnet does not hide it.
+        let a = c.attribute(ip("192.168.0.1"), edns::tests_support::options_of(&q));
+        assert_eq!(a.mac, Some(mac("ee:00:00:00:00:01")));
         assert_eq!(a.behind(), Some(ip("10.0.0.77")));
         // A shorter subnet names a network, not a machine: the router it came from is all that is known.
         let q = edns::tests_support::query_with_options(&[(8, vec![0, 1, 24, 0, 10, 0, 0])]);

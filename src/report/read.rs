@@ -73,7 +73,7 @@ pub struct Machine {
     pub id: String,
     pub mac: Option<String>,
     pub hostname: Option<String>,
-    /// The machine's address: the one of a full-length client subnet behind a router, else `client_ip`.
+    /// The machine's address: `client_ip`, or behind a router `SUBNET-ADDRESS via client_ip`.
     pub ip: String,
 }
 
@@ -85,13 +85,18 @@ impl Entry {
     pub fn machine(&mut self) -> Machine {
         let mac = self.client_mac.take().filter(|m| !m.is_empty());
         let hostname = self.client_hostname.take().filter(|h| !h.is_empty());
-        let ip = self
-            .behind()
-            .map_or_else(|| self.client_ip.clone(), |a| a.to_string());
+        // The sender is always shown: `10.9.9.9 via 192.168.1.1` for a machine behind a router (and for a
+        // machine that made its subnet up, which then cannot hide where it sent from).
+        let behind = self.behind();
+        let ip = behind.map_or_else(
+            || self.client_ip.clone(),
+            |a| format!("{a} via {}", self.client_ip),
+        );
         let id = mac
             .clone()
             .or_else(|| hostname.clone())
-            .unwrap_or_else(|| ip.clone());
+            .or_else(|| behind.map(|a| a.to_string()))
+            .unwrap_or_else(|| self.client_ip.clone());
         Machine {
             id,
             mac,
