@@ -752,6 +752,8 @@ pub fn log_filter(level: &str) -> Result<Targets, String> {
     }
     let mut has_default = false;
     for word in level.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        // `RUST_LOG=c2sink::upstream` (tracing's "everything from this target") is for the environment
+        // ([`rust_log_filter`]); in the config a bare word is far more likely a misspelt level.
         if word.contains('=') {
             continue;
         }
@@ -770,6 +772,17 @@ pub fn log_filter(level: &str) -> Result<Targets, String> {
     } else {
         targets.with_default(LevelFilter::WARN)
     })
+}
+
+/// `RUST_LOG` as a filter: as [`log_filter`] for a bare level, else the tracing syntax as written, where a
+/// bare word is a target to show alone (`RUST_LOG=c2sink::upstream`), as developers expect of it.
+pub fn rust_log_filter(value: &str) -> Result<Targets, String> {
+    if value.trim().parse::<LevelFilter>().is_ok() {
+        return log_filter(value);
+    }
+    value
+        .parse::<Targets>()
+        .map_err(|e| format!("\"{value}\" is not a log level or a target=level list: {e}"))
 }
 
 impl Default for LogConfig {
@@ -1706,15 +1719,28 @@ fn key_at(text: &str, at: usize) -> String {
 /// The deepest path below `t` (whose own path is `here`) whose key or value spans `at`, into `best`.
 fn key_in_table(t: &toml::de::DeTable<'_>, at: usize, here: &str, best: &mut String) {
     for (k, v) in t {
+        let part = key_part(k.get_ref());
         let path = if here.is_empty() {
-            k.get_ref().to_string()
+            part
         } else {
-            format!("{here}.{}", k.get_ref())
+            format!("{here}.{part}")
         };
         if k.span().contains(&at) || v.span().contains(&at) {
             best.clone_from(&path);
         }
         key_in_value(v, at, &path, best);
+    }
+}
+
+/// A key as TOML writes it in a dotted path: bare when it can be (`listen`), else quoted (`"10.0.0.1"`).
+fn key_part(k: &str) -> String {
+    let bare = !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        k.to_string()
+    } else {
+        format!("{k:?}")
     }
 }
 
@@ -1833,6 +1859,11 @@ servers = ["127.0.0.1:53"]
             let e = log_filter(typo).unwrap_err();
             assert!(e.contains("not a log level"), "{typo}: {e}");
         }
+        // In RUST_LOG a bare word is a target, as tracing reads it.
+        let f = rust_log_filter("c2sink::upstream").expect("a target");
+        assert!(f.would_enable("c2sink::upstream", &Level::TRACE));
+        assert!(!f.would_enable("c2sink::reload", &Level::ERROR));
+        assert!(rust_log_filter("debug").is_ok_and(|f| f.would_enable("c2sink::x", &Level::DEBUG)));
         // A list without a bare level keeps warnings from every other target.
         let f = log_filter("h2=debug").expect("a list");
         assert!(f.would_enable("c2sink::reload", &Level::WARN));
@@ -1871,6 +1902,11 @@ servers = ["127.0.0.1:53"]
                 "line 7",
             ),
             ("[server]\ncolour = \"blue\"\n", "server.colour", "line 2"),
+            (
+                "[clients.names]\n\"10.0.0.1\" = 5\n",
+                "clients.names.\"10.0.0.1\"",
+                "line 2",
+            ),
         ];
         for (text, key, line) in cases {
             let s = parse(text).unwrap_err().to_string();

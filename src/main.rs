@@ -147,7 +147,7 @@ fn init_logging(log: &c2sink::config::LogConfig) {
     let from_env = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())
-        .and_then(|v| match c2sink::config::log_filter(&v) {
+        .and_then(|v| match c2sink::config::rust_log_filter(&v) {
             Ok(f) => Some(f),
             Err(e) => {
                 eprintln!("c2sink: RUST_LOG ignored: {e}");

@@ -71,7 +71,7 @@ impl Socket {
     /// Whether a datagram from `src` read from this socket was sent by this host itself, which admission
     /// trusts whatever `allow` says ([`sent_by_host`]).
     pub fn sent_by_host(&self, src: SocketAddr, local: Option<Local>) -> bool {
-        sent_by_host(src.ip(), self.destination(local), local)
+        sent_by_host(src.ip(), self.destination(local))
     }
 
     /// Sends one datagram (from `local`, when the query named it), waiting for room if the send buffer is full.
@@ -132,29 +132,20 @@ impl Local {
     }
 }
 
-/// The kernel's index of the loopback interface, the same in every network namespace (`LOOPBACK_IFINDEX`).
-const LOOPBACK_IFINDEX: u32 = 1;
-
-/// Whether a datagram from `src` to `dest` (arrived as `local` says) can only have come from this host: its
-/// source is the address it was sent to, and the kernel would have dropped such a datagram from outside.
-/// Linux drops an IPv4 packet from the wire whose source is one of the host's addresses, and an IPv6 one
-/// from `::1`, but not an IPv6 one that claims another of the host's addresses: a LAN host could send that.
-/// So an IPv6 datagram counts only from `::1` or when it came in on the loopback interface, as the host's
-/// own traffic does; on a socket bound to one IPv6 address the interface is not known, and it does not.
-fn sent_by_host(
-    src: std::net::IpAddr,
-    dest: Option<std::net::IpAddr>,
-    local: Option<Local>,
-) -> bool {
+/// Whether a datagram from `src` to `dest` can only have come from this host: its source is the address it
+/// was sent to, and the kernel would have dropped such a datagram from outside. Linux drops an IPv4 packet
+/// from the wire whose source is one of the host's addresses, and an IPv6 one from `::1`, but not an IPv6
+/// one that claims another of the host's addresses: a LAN host could send that, and the kernel reports the
+/// host's own such datagrams on the interface owning the address too, so nothing tells them apart. An IPv6
+/// datagram counts only from `::1` (over TCP the handshake proves the source).
+fn sent_by_host(src: std::net::IpAddr, dest: Option<std::net::IpAddr>) -> bool {
     let src = src.to_canonical();
     if dest.map(|d| d.to_canonical()) != Some(src) {
         return false;
     }
     match src {
         std::net::IpAddr::V4(_) => true,
-        std::net::IpAddr::V6(a) => {
-            a.is_loopback() || matches!(local, Some(Local::V6(_, LOOPBACK_IFINDEX)))
-        }
+        std::net::IpAddr::V6(a) => a.is_loopback(),
     }
 }
 
@@ -653,30 +644,21 @@ mod tests {
     }
 
     /// A LAN host can send an IPv6 datagram whose source is one of the host's own global addresses (Linux
-    /// drops only the IPv4 kind): only one that came in on the loopback interface is the host's own.
+    /// drops only the IPv4 kind): over IPv6 only `::1` is the host's own.
     #[test]
     fn only_the_host_itself_is_taken_for_the_host() {
         let global: std::net::IpAddr = "2001:db8::53".parse().unwrap();
-        let Some(std::net::IpAddr::V6(g6)) = Some(global) else {
-            unreachable!()
-        };
-        let on = |ifindex| Some(Local::V6(g6, ifindex));
-        assert!(sent_by_host(global, Some(global), on(LOOPBACK_IFINDEX)));
         assert!(
-            !sent_by_host(global, Some(global), on(2)),
-            "spoofed from the LAN"
-        );
-        assert!(
-            !sent_by_host(global, Some(global), None),
-            "bound socket: unknown"
+            !sent_by_host(global, Some(global)),
+            "may be spoofed from the LAN"
         );
         let lo6: std::net::IpAddr = "::1".parse().unwrap();
-        assert!(sent_by_host(lo6, Some(lo6), None));
+        assert!(sent_by_host(lo6, Some(lo6)));
+        assert!(!sent_by_host(lo6, Some(global)));
         let v4: std::net::IpAddr = "192.0.2.53".parse().unwrap();
-        assert!(sent_by_host(v4, Some(v4), None));
-        assert!(!sent_by_host(v4, Some("192.0.2.54".parse().unwrap()), None));
-        assert!(!sent_by_host(v4, None, None));
-        assert!(!sent_by_host(lo6, Some(global), on(LOOPBACK_IFINDEX)));
+        assert!(sent_by_host(v4, Some(v4)));
+        assert!(!sent_by_host(v4, Some("192.0.2.54".parse().unwrap())));
+        assert!(!sent_by_host(v4, None));
     }
 
     /// Datagrams the host sends to a wildcard socket, from `::1` and from 127.0.0.1, are found to be its own.

@@ -356,6 +356,8 @@ fn the_log_level_comes_from_the_config_and_a_bad_rust_log_is_reported() {
         ("info", None, false),
         ("debug", Some("c2sink=loud"), true),
         ("info", Some("c2sink=debug"), true),
+        // tracing's bare target: everything c2sink logs.
+        ("info", Some("c2sink"), true),
     ] {
         let dir = tempdir("level");
         let cfg = config_file(
