@@ -323,6 +323,30 @@ fn a_lost_datagram_to_the_only_upstream_is_sent_again_within_the_try() {
     );
 }
 
+/// A server that rate-limits answers (nsd's and BIND's RRL) may drop every datagram of one query, but never
+/// limits TCP: once the query and its two resends went unanswered, it is asked over TCP within the same try.
+#[test]
+fn a_query_whose_datagrams_are_all_dropped_is_answered_over_tcp_within_the_try() {
+    let up = Upstream::start();
+    let c = C2sink::start_small(&[up.addr], UPSTREAM_TIMEOUT_MS, "", "");
+    assert_eq!(
+        rcode_of(&c, "udp-dropped.example", 0x731),
+        (NOERROR, vec![A])
+    );
+    let mut asked: Vec<bool> = up
+        .datagrams()
+        .iter()
+        .filter(|q| q.name == "udp-dropped.example")
+        .map(|q| q.tcp)
+        .collect();
+    asked.sort();
+    assert_eq!(
+        asked,
+        vec![false, false, false, true],
+        "three datagrams and TCP"
+    );
+}
+
 #[test]
 fn an_upstream_without_edns_is_asked_again_without_opt() {
     // `*.no-edns.test` answers FORMERR (no OPT, no question) to a query with OPT, as a server older than
@@ -349,16 +373,22 @@ fn an_upstream_without_edns_is_asked_again_without_opt() {
 }
 
 #[test]
-fn a_query_to_a_silent_upstream_is_sent_three_times_in_all() {
+fn a_query_to_a_silent_upstream_is_sent_three_times_and_once_over_tcp_in_all() {
     let up = Upstream::start();
     let c = C2sink::start_small(&[up.addr], 300, "", "");
     assert_eq!(rcode_of(&c, "x.silent.test", 0x750).0, SERVFAIL);
     // Time for a datagram sent at the deadline to arrive too.
     std::thread::sleep(Duration::from_millis(200));
-    let sent = up
+    let mut sent: Vec<bool> = up
         .datagrams()
         .iter()
         .filter(|q| q.name == "x.silent.test")
-        .count();
-    assert_eq!(sent, 3, "the query and two resends within the timeout");
+        .map(|q| q.tcp)
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        vec![false, false, false, true],
+        "the query, two resends and one TCP query within the timeout"
+    );
 }

@@ -36,9 +36,12 @@ pub struct Seen {
     /// The query's ID and where it came from.
     pub id: u16,
     pub from: Option<SocketAddr>,
-    /// A UDP query sent again (the same ID from the same address as an earlier one): c2sink resends within
-    /// a try, so a lost datagram does not cost the whole timeout.
+    /// A query c2sink asked again within one try: a UDP query sent again (the same ID from the same address
+    /// as an earlier one), so a lost datagram does not cost the whole timeout; or the same query over TCP
+    /// without a truncated answer having sent it there (the fallback after unanswered datagrams).
     pub resent: bool,
+    /// A UDP query this upstream answered with TC set (c2sink then asks over TCP, which is no resend).
+    pub truncated: bool,
 }
 
 /// Which answers the upstream gives (before any [`Mode`] fault is applied).
@@ -103,7 +106,8 @@ struct State {
 }
 
 /// A real DNS server on loopback (UDP and TCP, same port). Names whose first label is `blackhole` are never
-/// answered in any zone; for those whose first label is `lossy`, the first query over UDP is lost (not
+/// answered in any zone, those whose first label is `udp-dropped` only over TCP (a rate-limited server);
+/// for those whose first label is `lossy`, the first query over UDP is lost (not
 /// answered) and later ones are answered. Each query is answered on its own thread (TCP answers may come out
 /// of order).
 pub struct Upstream {
@@ -268,6 +272,9 @@ fn udp_loop(sock: UdpSocket, st: Arc<State>) {
         let (sock, st) = (sock.clone(), st.clone());
         std::thread::spawn(move || {
             for r in respond(&q, false, &st) {
+                if r.get(2).is_some_and(|f| f & 0x02 != 0) {
+                    mark_truncated(&st, &q);
+                }
                 let _ = sock.send_to(&r, src);
             }
         });
@@ -345,10 +352,14 @@ fn record(st: &State, q: &[u8], udp_from: Option<SocketAddr>) {
         None => (false, vec![]),
     };
     let mut seen = st.seen.lock().expect("lock");
-    let resent = udp_from.is_some()
-        && seen
-            .iter()
-            .any(|s| !s.tcp && s.id == id && s.from == udp_from && s.name == name);
+    let asked_by_udp = |s: &&Seen| !s.tcp && s.id == id && s.name == name;
+    let resent = match udp_from {
+        Some(_) => seen.iter().filter(asked_by_udp).any(|s| s.from == udp_from),
+        None => {
+            seen.iter().filter(asked_by_udp).count() > 0
+                && !seen.iter().filter(asked_by_udp).any(|s| s.truncated)
+        }
+    };
     seen.push(Seen {
         name,
         qtype: RecordType::from(qtype),
@@ -361,7 +372,21 @@ fn record(st: &State, q: &[u8], udp_from: Option<SocketAddr>) {
         id,
         from: udp_from,
         resent,
+        truncated: false,
     });
+}
+
+/// Notes that the UDP query `q` was answered with TC set, before the answer is sent.
+fn mark_truncated(st: &State, q: &[u8]) {
+    let id = q.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+    let Some((name, _)) = read_question(q) else {
+        return;
+    };
+    for s in st.seen.lock().expect("lock").iter_mut() {
+        if !s.tcp && s.id == id && s.name == name {
+            s.truncated = true;
+        }
+    }
 }
 
 /// The upstream's replies to one query: the zone's answer (after any delay for the name) with the mode's fault.
@@ -377,6 +402,10 @@ fn respond(q: &[u8], tcp: bool, st: &State) -> Vec<Vec<u8>> {
         let seen = st.seen.lock().expect("lock");
         seen.iter().filter(|s| s.name == name && !s.tcp).count()
     };
+    // Rate limited (nsd's RRL drops a limited answer or sends it truncated; the TCP answer always comes).
+    if !tcp && name.split('.').next() == Some("udp-dropped") {
+        return vec![];
+    }
     if !tcp && name.split('.').next() == Some("lossy") && udp_asks() == 1 {
         return vec![];
     }
