@@ -60,6 +60,7 @@ impl LogFile {
             tidying: Vec::new(),
             last_rotated: None,
         };
+        remove_unfinished_compressions(path);
         f.ensure_open()?;
         Ok(f)
     }
@@ -323,6 +324,34 @@ fn gz_temp(p: &Path) -> PathBuf {
     name.push(p.file_name().unwrap_or_default());
     name.push(".gz.tmp");
     p.with_file_name(name)
+}
+
+/// Removes the temporary files of compressions a crash interrupted ([`gz_temp`] names, hidden from the logs'
+/// glob and from retention, so nothing else would): called when the log is opened, before this process
+/// compresses anything. The rotated file each was made from is still there, whole.
+fn remove_unfinished_compressions(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{name}.");
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let n = e.file_name();
+        let Some(n) = n.to_str() else { continue };
+        if n.starts_with(&prefix)
+            && n.ends_with(".gz.tmp")
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            tracing::info!(file = %e.path().display(), "removed the temporary file of an interrupted compression");
+        }
+    }
 }
 
 /// Writes `p.gz` next to `p` (via a temporary name, so no half file is ever seen) and removes `p`.
@@ -592,6 +621,27 @@ mod tests {
         .map(|(s, n)| (s.to_string(), n))
         .to_vec();
         assert_eq!(keys, want);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A compression a crash interrupted leaves a hidden temporary file that nothing else removes: the next
+    /// start does, and leaves other files alone.
+    #[test]
+    fn opening_the_log_removes_the_temporary_files_of_interrupted_compressions() {
+        let d = tempdir("gz-temp");
+        let p = d.join("events.log");
+        let rotated = rotated_name(&p, "2026-11-29T022545Z", 0);
+        std::fs::write(&rotated, "kept\n").unwrap();
+        let temp = gz_temp(&rotated);
+        std::fs::write(&temp, "half a gzip").unwrap();
+        let other = d.join(".queries.log.2026-11-29T022545Z.gz.tmp");
+        std::fs::write(&other, "another log's").unwrap();
+        let _f = LogFile::open(&p, Rotation::default()).unwrap();
+        assert!(
+            !temp.exists(),
+            "the unfinished compression's temp file is gone"
+        );
+        assert!(rotated.exists() && other.exists());
         let _ = std::fs::remove_dir_all(&d);
     }
 
