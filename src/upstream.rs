@@ -113,7 +113,14 @@ pub struct Upstreams {
     /// The runtime probes of down servers run on (the main one, where the upstreams were made): not a UDP
     /// thread's, which may be blocked in the kernel while its own queries are answered.
     home: Option<tokio::runtime::Handle>,
+    /// Room for TCP questions asked because the datagrams went unanswered ([`TCP_FALLBACKS`]).
+    fallbacks: tokio::sync::Semaphore,
 }
+
+/// TCP questions at once for unanswered datagrams, over all plain upstreams of one set: a burst of names
+/// a dead zone never answers must not open thousands of connections to the upstream. Past it, the query
+/// waits for its datagrams only, as it did before the fallback existed.
+const TCP_FALLBACKS: usize = 64;
 
 /// c2sink's own question for a down server, `. IN NS` with RD, under a fresh ID.
 fn probe_query() -> Vec<u8> {
@@ -180,6 +187,7 @@ impl Upstreams {
             last_answer: AtomicU64::new(0),
             strip_hints: !cfg.send_client_hints,
             home: tokio::runtime::Handle::try_current().ok(),
+            fallbacks: tokio::sync::Semaphore::new(TCP_FALLBACKS),
         }
     }
 
@@ -488,6 +496,9 @@ impl Upstreams {
         let tcp = async {
             // Just after the last resend (two thirds of the timeout): a fourth chance, by another road.
             tokio::time::sleep_until(start + self.timeout * 2 / 3 + self.timeout / 12).await;
+            let Ok(_room) = self.fallbacks.try_acquire() else {
+                return std::future::pending().await;
+            };
             self.tcp(addr, out, id, query).await
         };
         let both = async {

@@ -347,6 +347,39 @@ fn a_query_whose_datagrams_are_all_dropped_is_answered_over_tcp_within_the_try()
     );
 }
 
+/// A burst of names whose datagrams all go unanswered asks at most 64 of them over TCP at once: the rest
+/// wait for their datagrams only (and fail), so a flood of dead names opens no flood of connections.
+#[test]
+fn at_most_64_unanswered_queries_are_asked_over_tcp_at_once() {
+    let up = Upstream::start();
+    let c = C2sink::start_small(&[up.addr], UPSTREAM_TIMEOUT_MS, "", "");
+    let names: Vec<String> = (0..70)
+        .map(|i| format!("udp-dropped.n{i}.example"))
+        .collect();
+    // Each TCP answer takes 400 ms, so every fallback of the burst is still open when the last one starts.
+    for n in &names {
+        up.delay(n, Duration::from_millis(400));
+    }
+    let client = udp_client("127.0.0.1", Duration::from_secs(6));
+    for (i, n) in names.iter().enumerate() {
+        client
+            .send_to(&query(0x900 + i as u16, n, TYPE_A), c.addr())
+            .unwrap();
+    }
+    let mut rcodes = std::collections::BTreeMap::new();
+    let mut buf = [0u8; 1500];
+    for _ in 0..names.len() {
+        let n = client.recv(&mut buf).expect("an answer to each");
+        *rcodes
+            .entry(parse(&buf[..n]).expect("parse").rcode)
+            .or_insert(0) += 1;
+    }
+    let tcp = up.datagrams().iter().filter(|q| q.tcp).count();
+    assert_eq!(tcp, 64, "TCP questions: {rcodes:?}");
+    assert_eq!(rcodes.get(&NOERROR), Some(&64), "{rcodes:?}");
+    assert_eq!(rcodes.get(&SERVFAIL), Some(&6), "{rcodes:?}");
+}
+
 #[test]
 fn an_upstream_without_edns_is_asked_again_without_opt() {
     // `*.no-edns.test` answers FORMERR (no OPT, no question) to a query with OPT, as a server older than
