@@ -1775,7 +1775,6 @@ fn key_at_by_lines(text: &str, at: usize) -> String {
     let mut key = String::new();
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
-        let start = offset;
         offset += line.len();
         let t = line.trim();
         if t.starts_with('[') {
@@ -1793,7 +1792,6 @@ fn key_at_by_lines(text: &str, at: usize) -> String {
             key = k.trim().to_string();
         }
         if at < offset || offset == text.len() && at == offset {
-            let _ = start;
             break;
         }
     }

@@ -326,17 +326,22 @@ fn gz_temp(p: &Path) -> PathBuf {
     p.with_file_name(name)
 }
 
+/// The folder a log file's rotated and temporary files are in (`.` for a bare file name).
+fn log_dir(path: &Path) -> Option<&Path> {
+    let dir = path.parent()?;
+    Some(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    })
+}
+
 /// Removes the temporary files of compressions a crash interrupted ([`gz_temp`] names, hidden from the logs'
 /// glob and from retention, so nothing else would): called when the log is opened, before this process
 /// compresses anything. The rotated file each was made from is still there, whole.
 fn remove_unfinished_compressions(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+    let (Some(dir), Some(name)) = (log_dir(path), path.file_name().and_then(|n| n.to_str())) else {
         return;
-    };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
     };
     let prefix = format!(".{name}.");
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -369,13 +374,8 @@ fn compress(p: &Path) -> std::io::Result<()> {
 
 /// The rotated files of `path`, oldest first.
 pub fn rotated_files(path: &Path) -> Vec<PathBuf> {
-    let Some(dir) = path.parent() else {
+    let Some(dir) = log_dir(path) else {
         return Vec::new();
-    };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
     };
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Vec::new();
