@@ -697,10 +697,18 @@ pub struct LogConfig {
     /// `count` ("0s": a line for every blocked query), so one looping client cannot flood the log.
     #[serde(default = "default_coalesce")]
     pub coalesce: String,
+    /// At most this many of a client's names under one rule get lines of their own per `coalesce` window;
+    /// the rest become one line with `"fold":"names"` (0: no cap), so random labels cannot fill the disk.
+    #[serde(default = "default_coalesce_names")]
+    pub coalesce_names: usize,
 }
 
 fn default_coalesce() -> String {
     "1s".to_string()
+}
+
+fn default_coalesce_names() -> usize {
+    100
 }
 
 /// Longest `coalesce` window: a beacon slower than this must keep a line per query.
@@ -797,6 +805,7 @@ impl Default for LogConfig {
             syslog: None,
             queries: None,
             coalesce: default_coalesce(),
+            coalesce_names: default_coalesce_names(),
         }
     }
 }

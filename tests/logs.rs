@@ -150,6 +150,76 @@ fn repeated_blocked_queries_are_folded_into_one_line_that_counts_them() {
     assert_eq!(blocked, vec![12, 1], "{out}");
 }
 
+/// A flood of different names under one C2 domain (random labels: a DNS tunnel, a water-torture attack) is not
+/// folded as repeats, since no name repeats; past `[log] coalesce_names` of a client's names under one rule in a
+/// window, the rest become one line with `"fold":"names"` that counts them, and the totals and the report still
+/// account for every blocked query.
+#[test]
+fn a_flood_of_random_names_under_one_rule_is_folded_past_the_cap() {
+    let dir = tempdir("fold-names");
+    let events = dir.join("events.log");
+    let c = C2sink::start_in(
+        &dir,
+        C2,
+        &format!(
+            "[log]\nevents = \"{}\"\ncoalesce = \"30s\"\ncoalesce_names = 5\n",
+            events.display()
+        ),
+    );
+    for i in 0..40 {
+        let name = format!("r{i}x.{C2}");
+        assert_eq!(rcode_and_answers(&c.udp("127.0.0.2", &name, 1)), (0, 1));
+    }
+    assert_eq!(
+        rcode_and_answers(&c.udp("127.0.0.3", &format!("other.{C2}"), 1)),
+        (0, 1)
+    );
+    // The family's line is held until its window ends: at the latest at shutdown.
+    let stderr = c.stop();
+    let lines = json_lines(&events);
+    let from = |ip: &str| -> Vec<&serde_json::Value> {
+        lines.iter().filter(|e| e["client_ip"] == ip).collect()
+    };
+    let a = from("127.0.0.2");
+    assert_eq!(a.len(), 6, "five names, then one line for the rest: {a:?}");
+    let plain: Vec<&str> = a
+        .iter()
+        .filter(|e| e.get("fold").is_none())
+        .map(|e| e["qname"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        plain,
+        (0..5).map(|i| format!("r{i}x.{C2}")).collect::<Vec<_>>(),
+        "{a:?}"
+    );
+    let folded = a
+        .iter()
+        .find(|e| e["fold"] == "names")
+        .expect("a folded line");
+    assert_eq!(folded["count"], 35, "{folded}");
+    assert_eq!(
+        folded["qname"],
+        format!("r39x.{C2}"),
+        "the last name: {folded}"
+    );
+    assert_eq!(folded["rule"], C2, "{folded}");
+    assert!(folded["first_ts"].as_str().unwrap() <= folded["ts"].as_str().unwrap());
+    assert_eq!(from("127.0.0.3").len(), 1, "another client is not capped");
+    let n =
+        |key| total(&stderr, key).unwrap_or_else(|| panic!("{key} in the totals line: {stderr}"));
+    assert_eq!(n("blocked"), 41, "{stderr}");
+    assert_eq!(n("events_written"), 7, "{stderr}");
+    assert_eq!(n("events_written") + n("events_coalesced"), 41, "{stderr}");
+    let (code, out, err) = run(&["report", "--format", "json", events.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["events"], 41, "{out}");
+    assert!(
+        out.contains(&format!("(names under {C2})")),
+        "the report counts the folded names under their rule: {out}"
+    );
+}
+
 #[test]
 fn a_full_disk_keeps_dns_answering() {
     let dir = tempdir("full");
@@ -441,7 +511,8 @@ fn retention_keeps_the_newest_files_when_many_rotate_in_one_second() {
         &dir,
         C2,
         &format!(
-            "[log]\nevents = \"{}\"\nrotate_size = \"20KB\"\nkeep = 3\ngzip = true\n",
+            // Every one of the 2,000 names gets its line: no cap on one client's names under one rule.
+            "[log]\nevents = \"{}\"\nrotate_size = \"20KB\"\nkeep = 3\ngzip = true\ncoalesce_names = 0\n",
             events.display()
         ),
     );

@@ -7,14 +7,22 @@
 //! `first_ts` (a single repeat is written as its own plain line). Queries further apart than the window are
 //! each written as before, so a beacon's timer stays readable; intrusion detectors threshold alerts the same
 //! way (Suricata's `threshold`, rsyslog's "message repeated N times").
+//!
+//! Repeats alone do not bound a flood of different names (random labels under a C2 domain: a DNS tunnel, or a
+//! water-torture attack): each is a kind of its own. So a client's names under one rule are a family with a
+//! window of its own, and past `[log] coalesce_names` names in it the rest get no line (nor window) of their own:
+//! they are counted into one line for the family, with `"fold":"names"`, written when its window ends.
 
 use super::{BlockEvent, BlockView, LineFormat, Record, line};
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::BuildHasher;
 use std::time::{Duration, SystemTime};
 
 /// Most kinds of event tracked at once; past it, new kinds are written line by line (never lost, never held).
 const MAX_SLOTS: usize = 16_384;
+/// Most families (a client's names under one rule) tracked at once; past it, new families' names are not capped.
+const MAX_FAMILIES: usize = 16_384;
 /// Most time between two looks for windows that have ended.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
@@ -24,6 +32,8 @@ pub struct Repeated {
     pub event: BlockEvent,
     pub count: u64,
     pub first: SystemTime,
+    /// The queries were of different names under one rule (a family past `coalesce_names`), not repeats.
+    pub names: bool,
 }
 
 impl Record for Repeated {
@@ -35,7 +45,11 @@ impl Record for Repeated {
             line::decimal(out, self.count);
             out.extend_from_slice(b",\"first_ts\":\"");
             f.time(out, self.first, 3);
-            out.extend_from_slice(b"\"}");
+            out.extend_from_slice(if self.names {
+                b"\",\"fold\":\"names\"}".as_slice()
+            } else {
+                b"\"}"
+            });
         }
     }
 }
@@ -77,8 +91,36 @@ impl Slot {
         }
     }
 
+    /// Counts `ev` (stamped `t`) into the window; `names`: the line tells the last query's name, not only its
+    /// time and port (a family's queries are of different names). Returns the count.
+    fn hold(&mut self, ev: &BlockView<'_>, t: u64, names: bool) -> u64 {
+        if self.count == 0 {
+            self.event = Some(Box::new(ev.to_event()));
+            (self.first, self.last) = (t, t);
+        }
+        self.count += 1;
+        // The line tells the last query's time and port, and the first one's time.
+        if t >= self.last {
+            self.last = t;
+            self.last_port = ev.client.port();
+            if let Some(e) = self
+                .event
+                .as_deref_mut()
+                .filter(|_| names && self.count > 1)
+            {
+                e.qname.clear();
+                e.qname.push_str(ev.qname);
+                e.qtype = ev.qtype;
+                e.via = ev.via.map(Into::into);
+                e.chain = ev.chain.to_vec();
+            }
+        }
+        self.first = self.first.min(t);
+        self.count
+    }
+
     /// What the window held, as one line's record; the slot is left empty.
-    fn take_held(&mut self) -> Option<Box<Repeated>> {
+    fn take_held(&mut self, names: bool) -> Option<Box<Repeated>> {
         let count = std::mem::take(&mut self.count);
         let mut event = self.event.take().filter(|_| count > 0)?;
         event.time = at(self.last);
@@ -87,8 +129,20 @@ impl Slot {
             event: *event,
             count,
             first: at(self.first),
+            names,
         }))
     }
+
+    fn ended(&self, t: u64, window: u64) -> bool {
+        t >= self.until || t.saturating_add(window) < self.opened
+    }
+}
+
+/// A client's names under one rule in one window: how many got a line (or a window) of their own, and the
+/// queries of names past `coalesce_names`, held for one line.
+struct Family {
+    names: usize,
+    held: Slot,
 }
 
 /// Nanoseconds since the epoch (0 before it, saturating far after it).
@@ -108,19 +162,42 @@ pub struct Repeats {
     hasher: foldhash::fast::RandomState,
     /// By a keyed hash of the event's kind (random per process, so a client cannot aim collisions).
     slots: HashMap<u64, Slot, foldhash::fast::RandomState>,
+    /// Names a family may give lines of their own per window; `usize::MAX`: no cap.
+    max_names: usize,
+    /// By a keyed hash of the family (the kind without name, type and answer target).
+    families: HashMap<u64, Family, foldhash::fast::RandomState>,
     /// When [`due`](Self::due) looks next (nanoseconds, as the slots' times).
     next_sweep: u64,
 }
 
 impl Repeats {
-    /// Windows of `window` (not zero).
-    pub fn new(window: Duration) -> Repeats {
+    /// Windows of `window` (not zero); at most `max_names` names of a client under one rule get lines of their
+    /// own per window (0: no cap).
+    pub fn new(window: Duration, max_names: usize) -> Repeats {
         Repeats {
             window: u64::try_from(window.as_nanos()).unwrap_or(u64::MAX),
             hasher: foldhash::fast::RandomState::default(),
             slots: HashMap::default(),
+            max_names: if max_names == 0 {
+                usize::MAX
+            } else {
+                max_names
+            },
+            families: HashMap::default(),
             next_sweep: 0,
         }
+    }
+
+    fn family_key(&self, ev: &BlockView<'_>) -> u64 {
+        self.hasher.hash_one((
+            ev.client.ip(),
+            ev.who.mac.map(|m| m.0),
+            ev.who.subnet,
+            ev.protocol.as_str(),
+            &**ev.list,
+            (ev.rule.wildcard, ev.rule.name),
+            ev.action,
+        ))
     }
 
     fn key(&self, ev: &BlockView<'_>) -> u64 {
@@ -138,41 +215,56 @@ impl Repeats {
         ))
     }
 
-    /// Decides whether `ev` gets a line now or is counted into its open window.
+    /// Decides whether `ev` gets a line now or is counted into its open window (or its family's).
     pub fn admit(&mut self, ev: &BlockView<'_>) -> Admit {
         let key = self.key(ev);
         let t = nanos(ev.time);
         if let Some(s) = self.slots.get_mut(&key) {
             // Query threads read the clock before taking the lock, so a query may be stamped a little before
             // the one that opened the window; only a clock stepped back by more than a window ends it.
-            let stepped_back = t.saturating_add(self.window) < s.opened;
-            if !stepped_back && t < s.until {
+            if !s.ended(t, self.window) {
                 // The key is a 64-bit hash keyed at random per process: two kinds under one key are not a
                 // case to pay a comparison for on every repeat.
-                if s.count == 0 {
-                    s.event = Some(Box::new(ev.to_event()));
-                    (s.first, s.last) = (t, t);
-                }
-                s.count += 1;
-                // The line tells the last query's time and port, and the first one's time.
-                if t >= s.last {
-                    s.last = t;
-                    s.last_port = ev.client.port();
-                }
-                s.first = s.first.min(t);
-                return Admit::Hold {
-                    folded: s.count > 1,
-                };
+                let count = s.hold(ev, t, false);
+                return Admit::Hold { folded: count > 1 };
             }
             // The window is over: what it held is written before this query, which opens the next one.
-            let held = s.take_held();
+            let held = s.take_held(false);
             *s = Slot::open(t, self.window);
             return Admit::Write(held);
+        }
+        // A name new in its window: one more of its family's.
+        let mut ended = None;
+        if self.max_names != usize::MAX {
+            let fkey = self.family_key(ev);
+            let room = self.families.len() < MAX_FAMILIES;
+            let family = match self.families.entry(fkey) {
+                Entry::Occupied(o) => Some(o.into_mut()),
+                Entry::Vacant(v) if room => Some(v.insert(Family {
+                    names: 0,
+                    held: Slot::open(t, self.window),
+                })),
+                Entry::Vacant(_) => None,
+            };
+            if let Some(f) = family {
+                if f.held.ended(t, self.window) {
+                    ended = f.held.take_held(true);
+                    *f = Family {
+                        names: 0,
+                        held: Slot::open(t, self.window),
+                    };
+                }
+                f.names += 1;
+                if f.names > self.max_names {
+                    let count = f.held.hold(ev, t, true);
+                    return Admit::Hold { folded: count > 1 };
+                }
+            }
         }
         if self.slots.len() < MAX_SLOTS {
             self.slots.insert(key, Slot::open(t, self.window));
         }
-        Admit::Write(None)
+        Admit::Write(ended)
     }
 
     /// The held repeats of windows ended by `now` (of every window when `all`, at shutdown), oldest first;
@@ -184,10 +276,18 @@ impl Repeats {
             return out;
         }
         self.next_sweep = t.saturating_add(SWEEP_EVERY.as_nanos() as u64);
+        let window = self.window;
         self.slots.retain(|_, s| {
-            let ended = all || t >= s.until || t.saturating_add(self.window) < s.opened;
+            let ended = all || s.ended(t, window);
             if ended {
-                out.extend(s.take_held());
+                out.extend(s.take_held(false));
+            }
+            !ended
+        });
+        self.families.retain(|_, f| {
+            let ended = all || f.held.ended(t, window);
+            if ended {
+                out.extend(f.held.take_held(true));
             }
             !ended
         });
@@ -239,7 +339,7 @@ mod tests {
     fn repeats_inside_the_window_are_counted_and_come_out_as_one_line() {
         let list: Arc<str> = "3cx".into();
         let who = Attribution::default();
-        let mut r = Repeats::new(Duration::from_secs(1));
+        let mut r = Repeats::new(Duration::from_secs(1), 0);
         let q = "cdn.msstorageazure.com";
         // The first is written; the next three (other source ports) are held.
         assert!(matches!(
@@ -290,7 +390,7 @@ mod tests {
     fn a_query_after_the_window_brings_out_the_held_line_first() {
         let list: Arc<str> = "3cx".into();
         let who = Attribution::default();
-        let mut r = Repeats::new(Duration::from_secs(1));
+        let mut r = Repeats::new(Duration::from_secs(1), 0);
         let q = "sbmsa.wiki";
         assert!(held(r.admit(&view(&list, &who, "10.0.0.5:1", q, 0))).is_some());
         assert!(held(r.admit(&view(&list, &who, "10.0.0.5:2", q, 300))).is_none());
@@ -316,7 +416,7 @@ mod tests {
     fn queries_stamped_out_of_order_by_racing_threads_stay_in_one_window() {
         let list: Arc<str> = "3cx".into();
         let who = Attribution::default();
-        let mut r = Repeats::new(Duration::from_secs(1));
+        let mut r = Repeats::new(Duration::from_secs(1), 0);
         let q = "sbmsa.wiki";
         assert!(held(r.admit(&view(&list, &who, "10.0.0.5:1", q, 500))).is_some());
         // Stamped before the query that opened the window (another thread read the clock first).
@@ -349,10 +449,104 @@ mod tests {
             mac: Some(Mac([2, 0, 0, 0, 0, 2])),
             ..Attribution::default()
         };
-        let mut r = Repeats::new(Duration::from_secs(10));
+        let mut r = Repeats::new(Duration::from_secs(10), 0);
         let q = "sbmsa.wiki";
         assert!(held(r.admit(&view(&list, &a, "10.0.0.1:1", q, 0))).is_some());
         assert!(held(r.admit(&view(&list, &b, "10.0.0.1:2", q, 10))).is_some());
         assert!(held(r.admit(&view(&list, &a, "10.0.0.1:3", q, 20))).is_none());
+    }
+
+    #[test]
+    fn past_the_names_cap_a_clients_names_under_one_rule_become_one_line() {
+        let list: Arc<str> = "3cx".into();
+        let who = Attribution::default();
+        let mut r = Repeats::new(Duration::from_secs(1), 3);
+        let names: Vec<String> = (0..10)
+            .map(|i| format!("x{i}.msstorageazure.com"))
+            .collect();
+        let mut folded = 0;
+        for (i, n) in names.iter().enumerate() {
+            match r.admit(&view(&list, &who, "10.0.0.5:1000", n, i as u64)) {
+                Admit::Write(held) => {
+                    assert!(held.is_none());
+                    assert!(i < 3, "name {i} past the cap got a line");
+                }
+                Admit::Hold { folded: f } => {
+                    assert!(i >= 3, "name {i} within the cap was held");
+                    folded += usize::from(f);
+                }
+            }
+        }
+        // The first of the seven held stands in the line; six lost their own line.
+        assert_eq!(folded, 6);
+        // Another client, and the same client under another rule, are families of their own.
+        assert!(held(r.admit(&view(&list, &who, "10.0.0.6:1000", &names[9], 10))).is_some());
+        let mut other = view(&list, &who, "10.0.0.5:1000", "sbmsa.wiki", 11);
+        other.rule.name = "sbmsa.wiki";
+        assert!(held(r.admit(&other)).is_some());
+        // A repeat of a name that got its line is a repeat, as before.
+        assert!(held(r.admit(&view(&list, &who, "10.0.0.5:1001", &names[0], 20))).is_none());
+
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_001_100);
+        let due = r.due(at, false);
+        assert_eq!(due.len(), 2, "the repeat's line and the family's");
+        let fam = due.iter().find(|d| d.names).expect("a line for the family");
+        assert_eq!(fam.count, 7);
+        let mut out = Vec::new();
+        fam.write_json(&mut LineFormat::default(), &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["fold"], "names");
+        assert_eq!(v["count"], 7);
+        assert_eq!(v["qname"], "x9.msstorageazure.com", "the last name");
+        assert_eq!(v["rule"], "msstorageazure.com");
+        assert_eq!(v["first_ts"], "2027-01-15T08:00:00.003Z");
+        assert_eq!(v["ts"], "2027-01-15T08:00:00.009Z");
+        let rep = due.iter().find(|d| !d.names).unwrap();
+        out.clear();
+        rep.write_json(&mut LineFormat::default(), &mut out);
+        assert!(!String::from_utf8_lossy(&out).contains("fold"));
+
+        // The family's next window gives names their lines again.
+        assert!(
+            held(r.admit(&view(
+                &list,
+                &who,
+                "10.0.0.5:1000",
+                "y.msstorageazure.com",
+                1200
+            )))
+            .is_some()
+        );
+        assert!(r.families.len() <= 3);
+    }
+
+    #[test]
+    fn a_family_window_that_ended_comes_out_before_the_next_name() {
+        let list: Arc<str> = "3cx".into();
+        let who = Attribution::default();
+        let mut r = Repeats::new(Duration::from_secs(1), 1);
+        assert!(
+            held(r.admit(&view(&list, &who, "10.0.0.5:1", "a.msstorageazure.com", 0))).is_some()
+        );
+        assert!(
+            held(r.admit(&view(&list, &who, "10.0.0.5:2", "b.msstorageazure.com", 10))).is_none()
+        );
+        assert!(
+            held(r.admit(&view(&list, &who, "10.0.0.5:3", "c.msstorageazure.com", 20))).is_none()
+        );
+        // No sweep in between: the next new name, after the window, brings the family's line with it.
+        let Some(Some(rep)) = held(r.admit(&view(
+            &list,
+            &who,
+            "10.0.0.5:4",
+            "d.msstorageazure.com",
+            1500,
+        ))) else {
+            panic!("the family's held line should come out with the next name");
+        };
+        assert!(rep.names);
+        assert_eq!(rep.count, 2);
+        assert_eq!(rep.event.qname, "c.msstorageazure.com");
+        assert_eq!(rep.event.client.port(), 3);
     }
 }

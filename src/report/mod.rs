@@ -228,16 +228,17 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
                 return;
             }
             events = events.saturating_add(queries);
+            let qname = e.report_name();
             c.names
-                .entry(e.qname.clone())
+                .entry(qname.clone())
                 .or_default()
                 .add(&when, queries, e.list.as_ref());
             if let (Some(l), Some(r)) = (&e.list, &e.rule) {
                 let (lists, matched) = c.rules.entry(r.clone()).or_default();
                 lists.insert(l.clone());
-                matched.insert(e.qname.clone());
+                matched.insert(qname.clone());
             }
-            let n = names.entry(e.qname).or_default();
+            let n = names.entry(qname).or_default();
             n.clients.insert(id);
             n.queries.add(&when, queries, e.list.as_ref());
             c.lists.extend(e.list);
@@ -595,5 +596,31 @@ mod tests {
         let r = report_of(&huge);
         assert_eq!(r.events, usize::MAX);
         assert_eq!(r.clients[0].blocked, usize::MAX);
+    }
+
+    #[test]
+    fn a_line_folding_many_names_counts_under_its_rule_not_its_last_name() {
+        let lines = [
+            line("10.0.0.9", 0, "a1.c2.example", "c2.example", ""),
+            line("10.0.0.9", 0, "a2.c2.example", "c2.example", ""),
+            line(
+                "10.0.0.9",
+                1,
+                "a9.c2.example",
+                "c2.example",
+                ",\"count\":500,\"first_ts\":\"2026-11-27T10:00:00.300Z\",\"fold\":\"names\"",
+            ),
+        ];
+        let r = report_of(&lines);
+        assert_eq!(r.events, 502);
+        let c = &r.clients[0];
+        let folded = c
+            .names
+            .iter()
+            .find(|n| n.qname == "(names under c2.example)")
+            .expect("a row for the folded names");
+        assert_eq!(folded.blocked, 500);
+        assert!(c.names.iter().all(|n| n.qname != "a9.c2.example"), "{c:?}");
+        assert_eq!(c.rules[0].blocked, 502);
     }
 }

@@ -58,6 +58,10 @@ pub struct Entry {
     pub chain: Vec<String>,
     #[serde(default)]
     pub first_ts: Option<String>,
+    /// `"names"` on a line that folds different names of one client under one rule (`[log] coalesce_names`):
+    /// `qname` is only the last of them.
+    #[serde(default)]
+    pub fold: Option<String>,
     /// `ts` parsed.
     #[serde(skip, default = "epoch")]
     pub time: SystemTime,
@@ -119,6 +123,15 @@ impl Entry {
     /// A connection to the sinkhole host: it asks no name (`qname` is empty).
     pub fn is_connection(&self) -> bool {
         self.kind == "connection"
+    }
+
+    /// The name a report counts the line's queries under: for a line folding many names, the rule they
+    /// fell under, as `(names under RULE)`, since the line keeps only the last name.
+    pub fn report_name(&self) -> String {
+        match (self.fold.as_deref(), &self.rule) {
+            (Some("names"), Some(rule)) => format!("(names under {rule})"),
+            _ => self.qname.clone(),
+        }
     }
 
     /// The queries this line stands for: 1, or its `count`.
