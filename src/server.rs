@@ -209,7 +209,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             if let Some(p) = p.upgrade() {
                 let who = p.clients.lookup(conn.client.ip());
                 p.events
-                    .record_connection(crate::events::ConnectionEvent { conn, who });
+                    .record_connection(crate::events::ConnectionEvent::new(conn, who));
             }
         });
         for addr in cfg.trap_addresses() {

@@ -119,3 +119,45 @@ fn silent_and_garbage_connections_are_logged_and_closed() {
     let m = ask_simple(srv.addr(), Proto::Udp, "www.example.test", RecordType::A);
     assert_eq!(m.answers.len(), 1);
 }
+
+/// Malware retrying its C2 connection in a loop gets one line at once and one that counts the retries of the
+/// next second (`[log] coalesce`), as repeated blocked queries do; every connection is still accounted for.
+#[test]
+fn a_client_reconnecting_in_a_loop_is_folded_into_one_line() {
+    use std::io::{Read, Write};
+    let (_up, srv, trap) = start();
+    let sent = std::time::Instant::now();
+    for _ in 0..6 {
+        let mut s = std::net::TcpStream::connect(trap).expect("connect");
+        s.write_all(b"GET /blog/_insert HTTP/1.1\r\nHost: sbmsa.wiki\r\n\r\n")
+            .expect("write");
+        // The trap closes once it has read the request head: the connection has been seen.
+        s.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        let _ = s.read_to_end(&mut Vec::new());
+    }
+    let inside = sent.elapsed() < Duration::from_millis(900);
+    let count = |e: &serde_json::Value| e["count"].as_u64().unwrap_or(1);
+    // The folded line comes when the window ends.
+    let lines = poll(
+        PATIENCE,
+        Duration::from_millis(50),
+        || connection_events(&srv, 1),
+        |l| l.iter().map(count).sum::<u64>() >= 6,
+    );
+    let stderr = srv.stop();
+    let connections: u64 = lines.iter().map(count).sum();
+    assert_eq!(connections, 6, "{lines:?}");
+    if inside {
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].get("count").is_none(), "{lines:?}");
+        assert_eq!(lines[1]["count"], 5, "{lines:?}");
+        assert_eq!(lines[1]["path"], "/blog/_insert");
+        assert!(lines[1]["first_ts"].as_str().unwrap() <= lines[1]["ts"].as_str().unwrap());
+    }
+    let n = |key| total(&stderr, key).unwrap_or_else(|| panic!("{key}: {stderr}"));
+    assert_eq!(
+        n("events_written") + n("events_coalesced"),
+        6,
+        "every connection is a line or counted in one: {stderr}"
+    );
+}

@@ -92,6 +92,26 @@ pub enum Event {
 pub struct ConnectionEvent {
     pub conn: crate::trap::Connection,
     pub who: Identity,
+    /// On a line that folds a client's identical connections (`[log] coalesce`): how many, and the first's time.
+    pub folded: Option<Folded>,
+}
+
+impl ConnectionEvent {
+    /// One connection, as the trap saw it.
+    pub fn new(conn: crate::trap::Connection, who: Identity) -> ConnectionEvent {
+        ConnectionEvent {
+            conn,
+            who,
+            folded: None,
+        }
+    }
+}
+
+/// How many events one line stands for, and when the first of them came (the line's `ts` is the last one's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Folded {
+    pub count: u64,
+    pub first: SystemTime,
 }
 
 /// The JSON line written for a connection event.
@@ -106,6 +126,10 @@ struct ConnectionLine<'a> {
     protocol: &'static str,
     #[serde(flatten)]
     conn: &'a crate::trap::Connection,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_ts: Option<String>,
 }
 
 impl Record for Event {
@@ -124,6 +148,10 @@ impl Record for Event {
                     client_hostname: c.who.hostname.as_deref(),
                     protocol: "tcp",
                     conn: &c.conn,
+                    count: c.folded.map(|f| f.count),
+                    first_ts: c
+                        .folded
+                        .map(|f| humantime::format_rfc3339_millis(f.first).to_string()),
                 };
                 match serde_json::to_vec(&line) {
                     Ok(v) => out.extend_from_slice(&v),
@@ -741,15 +769,9 @@ impl Events {
             .coalesce_window()
             .map_err(anyhow::Error::msg)?
             .map(|w| Arc::new(Mutex::new(Repeats::new(w, cfg.log.coalesce_names))));
-        let sweep = repeats.clone().map(|r| -> Sweep<Event> {
-            Box::new(move |now, all| {
-                lock_repeats(&r)
-                    .due(now, all)
-                    .into_iter()
-                    .map(Event::Repeated)
-                    .collect()
-            })
-        });
+        let sweep = repeats
+            .clone()
+            .map(|r| -> Sweep<Event> { Box::new(move |now, all| lock_repeats(&r).due(now, all)) });
         let blocks = Journal::start("events", out, syslog, tap, sweep)?;
         let queries = match cfg.query_log() {
             Some(p) => Some(Journal::start(
@@ -791,9 +813,20 @@ impl Events {
         });
     }
 
-    /// Queues a sinkhole-host connection event into the same log as block events.
+    /// Queues a sinkhole-host connection event into the same log as block events, or folds it into its
+    /// repeats' line.
     pub fn record_connection(&self, ev: ConnectionEvent) {
-        self.blocks.record(Event::Connection(ev));
+        let Some(r) = &self.repeats else {
+            self.blocks.record(Event::Connection(ev));
+            return;
+        };
+        let (now, folded) = lock_repeats(r).admit_connection(ev);
+        if folded {
+            self.blocks.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+        }
+        for ev in now {
+            self.blocks.record(Event::Connection(ev));
+        }
     }
 
     /// True when every query is logged (so the query path builds records only then).

@@ -13,7 +13,7 @@
 //! window of its own, and past `[log] coalesce_names` names in it the rest get no line (nor window) of their own:
 //! they are counted into one line for the family, with `"fold":"names"`, written when its window ends.
 
-use super::{BlockEvent, BlockView, LineFormat, Record, line};
+use super::{BlockEvent, BlockView, ConnectionEvent, Event, Folded, LineFormat, Record, line};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::BuildHasher;
@@ -66,7 +66,7 @@ pub enum Admit {
 /// One kind of event whose window is open. A repeat touches only this (times as nanoseconds since the epoch,
 /// so that a slot and its key share one cache line); the kind's fields, boxed, are read when the line is
 /// written.
-struct Slot {
+struct Slot<E> {
     opened: u64,
     until: u64,
     /// Queries held since the window opened, the first and last one's time, and the last one's port.
@@ -75,11 +75,11 @@ struct Slot {
     last: u64,
     last_port: u16,
     /// The kind's fields, from its first held query.
-    event: Option<Box<BlockEvent>>,
+    event: Option<Box<E>>,
 }
 
-impl Slot {
-    fn open(t: u64, window: u64) -> Slot {
+impl<E> Slot<E> {
+    fn open(t: u64, window: u64) -> Slot<E> {
         Slot {
             opened: t,
             until: t.saturating_add(window),
@@ -91,46 +91,29 @@ impl Slot {
         }
     }
 
-    /// Counts `ev` (stamped `t`) into the window; `names`: the line tells the last query's name, not only its
-    /// time and port (a family's queries are of different names). Returns the count.
-    fn hold(&mut self, ev: &BlockView<'_>, t: u64, names: bool) -> u64 {
+    /// Counts one event (stamped `t`, from `port`) into the window, its fields made by `make` if it is the
+    /// first. Returns the count, and the fields when this event is the latest so far.
+    fn count_in(&mut self, t: u64, port: u16, make: impl FnOnce() -> E) -> (u64, Option<&mut E>) {
         if self.count == 0 {
-            self.event = Some(Box::new(ev.to_event()));
+            self.event = Some(Box::new(make()));
             (self.first, self.last) = (t, t);
         }
         self.count += 1;
-        // The line tells the last query's time and port, and the first one's time.
-        if t >= self.last {
-            self.last = t;
-            self.last_port = ev.client.port();
-            if let Some(e) = self
-                .event
-                .as_deref_mut()
-                .filter(|_| names && self.count > 1)
-            {
-                e.qname.clear();
-                e.qname.push_str(ev.qname);
-                e.qtype = ev.qtype;
-                e.via = ev.via.map(Into::into);
-                e.chain = ev.chain.to_vec();
-            }
-        }
         self.first = self.first.min(t);
-        self.count
+        // The line tells the last event's time and port, and the first one's time.
+        if t < self.last {
+            return (self.count, None);
+        }
+        self.last = t;
+        self.last_port = port;
+        (self.count, self.event.as_deref_mut())
     }
 
-    /// What the window held, as one line's record; the slot is left empty.
-    fn take_held(&mut self, names: bool) -> Option<Box<Repeated>> {
+    /// What the window held: the fields, how many, the first one's time; the slot is left empty.
+    fn take(&mut self) -> Option<(Box<E>, u64, SystemTime)> {
         let count = std::mem::take(&mut self.count);
-        let mut event = self.event.take().filter(|_| count > 0)?;
-        event.time = at(self.last);
-        event.client.set_port(self.last_port);
-        Some(Box::new(Repeated {
-            event: *event,
-            count,
-            first: at(self.first),
-            names,
-        }))
+        let event = self.event.take().filter(|_| count > 0)?;
+        Some((event, count, at(self.first)))
     }
 
     fn ended(&self, t: u64, window: u64) -> bool {
@@ -138,11 +121,54 @@ impl Slot {
     }
 }
 
+impl Slot<BlockEvent> {
+    /// Counts `ev` (stamped `t`) into the window; `names`: the line tells the last query's name, not only its
+    /// time and port (a family's queries are of different names). Returns the count.
+    fn hold(&mut self, ev: &BlockView<'_>, t: u64, names: bool) -> u64 {
+        let (count, latest) = self.count_in(t, ev.client.port(), || ev.to_event());
+        if let Some(e) = latest.filter(|_| names && count > 1) {
+            e.qname.clear();
+            e.qname.push_str(ev.qname);
+            e.qtype = ev.qtype;
+            e.via = ev.via.map(Into::into);
+            e.chain = ev.chain.to_vec();
+        }
+        count
+    }
+
+    /// What the window held, as one line's record; the slot is left empty.
+    fn take_held(&mut self, names: bool) -> Option<Box<Repeated>> {
+        let (last, port) = (at(self.last), self.last_port);
+        let (mut event, count, first) = self.take()?;
+        event.time = last;
+        event.client.set_port(port);
+        Some(Box::new(Repeated {
+            event: *event,
+            count,
+            first,
+            names,
+        }))
+    }
+}
+
+impl Slot<ConnectionEvent> {
+    /// What the window held, as one line's record (with `count` and `first_ts` when more than one); the slot
+    /// is left empty.
+    fn take_held(&mut self) -> Option<ConnectionEvent> {
+        let (last, port) = (at(self.last), self.last_port);
+        let (mut event, count, first) = self.take()?;
+        event.conn.time = last;
+        event.conn.client.set_port(port);
+        event.folded = (count > 1).then_some(Folded { count, first });
+        Some(*event)
+    }
+}
+
 /// A client's names under one rule in one window: how many got a line (or a window) of their own, and the
 /// queries of names past `coalesce_names`, held for one line.
 struct Family {
     names: usize,
-    held: Slot,
+    held: Slot<BlockEvent>,
 }
 
 /// Nanoseconds since the epoch (0 before it, saturating far after it).
@@ -161,7 +187,9 @@ pub struct Repeats {
     window: u64,
     hasher: foldhash::fast::RandomState,
     /// By a keyed hash of the event's kind (random per process, so a client cannot aim collisions).
-    slots: HashMap<u64, Slot, foldhash::fast::RandomState>,
+    slots: HashMap<u64, Slot<BlockEvent>, foldhash::fast::RandomState>,
+    /// Connections to the sinkhole host, by a keyed hash of who connected, where, and what they sent.
+    conns: HashMap<u64, Slot<ConnectionEvent>, foldhash::fast::RandomState>,
     /// Names a family may give lines of their own per window; `usize::MAX`: no cap.
     max_names: usize,
     /// By a keyed hash of the family (the kind without name, type and answer target).
@@ -184,6 +212,7 @@ impl Repeats {
                 max_names
             },
             families: HashMap::default(),
+            conns: HashMap::default(),
             next_sweep: 0,
         }
     }
@@ -267,10 +296,43 @@ impl Repeats {
         Admit::Write(ended)
     }
 
+    /// Folds a connection to the sinkhole host into its window as a blocked query's repeats are (a client
+    /// retrying in a loop): returns the lines to write now, in order (a window that ended first), and whether
+    /// a connection lost its own line.
+    pub fn admit_connection(&mut self, ev: ConnectionEvent) -> (Vec<ConnectionEvent>, bool) {
+        let c = &ev.conn;
+        let key = self.hasher.hash_one((
+            c.client.ip(),
+            ev.who.mac.map(|m| m.0),
+            c.port,
+            c.seen,
+            &c.sni,
+            &c.host,
+            &c.method,
+            &c.path,
+        ));
+        let t = nanos(c.time);
+        let window = self.window;
+        if let Some(s) = self.conns.get_mut(&key) {
+            if !s.ended(t, window) {
+                let port = c.client.port();
+                let (count, _) = s.count_in(t, port, || ev);
+                return (Vec::new(), count > 1);
+            }
+            let held = s.take_held();
+            *s = Slot::open(t, window);
+            return (held.into_iter().chain([ev]).collect(), false);
+        }
+        if self.conns.len() < MAX_SLOTS {
+            self.conns.insert(key, Slot::open(t, window));
+        }
+        (vec![ev], false)
+    }
+
     /// The held repeats of windows ended by `now` (of every window when `all`, at shutdown), oldest first;
     /// ended windows are forgotten. Looks at most every [`SWEEP_EVERY`] unless `all`.
-    pub fn due(&mut self, now: SystemTime, all: bool) -> Vec<Box<Repeated>> {
-        let mut out = Vec::new();
+    pub fn due(&mut self, now: SystemTime, all: bool) -> Vec<Event> {
+        let mut out: Vec<Event> = Vec::new();
         let t = nanos(now);
         if !all && t < self.next_sweep {
             return out;
@@ -280,18 +342,29 @@ impl Repeats {
         self.slots.retain(|_, s| {
             let ended = all || s.ended(t, window);
             if ended {
-                out.extend(s.take_held(false));
+                out.extend(s.take_held(false).map(Event::Repeated));
             }
             !ended
         });
         self.families.retain(|_, f| {
             let ended = all || f.held.ended(t, window);
             if ended {
-                out.extend(f.held.take_held(true));
+                out.extend(f.held.take_held(true).map(Event::Repeated));
             }
             !ended
         });
-        out.sort_by_key(|r| r.first);
+        self.conns.retain(|_, s| {
+            let ended = all || s.ended(t, window);
+            if ended {
+                out.extend(s.take_held().map(Event::Connection));
+            }
+            !ended
+        });
+        out.sort_by_key(|e| match e {
+            Event::Repeated(r) => r.first,
+            Event::Connection(c) => c.folded.as_ref().map_or(c.conn.time, |f| f.first),
+            Event::Block(b) => b.time,
+        });
         out
     }
 }
@@ -326,6 +399,17 @@ mod tests {
             via: None,
             chain: &[],
         }
+    }
+
+    /// The block lines among `due`'s.
+    fn repeated(lines: Vec<Event>) -> Vec<Repeated> {
+        lines
+            .into_iter()
+            .map(|e| match e {
+                Event::Repeated(r) => *r,
+                _ => panic!("only block lines were expected"),
+            })
+            .collect()
     }
 
     fn held(a: Admit) -> Option<Option<Box<Repeated>>> {
@@ -368,7 +452,7 @@ mod tests {
         let before = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_999);
         assert!(r.due(before, false).is_empty());
         let after = before + SWEEP_EVERY;
-        let mut due = r.due(after, false);
+        let mut due = repeated(r.due(after, false));
         assert_eq!(due.len(), 1);
         let rep = due.remove(0);
         assert_eq!(rep.count, 3);
@@ -424,7 +508,7 @@ mod tests {
         assert!(held(r.admit(&view(&list, &who, "10.0.0.5:3", q, 700))).is_none());
         assert!(held(r.admit(&view(&list, &who, "10.0.0.5:4", q, 650))).is_none());
         let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_001_500);
-        let due = r.due(at, false);
+        let due = repeated(r.due(at, false));
         assert_eq!(due.len(), 1);
         let rep = &due[0];
         assert_eq!(rep.count, 3);
@@ -488,7 +572,7 @@ mod tests {
         assert!(held(r.admit(&view(&list, &who, "10.0.0.5:1001", &names[0], 20))).is_none());
 
         let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_001_100);
-        let due = r.due(at, false);
+        let due = repeated(r.due(at, false));
         assert_eq!(due.len(), 2, "the repeat's line and the family's");
         let fam = due.iter().find(|d| d.names).expect("a line for the family");
         assert_eq!(fam.count, 7);
@@ -548,5 +632,76 @@ mod tests {
         assert_eq!(rep.count, 2);
         assert_eq!(rep.event.qname, "c.msstorageazure.com");
         assert_eq!(rep.event.client.port(), 3);
+    }
+
+    fn conn(client: &str, at_ms: u64, path: &str) -> ConnectionEvent {
+        ConnectionEvent::new(
+            crate::trap::Connection {
+                time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_000 + at_ms),
+                client: client.parse().unwrap(),
+                port: 80,
+                seen: "http",
+                sni: None,
+                host: Some("sbmsa.wiki".into()),
+                method: Some("GET".into()),
+                path: Some(path.into()),
+            },
+            crate::clients::Identity::default(),
+        )
+    }
+
+    #[test]
+    fn a_client_reconnecting_in_a_loop_gets_one_line_for_its_repeats() {
+        let mut r = Repeats::new(Duration::from_secs(1), 100);
+        let (now, folded) = r.admit_connection(conn("10.0.0.5:1000", 0, "/blog"));
+        assert_eq!((now.len(), folded), (1, false));
+        let mut lost = 0;
+        for i in 1..=4u16 {
+            let (now, folded) = r.admit_connection(conn(
+                &format!("10.0.0.5:{}", 1000 + i),
+                u64::from(i) * 100,
+                "/blog",
+            ));
+            assert!(now.is_empty());
+            lost += usize::from(folded);
+        }
+        assert_eq!(lost, 3, "the first held stands in the line");
+        // Another path, or another client, is a line of its own.
+        assert_eq!(
+            r.admit_connection(conn("10.0.0.5:2000", 450, "/other"))
+                .0
+                .len(),
+            1
+        );
+        assert_eq!(
+            r.admit_connection(conn("10.0.0.6:2000", 450, "/blog"))
+                .0
+                .len(),
+            1
+        );
+        // After the window: the held line first, then the new connection's.
+        let (now, _) = r.admit_connection(conn("10.0.0.5:3000", 1200, "/blog"));
+        assert_eq!(now.len(), 2);
+        let held = now[0].folded.expect("the held line counts its connections");
+        assert_eq!(held.count, 4);
+        assert_eq!(
+            held.first,
+            SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_100)
+        );
+        assert_eq!(now[0].conn.client.port(), 1004, "the last one's port");
+        assert!(now[1].folded.is_none());
+        let mut out = Vec::new();
+        Event::Connection(now[0].clone()).write_json(&mut LineFormat::default(), &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["count"], 4);
+        assert_eq!(v["first_ts"], "2027-01-15T08:00:00.100Z");
+        assert_eq!(v["ts"], "2027-01-15T08:00:00.400Z");
+        assert_eq!(v["path"], "/blog");
+        // A single held connection comes out at shutdown as a plain line.
+        r.admit_connection(conn("10.0.0.5:3001", 1300, "/blog"));
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_001_301);
+        let due = r.due(at, true);
+        assert_eq!(due.len(), 1);
+        assert!(matches!(&due[0], Event::Connection(c) if c.folded.is_none()));
     }
 }

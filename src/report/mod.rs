@@ -148,8 +148,10 @@ struct ClientAcc {
     names: BTreeMap<String, NameTimes>,
     /// Per rule text: the lists it came from and the names it matched.
     rules: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>,
-    /// Times of its connections to the sinkhole host, and their targets.
+    /// Times of its connections to the sinkhole host (a folded line's first and last), how many, and their
+    /// targets.
     connections: Vec<f64>,
+    connected: usize,
     connected_to: BTreeSet<String>,
 }
 
@@ -207,7 +209,6 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
             if !e.is_block() && !connection {
                 return;
             }
-            let t = secs(e.time);
             let when: Vec<f64> = line_times(&e).collect();
             let queries = e.queries() as usize;
             let target = connection.then(|| e.connection_target());
@@ -222,8 +223,9 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
             c.macs.extend(mac);
             c.hostnames.extend(hostname);
             if let Some(target) = target {
-                connection_events += 1;
-                c.connections.push(t);
+                connection_events += queries;
+                c.connections.extend(&when);
+                c.connected = c.connected.saturating_add(queries);
                 c.connected_to.insert(target);
                 return;
             }
@@ -374,7 +376,7 @@ fn summarize_client(id: String, c: ClientAcc, burst: f64) -> ClientSummary {
         first_seen: iso(first),
         last_seen: iso(last),
         blocked: names.iter().fold(0, |s, n| s.saturating_add(n.blocked)),
-        connections: c.connections.len(),
+        connections: c.connected,
         connected_to: c.connected_to.into_iter().collect(),
         lists: c.lists.into_iter().collect(),
         periodic: names.iter().any(|n| n.cadence.is_some_and(|c| c.periodic))
@@ -622,5 +624,20 @@ mod tests {
         assert_eq!(folded.blocked, 500);
         assert!(c.names.iter().all(|n| n.qname != "a9.c2.example"), "{c:?}");
         assert_eq!(c.rules[0].blocked, 502);
+    }
+
+    #[test]
+    fn a_folded_connection_line_counts_every_connection() {
+        let lines = [
+            line("10.0.0.7", 0, "sbmsa.wiki", "sbmsa.wiki", ""),
+            "{\"ts\":\"2026-11-27T10:00:05.000Z\",\"kind\":\"connection\",\"client_ip\":\"10.0.0.7\",\
+             \"port\":80,\"seen\":\"http\",\"host\":\"sbmsa.wiki\",\"count\":30,\
+             \"first_ts\":\"2026-11-27T10:00:01.000Z\"}"
+                .to_string(),
+        ];
+        let r = report_of(&lines);
+        assert_eq!(r.connection_events, 30);
+        assert_eq!(r.clients[0].connections, 30);
+        assert_eq!(r.clients[0].last_seen, "2026-11-27T10:00:05.000Z");
     }
 }
