@@ -72,6 +72,35 @@ pub enum Decision {
     Drop,
 }
 
+/// Which of the lists and the cache a thread asks first: the one that decided its recent queries, so a stream
+/// of beacons skips the cache probe and a stream of cache hits skips the list lookup.
+struct Lean;
+
+thread_local! {
+    /// Blocked names minus cache hits among this thread's recent queries, kept within [-LEAN_MAX, LEAN_MAX].
+    static LEAN: std::cell::Cell<i8> = const { std::cell::Cell::new(0) };
+}
+
+/// How far the lean goes either way: after a run of one kind, that many of the other turn it.
+const LEAN_MAX: i8 = 8;
+
+impl Lean {
+    #[inline]
+    fn cache_first() -> bool {
+        LEAN.with(|l| l.get() < 0)
+    }
+
+    #[inline]
+    fn toward_lists() {
+        LEAN.with(|l| l.set(l.get().saturating_add(1).min(LEAN_MAX)));
+    }
+
+    #[inline]
+    fn toward_cache() {
+        LEAN.with(|l| l.set(l.get().saturating_sub(1).max(-LEAN_MAX)));
+    }
+}
+
 /// What the lists and the sinkhole answer are right now; replaced whole on reload.
 pub struct Policy {
     pub lists: Lists,
@@ -249,11 +278,24 @@ impl Pipeline {
             self.done(client, &query, Outcome::Local, started);
             return Decision::Reply(reply);
         }
-        // The lists before the cache, as Unbound answers local zones and Blocky blocks before its cache: a
-        // blocked name (a beacon, over and over) then never probes the cache, whose table is the larger and
-        // colder of the two; a cached name pays a lookup that measured no dearer, even in a million-rule list
-        // (docs/performance.md).
+        // Whichever of the lists and the cache decided this thread's recent queries goes first. Either order
+        // gives the same answer: a cache hit under the policy it last passed (`cleared`) was checked against
+        // these very lists. Lists first, a blocked name (a beacon, over and over) never probes the cache,
+        // whose table is the larger and colder of the two; cache first, a cached name skips the lists, whose
+        // lookup costs most in a long list (a million rules: more suffixes to hash, a filter and table far
+        // larger than the CPU's caches; docs/performance.md).
+        let mut probed = None;
+        if Lean::cache_first() {
+            match self.cache.as_ref().and_then(|c| c.get(&query, raw)) {
+                Some(h) if h.cleared == policy.generation => {
+                    Lean::toward_cache();
+                    return self.cached(&query, raw, client, (h.wire, &h.inspect), started);
+                }
+                other => probed = Some(other),
+            }
+        }
         if let Some(v) = policy.lists.check_query(&query) {
+            Lean::toward_lists();
             let d = self.block(&policy, &query, raw, client, v, None);
             self.done(client, &query, Outcome::Blocked, started);
             return d;
@@ -261,11 +303,15 @@ impl Pipeline {
         // Only answers that passed the lists are cached, and each remembers the policy it last passed: a hit
         // under that policy needs no check of its targets. Under a new policy they are checked again, so a
         // list change applies to cached answers at once.
-        let hit = match self.cache.as_ref().and_then(|c| c.get(&query, raw)) {
-            Some(h) if h.cleared == policy.generation => {
-                return self.cached(&query, raw, client, (h.wire, &h.inspect), started);
-            }
-            other => other,
+        let hit = match probed {
+            Some(hit) => hit,
+            None => match self.cache.as_ref().and_then(|c| c.get(&query, raw)) {
+                Some(h) if h.cleared == policy.generation => {
+                    Lean::toward_cache();
+                    return self.cached(&query, raw, client, (h.wire, &h.inspect), started);
+                }
+                other => other,
+            },
         };
         // A zone the admin forwards (a reverse zone to the LAN's DHCP server, even a documentation range in a
         // lab) goes there; only `localhost`, `.onion` and `.invalid` are answered here whatever the config.

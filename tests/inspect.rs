@@ -270,3 +270,54 @@ fn an_answer_dropped_by_an_rpz_rule_on_its_cname_target_is_logged_as_blocked() {
     assert_eq!(ev[0]["list"], "rpz");
     assert_eq!(ev[0]["via"], "www.example.test");
 }
+
+/// A UDP listener whose recent queries were cache hits asks the cache before the lists (it is cheaper for a
+/// stream of cached names); a list change must still apply to the cached answer at once. One client socket
+/// keeps every query on the same listening socket, so its thread really is leaning to the cache.
+#[test]
+fn a_listener_that_asks_the_cache_first_still_blocks_a_newly_listed_name() {
+    let up = Upstream::start();
+    let cfg = config(
+        &[up.addr],
+        "[[blocklists]]\nname = \"late\"\npath = \"late.txt\"\n",
+    );
+    let srv = C2sink::start(&cfg, &[("late.txt", "other.example\n")]);
+    let sock = udp_client("127.0.0.1", Duration::from_secs(3));
+    let ask = |name: &str| -> Vec<std::net::Ipv4Addr> {
+        let (_, raw) = query_bytes(name, RecordType::A, &Ask::default());
+        sock.send_to(&raw, srv.addr()).expect("send");
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).expect("an answer");
+        assert_eq!(buf[..2], raw[..2], "the answer to this query");
+        parse(&buf[..n]).expect("a DNS answer").addrs()
+    };
+    let real: Vec<std::net::Ipv4Addr> = vec!["192.0.2.1".parse().expect("ip")];
+    // Forwarded once, then many cache hits: the listener's thread now leans to the cache.
+    for _ in 0..12 {
+        assert_eq!(ask("www.example.test"), real);
+    }
+    assert_eq!(up.count("www.example.test"), 1);
+    std::fs::write(srv.path("late.txt"), "example.test\n").expect("write");
+    srv.signal("HUP");
+    let sinkhole: Vec<std::net::Ipv4Addr> = vec!["0.0.0.0".parse().expect("ip")];
+    let got = poll(
+        PATIENCE,
+        Duration::from_millis(50),
+        || ask("www.example.test"),
+        |a| *a == sinkhole,
+    );
+    assert_eq!(got, sinkhole, "the cached answer outlived the list change");
+    assert_eq!(
+        up.count("www.example.test"),
+        1,
+        "never asked upstream again"
+    );
+    // Blocked names now come one after another: the thread turns back to the lists first, and a cached
+    // name asked in between is still answered from the cache.
+    for _ in 0..12 {
+        assert_eq!(ask("x.example.test"), sinkhole);
+    }
+    assert_eq!(ask("cached.c2addr.test").len(), 1);
+    assert_eq!(ask("cached.c2addr.test").len(), 1);
+    assert_eq!(up.count("cached.c2addr.test"), 1);
+}
