@@ -164,6 +164,11 @@ pub fn run(opts: &Options) -> Result<(Hunt, List), HuntError> {
             if e.is_connection() {
                 return; // asks for no name
             }
+            if e.fold.as_deref() == Some("names") {
+                // Only its last name is known: the line is that one query. The other names it folded are
+                // in the query log, when that is on, each with its own line.
+                (e.count, e.first_ts, e.first_time) = (None, None, e.time);
+            }
             // The name, else a name its answer pointed at: a C2 name published later is found behind the
             // innocent one a machine asked for.
             let (rule, via) = match list.block.find_suffix(&e.qname) {
@@ -393,6 +398,76 @@ mod tests {
             .unwrap();
             assert_eq!(h.hits, 3, "{h:?}");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A line folding many names (`[log] coalesce_names`) knows only its last name; the query log, when on,
+    /// has a line for each. Hunting gives one hit per blocked query with both logs, in either order, and
+    /// with the event log alone tells the last name as asked once, not `count` times.
+    #[test]
+    fn a_line_folding_many_names_is_one_hit_of_its_last_name() {
+        let dir = std::env::temp_dir().join(format!("c2sink-hunt-fold-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let list = dir.join("list.txt");
+        std::fs::write(&list, "c2.example\n").unwrap();
+        let line = |kind: &str, ms: u32, port: u16, q: &str, tail: &str| {
+            format!(
+                "{{\"ts\":\"2026-11-29T04:50:00.{ms:03}Z\",\"kind\":\"{kind}\",\"client_ip\":\"127.0.0.1\",\
+                 \"client_port\":{port},\"qname\":\"{q}\",\"qtype\":\"A\"{tail}}}\n"
+            )
+        };
+        let block = ",\"list\":\"c2\",\"rule\":\"c2.example\",\"action\":\"null\"";
+        // Two names with lines of their own (a cap of 2), then eight folded: r2..r9, the last on port 1009.
+        let (mut ev, mut ql) = (String::new(), String::new());
+        for i in 0..10u16 {
+            let q = format!("r{i}.c2.example");
+            ql += &line(
+                "query",
+                u32::from(i) * 10,
+                1000 + i,
+                &q,
+                ",\"outcome\":\"blocked\"",
+            );
+            if i < 2 {
+                ev += &line("block", u32::from(i) * 10, 1000 + i, &q, block);
+            }
+        }
+        let fold = ",\"count\":8,\"first_ts\":\"2026-11-29T04:50:00.020Z\",\"fold\":\"names\"";
+        ev += &line(
+            "block",
+            90,
+            1009,
+            "r9.c2.example",
+            &format!("{block}{fold}"),
+        );
+        let (events, queries) = (dir.join("events.log"), dir.join("queries.log"));
+        std::fs::write(&events, ev).unwrap();
+        std::fs::write(&queries, ql).unwrap();
+        let hunt = |logs: Vec<PathBuf>| {
+            let (h, _) = run(&Options {
+                list: list.clone(),
+                logs,
+                since: None,
+                until: None,
+            })
+            .unwrap();
+            let r9 = h.clients[0]
+                .names
+                .iter()
+                .find(|n| n.qname == "r9.c2.example")
+                .map(|n| (n.hits, n.first_seen.clone()));
+            (h.hits, r9)
+        };
+        let r9 = Some((1, "2026-11-29T04:50:00.090Z".to_string()));
+        assert_eq!(
+            hunt(vec![events.clone(), queries.clone()]),
+            (10, r9.clone())
+        );
+        assert_eq!(
+            hunt(vec![queries.clone(), events.clone()]),
+            (10, r9.clone())
+        );
+        assert_eq!(hunt(vec![events.clone()]), (3, r9));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

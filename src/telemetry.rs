@@ -115,7 +115,7 @@ pub fn describe() {
     );
     describe_counter!(
         "c2sink_events_coalesced_total",
-        "Blocked queries folded into another query's line ([log] coalesce): written + coalesced = blocked."
+        "Blocked queries and trap connections folded into another's line ([log] coalesce): written + coalesced = blocked + connections."
     );
     describe_counter!(
         "c2sink_events_dropped_total",

@@ -417,7 +417,8 @@ type Sweep<T> = Box<dyn FnMut(SystemTime, bool) -> Vec<T> + Send>;
 pub struct EventStats {
     pub written: AtomicU64,
     pub dropped: AtomicU64,
-    /// Blocked queries that have no line of their own: a line with `count` N stands for N-1 of them too.
+    /// Blocked queries and trap connections that have no line of their own: a line with `count` N stands for
+    /// N-1 of them too.
     pub coalesced: AtomicU64,
     /// Syslog messages that could not be sent.
     pub syslog_failed: AtomicU64,
@@ -820,7 +821,7 @@ impl Events {
             self.blocks.record(Event::Connection(ev));
             return;
         };
-        let (now, folded) = lock_repeats(r).admit_connection(ev);
+        let (now, folded) = lock_repeats(r).admit_connection(ev, SystemTime::now());
         if folded {
             self.blocks.stats.coalesced.fetch_add(1, Ordering::Relaxed);
         }

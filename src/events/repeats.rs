@@ -15,14 +15,17 @@
 
 use super::{BlockEvent, BlockView, ConnectionEvent, Event, Folded, LineFormat, Record, line};
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, SystemTime};
 
 /// Most kinds of event tracked at once; past it, new kinds are written line by line (never lost, never held).
 const MAX_SLOTS: usize = 16_384;
-/// Most families (a client's names under one rule) tracked at once; past it, new families' names are not capped.
+/// Most families (a sender's names under one rule) tracked at once; past it, a sender's new names are capped
+/// together whatever their rule, and past as many senders, not capped.
 const MAX_FAMILIES: usize = 16_384;
+/// Most kinds of connection tracked at once (each holds up to a few KiB of request text).
+const MAX_CONN_SLOTS: usize = 4_096;
 /// Most time between two looks for windows that have ended.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
@@ -164,11 +167,33 @@ impl Slot<ConnectionEvent> {
     }
 }
 
-/// A client's names under one rule in one window: how many got a line (or a window) of their own, and the
-/// queries of names past `coalesce_names`, held for one line.
+/// A sender's names under one rule in one window: how many got a line (or a window) of their own, and the
+/// queries of names past `coalesce_names`, held for one line; `varied` once two of those differ (else the
+/// line is plain repeats of one name, which it folds when no slot was free for that name).
 struct Family {
     names: usize,
     held: Slot<BlockEvent>,
+    varied: bool,
+}
+
+impl Family {
+    fn open(t: u64, window: u64) -> Family {
+        Family {
+            names: 0,
+            held: Slot::open(t, window),
+            varied: false,
+        }
+    }
+}
+
+/// Who a family belongs to for the names cap: the sender's address, an IPv6 one cut to its /64 (a host picks
+/// any address in its subnet), never what the query says of itself (EDNS MAC or client subnet), so that no
+/// client can dodge the cap by varying it.
+fn sender(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        v4 => v4,
+    }
 }
 
 /// Nanoseconds since the epoch (0 before it, saturating far after it).
@@ -192,8 +217,11 @@ pub struct Repeats {
     conns: HashMap<u64, Slot<ConnectionEvent>, foldhash::fast::RandomState>,
     /// Names a family may give lines of their own per window; `usize::MAX`: no cap.
     max_names: usize,
-    /// By a keyed hash of the family (the kind without name, type and answer target).
+    /// By a keyed hash of the family (sender, protocol, list, rule, action).
     families: HashMap<u64, Family, foldhash::fast::RandomState>,
+    /// When `families` is full: by a keyed hash of the sender alone, so a sender that spread its names over
+    /// many rules first is still capped.
+    senders: HashMap<u64, Family, foldhash::fast::RandomState>,
     /// When [`due`](Self::due) looks next (nanoseconds, as the slots' times).
     next_sweep: u64,
 }
@@ -212,21 +240,33 @@ impl Repeats {
                 max_names
             },
             families: HashMap::default(),
+            senders: HashMap::default(),
             conns: HashMap::default(),
             next_sweep: 0,
         }
     }
 
-    fn family_key(&self, ev: &BlockView<'_>) -> u64 {
-        self.hasher.hash_one((
-            ev.client.ip(),
-            ev.who.mac.map(|m| m.0),
-            ev.who.subnet,
+    /// The family of `ev` for the names cap, opened if new; `None` when neither map has room.
+    fn family(&mut self, ev: &BlockView<'_>, t: u64) -> Option<&mut Family> {
+        let from = sender(ev.client.ip());
+        let key = self.hasher.hash_one((
+            from,
             ev.protocol.as_str(),
             &**ev.list,
             (ev.rule.wildcard, ev.rule.name),
             ev.action,
-        ))
+        ));
+        let window = self.window;
+        let (map, key) = if self.families.len() < MAX_FAMILIES || self.families.contains_key(&key) {
+            (&mut self.families, key)
+        } else {
+            let key = self.hasher.hash_one(from);
+            if self.senders.len() >= MAX_FAMILIES && !self.senders.contains_key(&key) {
+                return None;
+            }
+            (&mut self.senders, key)
+        };
+        Some(map.entry(key).or_insert_with(|| Family::open(t, window)))
     }
 
     fn key(&self, ev: &BlockView<'_>) -> u64 {
@@ -262,44 +302,45 @@ impl Repeats {
             *s = Slot::open(t, self.window);
             return Admit::Write(held);
         }
-        // A name new in its window: one more of its family's.
+        self.admit_new(ev, key, t)
+    }
+
+    /// [`admit`](Self::admit) for a kind with no open window: one more name of its family's. Out of line, so
+    /// that a repeat, by far the most common case, runs only the lines above.
+    #[inline(never)]
+    fn admit_new(&mut self, ev: &BlockView<'_>, key: u64, t: u64) -> Admit {
         let mut ended = None;
-        if self.max_names != usize::MAX {
-            let fkey = self.family_key(ev);
-            let room = self.families.len() < MAX_FAMILIES;
-            let family = match self.families.entry(fkey) {
-                Entry::Occupied(o) => Some(o.into_mut()),
-                Entry::Vacant(v) if room => Some(v.insert(Family {
-                    names: 0,
-                    held: Slot::open(t, self.window),
-                })),
-                Entry::Vacant(_) => None,
-            };
-            if let Some(f) = family {
-                if f.held.ended(t, self.window) {
-                    ended = f.held.take_held(true);
-                    *f = Family {
-                        names: 0,
-                        held: Slot::open(t, self.window),
-                    };
-                }
-                f.names += 1;
-                if f.names > self.max_names {
-                    let count = f.held.hold(ev, t, true);
-                    return Admit::Hold { folded: count > 1 };
-                }
+        let (window, max_names) = (self.window, self.max_names);
+        if max_names != usize::MAX
+            && let Some(f) = self.family(ev, t)
+        {
+            if f.held.ended(t, window) {
+                ended = f.held.take_held(f.varied);
+                *f = Family::open(t, window);
+            }
+            f.names += 1;
+            // Past the cap (never the first name of a window, so nothing ended is lost here).
+            if f.names > max_names {
+                f.varied |= f.held.event.as_ref().is_some_and(|e| e.qname != ev.qname);
+                let count = f.held.hold(ev, t, true);
+                return Admit::Hold { folded: count > 1 };
             }
         }
         if self.slots.len() < MAX_SLOTS {
-            self.slots.insert(key, Slot::open(t, self.window));
+            self.slots.insert(key, Slot::open(t, window));
         }
         Admit::Write(ended)
     }
 
     /// Folds a connection to the sinkhole host into its window as a blocked query's repeats are (a client
     /// retrying in a loop): returns the lines to write now, in order (a window that ended first), and whether
-    /// a connection lost its own line.
-    pub fn admit_connection(&mut self, ev: ConnectionEvent) -> (Vec<ConnectionEvent>, bool) {
+    /// a connection lost its own line. Windows go by `now`, when the trap is done with the connection: a
+    /// silent one is stamped when accepted but done only after `read_timeout_ms`, longer than a window.
+    pub fn admit_connection(
+        &mut self,
+        ev: ConnectionEvent,
+        now: SystemTime,
+    ) -> (Vec<ConnectionEvent>, bool) {
         let c = &ev.conn;
         let key = self.hasher.hash_one((
             c.client.ip(),
@@ -311,20 +352,20 @@ impl Repeats {
             &c.method,
             &c.path,
         ));
-        let t = nanos(c.time);
+        let (t, done) = (nanos(c.time), nanos(now));
         let window = self.window;
         if let Some(s) = self.conns.get_mut(&key) {
-            if !s.ended(t, window) {
+            if !s.ended(done, window) {
                 let port = c.client.port();
                 let (count, _) = s.count_in(t, port, || ev);
                 return (Vec::new(), count > 1);
             }
             let held = s.take_held();
-            *s = Slot::open(t, window);
+            *s = Slot::open(done, window);
             return (held.into_iter().chain([ev]).collect(), false);
         }
-        if self.conns.len() < MAX_SLOTS {
-            self.conns.insert(key, Slot::open(t, window));
+        if self.conns.len() < MAX_CONN_SLOTS {
+            self.conns.insert(key, Slot::open(done, window));
         }
         (vec![ev], false)
     }
@@ -334,7 +375,11 @@ impl Repeats {
     pub fn due(&mut self, now: SystemTime, all: bool) -> Vec<Event> {
         let mut out: Vec<Event> = Vec::new();
         let t = nanos(now);
-        if !all && t < self.next_sweep {
+        // A clock stepped back by more than the sweep period must not stop the sweeps until it catches up.
+        if !all
+            && t < self.next_sweep
+            && t.saturating_add(SWEEP_EVERY.as_nanos() as u64) >= self.next_sweep
+        {
             return out;
         }
         self.next_sweep = t.saturating_add(SWEEP_EVERY.as_nanos() as u64);
@@ -346,13 +391,15 @@ impl Repeats {
             }
             !ended
         });
-        self.families.retain(|_, f| {
-            let ended = all || f.held.ended(t, window);
-            if ended {
-                out.extend(f.held.take_held(true).map(Event::Repeated));
-            }
-            !ended
-        });
+        for families in [&mut self.families, &mut self.senders] {
+            families.retain(|_, f| {
+                let ended = all || f.held.ended(t, window);
+                if ended {
+                    out.extend(f.held.take_held(f.varied).map(Event::Repeated));
+                }
+                !ended
+            });
+        }
         self.conns.retain(|_, s| {
             let ended = all || s.ended(t, window);
             if ended {
@@ -650,37 +697,42 @@ mod tests {
         )
     }
 
+    /// Admits `c` as the trap is done with it at once.
+    fn admit(r: &mut Repeats, c: ConnectionEvent) -> (Vec<ConnectionEvent>, bool) {
+        let now = c.conn.time;
+        r.admit_connection(c, now)
+    }
+
     #[test]
     fn a_client_reconnecting_in_a_loop_gets_one_line_for_its_repeats() {
         let mut r = Repeats::new(Duration::from_secs(1), 100);
-        let (now, folded) = r.admit_connection(conn("10.0.0.5:1000", 0, "/blog"));
+        let (now, folded) = admit(&mut r, conn("10.0.0.5:1000", 0, "/blog"));
         assert_eq!((now.len(), folded), (1, false));
         let mut lost = 0;
         for i in 1..=4u16 {
-            let (now, folded) = r.admit_connection(conn(
-                &format!("10.0.0.5:{}", 1000 + i),
-                u64::from(i) * 100,
-                "/blog",
-            ));
+            let (now, folded) = admit(
+                &mut r,
+                conn(
+                    &format!("10.0.0.5:{}", 1000 + i),
+                    u64::from(i) * 100,
+                    "/blog",
+                ),
+            );
             assert!(now.is_empty());
             lost += usize::from(folded);
         }
         assert_eq!(lost, 3, "the first held stands in the line");
         // Another path, or another client, is a line of its own.
         assert_eq!(
-            r.admit_connection(conn("10.0.0.5:2000", 450, "/other"))
-                .0
-                .len(),
+            admit(&mut r, conn("10.0.0.5:2000", 450, "/other")).0.len(),
             1
         );
         assert_eq!(
-            r.admit_connection(conn("10.0.0.6:2000", 450, "/blog"))
-                .0
-                .len(),
+            admit(&mut r, conn("10.0.0.6:2000", 450, "/blog")).0.len(),
             1
         );
         // After the window: the held line first, then the new connection's.
-        let (now, _) = r.admit_connection(conn("10.0.0.5:3000", 1200, "/blog"));
+        let (now, _) = admit(&mut r, conn("10.0.0.5:3000", 1200, "/blog"));
         assert_eq!(now.len(), 2);
         let held = now[0].folded.expect("the held line counts its connections");
         assert_eq!(held.count, 4);
@@ -698,10 +750,174 @@ mod tests {
         assert_eq!(v["ts"], "2027-01-15T08:00:00.400Z");
         assert_eq!(v["path"], "/blog");
         // A single held connection comes out at shutdown as a plain line.
-        r.admit_connection(conn("10.0.0.5:3001", 1300, "/blog"));
+        admit(&mut r, conn("10.0.0.5:3001", 1300, "/blog"));
         let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_001_301);
         let due = r.due(at, true);
         assert_eq!(due.len(), 1);
         assert!(matches!(&due[0], Event::Connection(c) if c.folded.is_none()));
+    }
+
+    /// [`view`] under another rule.
+    fn view_under<'a>(
+        list: &'a Arc<str>,
+        who: &'a Attribution,
+        client: &str,
+        qname: &'a str,
+        rule: &'a str,
+        at_ms: u64,
+    ) -> BlockView<'a> {
+        let mut v = view(list, who, client, qname, at_ms);
+        v.rule.name = rule;
+        v
+    }
+
+    /// How many of `names` under `c2.example` get a line of their own, each asked as `vary(i)` makes it.
+    fn lines_for_a_flood(r: &mut Repeats, vary: impl Fn(u32) -> (Attribution, String)) -> usize {
+        let list: Arc<str> = "3cx".into();
+        let mut written = 0;
+        for i in 0..1000u32 {
+            let (who, client) = vary(i);
+            let n = format!("r{i}.c2.example");
+            if let Admit::Write(_) =
+                r.admit(&view_under(&list, &who, &client, &n, "c2.example", 600))
+            {
+                written += 1;
+            }
+        }
+        written
+    }
+
+    #[test]
+    fn a_sender_that_opened_every_family_it_may_is_still_capped() {
+        let list: Arc<str> = "big".into();
+        let who = Attribution::default();
+        let mut r = Repeats::new(Duration::from_secs(1), 5);
+        // One name under each of as many rules as families may be tracked (a big list has that many) ...
+        let rules: Vec<String> = (0..MAX_FAMILIES)
+            .map(|i| format!("rule{i}.example"))
+            .collect();
+        for (i, rule) in rules.iter().enumerate() {
+            let q = format!("a.{rule}");
+            let _ = r.admit(&view_under(
+                &list,
+                &who,
+                "10.0.0.5:1000",
+                &q,
+                rule,
+                i as u64 % 500,
+            ));
+        }
+        // ... then a flood under one more rule.
+        let written =
+            lines_for_a_flood(&mut r, |_| (Attribution::default(), "10.0.0.5:1000".into()));
+        assert_eq!(
+            written, 5,
+            "the sender is capped across rules once the families are full"
+        );
+    }
+
+    #[test]
+    fn what_a_query_says_of_itself_cannot_dodge_the_cap() {
+        // A made-up client subnet (believed from any sender while `edns_from` is empty) on every query.
+        let mut r = Repeats::new(Duration::from_secs(1), 5);
+        let written = lines_for_a_flood(&mut r, |i| {
+            let who = Attribution {
+                subnet: Some((IpAddr::from([10, (i >> 8) as u8, i as u8, 0]), 24)),
+                ..Attribution::default()
+            };
+            (who, "10.0.0.5:1000".into())
+        });
+        assert_eq!(written, 5);
+        // A new source address for every query, all in one IPv6 /64.
+        let mut r = Repeats::new(Duration::from_secs(1), 5);
+        let written = lines_for_a_flood(&mut r, |i| {
+            (Attribution::default(), format!("[fd00::{:x}]:1000", i + 1))
+        });
+        assert_eq!(written, 5);
+        // Another /64 is another sender.
+        let list: Arc<str> = "3cx".into();
+        let who = Attribution::default();
+        let other = view_under(
+            &list,
+            &who,
+            "[fd00:0:0:1::1]:1000",
+            "x.c2.example",
+            "c2.example",
+            600,
+        );
+        assert!(held(r.admit(&other)).is_some());
+    }
+
+    #[test]
+    fn repeats_of_one_name_past_the_cap_are_not_called_many_names() {
+        // With every slot taken, each repeat of a name is new to the map: it counts as a name of its family.
+        let list: Arc<str> = "3cx".into();
+        let who = Attribution::default();
+        let mut r = Repeats::new(Duration::from_secs(1), 3);
+        let names: Vec<String> = (0..MAX_SLOTS)
+            .map(|i| format!("n{i}.fill.example"))
+            .collect();
+        for (i, n) in names.iter().enumerate() {
+            let c = format!("10.1.{}.{}:1", ((i / 3) >> 8) as u8, (i / 3) as u8);
+            let _ = r.admit(&view_under(&list, &who, &c, n, "fill.example", 0));
+        }
+        assert_eq!(r.slots.len(), MAX_SLOTS);
+        for i in 0..10 {
+            let _ = r.admit(&view_under(
+                &list,
+                &who,
+                "10.0.0.5:1",
+                "one.c2.example",
+                "c2.example",
+                10 + i,
+            ));
+        }
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_002_000);
+        let due: Vec<Repeated> = repeated(r.due(at, false))
+            .into_iter()
+            .filter(|r| r.event.qname == "one.c2.example")
+            .collect();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].count, 7);
+        assert!(!due[0].names, "repeats of one name, not many names");
+    }
+
+    #[test]
+    fn a_clock_stepped_back_does_not_stop_the_sweeps() {
+        let list: Arc<str> = "3cx".into();
+        let who = Attribution::default();
+        let mut r = Repeats::new(Duration::from_secs(1), 100);
+        let base = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_000);
+        assert!(r.due(base + Duration::from_secs(3600), false).is_empty());
+        // The clock steps back an hour; a repeat is held ...
+        for (port, at) in [(1, 0), (2, 10), (3, 20)] {
+            let _ = r.admit(&view(
+                &list,
+                &who,
+                &format!("10.0.0.5:{port}"),
+                "a.c2.example",
+                at,
+            ));
+        }
+        // ... and written once its window ends, not an hour later.
+        assert_eq!(r.due(base + Duration::from_secs(10), false).len(), 1);
+    }
+
+    #[test]
+    fn silent_connections_done_after_the_read_timeout_still_fold() {
+        let mut r = Repeats::new(Duration::from_secs(1), 100);
+        let ms = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_000 + ms);
+        let mut lines = 0;
+        // A connection every 200 ms that sends nothing: the trap is done with each 5 s after accepting it.
+        for k in 0..20u64 {
+            let mut c = conn("10.0.0.5:1000", k * 200, "/");
+            (c.conn.seen, c.conn.host, c.conn.method, c.conn.path) = ("unknown", None, None, None);
+            lines += r.admit_connection(c, ms(k * 200 + 5000)).0.len();
+            lines += r.due(ms(k * 200 + 5050), false).len();
+            lines += r.due(ms(k * 200 + 5150), false).len();
+        }
+        lines += r.due(ms(10_000), true).len();
+        // 3.8 s of connections: four windows of a second, each a line at once and one for its repeats.
+        assert_eq!(lines, 8, "20 identical connections 200 ms apart");
     }
 }

@@ -238,6 +238,8 @@ pub fn build(opts: &Options) -> Result<Report, ReadError> {
             if let (Some(l), Some(r)) = (&e.list, &e.rule) {
                 let (lists, matched) = c.rules.entry(r.clone()).or_default();
                 lists.insert(l.clone());
+                // A line folding many names counts as one name here (its names are at least one), so that
+                // its queries add to the rule's row.
                 matched.insert(qname.clone());
             }
             let n = names.entry(qname).or_default();
@@ -624,6 +626,10 @@ mod tests {
         assert_eq!(folded.blocked, 500);
         assert!(c.names.iter().all(|n| n.qname != "a9.c2.example"), "{c:?}");
         assert_eq!(c.rules[0].blocked, 502);
+        assert_eq!(
+            c.rules[0].names, 3,
+            "the two plain names and the folded line's last: {c:?}"
+        );
     }
 
     #[test]
