@@ -462,7 +462,12 @@ impl Upstreams {
                 server: addr,
             });
         }
-        let answer = self.plain(addr, &out, id, query).await?;
+        // One deadline for the whole try (`timeout_ms`: "time for one try against one upstream"), follow-ups
+        // included; a follow-up of an answer (TCP after TC, the query again without OPT) gets at least a
+        // third of the timeout, since the server has just shown it is there. Each follow-up used to get a
+        // whole timeout of its own: a late answer, then TC, then a TCP that never answers, took two.
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let answer = self.plain(addr, &out, id, query, deadline).await?;
         // A server that predates EDNS (an old router, a LAN appliance) answers a query with OPT FORMERR or
         // NOTIMP, itself without OPT (RFC 6891 section 7): asked again without OPT, as Unbound falls back.
         let no_edns = matches!(answer.shape.header.rcode(), RCODE_FORMERR | RCODE_NOTIMP)
@@ -471,7 +476,8 @@ impl Upstreams {
             && let Some(Some(rr)) = wire::opt_record(&out)
             && wire::remove_last_opt(&mut out, rr)
         {
-            return self.plain(addr, &out, id, query).await;
+            let deadline = self.follow_up(deadline);
+            return self.plain(addr, &out, id, query, deadline).await;
         }
         Ok(answer)
     }
@@ -483,15 +489,21 @@ impl Upstreams {
     /// of them and truncate the rest) never limits TCP, and three datagrams all dropped had cost one
     /// not-yet-cached NXDOMAIN or NODATA lookup in eight a SERVFAIL, where Unbound, retrying longer, lost
     /// about one in a thousand.
+    /// When a follow-up of an answer in a try must be done by: the try's `deadline`, or a third of the timeout
+    /// from now if that is later.
+    fn follow_up(&self, deadline: tokio::time::Instant) -> tokio::time::Instant {
+        deadline.max(tokio::time::Instant::now() + self.timeout / 3)
+    }
+
     async fn plain(
         &self,
         addr: SocketAddr,
         out: &[u8],
         id: u16,
         query: &Query<'_>,
+        deadline: tokio::time::Instant,
     ) -> Result<Answer, TryError> {
         let start = tokio::time::Instant::now();
-        let deadline = start + self.timeout;
         let udp = self.udp(addr, out, id, query);
         let tcp = async {
             // Just after the last resend (two thirds of the timeout): a fourth chance, by another road.
@@ -521,7 +533,7 @@ impl Upstreams {
         if !answer.shape.header.truncated() {
             return Ok(answer);
         }
-        tokio::time::timeout(self.timeout, self.tcp(addr, out, id, query))
+        tokio::time::timeout_at(self.follow_up(deadline), self.tcp(addr, out, id, query))
             .await
             .map_err(|_| TryError::Timeout(self.timeout))?
     }

@@ -425,3 +425,33 @@ fn a_query_to_a_silent_upstream_is_sent_three_times_and_once_over_tcp_in_all() {
         "the query, two resends and one TCP query within the timeout"
     );
 }
+
+/// `timeout_ms` is the time for one try against one upstream, follow-ups included: an answer that comes late
+/// and truncated, then a TCP connection that never answers, must not hold the client for a second whole
+/// timeout (it did: 1.5 s + 2 s, past the client's own patience). The TCP follow-up gets what is left of the
+/// try, or a third of the timeout if that is more.
+#[test]
+fn a_late_truncated_answer_does_not_stretch_the_try_past_its_timeout() {
+    let up = Upstream::answering(A);
+    let name = "tc-only.late.example";
+    up.delay(name, Duration::from_millis(1500));
+    let c = C2sink::start_small(&[up.addr], 2000, "", "");
+    let asked = Instant::now();
+    // A client that waits 2.9 s: the try ends by 2.0 s + 0.67 s, the old code's by 3.5 s.
+    let r = udp_ask_from(
+        "127.0.0.1",
+        c.addr(),
+        &query(7, name, TYPE_A),
+        Duration::from_millis(2900),
+    )
+    .unwrap_or_else(|| panic!("no answer within 2.9 s (after {:?})", asked.elapsed()));
+    let r = parse(&r).expect("well formed");
+    assert_eq!(r.rcode, SERVFAIL);
+    assert!(
+        up.seen()
+            .iter()
+            .any(|s| s.tcp && s.name.starts_with("tc-only.")),
+        "the truncated answer was followed over TCP: {:?}",
+        up.seen()
+    );
+}

@@ -106,7 +106,8 @@ struct State {
 }
 
 /// A real DNS server on loopback (UDP and TCP, same port). Names whose first label is `blackhole` are never
-/// answered in any zone, those whose first label is `udp-dropped` only over TCP (a rate-limited server);
+/// answered in any zone, those whose first label is `udp-dropped` only over TCP (a rate-limited server), those
+/// whose first label is `tc-only` truncated over UDP and never over TCP (after any [`Upstream::delay`]);
 /// for those whose first label is `lossy`, the first query over UDP is lost (not
 /// answered) and later ones are answered. Each query is answered on its own thread (TCP answers may come out
 /// of order).
@@ -413,6 +414,14 @@ fn respond(q: &[u8], tcp: bool, st: &State) -> Vec<Vec<u8>> {
     if let Some(d) = delay {
         std::thread::sleep(d);
     }
+    // Truncated over UDP, never answered over TCP (a server whose TCP a firewall drops).
+    if name.split('.').next() == Some("tc-only") {
+        return if tcp {
+            vec![]
+        } else {
+            truncated_empty(q).into_iter().collect()
+        };
+    }
     let good = match st.zone {
         Zone::Test if name.ends_with(".opt-first.test") => opt_first(q),
         Zone::Test if name.ends_with(".huge.test") => huge(q, tcp),
@@ -444,6 +453,15 @@ fn respond(q: &[u8], tcp: bool, st: &State) -> Vec<Vec<u8>> {
 }
 
 /// A fresh response to `msg` with header bits and question copied, as the test zone builds them.
+/// The question echoed with TC set and nothing else: "ask me over TCP".
+fn truncated_empty(q: &[u8]) -> Option<Vec<u8>> {
+    let msg = Message::from_vec(q).ok()?;
+    let mut r = response_to(&msg);
+    r.add_query(msg.queries.first()?.clone());
+    r.metadata.truncation = true;
+    r.to_vec().ok()
+}
+
 fn response_to(msg: &Message) -> Message {
     let mut r = Message::new(msg.metadata.id, MessageType::Response, OpCode::Query);
     r.metadata.recursion_desired = msg.metadata.recursion_desired;
