@@ -697,7 +697,7 @@ pub struct LogConfig {
     /// `count` ("0s": a line for every blocked query), so one looping client cannot flood the log.
     #[serde(default = "default_coalesce")]
     pub coalesce: String,
-    /// At most this many of a client's names under one rule get lines of their own per `coalesce` window;
+    /// At most this many of a sender's names under one rule get lines of their own per `coalesce` window;
     /// the rest become one line with `"fold":"names"` (0: no cap), so random labels cannot fill the disk.
     #[serde(default = "default_coalesce_names")]
     pub coalesce_names: usize,
