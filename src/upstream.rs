@@ -347,7 +347,8 @@ impl Upstreams {
             }
         } else if now.saturating_sub(s.level_changed.load(Ordering::Relaxed)) > timeout {
             // A try that started after the server was marked down: a failed probe. (Tries that were already
-            // in flight when it went down end within one timeout and do not lengthen the bench.)
+            // in flight when it went down end within one timeout, a third more with a follow-up, and do not
+            // lengthen the bench.)
             let next = level.saturating_add(1).min(8);
             s.down_level.store(next, Ordering::Relaxed);
             s.level_changed.store(now, Ordering::Relaxed);
@@ -464,10 +465,11 @@ impl Upstreams {
         }
         // One deadline for the whole try (`timeout_ms`: "time for one try against one upstream"), follow-ups
         // included; a follow-up of an answer (TCP after TC, the query again without OPT) gets at least a
-        // third of the timeout, since the server has just shown it is there. Each follow-up used to get a
-        // whole timeout of its own: a late answer, then TC, then a TCP that never answers, took two.
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let answer = self.plain(addr, &out, id, query, deadline).await?;
+        // third of the timeout, since the server has just shown it is there, but the try never more than a
+        // third past its timeout. Each follow-up used to get a whole timeout of its own: a late answer, then
+        // TC, then a TCP that never answers, took two timeouts, and with a FORMERR retry between, four.
+        let clock = TryClock::new(self.timeout);
+        let answer = self.plain(addr, &out, id, query, clock).await?;
         // A server that predates EDNS (an old router, a LAN appliance) answers a query with OPT FORMERR or
         // NOTIMP, itself without OPT (RFC 6891 section 7): asked again without OPT, as Unbound falls back.
         let no_edns = matches!(answer.shape.header.rcode(), RCODE_FORMERR | RCODE_NOTIMP)
@@ -476,8 +478,8 @@ impl Upstreams {
             && let Some(Some(rr)) = wire::opt_record(&out)
             && wire::remove_last_opt(&mut out, rr)
         {
-            let deadline = self.follow_up(deadline);
-            return self.plain(addr, &out, id, query, deadline).await;
+            let clock = clock.follow_up(self.timeout);
+            return self.plain(addr, &out, id, query, clock).await;
         }
         Ok(answer)
     }
@@ -489,21 +491,16 @@ impl Upstreams {
     /// of them and truncate the rest) never limits TCP, and three datagrams all dropped had cost one
     /// not-yet-cached NXDOMAIN or NODATA lookup in eight a SERVFAIL, where Unbound, retrying longer, lost
     /// about one in a thousand.
-    /// When a follow-up of an answer in a try must be done by: the try's `deadline`, or a third of the timeout
-    /// from now if that is later.
-    fn follow_up(&self, deadline: tokio::time::Instant) -> tokio::time::Instant {
-        deadline.max(tokio::time::Instant::now() + self.timeout / 3)
-    }
-
     async fn plain(
         &self,
         addr: SocketAddr,
         out: &[u8],
         id: u16,
         query: &Query<'_>,
-        deadline: tokio::time::Instant,
+        clock: TryClock,
     ) -> Result<Answer, TryError> {
         let start = tokio::time::Instant::now();
+        let deadline = clock.deadline;
         let udp = self.udp(addr, out, id, query);
         let tcp = async {
             // Just after the last resend (two thirds of the timeout): a fourth chance, by another road.
@@ -529,13 +526,14 @@ impl Upstreams {
         };
         let answer = tokio::time::timeout_at(deadline, both)
             .await
-            .map_err(|_| TryError::Timeout(self.timeout))??;
+            .map_err(|_| TryError::Timeout(clock.elapsed()))??;
         if !answer.shape.header.truncated() {
             return Ok(answer);
         }
-        tokio::time::timeout_at(self.follow_up(deadline), self.tcp(addr, out, id, query))
+        let clock = clock.follow_up(self.timeout);
+        tokio::time::timeout_at(clock.deadline, self.tcp(addr, out, id, query))
             .await
-            .map_err(|_| TryError::Timeout(self.timeout))?
+            .map_err(|_| TryError::Timeout(clock.elapsed()))?
     }
 
     async fn udp(
@@ -617,6 +615,39 @@ impl Upstreams {
             shape,
             server: addr,
         })
+    }
+}
+
+/// When one try against one server began and must end (`timeout_ms`, follow-ups included).
+#[derive(Clone, Copy)]
+struct TryClock {
+    start: tokio::time::Instant,
+    deadline: tokio::time::Instant,
+}
+
+impl TryClock {
+    fn new(timeout: Duration) -> TryClock {
+        let start = tokio::time::Instant::now();
+        TryClock {
+            start,
+            deadline: start + timeout,
+        }
+    }
+
+    /// The clock for a follow-up of an answer (TCP after TC, the query again without OPT): what is left of
+    /// the try, or a third of the timeout from now if that is more, but never past a third beyond the
+    /// timeout, however many follow-ups the try takes.
+    fn follow_up(self, timeout: Duration) -> TryClock {
+        let latest = self.start + timeout + timeout / 3;
+        let deadline = self
+            .deadline
+            .max(tokio::time::Instant::now() + timeout / 3)
+            .min(latest);
+        TryClock { deadline, ..self }
+    }
+
+    fn elapsed(self) -> Duration {
+        self.start.elapsed()
     }
 }
 

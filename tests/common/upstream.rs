@@ -452,7 +452,6 @@ fn respond(q: &[u8], tcp: bool, st: &State) -> Vec<Vec<u8>> {
     }
 }
 
-/// A fresh response to `msg` with header bits and question copied, as the test zone builds them.
 /// The question echoed with TC set and nothing else: "ask me over TCP".
 fn truncated_empty(q: &[u8]) -> Option<Vec<u8>> {
     let msg = Message::from_vec(q).ok()?;
@@ -462,6 +461,7 @@ fn truncated_empty(q: &[u8]) -> Option<Vec<u8>> {
     r.to_vec().ok()
 }
 
+/// A fresh response to `msg` with header bits and question copied, as the test zone builds them.
 fn response_to(msg: &Message) -> Message {
     let mut r = Message::new(msg.metadata.id, MessageType::Response, OpCode::Query);
     r.metadata.recursion_desired = msg.metadata.recursion_desired;
