@@ -240,7 +240,15 @@ pub struct ForwardSlots {
 /// One query's slot, given back on drop.
 pub struct ForwardSlot {
     _permit: OwnedSemaphorePermit,
-    _client: Option<ClientSlot>,
+    client: Option<ClientSlot>,
+}
+
+impl ForwardSlot {
+    /// The key of the client this forward counts against, `None` for a source that speaks for many (the
+    /// host, a listed router): what an upstream holds to a per-client share.
+    pub fn client_key(&self) -> Option<u128> {
+        self.client.as_ref().map(|c| c.key)
+    }
 }
 
 impl ForwardSlots {
@@ -277,7 +285,7 @@ impl ForwardSlots {
         };
         Some(ForwardSlot {
             _permit: permit,
-            _client: held,
+            client: held,
         })
     }
 }

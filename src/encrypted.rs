@@ -3,7 +3,7 @@
 //! for the configured name (webpki roots, plus the CAs of `[upstream] ca_file`).
 //!
 //! Connections are kept and reused: DoT uses at most 64 connections per upstream at once, one query at a
-//! time on each, and keeps as many idle; DoH keeps one HTTP/2 connection per upstream and sends every query
+//! time on each (a client at most a quarter of them), and keeps as many idle; DoH keeps one HTTP/2 connection per upstream and sends every query
 //! on it as its own stream. A reused connection that turns out closed is replaced once, transparently.
 
 use crate::upstream::TryError;
@@ -26,6 +26,22 @@ use tokio_rustls::client::TlsStream;
 const DOT_BUSY_MAX: usize = 64;
 /// Idle DoT connections kept per upstream: as many as may be busy, so that a second burst reuses the first's.
 const DOT_IDLE_MAX: usize = DOT_BUSY_MAX;
+/// Of the busy connections, how many one client may hold at once (its further queries wait their turn
+/// behind its own, not in the shared line): one machine asking random names under a zone whose servers are
+/// dead holds each connection for a whole timeout, and without a share it held all of them, so every other
+/// client's uncached lookup waited or failed.
+const DOT_CLIENT_SHARE: usize = DOT_BUSY_MAX / 4;
+
+tokio::task_local! {
+    /// The client a forward is for (its key from `admission::client_key`), set around the forward by the
+    /// listener; `None` (or unset: a cache refresh, a probe) for sources that speak for many clients.
+    static ASKER: Option<u128>;
+}
+
+/// Runs `forward` on behalf of `client` (see [`ASKER`]), so that DoT upstreams hold it to its share.
+pub async fn on_behalf_of<F: std::future::Future>(client: Option<u128>, forward: F) -> F::Output {
+    ASKER.scope(client, forward).await
+}
 /// A DoT connection idle longer than this is not reused (servers close idle ones after some seconds).
 const DOT_IDLE_FOR: Duration = Duration::from_secs(10);
 /// Largest DNS message (TCP framing and DoH bodies alike).
@@ -155,7 +171,48 @@ pub struct Dot {
     idle: Mutex<Vec<(TlsStream<TcpStream>, Instant)>>,
     /// [`DOT_BUSY_MAX`] permits, one held by each query on a connection.
     busy: tokio::sync::Semaphore,
+    /// Per client with a query here: how many hold a place in its share, how many wait for one.
+    shares: Mutex<std::collections::HashMap<u128, ShareState>>,
     home: Option<Handle>,
+}
+
+/// One client's use of its share of a DoT upstream's connections.
+#[derive(Default)]
+struct ShareState {
+    held: usize,
+    waiting: usize,
+    /// Wakes one waiter when a place is given back (a wake-up given while none waits is kept for the next).
+    freed: Arc<tokio::sync::Notify>,
+}
+
+/// A place in a client's share (or, `holds` false, a wait for one), given back on drop; a client's entry is
+/// forgotten when it neither holds nor waits.
+struct Share<'a> {
+    dot: &'a Dot,
+    key: u128,
+    holds: bool,
+    waits: bool,
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        let mut shares = self.dot.shares.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(st) = shares.get_mut(&self.key) else {
+            return;
+        };
+        if self.holds {
+            st.held -= 1;
+        }
+        if self.waits {
+            st.waiting -= 1;
+        }
+        if st.held == 0 && st.waiting == 0 {
+            shares.remove(&self.key);
+        } else if st.waiting > 0 && st.held < DOT_CLIENT_SHARE {
+            // A place is free (given back, or a waiter that may have taken the last wake-up gave up).
+            st.freed.notify_one();
+        }
+    }
 }
 
 impl Dot {
@@ -167,7 +224,43 @@ impl Dot {
             connector,
             idle: Mutex::new(Vec::new()),
             busy: tokio::sync::Semaphore::new(DOT_BUSY_MAX),
+            shares: Mutex::new(std::collections::HashMap::new()),
             home: Handle::try_current().ok(),
+        }
+    }
+
+    /// Waits for a place in `key`'s share of this upstream's connections (dropped while waiting, when the
+    /// try times out, it leaves the count as it found it).
+    async fn share(&self, key: u128) -> Share<'_> {
+        let mut share = Share {
+            dot: self,
+            key,
+            holds: false,
+            waits: false,
+        };
+        loop {
+            let freed = {
+                let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+                let st = shares.entry(key).or_default();
+                if st.held < DOT_CLIENT_SHARE {
+                    st.held += 1;
+                    share.holds = true;
+                    if std::mem::take(&mut share.waits) {
+                        st.waiting -= 1;
+                    }
+                    // Places freed faster than waiters woke left a single wake-up stored: pass it on.
+                    if st.waiting > 0 && st.held < DOT_CLIENT_SHARE {
+                        st.freed.notify_one();
+                    }
+                    return share;
+                }
+                if !share.waits {
+                    st.waiting += 1;
+                    share.waits = true;
+                }
+                st.freed.clone()
+            };
+            freed.notified().await;
         }
     }
 
@@ -194,6 +287,10 @@ impl Dot {
         // stray message (an answer that came after its query gave up) is out of step, and kept it would
         // hand every later query the answer before.
         let same_id = |answer: &[u8]| answer.get(..2) == msg.get(..2);
+        let _share = match ASKER.try_with(|k| *k).ok().flatten() {
+            Some(key) => Some(self.share(key).await),
+            None => None,
+        };
         let _busy = self
             .busy
             .acquire()
@@ -424,5 +521,51 @@ impl PostError {
             PostError::Connection(e) | PostError::Stream(e) => TryError::Http(e.to_string()),
             PostError::Other(e) => e,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dot() -> Dot {
+        let addr: SocketAddr = "127.0.0.1:853".parse().unwrap();
+        Dot::new(addr, "dns.test", Err("no TLS in this test".into()))
+    }
+
+    #[tokio::test]
+    async fn a_clients_share_waits_in_its_own_line_and_is_forgotten_when_unused() {
+        let dot = dot();
+        let mut held = Vec::new();
+        for _ in 0..DOT_CLIENT_SHARE {
+            held.push(dot.share(1).await);
+        }
+        // Another client is not held up by the first one's full share.
+        let other = dot.share(2).await;
+        // The first client's next query waits ...
+        let wait = tokio::time::timeout(Duration::from_millis(50), dot.share(1)).await;
+        assert!(wait.is_err(), "past its share, a client waits");
+        // ... and a waiter that gave up (its try timed out) leaves no trace.
+        assert_eq!(dot.shares.lock().unwrap()[&1].waiting, 0);
+        // A place given back goes to the next waiter.
+        let next = dot.share(1);
+        tokio::pin!(next);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), &mut next)
+                .await
+                .is_err()
+        );
+        assert_eq!(dot.shares.lock().unwrap()[&1].waiting, 1);
+        held.pop();
+        let got = tokio::time::timeout(Duration::from_secs(5), &mut next)
+            .await
+            .expect("the waiter got the freed place");
+        assert!(got.holds);
+        assert_eq!(dot.shares.lock().unwrap()[&1].held, DOT_CLIENT_SHARE);
+        drop((got, held, other));
+        assert!(
+            dot.shares.lock().unwrap().is_empty(),
+            "nothing held, nothing kept"
+        );
     }
 }

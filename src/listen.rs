@@ -208,7 +208,8 @@ fn spawn_forward(
     let raw = raw.to_vec();
     let (sock, pipeline, done) = (sock.clone(), pipeline.clone(), done.clone());
     tracker.spawn(async move {
-        if let Some(r) = pipeline.forward(&raw, &client).await {
+        let forward = pipeline.forward(&raw, &client);
+        if let Some(r) = crate::encrypted::on_behalf_of(slot.client_key(), forward).await {
             let _ = sock.send_to(&r, client.addr, local).await;
         }
         drop(slot);
@@ -521,7 +522,9 @@ pub async fn serve_stream<R, W>(
                     Some(slot) => {
                         let (tx, pipeline) = (tx.clone(), pipeline.clone());
                         tracker.spawn(async move {
-                            if let Some(r) = pipeline.forward(&msg, &client).await {
+                            let forward = pipeline.forward(&msg, &client);
+                            let key = slot.client_key();
+                            if let Some(r) = crate::encrypted::on_behalf_of(key, forward).await {
                                 let _ = tx.send(padded(r, pad)).await;
                             }
                             drop((slot, conn_permit));

@@ -295,7 +295,8 @@ async fn answer(msg: &[u8], client: &Client, s: &Shared) -> Option<Vec<u8>> {
         Decision::Drop => None,
         Decision::Forward => match s.forwards.take(client) {
             Some(slot) => {
-                let r = s.pipeline.forward(msg, client).await;
+                let forward = s.pipeline.forward(msg, client);
+                let r = crate::encrypted::on_behalf_of(slot.client_key(), forward).await;
                 drop(slot);
                 r
             }

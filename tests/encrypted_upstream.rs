@@ -63,6 +63,9 @@ enum Kind {
     /// DoT that follows its first answer on a connection with a stray message (another ID), as an answer
     /// that arrives after its query gave up would.
     DotStray,
+    /// DoT that never answers a query whose name holds "slow" (its authoritative servers are dead): the
+    /// connection it came on stays open, unanswered.
+    DotSlowName,
     Doh,
     /// DoH whose first connection answers one query and then takes requests without ever answering, as a
     /// connection that died without a reset looks from the client; later connections answer.
@@ -82,7 +85,7 @@ impl TlsUpstream {
             .build()
             .expect("runtime");
         let alpn: &[u8] = match kind {
-            Kind::Dot | Kind::DotOneShot | Kind::DotStray => b"dot",
+            Kind::Dot | Kind::DotOneShot | Kind::DotStray | Kind::DotSlowName => b"dot",
             Kind::Doh | Kind::DohGoesQuiet | Kind::DohSlowName | Kind::Mute => b"h2",
         };
         let acceptor = acceptor(chain, key, alpn);
@@ -114,9 +117,10 @@ impl TlsUpstream {
                     };
                     let earlier = c.fetch_add(1, Ordering::Relaxed);
                     match kind {
-                        Kind::Dot => serve_dot(tls, q, false, false).await,
-                        Kind::DotOneShot => serve_dot(tls, q, true, false).await,
-                        Kind::DotStray => serve_dot(tls, q, false, true).await,
+                        Kind::Dot => serve_dot(tls, q, false, false, false).await,
+                        Kind::DotOneShot => serve_dot(tls, q, true, false, false).await,
+                        Kind::DotStray => serve_dot(tls, q, false, true, false).await,
+                        Kind::DotSlowName => serve_dot(tls, q, false, false, true).await,
                         Kind::Doh => serve_doh(tls, q, None).await,
                         Kind::DohGoesQuiet => serve_doh(tls, q, (earlier == 0).then_some(1)).await,
                         Kind::DohSlowName => serve_doh(tls, q, None).await,
@@ -140,6 +144,7 @@ async fn serve_dot(
     q: Arc<Queries>,
     one_shot: bool,
     mut stray: bool,
+    slow_names: bool,
 ) {
     loop {
         let mut l = [0u8; 2];
@@ -151,6 +156,9 @@ async fn serve_dot(
             return;
         }
         q.record(m.len());
+        if slow_names && m.windows(4).any(|w| w == b"slow") {
+            continue;
+        }
         if let Some(r) = fixed_a(&m, std::net::Ipv4Addr::new(192, 0, 2, 1), 300, true) {
             let mut out = (r.len() as u16).to_be_bytes().to_vec();
             out.extend_from_slice(&r);
@@ -555,4 +563,45 @@ fn a_burst_of_distinct_names_opens_a_bounded_number_of_dot_connections() {
     }
     let opened = up.connections.load(Ordering::Relaxed);
     assert!(opened <= 64, "{opened} TLS connections after two bursts");
+}
+
+/// One machine flooding names the upstream never answers (a DGA under a dead zone) holds at most a quarter of
+/// a DoT upstream's connections, each for a whole timeout; another machine's lookups go through at once.
+/// Before, the flood held all 64 and the other machine's lookups waited for the flood's timeouts (2 s).
+#[test]
+fn one_machine_flooding_slow_names_leaves_dot_connections_for_the_others() {
+    let (ca, chain, key) = pki("c2sink test CA", "dns.test");
+    let up = TlsUpstream::start(Kind::DotSlowName, chain, key);
+    let dir = TempDir::new("dot-share");
+    let server = c2sink_via(&dir, &format!("tls://{}#dns.test", up.addr), &ca);
+    let flood = udp_client("127.0.0.2", std::time::Duration::from_secs(10));
+    for i in 0..100u16 {
+        let q = query(0x5000 + i, &format!("slow{i}.dga.example"), TYPE_A);
+        flood.send_to(&q, server.addr()).expect("send");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Another machine, as patient as a stub resolver: 1.5 s a lookup, less than the flood's timeout.
+    let other = udp_client("127.0.0.3", std::time::Duration::from_millis(1500));
+    let mut buf = [0u8; 512];
+    for (i, name) in ["a.example", "b.example", "c.example", "d.example"]
+        .iter()
+        .enumerate()
+    {
+        let id = 0x6000 + i as u16;
+        other
+            .send_to(&query(id, name, TYPE_A), server.addr())
+            .expect("send");
+        let n = other.recv(&mut buf).unwrap_or_else(|e| {
+            panic!("{name}: no answer within 1.5 s while the flood waits ({e})")
+        });
+        let r = parse(&buf[..n]).expect("well formed");
+        assert_eq!((r.id, r.rcode), (id, NOERROR), "{name}");
+        assert_eq!(r.addrs().len(), 1, "{name}");
+    }
+    // The flood itself is answered too, with SERVFAIL once its tries time out.
+    flood
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let n = flood.recv(&mut buf).expect("the flood's SERVFAIL");
+    assert_eq!(parse(&buf[..n]).expect("well formed").rcode, SERVFAIL);
 }
