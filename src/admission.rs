@@ -230,6 +230,8 @@ fn reject(action: RejectAction, raw: &[u8]) -> Admit {
 /// `[clients] edns_from`.
 pub struct ForwardSlots {
     total: Arc<Semaphore>,
+    /// `max_inflight`, as configured: what a client's share is a part of.
+    total_slots: usize,
     /// Slots held per client address.
     held: Arc<PerClient>,
     /// The single addresses of `[clients] edns_from`: forwarding routers, each the source of a whole
@@ -241,13 +243,28 @@ pub struct ForwardSlots {
 pub struct ForwardSlot {
     _permit: OwnedSemaphorePermit,
     client: Option<ClientSlot>,
+    whole: usize,
+}
+
+/// Who a forward is for, and the part of an upstream's connections it may hold: `part` of `whole`, as
+/// `max_inflight_per_client` is of `max_inflight` (so an admin who raised the first for an unlisted router
+/// raised this too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Asker {
+    pub key: u128,
+    pub part: usize,
+    pub whole: usize,
 }
 
 impl ForwardSlot {
-    /// The key of the client this forward counts against, `None` for a source that speaks for many (the
-    /// host, a listed router): what an upstream holds to a per-client share.
-    pub fn client_key(&self) -> Option<u128> {
-        self.client.as_ref().map(|c| c.key)
+    /// The client this forward counts against, `None` for a source that speaks for many (the host, a listed
+    /// router): what an upstream holds to a per-client share.
+    pub fn asker(&self) -> Option<Asker> {
+        self.client.as_ref().map(|c| Asker {
+            key: c.key,
+            part: c.table.cap,
+            whole: self.whole,
+        })
     }
 }
 
@@ -258,6 +275,7 @@ impl ForwardSlots {
         let total = cfg.max_inflight.max(1);
         Arc::new(ForwardSlots {
             total: Arc::new(Semaphore::new(total)),
+            total_slots: total,
             held: PerClient::new(
                 cfg.max_inflight_per_client
                     .unwrap_or(total / 4)
@@ -286,6 +304,7 @@ impl ForwardSlots {
         Some(ForwardSlot {
             _permit: permit,
             client: held,
+            whole: self.total_slots,
         })
     }
 }

@@ -6,6 +6,7 @@
 //! time on each (a client at most a quarter of them), and keeps as many idle; DoH keeps one HTTP/2 connection per upstream and sends every query
 //! on it as its own stream. A reused connection that turns out closed is replaced once, transparently.
 
+use crate::admission::Asker;
 use crate::upstream::TryError;
 use bytes::Bytes;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -26,21 +27,24 @@ use tokio_rustls::client::TlsStream;
 const DOT_BUSY_MAX: usize = 64;
 /// Idle DoT connections kept per upstream: as many as may be busy, so that a second burst reuses the first's.
 const DOT_IDLE_MAX: usize = DOT_BUSY_MAX;
-/// Of the busy connections, how many one client may hold at once (its further queries wait their turn
-/// behind its own, not in the shared line): one machine asking random names under a zone whose servers are
-/// dead holds each connection for a whole timeout, and without a share it held all of them, so every other
-/// client's uncached lookup waited or failed.
-const DOT_CLIENT_SHARE: usize = DOT_BUSY_MAX / 4;
-
 tokio::task_local! {
-    /// The client a forward is for (its key from `admission::client_key`), set around the forward by the
-    /// listener; `None` (or unset: a cache refresh, a probe) for sources that speak for many clients.
-    static ASKER: Option<u128>;
+    /// The client a forward is for, and its part of an upstream's busy connections (the part
+    /// `max_inflight_per_client` is of `max_inflight`, a quarter by default: 16): one machine asking
+    /// random names under a zone whose servers are dead holds each connection for a whole timeout, and
+    /// without a share it held all of them, so every other client's uncached lookup waited or failed. Set
+    /// around the forward by the listener; `None` (or unset: a cache refresh, a probe) for sources that
+    /// speak for many clients.
+    static ASKER: Option<Asker>;
 }
 
 /// Runs `forward` on behalf of `client` (see [`ASKER`]), so that DoT upstreams hold it to its share.
-pub async fn on_behalf_of<F: std::future::Future>(client: Option<u128>, forward: F) -> F::Output {
+pub async fn on_behalf_of<F: std::future::Future>(client: Option<Asker>, forward: F) -> F::Output {
     ASKER.scope(client, forward).await
+}
+
+/// How many of [`DOT_BUSY_MAX`] connections `asker` may hold at once (at least one).
+fn share_of(asker: Asker) -> usize {
+    (DOT_BUSY_MAX.saturating_mul(asker.part) / asker.whole.max(1)).clamp(1, DOT_BUSY_MAX)
 }
 /// A DoT connection idle longer than this is not reused (servers close idle ones after some seconds).
 const DOT_IDLE_FOR: Duration = Duration::from_secs(10);
@@ -179,6 +183,8 @@ pub struct Dot {
 /// One client's use of its share of a DoT upstream's connections.
 #[derive(Default)]
 struct ShareState {
+    /// Places in the share (see [`share_of`]).
+    cap: usize,
     held: usize,
     waiting: usize,
     /// Wakes one waiter when a place is given back (a wake-up given while none waits is kept for the next).
@@ -208,7 +214,7 @@ impl Drop for Share<'_> {
         }
         if st.held == 0 && st.waiting == 0 {
             shares.remove(&self.key);
-        } else if st.waiting > 0 && st.held < DOT_CLIENT_SHARE {
+        } else if st.waiting > 0 && st.held < st.cap {
             // A place is free (given back, or a waiter that may have taken the last wake-up gave up).
             st.freed.notify_one();
         }
@@ -231,7 +237,8 @@ impl Dot {
 
     /// Waits for a place in `key`'s share of this upstream's connections (dropped while waiting, when the
     /// try times out, it leaves the count as it found it).
-    async fn share(&self, key: u128) -> Share<'_> {
+    async fn share(&self, asker: Asker) -> Share<'_> {
+        let key = asker.key;
         let mut share = Share {
             dot: self,
             key,
@@ -241,15 +248,18 @@ impl Dot {
         loop {
             let freed = {
                 let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
-                let st = shares.entry(key).or_default();
-                if st.held < DOT_CLIENT_SHARE {
+                let st = shares.entry(key).or_insert_with(|| ShareState {
+                    cap: share_of(asker),
+                    ..ShareState::default()
+                });
+                if st.held < st.cap {
                     st.held += 1;
                     share.holds = true;
                     if std::mem::take(&mut share.waits) {
                         st.waiting -= 1;
                     }
                     // Places freed faster than waiters woke left a single wake-up stored: pass it on.
-                    if st.waiting > 0 && st.held < DOT_CLIENT_SHARE {
+                    if st.waiting > 0 && st.held < st.cap {
                         st.freed.notify_one();
                     }
                     return share;
@@ -288,7 +298,7 @@ impl Dot {
         // hand every later query the answer before.
         let same_id = |answer: &[u8]| answer.get(..2) == msg.get(..2);
         let _share = match ASKER.try_with(|k| *k).ok().flatten() {
-            Some(key) => Some(self.share(key).await),
+            Some(asker) => Some(self.share(asker).await),
             None => None,
         };
         let _busy = self
@@ -533,22 +543,48 @@ mod tests {
         Dot::new(addr, "dns.test", Err("no TLS in this test".into()))
     }
 
+    /// A client held to a quarter (the default `max_inflight_per_client` of `max_inflight`).
+    fn asker(key: u128) -> Asker {
+        Asker {
+            key,
+            part: 1024,
+            whole: 4096,
+        }
+    }
+
+    #[test]
+    fn a_share_is_the_part_of_the_connections_the_forward_limit_is_of_the_forwards() {
+        assert_eq!(share_of(asker(1)), 16);
+        // An admin who let one (unlisted) router have every forward let it have every connection.
+        let router = Asker {
+            part: 4096,
+            ..asker(1)
+        };
+        assert_eq!(share_of(router), DOT_BUSY_MAX);
+        let one = Asker {
+            part: 1,
+            ..asker(1)
+        };
+        assert_eq!(share_of(one), 1);
+    }
+
     #[tokio::test]
     async fn a_clients_share_waits_in_its_own_line_and_is_forgotten_when_unused() {
         let dot = dot();
+        let share = share_of(asker(1));
         let mut held = Vec::new();
-        for _ in 0..DOT_CLIENT_SHARE {
-            held.push(dot.share(1).await);
+        for _ in 0..share {
+            held.push(dot.share(asker(1)).await);
         }
         // Another client is not held up by the first one's full share.
-        let other = dot.share(2).await;
+        let other = dot.share(asker(2)).await;
         // The first client's next query waits ...
-        let wait = tokio::time::timeout(Duration::from_millis(50), dot.share(1)).await;
+        let wait = tokio::time::timeout(Duration::from_millis(50), dot.share(asker(1))).await;
         assert!(wait.is_err(), "past its share, a client waits");
         // ... and a waiter that gave up (its try timed out) leaves no trace.
         assert_eq!(dot.shares.lock().unwrap()[&1].waiting, 0);
         // A place given back goes to the next waiter.
-        let next = dot.share(1);
+        let next = dot.share(asker(1));
         tokio::pin!(next);
         assert!(
             tokio::time::timeout(Duration::from_millis(20), &mut next)
@@ -561,7 +597,7 @@ mod tests {
             .await
             .expect("the waiter got the freed place");
         assert!(got.holds);
-        assert_eq!(dot.shares.lock().unwrap()[&1].held, DOT_CLIENT_SHARE);
+        assert_eq!(dot.shares.lock().unwrap()[&1].held, share);
         drop((got, held, other));
         assert!(
             dot.shares.lock().unwrap().is_empty(),

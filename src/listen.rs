@@ -209,7 +209,7 @@ fn spawn_forward(
     let (sock, pipeline, done) = (sock.clone(), pipeline.clone(), done.clone());
     tracker.spawn(async move {
         let forward = pipeline.forward(&raw, &client);
-        if let Some(r) = crate::encrypted::on_behalf_of(slot.client_key(), forward).await {
+        if let Some(r) = crate::encrypted::on_behalf_of(slot.asker(), forward).await {
             let _ = sock.send_to(&r, client.addr, local).await;
         }
         drop(slot);
@@ -523,7 +523,7 @@ pub async fn serve_stream<R, W>(
                         let (tx, pipeline) = (tx.clone(), pipeline.clone());
                         tracker.spawn(async move {
                             let forward = pipeline.forward(&msg, &client);
-                            let key = slot.client_key();
+                            let key = slot.asker();
                             if let Some(r) = crate::encrypted::on_behalf_of(key, forward).await {
                                 let _ = tx.send(padded(r, pad)).await;
                             }

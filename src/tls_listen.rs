@@ -296,7 +296,7 @@ async fn answer(msg: &[u8], client: &Client, s: &Shared) -> Option<Vec<u8>> {
         Decision::Forward => match s.forwards.take(client) {
             Some(slot) => {
                 let forward = s.pipeline.forward(msg, client);
-                let r = crate::encrypted::on_behalf_of(slot.client_key(), forward).await;
+                let r = crate::encrypted::on_behalf_of(slot.asker(), forward).await;
                 drop(slot);
                 r
             }

@@ -605,3 +605,40 @@ fn one_machine_flooding_slow_names_leaves_dot_connections_for_the_others() {
     let n = flood.recv(&mut buf).expect("the flood's SERVFAIL");
     assert_eq!(parse(&buf[..n]).expect("well formed").rcode, SERVFAIL);
 }
+
+/// A forwarding router not listed in `[clients] edns_from` speaks for a whole LAN; an admin who gave it every
+/// forward (`max_inflight_per_client = max_inflight`, as the hardening notes advise) gave it every DoT
+/// connection too: 20 slow names from it do not hold up its next lookup.
+#[test]
+fn a_client_allowed_every_forward_may_use_every_dot_connection() {
+    let (ca, chain, key) = pki("c2sink test CA", "dns.test");
+    let up = TlsUpstream::start(Kind::DotSlowName, chain, key);
+    let dir = TempDir::new("dot-share-router");
+    dir.write("ca.pem", &ca);
+    let cfg = dir.write(
+        "c2sink.toml",
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets = 1\nmax_inflight = 4096\n\
+             max_inflight_per_client = 4096\n[upstream]\nservers = [\"tls://{}#dns.test\"]\n\
+             timeout_ms = 2000\nca_file = \"ca.pem\"\n",
+            up.addr
+        ),
+    );
+    let server = C2sink::start_file(&cfg);
+    let router = udp_client("127.0.0.2", std::time::Duration::from_millis(1500));
+    for i in 0..20u16 {
+        let q = query(0x5000 + i, &format!("slow{i}.dga.example"), TYPE_A);
+        router.send_to(&q, server.addr()).expect("send");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut buf = [0u8; 512];
+    router
+        .send_to(&query(0x6000, "a.example", TYPE_A), server.addr())
+        .expect("send");
+    // Answers to the slow names are SERVFAILs after 2 s: the first answer within 1.5 s is a.example's.
+    let n = router
+        .recv(&mut buf)
+        .expect("a.example answered while 20 slow names are in flight");
+    let r = parse(&buf[..n]).expect("well formed");
+    assert_eq!((r.id, r.rcode), (0x6000, NOERROR));
+}
