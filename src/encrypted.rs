@@ -291,16 +291,37 @@ impl Dot {
         }
     }
 
-    /// Sends one query (ID already set) and returns the raw answer.
-    pub async fn exchange(&self, msg: &[u8]) -> Result<Vec<u8>, TryError> {
+    /// Sends one query (ID already set) and returns the raw answer, within `timeout`.
+    ///
+    /// A try that spends its timeout (all but a tenth) waiting for a place in its client's own share ends with
+    /// [`TryError::OwnShare`]: the server was never asked, so it must not count against the server.
+    pub async fn exchange(&self, msg: &[u8], timeout: Duration) -> Result<Vec<u8>, TryError> {
+        let started = Instant::now();
+        let _share = match ASKER.try_with(|k| *k).ok().flatten() {
+            Some(asker) => Some(
+                tokio::time::timeout(timeout, self.share(asker))
+                    .await
+                    .map_err(|_| TryError::OwnShare(timeout))?,
+            ),
+            None => None,
+        };
+        let left = timeout.saturating_sub(started.elapsed());
+        // A place freed just before the end (the same timer tick often ends the try that held it and this
+        // wait) leaves no time for an answer: asking would only load the server.
+        if left < timeout / 10 {
+            return Err(TryError::OwnShare(timeout));
+        }
+        tokio::time::timeout(left, self.exchange_held(msg))
+            .await
+            .map_err(|_| TryError::Timeout(timeout))?
+    }
+
+    /// [`exchange`](Self::exchange) once the client's share (if any) has a place for it.
+    async fn exchange_held(&self, msg: &[u8]) -> Result<Vec<u8>, TryError> {
         // A connection goes back to the pool only after an answer with this query's ID: one that read a
         // stray message (an answer that came after its query gave up) is out of step, and kept it would
         // hand every later query the answer before.
         let same_id = |answer: &[u8]| answer.get(..2) == msg.get(..2);
-        let _share = match ASKER.try_with(|k| *k).ok().flatten() {
-            Some(asker) => Some(self.share(asker).await),
-            None => None,
-        };
         let _busy = self
             .busy
             .acquire()

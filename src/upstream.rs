@@ -41,6 +41,11 @@ pub enum TryError {
     Http(String),
     #[error("every upstream is down; the next probe is due within {MAX_BENCH_MS} ms")]
     AllDown,
+    /// The client already held its whole share of a DoT upstream's connections for the whole timeout.
+    #[error(
+        "waited {0:?} for this client's share of the upstream's connections (the server was not asked)"
+    )]
+    OwnShare(Duration),
 }
 
 /// Consecutive failures after which a server is down (skipped except for one probe per bench period).
@@ -251,6 +256,8 @@ impl Upstreams {
                 self.record_ok(server);
                 Ok(a)
             }
+            // The client's own flood held it back: the server was never asked, and is no worse for it.
+            Err(e @ TryError::OwnShare(_)) => Err(e),
             Err(e) => {
                 server.failures.increment(1);
                 self.record_failure(server, &e);
@@ -445,15 +452,15 @@ impl Upstreams {
         }
         let exchange = match &server.transport {
             Transport::Plain => None,
-            Transport::Tls(dot) => {
-                Some(tokio::time::timeout(self.timeout, dot.exchange(&out)).await)
-            }
-            Transport::Https(doh) => {
-                Some(tokio::time::timeout(self.timeout, doh.exchange(&out)).await)
-            }
+            Transport::Tls(dot) => Some(dot.exchange(&out, self.timeout).await),
+            Transport::Https(doh) => Some(
+                tokio::time::timeout(self.timeout, doh.exchange(&out))
+                    .await
+                    .unwrap_or(Err(TryError::Timeout(self.timeout))),
+            ),
         };
         if let Some(result) = exchange {
-            let wire = result.map_err(|_| TryError::Timeout(self.timeout))??;
+            let wire = result?;
             let shape = check_answer(&wire, id, query).inspect_err(|_| {
                 self.mismatched.fetch_add(1, Ordering::Relaxed);
             })?;

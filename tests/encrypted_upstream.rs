@@ -606,6 +606,55 @@ fn one_machine_flooding_slow_names_leaves_dot_connections_for_the_others() {
     assert_eq!(parse(&buf[..n]).expect("well formed").rcode, SERVFAIL);
 }
 
+/// A query that spent its whole timeout waiting for a place in its own client's share never reached the
+/// upstream: it is not one of the upstream's failures (which would push a healthy upstream behind the others
+/// for everyone, and show an admin an outage that is one machine's flood). Only the tries that held a
+/// connection, the share of 16, count.
+#[test]
+fn waiting_for_a_clients_own_share_is_not_an_upstream_failure() {
+    let (ca, chain, key) = pki("c2sink test CA", "dns.test");
+    let up = TlsUpstream::start(Kind::DotSlowName, chain, key);
+    let dir = TempDir::new("dot-share-failures");
+    dir.write("ca.pem", &ca);
+    let cfg = dir.write(
+        "c2sink.toml",
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets = 1\n[upstream]\n\
+             servers = [\"tls://{}#dns.test\"]\ntimeout_ms = 1500\nca_file = \"ca.pem\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n",
+            up.addr
+        ),
+    );
+    let server = C2sink::start_file(&cfg);
+    let admin = server.admin.expect("admin address logged");
+    let flood = udp_client("127.0.0.2", std::time::Duration::from_secs(10));
+    for i in 0..100u16 {
+        let q = query(0x5000 + i, &format!("slow{i}.dga.example"), TYPE_A);
+        flood.send_to(&q, server.addr()).expect("send");
+    }
+    let mut buf = [0u8; 512];
+    for _ in 0..100 {
+        let n = flood.recv(&mut buf).expect("every flooded name answered");
+        assert_eq!(parse(&buf[..n]).expect("well formed").rcode, SERVFAIL);
+    }
+    let (status, body) = http_get(admin, "/metrics");
+    assert_eq!(status, 200);
+    let failures: f64 = parse_metrics(&body)
+        .iter()
+        .filter(|(k, _)| k.starts_with("c2sink_upstream_failures_total"))
+        .map(|(_, v)| v)
+        .sum();
+    // 16 tries held a connection and timed out (100 before); the rest waited behind them.
+    assert!(
+        (16.0..=20.0).contains(&failures),
+        "{failures} upstream failures for 100 names from one client"
+    );
+    assert!(
+        server.wait_for_log("for this client's share", std::time::Duration::from_secs(1)),
+        "the SERVFAIL's log says why"
+    );
+}
+
 /// A forwarding router not listed in `[clients] edns_from` speaks for a whole LAN; an admin who gave it every
 /// forward (`max_inflight_per_client = max_inflight`, as the hardening notes advise) gave it every DoT
 /// connection too: 20 slow names from it do not hold up its next lookup.
