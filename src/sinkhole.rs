@@ -86,8 +86,14 @@ impl Sinkhole {
                     .local
                     .map(|d| (&d.v4[..], &d.v6[..]))
                     .unwrap_or_default();
+                // The zone's own TTL, as BIND and Unbound answer RPZ local data; never longer than `ttl`, which
+                // bounds how long a name taken off a list stays blocked in clients' caches.
+                let ttl = verdict
+                    .local
+                    .and_then(|d| d.ttl)
+                    .map_or(self.ttl, |t| t.min(self.ttl));
                 return (
-                    Some(self.build(Answer::Addresses(v4, v6), query, zone)),
+                    Some(self.build_ttl(Answer::Addresses(v4, v6), query, zone, ttl)),
                     "local-data",
                 );
             }
@@ -131,7 +137,11 @@ impl Sinkhole {
 
     /// Writes an answer in wire format.
     fn build(&self, answer: Answer<'_>, query: &Query<'_>, rule: &str) -> Vec<u8> {
-        let ttl = self.ttl;
+        self.build_ttl(answer, query, rule, self.ttl)
+    }
+
+    /// [`build`](Self::build) with records (and the SOA of a NODATA) of TTL `ttl`.
+    fn build_ttl(&self, answer: Answer<'_>, query: &Query<'_>, rule: &str, ttl: u32) -> Vec<u8> {
         let (v4, v6): (&[Ipv4Addr], &[Ipv6Addr]) = match &answer {
             Answer::Addresses(v4, v6) => (v4, v6),
             Answer::Address(v4, v6) => (v4.as_slice(), v6.as_slice()),

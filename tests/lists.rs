@@ -172,6 +172,46 @@ mode = "null"
     );
 }
 
+/// RPZ local data is answered with the zone's TTL (the record's own, else `$TTL`), as BIND and Unbound answer
+/// it, but never longer than `[sinkhole] ttl`, which bounds how long a name taken off a list stays blocked in
+/// clients' caches. Other RPZ answers keep `[sinkhole] ttl`.
+#[test]
+fn rpz_local_data_answers_with_the_zones_ttl_up_to_the_sinkhole_ttl() {
+    let dir = tempdir("rpz-ttl");
+    std::fs::write(
+        dir.join("zone.rpz"),
+        "$TTL 30\n$ORIGIN rpz.local.\n@ SOA ns.rpz.local. admin.rpz.local. 1 3600 600 86400 300\n  NS ns.rpz.local.\n\
+         zone-ttl.example A 192.0.2.1\nown-ttl.example 9 IN A 192.0.2.2\nown-ttl.example IN 7 A 192.0.2.3\n\
+         long.example 1d A 192.0.2.4\nnx.example 5 CNAME .\n",
+    )
+    .unwrap();
+    let s = start(
+        &dir,
+        "[[blocklists]]\nname = \"rpz\"\npath = \"zone.rpz\"\n[sinkhole]\nttl = 120\n",
+    );
+    // (answer TTLs, authority TTLs) over UDP, checked to be the same over TCP
+    let ttls = |name: &str, qtype: u16| {
+        let of = |m: hickory_proto::op::Message| {
+            let t =
+                |rs: &[hickory_proto::rr::Record]| rs.iter().map(|r| r.ttl).collect::<Vec<u32>>();
+            (t(&m.answers), t(&m.authorities))
+        };
+        let udp = of(ask_udp(s.addr(), name, qtype));
+        assert_eq!(udp, of(ask_tcp(s.addr(), name, qtype)), "{name} over TCP");
+        udp
+    };
+    assert_eq!(ttls("zone-ttl.example", 1), (vec![30], vec![]));
+    assert_eq!(
+        ttls("own-ttl.example", 1),
+        (vec![7, 7], vec![]),
+        "the RRset's lowest"
+    );
+    assert_eq!(ttls("long.example", 1), (vec![120], vec![]), "capped");
+    // NODATA for another type: the SOA carries the local data's TTL.
+    assert_eq!(ttls("zone-ttl.example", 28), (vec![], vec![30]));
+    assert_eq!(ttls("nx.example", 1), (vec![], vec![120]), "not local data");
+}
+
 #[test]
 fn allow_list_beats_block_of_parent() {
     let dir = tempdir("allow");

@@ -23,6 +23,8 @@ pub struct Entry<'a> {
     pub allow: bool,
     /// The address of an RPZ local-data record.
     pub addr: Option<IpAddr>,
+    /// The TTL of an RPZ local-data record (its own, else the zone's `$TTL`).
+    pub ttl: Option<u32>,
 }
 
 /// What a line yielded.
@@ -241,6 +243,7 @@ impl LineParser {
                 },
                 allow,
                 addr: None,
+                ttl: None,
             }),
         );
     }

@@ -122,6 +122,8 @@ impl FileStamp {
 pub struct LocalData {
     pub v4: Vec<Ipv4Addr>,
     pub v6: Vec<Ipv6Addr>,
+    /// The lowest TTL among its records (RFC 2181 asks one TTL of an RRset), when the zone gave any.
+    pub ttl: Option<u32>,
 }
 
 /// What loading a list counted.
@@ -290,6 +292,9 @@ impl List {
                 if !allow && rule.action == RuleAction::LocalData =>
             {
                 let data = self.local.entry((key, rule.scope)).or_default();
+                if let Some(t) = e.ttl {
+                    data.ttl = Some(data.ttl.map_or(t, |old| old.min(t)));
+                }
                 let added = match addr {
                     IpAddr::V4(a) if !data.v4.contains(&a) => {
                         data.v4.push(a);

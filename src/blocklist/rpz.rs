@@ -15,7 +15,7 @@
 //! first SOA's owner, and until an SOA by the first `$ORIGIN`. An absolute owner outside it is invalid; a
 //! relative one that the current `$ORIGIN` puts outside it is taken relative to the zone as written (as
 //! c2sink always read hand-written files). With neither, a relative owner is taken as written. SOA and NS
-//! records at the apex and `$TTL` are read and ignored. Other triggers (`rpz-ip`, `rpz-nsdname`, `rpz-nsip`,
+//! records at the apex are read and ignored; `$TTL` and record TTLs give local data its TTL. Other triggers (`rpz-ip`, `rpz-nsdname`, `rpz-nsip`,
 //! `rpz-client-ip`), CNAME rewrites to other names, `rpz-tcp-only` and other local-data types are counted as
 //! skipped.
 
@@ -50,9 +50,44 @@ pub struct Zone {
     /// The current `$ORIGIN`, which relative owners and `@` stand for ("" for the root).
     origin: Option<String>,
     last_owner: Option<Owner>,
+    /// The `$TTL` in force: the TTL of local data written without one.
+    default_ttl: Option<u32>,
     /// A record spanning lines in parentheses: its first line and text so far.
     pending: Option<(u32, String)>,
     depth: i32,
+}
+
+/// A zone-file TTL in seconds: plain (`300`) or in BIND's units (`1h30m`, `2D`: w, d, h, m, s). Values past
+/// 2^31 - 1 are not TTLs (RFC 2181, section 8).
+fn parse_ttl(text: &str) -> Option<u32> {
+    if let Ok(secs) = text.parse::<u32>() {
+        return (secs <= i32::MAX as u32).then_some(secs);
+    }
+    let (mut total, mut n, mut digits) = (0u64, 0u64, false);
+    for c in text.chars() {
+        if let Some(d) = c.to_digit(10) {
+            n = n.checked_mul(10)?.checked_add(u64::from(d))?;
+            digits = true;
+            continue;
+        }
+        let unit = match c.to_ascii_lowercase() {
+            'w' => 604_800,
+            'd' => 86_400,
+            'h' => 3_600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        if !std::mem::take(&mut digits) {
+            return None;
+        }
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        n = 0;
+    }
+    if digits || text.is_empty() {
+        return None;
+    }
+    u32::try_from(total).ok().filter(|&t| t <= i32::MAX as u32)
 }
 
 impl Zone {
@@ -114,7 +149,11 @@ impl Zone {
             words.next();
             let arg = words.next();
             return match (first.to_ascii_uppercase().as_str(), arg) {
-                ("$TTL", _) => {}
+                ("$TTL", Some(t)) => match parse_ttl(t) {
+                    Some(ttl) => self.default_ttl = Some(ttl),
+                    None => out(lineno, invalid(format!("\"{}\" is not a TTL", short(t)))),
+                },
+                ("$TTL", None) => out(lineno, invalid("$TTL without a value".into())),
                 ("$ORIGIN", Some(o)) => match self.absolute(o) {
                     Some(origin) => {
                         if self.first_origin.is_none() {
@@ -145,11 +184,17 @@ impl Zone {
         let owner_text = if blank_owner { None } else { words.next() };
         // TTL and class, in either order, before the type.
         let mut rtype = None;
+        let mut ttl = self.default_ttl;
         for w in words.by_ref().take(3) {
             let up = w.to_ascii_uppercase();
-            if w.starts_with(|c: char| c.is_ascii_digit())
-                || ["IN", "CH", "HS", "CS"].contains(&up.as_str())
-            {
+            if w.starts_with(|c: char| c.is_ascii_digit()) {
+                match parse_ttl(w) {
+                    Some(t) => ttl = Some(t),
+                    None => return out(lineno, invalid(format!("\"{}\" is not a TTL", short(w)))),
+                }
+                continue;
+            }
+            if ["IN", "CH", "HS", "CS"].contains(&up.as_str()) {
                 continue;
             }
             rtype = Some(up);
@@ -261,6 +306,7 @@ impl Zone {
                 rule: Rule { scope, action },
                 allow,
                 addr,
+                ttl: addr.and(ttl),
             }),
         );
     }
@@ -374,6 +420,62 @@ mod tests {
 
     fn rule(scope: u8, action: RuleAction) -> Rule {
         Rule { scope, action }
+    }
+
+    #[test]
+    fn ttls_in_seconds_and_in_bind_units() {
+        for (text, want) in [
+            ("300", Some(300)),
+            ("0", Some(0)),
+            ("1h30m", Some(5_400)),
+            ("2D", Some(172_800)),
+            ("1w2d3h4m5s", Some(788_645)),
+            ("2147483647", Some(i32::MAX as u32)),
+            ("2147483648", None),
+            ("4000w", None),
+            ("1h30", None),
+            ("h", None),
+            ("3x", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_ttl(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn local_data_takes_its_own_ttl_else_the_zones() {
+        let mut z = Zone::default();
+        let mut buf = String::new();
+        let mut got = Vec::new();
+        let mut invalid = Vec::new();
+        let zone = "$ORIGIN rpz.example.\nno-ttl.test A 192.0.2.9\n$TTL 1h\nzone.test A 192.0.2.1\n\
+                    own.test 60 IN A 192.0.2.2\n\tIN 2m AAAA 2001:db8::2\nnx.test 60 CNAME .\n\
+                    bad.test 5y A 192.0.2.3\n$TTL soon\n";
+        for (i, l) in zone.lines().enumerate() {
+            z.line(i as u32 + 1, l, &mut buf, &mut |line, item| match item {
+                Item::Entry(e) => got.push((line, e.name.to_string(), e.ttl)),
+                Item::Invalid(m) => invalid.push((line, m)),
+                Item::Skipped(_) => {}
+            });
+        }
+        let names = |n: &str| n.to_string();
+        assert_eq!(
+            got,
+            vec![
+                (2, names("no-ttl.test"), None),
+                (4, names("zone.test"), Some(3_600)),
+                (5, names("own.test"), Some(60)),
+                (6, names("own.test"), Some(120)),
+                (7, names("nx.test"), None),
+            ]
+        );
+        assert_eq!(
+            invalid,
+            vec![
+                (8, "\"5y\" is not a TTL".to_string()),
+                (9, "\"soon\" is not a TTL".to_string())
+            ]
+        );
     }
 
     #[test]
