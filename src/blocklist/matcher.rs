@@ -11,6 +11,7 @@
 //! chance that any of d distinct unlisted names collides with one of n rules is d * n / 2^59 (for 10^6 rules
 //! and 10^6 distinct names seen, about 2e-6 per process lifetime).
 
+use super::table::Table;
 use foldhash::quality::FixedState;
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
@@ -119,10 +120,10 @@ impl Match<'_> {
 pub struct DomainSet {
     /// Fingerprint (high 59 bits) and packed [`Rule`] (low 5 bits); 0 marks a free slot (a rule's scope is
     /// never 0).
-    keys: Vec<u64>,
+    keys: Table<u64>,
     /// A blocked Bloom filter (one 64-byte block per name, 3 bits in it; one byte per rule, so it stays in
     /// cache where the table cannot): most names that are not listed are turned away without touching the table.
-    filter: Vec<[u64; 8]>,
+    filter: Table<[u64; 8]>,
     len: usize,
     /// Bit i set when some rule's name has i + 1 labels (names of 128+ labels share bit 127): lookups skip
     /// parents of lengths no rule has, typically the top-level domain.
@@ -176,8 +177,8 @@ impl DomainSet {
     pub fn with_capacity(n: usize) -> Self {
         let slots = slots_for(n);
         DomainSet {
-            keys: table(slots),
-            filter: table(filter_blocks(n)),
+            keys: Table::new(slots),
+            filter: Table::new(filter_blocks(n)),
             len: 0,
             label_counts: 0,
         }
@@ -259,9 +260,9 @@ impl DomainSet {
     }
 
     fn resize(&mut self, slots: usize) {
-        let keys = std::mem::replace(&mut self.keys, table(slots));
-        self.filter = table(filter_blocks(slots * 2 / 3));
-        for k in keys {
+        let keys = std::mem::replace(&mut self.keys, Table::new(slots));
+        self.filter = Table::new(filter_blocks(slots * 2 / 3));
+        for &k in keys.iter() {
             if k != 0 {
                 self.filter_add(k & !RULE_BITS);
                 let mut i = self.home(k & !RULE_BITS);
@@ -418,38 +419,7 @@ impl DomainSet {
 
     /// Bytes held by this set, for memory reports.
     pub fn heap_bytes(&self) -> usize {
-        self.keys.capacity() * 8 + self.filter.capacity() * 64
-    }
-}
-
-/// A zeroed table of `n` entries. One of 2 MB or more asks the kernel for 2 MB pages: lookups land on random
-/// pages, and a million-rule table on 4 KB pages (3,000 of them) misses the TLB on nearly every probe.
-fn table<T: Clone + Default>(n: usize) -> Vec<T> {
-    let v = vec![T::default(); n];
-    advise_huge_pages(&v);
-    v
-}
-
-/// Marks the whole pages inside `v`'s memory for transparent huge pages (Linux `MADV_HUGEPAGE`), before they
-/// are first touched: with `transparent_hugepage=madvise`, the default on Debian and Ubuntu, nothing else gets
-/// them. Only advice: where the kernel says no, the table works as before.
-fn advise_huge_pages<T>(v: &[T]) {
-    const HUGE: usize = 2 << 20;
-    let bytes = std::mem::size_of_val(v);
-    if bytes < HUGE {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: sysconf only reads a system constant.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-        let start = (v.as_ptr() as usize).next_multiple_of(page);
-        let end = (v.as_ptr() as usize + bytes) / page * page;
-        if end > start {
-            // SAFETY: [start, end) lies inside `v`'s allocation and is page aligned; MADV_HUGEPAGE changes how
-            // the kernel backs those pages, never what they hold. A refusal (EINVAL without THP) is harmless.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-        }
+        self.keys.bytes() + self.filter.bytes()
     }
 }
 
@@ -618,53 +588,6 @@ mod tests {
             };
         }
         s
-    }
-
-    /// The memory mapping flags (`VmFlags` in /proc/self/smaps) of the mapping that holds `addr`.
-    #[cfg(target_os = "linux")]
-    fn vm_flags(addr: usize) -> Option<String> {
-        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-        let mut inside = false;
-        for line in smaps.lines() {
-            let first = line.split_whitespace().next().unwrap_or("");
-            if let Some((lo, hi)) = first.split_once('-')
-                && let (Ok(lo), Ok(hi)) =
-                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
-            {
-                inside = (lo..hi).contains(&addr);
-            } else if inside && let Some(flags) = line.strip_prefix("VmFlags:") {
-                return Some(flags.trim().to_string());
-            }
-        }
-        None
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn a_large_table_asks_for_huge_pages_and_a_small_one_does_not() {
-        if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
-            eprintln!("kernel without transparent huge pages: nothing to check");
-            return;
-        }
-        let big = DomainSet::with_capacity(1_000_000);
-        // the middle of the table: its ends may share a mapping with other allocations
-        let mid = big.keys.as_ptr() as usize + big.keys.len() * 4;
-        let flags = vm_flags(mid).expect("the table's mapping is in /proc/self/smaps");
-        assert!(flags.split(' ').any(|f| f == "hg"), "flags {flags}");
-        let mut grown = DomainSet::default();
-        for i in 0..200_000 {
-            grown.insert(&format!("n{i}.example"), Rule::TREE);
-        }
-        let mid = grown.keys.as_ptr() as usize + grown.keys.len() * 4;
-        let flags = vm_flags(mid).expect("the grown table's mapping");
-        assert!(flags.split(' ').any(|f| f == "hg"), "grown: flags {flags}");
-        let small = DomainSet::with_capacity(1_000);
-        let flags = vm_flags(small.keys.as_ptr() as usize).expect("the small table's mapping");
-        assert!(!flags.split(' ').any(|f| f == "hg"), "small: flags {flags}");
-        assert_eq!(
-            rule_of(&grown, "a.n199999.example").as_deref(),
-            Some("n199999.example")
-        );
     }
 
     fn rule_of(s: &DomainSet, q: &str) -> Option<String> {

@@ -13,6 +13,7 @@ mod parse;
 pub mod report;
 mod rpz;
 pub mod synthetic;
+mod table;
 
 pub use formats::{Entry, Item, LineParser, detect, parse_ip};
 pub use ipset::{IpHit, IpSet, ip_line};
