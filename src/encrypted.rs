@@ -46,6 +46,11 @@ pub async fn on_behalf_of<F: std::future::Future>(client: Option<Asker>, forward
 fn share_of(asker: Asker) -> usize {
     (DOT_BUSY_MAX.saturating_mul(asker.part) / asker.whole.max(1)).clamp(1, DOT_BUSY_MAX)
 }
+/// The least time worth asking a DoT upstream in, once a place in the client's share is free: a tenth of the
+/// timeout, at most 100 ms (answers come in tens of milliseconds).
+fn least_left(timeout: Duration) -> Duration {
+    (timeout / 10).min(Duration::from_millis(100))
+}
 /// A DoT connection idle longer than this is not reused (servers close idle ones after some seconds).
 const DOT_IDLE_FOR: Duration = Duration::from_secs(10);
 /// Largest DNS message (TCP framing and DoH bodies alike).
@@ -293,8 +298,8 @@ impl Dot {
 
     /// Sends one query (ID already set) and returns the raw answer, within `timeout`.
     ///
-    /// A try that spends its timeout (all but a tenth) waiting for a place in its client's own share ends with
-    /// [`TryError::OwnShare`]: the server was never asked, so it must not count against the server.
+    /// A try that spends its timeout (all but [`least_left`]) waiting for a place in its client's own share
+    /// ends with [`TryError::OwnShare`]: the server was never asked, so it must not count against the server.
     pub async fn exchange(&self, msg: &[u8], timeout: Duration) -> Result<Vec<u8>, TryError> {
         let started = Instant::now();
         let _share = match ASKER.try_with(|k| *k).ok().flatten() {
@@ -308,12 +313,12 @@ impl Dot {
         let left = timeout.saturating_sub(started.elapsed());
         // A place freed just before the end (the same timer tick often ends the try that held it and this
         // wait) leaves no time for an answer: asking would only load the server.
-        if left < timeout / 10 {
+        if left < least_left(timeout) {
             return Err(TryError::OwnShare(timeout));
         }
         tokio::time::timeout(left, self.exchange_held(msg))
             .await
-            .map_err(|_| TryError::Timeout(timeout))?
+            .map_err(|_| TryError::Timeout(left))?
     }
 
     /// [`exchange`](Self::exchange) once the client's share (if any) has a place for it.

@@ -43,7 +43,7 @@ pub enum TryError {
     AllDown,
     /// The client already held its whole share of a DoT upstream's connections for the whole timeout.
     #[error(
-        "waited {0:?} for this client's share of the upstream's connections (the server was not asked)"
+        "waited {0:?} for a place in the asking client's share of the upstream's connections (the server was not asked)"
     )]
     OwnShare(Duration),
 }

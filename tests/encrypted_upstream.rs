@@ -650,7 +650,10 @@ fn waiting_for_a_clients_own_share_is_not_an_upstream_failure() {
         "{failures} upstream failures for 100 names from one client"
     );
     assert!(
-        server.wait_for_log("for this client's share", std::time::Duration::from_secs(1)),
+        server.wait_for_log(
+            "in the asking client's share",
+            std::time::Duration::from_secs(1)
+        ),
         "the SERVFAIL's log says why"
     );
 }
