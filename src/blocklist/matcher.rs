@@ -66,11 +66,11 @@ impl Rule {
         action: RuleAction::Default,
     };
 
-    fn pack(self) -> u8 {
+    pub(super) fn pack(self) -> u8 {
         self.scope | (self.action as u8) << 2
     }
 
-    fn unpack(b: u8) -> Rule {
+    pub(super) fn unpack(b: u8) -> Rule {
         Rule {
             scope: b & scope::TREE,
             action: RuleAction::from_bits(b >> 2),
@@ -526,7 +526,7 @@ impl<'a> Suffixes<'a> {
 
     /// The fingerprint of suffix `i`, computed once for the first [`KEPT_KEYS`] suffixes.
     #[inline]
-    fn key(&mut self, i: usize) -> u64 {
+    pub(super) fn key(&mut self, i: usize) -> u64 {
         if i >= KEPT_KEYS {
             return fingerprint(self.suffix(i));
         }

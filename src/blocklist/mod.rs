@@ -9,6 +9,7 @@
 mod formats;
 mod ipset;
 mod matcher;
+mod memo;
 mod parse;
 pub mod report;
 mod rpz;
@@ -188,7 +189,14 @@ pub struct Lists {
     pub lists: Vec<Arc<List>>,
     any_allow: bool,
     any_addrs: bool,
+    /// Mixed into name fingerprints to tag this set's decisions in the per-thread [`memo`]; `None` for lists
+    /// small enough to stay in the CPU caches, where asking them again is as cheap as the memo.
+    memo_id: Option<u64>,
 }
+
+/// Rules (block and allow, over all lists) from which decisions are remembered per thread ([`memo`]): a
+/// set this size (filter and table about 1 MB) no longer stays in a core's caches between queries.
+const MEMO_FROM: usize = 65_536;
 
 impl List {
     /// Reads a list file as configured; `path` is `cfg.path` resolved against the config folder.
@@ -610,10 +618,18 @@ impl Lists {
     pub fn new(lists: Vec<Arc<List>>) -> Lists {
         let any_allow = lists.iter().any(|l| !l.allow.is_empty());
         let any_addrs = lists.iter().any(|l| !l.addrs.is_empty());
+        let rules: usize = lists.iter().map(|l| l.block.len() + l.allow.len()).sum();
+        let memo_id = (rules >= MEMO_FROM && lists.len() <= usize::from(u16::MAX)).then(|| {
+            static SETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+            // Distinct for every set built in this process; spread over all 64 bits by an odd multiplier.
+            SETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        });
         Lists {
             lists,
             any_allow,
             any_addrs,
+            memo_id,
         }
     }
 
@@ -631,20 +647,78 @@ impl Lists {
     ///
     /// Called for every query: no allocation, one hash per label at most, one probe per label per list.
     pub fn check_in<'a>(&'a self, s: &mut Suffixes<'a>) -> Option<Verdict<'a>> {
+        let Some(id) = self.memo_id else {
+            return self.decide(s);
+        };
+        let tag = s.key(0) ^ id;
+        if let Some(d) = memo::get(tag) {
+            return self.recall(d, s);
+        }
+        let verdict = self.decide(s);
+        let d = match &verdict {
+            None => memo::Decision::Pass,
+            Some(v) => memo::Decision::Block {
+                list: self
+                    .lists
+                    .iter()
+                    .position(|l| std::ptr::eq(&**l, v.list))
+                    .and_then(|i| u16::try_from(i).ok())
+                    .unwrap_or(u16::MAX),
+                suffix_len: u16::try_from(v.rule.name.len()).unwrap_or(u16::MAX),
+                rule: v.rule.rule.pack(),
+            },
+        };
+        memo::put(tag, d);
+        verdict
+    }
+
+    /// The decision the lists give, asked rule by rule.
+    fn decide<'a>(&'a self, s: &mut Suffixes<'a>) -> Option<Verdict<'a>> {
         for list in &self.lists {
             if let Some(rule) = list.block.find_in(s) {
                 if self.any_allow && self.allowed_in(s).is_some() {
                     return None;
                 }
-                let local = if rule.rule.action == RuleAction::LocalData {
-                    list.local.get(&(fingerprint(rule.name), rule.rule.scope))
-                } else {
-                    None
-                };
-                return Some(Verdict { list, rule, local });
+                return Some(Self::verdict(list, rule));
             }
         }
         None
+    }
+
+    fn verdict<'a>(list: &'a List, rule: Match<'a>) -> Verdict<'a> {
+        let local = if rule.rule.action == RuleAction::LocalData {
+            list.local.get(&(fingerprint(rule.name), rule.rule.scope))
+        } else {
+            None
+        };
+        Verdict { list, rule, local }
+    }
+
+    /// A remembered decision as the verdict [`decide`](Self::decide) gave (asked again if it does not fit).
+    fn recall<'a>(&'a self, d: memo::Decision, s: &mut Suffixes<'a>) -> Option<Verdict<'a>> {
+        let memo::Decision::Block {
+            list,
+            suffix_len,
+            rule,
+        } = d
+        else {
+            return None;
+        };
+        let name = s.suffix(0);
+        let start = name.len().checked_sub(usize::from(suffix_len));
+        match (
+            self.lists.get(usize::from(list)),
+            start.and_then(|i| name.get(i..)),
+        ) {
+            (Some(list), Some(suffix)) => Some(Self::verdict(
+                list,
+                Match {
+                    name: suffix,
+                    rule: Rule::unpack(rule),
+                },
+            )),
+            _ => self.decide(s),
+        }
     }
 
     /// The address list and network that contain `ip`, if any (first list in config order).
@@ -762,6 +836,87 @@ mod tests {
             ex.iter()
                 .any(|e| e.allow && e.rule.name == "good.example.com")
         );
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    /// Large lists remember their decisions per thread: what comes back must be what the lists decide, for
+    /// every kind of outcome, and a reload's new lists must never be given the old ones' decisions.
+    #[test]
+    fn remembered_decisions_are_the_decisions_and_never_outlive_their_lists() {
+        let d = tmp("memo");
+        let mut filler = String::new();
+        for i in 0..70_000 {
+            filler.push_str(&format!("n{i}.filler.test\n"));
+        }
+        let block = |extra: &str| {
+            let p = write(&d, "b.txt", format!("{filler}{extra}").as_bytes());
+            Arc::new(List::load(&cfg("b", ListFormat::Domains, ListKind::Block), &p).unwrap())
+        };
+        let rpz = write(
+            &d,
+            "r.rpz",
+            b"$ORIGIN rpz.local.\nsink.example 30 A 192.0.2.7\n*.nx.example CNAME .\n",
+        );
+        let rpz = Arc::new(List::load(&cfg("r", ListFormat::Rpz, ListKind::Block), &rpz).unwrap());
+        let allow = write(&d, "a.txt", b"ok.c2.example\n");
+        let allow =
+            Arc::new(List::load(&cfg("a", ListFormat::Auto, ListKind::Allow), &allow).unwrap());
+        let lists = Lists::new(vec![
+            block("c2.example\n*.wild.example\n"),
+            rpz.clone(),
+            allow.clone(),
+        ]);
+        assert!(lists.memo_id.is_some(), "70,000 rules are remembered");
+        type Seen = Option<(String, String, Rule, Option<LocalData>)>;
+        let seen = |v: Option<Verdict<'_>>| -> Seen {
+            v.map(|v| {
+                (
+                    v.list.name.to_string(),
+                    v.rule.name.to_string(),
+                    v.rule.rule,
+                    v.local.cloned(),
+                )
+            })
+        };
+        let names = [
+            "c2.example",
+            "a.b.c2.example",
+            "ok.c2.example",
+            "x.ok.c2.example",
+            "wild.example",
+            "a.wild.example",
+            "sink.example",
+            "a.nx.example",
+            "nx.example",
+            "n69999.filler.test",
+            "filler.test",
+            "unlisted.example",
+            "example",
+        ];
+        for name in names {
+            let want = seen(lists.decide(&mut Suffixes::new(name)));
+            assert_eq!(seen(lists.check(name)), want, "{name}, first");
+            assert_eq!(seen(lists.check(name)), want, "{name}, remembered");
+        }
+        assert!(seen(lists.check("a.b.c2.example")).is_some());
+        assert_eq!(
+            seen(lists.check("sink.example"))
+                .and_then(|s| s.3)
+                .map(|l| l.v4),
+            Some(vec![Ipv4Addr::new(192, 0, 2, 7)])
+        );
+        // A reload without c2.example: the new lists decide for themselves on this very thread.
+        let reloaded = Lists::new(vec![block("*.wild.example\n"), rpz, allow]);
+        assert_ne!(reloaded.memo_id, lists.memo_id);
+        assert!(
+            reloaded.check("a.b.c2.example").is_none(),
+            "not the old lists' decision"
+        );
+        assert!(reloaded.check("a.wild.example").is_some());
+        // Small lists are asked every time.
+        let small = write(&d, "s.txt", b"c2.example\n");
+        let small = List::load(&cfg("s", ListFormat::Domains, ListKind::Block), &small).unwrap();
+        assert_eq!(Lists::new(vec![Arc::new(small)]).memo_id, None);
         std::fs::remove_dir_all(&d).ok();
     }
 
