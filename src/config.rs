@@ -635,7 +635,7 @@ pub struct SinkholeConfig {
     pub ipv4: Option<Ipv4Addr>,
     /// Address given to AAAA questions in `address` mode.
     pub ipv6: Option<Ipv6Addr>,
-    /// TTL of sinkhole answers and of the synthesized SOA.
+    /// TTL of sinkhole answers and of the synthesized SOA; the most RPZ local data may keep of its own.
     #[serde(default = "default_sinkhole_ttl")]
     pub ttl: u32,
 }

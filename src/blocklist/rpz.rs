@@ -57,11 +57,15 @@ pub struct Zone {
     depth: i32,
 }
 
-/// A zone-file TTL in seconds: plain (`300`) or in BIND's units (`1h30m`, `2D`: w, d, h, m, s). Values past
-/// 2^31 - 1 are not TTLs (RFC 2181, section 8).
+/// A zone-file TTL in seconds: plain (`300`) or in BIND's units (`1h30m`, `2D`: w, d, h, m, s). A value with
+/// the top bit set counts as 0 (RFC 2181, section 8); past 32 bits it is no TTL.
 fn parse_ttl(text: &str) -> Option<u32> {
+    let msb_zero = |t: u32| if t > i32::MAX as u32 { 0 } else { t };
+    if !text.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
     if let Ok(secs) = text.parse::<u32>() {
-        return (secs <= i32::MAX as u32).then_some(secs);
+        return Some(msb_zero(secs));
     }
     let (mut total, mut n, mut digits) = (0u64, 0u64, false);
     for c in text.chars() {
@@ -87,7 +91,7 @@ fn parse_ttl(text: &str) -> Option<u32> {
     if digits || text.is_empty() {
         return None;
     }
-    u32::try_from(total).ok().filter(|&t| t <= i32::MAX as u32)
+    u32::try_from(total).ok().map(msb_zero)
 }
 
 impl Zone {
@@ -184,14 +188,12 @@ impl Zone {
         let owner_text = if blank_owner { None } else { words.next() };
         // TTL and class, in either order, before the type.
         let mut rtype = None;
-        let mut ttl = self.default_ttl;
+        let mut ttl = Ok(self.default_ttl);
         for w in words.by_ref().take(3) {
             let up = w.to_ascii_uppercase();
             if w.starts_with(|c: char| c.is_ascii_digit()) {
-                match parse_ttl(w) {
-                    Some(t) => ttl = Some(t),
-                    None => return out(lineno, invalid(format!("\"{}\" is not a TTL", short(w)))),
-                }
+                // Judged once the record is known: only local data answers with it.
+                ttl = parse_ttl(w).map(Some).ok_or(w);
                 continue;
             }
             if ["IN", "CH", "HS", "CS"].contains(&up.as_str()) {
@@ -268,6 +270,10 @@ impl Zone {
                     )),
                 );
             }
+            ("A" | "AAAA", _) if ttl.is_err() => {
+                let w = ttl.err().unwrap_or_default();
+                return out(lineno, invalid(format!("\"{}\" is not a TTL", short(w))));
+            }
             ("A", Some(a)) => match a.parse::<std::net::Ipv4Addr>() {
                 Ok(v4) => (RuleAction::LocalData, false, Some(IpAddr::V4(v4))),
                 Err(_) => {
@@ -306,7 +312,7 @@ impl Zone {
                 rule: Rule { scope, action },
                 allow,
                 addr,
-                ttl: addr.and(ttl),
+                ttl: addr.and(ttl.ok().flatten()),
             }),
         );
     }
@@ -431,8 +437,12 @@ mod tests {
             ("2D", Some(172_800)),
             ("1w2d3h4m5s", Some(788_645)),
             ("2147483647", Some(i32::MAX as u32)),
-            ("2147483648", None),
-            ("4000w", None),
+            ("2147483648", Some(0)),
+            ("4294967295", Some(0)),
+            ("4294967296", None),
+            ("4000w", Some(0)),
+            ("8000w", None),
+            ("+300", None),
             ("1h30", None),
             ("h", None),
             ("3x", None),
@@ -450,7 +460,7 @@ mod tests {
         let mut invalid = Vec::new();
         let zone = "$ORIGIN rpz.example.\nno-ttl.test A 192.0.2.9\n$TTL 1h\nzone.test A 192.0.2.1\n\
                     own.test 60 IN A 192.0.2.2\n\tIN 2m AAAA 2001:db8::2\nnx.test 60 CNAME .\n\
-                    bad.test 5y A 192.0.2.3\n$TTL soon\n";
+                    bad.test 5y A 192.0.2.3\n\tAAAA 2001:db8::3\ncname.test 1h30 CNAME .\n$TTL soon\n";
         for (i, l) in zone.lines().enumerate() {
             z.line(i as u32 + 1, l, &mut buf, &mut |line, item| match item {
                 Item::Entry(e) => got.push((line, e.name.to_string(), e.ttl)),
@@ -467,13 +477,17 @@ mod tests {
                 (5, names("own.test"), Some(60)),
                 (6, names("own.test"), Some(120)),
                 (7, names("nx.test"), None),
+                // the owner of a record with a bad TTL still owns the blank-owner records after it
+                (9, names("bad.test"), Some(3_600)),
+                // a block rule does not use its TTL: a bad one does not cost the rule
+                (10, names("cname.test"), None),
             ]
         );
         assert_eq!(
             invalid,
             vec![
                 (8, "\"5y\" is not a TTL".to_string()),
-                (9, "\"soon\" is not a TTL".to_string())
+                (11, "\"soon\" is not a TTL".to_string())
             ]
         );
     }
