@@ -314,7 +314,7 @@ impl Dot {
         // A place freed just before the end (the same timer tick often ends the try that held it and this
         // wait) leaves no time for an answer: asking would only load the server.
         if left < least_left(timeout) {
-            return Err(TryError::OwnShare(timeout));
+            return Err(TryError::OwnShare(started.elapsed()));
         }
         tokio::time::timeout(left, self.exchange_held(msg))
             .await

@@ -69,16 +69,23 @@ fn slot(tag: u64) -> usize {
 /// The decision stored under `tag`, if this thread has one.
 #[inline]
 pub fn get(tag: u64) -> Option<Decision> {
-    MEMO.with_borrow(|m| {
+    // `try_`: a thread tearing down its locals, or a borrow somehow held, is a miss, never a panic.
+    MEMO.try_with(|m| {
+        let m = m.try_borrow().ok()?;
         let &(t, v) = m.get(slot(tag))?;
         if t == tag { Decision::decode(v) } else { None }
     })
+    .ok()
+    .flatten()
 }
 
 /// Stores `d` under `tag` on this thread, in place of whatever shared its slot.
 #[inline]
 pub fn put(tag: u64, d: Decision) {
-    MEMO.with_borrow_mut(|m| {
+    let _ = MEMO.try_with(|m| {
+        let Ok(mut m) = m.try_borrow_mut() else {
+            return;
+        };
         if m.is_empty() {
             m.resize(SLOTS, (0, 0));
         }

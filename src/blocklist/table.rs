@@ -13,7 +13,8 @@ use std::ptr::NonNull;
 /// Plain data whose all-zero bytes are a valid value: a fresh mapping is the table's initial contents.
 ///
 /// # Safety
-/// Implementors must be valid when every byte is zero and must not need dropping.
+/// Implementors must be valid when every byte is zero, their `Default` must be that value (small tables start
+/// from it), and they must not need dropping.
 pub unsafe trait Zeroed: Copy + Default {}
 // SAFETY: integers and arrays of them are valid as zero bytes and have no drop glue.
 unsafe impl Zeroed for u64 {}
@@ -136,11 +137,13 @@ impl<T: Zeroed> Drop for Table<T> {
     fn drop(&mut self) {
         let (start, bytes) = self.map;
         if bytes > 0 {
-            #[cfg(target_os = "linux")]
             // SAFETY: the table's own mapping, made in `mapped` and unmapped only here.
+            #[cfg(target_os = "linux")]
             unsafe {
                 libc::munmap(start as *mut libc::c_void, bytes);
             }
+            #[cfg(not(target_os = "linux"))]
+            let _ = start;
         } else {
             let slice = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len);
             // SAFETY: the boxed slice leaked in `new`, taken back once.
@@ -154,6 +157,7 @@ mod tests {
     use super::*;
 
     /// The start and the flags (`VmFlags` in /proc/self/smaps) of the mapping that holds `addr`.
+    #[cfg(target_os = "linux")]
     fn mapping_of(addr: usize) -> Option<(usize, String)> {
         let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
         let mut inside = None;
@@ -173,6 +177,7 @@ mod tests {
         None
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_large_table_has_its_own_aligned_mapping_advised_for_huge_pages() {
         let mut big: Table<u64> = Table::new(1_500_001);
