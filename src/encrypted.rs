@@ -298,40 +298,45 @@ impl Dot {
 
     /// Sends one query (ID already set) and returns the raw answer, within `timeout`.
     ///
-    /// A try that spends its timeout (all but [`least_left`]) waiting for a place in its client's own share
-    /// ends with [`TryError::OwnShare`]: the server was never asked, so it must not count against the server.
+    /// A try that spends its timeout (all but [`least_left`]) waiting, for a place in its client's own share
+    /// or for one of the upstream's connections, ends with [`TryError::OwnShare`] or [`TryError::PoolFull`]:
+    /// the server was never asked, so it must not count against the server.
     pub async fn exchange(&self, msg: &[u8], timeout: Duration) -> Result<Vec<u8>, TryError> {
-        let started = Instant::now();
-        let _share = match ASKER.try_with(|k| *k).ok().flatten() {
-            Some(asker) => Some(
-                tokio::time::timeout(timeout, self.share(asker))
-                    .await
-                    .map_err(|_| TryError::OwnShare(timeout))?,
-            ),
-            None => None,
-        };
-        let left = timeout.saturating_sub(started.elapsed());
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
         // A place freed just before the end (the same timer tick often ends the try that held it and this
         // wait) leaves no time for an answer: asking would only load the server.
-        if left < least_left(timeout) {
-            return Err(TryError::OwnShare(started.elapsed()));
-        }
+        let time_left = || {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            (left >= least_left(timeout)).then_some(left)
+        };
+        let _share = match ASKER.try_with(|k| *k).ok().flatten() {
+            Some(asker) => {
+                let share = tokio::time::timeout_at(deadline, self.share(asker)).await;
+                match (share, time_left()) {
+                    (Ok(share), Some(_)) => Some(share),
+                    _ => return Err(TryError::OwnShare(started.elapsed())),
+                }
+            }
+            None => None,
+        };
+        let busy = tokio::time::timeout_at(deadline, self.busy.acquire()).await;
+        let (_busy, left) = match (busy, time_left()) {
+            (Ok(Ok(permit)), Some(left)) => (permit, left),
+            (Ok(Err(closed)), _) => return Err(TryError::Io(std::io::Error::other(closed))),
+            _ => return Err(TryError::PoolFull(started.elapsed())),
+        };
         tokio::time::timeout(left, self.exchange_held(msg))
             .await
             .map_err(|_| TryError::Timeout(left))?
     }
 
-    /// [`exchange`](Self::exchange) once the client's share (if any) has a place for it.
+    /// [`exchange`](Self::exchange) once it holds one of the connections' places (`busy`).
     async fn exchange_held(&self, msg: &[u8]) -> Result<Vec<u8>, TryError> {
         // A connection goes back to the pool only after an answer with this query's ID: one that read a
         // stray message (an answer that came after its query gave up) is out of step, and kept it would
         // hand every later query the answer before.
         let same_id = |answer: &[u8]| answer.get(..2) == msg.get(..2);
-        let _busy = self
-            .busy
-            .acquire()
-            .await
-            .map_err(|e| TryError::Io(std::io::Error::other(e)))?;
         if let Some(mut conn) = self.take_idle() {
             // A kept connection may have been closed by the server meanwhile, or be out of step: then try
             // a fresh one.

@@ -86,7 +86,7 @@ pub fn describe() {
     );
     describe_counter!(
         "c2sink_upstream_failures_total",
-        "Tries against an upstream that gave no good answer (timeout, network error, malformed); not a query that waited out its timeout for its client's DoT share."
+        "Tries against an upstream that gave no good answer (timeout, network error, malformed); not a query that waited out its timeout for a DoT connection and was never sent."
     );
     describe_counter!(
         "c2sink_upstream_mismatched_total",

@@ -41,6 +41,11 @@ pub enum TryError {
     Http(String),
     #[error("every upstream is down; the next probe is due within {MAX_BENCH_MS} ms")]
     AllDown,
+    /// Every one of a DoT upstream's connections was busy for the whole timeout.
+    #[error(
+        "waited {0:?} for one of the upstream's DoT connections, all busy (the server was not asked)"
+    )]
+    PoolFull(Duration),
     /// The client already held its whole share of a DoT upstream's connections for the whole timeout.
     #[error(
         "waited {0:?} for a place in the asking client's share of the upstream's connections (the server was not asked)"
@@ -256,8 +261,9 @@ impl Upstreams {
                 self.record_ok(server);
                 Ok(a)
             }
-            // The client's own flood held it back: the server was never asked, and is no worse for it.
-            Err(e @ TryError::OwnShare(_)) => Err(e),
+            // A wait for a connection (the client's own flood, or every connection busy) used the try up:
+            // the server was never asked, and is no worse for it.
+            Err(e @ (TryError::OwnShare(_) | TryError::PoolFull(_))) => Err(e),
             Err(e) => {
                 server.failures.increment(1);
                 self.record_failure(server, &e);

@@ -658,6 +658,72 @@ fn waiting_for_a_clients_own_share_is_not_an_upstream_failure() {
     );
 }
 
+/// Five machines flooding slow names at once: 80 places in their shares (16 each) for 64 connections, so 16
+/// tries wait for a connection until their timeout is spent and give up unsent, as do the 20 past the
+/// shares. Only the 64 tries that reached the upstream are its failures. (A try that gets a connection with
+/// time left is sent, and its timeout is the upstream's.)
+#[test]
+fn waiting_for_a_busy_dot_connection_is_not_an_upstream_failure() {
+    let (ca, chain, key) = pki("c2sink test CA", "dns.test");
+    let up = TlsUpstream::start(Kind::DotSlowName, chain, key);
+    let dir = TempDir::new("dot-pool-failures");
+    dir.write("ca.pem", &ca);
+    let cfg = dir.write(
+        "c2sink.toml",
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets = 1\n[upstream]\n\
+             servers = [\"tls://{}#dns.test\"]\ntimeout_ms = 1500\nca_file = \"ca.pem\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n",
+            up.addr
+        ),
+    );
+    let server = C2sink::start_file(&cfg);
+    let admin = server.admin.expect("admin address logged");
+    let machines: Vec<_> = (0..5u16)
+        .map(|m| {
+            udp_client(
+                &format!("127.0.0.{}", 2 + m),
+                std::time::Duration::from_secs(10),
+            )
+        })
+        .collect();
+    for i in 0..20u16 {
+        for (m, sock) in machines.iter().enumerate() {
+            let q = query(
+                0x5000 + m as u16 * 100 + i,
+                &format!("slow{i}.m{m}.dga.example"),
+                TYPE_A,
+            );
+            sock.send_to(&q, server.addr()).expect("send");
+        }
+    }
+    let mut buf = [0u8; 512];
+    for sock in &machines {
+        for _ in 0..20 {
+            let n = sock.recv(&mut buf).expect("every flooded name answered");
+            assert_eq!(parse(&buf[..n]).expect("well formed").rcode, SERVFAIL);
+        }
+    }
+    let (status, body) = http_get(admin, "/metrics");
+    assert_eq!(status, 200);
+    let failures: f64 = parse_metrics(&body)
+        .iter()
+        .filter(|(k, _)| k.starts_with("c2sink_upstream_failures_total"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(
+        failures, 64.0,
+        "upstream failures for 100 names, 64 of them sent"
+    );
+    assert!(
+        server.wait_for_log(
+            "all busy (the server was not asked)",
+            std::time::Duration::from_secs(1)
+        ),
+        "the SERVFAILs of the tries that found every connection busy say why"
+    );
+}
+
 /// A forwarding router not listed in `[clients] edns_from` speaks for a whole LAN; an admin who gave it every
 /// forward (`max_inflight_per_client = max_inflight`, as the hardening notes advise) gave it every DoT
 /// connection too: 20 slow names from it do not hold up its next lookup.
