@@ -645,6 +645,11 @@ fn waiting_for_a_clients_own_share_is_not_an_upstream_failure() {
         .map(|(_, v)| v)
         .sum();
     // 16 tries held a connection and timed out (100 before); the rest waited behind them.
+    assert_eq!(
+        failures,
+        up.queries.count() as f64,
+        "failures are the queries sent"
+    );
     assert!(
         (16.0..=20.0).contains(&failures),
         "{failures} upstream failures for 100 names from one client"
@@ -711,9 +716,16 @@ fn waiting_for_a_busy_dot_connection_is_not_an_upstream_failure() {
         .filter(|(k, _)| k.starts_with("c2sink_upstream_failures_total"))
         .map(|(_, v)| v)
         .sum();
+    // Which tries are sent depends on timing (one that gets a connection with 100 ms or more left is sent,
+    // and counts): what must hold is that the failures are the tries the upstream got, and never all.
     assert_eq!(
-        failures, 64.0,
-        "upstream failures for 100 names, 64 of them sent"
+        failures,
+        up.queries.count() as f64,
+        "failures are the queries sent"
+    );
+    assert!(
+        (64.0..100.0).contains(&failures),
+        "{failures} upstream failures for 100 names"
     );
     assert!(
         server.wait_for_log(
