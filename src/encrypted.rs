@@ -46,8 +46,8 @@ pub async fn on_behalf_of<F: std::future::Future>(client: Option<Asker>, forward
 fn share_of(asker: Asker) -> usize {
     (DOT_BUSY_MAX.saturating_mul(asker.part) / asker.whole.max(1)).clamp(1, DOT_BUSY_MAX)
 }
-/// The least time worth asking a DoT upstream in, once a place in the client's share is free: a tenth of the
-/// timeout, at most 100 ms (answers come in tens of milliseconds).
+/// The least time worth asking a DoT upstream in, after waiting for a place (in the client's share, then for
+/// a connection): a tenth of the timeout, at most 100 ms (answers come in tens of milliseconds).
 fn least_left(timeout: Duration) -> Duration {
     (timeout / 10).min(Duration::from_millis(100))
 }
