@@ -606,15 +606,11 @@ fn one_machine_flooding_slow_names_leaves_dot_connections_for_the_others() {
     assert_eq!(parse(&buf[..n]).expect("well formed").rcode, SERVFAIL);
 }
 
-/// A query that spent its whole timeout waiting for a place in its own client's share never reached the
-/// upstream: it is not one of the upstream's failures (which would push a healthy upstream behind the others
-/// for everyone, and show an admin an outage that is one machine's flood). Only the tries that held a
-/// connection, the share of 16, count.
-#[test]
-fn waiting_for_a_clients_own_share_is_not_an_upstream_failure() {
+/// c2sink forwarding over DoT (1.5 s timeout) to an upstream that never answers `slow*` names, with its
+/// admin endpoint, configured in `dir`; the upstream, the server and the admin address.
+fn slow_dot_with_admin(dir: &TempDir) -> (TlsUpstream, C2sink, SocketAddr) {
     let (ca, chain, key) = pki("c2sink test CA", "dns.test");
     let up = TlsUpstream::start(Kind::DotSlowName, chain, key);
-    let dir = TempDir::new("dot-share-failures");
     dir.write("ca.pem", &ca);
     let cfg = dir.write(
         "c2sink.toml",
@@ -627,6 +623,28 @@ fn waiting_for_a_clients_own_share_is_not_an_upstream_failure() {
     );
     let server = C2sink::start_file(&cfg);
     let admin = server.admin.expect("admin address logged");
+    (up, server, admin)
+}
+
+/// `c2sink_upstream_failures_total` summed over upstreams, from `/metrics`.
+fn upstream_failures(admin: SocketAddr) -> f64 {
+    let (status, body) = http_get(admin, "/metrics");
+    assert_eq!(status, 200);
+    parse_metrics(&body)
+        .iter()
+        .filter(|(k, _)| k.starts_with("c2sink_upstream_failures_total"))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// A query that spent its whole timeout waiting for a place in its own client's share never reached the
+/// upstream: it is not one of the upstream's failures (which would push a healthy upstream behind the others
+/// for everyone, and show an admin an outage that is one machine's flood). Only the tries that held a
+/// connection, the share of 16, count.
+#[test]
+fn waiting_for_a_clients_own_share_is_not_an_upstream_failure() {
+    let dir = TempDir::new("dot-share-failures");
+    let (up, server, admin) = slow_dot_with_admin(&dir);
     let flood = udp_client("127.0.0.2", std::time::Duration::from_secs(10));
     for i in 0..100u16 {
         let q = query(0x5000 + i, &format!("slow{i}.dga.example"), TYPE_A);
@@ -637,13 +655,7 @@ fn waiting_for_a_clients_own_share_is_not_an_upstream_failure() {
         let n = flood.recv(&mut buf).expect("every flooded name answered");
         assert_eq!(parse(&buf[..n]).expect("well formed").rcode, SERVFAIL);
     }
-    let (status, body) = http_get(admin, "/metrics");
-    assert_eq!(status, 200);
-    let failures: f64 = parse_metrics(&body)
-        .iter()
-        .filter(|(k, _)| k.starts_with("c2sink_upstream_failures_total"))
-        .map(|(_, v)| v)
-        .sum();
+    let failures = upstream_failures(admin);
     // 16 tries held a connection and timed out (100 before); the rest waited behind them.
     assert_eq!(
         failures,
@@ -669,21 +681,8 @@ fn waiting_for_a_clients_own_share_is_not_an_upstream_failure() {
 /// time left is sent, and its timeout is the upstream's.)
 #[test]
 fn waiting_for_a_busy_dot_connection_is_not_an_upstream_failure() {
-    let (ca, chain, key) = pki("c2sink test CA", "dns.test");
-    let up = TlsUpstream::start(Kind::DotSlowName, chain, key);
     let dir = TempDir::new("dot-pool-failures");
-    dir.write("ca.pem", &ca);
-    let cfg = dir.write(
-        "c2sink.toml",
-        &format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets = 1\n[upstream]\n\
-             servers = [\"tls://{}#dns.test\"]\ntimeout_ms = 1500\nca_file = \"ca.pem\"\n\
-             [admin]\nlisten = \"127.0.0.1:0\"\n",
-            up.addr
-        ),
-    );
-    let server = C2sink::start_file(&cfg);
-    let admin = server.admin.expect("admin address logged");
+    let (up, server, admin) = slow_dot_with_admin(&dir);
     let machines: Vec<_> = (0..5u16)
         .map(|m| {
             udp_client(
@@ -709,13 +708,7 @@ fn waiting_for_a_busy_dot_connection_is_not_an_upstream_failure() {
             assert_eq!(parse(&buf[..n]).expect("well formed").rcode, SERVFAIL);
         }
     }
-    let (status, body) = http_get(admin, "/metrics");
-    assert_eq!(status, 200);
-    let failures: f64 = parse_metrics(&body)
-        .iter()
-        .filter(|(k, _)| k.starts_with("c2sink_upstream_failures_total"))
-        .map(|(_, v)| v)
-        .sum();
+    let failures = upstream_failures(admin);
     // Which tries are sent depends on timing (one that gets a connection with 100 ms or more left is sent,
     // and counts): what must hold is that the failures are the tries the upstream got, and never all.
     assert_eq!(
