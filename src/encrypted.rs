@@ -38,8 +38,14 @@ tokio::task_local! {
 }
 
 /// Runs `forward` on behalf of `client` (see [`ASKER`]), so that DoT upstreams hold it to its share.
-pub async fn on_behalf_of<F: std::future::Future>(client: Option<Asker>, forward: F) -> F::Output {
-    ASKER.scope(client, forward).await
+///
+/// Not an `async fn`: one would hold `forward` twice (its argument and the scope around it), and every
+/// spawned forward copies its whole future when it starts and again when it ends (docs/performance.md).
+pub fn on_behalf_of<F: std::future::Future>(
+    client: Option<Asker>,
+    forward: F,
+) -> impl std::future::Future<Output = F::Output> {
+    ASKER.scope(client, forward)
 }
 
 /// How many of [`DOT_BUSY_MAX`] connections `asker` may hold at once (at least one).
@@ -581,6 +587,23 @@ mod tests {
             part: 1024,
             whole: 4096,
         }
+    }
+
+    /// The scope holds the forward once: an `async fn` around it held it twice, and a spawned forward's whole
+    /// future is copied when its task starts and ends.
+    #[test]
+    fn on_behalf_of_adds_little_to_the_forward() {
+        let forward = async {
+            let buf = [7u8; 4096];
+            tokio::task::yield_now().await;
+            buf.iter().map(|&b| usize::from(b)).sum::<usize>()
+        };
+        let alone = std::mem::size_of_val(&forward);
+        let scoped = std::mem::size_of_val(&on_behalf_of(Some(asker(1)), forward));
+        assert!(
+            alone >= 4096 && scoped < alone + 256,
+            "forward {alone} B, in its scope {scoped} B"
+        );
     }
 
     #[test]

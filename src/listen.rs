@@ -207,14 +207,15 @@ fn spawn_forward(
 ) {
     let raw = raw.to_vec();
     let (sock, pipeline, done) = (sock.clone(), pipeline.clone(), done.clone());
-    tracker.spawn(async move {
+    // Boxed once here, the forward's future (kilobytes) is not copied again into the task and out of it.
+    tracker.spawn(Box::pin(async move {
         let forward = pipeline.forward(&raw, &client);
         if let Some(r) = crate::encrypted::on_behalf_of(slot.asker(), forward).await {
             let _ = sock.send_to(&r, client.addr, local).await;
         }
         drop(slot);
         done.notify_one();
-    });
+    }));
 }
 
 /// What a UDP listener shares with the rest of the server.
@@ -521,14 +522,15 @@ pub async fn serve_stream<R, W>(
                 match forwards.take(&client) {
                     Some(slot) => {
                         let (tx, pipeline) = (tx.clone(), pipeline.clone());
-                        tracker.spawn(async move {
+                        // Boxed once, as a UDP forward is (`spawn_forward`).
+                        tracker.spawn(Box::pin(async move {
                             let forward = pipeline.forward(&msg, &client);
                             let key = slot.asker();
                             if let Some(r) = crate::encrypted::on_behalf_of(key, forward).await {
                                 let _ = tx.send(padded(r, pad)).await;
                             }
                             drop((slot, conn_permit));
-                        });
+                        }));
                     }
                     None => {
                         let _ = tx.send(padded(pipeline.shed(&msg), pad)).await;
