@@ -17,7 +17,7 @@ use crate::sinkhole::OUR_PAYLOAD;
 /// Block size encrypted queries are padded to (RFC 8467 4.1's recommendation, Unbound's `pad-queries`).
 const QUERY_PAD_BLOCK: usize = 128;
 use crate::wire::{self, AnswerShape, Query};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -501,11 +501,13 @@ impl Upstreams {
 
     /// One exchange over plain DNS: UDP, then TCP if the UDP answer is truncated.
     ///
-    /// When the UDP query and both its resends have gone unanswered, it is asked over TCP too, within the
-    /// same try (the first answer wins): a server that rate-limits answers (nsd's and BIND's RRL drop half
-    /// of them and truncate the rest) never limits TCP, and three datagrams all dropped had cost one
-    /// not-yet-cached NXDOMAIN or NODATA lookup in eight a SERVFAIL, where Unbound, retrying longer, lost
-    /// about one in a thousand.
+    /// A datagram lost on the way (either way) must not cost the client the whole timeout and then a
+    /// SERVFAIL: the same query (same ID and port, so either answer counts) is sent again after a third and
+    /// after two thirds of the timeout, as Unbound resends within its own timeout. When the query and both
+    /// its resends have gone unanswered, it is asked over TCP too, within the same try (the first answer
+    /// wins): a server that rate-limits answers (nsd's and BIND's RRL drop half of them and truncate the
+    /// rest) never limits TCP, and three datagrams all dropped had cost one not-yet-cached NXDOMAIN or NODATA
+    /// lookup in eight a SERVFAIL, where Unbound, retrying longer, lost about one in a thousand.
     async fn plain(
         &self,
         addr: SocketAddr,
@@ -514,35 +516,79 @@ impl Upstreams {
         query: &Query<'_>,
         clock: TryClock,
     ) -> Result<Answer, TryError> {
-        let start = tokio::time::Instant::now();
         let deadline = clock.deadline;
-        let udp = self.udp(addr, out, id, query);
-        let tcp = async {
-            // Just after the last resend (two thirds of the timeout): a fourth chance, by another road.
-            tokio::time::sleep_until(start + self.timeout * 2 / 3 + self.timeout / 12).await;
-            let Ok(_room) = self.fallbacks.try_acquire() else {
-                return std::future::pending().await;
-            };
-            self.tcp(addr, out, id, query).await
-        };
-        // Pinned here and borrowed by `both`: moved into it, each would take its room twice in this future.
-        tokio::pin!(udp, tcp);
-        let both = async {
-            let mut tcp_failed = false;
-            loop {
-                tokio::select! {
-                    r = &mut udp => return r,
-                    r = &mut tcp, if !tcp_failed => match r {
-                        Ok(a) => return Ok(a),
-                        // No TCP there (or it broke): the datagrams may still be answered.
-                        Err(_) => tcp_failed = true,
-                    },
+        // Under the deadline too (the wait for room in a send buffer); no timer is set unless it waits.
+        let sock = tokio::time::timeout_at(deadline, udp_sent(addr, out))
+            .await
+            .map_err(|_| TryError::Timeout(clock.elapsed()))??;
+        // One timer for the whole exchange, moved on through its steps (the two resends, TCP just after the
+        // last of them, the deadline): each timer a query registers can wake the thread's event loop
+        // through its eventfd, and the three a try used to set cost a system call each on most queries.
+        let every = self.timeout / 3;
+        // This exchange's own start: a follow-up's steps count from its own send, its deadline is the try's.
+        let start = tokio::time::Instant::now();
+        let steps = [
+            start + every,
+            start + every * 2,
+            start + self.timeout * 2 / 3 + self.timeout / 12,
+        ];
+        let mut step = 0;
+        let timer = tokio::time::sleep_until(steps[0].min(deadline));
+        tokio::pin!(timer);
+        // Boxed, and only once it starts: most tries never need it.
+        let mut tcp: Option<std::pin::Pin<Box<dyn Future<Output = _> + Send + '_>>> = None;
+        // Room for the largest datagram, left uninitialized: zeroing 64 KiB per query cost more than the
+        // rest of the forward.
+        let mut buf = Vec::with_capacity(MAX_UDP);
+        let answer = loop {
+            buf.clear();
+            tokio::select! {
+                r = sock.recv_buf(&mut buf) => {
+                    let n = r?;
+                    match check_answer(&buf[..n], id, query) {
+                        Ok(shape) => {
+                            buf.truncate(n);
+                            break Answer {
+                                wire: buf,
+                                shape,
+                                server: addr,
+                            };
+                        }
+                        // Not ours or garbage: keep waiting for the real answer until the deadline.
+                        Err(_) => {
+                            self.mismatched.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                r = async {
+                    match tcp.as_mut() {
+                        Some(t) => t.await,
+                        None => std::future::pending().await,
+                    }
+                } => match r {
+                    Ok(a) => break a,
+                    // No TCP there (or it broke): the datagrams may still be answered.
+                    Err(_) => tcp = None,
+                },
+                () = &mut timer => {
+                    if timer.deadline() >= deadline {
+                        return Err(TryError::Timeout(clock.elapsed()));
+                    }
+                    if step < 2 {
+                        sock.send(out).await?;
+                    } else if let Ok(room) = self.fallbacks.try_acquire() {
+                        tcp = Some(Box::pin(async move {
+                            let _room = room;
+                            self.tcp(addr, out, id, query).await
+                        }));
+                    }
+                    step += 1;
+                    timer
+                        .as_mut()
+                        .reset(steps.get(step).map_or(deadline, |&t| t.min(deadline)));
                 }
             }
         };
-        let answer = tokio::time::timeout_at(deadline, both)
-            .await
-            .map_err(|_| TryError::Timeout(clock.elapsed()))??;
         if !answer.shape.header.truncated() {
             return Ok(answer);
         }
@@ -550,58 +596,6 @@ impl Upstreams {
         tokio::time::timeout_at(clock.deadline, self.tcp(addr, out, id, query))
             .await
             .map_err(|_| TryError::Timeout(clock.elapsed()))?
-    }
-
-    async fn udp(
-        &self,
-        addr: SocketAddr,
-        out: &[u8],
-        id: u16,
-        query: &Query<'_>,
-    ) -> Result<Answer, TryError> {
-        let local: SocketAddr = if addr.is_ipv4() {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let sock = UdpSocket::bind(local).await?;
-        sock.connect(addr).await?;
-        sock.send(out).await?;
-        // A datagram lost on the way (either way) must not cost the client the whole timeout and then a
-        // SERVFAIL: the same query (same ID and port, so either answer counts) is sent again after a third
-        // and after two thirds of the timeout, as Unbound resends within its own timeout.
-        let every = self.timeout / 3;
-        let mut resend = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        // Two resends: a third tick would fall on the deadline itself.
-        let mut resent = 0;
-        // Room for the largest datagram, left uninitialized: zeroing 64 KiB per query cost more than the
-        // rest of the forward.
-        let mut buf = Vec::with_capacity(MAX_UDP);
-        loop {
-            buf.clear();
-            let n = tokio::select! {
-                r = sock.recv_buf(&mut buf) => r?,
-                _ = resend.tick(), if resent < 2 => {
-                    resent += 1;
-                    sock.send(out).await?;
-                    continue;
-                }
-            };
-            match check_answer(&buf[..n], id, query) {
-                Ok(shape) => {
-                    buf.truncate(n);
-                    return Ok(Answer {
-                        wire: buf,
-                        shape,
-                        server: addr,
-                    });
-                }
-                Err(_) => {
-                    // Not ours or garbage: keep waiting for the real answer until the deadline.
-                    self.mismatched.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
     }
 
     async fn tcp(
@@ -632,6 +626,29 @@ impl Upstreams {
             server: addr,
         })
     }
+}
+
+/// A UDP socket connected to `addr` (the kernel picks a random source port, as a bind to port 0 would) with
+/// `out` already sent. Sent before the socket joins the event loop: a new registration starts without write
+/// readiness, so a send through it waited one turn of the loop for the kernel to say what it knew.
+async fn udp_sent(addr: SocketAddr, out: &[u8]) -> std::io::Result<UdpSocket> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM.nonblocking(),
+        None,
+    )?;
+    sock.connect(&addr.into())?;
+    let sent = match sock.send(out) {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(e) => return Err(e),
+    };
+    let sock = UdpSocket::from_std(sock.into())?;
+    if !sent {
+        // No room in the send buffer (never seen on a new socket): wait for it as any other send would.
+        sock.send(out).await?;
+    }
+    Ok(sock)
 }
 
 /// When one try against one server began and must end (`timeout_ms`, follow-ups included).
