@@ -144,6 +144,10 @@ fn probe_query() -> Vec<u8> {
 const MAX_TCP: usize = 65_535;
 /// Receive buffer for UDP answers (the largest UDP payload).
 const MAX_UDP: usize = 65_535;
+/// Most datagrams read at a try's deadline for an answer that came in time ([`Upstreams::last_look`]).
+const LAST_LOOK_READS: usize = 16;
+/// A plain try's TCP fallback, started when the query and its resends went unanswered.
+type Fallback<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Answer, TryError>> + Send + 'a>>;
 
 impl Upstreams {
     /// Upstreams in the admin's order of preference, per `[upstream]`.
@@ -500,14 +504,6 @@ impl Upstreams {
     }
 
     /// One exchange over plain DNS: UDP, then TCP if the UDP answer is truncated.
-    ///
-    /// A datagram lost on the way (either way) must not cost the client the whole timeout and then a
-    /// SERVFAIL: the same query (same ID and port, so either answer counts) is sent again after a third and
-    /// after two thirds of the timeout, as Unbound resends within its own timeout. When the query and both
-    /// its resends have gone unanswered, it is asked over TCP too, within the same try (the first answer
-    /// wins): a server that rate-limits answers (nsd's and BIND's RRL drop half of them and truncate the
-    /// rest) never limits TCP, and three datagrams all dropped had cost one not-yet-cached NXDOMAIN or NODATA
-    /// lookup in eight a SERVFAIL, where Unbound, retrying longer, lost about one in a thousand.
     async fn plain(
         &self,
         addr: SocketAddr,
@@ -516,11 +512,41 @@ impl Upstreams {
         query: &Query<'_>,
         clock: TryClock,
     ) -> Result<Answer, TryError> {
+        // Its own future, ended before a follow-up: a TCP fallback still under way when a truncated answer
+        // came would otherwise keep its connection and one of the fallbacks' places through the follow-up.
+        let answer = self.datagrams(addr, out, id, query, clock).await?;
+        if !answer.shape.header.truncated() {
+            return Ok(answer);
+        }
+        let clock = clock.follow_up(self.timeout);
+        tokio::time::timeout_at(clock.deadline, self.tcp(addr, out, id, query))
+            .await
+            .map_err(|_| TryError::Timeout(clock.elapsed()))?
+    }
+
+    /// The query over UDP until the deadline of `clock`, with resends and a TCP fallback.
+    ///
+    /// A datagram lost on the way (either way) must not cost the client the whole timeout and then a
+    /// SERVFAIL: the same query (same ID and port, so either answer counts) is sent again after a third and
+    /// after two thirds of the timeout, as Unbound resends within its own timeout. When the query and both
+    /// its resends have gone unanswered, it is asked over TCP too, within the same try (the first answer
+    /// wins): a server that rate-limits answers (nsd's and BIND's RRL drop half of them and truncate the
+    /// rest) never limits TCP, and three datagrams all dropped had cost one not-yet-cached NXDOMAIN or NODATA
+    /// lookup in eight a SERVFAIL, where Unbound, retrying longer, lost about one in a thousand.
+    async fn datagrams(
+        &self,
+        addr: SocketAddr,
+        out: &[u8],
+        id: u16,
+        query: &Query<'_>,
+        clock: TryClock,
+    ) -> Result<Answer, TryError> {
         let deadline = clock.deadline;
+        let timed_out = || TryError::Timeout(clock.elapsed());
         // Under the deadline too (the wait for room in a send buffer); no timer is set unless it waits.
         let sock = tokio::time::timeout_at(deadline, udp_sent(addr, out))
             .await
-            .map_err(|_| TryError::Timeout(clock.elapsed()))??;
+            .map_err(|_| timed_out())??;
         // One timer for the whole exchange, moved on through its steps (the two resends, TCP just after the
         // last of them, the deadline): each timer a query registers can wake the thread's event loop
         // through its eventfd, and the three a try used to set cost a system call each on most queries.
@@ -536,28 +562,17 @@ impl Upstreams {
         let timer = tokio::time::sleep_until(steps[0].min(deadline));
         tokio::pin!(timer);
         // Boxed, and only once it starts: most tries never need it.
-        let mut tcp: Option<std::pin::Pin<Box<dyn Future<Output = _> + Send + '_>>> = None;
+        let mut tcp: Option<Fallback<'_>> = None;
         // Room for the largest datagram, left uninitialized: zeroing 64 KiB per query cost more than the
         // rest of the forward.
         let mut buf = Vec::with_capacity(MAX_UDP);
-        let answer = loop {
+        loop {
             buf.clear();
             tokio::select! {
                 r = sock.recv_buf(&mut buf) => {
                     let n = r?;
-                    match check_answer(&buf[..n], id, query) {
-                        Ok(shape) => {
-                            buf.truncate(n);
-                            break Answer {
-                                wire: buf,
-                                shape,
-                                server: addr,
-                            };
-                        }
-                        // Not ours or garbage: keep waiting for the real answer until the deadline.
-                        Err(_) => {
-                            self.mismatched.fetch_add(1, Ordering::Relaxed);
-                        }
+                    if let Some(a) = self.answer_in(&mut buf, n, id, query, addr) {
+                        return Ok(a);
                     }
                 }
                 r = async {
@@ -566,16 +581,22 @@ impl Upstreams {
                         None => std::future::pending().await,
                     }
                 } => match r {
-                    Ok(a) => break a,
+                    Ok(a) => return Ok(a),
                     // No TCP there (or it broke): the datagrams may still be answered.
                     Err(_) => tcp = None,
                 },
                 () = &mut timer => {
                     if timer.deadline() >= deadline {
-                        return Err(TryError::Timeout(clock.elapsed()));
+                        // The select's order is random: an answer seen in the same turn as the deadline
+                        // (a busy thread polls late) wins, as it did when the deadline was a timeout
+                        // around the exchange.
+                        let late = self.last_look(&sock, &mut buf, id, query, addr, tcp.as_mut());
+                        return late.ok_or_else(timed_out);
                     }
                     if step < 2 {
-                        sock.send(out).await?;
+                        tokio::time::timeout_at(deadline, sock.send(out))
+                            .await
+                            .map_err(|_| timed_out())??;
                     } else if let Ok(room) = self.fallbacks.try_acquire() {
                         tcp = Some(Box::pin(async move {
                             let _room = room;
@@ -588,14 +609,60 @@ impl Upstreams {
                         .reset(steps.get(step).map_or(deadline, |&t| t.min(deadline)));
                 }
             }
-        };
-        if !answer.shape.header.truncated() {
-            return Ok(answer);
         }
-        let clock = clock.follow_up(self.timeout);
-        tokio::time::timeout_at(clock.deadline, self.tcp(addr, out, id, query))
-            .await
-            .map_err(|_| TryError::Timeout(clock.elapsed()))?
+    }
+
+    /// The answer to `id` if the `n` bytes received into `buf` are one; anything else (not ours, garbage) is
+    /// counted and the exchange waits on, until its deadline.
+    fn answer_in(
+        &self,
+        buf: &mut Vec<u8>,
+        n: usize,
+        id: u16,
+        query: &Query<'_>,
+        server: SocketAddr,
+    ) -> Option<Answer> {
+        match check_answer(buf.get(..n)?, id, query) {
+            Ok(shape) => {
+                buf.truncate(n);
+                Some(Answer {
+                    wire: std::mem::take(buf),
+                    shape,
+                    server,
+                })
+            }
+            Err(_) => {
+                self.mismatched.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// At the deadline, an answer already received (datagrams, then the TCP fallback), without waiting: at
+    /// most [`LAST_LOOK_READS`] datagrams, so that a flood of wrong ones cannot hold the try.
+    fn last_look(
+        &self,
+        sock: &UdpSocket,
+        buf: &mut Vec<u8>,
+        id: u16,
+        query: &Query<'_>,
+        addr: SocketAddr,
+        tcp: Option<&mut Fallback<'_>>,
+    ) -> Option<Answer> {
+        for _ in 0..LAST_LOOK_READS {
+            buf.clear();
+            let Ok(n) = sock.try_recv_buf(buf) else {
+                break;
+            };
+            if let Some(a) = self.answer_in(buf, n, id, query, addr) {
+                return Some(a);
+            }
+        }
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match tcp?.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Ok(a)) => Some(a),
+            _ => None,
+        }
     }
 
     async fn tcp(
@@ -813,6 +880,186 @@ mod tests {
             try_one < dot.min(doh),
             "try {try_one} B, DoT {dot} B, DoH {doh} B"
         );
+    }
+
+    /// One plain upstream at `addr` (a loopback socket the test plays), with `timeout_ms` a try.
+    fn ups_at(addr: SocketAddr, timeout_ms: u64) -> Upstreams {
+        Upstreams::new(&UpstreamConfig {
+            servers: vec![UpstreamSpec::Plain(addr)],
+            timeout_ms,
+            ca_file: None,
+            ca_certs: Vec::new(),
+            send_client_hints: false,
+            private_names: Default::default(),
+        })
+    }
+
+    fn current_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// The probe query under `id`.
+    fn query_as(id: u16) -> Vec<u8> {
+        let mut out = probe_query();
+        wire::set_id(&mut out, id);
+        out
+    }
+
+    fn id_of(msg: &[u8]) -> u16 {
+        u16::from_be_bytes([msg[0], msg[1]])
+    }
+
+    /// An answer that came before the deadline wins over it when a busy thread sees both in one turn: a
+    /// random select order once dropped about one in five of them as timeouts.
+    #[test]
+    fn an_answer_in_before_the_deadline_wins_when_both_are_seen_at_once() {
+        let up = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        up.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let addr = up.local_addr().unwrap();
+        let u = ups_at(addr, 100);
+        // No TCP fallback here: every place is taken.
+        let _all = u.fallbacks.try_acquire_many(TCP_FALLBACKS as u32).unwrap();
+        let rt = current_thread();
+        let mut timeouts = 0;
+        for id in 1..=20u16 {
+            let out = query_as(id);
+            let q = wire::parse_query(&out).unwrap();
+            let r = rt.block_on(async {
+                let fut = u.plain(addr, &out, id, &q, TryClock::new(u.timeout));
+                tokio::pin!(fut);
+                assert!(
+                    tokio::time::timeout(Duration::from_millis(5), &mut fut)
+                        .await
+                        .is_err()
+                );
+                let mut buf = [0u8; 512];
+                // Past the previous round's resends, the query of this one.
+                let (n, from) = loop {
+                    let (n, from) = up.recv_from(&mut buf).unwrap();
+                    if id_of(&buf[..n]) == id {
+                        break (n, from);
+                    }
+                };
+                let mut answer = buf[..n].to_vec();
+                answer[2] |= 0x80;
+                up.send_to(&answer, from).unwrap();
+                // The answer is in the socket; the thread is busy until past the deadline.
+                std::thread::sleep(u.timeout + Duration::from_millis(30));
+                fut.await
+            });
+            match r {
+                Ok(a) => assert_eq!(id_of(&a.wire), id),
+                Err(TryError::Timeout(_)) => timeouts += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(
+            timeouts, 0,
+            "answers in the socket before the deadline were dropped"
+        );
+    }
+
+    /// A truncated answer that comes while the TCP fallback is connected: the follow-up over TCP does not keep
+    /// the fallback's connection, nor its place among the fallbacks.
+    #[test]
+    fn the_tc_follow_up_does_not_keep_the_fallback_connection() {
+        use std::io::{Read, Write};
+        use std::sync::Mutex;
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = udp.local_addr().unwrap();
+        let tcp = std::net::TcpListener::bind(addr).unwrap();
+        // With a 1.2 s timeout the fallback starts at 900 ms; the datagram is answered, truncated, at 1 s.
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            let (n, from) = udp.recv_from(&mut buf).unwrap();
+            std::thread::sleep(Duration::from_millis(1000));
+            let mut a = buf[..n].to_vec();
+            a[2] |= 0x82;
+            udp.send_to(&a, from).unwrap();
+        });
+        // TCP: the first connection (the fallback) is never answered and watched for its end; the second
+        // (the follow-up) is answered 300 ms after it comes.
+        let fallback_closed = Arc::new(Mutex::new(None));
+        let closed = fallback_closed.clone();
+        let t0 = Instant::now();
+        std::thread::spawn(move || {
+            let (mut first, _) = tcp.accept().unwrap();
+            std::thread::spawn(move || {
+                let mut b = [0u8; 512];
+                while matches!(first.read(&mut b), Ok(n) if n > 0) {}
+                *closed.lock().unwrap() = Some(t0.elapsed());
+            });
+            let (mut second, _) = tcp.accept().unwrap();
+            let mut len = [0u8; 2];
+            second.read_exact(&mut len).unwrap();
+            let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            second.read_exact(&mut q).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            q[2] |= 0x80;
+            let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+            framed.extend_from_slice(&q);
+            second.write_all(&framed).unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+        });
+        let u = ups_at(addr, 1200);
+        let out = query_as(12);
+        let q = wire::parse_query(&out).unwrap();
+        let (r, during) = current_thread().block_on(async {
+            let fut = u.plain(addr, &out, 12, &q, TryClock::new(u.timeout));
+            let watch = async {
+                // During the follow-up: after the truncated answer, before the TCP one.
+                tokio::time::sleep(Duration::from_millis(1150)).await;
+                (
+                    u.fallbacks.available_permits(),
+                    *fallback_closed.lock().unwrap(),
+                )
+            };
+            tokio::join!(fut, watch)
+        });
+        let a = r.unwrap_or_else(|e| panic!("{e}"));
+        assert!(!a.shape.header.truncated(), "the follow-up's answer");
+        assert_eq!(
+            during.0, TCP_FALLBACKS,
+            "fallback places taken during the follow-up"
+        );
+        assert!(
+            during.1.is_some(),
+            "the fallback's connection was still open during the follow-up"
+        );
+    }
+
+    /// A flood of answers under a wrong ID (a spoofer, a confused server) does not hold a try past its deadline.
+    #[test]
+    fn a_flood_of_wrong_answers_does_not_hold_the_try_past_its_deadline() {
+        let up = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = up.local_addr().unwrap();
+        let flood = Duration::from_millis(1500);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            let (n, from) = up.recv_from(&mut buf).unwrap();
+            let mut a = buf[..n].to_vec();
+            a[2] |= 0x80;
+            a[0] ^= 0xff;
+            let end = Instant::now() + flood;
+            while Instant::now() < end {
+                let _ = up.send_to(&a, from);
+            }
+        });
+        let u = ups_at(addr, 300);
+        let _all = u.fallbacks.try_acquire_many(TCP_FALLBACKS as u32).unwrap();
+        let out = query_as(13);
+        let q = wire::parse_query(&out).unwrap();
+        let t = Instant::now();
+        let r = current_thread().block_on(u.plain(addr, &out, 13, &q, TryClock::new(u.timeout)));
+        assert!(matches!(r, Err(TryError::Timeout(_))), "{:?}", r.err());
+        assert!(
+            u.mismatched.load(Ordering::Relaxed) > 0,
+            "the wrong answers are counted"
+        );
+        assert!(t.elapsed() < flood, "the try lasted as long as the flood");
     }
 
     #[test]
