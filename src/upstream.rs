@@ -925,14 +925,33 @@ mod tests {
         u16::from_be_bytes([msg[0], msg[1]])
     }
 
+    /// A socket the test answers from, and one plain upstream at it with a `timeout_ms` try.
+    fn played_upstream(timeout_ms: u64) -> (std::net::UdpSocket, Upstreams) {
+        let up = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        up.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let u = ups_at(up.local_addr().unwrap(), timeout_ms);
+        (up, u)
+    }
+
+    /// Reads the query `id` at `up` (past earlier ones' resends): the answer to it (QR set), and where to.
+    fn answer_to(up: &std::net::UdpSocket, id: u16) -> (Vec<u8>, SocketAddr) {
+        let mut buf = [0u8; 512];
+        loop {
+            let (n, from) = up.recv_from(&mut buf).unwrap();
+            if id_of(&buf[..n]) == id {
+                let mut answer = buf[..n].to_vec();
+                answer[2] |= 0x80;
+                return (answer, from);
+            }
+        }
+    }
+
     /// An answer that came before the deadline wins over it when a busy thread sees both in one turn: a
     /// random select order once dropped about one in five of them as timeouts.
     #[test]
     fn an_answer_in_before_the_deadline_wins_when_both_are_seen_at_once() {
-        let up = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        up.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let addr = up.local_addr().unwrap();
-        let u = ups_at(addr, 100);
+        let (up, u) = played_upstream(100);
+        let addr = u.servers[0].addr;
         // No TCP fallback here: every place is taken.
         let _all = u.fallbacks.try_acquire_many(TCP_FALLBACKS as u32).unwrap();
         let rt = current_thread();
@@ -948,16 +967,7 @@ mod tests {
                         .await
                         .is_err()
                 );
-                let mut buf = [0u8; 512];
-                // Past the previous round's resends, the query of this one.
-                let (n, from) = loop {
-                    let (n, from) = up.recv_from(&mut buf).unwrap();
-                    if id_of(&buf[..n]) == id {
-                        break (n, from);
-                    }
-                };
-                let mut answer = buf[..n].to_vec();
-                answer[2] |= 0x80;
+                let (answer, from) = answer_to(&up, id);
                 up.send_to(&answer, from).unwrap();
                 // The answer is in the socket; the thread is busy until past the deadline.
                 std::thread::sleep(u.timeout + Duration::from_millis(30));
@@ -1033,10 +1043,8 @@ mod tests {
     /// socket's readable event or its first writable one (the resend's) is among those left for later.
     #[test]
     fn an_answer_behind_a_full_turn_of_events_still_wins() {
-        let up = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        up.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let addr = up.local_addr().unwrap();
-        let u = ups_at(addr, 100);
+        let (up, u) = played_upstream(100);
+        let addr = u.servers[0].addr;
         let _all = u.fallbacks.try_acquire_many(TCP_FALLBACKS as u32).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -1072,20 +1080,12 @@ mod tests {
                     })
                     .await;
                 }
-                let mut buf = [0u8; 512];
-                let (n, from) = loop {
-                    let (n, from) = up.recv_from(&mut buf).unwrap();
-                    if id_of(&buf[..n]) == id {
-                        break (n, from);
-                    }
-                };
+                let (answer, from) = answer_to(&up, id);
                 if others_answered {
                     for o in &others {
                         up.send_to(b"x", o.local_addr().unwrap()).unwrap();
                     }
                 }
-                let mut answer = buf[..n].to_vec();
-                answer[2] |= 0x80;
                 up.send_to(&answer, from).unwrap();
                 std::thread::sleep(u.timeout + Duration::from_millis(30));
                 let r = fut.await;
@@ -1103,10 +1103,8 @@ mod tests {
     /// the try gives up: the last look reads a bounded number.
     #[test]
     fn a_flood_of_wrong_answers_does_not_hold_the_try_past_its_deadline() {
-        let up = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        up.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let addr = up.local_addr().unwrap();
-        let u = ups_at(addr, 100);
+        let (up, u) = played_upstream(100);
+        let addr = u.servers[0].addr;
         let _all = u.fallbacks.try_acquire_many(TCP_FALLBACKS as u32).unwrap();
         let out = query_as(13);
         let q = wire::parse_query(&out).unwrap();
@@ -1118,10 +1116,7 @@ mod tests {
                     .await
                     .is_err()
             );
-            let mut buf = [0u8; 512];
-            let (n, from) = up.recv_from(&mut buf).unwrap();
-            let mut wrong = buf[..n].to_vec();
-            wrong[2] |= 0x80;
+            let (mut wrong, from) = answer_to(&up, 13);
             wrong[0] ^= 0xff;
             // The thread is busy while 150 wrong answers come, until past the deadline.
             for _ in 0..150 {
