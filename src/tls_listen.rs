@@ -171,7 +171,9 @@ where
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let fut = handle(tcp, client, s.clone());
+        // Boxed: held by the task and awaited in it, the connection's future (kilobytes) took its room twice,
+        // and a task's whole future is copied when it is spawned.
+        let fut = Box::pin(handle(tcp, client, s.clone()));
         s.tracker.spawn(async move {
             fut.await;
             drop(admitted);
