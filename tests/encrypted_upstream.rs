@@ -626,7 +626,7 @@ fn slow_dot_with_admin(dir: &TempDir) -> (TlsUpstream, C2sink, SocketAddr) {
     (up, server, admin)
 }
 
-/// `c2sink_upstream_failures_total` summed over upstreams, from `/metrics`, checked to be the queries `up` got.
+/// `c2sink_upstream_failures_total` summed over upstreams (`/metrics`), checked to be the queries `up` got.
 fn upstream_failures(up: &TlsUpstream, admin: SocketAddr) -> f64 {
     let (status, body) = http_get(admin, "/metrics");
     assert_eq!(status, 200);
