@@ -10,6 +10,7 @@
 #   CLIENTS=1 OUTSTANDING=100 TIMEOUT=2   dnsperf -c, -q, -t
 #   PASSES=       dnsperf -n: stop after this many passes through the file (or SECONDS, whichever comes first)
 #   PROTO=udp     or tcp (dnsperf -m tcp)
+#   DNSPERF_FLAGS= -e (EDNS on every query) or -D (EDNS with the DO bit); unset: no EDNS
 #   DNSPERF_CPUS= taskset CPU list for dnsperf;  RT_PRIO= / NICE= run dnsperf under chrt -f / nice -n
 #   CSV= file to append to; LABEL= free text (server,workload,mode) put first in the CSV row
 # Columns: cpu_us_per_q = server CPU time (utime+stime, read in ns from /proc/PID/task/*/schedstat) / queries
@@ -41,6 +42,7 @@ rss_kb() { local t=0 p; for p in $*; do t=$(( t + $(awk '/^VmRSS:/{print $2}' "/
 ARGS=(-f "$FAM" -s "$IP" -p "$PORT" -d "$QF" -c "$CLIENTS" -q "$OUTSTANDING" -t "$TIMEOUT" -l "$SECS")
 [[ -n "${QPS:-}" ]] && ARGS+=(-Q "$QPS")
 [[ -n "${PASSES:-}" ]] && ARGS+=(-n "$PASSES")
+case "${DNSPERF_FLAGS:-}" in "") ;; -e|-D) ARGS+=("$DNSPERF_FLAGS") ;; *) die "DNSPERF_FLAGS must be -e or -D" ;; esac
 case "${PROTO:-udp}" in udp) ;; tcp) ARGS+=(-m tcp) ;; *) die "PROTO must be udp or tcp" ;; esac
 [[ "$LATENCY" == 1 ]] && ARGS+=(-v)
 pin_prefix "${DNSPERF_CPUS:-}"
