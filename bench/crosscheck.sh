@@ -97,62 +97,10 @@ r.shuffle(m); write(f"{q}/mixed.txt", m)
 write(f"{q}/miss.txt", [f"u{i:06d}.t{i % 13}.dyn.corp.example A" for i in range(1_000_000)])
 PY
 
-cat > "$CONF/nsd.conf" <<NSD
-server:
-    ip-address: ${UP_IP}@${UP_PORT}
-    port: ${UP_PORT}
-    do-ip6: no
-    server-count: 1
-    username: ""
-    chroot: ""
-    zonesdir: "${CONF}"
-    database: ""
-    zonelistfile: "${OUT}/run/nsd-zone.list"
-    xfrdfile: "${OUT}/run/nsd-xfrd.state"
-    xfrdir: "${OUT}/run"
-    pidfile: "${OUT}/run/nsd.pid"
-    logfile: "${OUT}/run/nsd.log"
-    verbosity: 0
-    rrl-ratelimit: 0
-remote-control:
-    control-enable: no
-zone:
-    name: "corp.example."
-    zonefile: "corp.example.zone"
-zone:
-    name: "42.100.in-addr.arpa."
-    zonefile: "42.100.in-addr.arpa.zone"
-NSD
+nsd_conf "$UP_IP" "$UP_PORT" "$CONF" "$OUT/run" corp.example. 42.100.in-addr.arpa. > "$CONF/nsd.conf"
 # Unbound as an admin would set it up to forward and block: defaults otherwise (no minimal-responses tuning)
-{
-cat <<UB
-server:
-    interface: ${UB_IP}@${UB_PORT}
-    port: ${UB_PORT}
-    do-ip6: no
-    access-control: 127.0.0.0/8 allow
-    outgoing-interface: ${UB_IP}
-    do-not-query-localhost: no
-    num-threads: 1
-    username: ""
-    chroot: ""
-    directory: "${OUT}/run"
-    pidfile: "${OUT}/run/unbound.pid"
-    logfile: "${OUT}/run/unbound.log"
-    use-syslog: no
-    module-config: "iterator"
-    local-zone: "example." nodefault
-    local-zone: "100.in-addr.arpa." nodefault
-UB
-while read -r d; do echo "    local-zone: \"${d}.\" always_null"; done < "$CONF/c2.txt"
-cat <<UB
-remote-control:
-    control-enable: no
-forward-zone:
-    name: "."
-    forward-addr: ${UP_IP}@${UP_PORT}
-UB
-} > "$CONF/unbound.conf"
+unbound_conf "$UB_IP" "$UB_PORT" "$UP_IP" "$UP_PORT" "$OUT/run" 1 "$CONF/c2.txt" \
+  'local-zone: "example." nodefault' 'local-zone: "100.in-addr.arpa." nodefault' > "$CONF/unbound.conf"
 # c2sink: the shipped config, addresses moved to loopback and paths made absolute; nothing else changed
 sed -e "s#^listen = \[.*#listen = [\"${C2_IP}:${C2_PORT}\"]#" \
     -e "s#^servers = \[.*#servers = [\"${UP_IP}:${UP_PORT}\"]#" \

@@ -132,68 +132,13 @@ write(f"{qdir}/miss-fill-1.txt", [f"m-{i:07d}.wild.bench.test A" for i in range(
 PY
 
 # ---- nsd: the authoritative upstream -----------------------------------------------------------
-cat > "$CONF/nsd.conf" <<NSD
-server:
-    ip-address: ${UP_IP}@${UP_PORT}
-    port: ${UP_PORT}
-    do-ip6: no
-    server-count: 1
-    username: ""
-    chroot: ""
-    zonesdir: "${CONF}"
-    database: ""
-    zonelistfile: "${OUT}/run/nsd-zone.list"
-    xfrdfile: "${OUT}/run/nsd-xfrd.state"
-    xfrdir: "${OUT}/run"
-    pidfile: "${OUT}/run/nsd.pid"
-    logfile: "${OUT}/run/nsd.log"
-    verbosity: 0
-    hide-version: yes
-    rrl-ratelimit: 0
-    rrl-whitelist-ratelimit: 0
-remote-control:
-    control-enable: no
-zone:
-    name: "bench.test."
-    zonefile: "bench.test.zone"
-NSD
+source "$BENCH/lib.sh"  # nsd_conf, unbound_conf
+nsd_conf "$UP_IP" "$UP_PORT" "$CONF" "$OUT/run" bench.test. > "$CONF/nsd.conf"
 
 # ---- unbound: forwarder, blocked names answered 0.0.0.0 / :: (always_null) ----------------------
-{
-cat <<UB
-server:
-    interface: ${UB_IP}@${UB_PORT}
-    port: ${UB_PORT}
-    do-ip6: no
-    access-control: 127.0.0.0/8 allow
-    outgoing-interface: ${UB_IP}
-    do-not-query-localhost: no
-    num-threads: ${UB_THREADS}
-    so-reuseport: yes
-    username: ""
-    chroot: ""
-    directory: "${OUT}/run"
-    pidfile: "${OUT}/run/unbound.pid"
-    logfile: "${OUT}/run/unbound.log"
-    use-syslog: no
-    verbosity: 0
-    module-config: "iterator"
-    msg-cache-size: 64m
-    rrset-cache-size: 128m
-    cache-min-ttl: 0
-    prefetch: no
-    minimal-responses: yes
-    local-zone: "test." nodefault
-UB
-while read -r d; do echo "    local-zone: \"${d}.\" always_null"; done < "$CONF/blocked-domains.txt"
-cat <<UB
-remote-control:
-    control-enable: no
-forward-zone:
-    name: "."
-    forward-addr: ${UP_IP}@${UP_PORT}
-UB
-} > "$CONF/unbound.conf"
+unbound_conf "$UB_IP" "$UB_PORT" "$UP_IP" "$UP_PORT" "$OUT/run" "$UB_THREADS" "$CONF/blocked-domains.txt" \
+  "so-reuseport: yes" "msg-cache-size: 64m" "rrset-cache-size: 128m" "cache-min-ttl: 0" "prefetch: no" \
+  "minimal-responses: yes" 'local-zone: "test." nodefault' > "$CONF/unbound.conf"
 
 # ---- unbound-log: the same Unbound, also logging every blocked query (like for like with c2sink's events) --
 # log-local-actions writes one line per local-zone answer (zone, action, client, name, type) to its logfile.

@@ -82,3 +82,61 @@ latency_quantiles() { # file q...: those quantiles (0.5, 0.99, ...) of the laten
     }}'
 }
 pid_of() { awk -v n="$1" '$1==n {print $2}' "$PIDS" | tail -n1; }
+nsd_conf() { # ip port zonesdir rundir zone...: an nsd.conf on stdout serving each zone from <zone>zone in zonesdir,
+  # one server process, no rate limiting (it would make a forwarder's retries part of what is measured)
+  local ip=$1 port=$2 dir=$3 run=$4 z; shift 4
+  cat <<NSD
+server:
+    ip-address: ${ip}@${port}
+    port: ${port}
+    do-ip6: no
+    server-count: 1
+    username: ""
+    chroot: ""
+    zonesdir: "${dir}"
+    database: ""
+    zonelistfile: "${run}/nsd-zone.list"
+    xfrdfile: "${run}/nsd-xfrd.state"
+    xfrdir: "${run}"
+    pidfile: "${run}/nsd.pid"
+    logfile: "${run}/nsd.log"
+    verbosity: 0
+    hide-version: yes
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
+remote-control:
+    control-enable: no
+NSD
+  for z in "$@"; do printf 'zone:\n    name: "%s"\n    zonefile: "%szone"\n' "$z" "$z"; done
+}
+unbound_conf() { # ip port up_ip up_port rundir threads blocked_domains_file [server line...]: an unbound.conf on
+  # stdout that forwards everything to up_ip@up_port and answers each listed domain 0.0.0.0 / :: (always_null)
+  local ip=$1 port=$2 up_ip=$3 up_port=$4 run=$5 threads=$6 list=$7 line d; shift 7
+  cat <<UB
+server:
+    interface: ${ip}@${port}
+    port: ${port}
+    do-ip6: no
+    access-control: 127.0.0.0/8 allow
+    outgoing-interface: ${ip}
+    do-not-query-localhost: no
+    num-threads: ${threads}
+    username: ""
+    chroot: ""
+    directory: "${run}"
+    pidfile: "${run}/unbound.pid"
+    logfile: "${run}/unbound.log"
+    use-syslog: no
+    verbosity: 0
+    module-config: "iterator"
+UB
+  for line in "$@"; do echo "    $line"; done
+  while read -r d; do echo "    local-zone: \"${d}.\" always_null"; done < "$list"
+  cat <<UB
+remote-control:
+    control-enable: no
+forward-zone:
+    name: "."
+    forward-addr: ${up_ip}@${up_port}
+UB
+}
