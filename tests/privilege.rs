@@ -108,3 +108,52 @@ fn unknown_user_stops_the_start_with_a_clear_error() {
         "{err}"
     );
 }
+
+/// Logs in a folder the configured user cannot write (the lines go to a file opened as root; the rename
+/// that rotates it fails as the user): c2sink says so once, not for every batch of lines (that flooded the
+/// operational log, a warning and an `fdatasync` per write), and keeps appending every line.
+#[test]
+fn a_log_that_cannot_rotate_as_the_user_warns_once_and_keeps_every_line() {
+    if !is_root() {
+        eprintln!("not root: privilege drop not exercised");
+        return;
+    }
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
+    // The test folder is root's alone (mode 0700): `nobody` cannot rename in it.
+    let dir = TempDir::new("priv-rotate");
+    let cfg = config_file(
+        &dir,
+        "127.0.0.1:0",
+        &[up.addr],
+        "rotate_size = \"1KB\"\ncoalesce = \"0s\"\nlevel = \"info\"\n",
+    );
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(
+        &cfg,
+        text.replace("udp_sockets = 1\n", "udp_sockets = 1\nuser = \"nobody\"\n"),
+    )
+    .expect("write config");
+    let server = C2sink::start_file(&cfg).keeping(up);
+    // About four lines fill 1 KB: each later batch would be due for a rotation.
+    const N: usize = 24;
+    for i in 0..N {
+        let a = ask_udp(server.addr(), &format!("n{i}.evil.example"), 1);
+        assert_eq!(a.answers.len(), 1, "n{i}");
+        // Let the writer take each line as a batch of its own.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    let events = server.events(N);
+    assert_eq!(events.len(), N, "every line appended to the live file");
+    server.wait_log_count("cannot rotate log", 1);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let warnings: Vec<String> = server
+        .stderr()
+        .into_iter()
+        .filter(|l| l.contains("cannot rotate"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning, not one per batch: {warnings:#?}"
+    );
+}

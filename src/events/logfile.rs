@@ -38,9 +38,15 @@ pub struct LogFile {
     tidying: Vec<std::thread::JoinHandle<()>>,
     /// Stamp and number of the last rotated name, so that a second's numbers only go up.
     last_rotated: Option<(String, u64)>,
+    /// Since a rotation failed (a folder the `[server] user` cannot write, say), when to try again: until
+    /// then lines are appended without another try, which would cost an `fdatasync`, a folder listing and a
+    /// warning for every batch.
+    rotate_retry_at: Option<Instant>,
 }
 
 const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// How long after a failed rotation the next is tried.
+const ROTATE_RETRY: Duration = Duration::from_secs(60);
 /// How often the path is checked for a file moved away without a SIGHUP.
 const PATH_CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -59,6 +65,7 @@ impl LogFile {
             path_checked: Instant::now(),
             tidying: Vec::new(),
             last_rotated: None,
+            rotate_retry_at: None,
         };
         remove_unfinished_compressions(path);
         f.ensure_open()?;
@@ -102,11 +109,8 @@ impl LogFile {
     /// Appends whole lines in one write, rotating first if they would take the file past `rotate_size`.
     fn write_piece(&mut self, batch: &[u8]) -> std::io::Result<()> {
         self.follow_file();
-        if self.file.is_some()
-            && self.due(batch.len() as u64)
-            && let Err(e) = self.rotate()
-        {
-            tracing::warn!(path = %self.path.display(), error = %e, "cannot rotate log; still appending to it");
+        if self.file.is_some() && self.due(batch.len() as u64) {
+            self.try_rotate();
         }
         self.ensure_open()?;
         let Some(file) = self.file.as_mut() else {
@@ -134,12 +138,33 @@ impl LogFile {
         if self.dirty && self.last_sync.elapsed() >= SYNC_EVERY {
             self.sync();
         }
-        if self.file.is_some()
-            && self.size > 0
-            && self.due(0)
-            && let Err(e) = self.rotate()
-        {
-            tracing::warn!(path = %self.path.display(), error = %e, "cannot rotate log");
+        if self.file.is_some() && self.size > 0 && self.due(0) {
+            self.try_rotate();
+        }
+    }
+
+    /// Rotates a file that is due, unless a rotation failed lately: one warning per failure, then one try a
+    /// minute (each batch in between is appended to the file as it is), and a line when rotating works again.
+    fn try_rotate(&mut self) {
+        if self.rotate_retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        match self.rotate() {
+            Ok(()) if self.rotate_retry_at.take().is_some() => {
+                tracing::info!(path = %self.path.display(), "log rotates again");
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if self.rotate_retry_at.is_none() {
+                    tracing::warn!(
+                        path = %self.path.display(),
+                        error = %e,
+                        retry_s = ROTATE_RETRY.as_secs(),
+                        "cannot rotate log; still appending to it, next try in a minute"
+                    );
+                }
+                self.rotate_retry_at = Some(Instant::now() + ROTATE_RETRY);
+            }
         }
     }
 

@@ -428,7 +428,8 @@ pub struct EventStats {
 /// Where a writer puts lines.
 enum Output {
     Stdout,
-    File(LogFile),
+    /// Boxed: the file's state is several times the size of the other variant.
+    File(Box<LogFile>),
 }
 
 /// One log: lines formatted by whoever records them, and the thread that writes them.
@@ -714,7 +715,7 @@ impl Events {
     pub fn start(sink: &EventSink) -> std::io::Result<Events> {
         let out = match sink {
             EventSink::Stdout => Output::Stdout,
-            EventSink::File(p) => Output::File(LogFile::open(p, Rotation::default())?),
+            EventSink::File(p) => Output::File(Box::new(LogFile::open(p, Rotation::default())?)),
         };
         Ok(Events {
             blocks: Journal::start("events", out, None, None, None)?,
@@ -749,7 +750,7 @@ impl Events {
         };
         let out = match cfg.event_sink() {
             EventSink::Stdout => Output::Stdout,
-            EventSink::File(p) => Output::File(open(&p)?),
+            EventSink::File(p) => Output::File(Box::new(open(&p)?)),
         };
         let syslog = match &cfg.log.syslog {
             Some(s) => Some(Syslog::new(
@@ -777,7 +778,7 @@ impl Events {
         let queries = match cfg.query_log() {
             Some(p) => Some(Journal::start(
                 "queries",
-                Output::File(open(&p)?),
+                Output::File(Box::new(open(&p)?)),
                 None,
                 None,
                 None,
@@ -1019,7 +1020,7 @@ mod tests {
         let path = dir.path().join("events.log");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
-        let out = Output::File(LogFile::open(&path, Rotation::default()).unwrap());
+        let out = Output::File(Box::new(LogFile::open(&path, Rotation::default()).unwrap()));
         let tap: Tap<Event> = Box::new(move |e: &Event| {
             if let Event::Block(b) = e {
                 s.lock().unwrap().push(b.qname.clone())
@@ -1075,7 +1076,7 @@ mod tests {
             gzip: false,
         };
         let mut w: Writer<Event> = Writer {
-            out: Output::File(LogFile::open(&path, rotation).unwrap()),
+            out: Output::File(Box::new(LogFile::open(&path, rotation).unwrap())),
             syslog: None,
             tap: None,
             sweep: None,
