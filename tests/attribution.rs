@@ -339,6 +339,48 @@ fn a_machine_whose_neighbour_entry_lapsed_is_still_named() {
     }
 }
 
+/// The table's first line says which span of time the report covers; with both `--since` and `--until` it
+/// was cut at 80 columns, losing the end of the span (and "UTC"), the one thing an incident team checks.
+#[test]
+fn report_table_shows_the_whole_window_of_since_and_until() {
+    let dir = tempdir("window");
+    let line = |ts: &str| {
+        format!(
+            "{{\"ts\":\"{ts}\",\"kind\":\"block\",\"client_ip\":\"10.0.0.2\",\"client_port\":5000,\"client_mac\":null,\"client_hostname\":null,\"protocol\":\"udp\",\"qname\":\"cdn.msstorageazure.com\",\"qtype\":\"A\",\"list\":\"3cx\",\"rule\":\"msstorageazure.com\",\"action\":\"null\"}}\n"
+        )
+    };
+    let events = dir.write(
+        "events.jsonl",
+        &(line("2026-11-27T09:00:00.000Z") + &line("2026-11-27T11:00:00.000Z")),
+    );
+    let e = events.to_str().unwrap();
+    let (code, table, err) = run(&[
+        "report",
+        "--since",
+        "2026-11-27 10:00",
+        "--until",
+        "2026-11-28T12:30:00Z",
+        e,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(table.contains("1 blocked queries in 1 file"), "{table}");
+    assert!(
+        table.contains("2026-11-27 10:00:00 .. 2026-11-28 12:30:00 (UTC)"),
+        "{table}"
+    );
+    assert!(!table.contains('~'), "nothing cut: {table}");
+    assert!(table.lines().all(|l| l.chars().count() <= 80), "{table}");
+    // A window that fits stays on the first line.
+    let (code, table, _) = run(&["report", "--since", "2026-11-27 10:00", e]);
+    assert_eq!(code, 0);
+    assert!(
+        table.starts_with(
+            "c2sink report: 1 blocked queries in 1 file, 2026-11-27 10:00:00 .. end (UTC)\n"
+        ),
+        "{table}"
+    );
+}
+
 #[test]
 fn report_rejects_a_missing_file_and_a_bad_date() {
     let (code, _, err) = run(&["report", "/nonexistent/events.log"]);

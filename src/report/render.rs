@@ -60,27 +60,34 @@ fn connections_note(n: usize) -> String {
 pub fn table(r: &Report) -> String {
     let mut o = String::new();
     let window = match (&r.since, &r.until) {
-        (None, None) => String::new(),
-        (s, u) => format!(
-            ", {} .. {}",
+        (None, None) => None,
+        (s, u) => Some(format!(
+            "{} .. {}",
             s.as_deref().map(plain).unwrap_or_else(|| "start".into()),
             u.as_deref().map(plain).unwrap_or_else(|| "end".into())
-        ),
+        )),
     };
-    let _ = writeln!(
-        o,
-        "{}",
-        fit(
-            &format!(
-                "c2sink report: {} blocked queries{} in {} file{}{window} (UTC)",
-                r.events,
-                connections_note(r.connection_events),
-                r.files,
-                if r.files == 1 { "" } else { "s" }
-            ),
-            WIDTH
-        )
+    let head = format!(
+        "c2sink report: {} blocked queries{} in {} file{}",
+        r.events,
+        connections_note(r.connection_events),
+        r.files,
+        if r.files == 1 { "" } else { "s" }
     );
+    // The window the report covers is never cut: past 80 columns (both --since and --until given, say)
+    // it gets a line of its own.
+    match window {
+        None => {
+            let _ = writeln!(o, "{}", fit(&format!("{head} (UTC)"), WIDTH));
+        }
+        Some(w) if head.len() + w.len() + 8 <= WIDTH => {
+            let _ = writeln!(o, "{head}, {w} (UTC)");
+        }
+        Some(w) => {
+            let _ = writeln!(o, "{}", fit(&head, WIDTH));
+            let _ = writeln!(o, "from {w} (UTC)");
+        }
+    }
     let _ = writeln!(o, "{}", r.headline);
     for c in &r.clients {
         let name = label(c);
