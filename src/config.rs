@@ -1631,6 +1631,45 @@ impl Config {
         out
     }
 
+    /// Where a query for `name` (lower case, no trailing dot) goes when no list blocks it, as `check
+    /// --explain` says it: answered by c2sink itself (a special-use or private zone, as the query path
+    /// answers them), to a `[[forward]]` zone's servers (the most specific zone), or upstream.
+    pub fn route_of(&self, name: &str) -> String {
+        let forward = self
+            .forward
+            .iter()
+            .filter_map(|f| {
+                let zone = crate::blocklist::normalize_domain(&f.zone).ok()?;
+                crate::wire::within(name, &zone).then_some((zone, f))
+            })
+            .max_by_key(|(z, _)| z.split('.').count());
+        let special = match forward {
+            Some(_) => crate::special::always_zone(name),
+            None => crate::special::zone_of(name, self.upstream.private_names),
+        };
+        if let Some((zone, how)) = special {
+            let what = match how {
+                crate::special::Local::Loopback => "127.0.0.1 / ::1",
+                crate::special::Local::LoopbackName => "PTR localhost.",
+                crate::special::Local::Nxdomain if name == zone => "NODATA",
+                crate::special::Local::Nxdomain => "NXDOMAIN",
+            };
+            return format!(
+                "c2sink answers it itself ({what}, local zone {zone}); it never goes upstream"
+            );
+        }
+        match forward {
+            Some((zone, f)) => {
+                let servers: Vec<String> = f.servers.iter().map(ToString::to_string).collect();
+                format!(
+                    "it is forwarded to the servers of [[forward]] zone {zone} ({})",
+                    servers.join(", ")
+                )
+            }
+            None => "it is forwarded upstream".to_string(),
+        }
+    }
+
     /// Resolves a path from the config against the config file's folder.
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {

@@ -315,7 +315,8 @@ fn check(path: &std::path::Path, explain: Option<&str>, errors_only: bool) -> Ex
     if let Some(name) = explain {
         print!(
             "{}",
-            c2sink::blocklist::report::explain(&lists, name, cfg.sinkhole.mode)
+            c2sink::blocklist::report::explain(&lists, name, cfg.sinkhole.mode, &|n| cfg
+                .route_of(n))
         );
     }
     if bad && !errors_only {

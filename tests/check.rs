@@ -465,3 +465,67 @@ fn adblock_important_block_is_skipped_and_reported_not_overridden() {
     assert!(out.contains("1 block rules, 1 allow rules"), "{out}");
     assert!(!out.contains("overridden block"), "{out}");
 }
+
+/// `--explain` on a name no list blocks says where its query goes, as the running server sends it: the
+/// special-use and private names c2sink answers itself were said to be "forwarded upstream", and a
+/// `[[forward]]` zone's names went unnamed. Checked against a server with that config: the main upstream
+/// and the zone's server see exactly the names `--explain` sends them.
+#[test]
+fn explain_says_where_an_unblocked_name_goes_as_the_server_does() {
+    let main = common::Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 60);
+    let lan = common::Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 2), 60);
+    let dir = common::TempDir::new("check-route");
+    dir.write("c2.txt", "evil.example\n");
+    let cfg = dir.write(
+        "c2sink.toml",
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets = 1\n[upstream]\nservers = [\"{}\"]\n\
+             [[forward]]\nzone = \"corp.example\"\nservers = [\"{}\"]\n\
+             [[blocklists]]\nname = \"c2\"\npath = \"c2.txt\"\n[log]\nevents = \"events.jsonl\"\n",
+            main.addr, lan.addr
+        ),
+    );
+    let c = cfg.to_str().expect("utf-8");
+    let explain = |name: &str| {
+        let (code, out, err) = common::run(&["check", "--config", c, "--explain", name]);
+        assert_eq!(code, 0, "{err}");
+        out.lines()
+            .find(|l| l.starts_with(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no verdict for {name}: {out}"))
+            .to_string()
+    };
+    let local = [
+        "4.3.2.10.in-addr.arpa",
+        "x.onion",
+        "printer.home.arpa",
+        "localhost",
+    ];
+    for name in local {
+        let v = explain(name);
+        assert!(
+            v.contains("c2sink answers it itself") && !v.contains("forwarded"),
+            "{v}"
+        );
+    }
+    assert!(explain("x.localhost").contains("127.0.0.1 / ::1"));
+    assert!(explain("x.onion").contains("NXDOMAIN, local zone onion"));
+    let v = explain("pc.corp.example");
+    assert!(
+        v.contains(&format!(
+            "forwarded to the servers of [[forward]] zone corp.example ({})",
+            lan.addr
+        )),
+        "{v}"
+    );
+    assert!(
+        explain("www.example.org").ends_with("it is forwarded upstream"),
+        "forwarded upstream"
+    );
+
+    let server = common::C2sink::start_file(&cfg);
+    for name in local.iter().chain(&["pc.corp.example", "www.example.org"]) {
+        common::ask_udp(server.addr(), name, 1);
+    }
+    assert_eq!(main.names(), vec!["www.example.org".to_string()]);
+    assert_eq!(lan.names(), vec!["pc.corp.example".to_string()]);
+}

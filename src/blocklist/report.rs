@@ -72,8 +72,14 @@ fn action_name(e: &Explained<'_>, server_mode: SinkholeMode) -> &'static str {
     }
 }
 
-/// Every list and rule (with file:line) matching `raw`, which one decides, and why.
-pub fn explain(lists: &Lists, raw: &str, server_mode: SinkholeMode) -> String {
+/// Every list and rule (with file:line) matching `raw`, which one decides, and why; `route` says where a
+/// name no list blocks goes ([`crate::config::Config::route_of`]).
+pub fn explain(
+    lists: &Lists,
+    raw: &str,
+    server_mode: SinkholeMode,
+    route: &dyn Fn(&str) -> String,
+) -> String {
     let mut out = String::new();
     let name = match normalize_domain(raw) {
         Ok(n) => n,
@@ -83,7 +89,8 @@ pub fn explain(lists: &Lists, raw: &str, server_mode: SinkholeMode) -> String {
     if hits.is_empty() {
         let _ = writeln!(
             out,
-            "{name}: not blocked (no list has it or a parent of it); it is forwarded upstream"
+            "{name}: not blocked (no list has it or a parent of it); {}",
+            route(&name)
         );
         return out;
     }
@@ -100,7 +107,8 @@ pub fn explain(lists: &Lists, raw: &str, server_mode: SinkholeMode) -> String {
         (Some(_), _) => {
             let _ = writeln!(
                 out,
-                "{name}: ALLOWED (an allow rule beats every block rule); it is forwarded upstream"
+                "{name}: ALLOWED (an allow rule beats every block rule); {}",
+                route(&name)
             );
         }
         (None, Some(_)) => {
