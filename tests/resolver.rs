@@ -1315,12 +1315,32 @@ fn zone_transfers_are_refused_and_meta_types_get_formerr_without_reaching_the_up
     q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 1, 0x80, 0, 0, 0]);
     let r = parse(&exchange_raw(srv.addr(), Proto::Udp, &q).expect("an answer")).expect("parse");
     assert_eq!((r.rcode, r.ancount), (16, 0), "BADVERS");
-    let ev = srv.events(2);
-    assert_eq!(ev.len(), 2);
+    // An IXFR (REFUSED) and meta types (FORMERR): the event names the type as dig does, as for AXFR.
+    for qtype in [251u16, 250, 249, 253, 254] {
+        let q = query(next_id(), "cdn.msstorageazure.com", qtype);
+        exchange_raw(srv.addr(), Proto::Udp, &q).expect("an answer");
+    }
+    let ev = srv.events(7);
+    assert_eq!(ev.len(), 7);
     assert_eq!(ev[0]["rule"], "msstorageazure.com");
     // The event says the answer the client got, not the sinkhole's it did not get.
     assert_eq!(ev[0]["action"], "refused");
+    assert_eq!(ev[0]["qtype"], "AXFR");
     assert_eq!(ev[1]["action"], "badvers");
+    let got: Vec<(&str, &str)> = ev[2..]
+        .iter()
+        .map(|e| (e["qtype"].as_str().unwrap(), e["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("IXFR", "refused"),
+            ("TSIG", "formerr"),
+            ("TKEY", "formerr"),
+            ("MAILB", "formerr"),
+            ("MAILA", "formerr")
+        ]
+    );
 }
 
 #[test]
