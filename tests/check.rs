@@ -316,6 +316,26 @@ fn the_systemd_unit_gates_on_errors_only() {
     assert!(pre[0].contains(" check --errors-only "), "{}", pre[0]);
 }
 
+/// An allow list with no rule yet (an exceptions file kept for the first false positive, as in the README's
+/// quick start) exempts nothing: no problem, so `check` exits 0, where a block list with no rule is one.
+#[test]
+fn an_empty_allow_list_is_no_problem() {
+    let (code, out, err) = check(
+        &format!(
+            "{BASE}[[blocklists]]\nname = \"c2\"\npath = \"c2.txt\"\n\
+             [[blocklists]]\nname = \"ok\"\npath = \"allow.txt\"\nkind = \"allow\"\n"
+        ),
+        &[
+            ("c2.txt", "evil.example\n"),
+            ("allow.txt", "# false positives\n"),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("holds no rule"), "{out}");
+    assert!(out.contains("\nok: ") && out.contains("ok=0"), "{out}");
+}
+
 #[test]
 fn a_list_with_no_rule_is_a_problem_not_silently_nothing() {
     for body in ["", "# comments only\n\n"] {

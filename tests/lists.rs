@@ -779,6 +779,53 @@ fn a_change_that_needs_a_restart_is_reported_on_every_reload_until_then() {
     );
 }
 
+/// An allow list emptied (the last false positive taken out, the exception withdrawn) is applied: that blocks
+/// more, never less. It was refused as "a failed write", so the withdrawn exception stayed in force until a
+/// restart: a name the admin had just found malicious kept being forwarded. A block list emptied is still
+/// refused (see `bad_update_keeps_the_old_lists`), and an empty allow list at start is no warning.
+#[test]
+fn an_allow_list_emptied_is_applied_and_blocks_again() {
+    let dir = tempdir("allow-emptied");
+    std::fs::write(
+        dir.join("l.txt"),
+        "evil.example
+",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("allow.txt"),
+        "good.evil.example
+",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("allow2.txt"),
+        "# no false positive yet
+",
+    )
+    .unwrap();
+    let s = start(
+        &dir,
+        "[reload]\nwatch = false\n[[blocklists]]\nname = \"l\"\npath = \"l.txt\"\n\
+         [[blocklists]]\nname = \"ok\"\npath = \"allow.txt\"\nkind = \"allow\"\n\
+         [[blocklists]]\nname = \"ok2\"\npath = \"allow2.txt\"\nkind = \"allow\"\n",
+    );
+    assert!(!s.log().contains("holds no rule"), "{}", s.log());
+    let blocked = reply(ResponseCode::NoError, &["0.0.0.0"]);
+    assert_eq!(a(&s, "good.evil.example"), forwarded());
+    for (n, emptied) in [(1, "# withdrawn: good.evil.example\n"), (2, "")] {
+        dir.replace("allow.txt", "good.evil.example\n");
+        s.signal("HUP");
+        s.wait_log_count("reloaded", 2 * n - 1);
+        assert_eq!(a(&s, "good.evil.example"), forwarded(), "{emptied:?}");
+        dir.replace("allow.txt", emptied);
+        s.signal("HUP");
+        s.wait_log_count("reloaded", 2 * n);
+        assert_eq!(a(&s, "good.evil.example"), blocked, "{emptied:?}");
+    }
+    assert!(!s.log().contains("reload failed"), "{}", s.log());
+}
+
 #[test]
 fn a_list_missing_at_a_failed_reload_is_picked_up_when_it_appears() {
     let dir = tempdir("later-list");

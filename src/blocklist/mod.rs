@@ -68,7 +68,8 @@ pub enum LoadProblem {
     #[error("more than {MAX_ENTRIES} entries")]
     TooBig,
     /// An emptied file is far more often a failed write (`> file`, a download cut short) than a wish to
-    /// stop blocking: the list that was loaded stays, and the admin removes the list from the config instead.
+    /// stop blocking: the block or address list that was loaded stays, and the admin removes the list from
+    /// the config instead. (An emptied allow list stops no blocking: it is applied.)
     #[error(
         "the file now holds no rule where the loaded list has {was}; kept the loaded list (to stop using \
          a list, remove it from the config)"
@@ -343,7 +344,8 @@ impl List {
         if c.invalid > 0 {
             tracing::warn!(list = %self.name, invalid = c.invalid, "skipped invalid lines");
         }
-        if self.is_empty() {
+        // An empty allow list (no false positive yet) exempts nothing: nothing to warn about.
+        if self.is_empty() && self.config.kind != ListKind::Allow {
             tracing::warn!(
                 list = %self.name,
                 path = %self.path.display(),
@@ -595,9 +597,11 @@ impl Lists {
                 Some(list) => lists.push(list.clone()),
                 None => {
                     let list = List::load(l, &path)?;
+                    // An allow list emptied (its last exception taken out) blocks more, never less: it
+                    // is applied as any other change.
                     let was = old
                         .and_then(|o| o.lists.iter().find(|x| *x.name == *l.name))
-                        .filter(|x| !x.is_empty());
+                        .filter(|x| !x.is_empty() && l.kind != ListKind::Allow);
                     if let Some(was) = was.filter(|_| list.is_empty()) {
                         return Err(ListError {
                             name: l.name.clone(),

@@ -2,7 +2,7 @@
 //! blocked?".
 
 use super::{Explained, Lists, RuleAction, normalize_domain};
-use crate::config::SinkholeMode;
+use crate::config::{ListKind, SinkholeMode};
 use std::fmt::Write;
 
 /// Per-list counts and the first invalid and skipped lines (file:line); the bool is true when a list has
@@ -49,14 +49,16 @@ pub fn summary(lists: &Lists) -> (String, bool) {
                 let _ = writeln!(out, "  ... and {} more {what} lines", total - shown);
             }
         }
-        if l.is_empty() {
+        // An allow list may well be empty (no false positive yet): it exempts nothing, which is no problem.
+        let allow_list = l.config.kind == ListKind::Allow;
+        if l.is_empty() && !allow_list {
             let _ = writeln!(
                 out,
                 "  {}: holds no rule: this list blocks nothing",
                 l.path.display()
             );
         }
-        bad |= c.invalid > 0 || c.conflicts > 0 || l.is_empty();
+        bad |= c.invalid > 0 || c.conflicts > 0 || (l.is_empty() && !allow_list);
     }
     (out, bad)
 }
