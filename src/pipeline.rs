@@ -266,6 +266,8 @@ impl Pipeline {
             } else if why == protocol::Unserved::Refused {
                 count(Outcome::Refused);
             } else {
+                // In the totals line at exit as in the metric: BADVERS, a meta type asked.
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
                 count(Outcome::Malformed);
             }
             return Decision::Reply(why.reply(raw));

@@ -109,6 +109,49 @@ fn metrics_count_a_known_mix_of_queries() {
     assert_eq!(value(&m, "c2sink_reload_failures_total"), 0.0);
 }
 
+/// The totals line at exit counts malformed queries as `c2sink_queries_total{outcome="malformed"}` does:
+/// an EDNS version c2sink does not speak (BADVERS) and a meta type asked (FORMERR) counted in the metric but
+/// not in `malformed=`, which read 0 while the metric read 3.
+#[test]
+fn totals_count_malformed_queries_as_the_metric_does() {
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
+    let dir = TempDir::new("totals-malformed");
+    let cfg = config_file(
+        &dir,
+        "127.0.0.1:0",
+        &[up.addr],
+        "level = \"info\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let server = C2sink::start_file(&cfg);
+    let (dns, admin) = (server.addr(), server.admin.expect("admin address logged"));
+    // EDNS version 1: BADVERS (extended RCODE 16).
+    let mut q = query(next_id(), "www.example", A);
+    q[11] = 1;
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 1, 0, 0, 0, 0]);
+    exchange_raw(dns, Proto::Udp, &q).expect("BADVERS");
+    // Meta types asked as a question (OPT, MAILB): FORMERR.
+    for qtype in [41u16, 253] {
+        let r =
+            exchange_raw(dns, Proto::Udp, &query(next_id(), "www.example", qtype)).expect("reply");
+        assert_eq!(r[3] & 0x0f, 1, "FORMERR for type {qtype}");
+    }
+    // A malformed question: FORMERR.
+    let mut bad = query(next_id(), "www.example", A);
+    bad.truncate(bad.len() - 3);
+    exchange_raw(dns, Proto::Udp, &bad).expect("FORMERR");
+    let (status, body) = http_get(admin, "/metrics");
+    assert_eq!(status, 200);
+    let m = parse_metrics(&body);
+    let metric = value(
+        &m,
+        "c2sink_queries_total{outcome=\"malformed\",protocol=\"udp\"}",
+    );
+    assert_eq!(metric, 4.0);
+    assert!(up.seen().is_empty(), "none of them went upstream");
+    let log = server.stop();
+    assert_eq!(total(&log, "malformed"), Some(4), "{log}");
+}
+
 #[test]
 fn readyz_follows_the_upstream_and_healthz_does_not() {
     let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
