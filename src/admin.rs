@@ -56,6 +56,8 @@ pub fn install_recorder() -> Result<PrometheusHandle, AdminError> {
 /// What the endpoint reads from.
 pub struct Admin {
     pub pipeline: Arc<Pipeline>,
+    /// Whose counts of queries turned away (by `allow`/`deny` or the rate limit) `/metrics` shows.
+    pub admission: Arc<crate::admission::Admission>,
     pub metrics: PrometheusHandle,
     /// Upstream answers older than this make `/readyz` probe before saying "not ready".
     pub ready_upstream_age: Duration,
@@ -178,7 +180,7 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
 async fn route(path: &str, admin: &Admin) -> Response {
     match path {
         "/metrics" => {
-            sample(&admin.pipeline);
+            sample(admin);
             Response {
                 status: "200 OK",
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
@@ -214,7 +216,8 @@ async fn readiness(admin: &Admin) -> Response {
 }
 
 /// Values read at scrape time rather than counted on the query path.
-fn sample(p: &Pipeline) {
+fn sample(admin: &Admin) {
+    let p = &admin.pipeline;
     if let Some(cache) = &p.cache {
         metrics::gauge!("c2sink_cache_entries").set(cache.len() as f64);
     }
@@ -225,6 +228,14 @@ fn sample(p: &Pipeline) {
         .absolute(ev.dropped.load(std::sync::atomic::Ordering::Relaxed));
     metrics::counter!("c2sink_events_coalesced_total")
         .absolute(ev.coalesced.load(std::sync::atomic::Ordering::Relaxed));
+    let turned_away = &admin.admission.stats;
+    for (reason, n) in [
+        ("denied", &turned_away.denied),
+        ("rate_limited", &turned_away.rate_limited),
+    ] {
+        metrics::counter!("c2sink_queries_rejected_total", "reason" => reason)
+            .absolute(n.load(std::sync::atomic::Ordering::Relaxed));
+    }
     metrics::counter!("c2sink_upstream_mismatched_total").absolute(
         p.upstreams
             .mismatched

@@ -312,11 +312,10 @@ impl std::str::FromStr for UpstreamSpec {
                 "\"{s}\": unknown scheme; use IP:port, tls://IP#name or https://IP/dns-query#name"
             ))
         } else {
-            s.parse::<SocketAddr>()
-                .map(UpstreamSpec::Plain)
-                .map_err(|_| {
-                    format!("\"{s}\" is not IP:port, tls://IP#name or https://IP/dns-query#name")
-                })
+            // A bare address is plain DNS on port 53, as Unbound's forward-addr and dnsmasq's server= take it.
+            addr(s, 53, s).map(UpstreamSpec::Plain).map_err(|_| {
+                format!("\"{s}\" is not IP[:port], tls://IP#name or https://IP/dns-query#name")
+            })
         }
     }
 }
@@ -2013,6 +2012,11 @@ servers = ["127.0.0.1:53"]
         let u = |s: &str| s.parse::<UpstreamSpec>();
         let a = |s: &str| s.parse::<SocketAddr>().expect("addr");
         assert_eq!(u("9.9.9.9:53"), Ok(UpstreamSpec::Plain(a("9.9.9.9:53"))));
+        // a bare address is plain DNS on port 53
+        assert_eq!(u("9.9.9.9"), Ok(UpstreamSpec::Plain(a("9.9.9.9:53"))));
+        assert_eq!(u("::1"), Ok(UpstreamSpec::Plain(a("[::1]:53"))));
+        assert_eq!(u("[::1]"), Ok(UpstreamSpec::Plain(a("[::1]:53"))));
+        assert_eq!(u("[::1]:5353"), Ok(UpstreamSpec::Plain(a("[::1]:5353"))));
         let quad9 = |addr: &str| UpstreamSpec::Tls {
             addr: a(addr),
             name: "dns.quad9.net".into(),
@@ -2060,7 +2064,10 @@ servers = ["127.0.0.1:53"]
             "quic://9.9.9.9",
             "https://9.9.9.9/q?dns=x#a.b",
             "tls://9.9.9.9#not a name",
-            "9.9.9.9",
+            "9.9.9.9:",
+            "9.9.9.9:99999",
+            "dns.quad9.net",
+            "1.2.3",
         ] {
             assert!(u(bad).is_err(), "{bad}");
         }

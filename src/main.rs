@@ -313,6 +313,11 @@ fn check(path: &std::path::Path, explain: Option<&str>, errors_only: bool) -> Ex
         println!("{line}");
     }
     if let Some(name) = explain {
+        // A name that cannot be asked is a usage error: exit 2, as for a wrong date in `report`.
+        if let Err(e) = c2sink::blocklist::normalize_domain(name) {
+            eprintln!("c2sink check: --explain: \"{name}\" is not a domain name: {e}");
+            return ExitCode::from(2);
+        }
         print!(
             "{}",
             c2sink::blocklist::report::explain(&lists, name, cfg.sinkhole.mode, &|n| cfg

@@ -189,6 +189,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::info!("admin listening on http://{addr}/ (metrics, healthz, readyz)");
         let state = Arc::new(admin::Admin {
             pipeline: pipeline.clone(),
+            admission: admission.clone(),
             metrics,
             ready_upstream_age: Duration::from_secs(admin_cfg.ready_upstream_age_s),
         });

@@ -79,6 +79,10 @@ pub fn describe() {
         "c2sink_queries_shed_total",
         "Queries given SERVFAIL at once because server.max_inflight were already waiting on upstreams."
     );
+    describe_counter!(
+        "c2sink_queries_rejected_total",
+        "Queries turned away before the lists: reason denied (allow/deny) or rate_limited."
+    );
     describe_histogram!(
         "c2sink_upstream_latency_seconds",
         metrics::Unit::Seconds,

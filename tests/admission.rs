@@ -16,7 +16,7 @@ fn source_outside_allow_gets_refused_and_is_counted() {
         &[up.addr],
         UPSTREAM_TIMEOUT_MS,
         "allow = [\"127.0.0.1\", \"127.0.1.0/24\"]\ndeny = [\"127.0.1.66\"]",
-        "",
+        "[admin]\nlisten = \"127.0.0.1:0\"\n",
     );
     // Allowed: a host entry and a network.
     for ip in ["127.0.0.1", "127.0.1.5"] {
@@ -48,9 +48,22 @@ fn source_outside_allow_gets_refused_and_is_counted() {
     let q = query(0x3333, BLOCKED, TYPE_A);
     let r = udp_ask_from("127.0.0.2", c.addr(), &q, Duration::from_secs(5)).expect("answer");
     assert_eq!(parse(&r).expect("parse").rcode, REFUSED);
+    // The metric counts them as the totals line does: 2 sources x (UDP + TCP) + the blocked name.
+    assert_eq!(rejected(&c, "denied"), 5.0);
+    assert_eq!(rejected(&c, "rate_limited"), 0.0);
     let (ok, log) = c.terminate();
     assert!(ok, "{log}");
     assert_eq!(total(&log, "denied"), Some(5), "{log}");
+}
+
+/// `c2sink_queries_rejected_total{reason}` from the server's `/metrics`.
+fn rejected(c: &C2sink, reason: &str) -> f64 {
+    let (status, body) = http_get(c.admin.expect("admin address logged"), "/metrics");
+    assert_eq!(status, 200, "{body}");
+    let key = format!("c2sink_queries_rejected_total{{reason=\"{reason}\"}}");
+    *parse_metrics(&body)
+        .get(&key)
+        .unwrap_or_else(|| panic!("no {key} in:\n{body}"))
 }
 
 #[test]
@@ -108,7 +121,7 @@ fn flooding_client_is_limited_while_another_is_served() {
         &[up.addr],
         UPSTREAM_TIMEOUT_MS,
         "rate_limit = 5\nrate_limit_action = \"refuse\"",
-        "",
+        "[admin]\nlisten = \"127.0.0.1:0\"\n",
     );
     let flood = udp_client("127.0.0.5", Duration::from_secs(2));
     let n = 100u16;
@@ -136,8 +149,11 @@ fn flooding_client_is_limited_while_another_is_served() {
     let q = query(0x5555, "other-client.example", TYPE_A);
     let r = udp_ask_from("127.0.0.6", c.addr(), &q, Duration::from_secs(5)).expect("answer");
     assert_eq!(parse(&r).expect("parse").addrs(), vec![UP]);
+    let limited = rejected(&c, "rate_limited");
+    assert_eq!(rejected(&c, "denied"), 0.0);
     let (_, log) = c.terminate();
     assert!(total(&log, "rate_limited").unwrap_or(0) >= 60, "{log}");
+    assert_eq!(Some(limited as u64), total(&log, "rate_limited"), "{log}");
     // Events are written for the queries that passed the limit only, and every one of them.
     assert_eq!(total(&log, "blocked"), Some(ok as u64), "{log}");
 }

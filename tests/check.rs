@@ -82,7 +82,7 @@ fn unknown_key_is_an_error_naming_file_key_and_line() {
 #[test]
 fn wrong_type_and_bad_address_are_errors() {
     let (code, _, err) = check(
-        "[server]\nlisten = [\"127.0.0.1:5353\"]\n[upstream]\nservers = [\"9.9.9.9\"]\n",
+        "[server]\nlisten = [\"127.0.0.1:5353\"]\n[upstream]\nservers = [\"9.9.9.9:x53\"]\n",
         &[],
         &[],
     );
@@ -374,6 +374,29 @@ fn explain_names_list_rule_and_line() {
         &["--explain", "notevil.example"],
     );
     assert!(out.contains("not blocked"), "{out}");
+    // a name that cannot be asked is a usage error, not an answer
+    let (code, _, err) = check(
+        &format!("{BASE}[[blocklists]]\nname = \"c2\"\npath = \"c2.txt\"\n"),
+        &[("c2.txt", "evil.example\n")],
+        &["--explain", "not a name"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--explain: \"not a name\" is not a domain name"),
+        "{err}"
+    );
+}
+
+/// A bare upstream address is plain DNS on port 53, as Unbound's `forward-addr` takes it.
+#[test]
+fn a_bare_upstream_address_means_port_53() {
+    let (code, out, err) = check(
+        "[server]\nlisten = [\"127.0.0.1:5353\"]\n[upstream]\nservers = [\"127.0.0.1\", \"::1\"]\n",
+        &[],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("upstreams 127.0.0.1:53,[::1]:53"), "{out}");
 }
 
 #[test]
