@@ -38,6 +38,22 @@ pub struct Connection {
     pub path: Option<String>,
 }
 
+impl Connection {
+    /// A connection from `client` to `port` recorded now with nothing read (`seen` is `unknown`).
+    fn unread(client: SocketAddr, port: u16) -> Connection {
+        Connection {
+            time: SystemTime::now(),
+            client,
+            port,
+            seen: "unknown",
+            sni: None,
+            host: None,
+            method: None,
+            path: None,
+        }
+    }
+}
+
 /// What the first bytes of a connection say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Peek {
@@ -232,7 +248,12 @@ pub async fn serve(
             _ = shutdown.cancelled() => return,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            continue; // over the cap: dropped (closed) at once
+            // Over the cap: closed at once, unread, but still recorded. Dropped unrecorded, it was evidence
+            // lost without a trace, and a host holding every slot (idle connections, `read_timeout_ms` each)
+            // hid every other machine that connected meanwhile.
+            tracing::debug!(client = %client, "sinkhole host connection limit reached; recorded unread");
+            record(Connection::unread(client, port));
+            continue;
         };
         let record = record.clone();
         tokio::spawn(async move {
@@ -254,13 +275,7 @@ pub async fn serve(
             }
             let mut c = Connection {
                 time,
-                client,
-                port,
-                seen: "unknown",
-                sni: None,
-                host: None,
-                method: None,
-                path: None,
+                ..Connection::unread(client, port)
             };
             match result {
                 Peek::Tls { sni } => {

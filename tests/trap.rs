@@ -169,3 +169,41 @@ fn a_client_reconnecting_in_a_loop_is_folded_into_one_line() {
         "every connection is a line or counted in one: {stderr}"
     );
 }
+
+/// A connection over `max_connections` is closed at once, but still recorded (unread, `seen` unknown): a host
+/// holding every slot with idle connections must not hide the machines that connect meanwhile. It was
+/// dropped without an event, a count or a log line.
+#[test]
+fn a_connection_over_the_cap_is_recorded_not_lost() {
+    use std::io::Write;
+    let up = Upstream::start();
+    let srv = C2sink::start(
+        &config(
+            &[up.addr],
+            "[sinkhole]\nmode = \"address\"\nipv4 = \"127.0.0.1\"\n\n\
+             [trap]\nports = [0]\nmax_connections = 1\nread_timeout_ms = 60000\n",
+        ),
+        &[],
+    );
+    let trap = *srv
+        .sinkhole_hosts
+        .first()
+        .expect("sinkhole host listening line");
+    // Holds the only slot for the whole test (its read time is a minute): it is not recorded meanwhile.
+    let held = std::net::TcpStream::connect(trap).expect("connect");
+    let mut beacon = std::net::TcpStream::connect(trap).expect("connect");
+    let _ = beacon.write_all(b"GET /blog/_insert HTTP/1.1\r\nHost: sbmsa.wiki\r\n\r\n");
+    let ev = connection_events(&srv, 1);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["seen"], "unknown", "{ev:?}");
+    assert_eq!(ev[0]["client_ip"], "127.0.0.1");
+    assert_eq!(ev[0]["port"], trap.port());
+    assert_eq!(
+        ev[0]["client_port"],
+        beacon.local_addr().expect("addr").port(),
+        "the line is the connection over the cap: {ev:?}"
+    );
+    drop((held, beacon));
+    let m = ask_simple(srv.addr(), Proto::Udp, "www.example.test", RecordType::A);
+    assert_eq!(m.answers.len(), 1);
+}
