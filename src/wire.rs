@@ -34,6 +34,8 @@ pub enum WireError {
     QuestionCount,
     #[error("more than one OPT record")]
     DuplicateOpt,
+    #[error("record data that does not fit its type")]
+    BadRdata,
 }
 
 /// The header fields c2sink acts on.
@@ -589,6 +591,7 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
                     opt = Some(rr);
                 }
             } else {
+                check_rdata(msg, &rr)?;
                 ttl_offsets.push(rr.ttl_at as u32);
                 let ttl = ttl_value(rr.ttl);
                 if section < 2 {
@@ -632,6 +635,31 @@ pub fn answer_shape(msg: &[u8]) -> Result<AnswerShape, WireError> {
         opt,
         len: pos,
     })
+}
+
+/// Class IN, the one whose A and AAAA RDATA are an address.
+const CLASS_IN: u16 = 1;
+
+/// Refuses a record whose RDATA cannot be what its type says: an A or AAAA (class IN) of another length than
+/// an address, a CNAME or DNAME whose target name does not end where its RDATA does, an SVCB or HTTPS whose
+/// TargetName runs past it. Clients reject such an answer ("malformed message"); cached, it was served to
+/// every client for its TTL, and what the lists were checked against (an address, a target read past its
+/// record) was not what the record held.
+fn check_rdata(msg: &[u8], rr: &RecordPos) -> Result<(), WireError> {
+    let fits = match (rr.rtype, rr.class) {
+        (TYPE_A, CLASS_IN) => rr.rdlen == 4,
+        (TYPE_AAAA, CLASS_IN) => rr.rdlen == 16,
+        (TYPE_CNAME | TYPE_DNAME, _) => skip_name(msg, rr.rdata_at) == Ok(rr.next),
+        (TYPE_SVCB | TYPE_HTTPS, _) => {
+            rr.rdlen > 2 && skip_name(msg, rr.rdata_at + 2).is_ok_and(|end| end <= rr.next)
+        }
+        _ => true,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(WireError::BadRdata)
+    }
 }
 
 /// Puts the CNAME targets among `targets` in the order a resolver follows them from the question, which
@@ -1078,6 +1106,55 @@ pub(crate) fn test_message(id: u16, flags: u16, name: &str, qtype: u16) -> Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_whose_data_does_not_fit_their_type_make_the_answer_malformed() {
+        // An answer to a.b A: one record at the question's name (`c0 0c`) of `rtype` with `rdata`.
+        let answer = |rtype: u16, class: u16, rdata: &[u8]| {
+            let mut m = test_message(1, 0x8180, "a.b", 1);
+            m[7] = 1;
+            m.extend_from_slice(&[0xc0, 12]);
+            m.extend_from_slice(&rtype.to_be_bytes());
+            m.extend_from_slice(&class.to_be_bytes());
+            m.extend_from_slice(&[0, 0, 0, 60]);
+            m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            m.extend_from_slice(rdata);
+            m
+        };
+        let shape = |rtype, class, rdata: &[u8]| answer_shape(&answer(rtype, class, rdata)).err();
+        assert_eq!(shape(TYPE_A, CLASS_IN, &[192, 0, 2, 1]), None);
+        assert_eq!(
+            shape(TYPE_A, CLASS_IN, &[192, 0, 2, 1, 9]),
+            Some(WireError::BadRdata)
+        );
+        assert_eq!(
+            shape(TYPE_A, CLASS_IN, &[192, 0, 2]),
+            Some(WireError::BadRdata)
+        );
+        assert_eq!(shape(TYPE_AAAA, CLASS_IN, &[0; 16]), None);
+        assert_eq!(
+            shape(TYPE_AAAA, CLASS_IN, &[0; 4]),
+            Some(WireError::BadRdata)
+        );
+        // CH A holds a name and an address: any length.
+        assert_eq!(shape(TYPE_A, 3, &[0, 0, 1]), None);
+        assert_eq!(shape(TYPE_CNAME, CLASS_IN, b"\x01c\xc0\x0c"), None);
+        // A target name running past its RDATA (the CNAME says 2 octets, the name takes 5).
+        let mut over = answer(TYPE_CNAME, CLASS_IN, b"\x01c");
+        over.extend_from_slice(&[0xc0, 12]);
+        assert_eq!(answer_shape(&over).err(), Some(WireError::BadRdata));
+        // Octets in the RDATA after the target.
+        assert_eq!(
+            shape(TYPE_CNAME, CLASS_IN, b"\x01c\x00\x07"),
+            Some(WireError::BadRdata)
+        );
+        assert_eq!(shape(TYPE_HTTPS, CLASS_IN, &[0, 1, 0]), None);
+        assert_eq!(shape(TYPE_HTTPS, CLASS_IN, &[0]), Some(WireError::BadRdata));
+        assert_eq!(
+            shape(TYPE_HTTPS, CLASS_IN, &[0, 1, 3, b'x']),
+            Some(WireError::BadRdata)
+        );
+    }
 
     #[test]
     fn padded_queries_are_whole_blocks_and_still_read() {

@@ -149,6 +149,39 @@ fn garbage_and_truncated_answers_never_reach_the_client() {
     assert_eq!(got, (NOERROR, vec![A]), "did not recover");
 }
 
+/// An answer whose A record holds 5 octets (`dig`: "malformed message packet") is no answer: c2sink passed it
+/// on and cached it for its TTL, and an address list never saw the address in it.
+#[test]
+fn an_answer_with_a_malformed_record_is_neither_passed_on_nor_cached() {
+    let up = Upstream::answering(A);
+    up.set_mode(Mode::LongA);
+    let c = C2sink::start_small(&[up.addr], 300, "", "");
+    for proto in ["udp", "tcp"] {
+        let q = query(0x0bad, &format!("long-a-{proto}.example"), TYPE_A);
+        let r = if proto == "udp" {
+            udp_ask(c.addr(), &q)
+        } else {
+            tcp_ask(c.addr(), &q)
+        };
+        let r =
+            parse(&r.expect("a reply")).expect("well formed, not the upstream's malformed answer");
+        assert_eq!(
+            (r.id, r.rcode, r.ancount),
+            (0x0bad, SERVFAIL, 0),
+            "over {proto}"
+        );
+    }
+    up.set_mode(Mode::Answer);
+    // Nothing was cached: once the upstream answers well again (and its probe found it back), so does c2sink.
+    let got = poll(
+        PROBED,
+        Duration::from_millis(200),
+        || rcode_of(&c, "long-a-udp.example", 7),
+        |r| *r == (NOERROR, vec![A]),
+    );
+    assert_eq!(got, (NOERROR, vec![A]), "a malformed answer was cached");
+}
+
 #[test]
 fn spoofed_answers_are_dropped_and_counted() {
     let up = Upstream::answering(A);

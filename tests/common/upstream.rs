@@ -95,6 +95,9 @@ pub enum Mode {
     Truncated,
     /// First a reply with a wrong ID, then one for another question, then the real answer.
     SpoofFirst,
+    /// The right ID and question, but the last record's RDATA one octet longer than the RDLENGTH of an A
+    /// says (5): a message clients reject. Meant for [`Zone::FixedA`] answers to A, whose last record is it.
+    LongA,
 }
 
 struct State {
@@ -448,6 +451,13 @@ fn respond(q: &[u8], tcp: bool, st: &State) -> Vec<Vec<u8>> {
             let other = query(u16::from_be_bytes([q[0], q[1]]), "spoofed.example", TYPE_A);
             let wrong_q = fixed_a(&other, Ipv4Addr::new(6, 6, 6, 7), 300, false).expect("answer");
             vec![wrong_id, wrong_q, good]
+        }
+        Mode::LongA => {
+            let mut long = good;
+            let n = long.len();
+            long[n - 6..n - 4].copy_from_slice(&5u16.to_be_bytes());
+            long.push(9);
+            vec![long]
         }
     }
 }
