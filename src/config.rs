@@ -1543,6 +1543,19 @@ impl Config {
                 );
             }
         }
+        for (key, log) in self.log_files() {
+            if let Some((what, _)) = self.inputs().into_iter().find(|(_, i)| same_file(i, &log)) {
+                // Lines appended to the config or a list (and rotation moving it away) leave a config that
+                // no longer parses, at the next reload and start, and a list of JSON lines.
+                p(
+                    key.into(),
+                    format!(
+                        "{} is {what}: a log must not be written over a file c2sink reads",
+                        log.display()
+                    ),
+                );
+            }
+        }
         if let Some(w) = &self.alerts.webhook
             && let Err(e) = crate::alerts::WebhookUrl::parse(w)
         {
@@ -1686,6 +1699,53 @@ impl Config {
             .map(|q| self.resolve(Path::new(q)))
     }
 
+    /// The log files c2sink writes, with their keys.
+    fn log_files(&self) -> Vec<(&'static str, PathBuf)> {
+        let mut out = Vec::new();
+        if let EventSink::File(f) = self.event_sink() {
+            out.push(("log.events", f));
+        }
+        if let Some(q) = self.query_log() {
+            out.push(("log.queries", q));
+        }
+        out
+    }
+
+    /// The files c2sink reads (and, for a feed, writes itself), each with what it is, for messages.
+    fn inputs(&self) -> Vec<(String, PathBuf)> {
+        let mut out = vec![("the config file".to_string(), self.source.clone())];
+        for (i, l) in self.blocklists.iter().enumerate() {
+            let path = self.resolve(&l.path);
+            if l.url.is_some() {
+                let mut meta = path.clone().into_os_string();
+                meta.push(".feed");
+                out.push((format!("blocklists[{i}].path's .feed file"), meta.into()));
+            }
+            out.push((format!("blocklists[{i}].path"), path));
+        }
+        for (i, l) in self.clients.leases.iter().enumerate() {
+            out.push((format!("clients.leases[{i}].path"), self.resolve(&l.path)));
+        }
+        let files = [
+            ("upstream.ca_file", self.upstream.ca_file.as_ref()),
+            ("alerts.ca_file", self.alerts.ca_file.as_ref()),
+            (
+                "tls_listen.cert_file",
+                self.tls_listen.as_ref().map(|t| &t.cert_file),
+            ),
+            (
+                "tls_listen.key_file",
+                self.tls_listen.as_ref().map(|t| &t.key_file),
+            ),
+        ];
+        for (key, path) in files {
+            if let Some(path) = path {
+                out.push((key.to_string(), self.resolve(path)));
+            }
+        }
+        out
+    }
+
     /// Where block events go.
     pub fn event_sink(&self) -> EventSink {
         if self.log.events == "stdout" || self.log.events == "-" {
@@ -1694,6 +1754,25 @@ impl Config {
             EventSink::File(self.resolve(Path::new(&self.log.events)))
         }
     }
+}
+
+/// Whether two paths name one file: the same file (links followed, hard links too), or for a file not there
+/// yet (a log, a feed's copy) the same name in the same folder.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        return (x.dev(), x.ino()) == (y.dev(), y.ino());
+    }
+    let real = |p: &Path| {
+        std::fs::canonicalize(p).ok().or_else(|| {
+            let folder = match p.parent() {
+                Some(f) if !f.as_os_str().is_empty() => f,
+                _ => Path::new("."),
+            };
+            Some(std::fs::canonicalize(folder).ok()?.join(p.file_name()?))
+        })
+    };
+    a == b || matches!((real(a), real(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// DoT and DoH server settings from a PEM chain and key; the error names the key (`cert_file`/`key_file`).

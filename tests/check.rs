@@ -572,3 +572,46 @@ fn explain_says_where_an_unblocked_name_goes_as_the_server_does() {
     assert_eq!(main.names(), vec!["www.example.org".to_string()]);
     assert_eq!(lan.names(), vec!["pc.corp.example".to_string()]);
 }
+
+/// A log written over one of c2sink's own inputs destroys it: the query log appended to the config file left
+/// one that no longer parsed (at the next reload and start), block events appended to a list turned it into
+/// JSON lines. `check` said ok and `serve` ran with it; both refuse it now, naming the key.
+#[test]
+fn a_log_over_the_config_or_a_list_is_an_error_and_writes_nothing() {
+    let dir = common::TempDir::new("check-log-over-input");
+    dir.write("c2.txt", "evil.example\n");
+    let sub = dir.path().join("lists");
+    std::fs::create_dir(&sub).expect("folder");
+    std::fs::write(sub.join("other.txt"), "c2.test\n").expect("list");
+    let text = "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:53\"]\n\
+                [[blocklists]]\nname = \"c2\"\npath = \"c2.txt\"\n\
+                [[blocklists]]\nname = \"other\"\npath = \"lists/other.txt\"\n\
+                [log]\nevents = \"lists/../c2.txt\"\nqueries = \"c2sink.toml\"\n";
+    let cfg = dir.write("c2sink.toml", text);
+    let cfg_arg = cfg.to_str().expect("utf-8");
+    for cmd in ["check", "serve"] {
+        let (code, _, err) = common::run(&[cmd, "--config", cfg_arg]);
+        assert_eq!(code, 2, "{cmd}: {err}");
+        assert!(
+            err.contains("c2sink.toml: log.events: ")
+                && err.contains("is blocklists[0].path: a log must not be written over"),
+            "{cmd}: {err}"
+        );
+        assert!(
+            err.contains("c2sink.toml: log.queries: ") && err.contains("is the config file"),
+            "{cmd}: {err}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&cfg).expect("config"), text);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("c2.txt")).expect("list"),
+        "evil.example\n"
+    );
+    // A log of its own, next to them, is fine.
+    let fine = text
+        .replace("lists/../c2.txt", "events.jsonl")
+        .replace("queries = \"c2sink.toml\"", "queries = \"queries.jsonl\"");
+    dir.write("c2sink.toml", &fine);
+    let (code, out, err) = common::run(&["check", "--config", cfg_arg]);
+    assert_eq!(code, 0, "{out}{err}");
+}
