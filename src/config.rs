@@ -1543,15 +1543,16 @@ impl Config {
                 );
             }
         }
-        for (key, log) in self.log_files() {
-            if let Some((what, _)) = self.inputs().into_iter().find(|(_, i)| same_file(i, &log)) {
-                // Lines appended to the config or a list (and rotation moving it away) leave a config that
-                // no longer parses, at the next reload and start, and a list of JSON lines.
+        // Lines appended to the config or a list (and rotation moving it away) leave a config that no longer
+        // parses, at the next reload and start, and a list of JSON lines; a feed's download replaces the file.
+        for (key, out) in self.written_files() {
+            let inputs = self.inputs();
+            if let Some((what, _)) = inputs.iter().find(|(k, i)| *k != key && same_file(i, &out)) {
                 p(
-                    key.into(),
+                    key,
                     format!(
-                        "{} is {what}: a log must not be written over a file c2sink reads",
-                        log.display()
+                        "{} is {what}, which c2sink reads: it must not write over it",
+                        out.display()
                     ),
                 );
             }
@@ -1699,19 +1700,24 @@ impl Config {
             .map(|q| self.resolve(Path::new(q)))
     }
 
-    /// The log files c2sink writes, with their keys.
-    fn log_files(&self) -> Vec<(&'static str, PathBuf)> {
+    /// The files c2sink writes, with their keys: the logs and the feeds' copies.
+    fn written_files(&self) -> Vec<(String, PathBuf)> {
         let mut out = Vec::new();
         if let EventSink::File(f) = self.event_sink() {
-            out.push(("log.events", f));
+            out.push(("log.events".to_string(), f));
         }
         if let Some(q) = self.query_log() {
-            out.push(("log.queries", q));
+            out.push(("log.queries".to_string(), q));
+        }
+        for (i, l) in self.blocklists.iter().enumerate() {
+            if l.url.is_some() {
+                out.push((format!("blocklists[{i}].path"), self.resolve(&l.path)));
+            }
         }
         out
     }
 
-    /// The files c2sink reads (and, for a feed, writes itself), each with what it is, for messages.
+    /// The files c2sink reads (and, for a feed, writes itself), each with its key or what it is.
     fn inputs(&self) -> Vec<(String, PathBuf)> {
         let mut out = vec![("the config file".to_string(), self.source.clone())];
         for (i, l) in self.blocklists.iter().enumerate() {

@@ -594,11 +594,13 @@ fn a_log_over_the_config_or_a_list_is_an_error_and_writes_nothing() {
         assert_eq!(code, 2, "{cmd}: {err}");
         assert!(
             err.contains("c2sink.toml: log.events: ")
-                && err.contains("is blocklists[0].path: a log must not be written over"),
+                && err.contains(
+                    "is blocklists[0].path, which c2sink reads: it must not write over it"
+                ),
             "{cmd}: {err}"
         );
         assert!(
-            err.contains("c2sink.toml: log.queries: ") && err.contains("is the config file"),
+            err.contains("c2sink.toml: log.queries: ") && err.contains("is the config file, which"),
             "{cmd}: {err}"
         );
     }
@@ -614,4 +616,20 @@ fn a_log_over_the_config_or_a_list_is_an_error_and_writes_nothing() {
     dir.write("c2sink.toml", &fine);
     let (code, out, err) = common::run(&["check", "--config", cfg_arg]);
     assert_eq!(code, 0, "{out}{err}");
+    // A feed's download would replace another list, or the config.
+    let feeds = format!(
+        "{fine}[[blocklists]]\nname = \"feed\"\npath = \"lists/other.txt\"\nurl = \"http://127.0.0.1:9/x\"\n\
+         [[blocklists]]\nname = \"feed2\"\npath = \"c2sink.toml\"\nurl = \"http://127.0.0.1:9/y\"\n"
+    );
+    dir.write("c2sink.toml", &feeds);
+    let (code, _, err) = common::run(&["check", "--config", cfg_arg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("blocklists[2].path: ") && err.contains("is blocklists[1].path, which"),
+        "{err}"
+    );
+    assert!(
+        err.contains("blocklists[3].path: ") && err.contains("is the config file, which"),
+        "{err}"
+    );
 }
