@@ -778,7 +778,8 @@ const RCODE_NOTIMP: u8 = 4;
 /// Accepts an answer only if it is a well-formed response to exactly our question under our ID.
 fn check_answer(msg: &[u8], id: u16, query: &Query<'_>) -> Result<AnswerShape, TryError> {
     let header = wire::Header::read(msg)?;
-    if header.id != id || !header.is_response() {
+    // Only QUERY goes upstream: a reply of another opcode (an UPDATE's, say) answers something else.
+    if header.id != id || !header.is_response() || header.opcode() != 0 {
         return Err(TryError::Mismatch);
     }
     // A refusal without the question is still this server's answer: nsd, for one, leaves the question out
@@ -1203,6 +1204,12 @@ mod tests {
         let not_response = message(7, 0x0100, "www.example.com", 1);
         assert!(matches!(
             check_answer(&not_response, 7, &query),
+            Err(TryError::Mismatch)
+        ));
+        // The right ID and question, but the reply of an UPDATE (opcode 5), not of a QUERY.
+        let update = message(7, 0x8180 | (5 << 11), "www.example.com", 1);
+        assert!(matches!(
+            check_answer(&update, 7, &query),
             Err(TryError::Mismatch)
         ));
         let other_name = message(7, 0x8180, "www.example.org", 1);
