@@ -94,7 +94,7 @@ pub fn describe() {
     );
     describe_counter!(
         "c2sink_upstream_mismatched_total",
-        "Upstream messages ignored because their ID or question did not match."
+        "Upstream messages ignored because their ID, question or opcode did not match."
     );
     describe_gauge!(
         "c2sink_list_entries",
