@@ -63,6 +63,18 @@ pub fn normalize_into(raw: &str, out: &mut String) -> Result<(), String> {
     if out.parse::<std::net::Ipv4Addr>().is_ok() {
         return Err(format!("\"{}\" is an IP address, not a name", short(raw)));
     }
+    // No top-level domain is all digits (RFC 3696 2): such a line is an address cut short or mistyped, and
+    // as a rule it would match nothing.
+    if out
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!(
+            "\"{}\" ends in a number: no top-level domain is all digits (an IP address?)",
+            short(raw)
+        ));
+    }
     Ok(())
 }
 
@@ -173,8 +185,15 @@ mod tests {
             &"a".repeat(64),
             &format!("{}.com", "a.".repeat(130)),
             "192.0.2.1",
+            "1.2.3",
+            "999.999.999.999",
+            "c2.example.123",
         ] {
             assert!(normalize_domain(bad).is_err(), "{bad:?} should be rejected");
+        }
+        // digits elsewhere are fine: a reverse name, a numeric label, a TLD with digits and letters
+        for good in ["4.3.2.1.in-addr.arpa", "123.example", "x.c2a"] {
+            assert!(normalize_domain(good).is_ok(), "{good:?} should be taken");
         }
     }
 
