@@ -338,7 +338,7 @@ impl Pipeline {
                 if let Some(blocked) =
                     self.block_by_answer(&policy, &query, raw, client, inspect, &hit.wire)
                 {
-                    self.done(client, &query, Outcome::Blocked, started);
+                    self.done_pointing(client, &query, Outcome::Blocked, started, &hit.inspect);
                     return blocked;
                 }
                 return self.cached(&query, raw, client, (hit.wire, &hit.inspect), started);
@@ -351,7 +351,7 @@ impl Pipeline {
             if let Some(blocked) =
                 self.block_by_answer(&policy, &query, raw, client, inspect, &hit.wire)
             {
-                self.done(client, &query, Outcome::Blocked, started);
+                self.done_pointing(client, &query, Outcome::Blocked, started, &hit.inspect);
                 return blocked;
             }
             hit.clear(policy.generation);
@@ -424,7 +424,8 @@ impl Pipeline {
                 if let Some(d) =
                     self.block_by_answer(&policy, &query, raw, client, inspect, &answer.wire)
                 {
-                    self.done(client, &query, Outcome::Blocked, started);
+                    let chain = &answer.shape.inspect;
+                    self.done_pointing(client, &query, Outcome::Blocked, started, chain);
                     return reply_of(d);
                 }
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -562,7 +563,7 @@ impl Pipeline {
         let inspect = hit.inspect.as_deref();
         if let Some(blocked) = self.block_by_answer(&policy, query, raw, client, inspect, &hit.wire)
         {
-            self.done(client, query, Outcome::Blocked, started);
+            self.done_pointing(client, query, Outcome::Blocked, started, &hit.inspect);
             return Some(blocked);
         }
         self.telemetry.stale_answer();
@@ -690,7 +691,7 @@ impl Pipeline {
 
     /// [`done`](Self::done) for an answer that points at other names (CNAME, DNAME, HTTPS/SVCB targets):
     /// the query log keeps them, so a `hunt` for a C2 name published later finds the machines that reached
-    /// it behind an innocent name.
+    /// it behind an innocent name, or were blocked by its answer (a hunt of the query log alone finds those).
     fn done_pointing(
         &self,
         client: &Client,

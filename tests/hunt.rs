@@ -174,3 +174,52 @@ fn hunt_finds_a_c2_name_reached_behind_a_cname() {
         "{table}"
     );
 }
+
+/// A query blocked by its answer (`app.cname-ok.test CNAME www.example.test`, the target listed) keeps the
+/// chain in the query log as a forwarded one does: a hunt of the query log alone finds the machine, and
+/// says which name of the answer it was.
+#[test]
+fn a_query_blocked_by_its_answer_keeps_its_chain_for_hunt() {
+    let dir = tempdir("hunt-blocked-chain");
+    let up = Upstream::start();
+    let queries = dir.join("queries.log");
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets = 1\n[upstream]\nservers = [\"{}\"]\n\
+         [[blocklists]]\nname = \"c2\"\npath = \"list.txt\"\n[log]\nqueries = \"{}\"\n",
+        up.addr,
+        queries.display()
+    );
+    let c = C2sink::start(&cfg, &[("list.txt", "www.example.test\n")]);
+    // The answer from upstream, then the same answer from the cache: both blocked by its CNAME target
+    // (the sinkhole's one 0.0.0.0, not the upstream's CNAME and A).
+    for _ in 0..2 {
+        assert_eq!(
+            rcode_and_answers(&c.udp("127.0.0.4", "app.cname-ok.test", 1)),
+            (0, 1)
+        );
+    }
+    c.stop();
+    let lines = json_lines(&queries);
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        assert_eq!(l["outcome"], "blocked", "{l}");
+        assert_eq!(l["chain"], serde_json::json!(["www.example.test"]), "{l}");
+    }
+    let list = dir.join("iocs.txt");
+    std::fs::write(&list, "www.example.test\n").unwrap();
+    let (code, out, err) = run(&[
+        "hunt",
+        "--list",
+        list.to_str().unwrap(),
+        "--format",
+        "json",
+        queries.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let h: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(h["hits"], 2, "{h}");
+    let name = &h["clients"][0]["names"][0];
+    assert_eq!(name["qname"], "app.cname-ok.test");
+    assert_eq!(name["via"], serde_json::json!(["www.example.test"]));
+    assert_eq!(name["outcomes"], serde_json::json!(["blocked"]));
+}
