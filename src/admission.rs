@@ -155,6 +155,24 @@ impl Admission {
         self.acl.is_open()
     }
 
+    /// What `serve` warns at start and `check` prints about `allow`: an access list that refuses every
+    /// client, or one that makes an open resolver, is rarely meant and costs dearly either way.
+    pub fn warnings(&self, server: &ServerConfig) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if server.allow.as_ref().is_some_and(Vec::is_empty) {
+            out.push(
+                "server.allow is empty: every client is refused (only this host's own queries are answered)",
+            );
+        }
+        if self.is_open() {
+            out.push(
+                "server.allow lets every address query: this is an OPEN RESOLVER; make sure a firewall \
+                 keeps the internet out, or it will be used to amplify attacks on others",
+            );
+        }
+        out
+    }
+
     /// Whether `ip` may query at all (used to close TCP connections from denied sources at once).
     pub fn allowed(&self, ip: IpAddr) -> bool {
         self.acl.allows(ip.to_canonical())

@@ -308,6 +308,12 @@ fn check(path: &std::path::Path, explain: Option<&str>, errors_only: bool) -> Ex
         },
         cfg.sinkhole.mode.as_str(),
     );
+    // Warned as serve warns them at start; meant sometimes (a firewall in front), so not a problem.
+    if let Ok(admission) = c2sink::admission::Admission::new(&cfg.server) {
+        for warning in admission.warnings(&cfg.server) {
+            println!("warning: {warning}");
+        }
+    }
     // Client sources are read by c2sink, not written by the admin: problems are shown, not fatal.
     for line in c2sink::clients::check_sources(&cfg) {
         println!("{line}");

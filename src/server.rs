@@ -64,16 +64,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     for note in cfg.ipv6_only_wildcards() {
         tracing::warn!("{note}");
     }
-    if cfg.server.allow.as_ref().is_some_and(Vec::is_empty) {
-        tracing::warn!(
-            "server.allow is empty: every client is refused (only this host's own queries are answered)"
-        );
-    }
-    if admission.is_open() {
-        tracing::warn!(
-            "server.allow lets every address query: this is an OPEN RESOLVER; make sure a firewall \
-             keeps the internet out, or it will be used to amplify attacks on others"
-        );
+    for warning in admission.warnings(&cfg.server) {
+        tracing::warn!("{warning}");
     }
 
     let udp_sockets = match cfg.server.udp_sockets {

@@ -633,3 +633,29 @@ fn a_log_over_the_config_or_a_list_is_an_error_and_writes_nothing() {
         "{err}"
     );
 }
+
+/// `check` says what `serve` warns at start about `allow`: an open resolver, or a list that refuses every
+/// client; both are sometimes meant, so the exit status stays 0.
+#[test]
+fn check_warns_of_an_open_or_empty_allow_as_serve_does() {
+    for (allow, warning) in [
+        (
+            "[\"0.0.0.0/0\"]",
+            "warning: server.allow lets every address query: this is an OPEN RESOLVER",
+        ),
+        (
+            "[]",
+            "warning: server.allow is empty: every client is refused",
+        ),
+    ] {
+        let cfg = format!(
+            "[server]\nlisten = [\"127.0.0.1:5353\"]\nallow = {allow}\n[upstream]\nservers = [\"127.0.0.1:53\"]\n"
+        );
+        let (code, out, err) = check(&cfg, &[], &[]);
+        assert_eq!(code, 0, "{allow}: {out}{err}");
+        assert!(out.contains(warning), "{allow}: {out}");
+    }
+    let (code, out, _) = check(BASE, &[], &[]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("warning:"), "{out}");
+}
