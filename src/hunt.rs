@@ -298,7 +298,7 @@ impl Hunt {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "hunt: {} hit{} from {} client{} in {} lines of {} file{} ({} names on the list)",
+            "hunt: {} hit{} from {} client{} in {} lines of {} file{} ({} name{} on the list)",
             self.hits,
             if self.hits == 1 { "" } else { "s" },
             self.clients.len(),
@@ -306,7 +306,8 @@ impl Hunt {
             self.lines_scanned,
             self.files,
             if self.files == 1 { "" } else { "s" },
-            self.list_entries
+            self.list_entries,
+            if self.list_entries == 1 { "" } else { "s" },
         );
         for c in &self.clients {
             let mut who: Vec<String> = c.hostnames.clone();

@@ -290,9 +290,9 @@ pub fn check_sources(cfg: &Config) -> Vec<String> {
         let p = cfg.resolve(&c.arp);
         match std::fs::read_to_string(&p) {
             Ok(t) => out.push(format!(
-                "clients: {}: {} neighbours",
+                "clients: {}: {}",
                 p.display(),
-                arp::parse(&t).len()
+                neighbours(arp::parse(&t).len())
             )),
             Err(e) => out.push(format!("clients: warning: {}: {e}", p.display())),
         }
@@ -300,8 +300,8 @@ pub fn check_sources(cfg: &Config) -> Vec<String> {
     if c.ndp {
         match ndp::dump() {
             Ok(n) => out.push(format!(
-                "clients: IPv6 neighbour table: {} neighbours",
-                n.len()
+                "clients: IPv6 neighbour table: {}",
+                neighbours(n.len())
             )),
             Err(e) => out.push(format!(
                 "clients: warning: IPv6 neighbour table (netlink): {e}"
@@ -330,9 +330,16 @@ pub fn check_sources(cfg: &Config) -> Vec<String> {
         }
     }
     if !c.names.is_empty() {
-        out.push(format!("clients: {} static names", c.names.len()));
+        let n = c.names.len();
+        let s = if n == 1 { "" } else { "s" };
+        out.push(format!("clients: {n} static name{s}"));
     }
     out
+}
+
+/// "1 neighbour", "2 neighbours".
+fn neighbours(n: usize) -> String {
+    format!("{n} neighbour{}", if n == 1 { "" } else { "s" })
 }
 
 /// File identity used to notice a change without reading the file.
