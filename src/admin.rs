@@ -167,12 +167,18 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         buf.extend_from_slice(&chunk[..n]);
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
-            let line = buf.split(|&b| b == b'\n').next().unwrap_or(&[]);
-            return Ok(Some(String::from_utf8_lossy(line).trim().to_string()));
-        }
-        if buf.len() > MAX_HEAD {
-            return Ok(None);
+        // Where the head ends (after its blank line), if it has: a head past MAX_HEAD is refused even when
+        // its end came in the same read.
+        let end = (buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4))
+            .or_else(|| buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2));
+        match end {
+            Some(end) if end <= MAX_HEAD => {
+                let line = buf.split(|&b| b == b'\n').next().unwrap_or(&[]);
+                return Ok(Some(String::from_utf8_lossy(line).trim().to_string()));
+            }
+            Some(_) => return Ok(None),
+            None if buf.len() > MAX_HEAD => return Ok(None),
+            None => {}
         }
     }
 }

@@ -175,6 +175,34 @@ fn readyz_follows_the_upstream_and_healthz_does_not() {
     assert_eq!(http_get(stuck_admin, "/nope").0, 404);
 }
 
+/// A request head is read up to 8 KiB (README): one just within is served, one just past is answered 431,
+/// even when all of it, blank line included, comes in one write.
+#[test]
+fn a_request_head_past_8_kib_is_refused_even_in_one_write() {
+    use std::io::{Read, Write};
+    let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
+    let dir = TempDir::new("admin-head");
+    let extra = "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let c = C2sink::start_file(&config_file(&dir, "127.0.0.1:0", &[up.addr], extra));
+    let admin = c.admin.expect("admin");
+    let status_for = |head_len: usize| {
+        let start = "GET /healthz HTTP/1.1\r\nX-Pad: ";
+        let pad = "a".repeat(head_len - start.len() - 4);
+        let head = format!("{start}{pad}\r\n\r\n");
+        assert_eq!(head.len(), head_len);
+        let mut s = std::net::TcpStream::connect(admin).expect("connect admin");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(head.as_bytes()).expect("send");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        out.split_whitespace().nth(1).unwrap_or("").to_string()
+    };
+    assert_eq!(status_for(8192), "200");
+    assert_eq!(status_for(8193), "431");
+    assert_eq!(status_for(9000), "431");
+}
+
 #[test]
 fn reloads_and_failed_reloads_are_counted_and_list_entries_follow() {
     let up = Upstream::answering_a(std::net::Ipv4Addr::new(192, 0, 2, 1), 300);
