@@ -987,7 +987,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     };
     let bytes = n * mult as f64;
     if !(1.0..=1e15).contains(&bytes) {
-        return Err(format!("\"{s}\" is out of range"));
+        return Err(format!("\"{s}\" is out of range (1 byte to 1 PB)"));
     }
     Ok(bytes as u64)
 }
