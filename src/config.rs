@@ -1022,6 +1022,24 @@ fn default_trap_read_timeout_ms() -> u64 {
 }
 
 impl Config {
+    /// What `serve` warns at start and `check` prints: settings that are valid but rarely do what was
+    /// meant ([`ipv6_only_wildcards`](Self::ipv6_only_wildcards), a sinkhole address no answer uses).
+    pub fn notes(&self) -> Vec<String> {
+        let mut out = self.ipv6_only_wildcards();
+        let s = &self.sinkhole;
+        let used = s.mode == SinkholeMode::Address
+            || self.trap.is_some()
+            || (self.blocklists.iter()).any(|l| l.action == Some(SinkholeMode::Address));
+        if (s.ipv4.is_some() || s.ipv6.is_some()) && !used {
+            out.push(format!(
+                "sinkhole.ipv4/ipv6 are set but no answer uses them: [sinkhole] mode is \"{}\"; set \
+                 mode = \"address\" to answer blocked names with them",
+                s.mode.as_str()
+            ));
+        }
+        out
+    }
+
     /// Listen addresses on `[::]` without `0.0.0.0` on the same port beside them: IPv6 only (c2sink's
     /// sockets are, so the pair can share a port), which an admin used to dual-stack sockets may not expect.
     pub fn ipv6_only_wildcards(&self) -> Vec<String> {
@@ -2174,6 +2192,25 @@ servers = ["127.0.0.1:53"]
             e.contains("upstream.ca_file") && e.contains("/nonexistent/ca.pem"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_sinkhole_address_no_answer_uses_is_pointed_out() {
+        let base =
+            "[server]\nlisten = [\"127.0.0.1:53\"]\n[upstream]\nservers = [\"127.0.0.1:5399\"]\n";
+        let notes = |tail: &str| parse(&format!("{base}{tail}")).unwrap().notes();
+        let unused = notes("[sinkhole]\nipv4 = \"10.0.0.5\"\n");
+        assert_eq!(unused.len(), 1, "{unused:?}");
+        assert!(unused[0].contains("mode is \"null\""), "{unused:?}");
+        assert!(notes("[sinkhole]\nmode = \"address\"\nipv4 = \"10.0.0.5\"\n").is_empty());
+        assert!(notes("[sinkhole]\nmode = \"nxdomain\"\n").is_empty());
+        // a list answering with the server-wide address uses it
+        let by_list = format!(
+            "[sinkhole]\nipv6 = \"fd00::5\"\n[[blocklists]]\nname = \"a\"\npath = \"{}/blocklists/3cx.txt\"\n\
+             action = \"address\"\n",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        assert!(notes(&by_list).is_empty());
     }
 
     #[test]

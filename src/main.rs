@@ -314,6 +314,9 @@ fn check(path: &std::path::Path, explain: Option<&str>, errors_only: bool) -> Ex
             println!("warning: {warning}");
         }
     }
+    for note in cfg.notes() {
+        println!("warning: {note}");
+    }
     // Client sources are read by c2sink, not written by the admin: problems are shown, not fatal.
     for line in c2sink::clients::check_sources(&cfg) {
         println!("{line}");

@@ -61,7 +61,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("{}: server.allow/deny", cfg.source.display()))?,
     );
-    for note in cfg.ipv6_only_wildcards() {
+    for note in cfg.notes() {
         tracing::warn!("{note}");
     }
     for warning in admission.warnings(&cfg.server) {
