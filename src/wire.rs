@@ -36,6 +36,8 @@ pub enum WireError {
     DuplicateOpt,
     #[error("record data that does not fit its type")]
     BadRdata,
+    #[error("OPT record not owned by the root, or options running past its data")]
+    BadOpt,
 }
 
 /// The header fields c2sink acts on.
@@ -197,10 +199,17 @@ pub fn parse_query(msg: &[u8]) -> Result<Query<'_>, WireError> {
         pos = skip_record(msg, pos)?.next;
     }
     for _ in 0..header.arcount {
+        let owner_is_root = msg.get(pos) == Some(&0);
         let rr = skip_record(msg, pos)?;
         if rr.rtype == TYPE_OPT {
             if edns.is_some() {
                 return Err(WireError::DuplicateOpt);
+            }
+            // RFC 6891 6.1.2: the owner is the root, and the options fill the RDATA exactly; Unbound answers
+            // FORMERR to either mistake, and so does c2sink.
+            let options = msg.get(rr.rdata_at..rr.next).unwrap_or_default();
+            if !owner_is_root || !options_fit(options) {
+                return Err(WireError::BadOpt);
             }
             let ttl = rr.ttl;
             edns = Some(Edns {
@@ -222,6 +231,21 @@ pub fn parse_query(msg: &[u8]) -> Result<Query<'_>, WireError> {
         edns,
         edns_options,
     })
+}
+
+/// Whether EDNS options (code, length, data; RFC 6891 6.1.2) fill `rdata` exactly.
+fn options_fit(rdata: &[u8]) -> bool {
+    let mut rest = rdata;
+    while !rest.is_empty() {
+        let Some(&[_, _, l0, l1]) = rest.get(..4) else {
+            return false;
+        };
+        match rest.get(4 + usize::from(u16::from_be_bytes([l0, l1]))..) {
+            Some(tail) => rest = tail,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Offsets of a name's labels, held inline: a query's name never needs an allocation for them.

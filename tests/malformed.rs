@@ -96,6 +96,31 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
     let n = m.len();
     m[n - 1] = 200; // rdlength beyond the end
     v.push(("OPT rdata past the end", m, Rcode(FORMERR, false)));
+    // RFC 6891 6.1.2: OPT belongs to the root, and its options fill its data exactly (Unbound: FORMERR).
+    let mut m = query(0, "opt-owner.example", TYPE_A);
+    m.extend_from_slice(&[1, b'x', 0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    m[11] = 1;
+    v.push(("OPT owned by a name, not the root", m, Rcode(FORMERR, true)));
+    let mut m = query(0, "opt-option.example", TYPE_A);
+    m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 6, 0, 10, 0, 8, 1, 2]);
+    m[11] = 1;
+    v.push((
+        "EDNS option longer than the OPT's data",
+        m,
+        Rcode(FORMERR, true),
+    ));
+    let mut m = query(0, "opt-tail.example", TYPE_A);
+    m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 7, 0, 10, 0, 2, 1, 2, 9]);
+    m[11] = 1;
+    v.push((
+        "a stray octet after the EDNS options",
+        m,
+        Rcode(FORMERR, true),
+    ));
+    let mut m = query(0, "opt-ok.example", TYPE_A);
+    m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 6, 0, 10, 0, 2, 1, 2]);
+    m[11] = 1;
+    v.push(("a well-formed EDNS option", m, Rcode(NOERROR, true)));
     let mut m = query(0, "response.example", TYPE_A);
     m[2] |= 0x80;
     v.push(("QR set", m, Nothing));
