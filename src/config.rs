@@ -1006,6 +1006,9 @@ pub struct TrapConfig {
     /// Connections held at once; more are closed at once.
     #[serde(default = "default_trap_max_connections")]
     pub max_connections: usize,
+    /// Connections one client address may hold at once, so that one host cannot take every slot.
+    #[serde(default = "default_trap_max_connections_per_client")]
+    pub max_connections_per_client: usize,
     /// Time a client gets to send its first bytes (ClientHello or request head).
     #[serde(default = "default_trap_read_timeout_ms")]
     pub read_timeout_ms: u64,
@@ -1016,6 +1019,9 @@ fn default_trap_ports() -> Vec<u16> {
 }
 fn default_trap_max_connections() -> usize {
     256
+}
+fn default_trap_max_connections_per_client() -> usize {
+    16
 }
 fn default_trap_read_timeout_ms() -> u64 {
     5000
@@ -1640,6 +1646,12 @@ impl Config {
             }
             if t.max_connections == 0 {
                 p("trap.max_connections".into(), "must be at least 1".into());
+            }
+            if t.max_connections_per_client == 0 {
+                p(
+                    "trap.max_connections_per_client".into(),
+                    "must be at least 1".into(),
+                );
             }
             if !(100..=60_000).contains(&t.read_timeout_ms) {
                 p(

@@ -194,6 +194,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     if let Some(t) = &cfg.trap {
         let limits = crate::trap::TrapLimits {
             max_connections: t.max_connections,
+            max_per_client: t.max_connections_per_client,
             read_timeout: Duration::from_millis(t.read_timeout_ms),
         };
         // Weak: connections still being read at shutdown must not keep the pipeline (and its log) alive.

@@ -6,8 +6,9 @@
 //! connections at once, bytes read, and time to read them.
 
 use serde::Serialize;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
@@ -223,7 +224,51 @@ fn clean(b: &[u8]) -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct TrapLimits {
     pub max_connections: usize,
+    pub max_per_client: usize,
     pub read_timeout: Duration,
+}
+
+/// Connections each client address holds on one listener, so that one host cannot take every slot.
+struct PerClient {
+    held: Mutex<HashMap<IpAddr, usize>>,
+    cap: usize,
+}
+
+/// One connection counted against its client; uncounted when dropped.
+struct Held {
+    per: Arc<PerClient>,
+    ip: IpAddr,
+}
+
+impl PerClient {
+    /// Counts a connection from `ip`, unless it already holds its share.
+    fn take(per: &Arc<PerClient>, ip: IpAddr) -> Option<Held> {
+        let mut held = per
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = held.entry(ip).or_insert(0);
+        if *n >= per.cap {
+            return None;
+        }
+        *n += 1;
+        Some(Held {
+            per: per.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = (self.per.held.lock()).unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = held.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Accepts connections on one listener until shutdown, handing each record to `record`.
@@ -234,6 +279,10 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_client = Arc::new(PerClient {
+        held: Mutex::new(HashMap::new()),
+        cap: limits.max_per_client,
+    });
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
         let (mut stream, client) = tokio::select! {
@@ -247,10 +296,13 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => return,
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            // Over the cap: closed at once, unread, but still recorded. Dropped unrecorded, it was evidence
-            // lost without a trace, and a host holding every slot (idle connections, `read_timeout_ms` each)
-            // hid every other machine that connected meanwhile.
+        // Over the client's share or the cap: closed at once, unread, but still recorded. Dropped
+        // unrecorded, it was evidence lost without a trace; and the share keeps a host holding idle
+        // connections (`read_timeout_ms` each) from taking every slot, so other machines' connections are
+        // still read (TLS SNI, HTTP Host: which C2 they wanted).
+        let admitted = PerClient::take(&per_client, client.ip().to_canonical())
+            .and_then(|held| Some((held, slots.clone().try_acquire_owned().ok()?)));
+        let Some((held, permit)) = admitted else {
             tracing::debug!(client = %client, "sinkhole host connection limit reached; recorded unread");
             record(Connection::unread(client, port));
             continue;
@@ -289,7 +341,7 @@ pub async fn serve(
                 Peek::More | Peek::Unknown => {}
             }
             record(c);
-            drop(permit);
+            drop((permit, held));
         });
     }
 }

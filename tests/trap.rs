@@ -207,3 +207,51 @@ fn a_connection_over_the_cap_is_recorded_not_lost() {
     let m = ask_simple(srv.addr(), Proto::Udp, "www.example.test", RecordType::A);
     assert_eq!(m.answers.len(), 1);
 }
+
+/// One host holding idle connections takes at most its share of the slots (`max_connections_per_client`):
+/// its next connection is recorded unread, and another machine's beacon is still read, Host and all.
+#[test]
+fn one_host_cannot_take_every_slot() {
+    use std::io::Write;
+    let up = Upstream::start();
+    let srv = C2sink::start(
+        &config(
+            &[up.addr],
+            "[sinkhole]\nmode = \"address\"\nipv4 = \"127.0.0.1\"\n\n\
+             [trap]\nports = [0]\nmax_connections = 8\nmax_connections_per_client = 2\n\
+             read_timeout_ms = 60000\n",
+        ),
+        &[],
+    );
+    let trap = *srv
+        .sinkhole_hosts
+        .first()
+        .expect("sinkhole host listening line");
+    // Two idle connections (read for a minute): the host's whole share, not yet recorded.
+    let held = [
+        common::tcp_connect_from("127.0.0.1", trap),
+        common::tcp_connect_from("127.0.0.1", trap),
+    ];
+    let third = common::tcp_connect_from("127.0.0.1", trap);
+    let ev = connection_events(&srv, 1);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["seen"], "unknown", "{ev:?}");
+    assert_eq!(
+        ev[0]["client_port"],
+        third.local_addr().expect("addr").port(),
+        "the line is the third connection: {ev:?}"
+    );
+    // Another machine: read as usual, though the first holds idle connections.
+    let mut beacon = common::tcp_connect_from("127.0.0.2", trap);
+    beacon
+        .write_all(b"GET /blog/_insert HTTP/1.1\r\nHost: sbmsa.wiki\r\n\r\n")
+        .expect("send");
+    let ev = connection_events(&srv, 2);
+    let other = ev
+        .iter()
+        .find(|e| e["client_ip"] == "127.0.0.2")
+        .unwrap_or_else(|| panic!("no line for 127.0.0.2: {ev:?}"));
+    assert_eq!(other["seen"], "http", "{ev:?}");
+    assert_eq!(other["host"], "sbmsa.wiki", "{ev:?}");
+    drop((held, third, beacon));
+}
