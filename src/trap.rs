@@ -5,10 +5,10 @@
 //! This turns "machine X looked up a C2 name" into "machine X tried to talk to it". Everything is bounded:
 //! connections at once, bytes read, and time to read them.
 
+use crate::admission::PerClient;
 use serde::Serialize;
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
@@ -228,49 +228,6 @@ pub struct TrapLimits {
     pub read_timeout: Duration,
 }
 
-/// Connections each client address holds on one listener, so that one host cannot take every slot.
-struct PerClient {
-    held: Mutex<HashMap<IpAddr, usize>>,
-    cap: usize,
-}
-
-/// One connection counted against its client; uncounted when dropped.
-struct Held {
-    per: Arc<PerClient>,
-    ip: IpAddr,
-}
-
-impl PerClient {
-    /// Counts a connection from `ip`, unless it already holds its share.
-    fn take(per: &Arc<PerClient>, ip: IpAddr) -> Option<Held> {
-        let mut held = per
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = held.entry(ip).or_insert(0);
-        if *n >= per.cap {
-            return None;
-        }
-        *n += 1;
-        Some(Held {
-            per: per.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let mut held = (self.per.held.lock()).unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = held.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                held.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// Accepts connections on one listener until shutdown, handing each record to `record`.
 pub async fn serve(
     listener: TcpListener,
@@ -279,10 +236,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let per_client = Arc::new(PerClient {
-        held: Mutex::new(HashMap::new()),
-        cap: limits.max_per_client,
-    });
+    // Each client address's share of the slots, as the TCP listener keeps one (per address, IPv6 too).
+    let per_client = PerClient::new(limits.max_per_client);
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
         let (mut stream, client) = tokio::select! {
@@ -300,7 +255,7 @@ pub async fn serve(
         // unrecorded, it was evidence lost without a trace; and the share keeps a host holding idle
         // connections (`read_timeout_ms` each) from taking every slot, so other machines' connections are
         // still read (TLS SNI, HTTP Host: which C2 they wanted).
-        let admitted = PerClient::take(&per_client, client.ip().to_canonical())
+        let admitted = PerClient::enter(&per_client, client.ip())
             .and_then(|held| Some((held, slots.clone().try_acquire_owned().ok()?)));
         let Some((held, permit)) = admitted else {
             tracing::debug!(client = %client, "sinkhole host connection limit reached; recorded unread");

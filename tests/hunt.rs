@@ -143,17 +143,7 @@ fn hunt_finds_a_c2_name_reached_behind_a_cname() {
     assert!(lines[2].get("chain").is_none(), "{}", lines[2]);
 
     let list = dir.join("published-later.txt");
-    std::fs::write(&list, "www.example.test\n").unwrap();
-    let (code, out, err) = run(&[
-        "hunt",
-        "--list",
-        list.to_str().unwrap(),
-        "--format",
-        "json",
-        queries.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let h: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let h = hunt_json(&list, "www.example.test\n", &queries);
     assert_eq!(h["hits"], 2, "{h}");
     let clients = h["clients"].as_array().unwrap();
     assert_eq!(clients.len(), 1, "{h}");
@@ -205,21 +195,25 @@ fn a_query_blocked_by_its_answer_keeps_its_chain_for_hunt() {
         assert_eq!(l["outcome"], "blocked", "{l}");
         assert_eq!(l["chain"], serde_json::json!(["www.example.test"]), "{l}");
     }
-    let list = dir.join("iocs.txt");
-    std::fs::write(&list, "www.example.test\n").unwrap();
+    let h = hunt_json(&dir.join("iocs.txt"), "www.example.test\n", &queries);
+    assert_eq!(h["hits"], 2, "{h}");
+    let name = &h["clients"][0]["names"][0];
+    assert_eq!(name["qname"], "app.cname-ok.test");
+    assert_eq!(name["via"], serde_json::json!(["www.example.test"]));
+    assert_eq!(name["outcomes"], serde_json::json!(["blocked"]));
+}
+
+/// Writes `list` with `names` and runs `c2sink hunt --format json` on `log`, which must find something.
+fn hunt_json(list: &std::path::Path, names: &str, log: &std::path::Path) -> serde_json::Value {
+    std::fs::write(list, names).unwrap();
     let (code, out, err) = run(&[
         "hunt",
         "--list",
         list.to_str().unwrap(),
         "--format",
         "json",
-        queries.to_str().unwrap(),
+        log.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
-    let h: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(h["hits"], 2, "{h}");
-    let name = &h["clients"][0]["names"][0];
-    assert_eq!(name["qname"], "app.cname-ok.test");
-    assert_eq!(name["via"], serde_json::json!(["www.example.test"]));
-    assert_eq!(name["outcomes"], serde_json::json!(["blocked"]));
+    serde_json::from_str(&out).unwrap()
 }
