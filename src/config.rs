@@ -265,10 +265,15 @@ impl std::str::FromStr for UpstreamSpec {
             if let Ok(a) = host.parse::<SocketAddr>() {
                 return Ok(a);
             }
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            bare.parse::<std::net::IpAddr>()
-                .map(|ip| SocketAddr::new(ip, default_port))
-                .map_err(|_| {
+            // "[v6]" with both brackets (as in "[v6]:port"), or an address without any.
+            let ip = match host.strip_prefix('[') {
+                Some(inner) => (inner.strip_suffix(']'))
+                    .and_then(|v6| v6.parse::<std::net::Ipv6Addr>().ok())
+                    .map(std::net::IpAddr::V6),
+                None => host.parse::<std::net::IpAddr>().ok(),
+            };
+            ip.map(|ip| SocketAddr::new(ip, default_port))
+                .ok_or_else(|| {
                     format!("\"{whole}\": \"{host}\" is not an IP address (names would need a resolver to find them)")
                 })
         }
@@ -2181,6 +2186,12 @@ servers = ["127.0.0.1:53"]
             "tls://9.9.9.9#not a name",
             "9.9.9.9:",
             "9.9.9.9:99999",
+            // brackets only in pairs, and only around an IPv6 address
+            "[::1",
+            "::1]",
+            "[127.0.0.1]]",
+            "[127.0.0.1]",
+            "tls://[::1#dns.example",
             "dns.quad9.net",
             "1.2.3",
         ] {
