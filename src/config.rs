@@ -1683,6 +1683,14 @@ impl Config {
     /// --explain` says it: answered by c2sink itself (a special-use or private zone, as the query path
     /// answers them), to a `[[forward]]` zone's servers (the most specific zone), or upstream.
     pub fn route_of(&self, name: &str) -> String {
+        // Answered before anything else on the query path, whatever the zones say.
+        if name == crate::health::NAME {
+            return format!(
+                "c2sink answers it itself (TXT \"{}\", NODATA for other types: the health-check name); \
+                 it never goes upstream",
+                crate::health::TEXT
+            );
+        }
         let forward = self
             .forward
             .iter()
@@ -2215,6 +2223,20 @@ servers = ["127.0.0.1:53"]
             e.contains("upstream.ca_file") && e.contains("/nonexistent/ca.pem"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn route_of_names_the_health_check_answer_not_the_invalid_zone() {
+        let cfg = parse(
+            "[server]\nlisten = [\"127.0.0.1:53\"]\n[upstream]\nservers = [\"127.0.0.1:5399\"]\n",
+        )
+        .unwrap();
+        // The query path answers it TXT "c2sink ok" (NOERROR), not NXDOMAIN as the rest of `.invalid`.
+        let health = cfg.route_of(crate::health::NAME);
+        assert!(health.contains("TXT \"c2sink ok\""), "{health}");
+        assert!(!health.contains("NXDOMAIN"), "{health}");
+        let other = cfg.route_of("x.c2sink.invalid");
+        assert!(other.contains("NXDOMAIN, local zone invalid"), "{other}");
     }
 
     #[test]
