@@ -1561,7 +1561,7 @@ impl Config {
                     "log.queries".into(),
                     format!("{} is a folder, not a file", f.display()),
                 );
-            } else if matches!(self.event_sink(), EventSink::File(e) if e == f) {
+            } else if matches!(self.event_sink(), EventSink::File(e) if same_file(&e, &f)) {
                 // Two writers rotating one file would each move the other's lines away.
                 p(
                     "log.queries".into(),

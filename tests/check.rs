@@ -659,3 +659,24 @@ fn check_warns_of_an_open_or_empty_allow_as_serve_does() {
     assert_eq!(code, 0);
     assert!(!out.contains("warning:"), "{out}");
 }
+
+/// `log.queries` naming `log.events`' file by another path (through a folder and `..`, a symlink) is the
+/// same file, which two writers would rotate under each other: refused as the same spelling is.
+#[test]
+fn the_query_log_is_not_the_event_log_by_another_path() {
+    let dir = common::TempDir::new("check-same-log");
+    std::fs::create_dir(dir.path().join("sub")).expect("folder");
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("here")).expect("symlink");
+    for queries in ["sub/../ev.jsonl", "here/ev.jsonl"] {
+        let cfg = dir.write(
+            "c2sink.toml",
+            &format!("{BASE}[log]\nevents = \"ev.jsonl\"\nqueries = \"{queries}\"\n"),
+        );
+        let (code, out, err) = common::run(&["check", "--config", cfg.to_str().expect("utf-8")]);
+        assert_eq!(code, 2, "{queries}: {out}{err}");
+        assert!(
+            err.contains("log.queries: ") && err.contains("is also log.events"),
+            "{queries}: {err}"
+        );
+    }
+}
