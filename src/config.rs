@@ -316,6 +316,11 @@ impl std::str::FromStr for UpstreamSpec {
             Err(format!(
                 "\"{s}\": unknown scheme; use IP:port, tls://IP#name or https://IP/dns-query#name"
             ))
+        } else if s.parse::<std::net::Ipv6Addr>().is_ok() {
+            // "2001:db8::1:53" reads as an address and as one with a port: the brackets must say which.
+            Err(format!(
+                "\"{s}\": write an IPv6 upstream in brackets, \"[{s}]\" for port 53 or \"[ADDRESS]:PORT\""
+            ))
         } else {
             // A bare address is plain DNS on port 53, as Unbound's forward-addr and dnsmasq's server= take it.
             addr(s, 53, s).map(UpstreamSpec::Plain).map_err(|_| {
@@ -1039,7 +1044,7 @@ impl Config {
         let mut out = self.ipv6_only_wildcards();
         let s = &self.sinkhole;
         let used = s.mode == SinkholeMode::Address
-            || self.trap.is_some()
+            || self.trap.as_ref().is_some_and(|t| t.listen.is_empty())
             || (self.blocklists.iter()).any(|l| l.action == Some(SinkholeMode::Address));
         if (s.ipv4.is_some() || s.ipv6.is_some()) && !used {
             out.push(format!(
@@ -2142,7 +2147,10 @@ servers = ["127.0.0.1:53"]
         assert_eq!(u("9.9.9.9:53"), Ok(UpstreamSpec::Plain(a("9.9.9.9:53"))));
         // a bare address is plain DNS on port 53
         assert_eq!(u("9.9.9.9"), Ok(UpstreamSpec::Plain(a("9.9.9.9:53"))));
-        assert_eq!(u("::1"), Ok(UpstreamSpec::Plain(a("[::1]:53"))));
+        // unbracketed IPv6 is ambiguous ("::1:53": an address, or ::1 on port 53?): refused with the fix
+        let e = u("::1:5353").unwrap_err();
+        assert!(e.contains("write an IPv6 upstream in brackets"), "{e}");
+        assert!(u("2620:fe::fe").is_err());
         assert_eq!(u("[::1]"), Ok(UpstreamSpec::Plain(a("[::1]:53"))));
         assert_eq!(u("[::1]:5353"), Ok(UpstreamSpec::Plain(a("[::1]:5353"))));
         let quad9 = |addr: &str| UpstreamSpec::Tls {
@@ -2249,6 +2257,10 @@ servers = ["127.0.0.1:53"]
         assert!(unused[0].contains("mode is \"null\""), "{unused:?}");
         assert!(notes("[sinkhole]\nmode = \"address\"\nipv4 = \"10.0.0.5\"\n").is_empty());
         assert!(notes("[sinkhole]\nmode = \"nxdomain\"\n").is_empty());
+        // the sinkhole host listens on them, unless it has addresses of its own
+        let trap = "[sinkhole]\nipv4 = \"127.0.0.1\"\n[trap]\nports = [0]\n";
+        assert!(notes(trap).is_empty());
+        assert_eq!(notes(&format!("{trap}listen = [\"127.0.0.2\"]\n")).len(), 1);
         // a list answering with the server-wide address uses it
         let by_list = format!(
             "[sinkhole]\nipv6 = \"fd00::5\"\n[[blocklists]]\nname = \"a\"\npath = \"{}/blocklists/3cx.txt\"\n\

@@ -391,7 +391,7 @@ fn explain_names_list_rule_and_line() {
 #[test]
 fn a_bare_upstream_address_means_port_53() {
     let (code, out, err) = check(
-        "[server]\nlisten = [\"127.0.0.1:5353\"]\n[upstream]\nservers = [\"127.0.0.1\", \"::1\"]\n",
+        "[server]\nlisten = [\"127.0.0.1:5353\"]\n[upstream]\nservers = [\"127.0.0.1\", \"[::1]\"]\n",
         &[],
         &[],
     );
