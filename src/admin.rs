@@ -169,8 +169,9 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
         buf.extend_from_slice(&chunk[..n]);
         // Where the head ends (after its blank line), if it has: a head past MAX_HEAD is refused even when
         // its end came in the same read.
-        let end = (buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4))
-            .or_else(|| buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2));
+        let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+        let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+        let end = crlf.into_iter().chain(lf).min();
         match end {
             Some(end) if end <= MAX_HEAD => {
                 let line = buf.split(|&b| b == b'\n').next().unwrap_or(&[]);

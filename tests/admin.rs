@@ -175,8 +175,8 @@ fn readyz_follows_the_upstream_and_healthz_does_not() {
     assert_eq!(http_get(stuck_admin, "/nope").0, 404);
 }
 
-/// A request head is read up to 8 KiB (README): one just within is served, one just past is answered 431,
-/// even when all of it, blank line included, comes in one write.
+/// A request head is read up to 8 KiB (README), to its first blank line: one just within is served, one just
+/// past is answered 431, even when all of it, blank line included, comes in one write.
 #[test]
 fn a_request_head_past_8_kib_is_refused_even_in_one_write() {
     use std::io::{Read, Write};
@@ -201,6 +201,20 @@ fn a_request_head_past_8_kib_is_refused_even_in_one_write() {
     assert_eq!(status_for(8192), "200");
     assert_eq!(status_for(8193), "431");
     assert_eq!(status_for(9000), "431");
+    // The head ends at its first blank line: a bare-LF one within 8 KiB, read together with a CRLF one
+    // past it (the bytes after the head are the body's), is a head within bounds.
+    let mut s = std::net::TcpStream::connect(admin).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let start = "GET /healthz HTTP/1.1\nX-Pad: ";
+    s.write_all(format!("{start}{}", "a".repeat(8000 - start.len())).as_bytes())
+        .expect("send");
+    std::thread::sleep(Duration::from_millis(200)); // the server has read those 8,000 bytes
+    s.write_all(format!("{}\n\n{}\r\n\r\n", "a".repeat(98), "b".repeat(90)).as_bytes())
+        .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    assert_eq!(out.split_whitespace().nth(1), Some("200"), "{out}");
 }
 
 #[test]
