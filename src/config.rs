@@ -708,17 +708,18 @@ pub struct LogConfig {
     pub coalesce: String,
     /// At most this many of a sender's names under one rule get lines of their own per `coalesce` window;
     /// the rest become one line with `"fold":"names"` (0: no cap), so random labels cannot fill the disk.
-    #[serde(default = "default_coalesce_names")]
-    pub coalesce_names: usize,
+    /// Unset: 100 ([`LogConfig::names_cap`]); kept apart from the default so that a set value with
+    /// `coalesce` off can be pointed out.
+    #[serde(default)]
+    pub coalesce_names: Option<usize>,
 }
 
 fn default_coalesce() -> String {
     "1s".to_string()
 }
 
-fn default_coalesce_names() -> usize {
-    100
-}
+/// `[log] coalesce_names` when unset.
+const DEFAULT_COALESCE_NAMES: usize = 100;
 
 /// Longest `coalesce` window: a beacon slower than this must keep a line per query.
 const MAX_COALESCE: Duration = Duration::from_secs(60);
@@ -735,6 +736,11 @@ fn default_level() -> String {
 }
 
 impl LogConfig {
+    /// The names cap per sender, rule and window (`coalesce_names`, 100 when unset).
+    pub fn names_cap(&self) -> usize {
+        self.coalesce_names.unwrap_or(DEFAULT_COALESCE_NAMES)
+    }
+
     /// The window repeated block events are folded over; `None` for "0s" (every query gets its line).
     pub fn coalesce_window(&self) -> Result<Option<Duration>, String> {
         match humantime::parse_duration(self.coalesce.trim()) {
@@ -814,7 +820,7 @@ impl Default for LogConfig {
             syslog: None,
             queries: None,
             coalesce: default_coalesce(),
-            coalesce_names: default_coalesce_names(),
+            coalesce_names: None,
         }
     }
 }
@@ -1046,6 +1052,13 @@ impl Config {
         let used = s.mode == SinkholeMode::Address
             || self.trap.as_ref().is_some_and(|t| t.listen.is_empty())
             || (self.blocklists.iter()).any(|l| l.action == Some(SinkholeMode::Address));
+        if self.log.coalesce_names.is_some() && self.log.coalesce_window() == Ok(None) {
+            out.push(
+                "log.coalesce_names is set but log.coalesce is off (\"0s\"): every blocked query gets a \
+                 line of its own, so the cap has nothing to fold"
+                    .to_string(),
+            );
+        }
         if (s.ipv4.is_some() || s.ipv6.is_some()) && !used {
             out.push(format!(
                 "sinkhole.ipv4/ipv6 are set but no answer uses them: [sinkhole] mode is \"{}\"; set \
@@ -2245,6 +2258,22 @@ servers = ["127.0.0.1:53"]
         assert!(!health.contains("NXDOMAIN"), "{health}");
         let other = cfg.route_of("x.c2sink.invalid");
         assert!(other.contains("NXDOMAIN, local zone invalid"), "{other}");
+    }
+
+    #[test]
+    fn a_names_cap_with_coalescing_off_is_pointed_out() {
+        let base = "[server]\nlisten = [\"127.0.0.1:53\"]\n[upstream]\nservers = [\"127.0.0.1:5399\"]\n[log]\n";
+        let notes = |tail: &str| parse(&format!("{base}{tail}")).unwrap().notes();
+        let off = notes("coalesce = \"0s\"\ncoalesce_names = 5\n");
+        assert_eq!(off.len(), 1, "{off:?}");
+        assert!(
+            off[0].contains("log.coalesce_names is set but log.coalesce is off"),
+            "{off:?}"
+        );
+        assert!(notes("coalesce = \"0s\"\n").is_empty());
+        assert!(notes("coalesce_names = 5\n").is_empty());
+        let cfg = parse(&format!("{base}coalesce = \"5s\"\n")).unwrap();
+        assert_eq!(cfg.log.names_cap(), 100);
     }
 
     #[test]

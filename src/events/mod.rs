@@ -770,7 +770,7 @@ impl Events {
             .log
             .coalesce_window()
             .map_err(anyhow::Error::msg)?
-            .map(|w| Arc::new(Mutex::new(Repeats::new(w, cfg.log.coalesce_names))));
+            .map(|w| Arc::new(Mutex::new(Repeats::new(w, cfg.log.names_cap()))));
         let sweep = repeats
             .clone()
             .map(|r| -> Sweep<Event> { Box::new(move |now, all| lock_repeats(&r).due(now, all)) });
