@@ -265,11 +265,18 @@ impl std::str::FromStr for UpstreamSpec {
             if let Ok(a) = host.parse::<SocketAddr>() {
                 return Ok(a);
             }
-            // "[v6]" with both brackets (as in "[v6]:port"), or an address without any.
+            // "[v6]" with both brackets (as in "[v6]:port"), or an IPv4 address without any: unbracketed
+            // IPv6 cannot say whether its last group is a port ("::1:853"), whatever the scheme.
             let ip = match host.strip_prefix('[') {
                 Some(inner) => (inner.strip_suffix(']'))
                     .and_then(|v6| v6.parse::<std::net::Ipv6Addr>().ok())
                     .map(std::net::IpAddr::V6),
+                None if host.parse::<std::net::Ipv6Addr>().is_ok() => {
+                    return Err(format!(
+                        "\"{whole}\": write an IPv6 address in brackets, \"[{host}]\" for port {default_port} \
+                         or \"[ADDRESS]:PORT\""
+                    ));
+                }
                 None => host.parse::<std::net::IpAddr>().ok(),
             };
             ip.map(|ip| SocketAddr::new(ip, default_port))
@@ -2164,6 +2171,17 @@ servers = ["127.0.0.1:53"]
         let e = u("::1:5353").unwrap_err();
         assert!(e.contains("write an IPv6 upstream in brackets"), "{e}");
         assert!(u("2620:fe::fe").is_err());
+        // so over TLS and HTTPS: "tls://::1:853" is not ::1:853 on port 853
+        for bare in [
+            "tls://::1:853",
+            "tls://2620:fe::fe:853#dns.quad9.net",
+            "tls://2620:fe::fe#dns.quad9.net",
+            "https://::1:8443/dns-query#x.test",
+            "https://2620:fe::fe#dns.quad9.net",
+        ] {
+            let e = u(bare).unwrap_err();
+            assert!(e.contains("in brackets"), "{bare}: {e}");
+        }
         assert_eq!(u("[::1]"), Ok(UpstreamSpec::Plain(a("[::1]:53"))));
         assert_eq!(u("[::1]:5353"), Ok(UpstreamSpec::Plain(a("[::1]:5353"))));
         let quad9 = |addr: &str| UpstreamSpec::Tls {
