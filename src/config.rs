@@ -1599,8 +1599,8 @@ impl Config {
         }
         // Lines appended to the config or a list (and rotation moving it away) leave a config that no longer
         // parses, at the next reload and start, and a list of JSON lines; a feed's download replaces the file.
+        let inputs = self.inputs();
         for (key, out) in self.written_files() {
-            let inputs = self.inputs();
             if let Some((what, _)) = inputs.iter().find(|(k, i)| *k != key && same_file(i, &out)) {
                 p(
                     key,

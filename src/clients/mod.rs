@@ -292,7 +292,7 @@ pub fn check_sources(cfg: &Config) -> Vec<String> {
             Ok(t) => out.push(format!(
                 "clients: {}: {}",
                 p.display(),
-                neighbours(arp::parse(&t).len())
+                counted(arp::parse(&t).len(), "neighbour")
             )),
             Err(e) => out.push(format!("clients: warning: {}: {e}", p.display())),
         }
@@ -301,7 +301,7 @@ pub fn check_sources(cfg: &Config) -> Vec<String> {
         match ndp::dump() {
             Ok(n) => out.push(format!(
                 "clients: IPv6 neighbour table: {}",
-                neighbours(n.len())
+                counted(n.len(), "neighbour")
             )),
             Err(e) => out.push(format!(
                 "clients: warning: IPv6 neighbour table (netlink): {e}"
@@ -330,16 +330,17 @@ pub fn check_sources(cfg: &Config) -> Vec<String> {
         }
     }
     if !c.names.is_empty() {
-        let n = c.names.len();
-        let s = if n == 1 { "" } else { "s" };
-        out.push(format!("clients: {n} static name{s}"));
+        out.push(format!(
+            "clients: {}",
+            counted(c.names.len(), "static name")
+        ));
     }
     out
 }
 
 /// "1 neighbour", "2 neighbours".
-fn neighbours(n: usize) -> String {
-    format!("{n} neighbour{}", if n == 1 { "" } else { "s" })
+fn counted(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 /// File identity used to notice a change without reading the file.
